@@ -1,0 +1,89 @@
+import { z } from 'zod';
+import { ErrorCode, PipelineError } from './errors.ts';
+
+/**
+ * Variables every service reads (contract.md, "Configuration"). Each service extends this with
+ * its own, then calls `loadConfig` once at start: a bad value stops start-up with one line
+ * naming the variable.
+ */
+const brokerList = z
+  .string()
+  .min(1)
+  .transform((value) => value.split(',').map((broker) => broker.trim()))
+  .pipe(z.array(z.string().regex(/^[^:\s]+:\d+$/, 'expected host:port[,host:port...]')).min(1));
+
+const secretsKey = z
+  .string()
+  .transform((value) => Buffer.from(value, 'base64'))
+  .refine((key) => key.length === 32, 'must be 32 bytes, base64-encoded (openssl rand -base64 32)');
+
+export const commonEnv = {
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  KAFKA_BROKERS: brokerList.default(['127.0.0.1:9092']),
+  KAFKA_TOPIC_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]*$/, 'only letters, digits, ".", "_" and "-"')
+    .default(''),
+  SCHEMA_REGISTRY_URL: z.url().default('http://127.0.0.1:8081/apis/ccompat/v7'),
+  REDIS_URL: z.url().default('redis://127.0.0.1:6379'),
+  /** Not in the contract's table: prefixes every Redis key, so runs and deployments can share a Redis. */
+  REDIS_KEY_PREFIX: z.string().default('hubspot-opencx:'),
+  HUBSPOT_API_BASE_URL: z.url().default('https://api.hubapi.com'),
+  OPENCX_API_BASE_URL: z.url().default('https://api.open.cx'),
+  SECRETS_KEY: secretsKey.optional(),
+  METRICS_PORT: z.coerce.number().int().min(0).max(65535),
+};
+
+export type ConfigSource = Readonly<Record<string, string | undefined>>;
+
+/**
+ * Parses only the variables the schema names (the environment holds many others), empty strings
+ * counting as unset, and freezes the result.
+ */
+export const loadConfig = <S extends z.ZodRawShape>(
+  shape: S,
+  source: ConfigSource,
+): Readonly<z.infer<z.ZodObject<S>>> => {
+  const picked: Record<string, string> = {};
+  for (const name of Object.keys(shape)) {
+    const value = source[name];
+    if (value !== undefined && value !== '') picked[name] = value;
+  }
+  const result = z.strictObject(shape).safeParse(picked);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    const name = issue?.path.join('.') ?? '?';
+    const given = picked[name];
+    throw new PipelineError(
+      ErrorCode.config,
+      `invalid configuration: ${name} ${given === undefined ? 'is missing' : `= ${JSON.stringify(redact(name, given))}`}: ${issue?.message ?? 'invalid'}`,
+      { retriable: false },
+    );
+  }
+  return Object.freeze(result.data);
+};
+
+const redact = (name: string, value: string): string =>
+  /SECRET|TOKEN|KEY|PASSWORD/i.test(name) ? `<${value.length} characters>` : value;
+
+/**
+ * A well-known key for local development only, so that `npm start` works without set-up.
+ * Production refuses to start without SECRETS_KEY (contract.md).
+ */
+const DEVELOPMENT_SECRETS_KEY = Buffer.alloc(32, 'hubspot-opencx-development-key!!');
+
+export const resolveSecretsKey = (config: {
+  NODE_ENV: string;
+  SECRETS_KEY?: Buffer | undefined;
+}): { key: Buffer; insecure: boolean } => {
+  if (config.SECRETS_KEY) return { key: config.SECRETS_KEY, insecure: false };
+  if (config.NODE_ENV === 'production') {
+    throw new PipelineError(
+      ErrorCode.config,
+      'invalid configuration: SECRETS_KEY is missing: production needs a 32-byte base64 key (openssl rand -base64 32)',
+      { retriable: false },
+    );
+  }
+  return { key: DEVELOPMENT_SECRETS_KEY, insecure: true };
+};

@@ -1,0 +1,40 @@
+/**
+ * One error base for the whole pipeline. `retriable` tells the consumer loop whether trying the
+ * same work again can succeed (network, 5xx, 429) or whether the input itself is at fault.
+ */
+export const ErrorCode = {
+  config: 'CONFIG_INVALID',
+  kafkaUnavailable: 'KAFKA_UNAVAILABLE',
+  upstreamUnavailable: 'UPSTREAM_UNAVAILABLE',
+  upstreamRateLimited: 'UPSTREAM_RATE_LIMITED',
+  upstreamRejected: 'UPSTREAM_REJECTED',
+  upstreamUnauthorized: 'UPSTREAM_UNAUTHORIZED',
+  undecodable: 'UNDECODABLE_PAYLOAD',
+  secrets: 'SECRETS',
+  dedupInFlight: 'DEDUP_IN_FLIGHT',
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+export class PipelineError extends Error {
+  readonly code: ErrorCode;
+  readonly retriable: boolean;
+  /** For rate limits: how long the upstream asked us to wait. */
+  readonly retryAfterMs: number | undefined;
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options: { retriable: boolean; cause?: unknown; retryAfterMs?: number },
+  ) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'PipelineError';
+    this.code = code;
+    this.retriable = options.retriable;
+    this.retryAfterMs = options.retryAfterMs;
+  }
+}
+
+export const isRetriable = (error: unknown): boolean => error instanceof PipelineError && error.retriable;
+
+export const describeError = (error: unknown): string =>
+  error instanceof Error ? `${error.name}: ${error.message}` : String(error);

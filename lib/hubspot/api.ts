@@ -1,0 +1,100 @@
+import { Client } from '@hubspot/api-client';
+import type { z } from 'zod';
+import { ErrorCode, PipelineError } from '../errors.ts';
+import { HubSpotMessage, HubSpotNote, HubSpotThread, type OutgoingMessage } from './messages.ts';
+
+/** What the pipeline asks of HubSpot for one portal. */
+export type HubSpotApi = {
+  readonly getMessage: (threadId: string, messageId: string) => Promise<HubSpotMessage>;
+  readonly getThread: (threadId: string) => Promise<HubSpotThread>;
+  readonly getNote: (noteId: string) => Promise<HubSpotNote>;
+  readonly postMessage: (threadId: string, message: OutgoingMessage) => Promise<{ id: string }>;
+};
+
+export type HubSpotApiOptions = {
+  readonly baseUrl: string;
+  readonly accessToken: string;
+  readonly timeoutMs: number;
+  /** Called before every request: per-portal rate limiting, shared across replicas. */
+  readonly beforeRequest?: () => Promise<void>;
+};
+
+const withTimeout = async <T>(work: Promise<T>, ms: number, what: string): Promise<T> => {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      work,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new PipelineError(ErrorCode.upstreamUnavailable, `${what}: no answer within ${ms} ms`, { retriable: true })), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+};
+
+/**
+ * Turns a HubSpot answer into a value or a classified error. `client.apiRequest` neither throws
+ * nor retries on non-2xx, so every status is handled here: 429 and 5xx are retriable (429 with
+ * HubSpot's interval as the wait), 401 means the token is gone, other 4xx are the input's fault.
+ */
+export const classifyHubSpotResponse = async (response: Response, what: string): Promise<unknown> => {
+  if (response.ok) return response.status === 204 ? undefined : response.json();
+  const body = await response.text().catch(() => '');
+  if (response.status === 429) {
+    const daily = body.includes('"DAILY"');
+    const interval = Number(response.headers.get('x-hubspot-ratelimit-interval-milliseconds') ?? '');
+    const retryAfter = Number(response.headers.get('retry-after') ?? '');
+    const retryAfterMs = daily ? 60 * 60 * 1000 : Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter * 1000 : Number.isFinite(interval) && interval > 0 ? Math.min(interval, 10000) : 1000;
+    return Promise.reject(
+      new PipelineError(ErrorCode.upstreamRateLimited, `${what}: HubSpot rate limit (${daily ? 'DAILY' : 'TEN_SECONDLY_ROLLING'})`, { retriable: true, retryAfterMs }),
+    );
+  }
+  if (response.status >= 500) {
+    return Promise.reject(new PipelineError(ErrorCode.upstreamUnavailable, `${what}: HubSpot answered ${response.status}`, { retriable: true }));
+  }
+  if (response.status === 401) {
+    return Promise.reject(
+      new PipelineError(ErrorCode.upstreamUnauthorized, `${what}: HubSpot rejected the access token (401): reconnect the HubSpot app`, { retriable: false }),
+    );
+  }
+  return Promise.reject(
+    new PipelineError(ErrorCode.upstreamRejected, `${what}: HubSpot answered ${response.status}: ${body.slice(0, 300)}`, { retriable: false }),
+  );
+};
+
+export const createHubSpotApi = (options: HubSpotApiOptions): HubSpotApi => {
+  // Retries and the limiter stay off: the SDK keeps them on a process-wide singleton that every
+  // new Client overwrites, so with many portals in one process they are done here instead.
+  const client = new Client({ accessToken: options.accessToken, basePath: options.baseUrl.replace(/\/$/, ''), numberOfApiCallRetries: 0 });
+
+  const call = async <S extends z.ZodType>(what: string, schema: S, method: string, path: string, body?: unknown): Promise<z.infer<S>> => {
+    await options.beforeRequest?.();
+    let response: Response;
+    try {
+      response = await withTimeout(client.apiRequest({ method, path, ...(body === undefined ? {} : { body }) }), options.timeoutMs, what);
+    } catch (error) {
+      if (error instanceof PipelineError) throw error;
+      throw new PipelineError(ErrorCode.upstreamUnavailable, `${what}: HubSpot unreachable: ${String(error)}`, { retriable: true, cause: error });
+    }
+    const json = await classifyHubSpotResponse(response, what);
+    const parsed = schema.safeParse(json);
+    if (!parsed.success) {
+      throw new PipelineError(ErrorCode.upstreamRejected, `${what}: unexpected HubSpot answer: ${parsed.error.issues[0]?.message ?? ''}`, { retriable: false });
+    }
+    return parsed.data;
+  };
+
+  const threads = '/conversations/v3/conversations/threads';
+  const enc = encodeURIComponent;
+  return {
+    getMessage: (threadId, messageId) => call(`GET message ${messageId}`, HubSpotMessage, 'GET', `${threads}/${enc(threadId)}/messages/${enc(messageId)}`),
+    getThread: (threadId) => call(`GET thread ${threadId}`, HubSpotThread, 'GET', `${threads}/${enc(threadId)}?association=TICKET`),
+    getNote: (noteId) =>
+      call(`GET note ${noteId}`, HubSpotNote, 'GET', `/crm/v3/objects/notes/${enc(noteId)}?properties=hs_note_body,hs_timestamp,hubspot_owner_id&associations=tickets`),
+    postMessage: async (threadId, message) => {
+      const posted = await call(`POST message on thread ${threadId}`, HubSpotMessage, 'POST', `${threads}/${enc(threadId)}/messages`, message);
+      return { id: posted.id };
+    },
+  };
+};

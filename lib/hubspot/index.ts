@@ -1,0 +1,2 @@
+export { createHubSpotApi, classifyHubSpotResponse, type HubSpotApi, type HubSpotApiOptions } from './api.ts';
+export { HubSpotMessage, HubSpotThread, HubSpotNote, type OutgoingMessage } from './messages.ts';

@@ -1,0 +1,77 @@
+import { Kafka, logLevel, type Admin, type ITopicConfig, type Producer } from 'kafkajs';
+import type { Logger } from '../log.ts';
+import type { TopicSpec } from './topics.ts';
+
+export type KafkaOptions = {
+  readonly clientId: string;
+  readonly brokers: readonly string[];
+  readonly logger: Logger;
+  /** Broker default when unset (-1); 1 on a single-node cluster. */
+  readonly replicationFactor?: number;
+  readonly partitions?: number;
+};
+
+const levelNames: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
+  [logLevel.ERROR]: 'error',
+  [logLevel.WARN]: 'warn',
+  [logLevel.INFO]: 'info',
+  [logLevel.DEBUG]: 'debug',
+};
+
+export const createKafka = (options: KafkaOptions): Kafka =>
+  new Kafka({
+    clientId: options.clientId,
+    brokers: [...options.brokers],
+    connectionTimeout: 3000,
+    requestTimeout: 10000,
+    retry: { initialRetryTime: 100, retries: 5, maxRetryTime: 3000 },
+    logLevel: logLevel.WARN,
+    logCreator:
+      () =>
+      ({ level, log }) => {
+        const { message, ...extra } = log;
+        options.logger[levelNames[level] ?? 'info']({ kafka: extra }, `kafkajs: ${message}`);
+      },
+  });
+
+/** Creates the topics that do not exist yet; existing ones are left as they are. */
+export const ensureTopics = async (
+  admin: Admin,
+  specs: readonly TopicSpec[],
+  defaults: { partitions?: number; replicationFactor?: number },
+): Promise<void> => {
+  const existing = new Set(await admin.listTopics());
+  const missing: ITopicConfig[] = specs
+    .filter((spec) => !existing.has(spec.name))
+    .map((spec) => ({
+      topic: spec.name,
+      numPartitions: spec.partitions ?? defaults.partitions ?? -1,
+      replicationFactor: defaults.replicationFactor ?? -1,
+      configEntries: spec.compacted
+        ? [
+            { name: 'cleanup.policy', value: 'compact' },
+            { name: 'min.compaction.lag.ms', value: '60000' },
+          ]
+        : [],
+    }));
+  if (missing.length === 0) return;
+  try {
+    await admin.createTopics({ topics: missing, waitForLeaders: true });
+  } catch (error) {
+    // Another replica may have created them between our list and create: fine if they exist now.
+    const now = new Set(await admin.listTopics());
+    if (!missing.every((topic) => now.has(topic.topic))) throw error;
+  }
+};
+
+/**
+ * Idempotent producer, acks from all in-sync replicas: a send that resolves is durable and not
+ * duplicated by the producer's own retries.
+ */
+export const createDurableProducer = (kafka: Kafka): Producer =>
+  kafka.producer({
+    idempotent: true,
+    maxInFlightRequests: 1,
+    allowAutoTopicCreation: false,
+    retry: { initialRetryTime: 100, retries: 5, maxRetryTime: 3000 },
+  });

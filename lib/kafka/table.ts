@@ -1,0 +1,120 @@
+import { randomUUID } from 'node:crypto';
+import type { Admin, Consumer, Kafka } from 'kafkajs';
+import type { Logger } from '../log.ts';
+
+export type TableEntry<V> = { readonly key: string; readonly value: V | undefined; readonly offset: string };
+
+/**
+ * A compacted topic materialised in memory, read whole by every replica and followed live.
+ * Each instance consumes with a group of its own (kafkajs has no assign()), from the beginning.
+ * `ready` resolves once the table holds everything that was on the topic when it started.
+ */
+export class KafkaTable<V> {
+  readonly #kafka: Kafka;
+  readonly #topic: string;
+  readonly #decode: (raw: Buffer) => V;
+  readonly #logger: Logger;
+  readonly #groupId: string;
+  readonly #rows = new Map<string, V>();
+  readonly #listeners: ((entry: TableEntry<V>) => void)[] = [];
+  #consumer: Consumer | undefined;
+  #admin: Admin | undefined;
+
+  constructor(options: {
+    kafka: Kafka;
+    topic: string;
+    groupPrefix: string;
+    decode: (raw: Buffer) => V;
+    logger: Logger;
+  }) {
+    this.#kafka = options.kafka;
+    this.#topic = options.topic;
+    this.#decode = options.decode;
+    this.#logger = options.logger;
+    this.#groupId = `${options.groupPrefix}table.${options.topic}.${randomUUID()}`;
+  }
+
+  get(key: string): V | undefined {
+    return this.#rows.get(key);
+  }
+
+  values(): IterableIterator<V> {
+    return this.#rows.values();
+  }
+
+  onChange(listener: (entry: TableEntry<V>) => void): void {
+    this.#listeners.push(listener);
+  }
+
+  /** Applies a write this process made, before the topic brings it back: read-your-writes. */
+  applyLocal(key: string, value: V | undefined): void {
+    this.#apply({ key, value, offset: '-1' });
+  }
+
+  async start(timeoutMs = 60000): Promise<void> {
+    const admin = this.#kafka.admin();
+    this.#admin = admin;
+    await admin.connect();
+    const ends = await admin.fetchTopicOffsets(this.#topic);
+    const remaining = new Map<number, bigint>();
+    for (const { partition, high, low } of ends) {
+      if (BigInt(high) > BigInt(low)) remaining.set(partition, BigInt(high) - 1n);
+    }
+
+    let markReady = (): void => undefined;
+    const caughtUp = new Promise<void>((resolve) => {
+      markReady = resolve;
+    });
+    if (remaining.size === 0) markReady();
+
+    const consumer = this.#kafka.consumer({ groupId: this.#groupId, allowAutoTopicCreation: false });
+    this.#consumer = consumer;
+    await consumer.connect();
+    await consumer.subscribe({ topic: this.#topic, fromBeginning: true });
+    await consumer.run({
+      autoCommit: false,
+      eachMessage: async ({ message, partition }) => {
+        const key = message.key?.toString('utf8');
+        if (key !== undefined) {
+          try {
+            const value = message.value === null ? undefined : this.#decode(message.value);
+            this.#apply({ key, value, offset: message.offset });
+          } catch (error) {
+            this.#logger.error({ err: error, topic: this.#topic, key, offset: message.offset }, 'skipping an undecodable table record');
+          }
+        }
+        const last = remaining.get(partition);
+        if (last !== undefined && BigInt(message.offset) >= last) {
+          remaining.delete(partition);
+          if (remaining.size === 0) markReady();
+        }
+      },
+    });
+
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`${this.#topic}: not caught up within ${timeoutMs} ms; is Kafka reachable?`)),
+        timeoutMs,
+      );
+    });
+    try {
+      await Promise.race([caughtUp, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async stop(): Promise<void> {
+    await this.#consumer?.disconnect();
+    // The group was ours alone: remove it rather than leave it to expire.
+    await this.#admin?.deleteGroups([this.#groupId]).catch(() => undefined);
+    await this.#admin?.disconnect();
+  }
+
+  #apply(entry: TableEntry<V>): void {
+    if (entry.value === undefined) this.#rows.delete(entry.key);
+    else this.#rows.set(entry.key, entry.value);
+    for (const listener of this.#listeners) listener(entry);
+  }
+}

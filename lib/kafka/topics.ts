@@ -1,0 +1,34 @@
+/**
+ * Every topic the pipeline uses. Names get KAFKA_TOPIC_PREFIX so deployments and test runs can
+ * share a cluster.
+ */
+export type TopicSpec = {
+  readonly name: string;
+  readonly compacted: boolean;
+  /** Compacted state topics are read whole by every replica: one partition keeps that simple. */
+  readonly partitions?: number;
+};
+
+export type Topics = {
+  /** Raw HubSpot webhook events, keyed by organisation (or `portal:<id>` when unrouted). */
+  readonly rawEvents: TopicSpec;
+  /** customer-message, rep-reply, handoff, ticket-field-changed, note-mirrored; keyed by conversation. */
+  readonly domainEvents: TopicSpec;
+  /** ai-reply events (OpenCX → HubSpot), keyed by conversation. */
+  readonly aiReplies: TopicSpec;
+  /** Organisation configuration, one record per organisation. */
+  readonly orgs: TopicSpec;
+  /** HubSpot thread/ticket ↔ OpenCX session links and handoff state. */
+  readonly sessionLinks: TopicSpec;
+  /** Events that could not be applied, with the reason and attempts. */
+  readonly deadLetters: TopicSpec;
+};
+
+export const topicsFor = (prefix: string): Topics => ({
+  rawEvents: { name: `${prefix}hubspot.webhook-events`, compacted: false },
+  domainEvents: { name: `${prefix}pipeline.domain-events`, compacted: false },
+  aiReplies: { name: `${prefix}pipeline.ai-replies`, compacted: false },
+  orgs: { name: `${prefix}pipeline.orgs`, compacted: true, partitions: 1 },
+  sessionLinks: { name: `${prefix}pipeline.session-links`, compacted: true, partitions: 1 },
+  deadLetters: { name: `${prefix}pipeline.dead-letters`, compacted: false },
+});

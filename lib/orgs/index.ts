@@ -1,0 +1,3 @@
+export { OrgDirectory } from './directory.ts';
+export { OrgInput, StoredOrg, publicView, hashWebhookToken, type Org } from './model.ts';
+export { createSecretBox, type SecretBox, type SealedSecret } from './secrets.ts';

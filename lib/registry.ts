@@ -1,0 +1,91 @@
+import { readFile, readdir } from 'node:fs/promises';
+import { SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
+import { ErrorCode, PipelineError } from './errors.ts';
+import { avroRecordName, type PipelineEvent, type PipelineEventType } from './domain-events.ts';
+
+const schemasDir = new URL('../schemas/', import.meta.url);
+
+export type AvroSchemaFile = { readonly file: string; readonly name: string; readonly text: string };
+
+export const readAvroSchemas = async (): Promise<AvroSchemaFile[]> => {
+  const files = (await readdir(schemasDir)).filter((file) => file.endsWith('.avsc')).sort();
+  return Promise.all(
+    files.map(async (file) => {
+      const text = await readFile(new URL(file, schemasDir), 'utf8');
+      const parsed = JSON.parse(text) as { name: string; namespace: string };
+      return { file, name: `${parsed.namespace}.${parsed.name}`, text };
+    }),
+  );
+};
+
+const typeByRecordName = new Map<string, PipelineEventType>(
+  Object.entries(avroRecordName).map(([type, name]) => [name, type as PipelineEventType]),
+);
+
+/**
+ * Avro encoding through a Confluent-compatible registry. Every schema in schemas/ is registered
+ * at start under `<topic prefix><record full name>` (record-name strategy: one topic carries
+ * several event types); a record's type is read back from its schema id.
+ */
+export class AvroCodec {
+  readonly #registry: SchemaRegistry;
+  readonly #subjectPrefix: string;
+  readonly #idByName = new Map<string, number>();
+  readonly #nameById = new Map<number, string>();
+
+  constructor(options: { url: string; subjectPrefix: string }) {
+    this.#registry = new SchemaRegistry({ host: options.url, retry: { retries: 3 } });
+    this.#subjectPrefix = options.subjectPrefix;
+  }
+
+  async registerAll(): Promise<void> {
+    for (const schema of await readAvroSchemas()) {
+      const { id } = await this.#registry.register(
+        { type: SchemaType.AVRO, schema: schema.text },
+        { subject: `${this.#subjectPrefix}${schema.name}` },
+      );
+      this.#idByName.set(schema.name, id);
+      this.#nameById.set(id, schema.name);
+    }
+  }
+
+  async encodeRecord(recordName: string, payload: object): Promise<Buffer> {
+    const id = this.#idByName.get(recordName);
+    if (id === undefined) throw new Error(`schema ${recordName} is not registered: call registerAll() first`);
+    return this.#registry.encode(id, payload);
+  }
+
+  async encodeEvent(event: PipelineEvent): Promise<Buffer> {
+    const { type, ...record } = event;
+    return this.encodeRecord(avroRecordName[type], record);
+  }
+
+  /** Decodes any record of ours; throws a non-retriable `undecodable` error otherwise. */
+  async decodeRecord(buffer: Buffer): Promise<{ recordName: string; record: Record<string, unknown> }> {
+    try {
+      if (buffer.length < 5 || buffer[0] !== 0) throw new Error('no Confluent magic byte');
+      const id = buffer.readInt32BE(1);
+      let recordName = this.#nameById.get(id);
+      if (recordName === undefined) {
+        const schema = (await this.#registry.getSchema(id)) as { name?: string };
+        recordName = schema.name ?? `schema-${id}`;
+        this.#nameById.set(id, recordName);
+      }
+      return { recordName, record: (await this.#registry.decode(buffer)) as Record<string, unknown> };
+    } catch (error) {
+      throw new PipelineError(ErrorCode.undecodable, `cannot decode an Avro record: ${String(error)}`, {
+        retriable: false,
+        cause: error,
+      });
+    }
+  }
+
+  async decodeEvent(buffer: Buffer): Promise<PipelineEvent> {
+    const { recordName, record } = await this.decodeRecord(buffer);
+    const type = typeByRecordName.get(recordName);
+    if (type === undefined) {
+      throw new PipelineError(ErrorCode.undecodable, `record ${recordName} is not a pipeline event`, { retriable: false });
+    }
+    return { type, ...record } as PipelineEvent;
+  }
+}

@@ -1,0 +1,62 @@
+import type { Kafka, Producer } from 'kafkajs';
+import { z } from 'zod';
+import { KafkaTable } from './kafka/table.ts';
+import type { Logger } from './log.ts';
+
+/**
+ * Which OpenCX session a HubSpot thread (or ticket) belongs to, and whether it was handed off.
+ * Written by outbound (which creates sessions), read by the processor's rules. A compacted topic,
+ * so the link is durable and every replica of either service sees it.
+ */
+export const SessionLink = z.object({
+  orgId: z.string(),
+  sessionId: z.string(),
+  threadId: z.string().nullable(),
+  ticketId: z.string().nullable(),
+  handedOff: z.boolean(),
+  updatedAt: z.number(),
+});
+export type SessionLink = z.infer<typeof SessionLink>;
+
+export const threadLinkKey = (orgId: string, threadId: string): string => `${orgId}:thread:${threadId}`;
+export const ticketLinkKey = (orgId: string, ticketId: string): string => `${orgId}:ticket:${ticketId}`;
+
+export class SessionLinks {
+  readonly #table: KafkaTable<SessionLink>;
+  readonly #topic: string;
+
+  constructor(options: { kafka: Kafka; topic: string; groupPrefix: string; logger: Logger }) {
+    this.#topic = options.topic;
+    this.#table = new KafkaTable<SessionLink>({
+      kafka: options.kafka,
+      topic: options.topic,
+      groupPrefix: options.groupPrefix,
+      decode: (raw) => SessionLink.parse(JSON.parse(raw.toString('utf8'))),
+      logger: options.logger,
+    });
+  }
+
+  start(): Promise<void> {
+    return this.#table.start();
+  }
+  stop(): Promise<void> {
+    return this.#table.stop();
+  }
+
+  forThread(orgId: string, threadId: string): SessionLink | undefined {
+    return this.#table.get(threadLinkKey(orgId, threadId));
+  }
+  forTicket(orgId: string, ticketId: string): SessionLink | undefined {
+    return this.#table.get(ticketLinkKey(orgId, ticketId));
+  }
+
+  /** Durable (acks=all) before it returns, and visible here at once. */
+  async write(producer: Producer, links: readonly { key: string; link: SessionLink }[]): Promise<void> {
+    await producer.send({
+      topic: this.#topic,
+      acks: -1,
+      messages: links.map(({ key, link }) => ({ key, value: JSON.stringify(link) })),
+    });
+    for (const { key, link } of links) this.#table.applyLocal(key, link);
+  }
+}

@@ -1,0 +1,22 @@
+import { z } from 'zod';
+import { commonEnv, loadConfig, type ConfigSource } from '../../../lib/config.ts';
+
+const flag = z.enum(['true', 'false']).transform((value) => value === 'true');
+
+export const ingestEnv = {
+  ...commonEnv,
+  PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+  METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+  HUBSPOT_CLIENT_ID: z.string().min(1).optional(),
+  HUBSPOT_CLIENT_SECRET: z.string().min(1).optional(),
+  /** Not in the contract's table: v1/v2 signatures carry no timestamp, so they are off unless set. */
+  HUBSPOT_ACCEPT_LEGACY_SIGNATURES: flag.default(false),
+  PUBLIC_BASE_URL: z.url().optional(),
+  ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  /** Not in the contract's table: partitions and replication of the topics this service creates. */
+  KAFKA_PARTITIONS: z.coerce.number().int().min(1).optional(),
+  KAFKA_REPLICATION_FACTOR: z.coerce.number().int().min(1).optional(),
+};
+
+export type IngestConfig = ReturnType<typeof loadIngestConfig>;
+export const loadIngestConfig = (source: ConfigSource) => loadConfig(ingestEnv, source);

@@ -1,0 +1,104 @@
+/**
+ * ingest: HubSpot webhook batches in, raw events on Kafka out.
+ * Data path: POST /webhooks/hubspot → verify signature → parse batch → route each event to its
+ * organisation by portalId → encode (Avro, registry) → one batched, acks=all write to the raw
+ * topic keyed by organisation → 200. Nothing else happens inside the request.
+ */
+import type { Server } from 'node:http';
+import { resolveSecretsKey } from '../../../lib/config.ts';
+import { BatchingPublisher, createDurableProducer, createKafka, ensureTopics, topicsFor } from '../../../lib/kafka/index.ts';
+import { createLogger, type Logger } from '../../../lib/log.ts';
+import { closeServer, createMetricsRegistry } from '../../../lib/metrics.ts';
+import { OrgDirectory, createSecretBox } from '../../../lib/orgs/index.ts';
+import { AvroCodec } from '../../../lib/registry.ts';
+import { isEntryPoint, runAsProcess } from '../../../lib/service.ts';
+import { createIngestApp, type RawEventSink } from './app.ts';
+import { loadIngestConfig, type IngestConfig } from './config.ts';
+import { createIngestMetrics } from './metrics.ts';
+
+export type RunningIngest = { readonly port: number; readonly stop: () => Promise<void> };
+
+export const startIngest = async (config: IngestConfig, logger: Logger = createLogger('ingest', config.LOG_LEVEL)): Promise<RunningIngest> => {
+  const secretsKey = resolveSecretsKey(config);
+  if (secretsKey.insecure) logger.warn('SECRETS_KEY is not set: using the development key (refused when NODE_ENV=production)');
+  const topics = topicsFor(config.KAFKA_TOPIC_PREFIX);
+
+  // Adapters.
+  const kafka = createKafka({ clientId: 'ingest', brokers: config.KAFKA_BROKERS, logger });
+  const admin = kafka.admin();
+  await admin.connect();
+  await ensureTopics(admin, Object.values(topics), { partitions: config.KAFKA_PARTITIONS, replicationFactor: config.KAFKA_REPLICATION_FACTOR });
+  await admin.disconnect();
+
+  const codec = new AvroCodec({ url: config.SCHEMA_REGISTRY_URL, subjectPrefix: config.KAFKA_TOPIC_PREFIX });
+  await codec.registerAll();
+
+  const producer = createDurableProducer(kafka);
+  let producerConnected = false;
+  producer.on(producer.events.CONNECT, () => (producerConnected = true));
+  producer.on(producer.events.DISCONNECT, () => (producerConnected = false));
+  await producer.connect();
+  const publisher = new BatchingPublisher(producer, { lingerMs: 2, maxBatchMessages: 500, sendTimeoutMs: 4000 });
+
+  const secrets = createSecretBox(secretsKey.key);
+  const orgs = new OrgDirectory({ kafka, topic: topics.orgs.name, groupPrefix: config.KAFKA_TOPIC_PREFIX, secrets, logger });
+  await orgs.start();
+
+  const registry = createMetricsRegistry('ingest');
+  const metrics = createIngestMetrics(registry);
+
+  // The data path: a verified batch becomes raw records keyed by organisation, written durably.
+  const sink: RawEventSink = async (route, events) => {
+    const receivedAt = Date.now();
+    const messages = await Promise.all(
+      events.map(async ({ event, org }) => ({
+        key: org ? org.orgId : `portal:${event.portalId}`,
+        value: await codec.encodeRecord('io.opencx.pipeline.RawWebhookEvent', {
+          receivedAt,
+          route,
+          orgId: org?.orgId ?? null,
+          portalId: event.portalId,
+          subscriptionType: event.subscriptionType,
+          event: event.json,
+        }),
+      })),
+    );
+    await publisher.publish(topics.rawEvents.name, messages);
+  };
+
+  const app = createIngestApp({
+    config,
+    orgs,
+    secrets,
+    sink,
+    writeOrg: (record) => orgs.write(producer, record),
+    isReady: () => producerConnected,
+    metrics,
+    registry,
+    logger,
+    now: Date.now,
+  });
+  const server: Server = app.listen(config.PORT, '0.0.0.0');
+  await new Promise<void>((resolve) => server.once('listening', resolve));
+  server.requestTimeout = 10000;
+  server.headersTimeout = 5000;
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : config.PORT;
+  logger.info({ port, topic: topics.rawEvents.name }, 'ingest listening');
+
+  return {
+    port,
+    stop: async () => {
+      await closeServer(server);
+      await publisher.drain();
+      await producer.disconnect();
+      await orgs.stop();
+    },
+  };
+};
+
+if (isEntryPoint(import.meta.url)) {
+  const config = loadIngestConfig(process.env);
+  const logger = createLogger('ingest', config.LOG_LEVEL);
+  runAsProcess('ingest', () => startIngest(config, logger), logger);
+}

@@ -1,0 +1,48 @@
+import type { Redis } from '../../../../lib/redis.ts';
+
+export type ClaimResult = 'claimed' | 'duplicate' | 'in-flight';
+
+/**
+ * Dedup in three steps so a crash loses nothing: `claim` (SET NX with a short lease) before the
+ * work, `confirm` (the key becomes "done" for longer than HubSpot's 24 h retry window) only once
+ * the effect is durable. A process that dies after claiming leaves a lease that expires, and the
+ * redelivered event is claimed again; one that dies after emitting but before confirming emits
+ * again, and the deterministic event id makes that second emit harmless downstream.
+ */
+export type DedupStore = {
+  readonly claim: (key: string) => Promise<ClaimResult>;
+  readonly confirm: (key: string) => Promise<void>;
+  readonly release: (key: string) => Promise<void>;
+};
+
+const DONE = 'done';
+
+// Deletes the claim only if it is still ours (never someone else's claim or a "done").
+const RELEASE_IF_OWNER = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
+
+export const createRedisDedupStore = (redis: Redis, options: { prefix: string; owner: string; leaseMs: number; doneTtlMs: number }): DedupStore => {
+  const full = (key: string): string => `${options.prefix}dedup:${key}`;
+  const owner = `claim:${options.owner}`;
+  return {
+    claim: async (key) => {
+      const set = await redis.set(full(key), owner, 'PX', options.leaseMs, 'NX');
+      if (set === 'OK') return 'claimed';
+      const current = await redis.get(full(key));
+      if (current === DONE) return 'duplicate';
+      if (current === owner) {
+        // Our own earlier attempt (a retried batch in this process): extend and go on.
+        await redis.pexpire(full(key), options.leaseMs);
+        return 'claimed';
+      }
+      // The lease ran out between SET and GET: try once more.
+      if (current === null) return (await redis.set(full(key), owner, 'PX', options.leaseMs, 'NX')) === 'OK' ? 'claimed' : 'in-flight';
+      return 'in-flight';
+    },
+    confirm: async (key) => {
+      await redis.set(full(key), DONE, 'PX', options.doneTtlMs);
+    },
+    release: async (key) => {
+      await redis.eval(RELEASE_IF_OWNER, 1, full(key), owner);
+    },
+  };
+};

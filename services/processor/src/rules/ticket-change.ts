@@ -1,0 +1,30 @@
+import { deriveEventId } from '../../../../lib/ids.ts';
+import { emit, ignore, type Decision } from './decision.ts';
+import { IgnoreReason } from './ignore-reasons.ts';
+import type { TicketPropertyChangeEvent } from './webhook-event.ts';
+
+export type TicketChangeContext = {
+  readonly orgId: string;
+  readonly ticketingEnabled: boolean;
+  readonly ticketLinked: boolean;
+};
+
+/** ticket.propertyChange: synced onto the session when ticketing is on and the value is not empty. */
+export const decideTicketFieldChange = (event: TicketPropertyChangeEvent, context: TicketChangeContext): Decision => {
+  if (!context.ticketingEnabled) return ignore(IgnoreReason.ticketingDisabled);
+  const value = event.propertyValue;
+  if (value === null || value === undefined || value === '') return ignore(IgnoreReason.emptyValue);
+  if (!context.ticketLinked) return ignore(IgnoreReason.noSession);
+  return emit([
+    {
+      type: 'ticket-field-changed',
+      eventId: deriveEventId('ticket-field-changed', context.orgId, event.objectId, event.propertyName, event.occurredAt),
+      orgId: context.orgId,
+      portalId: event.portalId,
+      ticketId: event.objectId,
+      occurredAt: event.occurredAt,
+      property: event.propertyName,
+      value,
+    },
+  ]);
+};
