@@ -53,7 +53,7 @@ export const loadConfig = <S extends z.ZodRawShape>(
   const result = z.strictObject(shape).safeParse(picked);
   if (!result.success) {
     const issue = result.error.issues[0];
-    const name = issue?.path.join('.') ?? '?';
+    const name = String(issue?.path[0] ?? '?');
     const given = picked[name];
     throw new PipelineError(
       ErrorCode.config,

@@ -20,17 +20,20 @@ export class PipelineError extends Error {
   readonly retriable: boolean;
   /** For rate limits: how long the upstream asked us to wait. */
   readonly retryAfterMs: number | undefined;
+  /** Which outside system failed, when one did ('hubspot', 'opencx'). */
+  readonly upstream: 'hubspot' | 'opencx' | undefined;
 
   constructor(
     code: ErrorCode,
     message: string,
-    options: { retriable: boolean; cause?: unknown; retryAfterMs?: number },
+    options: { retriable: boolean; cause?: unknown; retryAfterMs?: number; upstream?: 'hubspot' | 'opencx' },
   ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'PipelineError';
     this.code = code;
     this.retriable = options.retriable;
     this.retryAfterMs = options.retryAfterMs;
+    this.upstream = options.upstream;
   }
 }
 

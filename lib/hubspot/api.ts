@@ -25,7 +25,7 @@ const withTimeout = async <T>(work: Promise<T>, ms: number, what: string): Promi
     return await Promise.race([
       work,
       new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new PipelineError(ErrorCode.upstreamUnavailable, `${what}: no answer within ${ms} ms`, { retriable: true })), ms);
+        timer = setTimeout(() => reject(new PipelineError(ErrorCode.upstreamUnavailable, `${what}: no answer within ${ms} ms`, { upstream: 'hubspot', retriable: true })), ms);
       }),
     ]);
   } finally {
@@ -47,19 +47,19 @@ export const classifyHubSpotResponse = async (response: Response, what: string):
     const retryAfter = Number(response.headers.get('retry-after') ?? '');
     const retryAfterMs = daily ? 60 * 60 * 1000 : Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter * 1000 : Number.isFinite(interval) && interval > 0 ? Math.min(interval, 10000) : 1000;
     return Promise.reject(
-      new PipelineError(ErrorCode.upstreamRateLimited, `${what}: HubSpot rate limit (${daily ? 'DAILY' : 'TEN_SECONDLY_ROLLING'})`, { retriable: true, retryAfterMs }),
+      new PipelineError(ErrorCode.upstreamRateLimited, `${what}: HubSpot rate limit (${daily ? 'DAILY' : 'TEN_SECONDLY_ROLLING'})`, { upstream: 'hubspot', retriable: true, retryAfterMs }),
     );
   }
   if (response.status >= 500) {
-    return Promise.reject(new PipelineError(ErrorCode.upstreamUnavailable, `${what}: HubSpot answered ${response.status}`, { retriable: true }));
+    return Promise.reject(new PipelineError(ErrorCode.upstreamUnavailable, `${what}: HubSpot answered ${response.status}`, { upstream: 'hubspot', retriable: true }));
   }
   if (response.status === 401) {
     return Promise.reject(
-      new PipelineError(ErrorCode.upstreamUnauthorized, `${what}: HubSpot rejected the access token (401): reconnect the HubSpot app`, { retriable: false }),
+      new PipelineError(ErrorCode.upstreamUnauthorized, `${what}: HubSpot rejected the access token (401): reconnect the HubSpot app`, { upstream: 'hubspot', retriable: false }),
     );
   }
   return Promise.reject(
-    new PipelineError(ErrorCode.upstreamRejected, `${what}: HubSpot answered ${response.status}: ${body.slice(0, 300)}`, { retriable: false }),
+    new PipelineError(ErrorCode.upstreamRejected, `${what}: HubSpot answered ${response.status}: ${body.slice(0, 300)}`, { upstream: 'hubspot', retriable: false }),
   );
 };
 
@@ -75,12 +75,12 @@ export const createHubSpotApi = (options: HubSpotApiOptions): HubSpotApi => {
       response = await withTimeout(client.apiRequest({ method, path, ...(body === undefined ? {} : { body }) }), options.timeoutMs, what);
     } catch (error) {
       if (error instanceof PipelineError) throw error;
-      throw new PipelineError(ErrorCode.upstreamUnavailable, `${what}: HubSpot unreachable: ${String(error)}`, { retriable: true, cause: error });
+      throw new PipelineError(ErrorCode.upstreamUnavailable, `${what}: HubSpot unreachable: ${String(error)}`, { upstream: 'hubspot', retriable: true, cause: error });
     }
     const json = await classifyHubSpotResponse(response, what);
     const parsed = schema.safeParse(json);
     if (!parsed.success) {
-      throw new PipelineError(ErrorCode.upstreamRejected, `${what}: unexpected HubSpot answer: ${parsed.error.issues[0]?.message ?? ''}`, { retriable: false });
+      throw new PipelineError(ErrorCode.upstreamRejected, `${what}: unexpected HubSpot answer: ${parsed.error.issues[0]?.message ?? ''}`, { upstream: 'hubspot', retriable: false });
     }
     return parsed.data;
   };

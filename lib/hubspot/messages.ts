@@ -60,7 +60,7 @@ export type OutgoingMessage =
       readonly senderActorId: string;
       readonly channelId: string;
       readonly channelAccountId: string;
-      readonly recipients: readonly { actorId?: string; deliveryIdentifiers?: { type: string; value: string }[] }[];
+      readonly recipients: readonly { actorId?: string; deliveryIdentifiers?: readonly { type: string; value: string }[] }[];
       readonly attachments: readonly unknown[];
     }
   | { readonly type: 'COMMENT'; readonly text: string; readonly attachments: readonly unknown[] };

@@ -1,5 +1,5 @@
 export { createKafka, ensureTopics, createDurableProducer, type KafkaOptions } from './client.ts';
-export { topicsFor, type Topics, type TopicSpec } from './topics.ts';
+export { topicsFor, ORDERING_KEY_HEADER, type Topics, type TopicSpec } from './topics.ts';
 export { BatchingPublisher, type BatchingPublisherOptions } from './batching-publisher.ts';
-export { runKeyedConsumer, handleBatchByKey, type KeyedConsumerOptions, type KeyedHandler } from './keyed-consumer.ts';
+export { KeyedConsumer, type KeyedConsumerOptions, type KeyedHandler } from './keyed-consumer.ts';
 export { KafkaTable, type TableEntry } from './table.ts';

@@ -32,3 +32,6 @@ export const topicsFor = (prefix: string): Topics => ({
   sessionLinks: { name: `${prefix}pipeline.session-links`, compacted: true, partitions: 1 },
   deadLetters: { name: `${prefix}pipeline.dead-letters`, compacted: false },
 });
+
+/** Header naming the conversation (or object) a record belongs to: consumers keep each in order. */
+export const ORDERING_KEY_HEADER = 'ordering-key';

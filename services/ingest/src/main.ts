@@ -6,7 +6,7 @@
  */
 import type { Server } from 'node:http';
 import { resolveSecretsKey } from '../../../lib/config.ts';
-import { BatchingPublisher, createDurableProducer, createKafka, ensureTopics, topicsFor } from '../../../lib/kafka/index.ts';
+import { ORDERING_KEY_HEADER, BatchingPublisher, createDurableProducer, createKafka, ensureTopics, topicsFor } from '../../../lib/kafka/index.ts';
 import { createLogger, type Logger } from '../../../lib/log.ts';
 import { closeServer, createMetricsRegistry } from '../../../lib/metrics.ts';
 import { OrgDirectory, createSecretBox } from '../../../lib/orgs/index.ts';
@@ -53,6 +53,7 @@ export const startIngest = async (config: IngestConfig, logger: Logger = createL
     const messages = await Promise.all(
       events.map(async ({ event, org }) => ({
         key: org ? org.orgId : `portal:${event.portalId}`,
+        headers: { [ORDERING_KEY_HEADER]: `${org ? org.orgId : `portal:${event.portalId}`}:${event.objectKey}` },
         value: await codec.encodeRecord('io.opencx.pipeline.RawWebhookEvent', {
           receivedAt,
           route,
@@ -98,7 +99,8 @@ export const startIngest = async (config: IngestConfig, logger: Logger = createL
 };
 
 if (isEntryPoint(import.meta.url)) {
-  const config = loadIngestConfig(process.env);
-  const logger = createLogger('ingest', config.LOG_LEVEL);
-  runAsProcess('ingest', () => startIngest(config, logger), logger);
+  runAsProcess('ingest', () => {
+    const config = loadIngestConfig(process.env);
+    return startIngest(config, createLogger('ingest', config.LOG_LEVEL));
+  });
 }

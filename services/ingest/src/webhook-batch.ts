@@ -10,11 +10,23 @@ const WebhookEvent = z.looseObject({
   subscriptionType: z.string().min(1).optional(),
   eventType: z.string().min(1).optional(),
   occurredAt: z.number().optional(),
+  objectId: z.union([z.number(), z.string()]).optional(),
+  objectTypeId: z.string().optional(),
 });
+
+/** conversation.* events are about a thread, ticket.* about a ticket, others about their object. */
+const objectKeyOf = (subscriptionType: string, objectId: string | number | undefined, objectTypeId: string | undefined): string => {
+  const family = subscriptionType.split('.')[0] ?? subscriptionType;
+  if (family === 'conversation') return `thread:${objectId ?? ''}`;
+  if (family === 'ticket') return `ticket:${objectId ?? ''}`;
+  return `${objectTypeId ?? family}:${objectId ?? ''}`;
+};
 
 export type AcceptedEvent = {
   readonly portalId: number;
   readonly subscriptionType: string;
+  /** The HubSpot object the event is about (thread:…, ticket:…): the processor keeps each in order. */
+  readonly objectKey: string;
   /** The event's JSON exactly as received. */
   readonly json: string;
 };
@@ -41,7 +53,12 @@ export const parseWebhookBatch = (rawBody: Buffer): BatchParse => {
     }
     const subscriptionType = parsed.data.subscriptionType ?? parsed.data.eventType;
     if (subscriptionType === undefined) return { ok: false, detail: `event ${index}: subscriptionType (or eventType) is missing` };
-    events.push({ portalId: parsed.data.portalId, subscriptionType, json: JSON.stringify(item) });
+    events.push({
+      portalId: parsed.data.portalId,
+      subscriptionType,
+      objectKey: objectKeyOf(subscriptionType, parsed.data.objectId, parsed.data.objectTypeId),
+      json: JSON.stringify(item),
+    });
   }
   return { ok: true, events };
 };

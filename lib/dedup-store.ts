@@ -1,4 +1,5 @@
-import type { Redis } from '../../../../lib/redis.ts';
+import { ErrorCode, PipelineError } from './errors.ts';
+import type { Redis } from './redis.ts';
 
 export type ClaimResult = 'claimed' | 'duplicate' | 'in-flight';
 
@@ -45,4 +46,24 @@ export const createRedisDedupStore = (redis: Redis, options: { prefix: string; o
       await redis.eval(RELEASE_IF_OWNER, 1, full(key), owner);
     },
   };
+};
+
+/**
+ * Claims `key`, waiting while another replica holds a live claim (it may finish, or die and let
+ * its lease run out). Gives up with a retriable error after two leases.
+ */
+export const claimOrWait = async (
+  store: DedupStore,
+  key: string,
+  options: { leaseMs: number; now: () => number; sleep: (ms: number) => Promise<void> },
+): Promise<'claimed' | 'duplicate'> => {
+  const deadline = options.now() + options.leaseMs * 2;
+  for (;;) {
+    const result = await store.claim(key);
+    if (result !== 'in-flight') return result;
+    if (options.now() > deadline) {
+      throw new PipelineError(ErrorCode.dedupInFlight, `dedup key ${key} stays claimed by another replica`, { retriable: true });
+    }
+    await options.sleep(Math.max(50, Math.min(1000, options.leaseMs / 4)));
+  }
 };

@@ -1,0 +1,134 @@
+/**
+ * `npm start`: the local stack and all three services, each its own process, on loopback.
+ * When HUBSPOT_API_BASE_URL / OPENCX_API_BASE_URL are not set, local sandboxes of both run here
+ * (the test fakes), a demo organisation is registered, and a command is printed that sends a
+ * signed sample webhook; its effect shows in the services' logs.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { startFakeHubSpot } from '../test/fakes/hubspot.ts';
+import { startFakeOpenCx } from '../test/fakes/opencx.ts';
+import * as fixtures from '../test/fakes/hubspot-fixtures.ts';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const say = (line: string): void => void process.stdout.write(`[dev-stack] ${line}\n`);
+
+export const SANDBOX_CONTROL_PORT = 4099;
+const DEMO = { orgId: 'demo', portalId: fixtures.FIXTURE_PORTAL_ID, token: 'pat-demo-sandbox-token', apiKey: 'ocx-demo-key', clientSecret: 'demo-client-secret', adminToken: 'demo-admin-token-0123456789' };
+
+const readEnvFile = (path: string): Record<string, string> =>
+  Object.fromEntries(
+    readFileSync(path, 'utf8')
+      .split('\n')
+      .map((line) => line.trim())
+      .filter((line) => line && !line.startsWith('#') && line.includes('='))
+      .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]),
+  );
+
+const main = async (): Promise<void> => {
+  say('starting Kafka, the schema registry and Redis (infra/local/up.sh) ...');
+  const up = spawnSync('bash', [`${root}infra/local/up.sh`], { stdio: ['ignore', 'inherit', 'inherit'] });
+  if (up.status !== 0) throw new Error('infra/local/up.sh failed: see its output above and .local/logs/');
+  const infra = readEnvFile(`${root}.local/env`);
+
+  const sandbox = !process.env.HUBSPOT_API_BASE_URL && !process.env.OPENCX_API_BASE_URL;
+  const env: Record<string, string> = {
+    ...(process.env as Record<string, string>),
+    ...infra,
+    KAFKA_REPLICATION_FACTOR: process.env.KAFKA_REPLICATION_FACTOR ?? '1',
+    ADMIN_TOKEN: process.env.ADMIN_TOKEN ?? DEMO.adminToken,
+    HUBSPOT_CLIENT_SECRET: process.env.HUBSPOT_CLIENT_SECRET ?? DEMO.clientSecret,
+    SECRETS_KEY: process.env.SECRETS_KEY ?? loadOrCreateDevKey(),
+    PORT: process.env.PORT ?? '3000',
+  };
+  let closeSandboxes = async (): Promise<void> => undefined;
+  if (sandbox) {
+    const hubspot = await startFakeHubSpot({ tokens: { [DEMO.token]: DEMO.portalId } });
+    const opencx = await startFakeOpenCx({ aiResponder: (text) => `Thanks for your message! (sandbox AI answering: "${text}")` });
+    env.HUBSPOT_API_BASE_URL = hubspot.url;
+    env.OPENCX_API_BASE_URL = opencx.url;
+    // A control endpoint for the sample-webhook command: it creates a message in the sandbox HubSpot.
+    const control = createServer((req, res) => {
+      let body = '';
+      req.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      req.on('end', () => {
+        const { text = 'Hello, where is my order?' } = (body ? JSON.parse(body) : {}) as { text?: string };
+        const message = fixtures.message({ kind: 'customer-chat', text });
+        hubspot.addMessage(message);
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ event: fixtures.webhookEventFor(message, { portalId: DEMO.portalId }), secret: env.HUBSPOT_CLIENT_SECRET, ingestUrl: `http://127.0.0.1:${env.PORT}` }));
+      });
+    });
+    await new Promise<void>((resolve) => control.listen(SANDBOX_CONTROL_PORT, '127.0.0.1', resolve));
+    say(`sandbox HubSpot at ${hubspot.url}, sandbox OpenCX at ${opencx.url}`);
+    closeSandboxes = async () => {
+      control.close();
+      await Promise.all([hubspot.close(), opencx.close()]);
+    };
+  }
+
+  const children: ChildProcess[] = [];
+  for (const [service, metricsPort] of [['ingest', env.PORT], ['processor', '9465'], ['outbound', '9466']] as const) {
+    const child = spawn(process.execPath, [`${root}services/${service}/src/main.ts`], { env: { ...env, METRICS_PORT: metricsPort ?? '0' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const prefix = `[${service}] `;
+    child.stdout?.on('data', (chunk: Buffer) => process.stdout.write(chunk.toString().replace(/^(?=.)/gm, prefix)));
+    child.stderr?.on('data', (chunk: Buffer) => process.stderr.write(chunk.toString().replace(/^(?=.)/gm, prefix)));
+    child.on('exit', (code) => say(`${service} exited (${code ?? 'signal'})`));
+    children.push(child);
+  }
+  const ingestUrl = `http://127.0.0.1:${env.PORT}`;
+  await waitForReady(`${ingestUrl}/readyz`);
+
+  if (sandbox) {
+    const response = await fetch(`${ingestUrl}/admin/orgs/${DEMO.orgId}`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${env.ADMIN_TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ hubspot: { portalId: DEMO.portalId, accessToken: DEMO.token, aiActorId: 'A-111' }, opencx: { apiKey: DEMO.apiKey }, settings: { assistMode: false, ticketingEnabled: true } }),
+    });
+    say(`demo organisation "${DEMO.orgId}" registered (${response.status})`);
+    say('ready. In another terminal, send a signed sample webhook:');
+    say('    npm run demo:webhook -- "Hello, where is my order?"');
+    say('then watch the processor emit a customer-message and outbound apply it and post the AI reply.');
+  } else {
+    say(`ready: ingest on ${ingestUrl} (admin API: Authorization: Bearer $ADMIN_TOKEN)`);
+  }
+
+  const shutdown = async (): Promise<void> => {
+    say('stopping services (infra keeps running; npm run infra:down stops it)');
+    for (const child of children) child.kill('SIGTERM');
+    await Promise.all(children.map((child) => new Promise((resolve) => (child.exitCode === null ? child.once('exit', resolve) : resolve(undefined)))));
+    await closeSandboxes();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void shutdown());
+  process.on('SIGTERM', () => void shutdown());
+};
+
+const loadOrCreateDevKey = (): string => {
+  const path = `${root}.local/dev-secrets-key`;
+  try {
+    return readFileSync(path, 'utf8').trim();
+  } catch {
+    mkdirSync(`${root}.local`, { recursive: true });
+    const key = randomBytes(32).toString('base64');
+    writeFileSync(path, key, { mode: 0o600 });
+    return key;
+  }
+};
+
+const waitForReady = async (url: string): Promise<void> => {
+  const deadline = Date.now() + 120000;
+  while (Date.now() < deadline) {
+    if (await fetch(url).then((response) => response.ok, () => false)) return;
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+  throw new Error(`${url} did not become ready in 120 s: see the service logs above`);
+};
+
+main().catch((error: unknown) => {
+  process.stderr.write(`[dev-stack] ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exit(1);
+});

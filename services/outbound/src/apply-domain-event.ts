@@ -1,0 +1,158 @@
+import { deriveEventId } from '../../../lib/ids.ts';
+import type { AiReply, CustomerMessage, DomainEvent, Handoff, NoteMirrored, RepReply, TicketFieldChanged } from '../../../lib/domain-events.ts';
+import type { HubSpotApi } from '../../../lib/hubspot/index.ts';
+import type { Logger } from '../../../lib/log.ts';
+import type { Org } from '../../../lib/orgs/index.ts';
+import { threadLinkKey, ticketLinkKey, type SessionLink } from '../../../lib/session-links.ts';
+import type { OpenCxApi } from './opencx/client.ts';
+
+export const SkipReason = {
+  unknownOrg: 'unknown_org',
+  noLinkedSession: 'no_linked_session',
+  handedOff: 'handed_off',
+  duplicate: 'duplicate',
+} as const;
+export type SkipReason = (typeof SkipReason)[keyof typeof SkipReason];
+
+export type ApplyOutcome = { readonly kind: 'applied' } | { readonly kind: 'skipped'; readonly reason: SkipReason };
+const applied: ApplyOutcome = { kind: 'applied' };
+const skipped = (reason: SkipReason): ApplyOutcome => ({ kind: 'skipped', reason });
+
+export type ApplyDeps = {
+  readonly orgs: { byId: (orgId: string) => Org | undefined };
+  readonly links: {
+    forThread: (orgId: string, threadId: string) => SessionLink | undefined;
+    forTicket: (orgId: string, ticketId: string) => SessionLink | undefined;
+    write: (links: readonly { key: string; link: SessionLink }[]) => Promise<void>;
+  };
+  readonly openCxFor: (org: Org) => OpenCxApi;
+  readonly hubspotFor: (org: Org) => HubSpotApi;
+  readonly emitAiReply: (reply: AiReply) => Promise<void>;
+  /** Retries retriable failures of one call with backoff; throws once the budget is spent. */
+  readonly retry: <T>(target: 'opencx' | 'hubspot', work: () => Promise<T>) => Promise<T>;
+  readonly logger: Logger;
+  readonly now: () => number;
+};
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+
+/** Writes a link under its thread key and, when known, its ticket key. */
+const saveLink = (deps: ApplyDeps, link: SessionLink): Promise<void> =>
+  deps.links.write([
+    ...(link.threadId ? [{ key: threadLinkKey(link.orgId, link.threadId), link }] : []),
+    ...(link.ticketId ? [{ key: ticketLinkKey(link.orgId, link.ticketId), link }] : []),
+  ]);
+
+/** The ticket HubSpot associates with a thread, if any; a failed look-up is not fatal (null). */
+const lookUpTicket = async (deps: ApplyDeps, org: Org, threadId: string): Promise<string | null> => {
+  try {
+    const thread = await deps.retry('hubspot', () => deps.hubspotFor(org).getThread(threadId));
+    return thread.threadAssociations?.associatedTicketId ?? null;
+  } catch (error) {
+    deps.logger.warn({ err: error, orgId: org.orgId, threadId }, 'ticket association not looked up; ticket events wait for the next message');
+    return null;
+  }
+};
+
+/**
+ * The first customer message of a thread creates its session. The create call's idempotency key
+ * is derived from the thread, so however often this runs (replicas, restarts, a lost link) a
+ * thread gets one session.
+ */
+const ensureSession = async (event: CustomerMessage, org: Org, deps: ApplyDeps): Promise<SessionLink> => {
+  const existing = deps.links.forThread(event.orgId, event.threadId);
+  if (existing) return existing;
+  const { id } = await deps.retry('opencx', () =>
+    deps.openCxFor(org).createSession(
+      { channel: { type: event.channelType }, custom_data: { hubspot_thread_id: event.threadId, hubspot_portal_id: String(event.portalId) } },
+      `session-${deriveEventId('session', event.orgId, event.threadId)}`,
+    ),
+  );
+  const link: SessionLink = { orgId: event.orgId, sessionId: id, threadId: event.threadId, ticketId: await lookUpTicket(deps, org, event.threadId), handedOff: false, updatedAt: deps.now() };
+  await saveLink(deps, link);
+  deps.logger.info({ orgId: event.orgId, threadId: event.threadId, sessionId: id, ticketId: link.ticketId }, 'session created for thread');
+  return link;
+};
+
+const applyCustomerMessage = async (event: CustomerMessage, org: Org, deps: ApplyDeps): Promise<ApplyOutcome> => {
+  const link = await ensureSession(event, org, deps);
+  const { aiText } = await deps.retry('opencx', () => deps.openCxFor(org).sendContactMessage(link.sessionId, event.text, event.eventId));
+  if (aiText !== null) {
+    await deps.emitAiReply({
+      type: 'ai-reply',
+      eventId: deriveEventId('ai-reply', event.eventId),
+      orgId: event.orgId,
+      portalId: event.portalId,
+      threadId: event.threadId,
+      occurredAt: event.occurredAt,
+      sessionId: link.sessionId,
+      inReplyToEventId: event.eventId,
+      text: aiText,
+      channelId: event.channelId,
+      channelAccountId: event.channelAccountId,
+      recipientActorId: event.senderActorId,
+      recipientDeliveryType: event.senderDeliveryType,
+      recipientDeliveryValue: event.senderDeliveryValue,
+    });
+  }
+  return applied;
+};
+
+const applyRepReply = async (event: RepReply, org: Org, deps: ApplyDeps): Promise<ApplyOutcome> => {
+  const link = deps.links.forThread(event.orgId, event.threadId);
+  if (!link) return skipped(SkipReason.noLinkedSession);
+  await deps.retry('opencx', () =>
+    deps.openCxFor(org).addAgentMessage(link.sessionId, { text: event.text, actor_id: event.actorId, internal: event.internal, created_at: iso(event.occurredAt) }, event.eventId),
+  );
+  return applied;
+};
+
+const applyHandoff = async (event: Handoff, org: Org, deps: ApplyDeps): Promise<ApplyOutcome> => {
+  const link = deps.links.forThread(event.orgId, event.threadId);
+  if (!link) return skipped(SkipReason.noLinkedSession);
+  await deps.retry('opencx', () => deps.openCxFor(org).handOff(link.sessionId, { reason: 'assigned_away', assignee_actor_id: event.assigneeActorId }, event.eventId));
+  if (!link.handedOff) await saveLink(deps, { ...link, handedOff: true, updatedAt: deps.now() });
+  return applied;
+};
+
+const applyTicketFieldChanged = async (event: TicketFieldChanged, org: Org, deps: ApplyDeps): Promise<ApplyOutcome> => {
+  const link = deps.links.forTicket(event.orgId, event.ticketId);
+  if (!link) return skipped(SkipReason.noLinkedSession);
+  await deps.retry('opencx', () => deps.openCxFor(org).setCustomData(link.sessionId, { [event.property]: event.value }, event.eventId));
+  return applied;
+};
+
+const applyNoteMirrored = async (event: NoteMirrored, org: Org, deps: ApplyDeps): Promise<ApplyOutcome> => {
+  const link = deps.links.forTicket(event.orgId, event.ticketId);
+  if (!link) return skipped(SkipReason.noLinkedSession);
+  await deps.retry('opencx', () =>
+    deps.openCxFor(org).addAgentComment(
+      link.sessionId,
+      { text: event.text, hubspot_note_id: event.noteId, author_owner_id: event.authorOwnerId, created_at: iso(event.createdAt) },
+      event.eventId,
+    ),
+  );
+  return applied;
+};
+
+/** Applies one domain event to OpenCX (contract.md, "OpenCX calls"): one function per row. */
+export const applyDomainEvent = (event: DomainEvent, deps: ApplyDeps): Promise<ApplyOutcome> => {
+  const org = deps.orgs.byId(event.orgId);
+  if (!org) return Promise.resolve(skipped(SkipReason.unknownOrg));
+  switch (event.type) {
+    case 'customer-message':
+      return applyCustomerMessage(event, org, deps);
+    case 'rep-reply':
+      return applyRepReply(event, org, deps);
+    case 'handoff':
+      return applyHandoff(event, org, deps);
+    case 'ticket-field-changed':
+      return applyTicketFieldChanged(event, org, deps);
+    case 'note-mirrored':
+      return applyNoteMirrored(event, org, deps);
+    default: {
+      const unreachable: never = event;
+      throw new Error(`unknown domain event ${JSON.stringify(unreachable)}`);
+    }
+  }
+};

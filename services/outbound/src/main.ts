@@ -1,0 +1,223 @@
+/**
+ * outbound: domain events in, effects on OpenCX out; AI replies back to HubSpot.
+ * Data path 1: domain-events topic → KeyedConsumer (one queue per conversation) → decode →
+ *   applyDomainEvent (one OpenCX call per event type, Idempotency-Key = event id; the first
+ *   customer message of a thread creates its session and records the link) → a non-empty AI
+ *   answer becomes an ai-reply event.
+ * Data path 2: ai-replies topic → postAiReply (MESSAGE from the AI actor with the AI marker;
+ *   COMMENT draft in Assist Mode; nothing after a handoff).
+ * Failures: retriable ones retried with backoff (holding only that conversation), then the
+ *   dead-letter topic, from which `npm run dlq -- replay` puts them back.
+ */
+import { hostname } from 'node:os';
+import { randomUUID } from 'node:crypto';
+import type { KafkaMessage } from 'kafkajs';
+import { resolveSecretsKey } from '../../../lib/config.ts';
+import { writeDeadLetter } from '../../../lib/dead-letters.ts';
+import { createRedisDedupStore } from '../../../lib/dedup-store.ts';
+import { orderingKeyOf, type AiReply, type DomainEvent, type PipelineEvent } from '../../../lib/domain-events.ts';
+import { ErrorCode, PipelineError, describeError } from '../../../lib/errors.ts';
+import { createHubSpotApi, type HubSpotApi } from '../../../lib/hubspot/index.ts';
+import { BatchingPublisher, KeyedConsumer, createDurableProducer, createKafka, ensureTopics, topicsFor } from '../../../lib/kafka/index.ts';
+import { createLogger, type Logger } from '../../../lib/log.ts';
+import { closeServer, createMetricsRegistry, serveMetrics } from '../../../lib/metrics.ts';
+import { OrgDirectory, createSecretBox, type Org } from '../../../lib/orgs/index.ts';
+import { createRedisRateLimiter } from '../../../lib/rate-limiter.ts';
+import { createRedis } from '../../../lib/redis.ts';
+import { AvroCodec } from '../../../lib/registry.ts';
+import { sleep, withRetry } from '../../../lib/retry.ts';
+import { isEntryPoint, runAsProcess } from '../../../lib/service.ts';
+import { SessionLinks } from '../../../lib/session-links.ts';
+import { applyDomainEvent, type ApplyOutcome } from './apply-domain-event.ts';
+import { loadOutboundConfig, type OutboundConfig } from './config.ts';
+import { createOutboundMetrics } from './metrics.ts';
+import { createOpenCxApi, type OpenCxApi } from './opencx/client.ts';
+import { postAiReply } from './post-ai-reply.ts';
+
+export type RunningOutbound = { readonly metricsPort: number; readonly stop: () => Promise<void> };
+
+export const DeadLetterReason = {
+  undecodable: 'undecodable',
+  opencxRejected: 'opencx_rejected',
+  opencxUnauthorized: 'opencx_unauthorized',
+  hubspotRejected: 'hubspot_rejected',
+  hubspotUnauthorized: 'hubspot_unauthorized',
+  retriesExhausted: 'retries_exhausted',
+} as const;
+
+const deadLetterReasonOf = (error: PipelineError): string => {
+  if (error.retriable) return DeadLetterReason.retriesExhausted;
+  if (error.upstream === 'hubspot') return error.code === ErrorCode.upstreamUnauthorized ? DeadLetterReason.hubspotUnauthorized : DeadLetterReason.hubspotRejected;
+  return error.code === ErrorCode.upstreamUnauthorized ? DeadLetterReason.opencxUnauthorized : DeadLetterReason.opencxRejected;
+};
+
+export const startOutbound = async (config: OutboundConfig, logger: Logger = createLogger('outbound', config.LOG_LEVEL)): Promise<RunningOutbound> => {
+  const topics = topicsFor(config.KAFKA_TOPIC_PREFIX);
+  const instance = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  const registry = createMetricsRegistry('outbound');
+  const metrics = createOutboundMetrics(registry);
+
+  // Adapters.
+  const kafka = createKafka({ clientId: 'outbound', brokers: config.KAFKA_BROKERS, logger });
+  const admin = kafka.admin();
+  await admin.connect();
+  await ensureTopics(admin, Object.values(topics), { partitions: config.KAFKA_PARTITIONS, replicationFactor: config.KAFKA_REPLICATION_FACTOR });
+  await admin.disconnect();
+  const codec = new AvroCodec({ url: config.SCHEMA_REGISTRY_URL, subjectPrefix: config.KAFKA_TOPIC_PREFIX });
+  await codec.registerAll();
+  const redis = createRedis(config.REDIS_URL);
+  const producer = createDurableProducer(kafka);
+  await producer.connect();
+  const publisher = new BatchingPublisher(producer, { lingerMs: 1, maxBatchMessages: 500, sendTimeoutMs: 10000 });
+  const orgs = new OrgDirectory({ kafka, topic: topics.orgs.name, groupPrefix: config.KAFKA_TOPIC_PREFIX, secrets: createSecretBox(resolveSecretsKey(config).key), logger });
+  const links = new SessionLinks({ kafka, topic: topics.sessionLinks.name, groupPrefix: config.KAFKA_TOPIC_PREFIX, logger });
+  await Promise.all([orgs.start(), links.start()]);
+
+  const openCxLimiter = createRedisRateLimiter(redis, { prefix: config.REDIS_KEY_PREFIX, max: config.OPENCX_RATE_LIMIT_MAX, windowMs: config.OPENCX_RATE_LIMIT_WINDOW_MS });
+  const hubspotLimiter = createRedisRateLimiter(redis, { prefix: config.REDIS_KEY_PREFIX, max: config.HUBSPOT_RATE_LIMIT_MAX, windowMs: config.HUBSPOT_RATE_LIMIT_WINDOW_MS });
+  const openCxClients = new Map<string, { apiKey: string; api: OpenCxApi }>();
+  const openCxFor = (org: Org): OpenCxApi => {
+    const cached = openCxClients.get(org.orgId);
+    if (cached?.apiKey === org.opencx.apiKey) return cached.api;
+    const api = createOpenCxApi({
+      baseUrl: config.OPENCX_API_BASE_URL,
+      apiKey: org.opencx.apiKey,
+      timeoutMs: config.OPENCX_TIMEOUT_MS,
+      beforeRequest: async () => {
+        await openCxLimiter.acquire(`opencx:${org.orgId}`);
+      },
+    });
+    openCxClients.set(org.orgId, { apiKey: org.opencx.apiKey, api });
+    return api;
+  };
+  const hubspotClients = new Map<string, { token: string; api: HubSpotApi }>();
+  const hubspotFor = (org: Org): HubSpotApi => {
+    const token = org.hubspot.accessToken;
+    if (!token) throw new PipelineError(ErrorCode.upstreamUnauthorized, `organisation ${org.orgId} has no HubSpot access token`, { retriable: false });
+    const cached = hubspotClients.get(org.orgId);
+    if (cached?.token === token) return cached.api;
+    const api = createHubSpotApi({
+      baseUrl: config.HUBSPOT_API_BASE_URL,
+      accessToken: token,
+      timeoutMs: config.HUBSPOT_TIMEOUT_MS,
+      beforeRequest: async () => {
+        await hubspotLimiter.acquire(`hubspot:${org.hubspot.portalId}`);
+      },
+    });
+    hubspotClients.set(org.orgId, { token, api });
+    return api;
+  };
+
+  const retryPolicy = { attempts: config.OPENCX_RETRY_ATTEMPTS, initialDelayMs: config.OPENCX_RETRY_INITIAL_MS, maxDelayMs: config.OPENCX_RETRY_MAX_MS };
+  const retry = <T>(target: 'opencx' | 'hubspot', work: () => Promise<T>): Promise<T> =>
+    withRetry(retryPolicy, work, {
+      onRetry: ({ attempt, delayMs, error }) => {
+        metrics.retries.inc({ target, code: error instanceof PipelineError ? error.code : 'unknown' });
+        logger.info({ target, attempt, delayMs, err: describeError(error) }, 'call failed; retrying');
+      },
+    });
+  const publish = async (topic: string, event: PipelineEvent): Promise<void> => {
+    await publisher
+      .publish(topic, [{ key: orderingKeyOf(event), value: await codec.encodeEvent(event), headers: { 'event-type': event.type, 'event-id': event.eventId } }])
+      .catch((error: unknown) => {
+        throw new PipelineError(ErrorCode.kafkaUnavailable, `${event.type} not written: ${String(error)}`, { retriable: true, cause: error });
+      });
+  };
+  const dedup = createRedisDedupStore(redis, { prefix: config.REDIS_KEY_PREFIX, owner: instance, leaseMs: config.DEDUP_CLAIM_LEASE_MS, doneTtlMs: config.DEDUP_TTL_MS });
+
+  /** Decode, apply, count; a failure that retrying cannot fix goes to the dead-letter topic. */
+  const handleWith =
+    (apply: (event: PipelineEvent) => Promise<ApplyOutcome & { posted?: string }>) =>
+    async (message: KafkaMessage, partition: number, topic: string): Promise<void> => {
+      const deadLetter = async (reason: string, error: string, event: PipelineEvent | undefined, attempts: number): Promise<void> => {
+        await writeDeadLetter(
+          producer,
+          codec,
+          topics.deadLetters.name,
+          { message, topic, partition },
+          { service: 'outbound', reason, error, attempts, orgId: event?.orgId ?? null, eventType: event?.type ?? null, eventId: event?.eventId ?? null },
+          Date.now(),
+        );
+        metrics.deadLettered.inc({ reason });
+        logger.warn({ reason, error, orgId: event?.orgId, eventId: event?.eventId, offset: message.offset }, 'event dead-lettered');
+      };
+      let event: PipelineEvent;
+      try {
+        if (!message.value) throw new Error('record has no value');
+        event = await codec.decodeEvent(message.value);
+      } catch (error) {
+        return deadLetter(DeadLetterReason.undecodable, describeError(error), undefined, 1);
+      }
+      const log = logger.child({ orgId: event.orgId, portalId: event.portalId, eventId: event.eventId, type: event.type });
+      const started = performance.now();
+      try {
+        const outcome = await apply(event);
+        metrics.applyLatency.observe({ type: event.type }, (performance.now() - started) / 1000);
+        if (outcome.kind === 'skipped') {
+          metrics.skipped.inc({ type: event.type, reason: outcome.reason });
+          log.debug({ reason: outcome.reason }, 'nothing to apply');
+        } else {
+          metrics.applied.inc({ type: event.type });
+          if (outcome.posted) metrics.aiRepliesPosted.inc({ kind: outcome.posted });
+          log.info('applied');
+        }
+      } catch (error) {
+        if (!(error instanceof PipelineError) || error.code === ErrorCode.kafkaUnavailable || error.code === ErrorCode.dedupInFlight) throw error;
+        return deadLetter(deadLetterReasonOf(error), error.message, event, error.retriable ? retryPolicy.attempts : 1);
+      }
+      return undefined;
+    };
+
+  const applyDeps = {
+    orgs,
+    links: { forThread: links.forThread.bind(links), forTicket: links.forTicket.bind(links), write: (entries: Parameters<SessionLinks['write']>[1]) => links.write(producer, entries) },
+    openCxFor,
+    hubspotFor,
+    emitAiReply: (reply: AiReply) => publish(topics.aiReplies.name, reply),
+    retry,
+    logger,
+    now: Date.now,
+  };
+  const postDeps = { orgs, links, hubspotFor, dedup, retry, claim: { leaseMs: config.DEDUP_CLAIM_LEASE_MS, now: Date.now, sleep } };
+
+  // The data paths.
+  const domainConsumer = new KeyedConsumer({
+    consumer: kafka.consumer({ groupId: `${config.KAFKA_TOPIC_PREFIX}outbound`, allowAutoTopicCreation: false }),
+    topics: [topics.domainEvents.name],
+    orderingKey: (message) => message.key?.toString() ?? '',
+    handle: handleWith((event) => (event.type === 'ai-reply' ? Promise.reject(new Error('ai-reply on the domain topic')) : applyDomainEvent(event as DomainEvent, applyDeps))),
+    logger,
+    onHandlerError: () => metrics.handlerFailures.inc(),
+  });
+  const replyConsumer = new KeyedConsumer({
+    consumer: kafka.consumer({ groupId: `${config.KAFKA_TOPIC_PREFIX}outbound.ai-replies`, allowAutoTopicCreation: false }),
+    topics: [topics.aiReplies.name],
+    orderingKey: (message) => message.key?.toString() ?? '',
+    handle: handleWith((event) => (event.type === 'ai-reply' ? postAiReply(event, postDeps) : Promise.reject(new Error(`${event.type} on the ai-replies topic`)))),
+    logger,
+    onHandlerError: () => metrics.handlerFailures.inc(),
+  });
+  await Promise.all([domainConsumer.start(), replyConsumer.start()]);
+  const metricsServer = await serveMetrics(registry, config.METRICS_PORT);
+  const address = metricsServer.address();
+  logger.info({ instance }, 'outbound consuming');
+
+  return {
+    metricsPort: typeof address === 'object' && address ? address.port : config.METRICS_PORT,
+    stop: async () => {
+      await Promise.all([domainConsumer.stop(), replyConsumer.stop()]);
+      await publisher.drain();
+      await producer.disconnect();
+      await Promise.all([orgs.stop(), links.stop()]);
+      redis.disconnect();
+      await closeServer(metricsServer);
+    },
+  };
+};
+
+if (isEntryPoint(import.meta.url)) {
+  runAsProcess('outbound', () => {
+    const config = loadOutboundConfig(process.env);
+    return startOutbound(config, createLogger('outbound', config.LOG_LEVEL));
+  });
+}

@@ -1,0 +1,52 @@
+import { Counter, Histogram, type Registry } from 'prom-client';
+
+export const createOutboundMetrics = (registry: Registry) => ({
+  applied: new Counter({
+    name: 'outbound_events_applied_total',
+    help: 'Domain events applied to OpenCX, by type',
+    labelNames: ['type'] as const,
+    registers: [registry],
+  }),
+  skipped: new Counter({
+    name: 'outbound_events_skipped_total',
+    help: 'Domain events with nothing to apply, by type and reason (no_linked_session, handed_off, ...)',
+    labelNames: ['type', 'reason'] as const,
+    registers: [registry],
+  }),
+  retries: new Counter({
+    name: 'outbound_retries_total',
+    help: 'Calls to OpenCX or HubSpot retried, by target and error code',
+    labelNames: ['target', 'code'] as const,
+    registers: [registry],
+  }),
+  deadLettered: new Counter({
+    name: 'outbound_dead_letters_total',
+    help: 'Events sent to the dead-letter topic, by reason',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  }),
+  sessionsCreated: new Counter({
+    name: 'outbound_sessions_created_total',
+    help: 'OpenCX sessions created for HubSpot threads',
+    registers: [registry],
+  }),
+  aiRepliesPosted: new Counter({
+    name: 'outbound_ai_replies_posted_total',
+    help: 'AI replies posted to HubSpot, by kind (message, comment for Assist Mode)',
+    labelNames: ['kind'] as const,
+    registers: [registry],
+  }),
+  handlerFailures: new Counter({
+    name: 'outbound_handler_failures_total',
+    help: 'Unexpected handler failures (infrastructure): the event is retried',
+    registers: [registry],
+  }),
+  applyLatency: new Histogram({
+    name: 'outbound_apply_seconds',
+    help: 'Time to apply one domain event, retries included',
+    labelNames: ['type'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [registry],
+  }),
+});
+export type OutboundMetrics = ReturnType<typeof createOutboundMetrics>;

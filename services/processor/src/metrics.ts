@@ -1,0 +1,58 @@
+import { Counter, Histogram, type Registry } from 'prom-client';
+
+export const createProcessorMetrics = (registry: Registry) => ({
+  events: new Counter({
+    name: 'processor_events_total',
+    help: 'Raw HubSpot events handled, by subscription type and outcome (emitted, ignored, dead_lettered)',
+    labelNames: ['subscription_type', 'outcome'] as const,
+    registers: [registry],
+  }),
+  ignored: new Counter({
+    name: 'processor_ignored_total',
+    help: 'Raw events that produced nothing, by reason (duplicate, automated_sender, unknown_portal, ...)',
+    labelNames: ['reason', 'subscription_type'] as const,
+    registers: [registry],
+  }),
+  emitted: new Counter({
+    name: 'processor_domain_events_total',
+    help: 'Domain events written, by type',
+    labelNames: ['type'] as const,
+    registers: [registry],
+  }),
+  deadLettered: new Counter({
+    name: 'processor_dead_letters_total',
+    help: 'Raw events sent to the dead-letter topic, by reason',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  }),
+  hubspotRetries: new Counter({
+    name: 'processor_hubspot_retries_total',
+    help: 'HubSpot calls retried, by error code',
+    labelNames: ['code'] as const,
+    registers: [registry],
+  }),
+  hubspotThrottled: new Counter({
+    name: 'processor_hubspot_throttled_total',
+    help: 'Times a HubSpot call waited for the per-portal rate limit',
+    labelNames: ['portal_id'] as const,
+    registers: [registry],
+  }),
+  reconnectRequired: new Counter({
+    name: 'processor_hubspot_reconnect_required_total',
+    help: 'HubSpot answered 401 for an organisation: its app must be reconnected',
+    labelNames: ['org_id'] as const,
+    registers: [registry],
+  }),
+  handlerFailures: new Counter({
+    name: 'processor_handler_failures_total',
+    help: 'Unexpected handler failures (infrastructure): the message is retried',
+    registers: [registry],
+  }),
+  endToEndDelay: new Histogram({
+    name: 'processor_event_delay_seconds',
+    help: 'From ingest accepting an event to the processor finishing it',
+    buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers: [registry],
+  }),
+});
+export type ProcessorMetrics = ReturnType<typeof createProcessorMetrics>;

@@ -1,0 +1,144 @@
+import { randomBytes } from 'node:crypto';
+import { Signature } from '@hubspot/api-client';
+import { startIngest, type RunningIngest } from '../../services/ingest/src/main.ts';
+import { loadIngestConfig } from '../../services/ingest/src/config.ts';
+import { startProcessor, type RunningProcessor } from '../../services/processor/src/main.ts';
+import { loadProcessorConfig } from '../../services/processor/src/config.ts';
+import { startOutbound, type RunningOutbound } from '../../services/outbound/src/main.ts';
+import { loadOutboundConfig } from '../../services/outbound/src/config.ts';
+import { createLogger } from '../../lib/log.ts';
+import { startFakeHubSpot, type FakeHubSpot } from '../fakes/hubspot.ts';
+import { startFakeOpenCx, type FakeOpenCx } from '../fakes/opencx.ts';
+import { FIXTURE_PORTAL_ID } from '../fakes/hubspot-fixtures.ts';
+
+export const CLIENT_SECRET = 'test-oauth-app-client-secret';
+export const ADMIN_TOKEN = 'test-admin-token-0123456789abcdef';
+
+export type TestOrg = { orgId: string; portalId: number; accessToken: string; apiKey: string; aiActorId: string; legacyWebhookUrl: string };
+
+/** Polls until `check` returns a value (not undefined/false), or fails naming what it waited for. */
+export const waitFor = async <T>(what: string, check: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 20000): Promise<T> => {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+};
+
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * The whole pipeline in this process, on the real broker, registry and Redis, with its own topic
+ * and Redis key prefixes, talking to fake HubSpot and OpenCX servers. `stop()` cleans up.
+ */
+export const startTestPipeline = async (options: { env?: Record<string, string>; processor?: boolean; outbound?: boolean } = {}) => {
+  const runId = randomBytes(4).toString('hex');
+  const hubspot: FakeHubSpot = await startFakeHubSpot({ defaultRateLimit: null });
+  const opencx: FakeOpenCx = await startFakeOpenCx();
+  const required = (name: string): string => {
+    const value = process.env[name];
+    if (!value) throw new Error(`${name} is not set: run the tests through mocha's global setup (test/setup.ts)`);
+    return value;
+  };
+  const env: Record<string, string> = {
+    NODE_ENV: 'test',
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+    KAFKA_BROKERS: required('KAFKA_BROKERS'),
+    SCHEMA_REGISTRY_URL: required('SCHEMA_REGISTRY_URL'),
+    REDIS_URL: required('REDIS_URL'),
+    KAFKA_TOPIC_PREFIX: `test-${runId}-`,
+    REDIS_KEY_PREFIX: `test:${runId}:`,
+    KAFKA_PARTITIONS: '3',
+    KAFKA_REPLICATION_FACTOR: '1',
+    HUBSPOT_API_BASE_URL: hubspot.url,
+    OPENCX_API_BASE_URL: opencx.url,
+    HUBSPOT_CLIENT_SECRET: CLIENT_SECRET,
+    ADMIN_TOKEN,
+    SECRETS_KEY: randomBytes(32).toString('base64'),
+    PORT: '0',
+    METRICS_PORT: '0',
+    EMAIL_DELAY_MS: '5000',
+    DEDUP_CLAIM_LEASE_MS: '3000',
+    HUBSPOT_RETRY_INITIAL_MS: '20',
+    OPENCX_RETRY_INITIAL_MS: '20',
+    OPENCX_RETRY_MAX_MS: '200',
+    ...options.env,
+  };
+  const log = (service: string) => createLogger(service, env.LOG_LEVEL ?? 'silent');
+
+  const ingest: RunningIngest = await startIngest(loadIngestConfig(env), log('ingest'));
+  const ingestUrl = `http://127.0.0.1:${ingest.port}`;
+  let processor: RunningProcessor | undefined;
+  let outbound: RunningOutbound | undefined;
+
+  const pipeline = {
+    runId,
+    env,
+    hubspot,
+    opencx,
+    ingestUrl,
+    async startProcessor(extraEnv: Record<string, string> = {}): Promise<RunningProcessor> {
+      processor = await startProcessor(loadProcessorConfig({ ...env, ...extraEnv }), log('processor'));
+      return processor;
+    },
+    async stopProcessor(): Promise<void> {
+      await processor?.stop();
+      processor = undefined;
+    },
+    async startOutbound(extraEnv: Record<string, string> = {}): Promise<RunningOutbound> {
+      outbound = await startOutbound(loadOutboundConfig({ ...env, ...extraEnv }), log('outbound'));
+      return outbound;
+    },
+    async stopOutbound(): Promise<void> {
+      await outbound?.stop();
+      outbound = undefined;
+    },
+
+    /** PUT /admin/orgs/{orgId} with an access token the fake HubSpot knows. */
+    async createOrg(overrides: { orgId?: string; portalId?: number; settings?: { assistMode?: boolean; ticketingEnabled?: boolean }; privateAppClientSecret?: string } = {}): Promise<TestOrg> {
+      const orgId = overrides.orgId ?? `org-${randomBytes(3).toString('hex')}`;
+      const portalId = overrides.portalId ?? FIXTURE_PORTAL_ID;
+      const accessToken = `pat-na1-${randomBytes(8).toString('hex')}`;
+      const apiKey = `ocx-${randomBytes(8).toString('hex')}`;
+      hubspot.setToken(accessToken, portalId);
+      const response = await fetch(`${ingestUrl}/admin/orgs/${orgId}`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          hubspot: { portalId, accessToken, aiActorId: 'A-111', defaultOwnerActorId: 'A-222', ...(overrides.privateAppClientSecret ? { privateAppClientSecret: overrides.privateAppClientSecret } : {}) },
+          opencx: { apiKey },
+          settings: { assistMode: false, ticketingEnabled: true, ...overrides.settings },
+        }),
+      });
+      if (response.status !== 201 && response.status !== 200) throw new Error(`PUT /admin/orgs answered ${response.status}: ${await response.text()}`);
+      const body = (await response.json()) as { legacyWebhookUrl: string };
+      return { orgId, portalId, accessToken, apiKey, aiActorId: 'A-111', legacyWebhookUrl: body.legacyWebhookUrl };
+    },
+
+    /** POSTs a batch signed (v3) with HubSpot's own SDK, as HubSpot would. */
+    async postBatch(events: readonly object[], sign: { secret?: string; timestamp?: number; path?: string; body?: string } = {}): Promise<Response> {
+      const path = sign.path ?? '/webhooks/hubspot';
+      const url = `${ingestUrl}${path}`;
+      const body = sign.body ?? JSON.stringify(events);
+      const timestamp = sign.timestamp ?? Date.now();
+      const signature = Signature.getSignature('POST', 'v3', { signature: '', clientSecret: sign.secret ?? CLIENT_SECRET, requestBody: body, url, timestamp });
+      return fetch(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-hubspot-signature-v3': signature, 'x-hubspot-request-timestamp': String(timestamp) },
+        body,
+      });
+    },
+
+    async stop(): Promise<void> {
+      await Promise.allSettled([processor?.stop(), outbound?.stop()]);
+      await ingest.stop();
+      await Promise.allSettled([hubspot.close(), opencx.close()]);
+    },
+  };
+  if (options.processor !== false) await pipeline.startProcessor();
+  if (options.outbound !== false) await pipeline.startOutbound();
+  return pipeline;
+};
+export type TestPipeline = Awaited<ReturnType<typeof startTestPipeline>>;
