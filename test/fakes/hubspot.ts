@@ -502,7 +502,7 @@ export async function startFakeHubSpot(options: FakeHubSpotOptions = {}): Promis
 function tokenEntries(tokens: FakeHubSpotOptions['tokens']): Record<string, number> {
   if (tokens === undefined) return {};
   return tokens instanceof Map
-    ? Object.fromEntries(tokens)
+    ? (Object.fromEntries(tokens) as Record<string, number>)
     : { ...(tokens as Readonly<Record<string, number>>) };
 }
 

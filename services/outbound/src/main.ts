@@ -15,7 +15,7 @@ import type { KafkaMessage } from 'kafkajs';
 import { resolveSecretsKey } from '../../../lib/config.ts';
 import { writeDeadLetter } from '../../../lib/dead-letters.ts';
 import { createRedisDedupStore } from '../../../lib/dedup-store.ts';
-import { orderingKeyOf, type AiReply, type DomainEvent, type PipelineEvent } from '../../../lib/domain-events.ts';
+import { orderingKeyOf, type AiReply, type PipelineEvent } from '../../../lib/domain-events.ts';
 import { ErrorCode, PipelineError, describeError } from '../../../lib/errors.ts';
 import { createHubSpotApi, type HubSpotApi } from '../../../lib/hubspot/index.ts';
 import { BatchingPublisher, KeyedConsumer, createDurableProducer, createKafka, ensureTopics, topicsFor } from '../../../lib/kafka/index.ts';
@@ -185,7 +185,7 @@ export const startOutbound = async (config: OutboundConfig, logger: Logger = cre
     consumer: kafka.consumer({ groupId: `${config.KAFKA_TOPIC_PREFIX}outbound`, allowAutoTopicCreation: false }),
     topics: [topics.domainEvents.name],
     orderingKey: (message) => message.key?.toString() ?? '',
-    handle: handleWith((event) => (event.type === 'ai-reply' ? Promise.reject(new Error('ai-reply on the domain topic')) : applyDomainEvent(event as DomainEvent, applyDeps))),
+    handle: handleWith((event) => (event.type === 'ai-reply' ? Promise.reject(new Error('ai-reply on the domain topic')) : applyDomainEvent(event, applyDeps))),
     logger,
     onHandlerError: () => metrics.handlerFailures.inc(),
   });

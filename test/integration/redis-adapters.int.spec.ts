@@ -1,0 +1,74 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { claimOrWait, createRedisDedupStore } from '../../lib/dedup-store.ts';
+import { createRedisRateLimiter } from '../../lib/rate-limiter.ts';
+import { createRedis, type Redis } from '../../lib/redis.ts';
+
+describe('Redis adapters (real Redis)', () => {
+  let redis: Redis;
+  let prefix: string;
+
+  beforeEach(() => {
+    redis = createRedis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
+    prefix = `test:${randomBytes(4).toString('hex')}:`;
+  });
+  afterEach(async () => {
+    // Only this test's keys: Redis is shared with other runs.
+    const keys = await redis.keys(`${prefix}*`);
+    if (keys.length > 0) await redis.del(...keys);
+    redis.disconnect();
+  });
+
+  describe('dedup store: claim, emit, then confirm', () => {
+    const store = (owner: string, leaseMs = 500) => createRedisDedupStore(redis, { prefix, owner, leaseMs, doneTtlMs: 60000 });
+
+    it('given a fresh key, when claimed twice by two replicas, then the first claims and the second sees it in flight', async () => {
+      assert.equal(await store('a').claim('org:message:1'), 'claimed');
+      assert.equal(await store('b').claim('org:message:1'), 'in-flight');
+    });
+
+    it('given a confirmed key, when claimed again, then it is a duplicate', async () => {
+      await store('a').claim('k');
+      await store('a').confirm('k');
+      assert.equal(await store('b').claim('k'), 'duplicate');
+      assert.ok((await redis.pttl(`${prefix}dedup:k`)) > 50000, 'done outlives the lease');
+    });
+
+    it('given a claimant that died, when its lease runs out, then another replica claims the key', async () => {
+      assert.equal(await store('dead', 200).claim('k'), 'claimed');
+      const result = await claimOrWait(store('b', 200), 'k', { leaseMs: 200, now: Date.now, sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)) });
+      assert.equal(result, 'claimed');
+    });
+
+    it("given a released claim, when released by another owner, then that owner's release does nothing", async () => {
+      await store('a').claim('k');
+      await store('b').release('k');
+      assert.equal(await store('c').claim('k'), 'in-flight');
+      await store('a').release('k');
+      assert.equal(await store('c').claim('k'), 'claimed');
+    });
+
+    it('given a claim held past the wait, when waiting, then it gives up with a retriable error', async () => {
+      await store('a', 5000).claim('k');
+      await assert.rejects(claimOrWait(store('b', 100), 'k', { leaseMs: 100, now: Date.now, sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)) }), { code: 'DEDUP_IN_FLIGHT', retriable: true });
+    });
+  });
+
+  describe('rolling-window rate limiter', () => {
+    it('given a limit of 5 per 400 ms, when 8 requests come at once, then 5 pass and the rest wait for the window', async () => {
+      const limiter = createRedisRateLimiter(redis, { prefix, max: 5, windowMs: 400 });
+      const started = Date.now();
+      const waits = await Promise.all(Array.from({ length: 8 }, () => limiter.acquire('portal-a')));
+      assert.equal(waits.filter((wait) => wait === 0).length, 5);
+      assert.ok(Date.now() - started >= 350, 'the last three waited for the window to roll');
+    });
+
+    it('given one bucket at its limit, when another bucket asks, then it is not delayed', async () => {
+      const limiter = createRedisRateLimiter(redis, { prefix, max: 1, windowMs: 5000 });
+      await limiter.acquire('portal-a');
+      const started = Date.now();
+      assert.equal(await limiter.acquire('portal-b'), 0);
+      assert.ok(Date.now() - started < 200);
+    });
+  });
+});
