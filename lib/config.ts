@@ -33,6 +33,8 @@ export const commonEnv = {
   OPENCX_API_BASE_URL: z.url().default('https://api.open.cx'),
   SECRETS_KEY: secretsKey.optional(),
   METRICS_PORT: z.coerce.number().int().min(0).max(65535),
+  /** Not in the contract's table: how soon a dead consumer's partitions move to another replica. */
+  KAFKA_SESSION_TIMEOUT_MS: z.coerce.number().int().min(6000).default(10000),
 };
 
 export type ConfigSource = Readonly<Record<string, string | undefined>>;

@@ -1,4 +1,4 @@
-import { Kafka, logLevel, type Admin, type ITopicConfig, type Producer } from 'kafkajs';
+import { Kafka, Partitioners, logLevel, type Admin, type ITopicConfig, type Producer } from 'kafkajs';
 import type { Logger } from '../log.ts';
 import type { TopicSpec } from './topics.ts';
 
@@ -72,6 +72,8 @@ export const createDurableProducer = (kafka: Kafka): Producer =>
   kafka.producer({
     idempotent: true,
     maxInFlightRequests: 1,
+    // murmur2, as the Java client: keys land on the same partitions as other Kafka tools expect.
+    createPartitioner: Partitioners.DefaultPartitioner,
     allowAutoTopicCreation: false,
     retry: { initialRetryTime: 100, retries: 5, maxRetryTime: 3000 },
   });

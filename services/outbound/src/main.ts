@@ -182,7 +182,7 @@ export const startOutbound = async (config: OutboundConfig, logger: Logger = cre
 
   // The data paths.
   const domainConsumer = new KeyedConsumer({
-    consumer: kafka.consumer({ groupId: `${config.KAFKA_TOPIC_PREFIX}outbound`, allowAutoTopicCreation: false }),
+    consumer: kafka.consumer({ groupId: `${config.KAFKA_TOPIC_PREFIX}outbound`, allowAutoTopicCreation: false, sessionTimeout: config.KAFKA_SESSION_TIMEOUT_MS, heartbeatInterval: 1000 }),
     topics: [topics.domainEvents.name],
     orderingKey: (message) => message.key?.toString() ?? '',
     handle: handleWith((event) => (event.type === 'ai-reply' ? Promise.reject(new Error('ai-reply on the domain topic')) : applyDomainEvent(event, applyDeps))),
@@ -190,7 +190,7 @@ export const startOutbound = async (config: OutboundConfig, logger: Logger = cre
     onHandlerError: () => metrics.handlerFailures.inc(),
   });
   const replyConsumer = new KeyedConsumer({
-    consumer: kafka.consumer({ groupId: `${config.KAFKA_TOPIC_PREFIX}outbound.ai-replies`, allowAutoTopicCreation: false }),
+    consumer: kafka.consumer({ groupId: `${config.KAFKA_TOPIC_PREFIX}outbound.ai-replies`, allowAutoTopicCreation: false, sessionTimeout: config.KAFKA_SESSION_TIMEOUT_MS, heartbeatInterval: 1000 }),
     topics: [topics.aiReplies.name],
     orderingKey: (message) => message.key?.toString() ?? '',
     handle: handleWith((event) => (event.type === 'ai-reply' ? postAiReply(event, postDeps) : Promise.reject(new Error(`${event.type} on the ai-replies topic`)))),

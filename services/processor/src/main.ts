@@ -117,7 +117,7 @@ export const startProcessor = async (config: ProcessorConfig, logger: Logger = c
 
   // The data path: one queue per conversation, offsets committed behind the slowest one.
   const consumer = new KeyedConsumer({
-    consumer: kafka.consumer({ groupId: `${config.KAFKA_TOPIC_PREFIX}processor`, allowAutoTopicCreation: false }),
+    consumer: kafka.consumer({ groupId: `${config.KAFKA_TOPIC_PREFIX}processor`, allowAutoTopicCreation: false, sessionTimeout: config.KAFKA_SESSION_TIMEOUT_MS, heartbeatInterval: 1000 }),
     topics: [topics.rawEvents.name],
     orderingKey: (message: KafkaMessage) => message.headers?.[ORDERING_KEY_HEADER]?.toString() ?? message.key?.toString() ?? '',
     handle: handleRawEvent,
