@@ -27,6 +27,14 @@ export const waitFor = async <T>(what: string, check: () => T | undefined | fals
   }
 };
 
+/** Sums the samples of a Prometheus counter whose labels include `labels`. */
+export const sumCounter = (exposition: string, name: string, labels: Record<string, string>): number =>
+  exposition
+    .split('\n')
+    .filter((line) => line.startsWith(`${name}{`) || line.startsWith(`${name} `))
+    .filter((line) => Object.entries(labels).every(([key, value]) => line.includes(`${key}="${value}"`)))
+    .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(' ') + 1)), 0);
+
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
@@ -70,8 +78,8 @@ export const startTestPipeline = async (options: { env?: Record<string, string>;
 
   const ingest: RunningIngest = await startIngest(loadIngestConfig(env), log('ingest'));
   const ingestUrl = `http://127.0.0.1:${ingest.port}`;
-  let processor: RunningProcessor | undefined;
-  let outbound: RunningOutbound | undefined;
+  let processors: RunningProcessor[] = [];
+  let outbounds: RunningOutbound[] = [];
 
   const pipeline = {
     runId,
@@ -79,21 +87,34 @@ export const startTestPipeline = async (options: { env?: Record<string, string>;
     hubspot,
     opencx,
     ingestUrl,
+    get processors(): readonly RunningProcessor[] {
+      return processors;
+    },
+    /** Another processor replica (same consumer group); call again for more. */
     async startProcessor(extraEnv: Record<string, string> = {}): Promise<RunningProcessor> {
-      processor = await startProcessor(loadProcessorConfig({ ...env, ...extraEnv }), log('processor'));
+      const processor = await startProcessor(loadProcessorConfig({ ...env, ...extraEnv }), log('processor'));
+      processors.push(processor);
       return processor;
     },
     async stopProcessor(): Promise<void> {
-      await processor?.stop();
-      processor = undefined;
+      await Promise.all(processors.map((processor) => processor.stop()));
+      processors = [];
     },
     async startOutbound(extraEnv: Record<string, string> = {}): Promise<RunningOutbound> {
-      outbound = await startOutbound(loadOutboundConfig({ ...env, ...extraEnv }), log('outbound'));
+      const outbound = await startOutbound(loadOutboundConfig({ ...env, ...extraEnv }), log('outbound'));
+      outbounds.push(outbound);
       return outbound;
     },
     async stopOutbound(): Promise<void> {
-      await outbound?.stop();
-      outbound = undefined;
+      await Promise.all(outbounds.map((outbound) => outbound.stop()));
+      outbounds = [];
+    },
+    /** Sum of a counter over the running replicas of a service (labels must all match). */
+    async counter(service: 'processor' | 'outbound', name: string, labels: Record<string, string> = {}): Promise<number> {
+      const ports = (service === 'processor' ? processors : outbounds).map((running) => running.metricsPort);
+      let total = 0;
+      for (const port of ports) total += sumCounter(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text(), name, labels);
+      return total;
     },
 
     /** PUT /admin/orgs/{orgId} with an access token the fake HubSpot knows. */
@@ -132,7 +153,7 @@ export const startTestPipeline = async (options: { env?: Record<string, string>;
     },
 
     async stop(): Promise<void> {
-      await Promise.allSettled([processor?.stop(), outbound?.stop()]);
+      await Promise.allSettled([...processors, ...outbounds].map((running) => running.stop()));
       await ingest.stop();
       await Promise.allSettled([hubspot.close(), opencx.close()]);
     },
