@@ -9,7 +9,6 @@ import { loadOutboundConfig } from '../../services/outbound/src/config.ts';
 import { createLogger } from '../../lib/log.ts';
 import { startFakeHubSpot, type FakeHubSpot } from '../fakes/hubspot.ts';
 import { startFakeOpenCx, type FakeOpenCx } from '../fakes/opencx.ts';
-import { FIXTURE_PORTAL_ID } from '../fakes/hubspot-fixtures.ts';
 
 export const CLIENT_SECRET = 'test-oauth-app-client-secret';
 export const ADMIN_TOKEN = 'test-admin-token-0123456789abcdef';
@@ -120,7 +119,7 @@ export const startTestPipeline = async (options: { env?: Record<string, string>;
     /** PUT /admin/orgs/{orgId} with an access token the fake HubSpot knows. */
     async createOrg(overrides: { orgId?: string; portalId?: number; settings?: { assistMode?: boolean; ticketingEnabled?: boolean }; privateAppClientSecret?: string } = {}): Promise<TestOrg> {
       const orgId = overrides.orgId ?? `org-${randomBytes(3).toString('hex')}`;
-      const portalId = overrides.portalId ?? FIXTURE_PORTAL_ID;
+      const portalId = overrides.portalId ?? 20_000_000 + Math.floor(Math.random() * 9_000_000);
       const accessToken = `pat-na1-${randomBytes(8).toString('hex')}`;
       const apiKey = `ocx-${randomBytes(8).toString('hex')}`;
       hubspot.setToken(accessToken, portalId);
