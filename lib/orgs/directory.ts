@@ -59,6 +59,11 @@ export class OrgDirectory {
     return orgId === undefined ? undefined : this.byId(orgId);
   }
 
+  /** Every organisation, deleted ones included. */
+  all(): IterableIterator<Org> {
+    return this.#byId.values();
+  }
+
   stored(orgId: string): StoredOrg | undefined {
     return this.#table.get(orgId);
   }

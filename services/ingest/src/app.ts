@@ -9,6 +9,7 @@ import type { IngestConfig } from './config.ts';
 import type { IngestMetrics } from './metrics.ts';
 import { verifyHubSpotSignature } from './signature.ts';
 import { parseWebhookBatch, type AcceptedEvent } from './webhook-batch.ts';
+import type { HubSpotOAuth, SignedToken } from './oauth.ts';
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 const SIGNATURE_MAX_AGE_MS = 5 * 60 * 1000;
@@ -29,7 +30,12 @@ export type IngestDeps = {
   readonly registry: Registry;
   readonly logger: Logger;
   readonly now: () => number;
+  /** Present when HUBSPOT_CLIENT_ID and HUBSPOT_CLIENT_SECRET are set. */
+  readonly oauth: { readonly client: HubSpotOAuth; readonly tokens: SignedToken } | undefined;
 };
+
+const INSTALL_GRANT_TTL_MS = 15 * 60 * 1000;
+const OAUTH_STATE_TTL_MS = 15 * 60 * 1000;
 
 class HttpError extends Error {
   readonly status: number;
@@ -160,6 +166,12 @@ export const createIngestApp = (deps: IngestDeps): Koa => {
     return orgId;
   };
   const baseUrl = (ctx: Context): string => config.PUBLIC_BASE_URL ?? `${ctx.protocol}://${ctx.host}`;
+  /** A short-lived link an operator can open in a browser to connect the org's HubSpot portal. */
+  const withInstallUrl = <T extends { orgId: string }>(view: T, ctx: Context): T & { oauthInstallUrl?: string } => {
+    if (!deps.oauth) return view;
+    const grant = deps.oauth.tokens.sign({ kind: 'install', orgId: view.orgId }, INSTALL_GRANT_TTL_MS);
+    return { ...view, oauthInstallUrl: `${baseUrl(ctx)}/oauth/hubspot/install?orgId=${encodeURIComponent(view.orgId)}&grant=${grant}` };
+  };
 
   router.put('/admin/orgs/:orgId', async (ctx) => {
     authorise(ctx);
@@ -214,14 +226,14 @@ export const createIngestApp = (deps: IngestDeps): Koa => {
     const org = orgs.byId(orgId);
     if (!org) throw new Error(`organisation ${orgId} not visible after write`);
     ctx.status = previous && !previous.deleted ? 200 : 201;
-    ctx.body = publicView(org, baseUrl(ctx));
+    ctx.body = withInstallUrl(publicView(org, baseUrl(ctx)), ctx);
   });
 
   router.get('/admin/orgs/:orgId', (ctx) => {
     authorise(ctx);
     const org = orgs.byId(orgIdOf(ctx));
     if (!org) throw new HttpError(404, 'unknown_org', `no organisation ${ctx.params.orgId ?? ''}`);
-    ctx.body = publicView(org, baseUrl(ctx));
+    ctx.body = withInstallUrl(publicView(org, baseUrl(ctx)), ctx);
   });
 
   router.delete('/admin/orgs/:orgId', async (ctx) => {
@@ -237,6 +249,61 @@ export const createIngestApp = (deps: IngestDeps): Koa => {
     }
     logger.info({ orgId }, 'organisation deleted');
     ctx.status = 204;
+  });
+
+  // OAuth install: the operator (admin token, or the signed link from the admin API) is sent to
+  // HubSpot's consent screen; the callback stores the tokens and maps the installing portal.
+  const requireOAuth = (): NonNullable<IngestDeps['oauth']> => {
+    if (!deps.oauth) throw new HttpError(503, 'oauth_not_configured', 'set HUBSPOT_CLIENT_ID and HUBSPOT_CLIENT_SECRET to enable the OAuth install');
+    return deps.oauth;
+  };
+  router.get('/oauth/hubspot/install', (ctx) => {
+    const oauth = requireOAuth();
+    const orgId = typeof ctx.query.orgId === 'string' ? ctx.query.orgId : '';
+    const grant = typeof ctx.query.grant === 'string' ? oauth.tokens.verify<{ kind: string; orgId: string }>(ctx.query.grant) : undefined;
+    if (!(grant?.kind === 'install' && grant.orgId === orgId)) authorise(ctx);
+    if (!orgs.byId(orgId)) throw new HttpError(404, 'unknown_org', `no organisation ${orgId}: create it with PUT /admin/orgs/${orgId} first`);
+    const state = oauth.tokens.sign({ kind: 'state', orgId }, OAUTH_STATE_TTL_MS);
+    const target = new URL(config.HUBSPOT_AUTHORIZE_URL);
+    target.searchParams.set('client_id', config.HUBSPOT_CLIENT_ID ?? '');
+    target.searchParams.set('redirect_uri', `${baseUrl(ctx)}/oauth/hubspot/callback`);
+    target.searchParams.set('scope', config.HUBSPOT_OAUTH_SCOPES);
+    target.searchParams.set('state', state);
+    ctx.redirect(target.toString());
+  });
+
+  router.get('/oauth/hubspot/callback', async (ctx) => {
+    const oauth = requireOAuth();
+    const code = typeof ctx.query.code === 'string' ? ctx.query.code : '';
+    const state = typeof ctx.query.state === 'string' ? oauth.tokens.verify<{ kind: string; orgId: string }>(ctx.query.state) : undefined;
+    if (!code) throw new HttpError(400, 'missing_code', 'HubSpot did not send an authorization code; start again from the install link');
+    if (state?.kind !== 'state') throw new HttpError(400, 'invalid_state', 'the install link expired or was tampered with; start again from the install link');
+    const stored = orgs.stored(state.orgId);
+    if (!stored || stored.deleted) throw new HttpError(404, 'unknown_org', `no organisation ${state.orgId}`);
+    let tokens;
+    let portalId;
+    try {
+      tokens = await oauth.client.exchangeCode(code, `${baseUrl(ctx)}/oauth/hubspot/callback`);
+      portalId = await oauth.client.portalOf(tokens.accessToken);
+    } catch (error) {
+      logger.warn({ err: error, orgId: state.orgId }, 'OAuth code exchange failed');
+      throw new HttpError(502, 'oauth_exchange_failed', 'HubSpot did not accept the authorization code; start again from the install link');
+    }
+    const owner = orgs.byPortal(portalId);
+    if (owner && owner.orgId !== state.orgId) throw new HttpError(409, 'portal_taken', `portal ${portalId} already belongs to organisation ${owner.orgId}`);
+    const seal = deps.secrets.seal;
+    try {
+      await deps.writeOrg({
+        ...stored,
+        updatedAt: deps.now(),
+        hubspot: { ...stored.hubspot, portalId, accessToken: seal(tokens.accessToken), refreshToken: seal(tokens.refreshToken), tokenExpiresAt: tokens.expiresAt, reconnectRequired: false },
+      });
+    } catch (error) {
+      logger.error({ err: error, orgId: state.orgId }, 'OAuth tokens not stored');
+      throw new HttpError(503, 'kafka_unavailable', 'the tokens could not be stored; start again from the install link');
+    }
+    logger.info({ orgId: state.orgId, portalId }, 'HubSpot portal connected through OAuth');
+    ctx.body = { connected: true, orgId: state.orgId, portalId };
   });
 
   app.use(router.routes());

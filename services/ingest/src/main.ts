@@ -15,6 +15,9 @@ import { isEntryPoint, runAsProcess } from '../../../lib/service.ts';
 import { createIngestApp, type RawEventSink } from './app.ts';
 import { loadIngestConfig, type IngestConfig } from './config.ts';
 import { createIngestMetrics } from './metrics.ts';
+import { createHubSpotOAuth, createSignedTokens } from './oauth.ts';
+import { refreshExpiringTokens } from './token-refresher.ts';
+import { createRedis } from '../../../lib/redis.ts';
 
 export type RunningIngest = { readonly port: number; readonly stop: () => Promise<void> };
 
@@ -67,17 +70,46 @@ export const startIngest = async (config: IngestConfig, logger: Logger = createL
     await publisher.publish(topics.rawEvents.name, messages);
   };
 
+  const oauth =
+    config.HUBSPOT_CLIENT_ID && config.HUBSPOT_CLIENT_SECRET
+      ? {
+          client: createHubSpotOAuth({ baseUrl: config.HUBSPOT_API_BASE_URL, clientId: config.HUBSPOT_CLIENT_ID, clientSecret: config.HUBSPOT_CLIENT_SECRET, timeoutMs: 10000, now: Date.now }),
+          tokens: createSignedTokens(secretsKey.key, 'hubspot-oauth', Date.now),
+        }
+      : undefined;
+  const writeOrg = (record: Parameters<OrgDirectory['write']>[1]) => orgs.write(producer, record);
+
+  // OAuth tokens live 30 minutes: refresh them ahead of time (one replica per org, via a Redis lock).
+  const redis = createRedis(config.REDIS_URL);
+  const refresher = oauth
+    ? setInterval(() => {
+        refreshExpiringTokens({
+          orgs,
+          oauth: oauth.client,
+          secrets,
+          writeOrg,
+          redis,
+          lockPrefix: config.REDIS_KEY_PREFIX,
+          marginMs: config.OAUTH_REFRESH_MARGIN_MS,
+          now: Date.now,
+          logger,
+          onRefreshed: (outcome) => metrics.tokenRefreshes.inc({ outcome }),
+        }).catch((error: unknown) => logger.error({ err: error }, 'token refresh pass failed'));
+      }, config.OAUTH_REFRESH_CHECK_MS)
+    : undefined;
+
   const app = createIngestApp({
     config,
     orgs,
     secrets,
     sink,
-    writeOrg: (record) => orgs.write(producer, record),
+    writeOrg,
     isReady: () => producerConnected,
     metrics,
     registry,
     logger,
     now: Date.now,
+    oauth,
   });
   const server: Server = app.listen(config.PORT, '0.0.0.0');
   await new Promise<void>((resolve) => server.once('listening', resolve));
@@ -90,10 +122,12 @@ export const startIngest = async (config: IngestConfig, logger: Logger = createL
   return {
     port,
     stop: async () => {
+      clearInterval(refresher);
       await closeServer(server);
       await publisher.drain();
       await producer.disconnect();
       await orgs.stop();
+      redis.disconnect();
     },
   };
 };

@@ -24,6 +24,12 @@ export const createIngestMetrics = (registry: Registry) => ({
     help: 'Events accepted from a portal that maps to no organisation (the processor drops them)',
     registers: [registry],
   }),
+  tokenRefreshes: new Counter({
+    name: 'ingest_oauth_token_refreshes_total',
+    help: 'OAuth access token refreshes, by outcome (refreshed, reconnect_required, failed)',
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+  }),
   durableLatency: new Histogram({
     name: 'ingest_durable_write_seconds',
     help: 'Time from a batch being parsed to Kafka acknowledging it (acks=all)',

@@ -1,0 +1,112 @@
+import assert from 'node:assert/strict';
+import * as fixtures from '../fakes/hubspot-fixtures.ts';
+import { ADMIN_TOKEN, sumCounter, startTestPipeline, waitFor, type TestOrg, type TestPipeline } from '../support/pipeline.ts';
+
+describe('OAuth install, callback and token refresh', function () {
+  this.timeout(60000);
+  let pipeline: TestPipeline;
+  let org: TestOrg;
+  const admin = { authorization: `Bearer ${ADMIN_TOKEN}` };
+
+  before(async () => {
+    pipeline = await startTestPipeline({ env: { HUBSPOT_CLIENT_ID: 'test-client-id', OAUTH_REFRESH_CHECK_MS: '300', OAUTH_REFRESH_MARGIN_MS: '60000' } });
+    org = await pipeline.createOrg();
+  });
+  after(async () => pipeline?.stop());
+
+  const install = (query: string, headers: Record<string, string> = {}) => fetch(`${pipeline.ingestUrl}/oauth/hubspot/install?${query}`, { headers, redirect: 'manual' });
+
+  it('given no admin token and no signed link, when install is opened, then 401 (nobody can attach a portal to another org)', async () => {
+    const response = await install(`orgId=${org.orgId}`);
+    assert.equal(response.status, 401);
+    assert.equal(((await response.json()) as { error: string }).error, 'unauthorised');
+  });
+
+  it("given the admin API's install link, when opened in a browser, then it redirects to HubSpot's consent screen", async () => {
+    const view = (await (await fetch(`${pipeline.ingestUrl}/admin/orgs/${org.orgId}`, { headers: admin })).json()) as { oauthInstallUrl: string };
+    const response = await fetch(view.oauthInstallUrl, { redirect: 'manual' });
+    assert.equal(response.status, 302);
+    const target = new URL(response.headers.get('location') ?? '');
+    assert.equal(target.origin + target.pathname, 'https://app.hubspot.com/oauth/authorize');
+    assert.equal(target.searchParams.get('client_id'), 'test-client-id');
+    assert.equal(target.searchParams.get('redirect_uri'), `${pipeline.ingestUrl}/oauth/hubspot/callback`);
+    assert.ok(target.searchParams.get('state'));
+  });
+
+  it('given the consent, when HubSpot calls back, then the tokens are stored, the portal mapped, and its webhooks processed with the new token', async () => {
+    const response = await install(`orgId=${org.orgId}`, admin);
+    const state = new URL(response.headers.get('location') ?? '').searchParams.get('state') ?? '';
+    const portalId = 31_000_000 + Math.floor(Math.random() * 1_000_000);
+    pipeline.hubspot.addOAuthPortal({ portalId, code: 'auth-code-1' });
+
+    const callback = await fetch(`${pipeline.ingestUrl}/oauth/hubspot/callback?code=auth-code-1&state=${encodeURIComponent(state)}`);
+    assert.equal(callback.status, 200);
+    assert.deepEqual(await callback.json(), { connected: true, orgId: org.orgId, portalId });
+    const view = (await (await fetch(`${pipeline.ingestUrl}/admin/orgs/${org.orgId}`, { headers: admin })).json()) as { hubspot: { portalId: number; hasAccessToken: boolean; tokenExpiresAt: number } };
+    assert.equal(view.hubspot.portalId, portalId);
+    assert.ok(view.hubspot.tokenExpiresAt > Date.now());
+
+    const message = fixtures.message({ kind: 'customer-chat', text: 'via OAuth' });
+    pipeline.hubspot.addMessage(message, { portalId });
+    assert.equal((await pipeline.postBatch([fixtures.webhookEventFor(message, { portalId })])).status, 200);
+    await waitFor('the message at OpenCX', () => pipeline.opencx.effects.some((effect) => effect.kind === 'message-sent'));
+  });
+
+  it('given a tampered state, when HubSpot calls back, then 400 and nothing is stored', async () => {
+    const response = await fetch(`${pipeline.ingestUrl}/oauth/hubspot/callback?code=x&state=forged.state`);
+    assert.equal(response.status, 400);
+    assert.equal(((await response.json()) as { error: string }).error, 'invalid_state');
+  });
+
+  it('given a fresh 30-minute token, when the refresher runs, then it leaves it alone', async () => {
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const metrics = await (await fetch(`${pipeline.ingestUrl}/metrics`)).text();
+    assert.equal(sumCounter(metrics, 'ingest_oauth_token_refreshes_total', {}), 0);
+    assert.equal(pipeline.hubspot.requests.filter((request) => request.path === '/oauth/v1/token').length, 1, 'only the code exchange');
+  });
+});
+
+describe('OAuth token refresh', function () {
+  this.timeout(60000);
+  let pipeline: TestPipeline;
+  const admin = { authorization: `Bearer ${ADMIN_TOKEN}` };
+
+  before(async () => {
+    // A margin of 30 minutes minus 1 s: every token is "about to expire" a second after it is issued.
+    pipeline = await startTestPipeline({ env: { HUBSPOT_CLIENT_ID: 'test-client-id', OAUTH_REFRESH_CHECK_MS: '300', OAUTH_REFRESH_MARGIN_MS: String(1800_000 - 1000) } });
+  });
+  after(async () => pipeline?.stop());
+
+  const connect = async (org: TestOrg, portalId: number, code: string): Promise<void> => {
+    const response = await fetch(`${pipeline.ingestUrl}/oauth/hubspot/install?orgId=${org.orgId}`, { headers: admin, redirect: 'manual' });
+    const state = new URL(response.headers.get('location') ?? '').searchParams.get('state') ?? '';
+    pipeline.hubspot.addOAuthPortal({ portalId, code });
+    assert.equal((await fetch(`${pipeline.ingestUrl}/oauth/hubspot/callback?code=${code}&state=${encodeURIComponent(state)}`)).status, 200);
+  };
+  const refreshes = async (outcome: string): Promise<number> =>
+    sumCounter(await (await fetch(`${pipeline.ingestUrl}/metrics`)).text(), 'ingest_oauth_token_refreshes_total', { outcome });
+
+  it('given a token near expiry, when the refresher runs, then HubSpot is asked with the refresh token and the new token is stored', async () => {
+    const org = await pipeline.createOrg();
+    await connect(org, 32_000_001, 'code-refresh');
+    await waitFor('a refresh', async () => (await refreshes('refreshed')) >= 1, 15000);
+    const refreshCall = pipeline.hubspot.requests.find((request) => request.path === '/oauth/v1/token' && request.method === 'POST' && pipeline.hubspot.requests.indexOf(request) > 0);
+    assert.ok(refreshCall);
+    const view = (await (await fetch(`${pipeline.ingestUrl}/admin/orgs/${org.orgId}`, { headers: admin })).json()) as { hubspot: { reconnectRequired: boolean; tokenExpiresAt: number } };
+    assert.equal(view.hubspot.reconnectRequired, false);
+    assert.ok(view.hubspot.tokenExpiresAt > Date.now() + 1700_000);
+  });
+
+  it('given HubSpot refusing the refresh token, when the refresher runs, then the org is marked reconnect-required and refreshing stops', async () => {
+    const org = await pipeline.createOrg();
+    await connect(org, 32_000_002, 'code-revoked');
+    pipeline.hubspot.reset(); // forgets every grant: the refresh token is now unknown (400 BAD_REFRESH_TOKEN)
+    await waitFor('reconnect required', async () => {
+      const view = (await (await fetch(`${pipeline.ingestUrl}/admin/orgs/${org.orgId}`, { headers: admin })).json()) as { hubspot: { reconnectRequired: boolean } };
+      return view.hubspot.reconnectRequired;
+    }, 15000);
+    const refused = await refreshes('reconnect_required');
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    assert.equal(await refreshes('reconnect_required'), refused, 'no more attempts once reconnect is required');
+  });
+});
