@@ -154,6 +154,7 @@ describe('dead letters: an operator lists and replays them (real Kafka, registry
     assert.equal(letter.sourceTopic, domainTopic);
     assert.match(letter.error, /422/);
     assert.ok(letter.value && letter.value.length > 0, 'the original record travels with the letter');
+    assert.equal(letter.headers?.['event-type'], 'customer-message', 'and its headers, restored on replay');
     assert.equal(deliveredTexts('First: this one OpenCX refuses'), 0);
     assert.notEqual(next.conversationsThreadId, refused.message.conversationsThreadId);
   });
