@@ -1,0 +1,22 @@
+# One image for the three services; infra/compose/docker-compose.yml (and the Helm chart) pick
+# the service with the command, e.g. `node services/ingest/src/main.ts`.
+# Node >= 22.18 runs the TypeScript sources directly (type stripping), so there is no build
+# step and no tsx: the same command as `npm run start:ingest`.
+FROM node:22-slim
+
+ENV NODE_ENV=production
+WORKDIR /app
+
+# dependencies first (cached while package*.json are unchanged); dev dependencies (test and
+# lint tools) are not needed at run time
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+
+COPY lib ./lib
+COPY services ./services
+COPY schemas ./schemas
+
+USER node
+# ingest: webhooks, admin API, /healthz, /readyz, /metrics; processor / outbound: METRICS_PORT
+EXPOSE 3000 9465 9466
+CMD ["node", "services/ingest/src/main.ts"]
