@@ -5,15 +5,29 @@ export default tseslint.config(
   { ignores: ['node_modules/**', '.cache/**', '.local/**', 'dist/**'] },
   ...tseslint.configs.recommendedTypeChecked,
   {
-    languageOptions: { parserOptions: { projectService: { allowDefaultProject: ['eslint.config.js'] }, tsconfigRootDir: import.meta.dirname } },
+    languageOptions: {
+      parserOptions: {
+        projectService: { allowDefaultProject: ['eslint.config.js'] },
+        tsconfigRootDir: import.meta.dirname,
+      },
+    },
     rules: {
       '@typescript-eslint/no-floating-promises': 'error',
       // An async function without await is a fine way to return a promise.
       '@typescript-eslint/require-await': 'off',
       '@typescript-eslint/no-misused-promises': 'error',
       '@typescript-eslint/consistent-type-imports': 'error',
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', destructuredArrayIgnorePattern: '^_' }],
-      'no-restricted-syntax': ['error', { selector: 'TSEnumDeclaration', message: 'Use an `as const` object and a derived union (erasable syntax).' }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_', destructuredArrayIgnorePattern: '^_' },
+      ],
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector: 'TSEnumDeclaration',
+          message: 'Use an `as const` object and a derived union (erasable syntax).',
+        },
+      ],
     },
   },
   {
@@ -24,8 +38,22 @@ export default tseslint.config(
         'error',
         {
           patterns: [
-            { group: ['node:*', 'fs', 'http', 'https', 'net', 'child_process'], message: 'rules are pure: no Node I/O modules here' },
-            { group: ['kafkajs', 'ioredis', '@hubspot/*', 'koa', '**/lib/kafka/**', '**/lib/redis.ts', '**/lib/hubspot/api.ts'], message: 'rules are pure: I/O belongs in adapters' },
+            {
+              group: ['node:*', 'fs', 'http', 'https', 'net', 'child_process'],
+              message: 'rules are pure: no Node I/O modules here',
+            },
+            {
+              group: [
+                'kafkajs',
+                'ioredis',
+                '@hubspot/*',
+                'koa',
+                '**/lib/kafka/**',
+                '**/lib/redis.ts',
+                '**/lib/hubspot/api.ts',
+              ],
+              message: 'rules are pure: I/O belongs in adapters',
+            },
           ],
         },
       ],

@@ -54,6 +54,12 @@ export const writeDeadLetter = async (
   await producer.send({
     topic,
     acks: -1,
-    messages: [{ key: source.message.key ?? null, value: await codec.encodeRecord(DEAD_LETTER_RECORD, record), headers }],
+    messages: [
+      {
+        key: source.message.key ?? null,
+        value: await codec.encodeRecord(DEAD_LETTER_RECORD, record),
+        headers,
+      },
+    ],
   });
 };

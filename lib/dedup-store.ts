@@ -21,7 +21,10 @@ const DONE = 'done';
 // Deletes the claim only if it is still ours (never someone else's claim or a "done").
 const RELEASE_IF_OWNER = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
 
-export const createRedisDedupStore = (redis: Redis, options: { prefix: string; owner: string; leaseMs: number; doneTtlMs: number }): DedupStore => {
+export const createRedisDedupStore = (
+  redis: Redis,
+  options: { prefix: string; owner: string; leaseMs: number; doneTtlMs: number },
+): DedupStore => {
   const full = (key: string): string => `${options.prefix}dedup:${key}`;
   const owner = `claim:${options.owner}`;
   return {
@@ -36,7 +39,10 @@ export const createRedisDedupStore = (redis: Redis, options: { prefix: string; o
         return 'claimed';
       }
       // The lease ran out between SET and GET: try once more.
-      if (current === null) return (await redis.set(full(key), owner, 'PX', options.leaseMs, 'NX')) === 'OK' ? 'claimed' : 'in-flight';
+      if (current === null)
+        return (await redis.set(full(key), owner, 'PX', options.leaseMs, 'NX')) === 'OK'
+          ? 'claimed'
+          : 'in-flight';
       return 'in-flight';
     },
     confirm: async (key) => {
@@ -62,7 +68,9 @@ export const claimOrWait = async (
     const result = await store.claim(key);
     if (result !== 'in-flight') return result;
     if (options.now() > deadline) {
-      throw new PipelineError(ErrorCode.dedupInFlight, `dedup key ${key} stays claimed by another replica`, { retriable: true });
+      throw new PipelineError(ErrorCode.dedupInFlight, `dedup key ${key} stays claimed by another replica`, {
+        retriable: true,
+      });
     }
     await options.sleep(Math.max(50, Math.min(1000, options.leaseMs / 4)));
   }

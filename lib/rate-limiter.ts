@@ -29,12 +29,26 @@ export type RateLimiter = {
 
 export const createRedisRateLimiter = (
   redis: Redis,
-  options: { prefix: string; max: number; windowMs: number; onThrottled?: (bucket: string, waitMs: number) => void },
+  options: {
+    prefix: string;
+    max: number;
+    windowMs: number;
+    onThrottled?: (bucket: string, waitMs: number) => void;
+  },
 ): RateLimiter => ({
   acquire: async (bucket) => {
     let waited = 0;
     for (;;) {
-      const waitMs = Number(await redis.eval(TAKE_SLOT, 1, `${options.prefix}ratelimit:${bucket}`, options.windowMs, options.max, randomUUID()));
+      const waitMs = Number(
+        await redis.eval(
+          TAKE_SLOT,
+          1,
+          `${options.prefix}ratelimit:${bucket}`,
+          options.windowMs,
+          options.max,
+          randomUUID(),
+        ),
+      );
       if (waitMs <= 0) return waited;
       options.onThrottled?.(bucket, waitMs);
       await sleep(waitMs);

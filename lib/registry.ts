@@ -84,7 +84,9 @@ export class AvroCodec {
     const { recordName, record } = await this.decodeRecord(buffer);
     const type = typeByRecordName.get(recordName);
     if (type === undefined) {
-      throw new PipelineError(ErrorCode.undecodable, `record ${recordName} is not a pipeline event`, { retriable: false });
+      throw new PipelineError(ErrorCode.undecodable, `record ${recordName} is not a pipeline event`, {
+        retriable: false,
+      });
     }
     return { type, ...record } as PipelineEvent;
   }

@@ -32,7 +32,9 @@ export const runAsProcess = (name: string, start: () => Promise<RunningService>,
       process.on('SIGINT', () => shutdown('SIGINT'));
     },
     (error: unknown) => {
-      process.stderr.write(`${name}: cannot start: ${error instanceof Error ? error.message : String(error)}\n`);
+      process.stderr.write(
+        `${name}: cannot start: ${error instanceof Error ? error.message : String(error)}\n`,
+      );
       process.exit(1);
     },
   );

@@ -17,7 +17,14 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 const say = (line: string): void => void process.stdout.write(`[dev-stack] ${line}\n`);
 
 export const SANDBOX_CONTROL_PORT = 4099;
-const DEMO = { orgId: 'demo', portalId: fixtures.FIXTURE_PORTAL_ID, token: 'pat-demo-sandbox-token', apiKey: 'ocx-demo-key', clientSecret: 'demo-client-secret', adminToken: 'demo-admin-token-0123456789' };
+const DEMO = {
+  orgId: 'demo',
+  portalId: fixtures.FIXTURE_PORTAL_ID,
+  token: 'pat-demo-sandbox-token',
+  apiKey: 'ocx-demo-key',
+  clientSecret: 'demo-client-secret',
+  adminToken: 'demo-admin-token-0123456789',
+};
 
 const readEnvFile = (path: string): Record<string, string> =>
   Object.fromEntries(
@@ -47,7 +54,9 @@ const main = async (): Promise<void> => {
   let closeSandboxes = async (): Promise<void> => undefined;
   if (sandbox) {
     const hubspot = await startFakeHubSpot({ tokens: { [DEMO.token]: DEMO.portalId } });
-    const opencx = await startFakeOpenCx({ aiResponder: (text) => `Thanks for your message! (sandbox AI answering: "${text}")` });
+    const opencx = await startFakeOpenCx({
+      aiResponder: (text) => `Thanks for your message! (sandbox AI answering: "${text}")`,
+    });
     env.HUBSPOT_API_BASE_URL = hubspot.url;
     env.OPENCX_API_BASE_URL = opencx.url;
     // A control endpoint for the sample-webhook command: it creates a message in the sandbox HubSpot.
@@ -59,7 +68,13 @@ const main = async (): Promise<void> => {
         const message = fixtures.message({ kind: 'customer-chat', text });
         hubspot.addMessage(message);
         res.writeHead(200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ event: fixtures.webhookEventFor(message, { portalId: DEMO.portalId }), secret: env.HUBSPOT_CLIENT_SECRET, ingestUrl: `http://127.0.0.1:${env.PORT}` }));
+        res.end(
+          JSON.stringify({
+            event: fixtures.webhookEventFor(message, { portalId: DEMO.portalId }),
+            secret: env.HUBSPOT_CLIENT_SECRET,
+            ingestUrl: `http://127.0.0.1:${env.PORT}`,
+          }),
+        );
       });
     });
     await new Promise<void>((resolve) => control.listen(SANDBOX_CONTROL_PORT, '127.0.0.1', resolve));
@@ -71,11 +86,22 @@ const main = async (): Promise<void> => {
   }
 
   const children: ChildProcess[] = [];
-  for (const [service, metricsPort] of [['ingest', env.PORT], ['processor', '9465'], ['outbound', '9466']] as const) {
-    const child = spawn(process.execPath, [`${root}services/${service}/src/main.ts`], { env: { ...env, METRICS_PORT: metricsPort ?? '0' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  for (const [service, metricsPort] of [
+    ['ingest', env.PORT],
+    ['processor', '9465'],
+    ['outbound', '9466'],
+  ] as const) {
+    const child = spawn(process.execPath, [`${root}services/${service}/src/main.ts`], {
+      env: { ...env, METRICS_PORT: metricsPort ?? '0' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const prefix = `[${service}] `;
-    child.stdout?.on('data', (chunk: Buffer) => process.stdout.write(chunk.toString().replace(/^(?=.)/gm, prefix)));
-    child.stderr?.on('data', (chunk: Buffer) => process.stderr.write(chunk.toString().replace(/^(?=.)/gm, prefix)));
+    child.stdout?.on('data', (chunk: Buffer) =>
+      process.stdout.write(chunk.toString().replace(/^(?=.)/gm, prefix)),
+    );
+    child.stderr?.on('data', (chunk: Buffer) =>
+      process.stderr.write(chunk.toString().replace(/^(?=.)/gm, prefix)),
+    );
     child.on('exit', (code) => say(`${service} exited (${code ?? 'signal'})`));
     children.push(child);
   }
@@ -86,7 +112,11 @@ const main = async (): Promise<void> => {
     const response = await fetch(`${ingestUrl}/admin/orgs/${DEMO.orgId}`, {
       method: 'PUT',
       headers: { authorization: `Bearer ${env.ADMIN_TOKEN}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ hubspot: { portalId: DEMO.portalId, accessToken: DEMO.token, aiActorId: 'A-111' }, opencx: { apiKey: DEMO.apiKey }, settings: { assistMode: false, ticketingEnabled: true } }),
+      body: JSON.stringify({
+        hubspot: { portalId: DEMO.portalId, accessToken: DEMO.token, aiActorId: 'A-111' },
+        opencx: { apiKey: DEMO.apiKey },
+        settings: { assistMode: false, ticketingEnabled: true },
+      }),
     });
     say(`demo organisation "${DEMO.orgId}" registered (${response.status})`);
     say('ready. In another terminal, send a signed sample webhook:');
@@ -99,7 +129,14 @@ const main = async (): Promise<void> => {
   const shutdown = async (): Promise<void> => {
     say('stopping services (infra keeps running; npm run infra:down stops it)');
     for (const child of children) child.kill('SIGTERM');
-    await Promise.all(children.map((child) => new Promise((resolve) => (child.exitCode === null ? child.once('exit', resolve) : resolve(undefined)))));
+    await Promise.all(
+      children.map(
+        (child) =>
+          new Promise((resolve) =>
+            child.exitCode === null ? child.once('exit', resolve) : resolve(undefined),
+          ),
+      ),
+    );
     await closeSandboxes();
     process.exit(0);
   };
@@ -122,7 +159,13 @@ const loadOrCreateDevKey = (): string => {
 const waitForReady = async (url: string): Promise<void> => {
   const deadline = Date.now() + 120000;
   while (Date.now() < deadline) {
-    if (await fetch(url).then((response) => response.ok, () => false)) return;
+    if (
+      await fetch(url).then(
+        (response) => response.ok,
+        () => false,
+      )
+    )
+      return;
     await new Promise((resolve) => setTimeout(resolve, 500));
   }
   throw new Error(`${url} did not become ready in 120 s: see the service logs above`);

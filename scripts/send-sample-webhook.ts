@@ -8,17 +8,33 @@ const SANDBOX_CONTROL = 'http://127.0.0.1:4099';
 const text = process.argv.slice(2).join(' ') || 'Hello, where is my order?';
 
 const main = async (): Promise<void> => {
-  const created = await fetch(SANDBOX_CONTROL, { method: 'POST', body: JSON.stringify({ text }) }).catch(() => {
-    throw new Error('the dev stack is not running: start it with `npm start` first');
-  });
-  const { event, secret, ingestUrl } = (await created.json()) as { event: object; secret: string; ingestUrl: string };
+  const created = await fetch(SANDBOX_CONTROL, { method: 'POST', body: JSON.stringify({ text }) }).catch(
+    () => {
+      throw new Error('the dev stack is not running: start it with `npm start` first');
+    },
+  );
+  const { event, secret, ingestUrl } = (await created.json()) as {
+    event: object;
+    secret: string;
+    ingestUrl: string;
+  };
   const url = `${ingestUrl}/webhooks/hubspot`;
   const body = JSON.stringify([event]);
   const timestamp = Date.now();
-  const signature = Signature.getSignature('POST', 'v3', { signature: '', clientSecret: secret, requestBody: body, url, timestamp });
+  const signature = Signature.getSignature('POST', 'v3', {
+    signature: '',
+    clientSecret: secret,
+    requestBody: body,
+    url,
+    timestamp,
+  });
   const response = await fetch(url, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', 'x-hubspot-signature-v3': signature, 'x-hubspot-request-timestamp': String(timestamp) },
+    headers: {
+      'content-type': 'application/json',
+      'x-hubspot-signature-v3': signature,
+      'x-hubspot-request-timestamp': String(timestamp),
+    },
     body,
   });
   process.stdout.write(`POST ${url} → ${response.status} ${await response.text()}\n`);

@@ -12,7 +12,7 @@ export const mochaGlobalSetup = async (): Promise<void> => {
   process.env.KAFKA_BROKERS = infra.kafkaBrokers.join(',');
   process.env.SCHEMA_REGISTRY_URL = infra.schemaRegistryUrl;
   process.env.REDIS_URL = infra.redisUrl;
-  release = infra.release;
+  release = () => infra.release();
 };
 
 export const mochaGlobalTeardown = async (): Promise<void> => {

@@ -25,7 +25,16 @@ const withTimeout = async <T>(work: Promise<T>, ms: number, what: string): Promi
     return await Promise.race([
       work,
       new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new PipelineError(ErrorCode.upstreamUnavailable, `${what}: no answer within ${ms} ms`, { upstream: 'hubspot', retriable: true })), ms);
+        timer = setTimeout(
+          () =>
+            reject(
+              new PipelineError(ErrorCode.upstreamUnavailable, `${what}: no answer within ${ms} ms`, {
+                upstream: 'hubspot',
+                retriable: true,
+              }),
+            ),
+          ms,
+        );
       }),
     ]);
   } finally {
@@ -45,42 +54,87 @@ export const classifyHubSpotResponse = async (response: Response, what: string):
     const daily = body.includes('"DAILY"');
     const interval = Number(response.headers.get('x-hubspot-ratelimit-interval-milliseconds') ?? '');
     const retryAfter = Number(response.headers.get('retry-after') ?? '');
-    const retryAfterMs = daily ? 60 * 60 * 1000 : Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter * 1000 : Number.isFinite(interval) && interval > 0 ? Math.min(interval, 10000) : 1000;
+    const retryAfterMs = daily
+      ? 60 * 60 * 1000
+      : Number.isFinite(retryAfter) && retryAfter > 0
+        ? retryAfter * 1000
+        : Number.isFinite(interval) && interval > 0
+          ? Math.min(interval, 10000)
+          : 1000;
     return Promise.reject(
-      new PipelineError(ErrorCode.upstreamRateLimited, `${what}: HubSpot rate limit (${daily ? 'DAILY' : 'TEN_SECONDLY_ROLLING'})`, { upstream: 'hubspot', retriable: true, retryAfterMs }),
+      new PipelineError(
+        ErrorCode.upstreamRateLimited,
+        `${what}: HubSpot rate limit (${daily ? 'DAILY' : 'TEN_SECONDLY_ROLLING'})`,
+        { upstream: 'hubspot', retriable: true, retryAfterMs },
+      ),
     );
   }
   if (response.status >= 500) {
-    return Promise.reject(new PipelineError(ErrorCode.upstreamUnavailable, `${what}: HubSpot answered ${response.status}`, { upstream: 'hubspot', retriable: true }));
+    return Promise.reject(
+      new PipelineError(ErrorCode.upstreamUnavailable, `${what}: HubSpot answered ${response.status}`, {
+        upstream: 'hubspot',
+        retriable: true,
+      }),
+    );
   }
   if (response.status === 401) {
     return Promise.reject(
-      new PipelineError(ErrorCode.upstreamUnauthorized, `${what}: HubSpot rejected the access token (401): reconnect the HubSpot app`, { upstream: 'hubspot', retriable: false }),
+      new PipelineError(
+        ErrorCode.upstreamUnauthorized,
+        `${what}: HubSpot rejected the access token (401): reconnect the HubSpot app`,
+        { upstream: 'hubspot', retriable: false },
+      ),
     );
   }
   return Promise.reject(
-    new PipelineError(ErrorCode.upstreamRejected, `${what}: HubSpot answered ${response.status}: ${body.slice(0, 300)}`, { upstream: 'hubspot', retriable: false }),
+    new PipelineError(
+      ErrorCode.upstreamRejected,
+      `${what}: HubSpot answered ${response.status}: ${body.slice(0, 300)}`,
+      { upstream: 'hubspot', retriable: false },
+    ),
   );
 };
 
 export const createHubSpotApi = (options: HubSpotApiOptions): HubSpotApi => {
   // Retries and the limiter stay off: the SDK keeps them on a process-wide singleton that every
   // new Client overwrites, so with many portals in one process they are done here instead.
-  const client = new Client({ accessToken: options.accessToken, basePath: options.baseUrl.replace(/\/$/, ''), numberOfApiCallRetries: 0 });
+  const client = new Client({
+    accessToken: options.accessToken,
+    basePath: options.baseUrl.replace(/\/$/, ''),
+    numberOfApiCallRetries: 0,
+  });
 
-  const call = async <S extends z.ZodType>(what: string, schema: S, method: string, path: string, body?: unknown): Promise<z.infer<S>> => {
+  const call = async <S extends z.ZodType>(
+    what: string,
+    schema: S,
+    method: string,
+    path: string,
+    body?: unknown,
+  ): Promise<z.infer<S>> => {
     await options.beforeRequest?.();
     let response: Response;
     try {
-      response = await withTimeout(client.apiRequest({ method, path, ...(body === undefined ? {} : { body }) }), options.timeoutMs, what);
+      response = await withTimeout(
+        client.apiRequest({ method, path, ...(body === undefined ? {} : { body }) }),
+        options.timeoutMs,
+        what,
+      );
     } catch (error) {
       if (error instanceof PipelineError) throw error;
-      throw new PipelineError(ErrorCode.upstreamUnavailable, `${what}: HubSpot unreachable: ${String(error)}`, { upstream: 'hubspot', retriable: true, cause: error });
+      throw new PipelineError(
+        ErrorCode.upstreamUnavailable,
+        `${what}: HubSpot unreachable: ${String(error)}`,
+        { upstream: 'hubspot', retriable: true, cause: error },
+      );
     }
     const json = await classifyHubSpotResponse(response, what);
     const parsed = schema.safeParse(json);
     if (!parsed.success) {
-      throw new PipelineError(ErrorCode.upstreamRejected, `${what}: unexpected HubSpot answer: ${parsed.error.issues[0]?.message ?? ''}`, { upstream: 'hubspot', retriable: false });
+      throw new PipelineError(
+        ErrorCode.upstreamRejected,
+        `${what}: unexpected HubSpot answer: ${parsed.error.issues[0]?.message ?? ''}`,
+        { upstream: 'hubspot', retriable: false },
+      );
     }
     return parsed.data;
   };
@@ -88,12 +142,30 @@ export const createHubSpotApi = (options: HubSpotApiOptions): HubSpotApi => {
   const threads = '/conversations/v3/conversations/threads';
   const enc = encodeURIComponent;
   return {
-    getMessage: (threadId, messageId) => call(`GET message ${messageId}`, HubSpotMessage, 'GET', `${threads}/${enc(threadId)}/messages/${enc(messageId)}`),
-    getThread: (threadId) => call(`GET thread ${threadId}`, HubSpotThread, 'GET', `${threads}/${enc(threadId)}?association=TICKET`),
+    getMessage: (threadId, messageId) =>
+      call(
+        `GET message ${messageId}`,
+        HubSpotMessage,
+        'GET',
+        `${threads}/${enc(threadId)}/messages/${enc(messageId)}`,
+      ),
+    getThread: (threadId) =>
+      call(`GET thread ${threadId}`, HubSpotThread, 'GET', `${threads}/${enc(threadId)}?association=TICKET`),
     getNote: (noteId) =>
-      call(`GET note ${noteId}`, HubSpotNote, 'GET', `/crm/v3/objects/notes/${enc(noteId)}?properties=hs_note_body,hs_timestamp,hubspot_owner_id&associations=tickets`),
+      call(
+        `GET note ${noteId}`,
+        HubSpotNote,
+        'GET',
+        `/crm/v3/objects/notes/${enc(noteId)}?properties=hs_note_body,hs_timestamp,hubspot_owner_id&associations=tickets`,
+      ),
     postMessage: async (threadId, message) => {
-      const posted = await call(`POST message on thread ${threadId}`, HubSpotMessage, 'POST', `${threads}/${enc(threadId)}/messages`, message);
+      const posted = await call(
+        `POST message on thread ${threadId}`,
+        HubSpotMessage,
+        'POST',
+        `${threads}/${enc(threadId)}/messages`,
+        message,
+      );
       return { id: posted.id };
     },
   };

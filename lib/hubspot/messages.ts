@@ -13,7 +13,9 @@ export const HubSpotMessage = z.looseObject({
   conversationsThreadId: z.union([z.string(), z.number()]).transform(String).nullish(),
   createdAt: z.string().nullish(),
   createdBy: z.string().nullish(),
-  client: z.looseObject({ clientType: z.string().nullish(), integrationAppId: z.number().nullish() }).nullish(),
+  client: z
+    .looseObject({ clientType: z.string().nullish(), integrationAppId: z.number().nullish() })
+    .nullish(),
   senders: z
     .array(
       z.looseObject({
@@ -33,7 +35,9 @@ export const HubSpotThread = z.looseObject({
   status: z.string().nullish(),
   assignedTo: z.string().nullish(),
   associatedContactId: z.union([z.string(), z.number()]).transform(String).nullish(),
-  threadAssociations: z.looseObject({ associatedTicketId: z.union([z.string(), z.number()]).transform(String).nullish() }).nullish(),
+  threadAssociations: z
+    .looseObject({ associatedTicketId: z.union([z.string(), z.number()]).transform(String).nullish() })
+    .nullish(),
 });
 export type HubSpotThread = z.infer<typeof HubSpotThread>;
 
@@ -46,7 +50,11 @@ export const HubSpotNote = z.looseObject({
   }),
   associations: z
     .looseObject({
-      tickets: z.looseObject({ results: z.array(z.looseObject({ id: z.union([z.string(), z.number()]).transform(String) })) }).nullish(),
+      tickets: z
+        .looseObject({
+          results: z.array(z.looseObject({ id: z.union([z.string(), z.number()]).transform(String) })),
+        })
+        .nullish(),
     })
     .nullish(),
 });
@@ -60,7 +68,10 @@ export type OutgoingMessage =
       readonly senderActorId: string;
       readonly channelId: string;
       readonly channelAccountId: string;
-      readonly recipients: readonly { actorId?: string; deliveryIdentifiers?: readonly { type: string; value: string }[] }[];
+      readonly recipients: readonly {
+        actorId?: string;
+        deliveryIdentifiers?: readonly { type: string; value: string }[];
+      }[];
       readonly attachments: readonly unknown[];
     }
   | { readonly type: 'COMMENT'; readonly text: string; readonly attachments: readonly unknown[] };

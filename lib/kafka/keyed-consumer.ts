@@ -19,7 +19,13 @@ export type KeyedConsumerOptions = {
 };
 
 type Tracked = { readonly offset: bigint; done: boolean };
-type Work = { readonly message: KafkaMessage; readonly topic: string; readonly partition: number; readonly epoch: number; readonly tracked: Tracked };
+type Work = {
+  readonly message: KafkaMessage;
+  readonly topic: string;
+  readonly partition: number;
+  readonly epoch: number;
+  readonly tracked: Tracked;
+};
 
 /**
  * A consumer that never lets one conversation hold up another. `eachBatch` only queues messages
@@ -31,7 +37,10 @@ type Work = { readonly message: KafkaMessage; readonly topic: string; readonly p
 export class KeyedConsumer {
   readonly #options: KeyedConsumerOptions;
   readonly #queues = new Map<string, Work[]>();
-  readonly #partitions = new Map<string, { epoch: number; entries: Tracked[]; committed: bigint | undefined }>();
+  readonly #partitions = new Map<
+    string,
+    { epoch: number; entries: Tracked[]; committed: bigint | undefined }
+  >();
   readonly #running = new Set<Promise<void>>();
   #buffered = 0;
   #epoch = 0;
@@ -83,7 +92,13 @@ export class KeyedConsumer {
     for (const message of batch.messages) {
       const tracked: Tracked = { offset: BigInt(message.offset), done: false };
       partition.entries.push(tracked);
-      this.#push(this.#options.orderingKey(message), { message, topic: batch.topic, partition: batch.partition, epoch: partition.epoch, tracked });
+      this.#push(this.#options.orderingKey(message), {
+        message,
+        topic: batch.topic,
+        partition: batch.partition,
+        epoch: partition.epoch,
+        tracked,
+      });
       payload.resolveOffset(message.offset);
     }
     // Back-pressure: stop fetching while too much waits, heartbeating so the group keeps us.
@@ -143,7 +158,9 @@ export class KeyedConsumer {
   #scheduleCommit(): void {
     this.#commitTimer ??= setTimeout(() => {
       this.#commitTimer = undefined;
-      this.#commit().catch((error: unknown) => this.#options.logger.warn({ err: error }, 'offset commit failed; will retry'));
+      this.#commit().catch((error: unknown) =>
+        this.#options.logger.warn({ err: error }, 'offset commit failed; will retry'),
+      );
     }, this.#options.commitIntervalMs ?? 200);
   }
 
@@ -158,7 +175,11 @@ export class KeyedConsumer {
       if (next === undefined || (partition.committed !== undefined && next <= partition.committed)) continue;
       partition.committed = next;
       const split = partitionKey.lastIndexOf(':');
-      offsets.push({ topic: partitionKey.slice(0, split), partition: Number(partitionKey.slice(split + 1)), offset: next.toString() });
+      offsets.push({
+        topic: partitionKey.slice(0, split),
+        partition: Number(partitionKey.slice(split + 1)),
+        offset: next.toString(),
+      });
     }
     if (offsets.length > 0) await this.#options.consumer.commitOffsets(offsets);
   }

@@ -80,7 +80,10 @@ export class KafkaTable<V> {
             const value = message.value === null ? undefined : this.#decode(message.value);
             this.#apply({ key, value, offset: message.offset });
           } catch (error) {
-            this.#logger.error({ err: error, topic: this.#topic, key, offset: message.offset }, 'skipping an undecodable table record');
+            this.#logger.error(
+              { err: error, topic: this.#topic, key, offset: message.offset },
+              'skipping an undecodable table record',
+            );
           }
         }
         const last = remaining.get(partition);

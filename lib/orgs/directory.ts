@@ -17,7 +17,13 @@ export class OrgDirectory {
   readonly #byPortal = new Map<number, OrgId>();
   readonly #byTokenHash = new Map<string, OrgId>();
 
-  constructor(options: { kafka: Kafka; topic: string; groupPrefix: string; secrets: SecretBox; logger: Logger }) {
+  constructor(options: {
+    kafka: Kafka;
+    topic: string;
+    groupPrefix: string;
+    secrets: SecretBox;
+    logger: Logger;
+  }) {
     this.#secrets = options.secrets;
     this.#topic = options.topic;
     this.#table = new KafkaTable<StoredOrg>({
@@ -81,12 +87,14 @@ export class OrgDirectory {
   #index(key: string, stored: StoredOrg | undefined): void {
     const previous = this.#byId.get(key);
     if (previous) {
-      if (this.#byPortal.get(previous.hubspot.portalId) === previous.orgId) this.#byPortal.delete(previous.hubspot.portalId);
+      if (this.#byPortal.get(previous.hubspot.portalId) === previous.orgId)
+        this.#byPortal.delete(previous.hubspot.portalId);
       this.#byTokenHash.delete(hashWebhookToken(previous.webhookToken));
       this.#byId.delete(key);
     }
     if (!stored) return;
-    const open = (value: string | undefined): string | undefined => (value === undefined ? undefined : this.#secrets.open(value));
+    const open = (value: string | undefined): string | undefined =>
+      value === undefined ? undefined : this.#secrets.open(value);
     const org: Org = {
       orgId: OrgId(stored.orgId),
       deleted: stored.deleted,

@@ -1,6 +1,13 @@
 import assert from 'node:assert/strict';
 import * as fixtures from '../fakes/hubspot-fixtures.ts';
-import { CLIENT_SECRET, sleep, startTestPipeline, waitFor, type TestOrg, type TestPipeline } from '../support/pipeline.ts';
+import {
+  CLIENT_SECRET,
+  sleep,
+  startTestPipeline,
+  waitFor,
+  type TestOrg,
+  type TestPipeline,
+} from '../support/pipeline.ts';
 
 describe('end to end: a signed HubSpot webhook reaches OpenCX (real Kafka, registry, Redis)', function () {
   this.timeout(90000);
@@ -19,15 +26,22 @@ describe('end to end: a signed HubSpot webhook reaches OpenCX (real Kafka, regis
     const message = fixtures.message({ kind: 'customer-chat', text: 'Where is my parcel?' });
     pipeline.hubspot.addMessage(message, { portalId: org.portalId });
 
-    const response = await pipeline.postBatch([fixtures.webhookEventFor(message, { portalId: org.portalId })]);
+    const response = await pipeline.postBatch([
+      fixtures.webhookEventFor(message, { portalId: org.portalId }),
+    ]);
     assert.equal(response.status, 200);
 
-    const sent = await waitFor('OpenCX to receive the message', () => pipeline.opencx.effects.find((effect) => effect.kind === 'message-sent'));
+    const sent = await waitFor('OpenCX to receive the message', () =>
+      pipeline.opencx.effects.find((effect) => effect.kind === 'message-sent'),
+    );
     const session = pipeline.opencx.sessions.get(sent.sessionId);
     assert.equal(session?.channel.type, 'web');
     assert.equal(session?.customData.hubspot_thread_id, message.conversationsThreadId);
     assert.equal(session?.customData.hubspot_portal_id, String(org.portalId));
-    assert.deepEqual(session?.messages.map((sentMessage) => sentMessage.text), ['Where is my parcel?']);
+    assert.deepEqual(
+      session?.messages.map((sentMessage) => sentMessage.text),
+      ['Where is my parcel?'],
+    );
     const request = pipeline.opencx.requests.find((recorded) => recorded.path.endsWith('/send'));
     assert.equal(request?.headers.authorization, `Bearer ${org.apiKey}`);
     assert.ok(request?.headers['idempotency-key'], 'the send carries an Idempotency-Key');
@@ -42,8 +56,14 @@ describe('end to end: a signed HubSpot webhook reaches OpenCX (real Kafka, regis
 
     const forged = await pipeline.postBatch([event], { secret: 'not-the-secret' });
     assert.equal(forged.status, 401);
-    assert.deepEqual(await forged.json(), { error: 'signature_mismatch', detail: 'the request signature does not verify; check the app client secret and PUBLIC_BASE_URL' });
-    const stale = await pipeline.postBatch([event], { secret: CLIENT_SECRET, timestamp: Date.now() - 6 * 60 * 1000 });
+    assert.deepEqual(await forged.json(), {
+      error: 'signature_mismatch',
+      detail: 'the request signature does not verify; check the app client secret and PUBLIC_BASE_URL',
+    });
+    const stale = await pipeline.postBatch([event], {
+      secret: CLIENT_SECRET,
+      timestamp: Date.now() - 6 * 60 * 1000,
+    });
     assert.equal(stale.status, 401);
     assert.equal(((await stale.json()) as { error: string }).error, 'stale_timestamp');
 
@@ -56,7 +76,9 @@ describe('end to end: a signed HubSpot webhook reaches OpenCX (real Kafka, regis
     const notArray = await pipeline.postBatch([], { body: '{"portalId":1}' });
     assert.equal(notArray.status, 400);
     assert.match(((await notArray.json()) as { detail: string }).detail, /array/);
-    const noPortal = await pipeline.postBatch([], { body: JSON.stringify([{ subscriptionType: 'conversation.newMessage' }]) });
+    const noPortal = await pipeline.postBatch([], {
+      body: JSON.stringify([{ subscriptionType: 'conversation.newMessage' }]),
+    });
     assert.equal(noPortal.status, 400);
     assert.match(((await noPortal.json()) as { detail: string }).detail, /portalId/);
     const notJson = await pipeline.postBatch([], { body: 'not json' });
@@ -64,7 +86,9 @@ describe('end to end: a signed HubSpot webhook reaches OpenCX (real Kafka, regis
   });
 
   it('given a body over 1 MiB, when posted, then 413', async () => {
-    const response = await pipeline.postBatch([], { body: JSON.stringify([{ portalId: 1, subscriptionType: 'x', pad: 'x'.repeat(1024 * 1024) }]) });
+    const response = await pipeline.postBatch([], {
+      body: JSON.stringify([{ portalId: 1, subscriptionType: 'x', pad: 'x'.repeat(1024 * 1024) }]),
+    });
     assert.equal(response.status, 413);
   });
 });

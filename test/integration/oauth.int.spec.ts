@@ -1,6 +1,13 @@
 import assert from 'node:assert/strict';
 import * as fixtures from '../fakes/hubspot-fixtures.ts';
-import { ADMIN_TOKEN, sumCounter, startTestPipeline, waitFor, type TestOrg, type TestPipeline } from '../support/pipeline.ts';
+import {
+  ADMIN_TOKEN,
+  sumCounter,
+  startTestPipeline,
+  waitFor,
+  type TestOrg,
+  type TestPipeline,
+} from '../support/pipeline.ts';
 
 describe('OAuth install, callback and token refresh', function () {
   this.timeout(60000);
@@ -9,12 +16,19 @@ describe('OAuth install, callback and token refresh', function () {
   const admin = { authorization: `Bearer ${ADMIN_TOKEN}` };
 
   before(async () => {
-    pipeline = await startTestPipeline({ env: { HUBSPOT_CLIENT_ID: 'test-client-id', OAUTH_REFRESH_CHECK_MS: '300', OAUTH_REFRESH_MARGIN_MS: '60000' } });
+    pipeline = await startTestPipeline({
+      env: {
+        HUBSPOT_CLIENT_ID: 'test-client-id',
+        OAUTH_REFRESH_CHECK_MS: '300',
+        OAUTH_REFRESH_MARGIN_MS: '60000',
+      },
+    });
     org = await pipeline.createOrg();
   });
   after(async () => pipeline?.stop());
 
-  const install = (query: string, headers: Record<string, string> = {}) => fetch(`${pipeline.ingestUrl}/oauth/hubspot/install?${query}`, { headers, redirect: 'manual' });
+  const install = (query: string, headers: Record<string, string> = {}) =>
+    fetch(`${pipeline.ingestUrl}/oauth/hubspot/install?${query}`, { headers, redirect: 'manual' });
 
   it('given no admin token and no signed link, when install is opened, then 401 (nobody can attach a portal to another org)', async () => {
     const response = await install(`orgId=${org.orgId}`);
@@ -23,7 +37,9 @@ describe('OAuth install, callback and token refresh', function () {
   });
 
   it("given the admin API's install link, when opened in a browser, then it redirects to HubSpot's consent screen", async () => {
-    const view = (await (await fetch(`${pipeline.ingestUrl}/admin/orgs/${org.orgId}`, { headers: admin })).json()) as { oauthInstallUrl: string };
+    const view = (await (
+      await fetch(`${pipeline.ingestUrl}/admin/orgs/${org.orgId}`, { headers: admin })
+    ).json()) as { oauthInstallUrl: string };
     const response = await fetch(view.oauthInstallUrl, { redirect: 'manual' });
     assert.equal(response.status, 302);
     const target = new URL(response.headers.get('location') ?? '');
@@ -39,17 +55,23 @@ describe('OAuth install, callback and token refresh', function () {
     const portalId = 31_000_000 + Math.floor(Math.random() * 1_000_000);
     pipeline.hubspot.addOAuthPortal({ portalId, code: 'auth-code-1' });
 
-    const callback = await fetch(`${pipeline.ingestUrl}/oauth/hubspot/callback?code=auth-code-1&state=${encodeURIComponent(state)}`);
+    const callback = await fetch(
+      `${pipeline.ingestUrl}/oauth/hubspot/callback?code=auth-code-1&state=${encodeURIComponent(state)}`,
+    );
     assert.equal(callback.status, 200);
     assert.deepEqual(await callback.json(), { connected: true, orgId: org.orgId, portalId });
-    const view = (await (await fetch(`${pipeline.ingestUrl}/admin/orgs/${org.orgId}`, { headers: admin })).json()) as { hubspot: { portalId: number; hasAccessToken: boolean; tokenExpiresAt: number } };
+    const view = (await (
+      await fetch(`${pipeline.ingestUrl}/admin/orgs/${org.orgId}`, { headers: admin })
+    ).json()) as { hubspot: { portalId: number; hasAccessToken: boolean; tokenExpiresAt: number } };
     assert.equal(view.hubspot.portalId, portalId);
     assert.ok(view.hubspot.tokenExpiresAt > Date.now());
 
     const message = fixtures.message({ kind: 'customer-chat', text: 'via OAuth' });
     pipeline.hubspot.addMessage(message, { portalId });
     assert.equal((await pipeline.postBatch([fixtures.webhookEventFor(message, { portalId })])).status, 200);
-    await waitFor('the message at OpenCX', () => pipeline.opencx.effects.some((effect) => effect.kind === 'message-sent'));
+    await waitFor('the message at OpenCX', () =>
+      pipeline.opencx.effects.some((effect) => effect.kind === 'message-sent'),
+    );
   });
 
   it('given a tampered state, when HubSpot calls back, then 400 and nothing is stored', async () => {
@@ -62,7 +84,11 @@ describe('OAuth install, callback and token refresh', function () {
     await new Promise((resolve) => setTimeout(resolve, 1000));
     const metrics = await (await fetch(`${pipeline.ingestUrl}/metrics`)).text();
     assert.equal(sumCounter(metrics, 'ingest_oauth_token_refreshes_total', {}), 0);
-    assert.equal(pipeline.hubspot.requests.filter((request) => request.path === '/oauth/v1/token').length, 1, 'only the code exchange');
+    assert.equal(
+      pipeline.hubspot.requests.filter((request) => request.path === '/oauth/v1/token').length,
+      1,
+      'only the code exchange',
+    );
   });
 });
 
@@ -73,26 +99,53 @@ describe('OAuth token refresh', function () {
 
   before(async () => {
     // A margin of 30 minutes minus 1 s: every token is "about to expire" a second after it is issued.
-    pipeline = await startTestPipeline({ env: { HUBSPOT_CLIENT_ID: 'test-client-id', OAUTH_REFRESH_CHECK_MS: '300', OAUTH_REFRESH_MARGIN_MS: String(1800_000 - 1000) } });
+    pipeline = await startTestPipeline({
+      env: {
+        HUBSPOT_CLIENT_ID: 'test-client-id',
+        OAUTH_REFRESH_CHECK_MS: '300',
+        OAUTH_REFRESH_MARGIN_MS: String(1800_000 - 1000),
+      },
+    });
   });
   after(async () => pipeline?.stop());
 
   const connect = async (org: TestOrg, portalId: number, code: string): Promise<void> => {
-    const response = await fetch(`${pipeline.ingestUrl}/oauth/hubspot/install?orgId=${org.orgId}`, { headers: admin, redirect: 'manual' });
+    const response = await fetch(`${pipeline.ingestUrl}/oauth/hubspot/install?orgId=${org.orgId}`, {
+      headers: admin,
+      redirect: 'manual',
+    });
     const state = new URL(response.headers.get('location') ?? '').searchParams.get('state') ?? '';
     pipeline.hubspot.addOAuthPortal({ portalId, code });
-    assert.equal((await fetch(`${pipeline.ingestUrl}/oauth/hubspot/callback?code=${code}&state=${encodeURIComponent(state)}`)).status, 200);
+    assert.equal(
+      (
+        await fetch(
+          `${pipeline.ingestUrl}/oauth/hubspot/callback?code=${code}&state=${encodeURIComponent(state)}`,
+        )
+      ).status,
+      200,
+    );
   };
   const refreshes = async (outcome: string): Promise<number> =>
-    sumCounter(await (await fetch(`${pipeline.ingestUrl}/metrics`)).text(), 'ingest_oauth_token_refreshes_total', { outcome });
+    sumCounter(
+      await (await fetch(`${pipeline.ingestUrl}/metrics`)).text(),
+      'ingest_oauth_token_refreshes_total',
+      { outcome },
+    );
 
   it('given a token near expiry, when the refresher runs, then HubSpot is asked with the refresh token and the new token is stored', async () => {
     const org = await pipeline.createOrg();
     await connect(org, 32_000_001, 'code-refresh');
     await waitFor('a refresh', async () => (await refreshes('refreshed')) >= 1, 15000);
-    const refreshCall = pipeline.hubspot.requests.find((request) => request.path === '/oauth/v1/token' && request.method === 'POST' && pipeline.hubspot.requests.indexOf(request) > 0);
+    const refreshCall = pipeline.hubspot.requests.find(
+      (request) =>
+        request.path === '/oauth/v1/token' &&
+        request.method === 'POST' &&
+        pipeline.hubspot.requests.indexOf(request) > 0,
+    );
     assert.ok(refreshCall);
-    const view = (await (await fetch(`${pipeline.ingestUrl}/admin/orgs/${org.orgId}`, { headers: admin })).json()) as { hubspot: { reconnectRequired: boolean; tokenExpiresAt: number } };
+    const view = (await (
+      await fetch(`${pipeline.ingestUrl}/admin/orgs/${org.orgId}`, { headers: admin })
+    ).json()) as { hubspot: { reconnectRequired: boolean; tokenExpiresAt: number } };
     assert.equal(view.hubspot.reconnectRequired, false);
     assert.ok(view.hubspot.tokenExpiresAt > Date.now() + 1700_000);
   });
@@ -101,12 +154,22 @@ describe('OAuth token refresh', function () {
     const org = await pipeline.createOrg();
     await connect(org, 32_000_002, 'code-revoked');
     pipeline.hubspot.reset(); // forgets every grant: the refresh token is now unknown (400 BAD_REFRESH_TOKEN)
-    await waitFor('reconnect required', async () => {
-      const view = (await (await fetch(`${pipeline.ingestUrl}/admin/orgs/${org.orgId}`, { headers: admin })).json()) as { hubspot: { reconnectRequired: boolean } };
-      return view.hubspot.reconnectRequired;
-    }, 15000);
+    await waitFor(
+      'reconnect required',
+      async () => {
+        const view = (await (
+          await fetch(`${pipeline.ingestUrl}/admin/orgs/${org.orgId}`, { headers: admin })
+        ).json()) as { hubspot: { reconnectRequired: boolean } };
+        return view.hubspot.reconnectRequired;
+      },
+      15000,
+    );
     const refused = await refreshes('reconnect_required');
     await new Promise((resolve) => setTimeout(resolve, 1000));
-    assert.equal(await refreshes('reconnect_required'), refused, 'no more attempts once reconnect is required');
+    assert.equal(
+      await refreshes('reconnect_required'),
+      refused,
+      'no more attempts once reconnect is required',
+    );
   });
 });

@@ -4,13 +4,23 @@ import * as fixtures from '../fakes/hubspot-fixtures.ts';
 import { sleep, startTestPipeline, waitFor, type TestOrg, type TestPipeline } from '../support/pipeline.ts';
 import { kill, spawnService } from '../support/processes.ts';
 
-const effectsOf = (pipeline: TestPipeline, kind: string) => pipeline.opencx.effects.filter((effect) => effect.kind === kind);
-const sentTexts = (pipeline: TestPipeline): string[] => effectsOf(pipeline, 'message-sent').map((effect) => (effect.body as { message: { text: string } }).message.text);
+const effectsOf = (pipeline: TestPipeline, kind: string) =>
+  pipeline.opencx.effects.filter((effect) => effect.kind === kind);
+const sentTexts = (pipeline: TestPipeline): string[] =>
+  effectsOf(pipeline, 'message-sent').map(
+    (effect) => (effect.body as { message: { text: string } }).message.text,
+  );
 
 /** A thread in the fake HubSpot, with its ticket, and a helper to post its messages' webhooks. */
 const conversation = (pipeline: TestPipeline, org: TestOrg, ticketId?: string) => {
   const threadId = fixtures.newThreadId();
-  pipeline.hubspot.setThread(fixtures.thread({ id: threadId, ...(ticketId ? { threadAssociations: { associatedTicketId: ticketId } } : {}) }), { portalId: org.portalId });
+  pipeline.hubspot.setThread(
+    fixtures.thread({
+      id: threadId,
+      ...(ticketId ? { threadAssociations: { associatedTicketId: ticketId } } : {}),
+    }),
+    { portalId: org.portalId },
+  );
   return {
     threadId,
     async say(spec: fixtures.MessageSpec): Promise<fixtures.NewMessageWebhookEvent> {
@@ -42,10 +52,18 @@ describe('outbound on real Kafka: every domain event applied to OpenCX once, AI 
 
     it('given a customer message, then a session is created, the message sent, and the AI reply posted to the thread as the AI actor', async () => {
       await chat.say({ kind: 'customer-chat', text: 'Is my order shipped?' });
-      const posted = await waitFor('the AI reply in HubSpot', () => pipeline.hubspot.posted.find((entry) => entry.threadId === chat.threadId));
+      const posted = await waitFor('the AI reply in HubSpot', () =>
+        pipeline.hubspot.posted.find((entry) => entry.threadId === chat.threadId),
+      );
       sessionId = effectsOf(pipeline, 'session-created')[0]?.sessionId ?? '';
       assert.ok(sessionId);
-      const body = posted.body as { type: string; text: string; senderActorId: string; channelId: string; recipients: { actorId?: string }[] };
+      const body = posted.body as {
+        type: string;
+        text: string;
+        senderActorId: string;
+        channelId: string;
+        recipients: { actorId?: string }[];
+      };
       assert.equal(body.type, 'MESSAGE');
       assert.equal(body.senderActorId, org.aiActorId);
       assert.equal(body.channelId, fixtures.LIVE_CHAT_CHANNEL_ID);
@@ -59,8 +77,12 @@ describe('outbound on real Kafka: every domain event applied to OpenCX once, AI 
       const effectsBefore = pipeline.opencx.effects.length;
       const event = fixtures.webhookEventFor(echo.message, { portalId: org.portalId });
       assert.equal((await pipeline.postBatch([event])).status, 200);
-      await waitFor('the echo to be ignored', async () =>
-        (await pipeline.counter('processor', 'processor_ignored_total', { reason: 'automated_sender' })) + (await pipeline.counter('processor', 'processor_ignored_total', { reason: 'own_ai_echo' })) >= 1,
+      await waitFor(
+        'the echo to be ignored',
+        async () =>
+          (await pipeline.counter('processor', 'processor_ignored_total', { reason: 'automated_sender' })) +
+            (await pipeline.counter('processor', 'processor_ignored_total', { reason: 'own_ai_echo' })) >=
+          1,
       );
       await sleep(500);
       assert.equal(pipeline.opencx.effects.length, effectsBefore);
@@ -71,19 +93,37 @@ describe('outbound on real Kafka: every domain event applied to OpenCX once, AI 
       await chat.say({ kind: 'agent-reply', text: 'Let me check that for you.' });
       await chat.say({ kind: 'comment', text: 'Customer is VIP' });
       await waitFor('two agent messages', () => effectsOf(pipeline, 'agent-message').length === 2);
-      const bodies = effectsOf(pipeline, 'agent-message').map((effect) => effect.body as { text: string; internal: boolean; actor_id: string });
-      assert.deepEqual(bodies.map((body) => [body.text, body.internal, body.actor_id]), [
-        ['Let me check that for you.', false, 'A-2620022'],
-        ['Customer is VIP', true, 'A-2620022'],
-      ]);
+      const bodies = effectsOf(pipeline, 'agent-message').map(
+        (effect) => effect.body as { text: string; internal: boolean; actor_id: string },
+      );
+      assert.deepEqual(
+        bodies.map((body) => [body.text, body.internal, body.actor_id]),
+        [
+          ['Let me check that for you.', false, 'A-2620022'],
+          ['Customer is VIP', true, 'A-2620022'],
+        ],
+      );
       assert.ok(effectsOf(pipeline, 'agent-message').every((effect) => effect.sessionId === sessionId));
     });
 
     it('given a property change on the linked ticket, then it is set on the session custom data; an empty value is not', async () => {
-      const change = fixtures.ticketPropertyChangeEvent({ portalId: org.portalId, objectId: Number(ticketId), propertyName: 'hs_ticket_priority', propertyValue: 'HIGH' });
-      const empty = fixtures.ticketPropertyChangeEvent({ portalId: org.portalId, objectId: Number(ticketId), propertyName: 'subject', propertyValue: '' });
+      const change = fixtures.ticketPropertyChangeEvent({
+        portalId: org.portalId,
+        objectId: Number(ticketId),
+        propertyName: 'hs_ticket_priority',
+        propertyValue: 'HIGH',
+      });
+      const empty = fixtures.ticketPropertyChangeEvent({
+        portalId: org.portalId,
+        objectId: Number(ticketId),
+        propertyName: 'subject',
+        propertyValue: '',
+      });
       assert.equal((await pipeline.postBatch([change, empty])).status, 200);
-      await waitFor('the custom data', () => pipeline.opencx.sessions.get(sessionId)?.customData.hs_ticket_priority === 'HIGH');
+      await waitFor(
+        'the custom data',
+        () => pipeline.opencx.sessions.get(sessionId)?.customData.hs_ticket_priority === 'HIGH',
+      );
       await sleep(500);
       assert.equal(effectsOf(pipeline, 'custom-data').length, 1);
       assert.equal(pipeline.opencx.sessions.get(sessionId)?.customData.subject, undefined);
@@ -92,7 +132,14 @@ describe('outbound on real Kafka: every domain event applied to OpenCX once, AI 
     it('given a note created on the linked ticket, then it is mirrored as an internal agent comment', async () => {
       const note = fixtures.note({ ticketId, properties: { hs_note_body: '<p>Refund <b>approved</b></p>' } });
       pipeline.hubspot.addNote(note, { portalId: org.portalId });
-      assert.equal((await pipeline.postBatch([fixtures.noteCreationEvent({ portalId: org.portalId, objectId: Number(note.id) })])).status, 200);
+      assert.equal(
+        (
+          await pipeline.postBatch([
+            fixtures.noteCreationEvent({ portalId: org.portalId, objectId: Number(note.id) }),
+          ])
+        ).status,
+        200,
+      );
       const comment = await waitFor('the agent comment', () => effectsOf(pipeline, 'agent-comment')[0]);
       assert.equal(comment.sessionId, sessionId);
       assert.deepEqual((comment.body as { text: string; hubspot_note_id: string }).text, 'Refund approved');
@@ -100,17 +147,35 @@ describe('outbound on real Kafka: every domain event applied to OpenCX once, AI 
     });
 
     it('given the thread assigned away from the AI, then the session is handed off once, and later AI answers are not posted', async () => {
-      const assign = (value: string) => fixtures.propertyChangeEvent({ portalId: org.portalId, objectId: Number(chat.threadId), propertyValue: value });
+      const assign = (value: string) =>
+        fixtures.propertyChangeEvent({
+          portalId: org.portalId,
+          objectId: Number(chat.threadId),
+          propertyValue: value,
+        });
       assert.equal((await pipeline.postBatch([assign('A-2620022')])).status, 200);
       const handoff = await waitFor('the handoff', () => effectsOf(pipeline, 'handoff')[0]);
       assert.deepEqual(handoff.body, { reason: 'assigned_away', assignee_actor_id: 'A-2620022' });
-      await waitFor('the link to record the handoff', async () => (await pipeline.counter('outbound', 'outbound_events_applied_total', { type: 'handoff' })) === 1);
+      await waitFor(
+        'the link to record the handoff',
+        async () =>
+          (await pipeline.counter('outbound', 'outbound_events_applied_total', { type: 'handoff' })) === 1,
+      );
       await sleep(300);
 
       assert.equal((await pipeline.postBatch([assign('A-3000001')])).status, 200);
       await chat.say({ kind: 'customer-chat', text: 'Hello? Anyone?' });
-      await waitFor('the message after handoff at OpenCX', () => sentTexts(pipeline).includes('Hello? Anyone?'));
-      await waitFor('the AI reply to be skipped', async () => (await pipeline.counter('outbound', 'outbound_events_skipped_total', { type: 'ai-reply', reason: 'handed_off' })) === 1);
+      await waitFor('the message after handoff at OpenCX', () =>
+        sentTexts(pipeline).includes('Hello? Anyone?'),
+      );
+      await waitFor(
+        'the AI reply to be skipped',
+        async () =>
+          (await pipeline.counter('outbound', 'outbound_events_skipped_total', {
+            type: 'ai-reply',
+            reason: 'handed_off',
+          })) === 1,
+      );
       assert.equal(effectsOf(pipeline, 'handoff').length, 1, 'handed off once');
       assert.equal(pipeline.hubspot.posted.length, 1, 'no AI reply after the handoff');
       assert.deepEqual(pipeline.opencx.violations, []);
@@ -139,7 +204,10 @@ describe('outbound on real Kafka: every domain event applied to OpenCX once, AI 
     let pipeline: TestPipeline;
     const children: ChildProcess[] = [];
     before(async () => {
-      pipeline = await startTestPipeline({ outbound: false, env: { OPENCX_RETRY_ATTEMPTS: '12', OPENCX_RETRY_INITIAL_MS: '50', OPENCX_RETRY_MAX_MS: '400' } });
+      pipeline = await startTestPipeline({
+        outbound: false,
+        env: { OPENCX_RETRY_ATTEMPTS: '12', OPENCX_RETRY_INITIAL_MS: '50', OPENCX_RETRY_MAX_MS: '400' },
+      });
     });
     after(async () => {
       await Promise.all(children.map(kill));
@@ -156,13 +224,17 @@ describe('outbound on real Kafka: every domain event applied to OpenCX once, AI 
       const org = await pipeline.createOrg();
       const threads = [conversation(pipeline, org), conversation(pipeline, org)];
       pipeline.opencx.failNext({ pathPattern: /\/send$/, status: 503, times: 8 });
-      for (let index = 0; index < 4; index++) for (const [which, thread] of threads.entries()) await thread.say({ text: `t${which}-m${index}` });
+      for (let index = 0; index < 4; index++)
+        for (const [which, thread] of threads.entries()) await thread.say({ text: `t${which}-m${index}` });
 
       await waitFor('all 8 messages at OpenCX', () => sentTexts(pipeline).length === 8, 60000);
       await sleep(500);
       assert.equal(sentTexts(pipeline).length, 8, 'each once');
       for (const [which] of threads.entries()) {
-        assert.deepEqual(sentTexts(pipeline).filter((text) => text.startsWith(`t${which}-`)), [0, 1, 2, 3].map((index) => `t${which}-m${index}`));
+        assert.deepEqual(
+          sentTexts(pipeline).filter((text) => text.startsWith(`t${which}-`)),
+          [0, 1, 2, 3].map((index) => `t${which}-m${index}`),
+        );
       }
       assert.ok((await pipeline.counter('outbound', 'outbound_retries_total', { target: 'opencx' })) >= 8);
     });
@@ -173,15 +245,23 @@ describe('outbound on real Kafka: every domain event applied to OpenCX once, AI 
       const stuck = conversation(pipeline, org);
       const free = conversation(pipeline, org);
       await stuck.say({ text: 'first on the stuck thread' });
-      await waitFor('the stuck thread session', () => sentTexts(pipeline).includes('first on the stuck thread'));
+      await waitFor('the stuck thread session', () =>
+        sentTexts(pipeline).includes('first on the stuck thread'),
+      );
       const sessionId = effectsOf(pipeline, 'message-sent')[0]?.sessionId ?? '';
       const held = pipeline.opencx.hold(new RegExp(`/chat/sessions/${sessionId}/send$`));
       await stuck.say({ text: 'second on the stuck thread' });
       await held.arrived;
       await free.say({ text: 'free thread goes on' });
-      await waitFor('the free thread at OpenCX while the other is held', () => sentTexts(pipeline).includes('free thread goes on'), 10000);
+      await waitFor(
+        'the free thread at OpenCX while the other is held',
+        () => sentTexts(pipeline).includes('free thread goes on'),
+        10000,
+      );
       held.release();
-      await waitFor('the stuck thread to finish', () => sentTexts(pipeline).includes('second on the stuck thread'));
+      await waitFor('the stuck thread to finish', () =>
+        sentTexts(pipeline).includes('second on the stuck thread'),
+      );
     });
 
     it('given outbound SIGKILLed mid-stream, when restarted, then nothing is lost and no effect happens twice', async () => {
@@ -208,7 +288,11 @@ describe('outbound on real Kafka: every domain event applied to OpenCX once, AI 
       assert.deepEqual([...texts].sort(), [...expected].sort(), 'every message exactly once');
       assert.equal(effectsOf(pipeline, 'session-created').length, 5, 'one session per thread');
       for (const [which] of threads.entries()) {
-        assert.deepEqual(texts.filter((text) => text.startsWith(`k${which}-`)), [0, 1, 2, 3, 4, 5].map((index) => `k${which}-${index}`), 'in order per thread');
+        assert.deepEqual(
+          texts.filter((text) => text.startsWith(`k${which}-`)),
+          [0, 1, 2, 3, 4, 5].map((index) => `k${which}-${index}`),
+          'in order per thread',
+        );
       }
       await waitFor('every AI reply posted', () => pipeline.hubspot.posted.length >= 30, 30000);
       await sleep(1000);

@@ -27,15 +27,26 @@ describe('processor killed between its dedup claim and its emit', function () {
 
     const first = await spawnService('processor', pipeline.env);
     children.push(first);
-    assert.equal((await pipeline.postBatch([fixtures.webhookEventFor(message, { portalId: org.portalId })])).status, 200);
+    assert.equal(
+      (await pipeline.postBatch([fixtures.webhookEventFor(message, { portalId: org.portalId })])).status,
+      200,
+    );
     await held.arrived;
     await kill(first);
     held.release();
     await sleep(500);
-    assert.equal(pipeline.opencx.effects.filter((effect) => effect.kind === 'message-sent').length, 0, 'nothing was emitted before the kill');
+    assert.equal(
+      pipeline.opencx.effects.filter((effect) => effect.kind === 'message-sent').length,
+      0,
+      'nothing was emitted before the kill',
+    );
 
     children.push(await spawnService('processor', pipeline.env));
-    await waitFor('the message to reach OpenCX after the restart', () => pipeline.opencx.effects.some((effect) => effect.kind === 'message-sent'), 60000);
+    await waitFor(
+      'the message to reach OpenCX after the restart',
+      () => pipeline.opencx.effects.some((effect) => effect.kind === 'message-sent'),
+      60000,
+    );
     await sleep(3000);
     const sent = pipeline.opencx.effects.filter((effect) => effect.kind === 'message-sent');
     assert.equal(sent.length, 1, 'delivered exactly once');

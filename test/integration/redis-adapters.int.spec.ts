@@ -20,7 +20,8 @@ describe('Redis adapters (real Redis)', () => {
   });
 
   describe('dedup store: claim, emit, then confirm', () => {
-    const store = (owner: string, leaseMs = 500) => createRedisDedupStore(redis, { prefix, owner, leaseMs, doneTtlMs: 60000 });
+    const store = (owner: string, leaseMs = 500) =>
+      createRedisDedupStore(redis, { prefix, owner, leaseMs, doneTtlMs: 60000 });
 
     it('given a fresh key, when claimed twice by two replicas, then the first claims and the second sees it in flight', async () => {
       assert.equal(await store('a').claim('org:message:1'), 'claimed');
@@ -36,7 +37,11 @@ describe('Redis adapters (real Redis)', () => {
 
     it('given a claimant that died, when its lease runs out, then another replica claims the key', async () => {
       assert.equal(await store('dead', 200).claim('k'), 'claimed');
-      const result = await claimOrWait(store('b', 200), 'k', { leaseMs: 200, now: Date.now, sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)) });
+      const result = await claimOrWait(store('b', 200), 'k', {
+        leaseMs: 200,
+        now: Date.now,
+        sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+      });
       assert.equal(result, 'claimed');
     });
 
@@ -50,7 +55,14 @@ describe('Redis adapters (real Redis)', () => {
 
     it('given a claim held past the wait, when waiting, then it gives up with a retriable error', async () => {
       await store('a', 5000).claim('k');
-      await assert.rejects(claimOrWait(store('b', 100), 'k', { leaseMs: 100, now: Date.now, sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)) }), { code: 'DEDUP_IN_FLIGHT', retriable: true });
+      await assert.rejects(
+        claimOrWait(store('b', 100), 'k', {
+          leaseMs: 100,
+          now: Date.now,
+          sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+        }),
+        { code: 'DEDUP_IN_FLIGHT', retriable: true },
+      );
     });
   });
 

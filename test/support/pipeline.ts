@@ -13,10 +13,21 @@ import { startFakeOpenCx, type FakeOpenCx } from '../fakes/opencx.ts';
 export const CLIENT_SECRET = 'test-oauth-app-client-secret';
 export const ADMIN_TOKEN = 'test-admin-token-0123456789abcdef';
 
-export type TestOrg = { orgId: string; portalId: number; accessToken: string; apiKey: string; aiActorId: string; legacyWebhookUrl: string };
+export type TestOrg = {
+  orgId: string;
+  portalId: number;
+  accessToken: string;
+  apiKey: string;
+  aiActorId: string;
+  legacyWebhookUrl: string;
+};
 
 /** Polls until `check` returns a value (not undefined/false), or fails naming what it waited for. */
-export const waitFor = async <T>(what: string, check: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 20000): Promise<T> => {
+export const waitFor = async <T>(
+  what: string,
+  check: () => T | undefined | false | Promise<T | undefined | false>,
+  timeoutMs = 20000,
+): Promise<T> => {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await check();
@@ -40,13 +51,16 @@ export const sleep = (ms: number): Promise<void> => new Promise((resolve) => set
  * The whole pipeline in this process, on the real broker, registry and Redis, with its own topic
  * and Redis key prefixes, talking to fake HubSpot and OpenCX servers. `stop()` cleans up.
  */
-export const startTestPipeline = async (options: { env?: Record<string, string>; processor?: boolean; outbound?: boolean } = {}) => {
+export const startTestPipeline = async (
+  options: { env?: Record<string, string>; processor?: boolean; outbound?: boolean } = {},
+) => {
   const runId = randomBytes(4).toString('hex');
   const hubspot: FakeHubSpot = await startFakeHubSpot({ defaultRateLimit: null });
   const opencx: FakeOpenCx = await startFakeOpenCx();
   const required = (name: string): string => {
     const value = process.env[name];
-    if (!value) throw new Error(`${name} is not set: run the tests through mocha's global setup (test/setup.ts)`);
+    if (!value)
+      throw new Error(`${name} is not set: run the tests through mocha's global setup (test/setup.ts)`);
     return value;
   };
   const env: Record<string, string> = {
@@ -109,15 +123,27 @@ export const startTestPipeline = async (options: { env?: Record<string, string>;
       outbounds = [];
     },
     /** Sum of a counter over the running replicas of a service (labels must all match). */
-    async counter(service: 'processor' | 'outbound', name: string, labels: Record<string, string> = {}): Promise<number> {
+    async counter(
+      service: 'processor' | 'outbound',
+      name: string,
+      labels: Record<string, string> = {},
+    ): Promise<number> {
       const ports = (service === 'processor' ? processors : outbounds).map((running) => running.metricsPort);
       let total = 0;
-      for (const port of ports) total += sumCounter(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text(), name, labels);
+      for (const port of ports)
+        total += sumCounter(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text(), name, labels);
       return total;
     },
 
     /** PUT /admin/orgs/{orgId} with an access token the fake HubSpot knows. */
-    async createOrg(overrides: { orgId?: string; portalId?: number; settings?: { assistMode?: boolean; ticketingEnabled?: boolean }; privateAppClientSecret?: string } = {}): Promise<TestOrg> {
+    async createOrg(
+      overrides: {
+        orgId?: string;
+        portalId?: number;
+        settings?: { assistMode?: boolean; ticketingEnabled?: boolean };
+        privateAppClientSecret?: string;
+      } = {},
+    ): Promise<TestOrg> {
       const orgId = overrides.orgId ?? `org-${randomBytes(3).toString('hex')}`;
       const portalId = overrides.portalId ?? 20_000_000 + Math.floor(Math.random() * 9_000_000);
       const accessToken = `pat-na1-${randomBytes(8).toString('hex')}`;
@@ -127,26 +153,55 @@ export const startTestPipeline = async (options: { env?: Record<string, string>;
         method: 'PUT',
         headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
         body: JSON.stringify({
-          hubspot: { portalId, accessToken, aiActorId: 'A-111', defaultOwnerActorId: 'A-222', ...(overrides.privateAppClientSecret ? { privateAppClientSecret: overrides.privateAppClientSecret } : {}) },
+          hubspot: {
+            portalId,
+            accessToken,
+            aiActorId: 'A-111',
+            defaultOwnerActorId: 'A-222',
+            ...(overrides.privateAppClientSecret
+              ? { privateAppClientSecret: overrides.privateAppClientSecret }
+              : {}),
+          },
           opencx: { apiKey },
           settings: { assistMode: false, ticketingEnabled: true, ...overrides.settings },
         }),
       });
-      if (response.status !== 201 && response.status !== 200) throw new Error(`PUT /admin/orgs answered ${response.status}: ${await response.text()}`);
+      if (response.status !== 201 && response.status !== 200)
+        throw new Error(`PUT /admin/orgs answered ${response.status}: ${await response.text()}`);
       const body = (await response.json()) as { legacyWebhookUrl: string };
-      return { orgId, portalId, accessToken, apiKey, aiActorId: 'A-111', legacyWebhookUrl: body.legacyWebhookUrl };
+      return {
+        orgId,
+        portalId,
+        accessToken,
+        apiKey,
+        aiActorId: 'A-111',
+        legacyWebhookUrl: body.legacyWebhookUrl,
+      };
     },
 
     /** POSTs a batch signed (v3) with HubSpot's own SDK, as HubSpot would. */
-    async postBatch(events: readonly object[], sign: { secret?: string; timestamp?: number; path?: string; body?: string } = {}): Promise<Response> {
+    async postBatch(
+      events: readonly object[],
+      sign: { secret?: string; timestamp?: number; path?: string; body?: string } = {},
+    ): Promise<Response> {
       const path = sign.path ?? '/webhooks/hubspot';
       const url = `${ingestUrl}${path}`;
       const body = sign.body ?? JSON.stringify(events);
       const timestamp = sign.timestamp ?? Date.now();
-      const signature = Signature.getSignature('POST', 'v3', { signature: '', clientSecret: sign.secret ?? CLIENT_SECRET, requestBody: body, url, timestamp });
+      const signature = Signature.getSignature('POST', 'v3', {
+        signature: '',
+        clientSecret: sign.secret ?? CLIENT_SECRET,
+        requestBody: body,
+        url,
+        timestamp,
+      });
       return fetch(url, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', 'x-hubspot-signature-v3': signature, 'x-hubspot-request-timestamp': String(timestamp) },
+        headers: {
+          'content-type': 'application/json',
+          'x-hubspot-signature-v3': signature,
+          'x-hubspot-request-timestamp': String(timestamp),
+        },
         body,
       });
     },

@@ -18,14 +18,27 @@ export const freePort = (): Promise<number> =>
  * A service as its own OS process (node services/<name>/src/main.ts), so a test can SIGKILL it
  * for real. Resolves once it serves /healthz on its metrics port. The caller kills it.
  */
-export const spawnService = async (service: 'processor' | 'outbound', env: Record<string, string>): Promise<ChildProcess & { metricsPort: number }> => {
+export const spawnService = async (
+  service: 'processor' | 'outbound',
+  env: Record<string, string>,
+): Promise<ChildProcess & { metricsPort: number }> => {
   const entry = fileURLToPath(new URL(`../../services/${service}/src/main.ts`, import.meta.url));
   const port = await freePort();
-  const child = spawn(process.execPath, [entry], { env: { ...process.env, ...env, METRICS_PORT: String(port) }, stdio: ['ignore', 'ignore', 'inherit'] });
-  await waitFor(`the ${service} process to serve /healthz`, async () => {
-    if (child.exitCode !== null) throw new Error(`${service} exited with ${child.exitCode}`);
-    return fetch(`http://127.0.0.1:${port}/healthz`).then((response) => response.ok, () => false);
-  }, 60000);
+  const child = spawn(process.execPath, [entry], {
+    env: { ...process.env, ...env, METRICS_PORT: String(port) },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  await waitFor(
+    `the ${service} process to serve /healthz`,
+    async () => {
+      if (child.exitCode !== null) throw new Error(`${service} exited with ${child.exitCode}`);
+      return fetch(`http://127.0.0.1:${port}/healthz`).then(
+        (response) => response.ok,
+        () => false,
+      );
+    },
+    60000,
+  );
   return Object.assign(child, { metricsPort: port });
 };
 

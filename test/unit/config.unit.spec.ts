@@ -17,7 +17,10 @@ describe('configuration', () => {
   });
 
   it('given a malformed broker list, when loaded, then one line names the variable', () => {
-    assert.throws(() => loadIngestConfig({ KAFKA_BROKERS: 'not a broker' }), /^PipelineError: invalid configuration: KAFKA_BROKERS = "not a broker"/);
+    assert.throws(
+      () => loadIngestConfig({ KAFKA_BROKERS: 'not a broker' }),
+      /^PipelineError: invalid configuration: KAFKA_BROKERS = "not a broker"/,
+    );
   });
 
   it('given a bad port, when loaded, then the error names PORT', () => {
@@ -27,7 +30,8 @@ describe('configuration', () => {
   it('given a secret that is malformed, when loaded, then its value is not printed', () => {
     assert.throws(
       () => loadIngestConfig({ SECRETS_KEY: 'c2hvcnQ=' }),
-      (error: Error) => error.message.includes('SECRETS_KEY = "<8 characters>"') && !error.message.includes('c2hvcnQ='),
+      (error: Error) =>
+        error.message.includes('SECRETS_KEY = "<8 characters>"') && !error.message.includes('c2hvcnQ='),
     );
   });
 
@@ -37,6 +41,9 @@ describe('configuration', () => {
   });
 
   it('given a comma-separated broker list, when loaded, then each broker is kept', () => {
-    assert.deepEqual(loadIngestConfig({ KAFKA_BROKERS: 'a:9092, b:9093' }).KAFKA_BROKERS, ['a:9092', 'b:9093']);
+    assert.deepEqual(loadIngestConfig({ KAFKA_BROKERS: 'a:9092, b:9093' }).KAFKA_BROKERS, [
+      'a:9092',
+      'b:9093',
+    ]);
   });
 });

@@ -15,7 +15,16 @@ const org: Org = {
   orgId: OrgId('acme'),
   deleted: false,
   updatedAt: 0,
-  hubspot: { portalId: PortalId(77), aiActorId: 'A-1', defaultOwnerActorId: undefined, accessToken: 't', refreshToken: undefined, tokenExpiresAt: undefined, privateAppClientSecret: PRIVATE_SECRET, reconnectRequired: false },
+  hubspot: {
+    portalId: PortalId(77),
+    aiActorId: 'A-1',
+    defaultOwnerActorId: undefined,
+    accessToken: 't',
+    refreshToken: undefined,
+    tokenExpiresAt: undefined,
+    privateAppClientSecret: PRIVATE_SECRET,
+    reconnectRequired: false,
+  },
   opencx: { apiKey: 'k' },
   settings: { assistMode: false, ticketingEnabled: true },
   webhookToken: 'tok-123',
@@ -33,7 +42,12 @@ describe('ingest HTTP answers', () => {
   const received: { route: string; orgs: (string | undefined)[] }[] = [];
 
   before(async () => {
-    const orgs = { byPortal: (portalId: number) => (portalId === 77 ? org : undefined), byWebhookToken: (token: string) => (token === 'tok-123' ? org : undefined), byId: () => undefined, stored: () => undefined } as unknown as OrgDirectory;
+    const orgs = {
+      byPortal: (portalId: number) => (portalId === 77 ? org : undefined),
+      byWebhookToken: (token: string) => (token === 'tok-123' ? org : undefined),
+      byId: () => undefined,
+      stored: () => undefined,
+    } as unknown as OrgDirectory;
     const registry = createMetricsRegistry('ingest-test');
     const app = createIngestApp({
       config: loadIngestConfig({ HUBSPOT_CLIENT_SECRET: SECRET }),
@@ -56,23 +70,44 @@ describe('ingest HTTP answers', () => {
   beforeEach(() => {
     received.length = 0;
     ready = true;
-    sink = async (route, events) => void received.push({ route, orgs: events.map(({ org: routed }) => routed?.orgId) });
+    sink = async (route, events) =>
+      void received.push({ route, orgs: events.map(({ org: routed }) => routed?.orgId) });
   });
   after(() => new Promise((resolve) => server.close(resolve)));
 
   const post = (path: string, events: object[], secret = SECRET) => {
     const body = JSON.stringify(events);
     const timestamp = Date.now();
-    const signature = Signature.getSignature('POST', 'v3', { signature: '', clientSecret: secret, requestBody: body, url: `${base}${path}`, timestamp });
-    return fetch(`${base}${path}`, { method: 'POST', body, headers: { 'content-type': 'application/json', 'x-hubspot-signature-v3': signature, 'x-hubspot-request-timestamp': String(timestamp) } });
+    const signature = Signature.getSignature('POST', 'v3', {
+      signature: '',
+      clientSecret: secret,
+      requestBody: body,
+      url: `${base}${path}`,
+      timestamp,
+    });
+    return fetch(`${base}${path}`, {
+      method: 'POST',
+      body,
+      headers: {
+        'content-type': 'application/json',
+        'x-hubspot-signature-v3': signature,
+        'x-hubspot-request-timestamp': String(timestamp),
+      },
+    });
   };
-  const events = [{ portalId: 77, subscriptionType: 'conversation.newMessage', objectId: 1, messageId: 'm' }, { portalId: 5, eventType: 'contact.creation', objectId: 2 }];
+  const events = [
+    { portalId: 77, subscriptionType: 'conversation.newMessage', objectId: 1, messageId: 'm' },
+    { portalId: 5, eventType: 'contact.creation', objectId: 2 },
+  ];
 
   it('given Kafka unable to take the batch, when posted, then 503 with a JSON error so HubSpot redelivers', async () => {
     sink = async () => Promise.reject(new Error('broker down'));
     const response = await post('/webhooks/hubspot', events);
     assert.equal(response.status, 503);
-    assert.deepEqual(await response.json(), { error: 'kafka_unavailable', detail: 'events could not be written durably; HubSpot will retry' });
+    assert.deepEqual(await response.json(), {
+      error: 'kafka_unavailable',
+      detail: 'events could not be written durably; HubSpot will retry',
+    });
   });
 
   it('given a valid batch, when posted, then 200 after the sink, each event routed by portal (unknown portals too)', async () => {

@@ -13,27 +13,49 @@ const org = (settings: Partial<Org['settings']> = {}): Org => ({
   orgId: OrgId('org-1'),
   deleted: false,
   updatedAt: 0,
-  hubspot: { portalId: PortalId(42), aiActorId: 'A-111', defaultOwnerActorId: undefined, accessToken: 't', refreshToken: undefined, tokenExpiresAt: undefined, privateAppClientSecret: undefined, reconnectRequired: false },
+  hubspot: {
+    portalId: PortalId(42),
+    aiActorId: 'A-111',
+    defaultOwnerActorId: undefined,
+    accessToken: 't',
+    refreshToken: undefined,
+    tokenExpiresAt: undefined,
+    privateAppClientSecret: undefined,
+    reconnectRequired: false,
+  },
   opencx: { apiKey: 'k' },
   settings: { assistMode: false, ticketingEnabled: true, ...settings },
   webhookToken: 'w',
 });
 
 /** In-memory stand-ins for the adapters: these tests are about which call each event makes. */
-const harness = (options: { links?: Record<string, SessionLink>; aiText?: string | null; ticketOfThread?: string } = {}) => {
+const harness = (
+  options: { links?: Record<string, SessionLink>; aiText?: string | null; ticketOfThread?: string } = {},
+) => {
   const calls: { name: string; args: unknown[] }[] = [];
   const links = new Map(Object.entries(options.links ?? {}));
   const replies: AiReply[] = [];
-  const record = (name: string) => async (...args: unknown[]) => void calls.push({ name, args });
+  const record =
+    (name: string) =>
+    async (...args: unknown[]) =>
+      void calls.push({ name, args });
   const openCx: OpenCxApi = {
     createSession: async (...args) => (calls.push({ name: 'createSession', args }), { id: 'S-new' }),
-    sendContactMessage: async (...args) => (calls.push({ name: 'sendContactMessage', args }), { aiText: options.aiText === undefined ? 'AI answer' : options.aiText }),
+    sendContactMessage: async (...args) => (
+      calls.push({ name: 'sendContactMessage', args }),
+      { aiText: options.aiText === undefined ? 'AI answer' : options.aiText }
+    ),
     addAgentMessage: record('addAgentMessage'),
     handOff: record('handOff'),
     setCustomData: record('setCustomData'),
     addAgentComment: record('addAgentComment'),
   };
-  const hubspot = { getThread: async () => ({ id: 't', threadAssociations: options.ticketOfThread ? { associatedTicketId: options.ticketOfThread } : null }) } as unknown as HubSpotApi;
+  const hubspot = {
+    getThread: async () => ({
+      id: 't',
+      threadAssociations: options.ticketOfThread ? { associatedTicketId: options.ticketOfThread } : null,
+    }),
+  } as unknown as HubSpotApi;
   const deps: ApplyDeps = {
     orgs: { byId: (orgId) => (orgId === 'org-1' ? org() : undefined) },
     links: {
@@ -53,18 +75,43 @@ const harness = (options: { links?: Record<string, SessionLink>; aiText?: string
 
 const common = { orgId: 'org-1', portalId: 42, occurredAt: 1_700_000_000_000 };
 const customerMessage: CustomerMessage = {
-  type: 'customer-message', eventId: 'e-cm', ...common, threadId: 'T1', messageId: 'm1', text: 'Hi', subject: null, channelId: '1000', channelAccountId: 'ca',
-  channelType: 'web', senderActorId: 'V-1', senderName: 'Jane', senderDeliveryType: null, senderDeliveryValue: null,
+  type: 'customer-message',
+  eventId: 'e-cm',
+  ...common,
+  threadId: 'T1',
+  messageId: 'm1',
+  text: 'Hi',
+  subject: null,
+  channelId: '1000',
+  channelAccountId: 'ca',
+  channelType: 'web',
+  senderActorId: 'V-1',
+  senderName: 'Jane',
+  senderDeliveryType: null,
+  senderDeliveryValue: null,
 };
-const linked: SessionLink = { orgId: 'org-1', sessionId: 'S-1', threadId: 'T1', ticketId: 'K1', handedOff: false, updatedAt: 0 };
+const linked: SessionLink = {
+  orgId: 'org-1',
+  sessionId: 'S-1',
+  threadId: 'T1',
+  ticketId: 'K1',
+  handedOff: false,
+  updatedAt: 0,
+};
 const withLinks = { [threadLinkKey('org-1', 'T1')]: linked, [ticketLinkKey('org-1', 'K1')]: linked };
 
 describe('outbound: applying each domain event to OpenCX', () => {
   it('given the first customer message of a thread, then a session is created with a thread-derived key, linked with its ticket, and the message sent', async () => {
     const { deps, calls, links } = harness({ ticketOfThread: 'K9' });
     assert.deepEqual(await applyDomainEvent(customerMessage, deps), { kind: 'applied' });
-    assert.deepEqual(calls.map((call) => call.name), ['createSession', 'sendContactMessage']);
-    assert.deepEqual(calls[0]?.args[0], { channel: { type: 'web' }, custom_data: { hubspot_thread_id: 'T1', hubspot_portal_id: '42' } });
+    assert.deepEqual(
+      calls.map((call) => call.name),
+      ['createSession', 'sendContactMessage'],
+    );
+    assert.deepEqual(calls[0]?.args[0], {
+      channel: { type: 'web' },
+      custom_data: { hubspot_thread_id: 'T1', hubspot_portal_id: '42' },
+    });
     assert.match(String(calls[0]?.args[1]), /^session-[0-9a-f]{32}$/);
     assert.deepEqual(calls[1]?.args, ['S-new', 'Hi', 'e-cm']);
     assert.equal(links.get(threadLinkKey('org-1', 'T1'))?.sessionId, 'S-new');
@@ -74,7 +121,10 @@ describe('outbound: applying each domain event to OpenCX', () => {
   it('given a thread with a session, then no new session is created', async () => {
     const { deps, calls } = harness({ links: withLinks });
     await applyDomainEvent(customerMessage, deps);
-    assert.deepEqual(calls.map((call) => call.name), ['sendContactMessage']);
+    assert.deepEqual(
+      calls.map((call) => call.name),
+      ['sendContactMessage'],
+    );
   });
 
   it('given an AI answer, then an ai-reply with a deterministic id and the customer as recipient is emitted; no answer, none', async () => {
@@ -91,10 +141,65 @@ describe('outbound: applying each domain event to OpenCX', () => {
   });
 
   const others: { event: DomainEvent; call: string; args: unknown[] }[] = [
-    { event: { type: 'rep-reply', eventId: 'e-rr', ...common, threadId: 'T1', messageId: 'm2', text: 'On it', actorId: 'A-5', internal: false, channelId: '1000' }, call: 'addAgentMessage', args: ['S-1', { text: 'On it', actor_id: 'A-5', internal: false, created_at: '2023-11-14T22:13:20.000Z' }, 'e-rr'] },
-    { event: { type: 'handoff', eventId: 'e-ho', ...common, threadId: 'T1', assigneeActorId: 'A-5' }, call: 'handOff', args: ['S-1', { reason: 'assigned_away', assignee_actor_id: 'A-5' }, 'e-ho'] },
-    { event: { type: 'ticket-field-changed', eventId: 'e-tf', ...common, ticketId: 'K1', property: 'hs_ticket_priority', value: 'HIGH' }, call: 'setCustomData', args: ['S-1', { hs_ticket_priority: 'HIGH' }, 'e-tf'] },
-    { event: { type: 'note-mirrored', eventId: 'e-nm', ...common, ticketId: 'K1', noteId: 'N1', text: 'Refund ok', authorOwnerId: '77', createdAt: 1_700_000_000_000 }, call: 'addAgentComment', args: ['S-1', { text: 'Refund ok', hubspot_note_id: 'N1', author_owner_id: '77', created_at: '2023-11-14T22:13:20.000Z' }, 'e-nm'] },
+    {
+      event: {
+        type: 'rep-reply',
+        eventId: 'e-rr',
+        ...common,
+        threadId: 'T1',
+        messageId: 'm2',
+        text: 'On it',
+        actorId: 'A-5',
+        internal: false,
+        channelId: '1000',
+      },
+      call: 'addAgentMessage',
+      args: [
+        'S-1',
+        { text: 'On it', actor_id: 'A-5', internal: false, created_at: '2023-11-14T22:13:20.000Z' },
+        'e-rr',
+      ],
+    },
+    {
+      event: { type: 'handoff', eventId: 'e-ho', ...common, threadId: 'T1', assigneeActorId: 'A-5' },
+      call: 'handOff',
+      args: ['S-1', { reason: 'assigned_away', assignee_actor_id: 'A-5' }, 'e-ho'],
+    },
+    {
+      event: {
+        type: 'ticket-field-changed',
+        eventId: 'e-tf',
+        ...common,
+        ticketId: 'K1',
+        property: 'hs_ticket_priority',
+        value: 'HIGH',
+      },
+      call: 'setCustomData',
+      args: ['S-1', { hs_ticket_priority: 'HIGH' }, 'e-tf'],
+    },
+    {
+      event: {
+        type: 'note-mirrored',
+        eventId: 'e-nm',
+        ...common,
+        ticketId: 'K1',
+        noteId: 'N1',
+        text: 'Refund ok',
+        authorOwnerId: '77',
+        createdAt: 1_700_000_000_000,
+      },
+      call: 'addAgentComment',
+      args: [
+        'S-1',
+        {
+          text: 'Refund ok',
+          hubspot_note_id: 'N1',
+          author_owner_id: '77',
+          created_at: '2023-11-14T22:13:20.000Z',
+        },
+        'e-nm',
+      ],
+    },
   ];
   for (const { event, call, args } of others) {
     it(`given a ${event.type} on a linked session, then ${call} is called with the event id as Idempotency-Key`, async () => {
@@ -117,19 +222,42 @@ describe('outbound: applying each domain event to OpenCX', () => {
 
   it('given an event of an unknown or deleted organisation, then it is skipped', async () => {
     const { deps } = harness();
-    assert.deepEqual(await applyDomainEvent({ ...customerMessage, orgId: 'gone' }, deps), { kind: 'skipped', reason: 'unknown_org' });
+    assert.deepEqual(await applyDomainEvent({ ...customerMessage, orgId: 'gone' }, deps), {
+      kind: 'skipped',
+      reason: 'unknown_org',
+    });
   });
 });
 
 describe('outbound: the HubSpot message for an AI reply', () => {
   const reply: AiReply = {
-    type: 'ai-reply', eventId: 'e-ai', ...common, threadId: 'T1', sessionId: 'S-1', inReplyToEventId: 'e-cm', text: 'Here you go', channelId: '1002', channelAccountId: 'ca',
-    recipientActorId: 'E-jane@example.com', recipientDeliveryType: 'HS_EMAIL_ADDRESS', recipientDeliveryValue: 'jane@example.com',
+    type: 'ai-reply',
+    eventId: 'e-ai',
+    ...common,
+    threadId: 'T1',
+    sessionId: 'S-1',
+    inReplyToEventId: 'e-cm',
+    text: 'Here you go',
+    channelId: '1002',
+    channelAccountId: 'ca',
+    recipientActorId: 'E-jane@example.com',
+    recipientDeliveryType: 'HS_EMAIL_ADDRESS',
+    recipientDeliveryValue: 'jane@example.com',
   };
   it('given normal mode, then a public MESSAGE from the AI actor on the thread channel, carrying the marker, to the customer', () => {
     assert.deepEqual(hubspotMessageFor(reply, org()), {
-      type: 'MESSAGE', text: `Here you go\n\n${AI_MARKER}`, senderActorId: 'A-111', channelId: '1002', channelAccountId: 'ca',
-      recipients: [{ actorId: 'E-jane@example.com', deliveryIdentifiers: [{ type: 'HS_EMAIL_ADDRESS', value: 'jane@example.com' }] }], attachments: [],
+      type: 'MESSAGE',
+      text: `Here you go\n\n${AI_MARKER}`,
+      senderActorId: 'A-111',
+      channelId: '1002',
+      channelAccountId: 'ca',
+      recipients: [
+        {
+          actorId: 'E-jane@example.com',
+          deliveryIdentifiers: [{ type: 'HS_EMAIL_ADDRESS', value: 'jane@example.com' }],
+        },
+      ],
+      attachments: [],
     });
   });
   it('given Assist Mode, then an internal COMMENT draft', () => {

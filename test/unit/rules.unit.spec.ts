@@ -24,35 +24,99 @@ const parsed = <T extends WebhookEvent>(event: object): T => {
   if (!result.ok) throw new Error(result.detail);
   return result.event as T;
 };
-const refetched = (spec: fixtures.MessageSpec): HubSpotMessage => HubSpotMessage.parse(fixtures.message(spec));
+const refetched = (spec: fixtures.MessageSpec): HubSpotMessage =>
+  HubSpotMessage.parse(fixtures.message(spec));
 const context = { orgId: ORG, aiActorId: AI_ACTOR, receivedAt: 1_000_000, emailDelayMs: 5000 };
 
 const route = (spec: fixtures.MessageSpec): Decision => {
   const message = refetched(spec);
-  return routeNewMessage(parsed<NewMessageEvent>(fixtures.webhookEventFor(fixtures.message({ ...spec, id: message.id }))), message, context);
+  return routeNewMessage(
+    parsed<NewMessageEvent>(fixtures.webhookEventFor(fixtures.message({ ...spec, id: message.id }))),
+    message,
+    context,
+  );
 };
-const ignoredBecause = (decision: Decision): string | undefined => (decision.kind === 'ignore' ? decision.reason : undefined);
-const emittedTypes = (decision: Decision): string[] => (decision.kind === 'emit' ? decision.events.map((event) => event.type) : []);
+const ignoredBecause = (decision: Decision): string | undefined =>
+  decision.kind === 'ignore' ? decision.reason : undefined;
+const emittedTypes = (decision: Decision): string[] =>
+  decision.kind === 'emit' ? decision.events.map((event) => event.type) : [];
 
 describe('rules: conversation.newMessage (contract event rules, in row order)', () => {
-  const rows: { name: string; spec: fixtures.MessageSpec; expect: { ignored: string } | { emitted: string; internal?: boolean } }[] = [
-    { name: 'an INTEGRATION client is automated', spec: { kind: 'integration' }, expect: { ignored: IgnoreReason.automatedSender } },
-    { name: 'a SYSTEM client is automated', spec: { kind: 'customer-chat', client: { clientType: 'SYSTEM' } }, expect: { ignored: IgnoreReason.automatedSender } },
+  const rows: {
+    name: string;
+    spec: fixtures.MessageSpec;
+    expect: { ignored: string } | { emitted: string; internal?: boolean };
+  }[] = [
+    {
+      name: 'an INTEGRATION client is automated',
+      spec: { kind: 'integration' },
+      expect: { ignored: IgnoreReason.automatedSender },
+    },
+    {
+      name: 'a SYSTEM client is automated',
+      spec: { kind: 'customer-chat', client: { clientType: 'SYSTEM' } },
+      expect: { ignored: IgnoreReason.automatedSender },
+    },
     ...['I-123', 'S-hubspot', 'B-7', 'L-42'].map((actorId) => ({
       name: `an ${actorId.slice(0, 2)} actor is automated`,
       spec: { kind: 'customer-chat' as const, senders: [{ actorId }], createdBy: actorId },
       expect: { ignored: IgnoreReason.automatedSender },
     })),
-    { name: 'text with the AI marker is our echo', spec: { kind: 'agent-reply', text: 'Sure! <!-- OpenCX-AI-Response -->' }, expect: { ignored: IgnoreReason.ownEcho } },
-    { name: 'text with the handoff marker is our echo', spec: { kind: 'customer-chat', text: '🔄 AI decided to handoff' }, expect: { ignored: IgnoreReason.ownEcho } },
-    { name: "the org's AI actor is our echo", spec: { kind: 'agent-reply', senders: [{ actorId: AI_ACTOR }], createdBy: AI_ACTOR }, expect: { ignored: IgnoreReason.ownEcho } },
-    { name: 'a COMMENT is an internal rep reply', spec: { kind: 'comment' }, expect: { emitted: 'rep-reply', internal: true } },
-    { name: 'a WELCOME_MESSAGE is ignored', spec: { kind: 'welcome', client: { clientType: 'HUBSPOT' }, senders: [{ actorId: 'A-9' }], createdBy: 'A-9' }, expect: { ignored: IgnoreReason.notAConversationMessage } },
-    { name: 'an ASSIGNMENT is ignored', spec: { kind: 'customer-chat', type: 'ASSIGNMENT' }, expect: { ignored: IgnoreReason.notAConversationMessage } },
-    { name: "an agent's reply is a public rep reply", spec: { kind: 'agent-reply' }, expect: { emitted: 'rep-reply', internal: false } },
-    { name: 'an OUTGOING message from a non-agent is a rep reply', spec: { kind: 'customer-chat', direction: 'OUTGOING' }, expect: { emitted: 'rep-reply', internal: false } },
-    { name: "a visitor's chat message goes to the AI", spec: { kind: 'customer-chat' }, expect: { emitted: 'customer-message' } },
-    { name: "an email customer's message goes to the AI", spec: { kind: 'customer-email' }, expect: { emitted: 'customer-message' } },
+    {
+      name: 'text with the AI marker is our echo',
+      spec: { kind: 'agent-reply', text: 'Sure! <!-- OpenCX-AI-Response -->' },
+      expect: { ignored: IgnoreReason.ownEcho },
+    },
+    {
+      name: 'text with the handoff marker is our echo',
+      spec: { kind: 'customer-chat', text: '🔄 AI decided to handoff' },
+      expect: { ignored: IgnoreReason.ownEcho },
+    },
+    {
+      name: "the org's AI actor is our echo",
+      spec: { kind: 'agent-reply', senders: [{ actorId: AI_ACTOR }], createdBy: AI_ACTOR },
+      expect: { ignored: IgnoreReason.ownEcho },
+    },
+    {
+      name: 'a COMMENT is an internal rep reply',
+      spec: { kind: 'comment' },
+      expect: { emitted: 'rep-reply', internal: true },
+    },
+    {
+      name: 'a WELCOME_MESSAGE is ignored',
+      spec: {
+        kind: 'welcome',
+        client: { clientType: 'HUBSPOT' },
+        senders: [{ actorId: 'A-9' }],
+        createdBy: 'A-9',
+      },
+      expect: { ignored: IgnoreReason.notAConversationMessage },
+    },
+    {
+      name: 'an ASSIGNMENT is ignored',
+      spec: { kind: 'customer-chat', type: 'ASSIGNMENT' },
+      expect: { ignored: IgnoreReason.notAConversationMessage },
+    },
+    {
+      name: "an agent's reply is a public rep reply",
+      spec: { kind: 'agent-reply' },
+      expect: { emitted: 'rep-reply', internal: false },
+    },
+    {
+      name: 'an OUTGOING message from a non-agent is a rep reply',
+      spec: { kind: 'customer-chat', direction: 'OUTGOING' },
+      expect: { emitted: 'rep-reply', internal: false },
+    },
+    {
+      name: "a visitor's chat message goes to the AI",
+      spec: { kind: 'customer-chat' },
+      expect: { emitted: 'customer-message' },
+    },
+    {
+      name: "an email customer's message goes to the AI",
+      spec: { kind: 'customer-email' },
+      expect: { emitted: 'customer-message' },
+    },
   ];
 
   for (const row of rows) {
@@ -63,7 +127,8 @@ describe('rules: conversation.newMessage (contract event rules, in row order)', 
       } else {
         assert.deepEqual(emittedTypes(decision), [row.expect.emitted]);
         const event = decision.kind === 'emit' ? decision.events[0] : undefined;
-        if (row.expect.internal !== undefined) assert.equal(event?.type === 'rep-reply' && event.internal, row.expect.internal);
+        if (row.expect.internal !== undefined)
+          assert.equal(event?.type === 'rep-reply' && event.internal, row.expect.internal);
       }
     });
   }
@@ -91,7 +156,10 @@ describe('rules: conversation.newMessage (contract event rules, in row order)', 
   });
 
   it('given a customer message with no text, when routed, then it is ignored as empty', () => {
-    assert.equal(ignoredBecause(route({ kind: 'customer-chat', text: '', richText: '' })), IgnoreReason.emptyMessage);
+    assert.equal(
+      ignoredBecause(route({ kind: 'customer-chat', text: '', richText: '' })),
+      IgnoreReason.emptyMessage,
+    );
   });
 
   it('given eventType instead of subscriptionType, when parsed, then it is read as that type', () => {
@@ -101,8 +169,13 @@ describe('rules: conversation.newMessage (contract event rules, in row order)', 
   });
 
   it('given an unlisted type, when parsed, then it is unsupported (accepted, ignored, counted)', () => {
-    const result = parseWebhookEvent(JSON.stringify({ ...fixtures.webhookEvent(), subscriptionType: 'contact.creation' }));
-    assert.deepEqual(result, { ok: true, event: { subscriptionType: 'unsupported', original: 'contact.creation' } });
+    const result = parseWebhookEvent(
+      JSON.stringify({ ...fixtures.webhookEvent(), subscriptionType: 'contact.creation' }),
+    );
+    assert.deepEqual(result, {
+      ok: true,
+      event: { subscriptionType: 'unsupported', original: 'contact.creation' },
+    });
   });
 
   it('given a newMessage without messageId, when parsed, then it is malformed with the field named', () => {
@@ -115,7 +188,8 @@ describe('rules: conversation.newMessage (contract event rules, in row order)', 
 
 describe('rules: conversation.propertyChange (handoff)', () => {
   const base = { orgId: ORG, aiActorId: AI_ACTOR, assistMode: false, session: { handedOff: false } };
-  const change = (overrides: object = {}) => parsed<ConversationPropertyChangeEvent>(fixtures.propertyChangeEvent(overrides));
+  const change = (overrides: object = {}) =>
+    parsed<ConversationPropertyChangeEvent>(fixtures.propertyChangeEvent(overrides));
 
   it('given assignment to another agent, when decided, then a handoff names the assignee', () => {
     const decision = decideHandoff(change({ propertyValue: 'A-2620022' }), base);
@@ -128,47 +202,82 @@ describe('rules: conversation.propertyChange (handoff)', () => {
     assert.equal(event?.type === 'handoff' && event.assigneeActorId, null);
   });
   it('given Assist Mode, when decided, then it is ignored', () => {
-    assert.equal(ignoredBecause(decideHandoff(change(), { ...base, assistMode: true })), IgnoreReason.assistMode);
+    assert.equal(
+      ignoredBecause(decideHandoff(change(), { ...base, assistMode: true })),
+      IgnoreReason.assistMode,
+    );
   });
   it('given assignment to the AI actor, when decided, then it is ignored', () => {
-    assert.equal(ignoredBecause(decideHandoff(change({ propertyValue: AI_ACTOR }), base)), IgnoreReason.assignedToAi);
+    assert.equal(
+      ignoredBecause(decideHandoff(change({ propertyValue: AI_ACTOR }), base)),
+      IgnoreReason.assignedToAi,
+    );
   });
   it('given another property (status), when decided, then it is ignored', () => {
-    assert.equal(ignoredBecause(decideHandoff(change({ propertyName: 'status', propertyValue: 'CLOSED' }), base)), IgnoreReason.notAssignment);
+    assert.equal(
+      ignoredBecause(decideHandoff(change({ propertyName: 'status', propertyValue: 'CLOSED' }), base)),
+      IgnoreReason.notAssignment,
+    );
   });
   it('given a session already handed off, when decided, then it is ignored (once per session)', () => {
-    assert.equal(ignoredBecause(decideHandoff(change(), { ...base, session: { handedOff: true } })), IgnoreReason.alreadyHandedOff);
+    assert.equal(
+      ignoredBecause(decideHandoff(change(), { ...base, session: { handedOff: true } })),
+      IgnoreReason.alreadyHandedOff,
+    );
   });
   it('given no session for the thread, when decided, then there is nothing to hand off', () => {
-    assert.equal(ignoredBecause(decideHandoff(change(), { ...base, session: undefined })), IgnoreReason.noSession);
+    assert.equal(
+      ignoredBecause(decideHandoff(change(), { ...base, session: undefined })),
+      IgnoreReason.noSession,
+    );
   });
 });
 
 describe('rules: ticket.propertyChange', () => {
   const base = { orgId: ORG, ticketingEnabled: true, ticketLinked: true };
-  const change = (overrides: object = {}) => parsed<TicketPropertyChangeEvent>(fixtures.ticketPropertyChangeEvent(overrides));
+  const change = (overrides: object = {}) =>
+    parsed<TicketPropertyChangeEvent>(fixtures.ticketPropertyChangeEvent(overrides));
 
   it('given a value on a linked ticket, when decided, then the property and value are synced', () => {
-    const decision = decideTicketFieldChange(change({ propertyName: 'hs_pipeline_stage', propertyValue: '3' }), base);
+    const decision = decideTicketFieldChange(
+      change({ propertyName: 'hs_pipeline_stage', propertyValue: '3' }),
+      base,
+    );
     const event = decision.kind === 'emit' ? decision.events[0] : undefined;
-    assert.deepEqual(event?.type === 'ticket-field-changed' ? [event.property, event.value] : [], ['hs_pipeline_stage', '3']);
+    assert.deepEqual(event?.type === 'ticket-field-changed' ? [event.property, event.value] : [], [
+      'hs_pipeline_stage',
+      '3',
+    ]);
   });
   it('given ticketing disabled, when decided, then it is ignored', () => {
-    assert.equal(ignoredBecause(decideTicketFieldChange(change(), { ...base, ticketingEnabled: false })), IgnoreReason.ticketingDisabled);
+    assert.equal(
+      ignoredBecause(decideTicketFieldChange(change(), { ...base, ticketingEnabled: false })),
+      IgnoreReason.ticketingDisabled,
+    );
   });
   it('given a null value, when decided, then it is ignored', () => {
-    assert.equal(ignoredBecause(decideTicketFieldChange(change({ propertyValue: null }), base)), IgnoreReason.emptyValue);
+    assert.equal(
+      ignoredBecause(decideTicketFieldChange(change({ propertyValue: null }), base)),
+      IgnoreReason.emptyValue,
+    );
   });
   it('given an empty string, when decided, then it is ignored', () => {
-    assert.equal(ignoredBecause(decideTicketFieldChange(change({ propertyValue: '' }), base)), IgnoreReason.emptyValue);
+    assert.equal(
+      ignoredBecause(decideTicketFieldChange(change({ propertyValue: '' }), base)),
+      IgnoreReason.emptyValue,
+    );
   });
   it('given a ticket linked to no session, when decided, then it is ignored', () => {
-    assert.equal(ignoredBecause(decideTicketFieldChange(change(), { ...base, ticketLinked: false })), IgnoreReason.noSession);
+    assert.equal(
+      ignoredBecause(decideTicketFieldChange(change(), { ...base, ticketLinked: false })),
+      IgnoreReason.noSession,
+    );
   });
 });
 
 describe('rules: object.creation (notes)', () => {
-  const creation = (overrides: object = {}) => parsed<ObjectCreationEvent>(fixtures.noteCreationEvent(overrides));
+  const creation = (overrides: object = {}) =>
+    parsed<ObjectCreationEvent>(fixtures.noteCreationEvent(overrides));
   const aNote = HubSpotNote.parse(fixtures.note({ ticketId: '1501' }));
 
   it('given a note on a synced ticket, when decided, then it is mirrored as text without markup', () => {
@@ -178,9 +287,17 @@ describe('rules: object.creation (notes)', () => {
     assert.equal(event?.type === 'note-mirrored' && event.ticketId, '1501');
   });
   it('given another object type, when decided, then it is ignored', () => {
-    assert.equal(ignoredBecause(decideNoteMirror(creation({ objectTypeId: '0-5' }), aNote, { orgId: ORG, syncedTicketId: '1501' })), IgnoreReason.notANote);
+    assert.equal(
+      ignoredBecause(
+        decideNoteMirror(creation({ objectTypeId: '0-5' }), aNote, { orgId: ORG, syncedTicketId: '1501' }),
+      ),
+      IgnoreReason.notANote,
+    );
   });
   it('given a note on no synced ticket, when decided, then it is ignored', () => {
-    assert.equal(ignoredBecause(decideNoteMirror(creation(), aNote, { orgId: ORG, syncedTicketId: undefined })), IgnoreReason.noteOnNoSyncedTicket);
+    assert.equal(
+      ignoredBecause(decideNoteMirror(creation(), aNote, { orgId: ORG, syncedTicketId: undefined })),
+      IgnoreReason.noteOnNoSyncedTicket,
+    );
   });
 });

@@ -9,22 +9,35 @@ import { readAvroSchemas } from '../../lib/registry.ts';
  */
 const tsFields = async (): Promise<Map<string, Set<string>>> => {
   const source = await readFile(new URL('../../lib/domain-events.ts', import.meta.url), 'utf8');
-  const block = (name: string): string => new RegExp(`type ${name} = ([\\s\\S]*?)\\};`).exec(source)?.[1] ?? '';
+  const block = (name: string): string =>
+    new RegExp(`type ${name} = ([\\s\\S]*?)\\};`).exec(source)?.[1] ?? '';
   const fieldsOf = (name: string): Set<string> => {
     const body = block(name);
     const own = [...body.matchAll(/readonly (\w+)\??:/g)].map((match) => match[1] ?? '');
     const bases = [...body.matchAll(/\b(Common|OnThread|OnTicket)\b/g)].map((match) => match[1] ?? '');
-    return new Set([...own, ...bases.flatMap((base) => [...fieldsOf(base)])].filter((field) => field !== 'type'));
+    return new Set(
+      [...own, ...bases.flatMap((base) => [...fieldsOf(base)])].filter((field) => field !== 'type'),
+    );
   };
   const typeNames: Record<PipelineEvent['type'], string> = {
-    'customer-message': 'CustomerMessage', 'rep-reply': 'RepReply', handoff: 'Handoff', 'ticket-field-changed': 'TicketFieldChanged', 'note-mirrored': 'NoteMirrored', 'ai-reply': 'AiReply',
+    'customer-message': 'CustomerMessage',
+    'rep-reply': 'RepReply',
+    handoff: 'Handoff',
+    'ticket-field-changed': 'TicketFieldChanged',
+    'note-mirrored': 'NoteMirrored',
+    'ai-reply': 'AiReply',
   };
   return new Map(Object.entries(typeNames).map(([type, name]) => [type, fieldsOf(name)]));
 };
 
 describe('schemas: Avro and the TypeScript domain events agree', () => {
   it('given every event type, then its Avro record has exactly the fields of its TypeScript type', async () => {
-    const schemas = new Map((await readAvroSchemas()).map((schema) => [schema.name, JSON.parse(schema.text) as { fields: { name: string }[] }]));
+    const schemas = new Map(
+      (await readAvroSchemas()).map((schema) => [
+        schema.name,
+        JSON.parse(schema.text) as { fields: { name: string }[] },
+      ]),
+    );
     const fields = await tsFields();
     for (const [type, recordName] of Object.entries(avroRecordName)) {
       const schema = schemas.get(recordName);

@@ -16,7 +16,10 @@ describe('secrets at rest', () => {
   });
 
   it('given another key, when opening, then it fails with what to check', () => {
-    assert.throws(() => createSecretBox(randomBytes(32)).open(box.seal('x')), /is SECRETS_KEY the key it was written with/);
+    assert.throws(
+      () => createSecretBox(randomBytes(32)).open(box.seal('x')),
+      /is SECRETS_KEY the key it was written with/,
+    );
   });
 
   it('given a tampered ciphertext, when opening, then it fails', () => {

@@ -14,10 +14,21 @@ export const ingestEnv = {
   PUBLIC_BASE_URL: z.url().optional(),
   /** Not in the contract's table: where the OAuth install sends the operator, and what it asks for. */
   HUBSPOT_AUTHORIZE_URL: z.url().default('https://app.hubspot.com/oauth/authorize'),
-  HUBSPOT_OAUTH_SCOPES: z.string().min(1).default('conversations.read conversations.write tickets crm.objects.contacts.read'),
+  HUBSPOT_OAUTH_SCOPES: z
+    .string()
+    .min(1)
+    .default('conversations.read conversations.write tickets crm.objects.contacts.read'),
   /** Refresh access tokens this long before they expire (HubSpot's live 30 minutes). */
-  OAUTH_REFRESH_MARGIN_MS: z.coerce.number().int().min(0).default(5 * 60 * 1000),
-  OAUTH_REFRESH_CHECK_MS: z.coerce.number().int().min(100).default(60 * 1000),
+  OAUTH_REFRESH_MARGIN_MS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(5 * 60 * 1000),
+  OAUTH_REFRESH_CHECK_MS: z.coerce
+    .number()
+    .int()
+    .min(100)
+    .default(60 * 1000),
   ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   /** Not in the contract's table: partitions and replication of the topics this service creates. */
   KAFKA_PARTITIONS: z.coerce.number().int().min(1).optional(),

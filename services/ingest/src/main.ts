@@ -6,7 +6,14 @@
  */
 import type { Server } from 'node:http';
 import { resolveSecretsKey } from '../../../lib/config.ts';
-import { ORDERING_KEY_HEADER, BatchingPublisher, createDurableProducer, createKafka, ensureTopics, topicsFor } from '../../../lib/kafka/index.ts';
+import {
+  ORDERING_KEY_HEADER,
+  BatchingPublisher,
+  createDurableProducer,
+  createKafka,
+  ensureTopics,
+  topicsFor,
+} from '../../../lib/kafka/index.ts';
 import { createLogger, type Logger } from '../../../lib/log.ts';
 import { closeServer, createMetricsRegistry } from '../../../lib/metrics.ts';
 import { OrgDirectory, createSecretBox } from '../../../lib/orgs/index.ts';
@@ -21,16 +28,23 @@ import { createRedis } from '../../../lib/redis.ts';
 
 export type RunningIngest = { readonly port: number; readonly stop: () => Promise<void> };
 
-export const startIngest = async (config: IngestConfig, logger: Logger = createLogger('ingest', config.LOG_LEVEL)): Promise<RunningIngest> => {
+export const startIngest = async (
+  config: IngestConfig,
+  logger: Logger = createLogger('ingest', config.LOG_LEVEL),
+): Promise<RunningIngest> => {
   const secretsKey = resolveSecretsKey(config);
-  if (secretsKey.insecure) logger.warn('SECRETS_KEY is not set: using the development key (refused when NODE_ENV=production)');
+  if (secretsKey.insecure)
+    logger.warn('SECRETS_KEY is not set: using the development key (refused when NODE_ENV=production)');
   const topics = topicsFor(config.KAFKA_TOPIC_PREFIX);
 
   // Adapters.
   const kafka = createKafka({ clientId: 'ingest', brokers: config.KAFKA_BROKERS, logger });
   const admin = kafka.admin();
   await admin.connect();
-  await ensureTopics(admin, Object.values(topics), { partitions: config.KAFKA_PARTITIONS, replicationFactor: config.KAFKA_REPLICATION_FACTOR });
+  await ensureTopics(admin, Object.values(topics), {
+    partitions: config.KAFKA_PARTITIONS,
+    replicationFactor: config.KAFKA_REPLICATION_FACTOR,
+  });
   await admin.disconnect();
 
   const codec = new AvroCodec({ url: config.SCHEMA_REGISTRY_URL, subjectPrefix: config.KAFKA_TOPIC_PREFIX });
@@ -41,10 +55,20 @@ export const startIngest = async (config: IngestConfig, logger: Logger = createL
   producer.on(producer.events.CONNECT, () => (producerConnected = true));
   producer.on(producer.events.DISCONNECT, () => (producerConnected = false));
   await producer.connect();
-  const publisher = new BatchingPublisher(producer, { lingerMs: 2, maxBatchMessages: 500, sendTimeoutMs: 4000 });
+  const publisher = new BatchingPublisher(producer, {
+    lingerMs: 2,
+    maxBatchMessages: 500,
+    sendTimeoutMs: 4000,
+  });
 
   const secrets = createSecretBox(secretsKey.key);
-  const orgs = new OrgDirectory({ kafka, topic: topics.orgs.name, groupPrefix: config.KAFKA_TOPIC_PREFIX, secrets, logger });
+  const orgs = new OrgDirectory({
+    kafka,
+    topic: topics.orgs.name,
+    groupPrefix: config.KAFKA_TOPIC_PREFIX,
+    secrets,
+    logger,
+  });
   await orgs.start();
 
   const registry = createMetricsRegistry('ingest');
@@ -56,7 +80,9 @@ export const startIngest = async (config: IngestConfig, logger: Logger = createL
     const messages = await Promise.all(
       events.map(async ({ event, org }) => ({
         key: org ? org.orgId : `portal:${event.portalId}`,
-        headers: { [ORDERING_KEY_HEADER]: `${org ? org.orgId : `portal:${event.portalId}`}:${event.objectKey}` },
+        headers: {
+          [ORDERING_KEY_HEADER]: `${org ? org.orgId : `portal:${event.portalId}`}:${event.objectKey}`,
+        },
         value: await codec.encodeRecord('io.opencx.pipeline.RawWebhookEvent', {
           receivedAt,
           route,
@@ -73,7 +99,13 @@ export const startIngest = async (config: IngestConfig, logger: Logger = createL
   const oauth =
     config.HUBSPOT_CLIENT_ID && config.HUBSPOT_CLIENT_SECRET
       ? {
-          client: createHubSpotOAuth({ baseUrl: config.HUBSPOT_API_BASE_URL, clientId: config.HUBSPOT_CLIENT_ID, clientSecret: config.HUBSPOT_CLIENT_SECRET, timeoutMs: 10000, now: Date.now }),
+          client: createHubSpotOAuth({
+            baseUrl: config.HUBSPOT_API_BASE_URL,
+            clientId: config.HUBSPOT_CLIENT_ID,
+            clientSecret: config.HUBSPOT_CLIENT_SECRET,
+            timeoutMs: 10000,
+            now: Date.now,
+          }),
           tokens: createSignedTokens(secretsKey.key, 'hubspot-oauth', Date.now),
         }
       : undefined;

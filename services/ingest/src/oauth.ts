@@ -7,14 +7,19 @@ import { ErrorCode, PipelineError } from '../../../lib/errors.ts';
  * operator started the install for, and the token endpoint calls (code exchange, refresh,
  * token → portal).
  */
-export type SignedToken = { readonly sign: (payload: object, ttlMs: number) => string; readonly verify: <T>(token: string) => T | undefined };
+export type SignedToken = {
+  readonly sign: (payload: object, ttlMs: number) => string;
+  readonly verify: <T>(token: string) => T | undefined;
+};
 
 /** HMAC-signed, expiring, URL-safe tokens (OAuth state, install grants). */
 export const createSignedTokens = (key: Buffer, purpose: string, now: () => number): SignedToken => {
   const mac = (data: string): Buffer => createHmac('sha256', key).update(`${purpose}\u001f${data}`).digest();
   return {
     sign: (payload, ttlMs) => {
-      const data = Buffer.from(JSON.stringify({ ...payload, exp: now() + ttlMs, nonce: randomBytes(8).toString('hex') })).toString('base64url');
+      const data = Buffer.from(
+        JSON.stringify({ ...payload, exp: now() + ttlMs, nonce: randomBytes(8).toString('hex') }),
+      ).toString('base64url');
       return `${data}.${mac(data).toString('base64url')}`;
     },
     verify: <T>(token: string): T | undefined => {
@@ -31,7 +36,11 @@ export const createSignedTokens = (key: Buffer, purpose: string, now: () => numb
 
 const TokenAnswer = z.object({ access_token: z.string(), refresh_token: z.string(), expires_in: z.number() });
 const TokenInfo = z.looseObject({ hub_id: z.number() });
-export type OAuthTokens = { readonly accessToken: string; readonly refreshToken: string; readonly expiresAt: number };
+export type OAuthTokens = {
+  readonly accessToken: string;
+  readonly refreshToken: string;
+  readonly expiresAt: number;
+};
 
 export type HubSpotOAuth = {
   readonly exchangeCode: (code: string, redirectUri: string) => Promise<OAuthTokens>;
@@ -39,34 +48,68 @@ export type HubSpotOAuth = {
   readonly portalOf: (accessToken: string) => Promise<number>;
 };
 
-export const createHubSpotOAuth = (options: { baseUrl: string; clientId: string; clientSecret: string; timeoutMs: number; now: () => number }): HubSpotOAuth => {
+export const createHubSpotOAuth = (options: {
+  baseUrl: string;
+  clientId: string;
+  clientSecret: string;
+  timeoutMs: number;
+  now: () => number;
+}): HubSpotOAuth => {
   const base = options.baseUrl.replace(/\/$/, '');
   const tokenCall = async (form: Record<string, string>): Promise<OAuthTokens> => {
     const response = await fetch(`${base}/oauth/v1/token`, {
       method: 'POST',
       headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
-      body: new URLSearchParams({ client_id: options.clientId, client_secret: options.clientSecret, ...form }).toString(),
+      body: new URLSearchParams({
+        client_id: options.clientId,
+        client_secret: options.clientSecret,
+        ...form,
+      }).toString(),
       signal: AbortSignal.timeout(options.timeoutMs),
     }).catch((error: unknown) => {
-      throw new PipelineError(ErrorCode.upstreamUnavailable, `HubSpot token endpoint unreachable: ${String(error)}`, { retriable: true, upstream: 'hubspot', cause: error });
+      throw new PipelineError(
+        ErrorCode.upstreamUnavailable,
+        `HubSpot token endpoint unreachable: ${String(error)}`,
+        { retriable: true, upstream: 'hubspot', cause: error },
+      );
     });
     const text = await response.text();
     if (response.status >= 500 || response.status === 429) {
-      throw new PipelineError(ErrorCode.upstreamUnavailable, `HubSpot token endpoint answered ${response.status}`, { retriable: true, upstream: 'hubspot' });
+      throw new PipelineError(
+        ErrorCode.upstreamUnavailable,
+        `HubSpot token endpoint answered ${response.status}`,
+        { retriable: true, upstream: 'hubspot' },
+      );
     }
     if (!response.ok) {
       // 400 BAD_REFRESH_TOKEN / BAD_AUTH_CODE: the grant is gone; the app must be reconnected.
-      throw new PipelineError(ErrorCode.upstreamUnauthorized, `HubSpot refused the grant (${response.status}): ${text.slice(0, 200)}`, { retriable: false, upstream: 'hubspot' });
+      throw new PipelineError(
+        ErrorCode.upstreamUnauthorized,
+        `HubSpot refused the grant (${response.status}): ${text.slice(0, 200)}`,
+        { retriable: false, upstream: 'hubspot' },
+      );
     }
     const answer = TokenAnswer.parse(JSON.parse(text));
-    return { accessToken: answer.access_token, refreshToken: answer.refresh_token, expiresAt: options.now() + answer.expires_in * 1000 };
+    return {
+      accessToken: answer.access_token,
+      refreshToken: answer.refresh_token,
+      expiresAt: options.now() + answer.expires_in * 1000,
+    };
   };
   return {
-    exchangeCode: (code, redirectUri) => tokenCall({ grant_type: 'authorization_code', code, redirect_uri: redirectUri }),
+    exchangeCode: (code, redirectUri) =>
+      tokenCall({ grant_type: 'authorization_code', code, redirect_uri: redirectUri }),
     refresh: (refreshToken) => tokenCall({ grant_type: 'refresh_token', refresh_token: refreshToken }),
     portalOf: async (accessToken) => {
-      const response = await fetch(`${base}/oauth/v1/access-tokens/${encodeURIComponent(accessToken)}`, { signal: AbortSignal.timeout(options.timeoutMs) });
-      if (!response.ok) throw new PipelineError(ErrorCode.upstreamRejected, `HubSpot token info answered ${response.status}`, { retriable: response.status >= 500, upstream: 'hubspot' });
+      const response = await fetch(`${base}/oauth/v1/access-tokens/${encodeURIComponent(accessToken)}`, {
+        signal: AbortSignal.timeout(options.timeoutMs),
+      });
+      if (!response.ok)
+        throw new PipelineError(
+          ErrorCode.upstreamRejected,
+          `HubSpot token info answered ${response.status}`,
+          { retriable: response.status >= 500, upstream: 'hubspot' },
+        );
       return TokenInfo.parse(await response.json()).hub_id;
     },
   };

@@ -15,7 +15,9 @@ export const SignatureRejection = {
 } as const;
 export type SignatureRejection = (typeof SignatureRejection)[keyof typeof SignatureRejection];
 
-export type SignatureCheck = { readonly ok: true; readonly version: 'v1' | 'v2' | 'v3' } | { readonly ok: false; readonly reason: SignatureRejection };
+export type SignatureCheck =
+  | { readonly ok: true; readonly version: 'v1' | 'v2' | 'v3' }
+  | { readonly ok: false; readonly reason: SignatureRejection };
 
 export type SignedRequest = {
   readonly method: string;
@@ -34,11 +36,25 @@ export type SignaturePolicy = {
 
 /** HubSpot decodes exactly these escapes before signing (and no others). */
 const decodedEscapes: Record<string, string> = {
-  '3A': ':', '2F': '/', '3F': '?', '40': '@', '21': '!', '24': '$', '27': "'", '28': '(', '29': ')', '2A': '*', '2C': ',', '3B': ';',
+  '3A': ':',
+  '2F': '/',
+  '3F': '?',
+  '40': '@',
+  '21': '!',
+  '24': '$',
+  '27': "'",
+  '28': '(',
+  '29': ')',
+  '2A': '*',
+  '2C': ',',
+  '3B': ';',
 };
 
 export const normaliseSignedUri = (url: string): string =>
-  url.replace(/%(3A|2F|3F|40|21|24|27|28|29|2A|2C|3B)/gi, (_, hex: string) => decodedEscapes[hex.toUpperCase()] ?? `%${hex}`);
+  url.replace(
+    /%(3A|2F|3F|40|21|24|27|28|29|2A|2C|3B)/gi,
+    (_, hex: string) => decodedEscapes[hex.toUpperCase()] ?? `%${hex}`,
+  );
 
 const header = (headers: SignedRequest['headers'], name: string): string | undefined => {
   const value = headers[name.toLowerCase()];
@@ -48,19 +64,39 @@ const header = (headers: SignedRequest['headers'], name: string): string | undef
 const equalInConstantTime = (expected: Buffer, given: Buffer): boolean =>
   expected.length === given.length && timingSafeEqual(expected, given);
 
-export const signV3 = (secret: string, method: string, url: string, rawBody: Buffer, timestamp: string): string =>
+export const signV3 = (
+  secret: string,
+  method: string,
+  url: string,
+  rawBody: Buffer,
+  timestamp: string,
+): string =>
   createHmac('sha256', secret)
-    .update(Buffer.concat([Buffer.from(`${method.toUpperCase()}${normaliseSignedUri(url)}`, 'utf8'), rawBody, Buffer.from(timestamp, 'utf8')]))
+    .update(
+      Buffer.concat([
+        Buffer.from(`${method.toUpperCase()}${normaliseSignedUri(url)}`, 'utf8'),
+        rawBody,
+        Buffer.from(timestamp, 'utf8'),
+      ]),
+    )
     .digest('base64');
 
-export const verifyHubSpotSignature = (request: SignedRequest, policy: SignaturePolicy, now: number): SignatureCheck => {
+export const verifyHubSpotSignature = (
+  request: SignedRequest,
+  policy: SignaturePolicy,
+  now: number,
+): SignatureCheck => {
   const v3 = header(request.headers, 'x-hubspot-signature-v3');
   if (v3 !== undefined) {
     const timestamp = header(request.headers, 'x-hubspot-request-timestamp');
     if (timestamp === undefined) return { ok: false, reason: SignatureRejection.missingTimestamp };
     if (!/^\d{1,16}$/.test(timestamp)) return { ok: false, reason: SignatureRejection.malformedTimestamp };
-    if (Math.abs(now - Number(timestamp)) > policy.maxAgeMs) return { ok: false, reason: SignatureRejection.staleTimestamp };
-    const expected = Buffer.from(signV3(policy.clientSecret, request.method, request.url, request.rawBody, timestamp), 'base64');
+    if (Math.abs(now - Number(timestamp)) > policy.maxAgeMs)
+      return { ok: false, reason: SignatureRejection.staleTimestamp };
+    const expected = Buffer.from(
+      signV3(policy.clientSecret, request.method, request.url, request.rawBody, timestamp),
+      'base64',
+    );
     return equalInConstantTime(expected, Buffer.from(v3, 'base64'))
       ? { ok: true, version: 'v3' }
       : { ok: false, reason: SignatureRejection.mismatch };
@@ -72,7 +108,10 @@ export const verifyHubSpotSignature = (request: SignedRequest, policy: Signature
   const version = header(request.headers, 'x-hubspot-signature-version') === 'v2' ? 'v2' : 'v1';
   const source =
     version === 'v2'
-      ? Buffer.concat([Buffer.from(`${policy.clientSecret}${request.method.toUpperCase()}${request.url}`, 'utf8'), request.rawBody])
+      ? Buffer.concat([
+          Buffer.from(`${policy.clientSecret}${request.method.toUpperCase()}${request.url}`, 'utf8'),
+          request.rawBody,
+        ])
       : Buffer.concat([Buffer.from(policy.clientSecret, 'utf8'), request.rawBody]);
   const expected = Buffer.from(createHash('sha256').update(source).digest('hex'), 'utf8');
   return equalInConstantTime(expected, Buffer.from(legacy.toLowerCase(), 'utf8'))

@@ -23,7 +23,14 @@ export const refreshExpiringTokens = async (deps: {
 }): Promise<void> => {
   for (const org of deps.orgs.all()) {
     const { refreshToken, tokenExpiresAt, reconnectRequired } = org.hubspot;
-    if (org.deleted || reconnectRequired || !refreshToken || tokenExpiresAt === undefined || tokenExpiresAt - deps.now() > deps.marginMs) continue;
+    if (
+      org.deleted ||
+      reconnectRequired ||
+      !refreshToken ||
+      tokenExpiresAt === undefined ||
+      tokenExpiresAt - deps.now() > deps.marginMs
+    )
+      continue;
     const lock = `${deps.lockPrefix}oauth-refresh:${org.orgId}`;
     if ((await deps.redis.set(lock, '1', 'PX', 30000, 'NX')) !== 'OK') continue;
     const stored = deps.orgs.stored(org.orgId);
@@ -33,15 +40,30 @@ export const refreshExpiringTokens = async (deps: {
       await deps.writeOrg({
         ...stored,
         updatedAt: deps.now(),
-        hubspot: { ...stored.hubspot, accessToken: deps.secrets.seal(tokens.accessToken), refreshToken: deps.secrets.seal(tokens.refreshToken), tokenExpiresAt: tokens.expiresAt },
+        hubspot: {
+          ...stored.hubspot,
+          accessToken: deps.secrets.seal(tokens.accessToken),
+          refreshToken: deps.secrets.seal(tokens.refreshToken),
+          tokenExpiresAt: tokens.expiresAt,
+        },
       });
       deps.onRefreshed('refreshed');
-      deps.logger.info({ orgId: org.orgId, expiresAt: new Date(tokens.expiresAt).toISOString() }, 'HubSpot access token refreshed');
+      deps.logger.info(
+        { orgId: org.orgId, expiresAt: new Date(tokens.expiresAt).toISOString() },
+        'HubSpot access token refreshed',
+      );
     } catch (error) {
       if (error instanceof PipelineError && error.code === ErrorCode.upstreamUnauthorized) {
-        await deps.writeOrg({ ...stored, updatedAt: deps.now(), hubspot: { ...stored.hubspot, reconnectRequired: true } });
+        await deps.writeOrg({
+          ...stored,
+          updatedAt: deps.now(),
+          hubspot: { ...stored.hubspot, reconnectRequired: true },
+        });
         deps.onRefreshed('reconnect_required');
-        deps.logger.warn({ orgId: org.orgId, err: error }, 'HubSpot refused the refresh token: the organisation must reconnect the app');
+        deps.logger.warn(
+          { orgId: org.orgId, err: error },
+          'HubSpot refused the refresh token: the organisation must reconnect the app',
+        );
       } else {
         deps.onRefreshed('failed');
         deps.logger.warn({ orgId: org.orgId, err: error }, 'token refresh failed; will try again');

@@ -15,7 +15,11 @@ const WebhookEvent = z.looseObject({
 });
 
 /** conversation.* events are about a thread, ticket.* about a ticket, others about their object. */
-const objectKeyOf = (subscriptionType: string, objectId: string | number | undefined, objectTypeId: string | undefined): string => {
+const objectKeyOf = (
+  subscriptionType: string,
+  objectId: string | number | undefined,
+  objectTypeId: string | undefined,
+): string => {
   const family = subscriptionType.split('.')[0] ?? subscriptionType;
   if (family === 'conversation') return `thread:${objectId ?? ''}`;
   if (family === 'ticket') return `ticket:${objectId ?? ''}`;
@@ -31,7 +35,9 @@ export type AcceptedEvent = {
   readonly json: string;
 };
 
-export type BatchParse = { readonly ok: true; readonly events: readonly AcceptedEvent[] } | { readonly ok: false; readonly detail: string };
+export type BatchParse =
+  | { readonly ok: true; readonly events: readonly AcceptedEvent[] }
+  | { readonly ok: false; readonly detail: string };
 
 export const MAX_EVENTS_PER_BATCH = 1000;
 
@@ -43,16 +49,21 @@ export const parseWebhookBatch = (rawBody: Buffer): BatchParse => {
     return { ok: false, detail: 'body is not JSON' };
   }
   if (!Array.isArray(body)) return { ok: false, detail: 'body must be a JSON array of HubSpot events' };
-  if (body.length > MAX_EVENTS_PER_BATCH) return { ok: false, detail: `at most ${MAX_EVENTS_PER_BATCH} events per request` };
+  if (body.length > MAX_EVENTS_PER_BATCH)
+    return { ok: false, detail: `at most ${MAX_EVENTS_PER_BATCH} events per request` };
   const events: AcceptedEvent[] = [];
   for (const [index, item] of body.entries()) {
     const parsed = WebhookEvent.safeParse(item);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
-      return { ok: false, detail: `event ${index}: ${issue?.path.join('.') || 'event'}: ${issue?.message ?? 'invalid'}` };
+      return {
+        ok: false,
+        detail: `event ${index}: ${issue?.path.join('.') || 'event'}: ${issue?.message ?? 'invalid'}`,
+      };
     }
     const subscriptionType = parsed.data.subscriptionType ?? parsed.data.eventType;
-    if (subscriptionType === undefined) return { ok: false, detail: `event ${index}: subscriptionType (or eventType) is missing` };
+    if (subscriptionType === undefined)
+      return { ok: false, detail: `event ${index}: subscriptionType (or eventType) is missing` };
     events.push({
       portalId: parsed.data.portalId,
       subscriptionType,

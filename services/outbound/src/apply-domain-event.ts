@@ -1,5 +1,13 @@
 import { deriveEventId } from '../../../lib/ids.ts';
-import type { AiReply, CustomerMessage, DomainEvent, Handoff, NoteMirrored, RepReply, TicketFieldChanged } from '../../../lib/domain-events.ts';
+import type {
+  AiReply,
+  CustomerMessage,
+  DomainEvent,
+  Handoff,
+  NoteMirrored,
+  RepReply,
+  TicketFieldChanged,
+} from '../../../lib/domain-events.ts';
 import type { HubSpotApi } from '../../../lib/hubspot/index.ts';
 import type { Logger } from '../../../lib/log.ts';
 import type { Org } from '../../../lib/orgs/index.ts';
@@ -14,7 +22,8 @@ export const SkipReason = {
 } as const;
 export type SkipReason = (typeof SkipReason)[keyof typeof SkipReason];
 
-export type ApplyOutcome = { readonly kind: 'applied' } | { readonly kind: 'skipped'; readonly reason: SkipReason };
+export type ApplyOutcome =
+  { readonly kind: 'applied' } | { readonly kind: 'skipped'; readonly reason: SkipReason };
 const applied: ApplyOutcome = { kind: 'applied' };
 const skipped = (reason: SkipReason): ApplyOutcome => ({ kind: 'skipped', reason });
 
@@ -49,7 +58,10 @@ const lookUpTicket = async (deps: ApplyDeps, org: Org, threadId: string): Promis
     const thread = await deps.retry('hubspot', () => deps.hubspotFor(org).getThread(threadId));
     return thread.threadAssociations?.associatedTicketId ?? null;
   } catch (error) {
-    deps.logger.warn({ err: error, orgId: org.orgId, threadId }, 'ticket association not looked up; ticket events wait for the next message');
+    deps.logger.warn(
+      { err: error, orgId: org.orgId, threadId },
+      'ticket association not looked up; ticket events wait for the next message',
+    );
     return null;
   }
 };
@@ -64,19 +76,38 @@ const ensureSession = async (event: CustomerMessage, org: Org, deps: ApplyDeps):
   if (existing) return existing;
   const { id } = await deps.retry('opencx', () =>
     deps.openCxFor(org).createSession(
-      { channel: { type: event.channelType }, custom_data: { hubspot_thread_id: event.threadId, hubspot_portal_id: String(event.portalId) } },
+      {
+        channel: { type: event.channelType },
+        custom_data: { hubspot_thread_id: event.threadId, hubspot_portal_id: String(event.portalId) },
+      },
       `session-${deriveEventId('session', event.orgId, event.threadId)}`,
     ),
   );
-  const link: SessionLink = { orgId: event.orgId, sessionId: id, threadId: event.threadId, ticketId: await lookUpTicket(deps, org, event.threadId), handedOff: false, updatedAt: deps.now() };
+  const link: SessionLink = {
+    orgId: event.orgId,
+    sessionId: id,
+    threadId: event.threadId,
+    ticketId: await lookUpTicket(deps, org, event.threadId),
+    handedOff: false,
+    updatedAt: deps.now(),
+  };
   await saveLink(deps, link);
-  deps.logger.info({ orgId: event.orgId, threadId: event.threadId, sessionId: id, ticketId: link.ticketId }, 'session created for thread');
+  deps.logger.info(
+    { orgId: event.orgId, threadId: event.threadId, sessionId: id, ticketId: link.ticketId },
+    'session created for thread',
+  );
   return link;
 };
 
-const applyCustomerMessage = async (event: CustomerMessage, org: Org, deps: ApplyDeps): Promise<ApplyOutcome> => {
+const applyCustomerMessage = async (
+  event: CustomerMessage,
+  org: Org,
+  deps: ApplyDeps,
+): Promise<ApplyOutcome> => {
   const link = await ensureSession(event, org, deps);
-  const { aiText } = await deps.retry('opencx', () => deps.openCxFor(org).sendContactMessage(link.sessionId, event.text, event.eventId));
+  const { aiText } = await deps.retry('opencx', () =>
+    deps.openCxFor(org).sendContactMessage(link.sessionId, event.text, event.eventId),
+  );
   if (aiText !== null) {
     await deps.emitAiReply({
       type: 'ai-reply',
@@ -102,7 +133,16 @@ const applyRepReply = async (event: RepReply, org: Org, deps: ApplyDeps): Promis
   const link = deps.links.forThread(event.orgId, event.threadId);
   if (!link) return skipped(SkipReason.noLinkedSession);
   await deps.retry('opencx', () =>
-    deps.openCxFor(org).addAgentMessage(link.sessionId, { text: event.text, actor_id: event.actorId, internal: event.internal, created_at: iso(event.occurredAt) }, event.eventId),
+    deps.openCxFor(org).addAgentMessage(
+      link.sessionId,
+      {
+        text: event.text,
+        actor_id: event.actorId,
+        internal: event.internal,
+        created_at: iso(event.occurredAt),
+      },
+      event.eventId,
+    ),
   );
   return applied;
 };
@@ -110,15 +150,29 @@ const applyRepReply = async (event: RepReply, org: Org, deps: ApplyDeps): Promis
 const applyHandoff = async (event: Handoff, org: Org, deps: ApplyDeps): Promise<ApplyOutcome> => {
   const link = deps.links.forThread(event.orgId, event.threadId);
   if (!link) return skipped(SkipReason.noLinkedSession);
-  await deps.retry('opencx', () => deps.openCxFor(org).handOff(link.sessionId, { reason: 'assigned_away', assignee_actor_id: event.assigneeActorId }, event.eventId));
+  await deps.retry('opencx', () =>
+    deps
+      .openCxFor(org)
+      .handOff(
+        link.sessionId,
+        { reason: 'assigned_away', assignee_actor_id: event.assigneeActorId },
+        event.eventId,
+      ),
+  );
   if (!link.handedOff) await saveLink(deps, { ...link, handedOff: true, updatedAt: deps.now() });
   return applied;
 };
 
-const applyTicketFieldChanged = async (event: TicketFieldChanged, org: Org, deps: ApplyDeps): Promise<ApplyOutcome> => {
+const applyTicketFieldChanged = async (
+  event: TicketFieldChanged,
+  org: Org,
+  deps: ApplyDeps,
+): Promise<ApplyOutcome> => {
   const link = deps.links.forTicket(event.orgId, event.ticketId);
   if (!link) return skipped(SkipReason.noLinkedSession);
-  await deps.retry('opencx', () => deps.openCxFor(org).setCustomData(link.sessionId, { [event.property]: event.value }, event.eventId));
+  await deps.retry('opencx', () =>
+    deps.openCxFor(org).setCustomData(link.sessionId, { [event.property]: event.value }, event.eventId),
+  );
   return applied;
 };
 
@@ -128,7 +182,12 @@ const applyNoteMirrored = async (event: NoteMirrored, org: Org, deps: ApplyDeps)
   await deps.retry('opencx', () =>
     deps.openCxFor(org).addAgentComment(
       link.sessionId,
-      { text: event.text, hubspot_note_id: event.noteId, author_owner_id: event.authorOwnerId, created_at: iso(event.createdAt) },
+      {
+        text: event.text,
+        hubspot_note_id: event.noteId,
+        author_owner_id: event.authorOwnerId,
+        created_at: iso(event.createdAt),
+      },
       event.eventId,
     ),
   );

@@ -16,7 +16,11 @@ export const outboundEnv = {
   HUBSPOT_RATE_LIMIT_WINDOW_MS: z.coerce.number().int().min(1).default(10000),
   HUBSPOT_TIMEOUT_MS: z.coerce.number().int().min(100).default(10000),
   DEDUP_CLAIM_LEASE_MS: z.coerce.number().int().min(100).default(30000),
-  DEDUP_TTL_MS: z.coerce.number().int().min(1000).default(48 * 60 * 60 * 1000),
+  DEDUP_TTL_MS: z.coerce
+    .number()
+    .int()
+    .min(1000)
+    .default(48 * 60 * 60 * 1000),
   KAFKA_PARTITIONS: z.coerce.number().int().min(1).optional(),
   KAFKA_REPLICATION_FACTOR: z.coerce.number().int().min(1).optional(),
 };

@@ -249,7 +249,10 @@ const replayOne = async (
         {
           key: letter.letter.key,
           value: letter.letter.value,
-          headers: { ...(letter.letter.headers ?? {}), 'dead-letter-replay': `${letter.topic}:${letter.partition}:${letter.offset}` },
+          headers: {
+            ...(letter.letter.headers ?? {}),
+            'dead-letter-replay': `${letter.topic}:${letter.partition}:${letter.offset}`,
+          },
         },
       ],
     });

@@ -18,7 +18,14 @@ import { createRedisDedupStore } from '../../../lib/dedup-store.ts';
 import { orderingKeyOf, type AiReply, type PipelineEvent } from '../../../lib/domain-events.ts';
 import { ErrorCode, PipelineError, describeError } from '../../../lib/errors.ts';
 import { createHubSpotApi, type HubSpotApi } from '../../../lib/hubspot/index.ts';
-import { BatchingPublisher, KeyedConsumer, createDurableProducer, createKafka, ensureTopics, topicsFor } from '../../../lib/kafka/index.ts';
+import {
+  BatchingPublisher,
+  KeyedConsumer,
+  createDurableProducer,
+  createKafka,
+  ensureTopics,
+  topicsFor,
+} from '../../../lib/kafka/index.ts';
 import { createLogger, type Logger } from '../../../lib/log.ts';
 import { closeServer, createMetricsRegistry, serveMetrics } from '../../../lib/metrics.ts';
 import { OrgDirectory, createSecretBox, type Org } from '../../../lib/orgs/index.ts';
@@ -47,11 +54,19 @@ export const DeadLetterReason = {
 
 const deadLetterReasonOf = (error: PipelineError): string => {
   if (error.retriable) return DeadLetterReason.retriesExhausted;
-  if (error.upstream === 'hubspot') return error.code === ErrorCode.upstreamUnauthorized ? DeadLetterReason.hubspotUnauthorized : DeadLetterReason.hubspotRejected;
-  return error.code === ErrorCode.upstreamUnauthorized ? DeadLetterReason.opencxUnauthorized : DeadLetterReason.opencxRejected;
+  if (error.upstream === 'hubspot')
+    return error.code === ErrorCode.upstreamUnauthorized
+      ? DeadLetterReason.hubspotUnauthorized
+      : DeadLetterReason.hubspotRejected;
+  return error.code === ErrorCode.upstreamUnauthorized
+    ? DeadLetterReason.opencxUnauthorized
+    : DeadLetterReason.opencxRejected;
 };
 
-export const startOutbound = async (config: OutboundConfig, logger: Logger = createLogger('outbound', config.LOG_LEVEL)): Promise<RunningOutbound> => {
+export const startOutbound = async (
+  config: OutboundConfig,
+  logger: Logger = createLogger('outbound', config.LOG_LEVEL),
+): Promise<RunningOutbound> => {
   const topics = topicsFor(config.KAFKA_TOPIC_PREFIX);
   const instance = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   const registry = createMetricsRegistry('outbound');
@@ -61,20 +76,46 @@ export const startOutbound = async (config: OutboundConfig, logger: Logger = cre
   const kafka = createKafka({ clientId: 'outbound', brokers: config.KAFKA_BROKERS, logger });
   const admin = kafka.admin();
   await admin.connect();
-  await ensureTopics(admin, Object.values(topics), { partitions: config.KAFKA_PARTITIONS, replicationFactor: config.KAFKA_REPLICATION_FACTOR });
+  await ensureTopics(admin, Object.values(topics), {
+    partitions: config.KAFKA_PARTITIONS,
+    replicationFactor: config.KAFKA_REPLICATION_FACTOR,
+  });
   await admin.disconnect();
   const codec = new AvroCodec({ url: config.SCHEMA_REGISTRY_URL, subjectPrefix: config.KAFKA_TOPIC_PREFIX });
   await codec.registerAll();
   const redis = createRedis(config.REDIS_URL);
   const producer = createDurableProducer(kafka);
   await producer.connect();
-  const publisher = new BatchingPublisher(producer, { lingerMs: 1, maxBatchMessages: 500, sendTimeoutMs: 10000 });
-  const orgs = new OrgDirectory({ kafka, topic: topics.orgs.name, groupPrefix: config.KAFKA_TOPIC_PREFIX, secrets: createSecretBox(resolveSecretsKey(config).key), logger });
-  const links = new SessionLinks({ kafka, topic: topics.sessionLinks.name, groupPrefix: config.KAFKA_TOPIC_PREFIX, logger });
+  const publisher = new BatchingPublisher(producer, {
+    lingerMs: 1,
+    maxBatchMessages: 500,
+    sendTimeoutMs: 10000,
+  });
+  const orgs = new OrgDirectory({
+    kafka,
+    topic: topics.orgs.name,
+    groupPrefix: config.KAFKA_TOPIC_PREFIX,
+    secrets: createSecretBox(resolveSecretsKey(config).key),
+    logger,
+  });
+  const links = new SessionLinks({
+    kafka,
+    topic: topics.sessionLinks.name,
+    groupPrefix: config.KAFKA_TOPIC_PREFIX,
+    logger,
+  });
   await Promise.all([orgs.start(), links.start()]);
 
-  const openCxLimiter = createRedisRateLimiter(redis, { prefix: config.REDIS_KEY_PREFIX, max: config.OPENCX_RATE_LIMIT_MAX, windowMs: config.OPENCX_RATE_LIMIT_WINDOW_MS });
-  const hubspotLimiter = createRedisRateLimiter(redis, { prefix: config.REDIS_KEY_PREFIX, max: config.HUBSPOT_RATE_LIMIT_MAX, windowMs: config.HUBSPOT_RATE_LIMIT_WINDOW_MS });
+  const openCxLimiter = createRedisRateLimiter(redis, {
+    prefix: config.REDIS_KEY_PREFIX,
+    max: config.OPENCX_RATE_LIMIT_MAX,
+    windowMs: config.OPENCX_RATE_LIMIT_WINDOW_MS,
+  });
+  const hubspotLimiter = createRedisRateLimiter(redis, {
+    prefix: config.REDIS_KEY_PREFIX,
+    max: config.HUBSPOT_RATE_LIMIT_MAX,
+    windowMs: config.HUBSPOT_RATE_LIMIT_WINDOW_MS,
+  });
   const openCxClients = new Map<string, { apiKey: string; api: OpenCxApi }>();
   const openCxFor = (org: Org): OpenCxApi => {
     const cached = openCxClients.get(org.orgId);
@@ -93,7 +134,12 @@ export const startOutbound = async (config: OutboundConfig, logger: Logger = cre
   const hubspotClients = new Map<string, { token: string; api: HubSpotApi }>();
   const hubspotFor = (org: Org): HubSpotApi => {
     const token = org.hubspot.accessToken;
-    if (!token) throw new PipelineError(ErrorCode.upstreamUnauthorized, `organisation ${org.orgId} has no HubSpot access token`, { retriable: false });
+    if (!token)
+      throw new PipelineError(
+        ErrorCode.upstreamUnauthorized,
+        `organisation ${org.orgId} has no HubSpot access token`,
+        { retriable: false },
+      );
     const cached = hubspotClients.get(org.orgId);
     if (cached?.token === token) return cached.api;
     const api = createHubSpotApi({
@@ -108,7 +154,11 @@ export const startOutbound = async (config: OutboundConfig, logger: Logger = cre
     return api;
   };
 
-  const retryPolicy = { attempts: config.OPENCX_RETRY_ATTEMPTS, initialDelayMs: config.OPENCX_RETRY_INITIAL_MS, maxDelayMs: config.OPENCX_RETRY_MAX_MS };
+  const retryPolicy = {
+    attempts: config.OPENCX_RETRY_ATTEMPTS,
+    initialDelayMs: config.OPENCX_RETRY_INITIAL_MS,
+    maxDelayMs: config.OPENCX_RETRY_MAX_MS,
+  };
   const retry = <T>(target: 'opencx' | 'hubspot', work: () => Promise<T>): Promise<T> =>
     withRetry(retryPolicy, work, {
       onRetry: ({ attempt, delayMs, error }) => {
@@ -118,28 +168,58 @@ export const startOutbound = async (config: OutboundConfig, logger: Logger = cre
     });
   const publish = async (topic: string, event: PipelineEvent): Promise<void> => {
     await publisher
-      .publish(topic, [{ key: orderingKeyOf(event), value: await codec.encodeEvent(event), headers: { 'event-type': event.type, 'event-id': event.eventId } }])
+      .publish(topic, [
+        {
+          key: orderingKeyOf(event),
+          value: await codec.encodeEvent(event),
+          headers: { 'event-type': event.type, 'event-id': event.eventId },
+        },
+      ])
       .catch((error: unknown) => {
-        throw new PipelineError(ErrorCode.kafkaUnavailable, `${event.type} not written: ${String(error)}`, { retriable: true, cause: error });
+        throw new PipelineError(ErrorCode.kafkaUnavailable, `${event.type} not written: ${String(error)}`, {
+          retriable: true,
+          cause: error,
+        });
       });
   };
-  const dedup = createRedisDedupStore(redis, { prefix: config.REDIS_KEY_PREFIX, owner: instance, leaseMs: config.DEDUP_CLAIM_LEASE_MS, doneTtlMs: config.DEDUP_TTL_MS });
+  const dedup = createRedisDedupStore(redis, {
+    prefix: config.REDIS_KEY_PREFIX,
+    owner: instance,
+    leaseMs: config.DEDUP_CLAIM_LEASE_MS,
+    doneTtlMs: config.DEDUP_TTL_MS,
+  });
 
   /** Decode, apply, count; a failure that retrying cannot fix goes to the dead-letter topic. */
   const handleWith =
     (apply: (event: PipelineEvent) => Promise<ApplyOutcome & { posted?: string }>) =>
     async (message: KafkaMessage, partition: number, topic: string): Promise<void> => {
-      const deadLetter = async (reason: string, error: string, event: PipelineEvent | undefined, attempts: number): Promise<void> => {
+      const deadLetter = async (
+        reason: string,
+        error: string,
+        event: PipelineEvent | undefined,
+        attempts: number,
+      ): Promise<void> => {
         await writeDeadLetter(
           producer,
           codec,
           topics.deadLetters.name,
           { message, topic, partition },
-          { service: 'outbound', reason, error, attempts, orgId: event?.orgId ?? null, eventType: event?.type ?? null, eventId: event?.eventId ?? null },
+          {
+            service: 'outbound',
+            reason,
+            error,
+            attempts,
+            orgId: event?.orgId ?? null,
+            eventType: event?.type ?? null,
+            eventId: event?.eventId ?? null,
+          },
           Date.now(),
         );
         metrics.deadLettered.inc({ reason });
-        logger.warn({ reason, error, orgId: event?.orgId, eventId: event?.eventId, offset: message.offset }, 'event dead-lettered');
+        logger.warn(
+          { reason, error, orgId: event?.orgId, eventId: event?.eventId, offset: message.offset },
+          'event dead-lettered',
+        );
       };
       let event: PipelineEvent;
       try {
@@ -148,7 +228,12 @@ export const startOutbound = async (config: OutboundConfig, logger: Logger = cre
       } catch (error) {
         return deadLetter(DeadLetterReason.undecodable, describeError(error), undefined, 1);
       }
-      const log = logger.child({ orgId: event.orgId, portalId: event.portalId, eventId: event.eventId, type: event.type });
+      const log = logger.child({
+        orgId: event.orgId,
+        portalId: event.portalId,
+        eventId: event.eventId,
+        type: event.type,
+      });
       const started = performance.now();
       try {
         const outcome = await apply(event);
@@ -162,15 +247,29 @@ export const startOutbound = async (config: OutboundConfig, logger: Logger = cre
           log.info('applied');
         }
       } catch (error) {
-        if (!(error instanceof PipelineError) || error.code === ErrorCode.kafkaUnavailable || error.code === ErrorCode.dedupInFlight) throw error;
-        return deadLetter(deadLetterReasonOf(error), error.message, event, error.retriable ? retryPolicy.attempts : 1);
+        if (
+          !(error instanceof PipelineError) ||
+          error.code === ErrorCode.kafkaUnavailable ||
+          error.code === ErrorCode.dedupInFlight
+        )
+          throw error;
+        return deadLetter(
+          deadLetterReasonOf(error),
+          error.message,
+          event,
+          error.retriable ? retryPolicy.attempts : 1,
+        );
       }
       return undefined;
     };
 
   const applyDeps = {
     orgs,
-    links: { forThread: links.forThread.bind(links), forTicket: links.forTicket.bind(links), write: (entries: Parameters<SessionLinks['write']>[1]) => links.write(producer, entries) },
+    links: {
+      forThread: links.forThread.bind(links),
+      forTicket: links.forTicket.bind(links),
+      write: (entries: Parameters<SessionLinks['write']>[1]) => links.write(producer, entries),
+    },
     openCxFor,
     hubspotFor,
     emitAiReply: (reply: AiReply) => publish(topics.aiReplies.name, reply),
@@ -178,22 +277,47 @@ export const startOutbound = async (config: OutboundConfig, logger: Logger = cre
     logger,
     now: Date.now,
   };
-  const postDeps = { orgs, links, hubspotFor, dedup, retry, claim: { leaseMs: config.DEDUP_CLAIM_LEASE_MS, now: Date.now, sleep } };
+  const postDeps = {
+    orgs,
+    links,
+    hubspotFor,
+    dedup,
+    retry,
+    claim: { leaseMs: config.DEDUP_CLAIM_LEASE_MS, now: Date.now, sleep },
+  };
 
   // The data paths.
   const domainConsumer = new KeyedConsumer({
-    consumer: kafka.consumer({ groupId: `${config.KAFKA_TOPIC_PREFIX}outbound`, allowAutoTopicCreation: false, sessionTimeout: config.KAFKA_SESSION_TIMEOUT_MS, heartbeatInterval: 1000 }),
+    consumer: kafka.consumer({
+      groupId: `${config.KAFKA_TOPIC_PREFIX}outbound`,
+      allowAutoTopicCreation: false,
+      sessionTimeout: config.KAFKA_SESSION_TIMEOUT_MS,
+      heartbeatInterval: 1000,
+    }),
     topics: [topics.domainEvents.name],
     orderingKey: (message) => message.key?.toString() ?? '',
-    handle: handleWith((event) => (event.type === 'ai-reply' ? Promise.reject(new Error('ai-reply on the domain topic')) : applyDomainEvent(event, applyDeps))),
+    handle: handleWith((event) =>
+      event.type === 'ai-reply'
+        ? Promise.reject(new Error('ai-reply on the domain topic'))
+        : applyDomainEvent(event, applyDeps),
+    ),
     logger,
     onHandlerError: () => metrics.handlerFailures.inc(),
   });
   const replyConsumer = new KeyedConsumer({
-    consumer: kafka.consumer({ groupId: `${config.KAFKA_TOPIC_PREFIX}outbound.ai-replies`, allowAutoTopicCreation: false, sessionTimeout: config.KAFKA_SESSION_TIMEOUT_MS, heartbeatInterval: 1000 }),
+    consumer: kafka.consumer({
+      groupId: `${config.KAFKA_TOPIC_PREFIX}outbound.ai-replies`,
+      allowAutoTopicCreation: false,
+      sessionTimeout: config.KAFKA_SESSION_TIMEOUT_MS,
+      heartbeatInterval: 1000,
+    }),
     topics: [topics.aiReplies.name],
     orderingKey: (message) => message.key?.toString() ?? '',
-    handle: handleWith((event) => (event.type === 'ai-reply' ? postAiReply(event, postDeps) : Promise.reject(new Error(`${event.type} on the ai-replies topic`)))),
+    handle: handleWith((event) =>
+      event.type === 'ai-reply'
+        ? postAiReply(event, postDeps)
+        : Promise.reject(new Error(`${event.type} on the ai-replies topic`)),
+    ),
     logger,
     onHandlerError: () => metrics.handlerFailures.inc(),
   });

@@ -16,14 +16,21 @@ export const hubspotMessageFor = (reply: AiReply, org: Org): OutgoingMessage => 
   const text = `${reply.text}\n\n${AI_MARKER}`;
   if (org.settings.assistMode) return { type: 'COMMENT', text: `AI draft: ${text}`, attachments: [] };
   const deliveryIdentifier =
-    reply.recipientDeliveryType && reply.recipientDeliveryValue ? { type: reply.recipientDeliveryType, value: reply.recipientDeliveryValue } : undefined;
+    reply.recipientDeliveryType && reply.recipientDeliveryValue
+      ? { type: reply.recipientDeliveryType, value: reply.recipientDeliveryValue }
+      : undefined;
   return {
     type: 'MESSAGE',
     text,
     senderActorId: org.hubspot.aiActorId,
     channelId: reply.channelId,
     channelAccountId: reply.channelAccountId,
-    recipients: [{ ...(reply.recipientActorId ? { actorId: reply.recipientActorId } : {}), ...(deliveryIdentifier ? { deliveryIdentifiers: [deliveryIdentifier] } : {}) }],
+    recipients: [
+      {
+        ...(reply.recipientActorId ? { actorId: reply.recipientActorId } : {}),
+        ...(deliveryIdentifier ? { deliveryIdentifiers: [deliveryIdentifier] } : {}),
+      },
+    ],
     attachments: [],
   };
 };
@@ -34,14 +41,22 @@ export type PostAiReplyDeps = {
   readonly hubspotFor: (org: Org) => HubSpotApi;
   /** HubSpot takes no idempotency key: a claim in Redis keeps a redelivered reply from posting twice. */
   readonly dedup: DedupStore;
-  readonly claim: { readonly leaseMs: number; readonly now: () => number; readonly sleep: (ms: number) => Promise<void> };
+  readonly claim: {
+    readonly leaseMs: number;
+    readonly now: () => number;
+    readonly sleep: (ms: number) => Promise<void>;
+  };
   readonly retry: <T>(target: 'hubspot', work: () => Promise<T>) => Promise<T>;
 };
 
-export const postAiReply = async (reply: AiReply, deps: PostAiReplyDeps): Promise<ApplyOutcome & { posted?: 'message' | 'comment' }> => {
+export const postAiReply = async (
+  reply: AiReply,
+  deps: PostAiReplyDeps,
+): Promise<ApplyOutcome & { posted?: 'message' | 'comment' }> => {
   const org = deps.orgs.byId(reply.orgId);
   if (!org) return { kind: 'skipped', reason: SkipReason.unknownOrg };
-  if (deps.links.forThread(reply.orgId, reply.threadId)?.handedOff) return { kind: 'skipped', reason: SkipReason.handedOff };
+  if (deps.links.forThread(reply.orgId, reply.threadId)?.handedOff)
+    return { kind: 'skipped', reason: SkipReason.handedOff };
   const key = `${reply.orgId}:ai-reply:${reply.eventId}`;
   const claim = await claimOrWait(deps.dedup, key, deps.claim);
   if (claim === 'duplicate') return { kind: 'skipped', reason: SkipReason.duplicate };

@@ -8,7 +8,11 @@ export const processorEnv = {
   /** Not in the contract's table: how long a dedup claim holds before another replica may take over. */
   DEDUP_CLAIM_LEASE_MS: z.coerce.number().int().min(100).default(30000),
   /** Longer than HubSpot's 24 h retry window. */
-  DEDUP_TTL_MS: z.coerce.number().int().min(1000).default(48 * 60 * 60 * 1000),
+  DEDUP_TTL_MS: z.coerce
+    .number()
+    .int()
+    .min(1000)
+    .default(48 * 60 * 60 * 1000),
   /** Per portal, across replicas: OAuth apps get 110 requests / 10 s; keep a margin. */
   HUBSPOT_RATE_LIMIT_MAX: z.coerce.number().int().min(1).default(100),
   HUBSPOT_RATE_LIMIT_WINDOW_MS: z.coerce.number().int().min(1).default(10000),

@@ -61,7 +61,11 @@ export type RawEventHandlerDeps = {
   readonly markReconnectRequired: (org: Org) => Promise<void>;
   readonly metrics: ProcessorMetrics;
   readonly logger: Logger;
-  readonly settings: { readonly emailDelayMs: number; readonly claimLeaseMs: number; readonly retry: RetryPolicy };
+  readonly settings: {
+    readonly emailDelayMs: number;
+    readonly claimLeaseMs: number;
+    readonly retry: RetryPolicy;
+  };
   readonly now: () => number;
   readonly sleep: (ms: number) => Promise<void>;
 };
@@ -80,7 +84,8 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
 
   /** Which organisation an event belongs to, or why none. */
   const resolveOrg = (raw: RawWebhookEvent): Org | IgnoreReason => {
-    const org = raw.orgId === null ? deps.orgs.byPortal(raw.portalId) : deps.orgs.byIdIncludingDeleted(raw.orgId);
+    const org =
+      raw.orgId === null ? deps.orgs.byPortal(raw.portalId) : deps.orgs.byIdIncludingDeleted(raw.orgId);
     if (!org) return IgnoreReason.unknownPortal;
     return org.deleted ? IgnoreReason.orgDeleted : org;
   };
@@ -97,15 +102,27 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
       },
     });
 
-  const planFor = (event: Exclude<WebhookEvent, { subscriptionType: 'unsupported' }>, org: Org, raw: RawWebhookEvent, log: Logger): Plan | IgnoreReason => {
+  const planFor = (
+    event: Exclude<WebhookEvent, { subscriptionType: 'unsupported' }>,
+    org: Org,
+    raw: RawWebhookEvent,
+    log: Logger,
+  ): Plan | IgnoreReason => {
     const orgId = org.orgId;
     switch (event.subscriptionType) {
       case 'conversation.newMessage':
         return {
           dedupKey: `${orgId}:message:${event.messageId}`,
           decide: async () => {
-            const message = await callHubSpot(log, () => deps.hubspotFor(org).getMessage(event.objectId, event.messageId));
-            return routeNewMessage(event, message, { orgId, aiActorId: org.hubspot.aiActorId, receivedAt: raw.receivedAt, emailDelayMs: deps.settings.emailDelayMs });
+            const message = await callHubSpot(log, () =>
+              deps.hubspotFor(org).getMessage(event.objectId, event.messageId),
+            );
+            return routeNewMessage(event, message, {
+              orgId,
+              aiActorId: org.hubspot.aiActorId,
+              receivedAt: raw.receivedAt,
+              emailDelayMs: deps.settings.emailDelayMs,
+            });
           },
         };
       case 'conversation.propertyChange':
@@ -113,7 +130,12 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
           dedupKey: `${orgId}:conversation:${event.objectId}:${event.propertyName}:${event.occurredAt}`,
           decide: () =>
             Promise.resolve(
-              decideHandoff(event, { orgId, aiActorId: org.hubspot.aiActorId, assistMode: org.settings.assistMode, session: deps.links.forThread(orgId, event.objectId) }),
+              decideHandoff(event, {
+                orgId,
+                aiActorId: org.hubspot.aiActorId,
+                assistMode: org.settings.assistMode,
+                session: deps.links.forThread(orgId, event.objectId),
+              }),
             ),
         };
       case 'ticket.propertyChange':
@@ -121,7 +143,11 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
           dedupKey: `${orgId}:ticket:${event.objectId}:${event.propertyName}:${event.occurredAt}`,
           decide: () =>
             Promise.resolve(
-              decideTicketFieldChange(event, { orgId, ticketingEnabled: org.settings.ticketingEnabled, ticketLinked: deps.links.forTicket(orgId, event.objectId) !== undefined }),
+              decideTicketFieldChange(event, {
+                orgId,
+                ticketingEnabled: org.settings.ticketingEnabled,
+                ticketLinked: deps.links.forTicket(orgId, event.objectId) !== undefined,
+              }),
             ),
         };
       case 'object.creation':
@@ -132,7 +158,9 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
           decide: async () => {
             const note = await callHubSpot(log, () => deps.hubspotFor(org).getNote(event.objectId));
             const tickets = note.associations?.tickets?.results.map((ticket) => ticket.id) ?? [];
-            const syncedTicketId = tickets.find((ticketId) => deps.links.forTicket(orgId, ticketId) !== undefined);
+            const syncedTicketId = tickets.find(
+              (ticketId) => deps.links.forTicket(orgId, ticketId) !== undefined,
+            );
             return decideNoteMirror(event, note, { orgId, syncedTicketId });
           },
         };
@@ -150,11 +178,18 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
   };
 
   return async (message: KafkaMessage, partition: number, topic: string): Promise<void> => {
-    const sendToDeadLetters = async (reason: DeadLetterReason, error: string, context: { orgId: string | null; eventType: string | null; attempts: number }): Promise<void> => {
+    const sendToDeadLetters = async (
+      reason: DeadLetterReason,
+      error: string,
+      context: { orgId: string | null; eventType: string | null; attempts: number },
+    ): Promise<void> => {
       await deps.deadLetter({ message, topic, partition, reason, error, ...context });
       metrics.deadLettered.inc({ reason });
       metrics.events.inc({ subscription_type: context.eventType ?? 'unknown', outcome: 'dead_lettered' });
-      deps.logger.warn({ reason, error, orgId: context.orgId, offset: message.offset, partition }, 'event dead-lettered');
+      deps.logger.warn(
+        { reason, error, orgId: context.orgId, offset: message.offset, partition },
+        'event dead-lettered',
+      );
     };
 
     let raw: RawWebhookEvent;
@@ -162,18 +197,31 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
       if (!message.value) throw new Error('record has no value');
       raw = await deps.decodeRaw(message.value);
     } catch (error) {
-      return sendToDeadLetters(DeadLetterReason.undecodable, describeError(error), { orgId: null, eventType: null, attempts: 1 });
+      return sendToDeadLetters(DeadLetterReason.undecodable, describeError(error), {
+        orgId: null,
+        eventType: null,
+        attempts: 1,
+      });
     }
     const type = raw.subscriptionType;
     const parsed = parseWebhookEvent(raw.event);
-    if (!parsed.ok) return sendToDeadLetters(DeadLetterReason.malformedEvent, parsed.detail, { orgId: raw.orgId, eventType: type, attempts: 1 });
+    if (!parsed.ok)
+      return sendToDeadLetters(DeadLetterReason.malformedEvent, parsed.detail, {
+        orgId: raw.orgId,
+        eventType: type,
+        attempts: 1,
+      });
     const event = parsed.event;
     const baseLog = deps.logger.child({ portalId: raw.portalId, subscriptionType: type });
     if (event.subscriptionType === 'unsupported') return skipped(baseLog, type, IgnoreReason.unsupportedType);
 
     const org = resolveOrg(raw);
     if (typeof org === 'string') return skipped(baseLog, type, org);
-    const log = baseLog.child({ orgId: org.orgId, objectId: event.objectId, ...('messageId' in event ? { messageId: event.messageId } : {}) });
+    const log = baseLog.child({
+      orgId: org.orgId,
+      objectId: event.objectId,
+      ...('messageId' in event ? { messageId: event.messageId } : {}),
+    });
 
     const plan = planFor(event, org, raw, log);
     if (typeof plan === 'string') return skipped(log, type, plan);
@@ -197,7 +245,11 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
         await deps.markReconnectRequired(org);
       }
       if (error.code === ErrorCode.kafkaUnavailable || error.code === ErrorCode.dedupInFlight) throw error;
-      return sendToDeadLetters(deadLetterReasonOf(error), error.message, { orgId: org.orgId, eventType: type, attempts: error.retriable ? deps.settings.retry.attempts : 1 });
+      return sendToDeadLetters(deadLetterReasonOf(error), error.message, {
+        orgId: org.orgId,
+        eventType: type,
+        attempts: error.retriable ? deps.settings.retry.attempts : 1,
+      });
     }
     // Confirmed only now that the effect is durable (claim, emit, then confirm).
     await deps.dedup.confirm(plan.dedupKey);
@@ -211,4 +263,3 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
     return undefined;
   };
 };
-

@@ -13,7 +13,15 @@ import { writeDeadLetter } from '../../../lib/dead-letters.ts';
 import { orderingKeyOf, type DomainEvent } from '../../../lib/domain-events.ts';
 import { ErrorCode, PipelineError } from '../../../lib/errors.ts';
 import { createHubSpotApi, type HubSpotApi } from '../../../lib/hubspot/index.ts';
-import { BatchingPublisher, KeyedConsumer, ORDERING_KEY_HEADER, createDurableProducer, createKafka, ensureTopics, topicsFor } from '../../../lib/kafka/index.ts';
+import {
+  BatchingPublisher,
+  KeyedConsumer,
+  ORDERING_KEY_HEADER,
+  createDurableProducer,
+  createKafka,
+  ensureTopics,
+  topicsFor,
+} from '../../../lib/kafka/index.ts';
 import { createLogger, type Logger } from '../../../lib/log.ts';
 import { closeServer, createMetricsRegistry, serveMetrics } from '../../../lib/metrics.ts';
 import { OrgDirectory, createSecretBox, type Org } from '../../../lib/orgs/index.ts';
@@ -30,7 +38,10 @@ import { createRedisDedupStore } from '../../../lib/dedup-store.ts';
 
 export type RunningProcessor = { readonly metricsPort: number; readonly stop: () => Promise<void> };
 
-export const startProcessor = async (config: ProcessorConfig, logger: Logger = createLogger('processor', config.LOG_LEVEL)): Promise<RunningProcessor> => {
+export const startProcessor = async (
+  config: ProcessorConfig,
+  logger: Logger = createLogger('processor', config.LOG_LEVEL),
+): Promise<RunningProcessor> => {
   const topics = topicsFor(config.KAFKA_TOPIC_PREFIX);
   const instance = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   const registry = createMetricsRegistry('processor');
@@ -40,17 +51,35 @@ export const startProcessor = async (config: ProcessorConfig, logger: Logger = c
   const kafka = createKafka({ clientId: 'processor', brokers: config.KAFKA_BROKERS, logger });
   const admin = kafka.admin();
   await admin.connect();
-  await ensureTopics(admin, Object.values(topics), { partitions: config.KAFKA_PARTITIONS, replicationFactor: config.KAFKA_REPLICATION_FACTOR });
+  await ensureTopics(admin, Object.values(topics), {
+    partitions: config.KAFKA_PARTITIONS,
+    replicationFactor: config.KAFKA_REPLICATION_FACTOR,
+  });
   await admin.disconnect();
   const codec = new AvroCodec({ url: config.SCHEMA_REGISTRY_URL, subjectPrefix: config.KAFKA_TOPIC_PREFIX });
   await codec.registerAll();
   const redis = createRedis(config.REDIS_URL);
   const producer = createDurableProducer(kafka);
   await producer.connect();
-  const publisher = new BatchingPublisher(producer, { lingerMs: 1, maxBatchMessages: 500, sendTimeoutMs: 10000 });
+  const publisher = new BatchingPublisher(producer, {
+    lingerMs: 1,
+    maxBatchMessages: 500,
+    sendTimeoutMs: 10000,
+  });
 
-  const orgs = new OrgDirectory({ kafka, topic: topics.orgs.name, groupPrefix: config.KAFKA_TOPIC_PREFIX, secrets: createSecretBox(resolveSecretsKey(config).key), logger });
-  const links = new SessionLinks({ kafka, topic: topics.sessionLinks.name, groupPrefix: config.KAFKA_TOPIC_PREFIX, logger });
+  const orgs = new OrgDirectory({
+    kafka,
+    topic: topics.orgs.name,
+    groupPrefix: config.KAFKA_TOPIC_PREFIX,
+    secrets: createSecretBox(resolveSecretsKey(config).key),
+    logger,
+  });
+  const links = new SessionLinks({
+    kafka,
+    topic: topics.sessionLinks.name,
+    groupPrefix: config.KAFKA_TOPIC_PREFIX,
+    logger,
+  });
   await Promise.all([orgs.start(), links.start()]);
 
   const limiter = createRedisRateLimiter(redis, {
@@ -63,7 +92,12 @@ export const startProcessor = async (config: ProcessorConfig, logger: Logger = c
   const hubspotClients = new Map<string, { token: string; api: HubSpotApi }>();
   const hubspotFor = (org: Org): HubSpotApi => {
     const token = org.hubspot.accessToken;
-    if (!token) throw new PipelineError(ErrorCode.upstreamUnauthorized, `organisation ${org.orgId} has no HubSpot access token`, { retriable: false });
+    if (!token)
+      throw new PipelineError(
+        ErrorCode.upstreamUnauthorized,
+        `organisation ${org.orgId} has no HubSpot access token`,
+        { retriable: false },
+      );
     const cached = hubspotClients.get(org.orgId);
     if (cached?.token === token) return cached.api;
     const api = createHubSpotApi({
@@ -87,7 +121,10 @@ export const startProcessor = async (config: ProcessorConfig, logger: Logger = c
       })),
     );
     await publisher.publish(topics.domainEvents.name, messages).catch((error: unknown) => {
-      throw new PipelineError(ErrorCode.kafkaUnavailable, `domain events not written: ${String(error)}`, { retriable: true, cause: error });
+      throw new PipelineError(ErrorCode.kafkaUnavailable, `domain events not written: ${String(error)}`, {
+        retriable: true,
+        cause: error,
+      });
     });
   };
 
@@ -95,21 +132,50 @@ export const startProcessor = async (config: ProcessorConfig, logger: Logger = c
     decodeRaw: async (value) => (await codec.decodeRecord(value)).record as RawWebhookEvent,
     orgs,
     links,
-    dedup: createRedisDedupStore(redis, { prefix: config.REDIS_KEY_PREFIX, owner: instance, leaseMs: config.DEDUP_CLAIM_LEASE_MS, doneTtlMs: config.DEDUP_TTL_MS }),
+    dedup: createRedisDedupStore(redis, {
+      prefix: config.REDIS_KEY_PREFIX,
+      owner: instance,
+      leaseMs: config.DEDUP_CLAIM_LEASE_MS,
+      doneTtlMs: config.DEDUP_TTL_MS,
+    }),
     hubspotFor,
     publish,
     deadLetter: (input) =>
-      writeDeadLetter(producer, codec, topics.deadLetters.name, input, { service: 'processor', reason: input.reason, error: input.error, attempts: input.attempts, orgId: input.orgId, eventType: input.eventType, eventId: null }, Date.now()),
+      writeDeadLetter(
+        producer,
+        codec,
+        topics.deadLetters.name,
+        input,
+        {
+          service: 'processor',
+          reason: input.reason,
+          error: input.error,
+          attempts: input.attempts,
+          orgId: input.orgId,
+          eventType: input.eventType,
+          eventId: null,
+        },
+        Date.now(),
+      ),
     markReconnectRequired: async (org) => {
       const stored = orgs.stored(org.orgId);
-      if (stored && !stored.hubspot.reconnectRequired) await orgs.write(producer, { ...stored, hubspot: { ...stored.hubspot, reconnectRequired: true }, updatedAt: Date.now() });
+      if (stored && !stored.hubspot.reconnectRequired)
+        await orgs.write(producer, {
+          ...stored,
+          hubspot: { ...stored.hubspot, reconnectRequired: true },
+          updatedAt: Date.now(),
+        });
     },
     metrics,
     logger,
     settings: {
       emailDelayMs: config.EMAIL_DELAY_MS,
       claimLeaseMs: config.DEDUP_CLAIM_LEASE_MS,
-      retry: { attempts: config.HUBSPOT_RETRY_ATTEMPTS, initialDelayMs: config.HUBSPOT_RETRY_INITIAL_MS, maxDelayMs: 30000 },
+      retry: {
+        attempts: config.HUBSPOT_RETRY_ATTEMPTS,
+        initialDelayMs: config.HUBSPOT_RETRY_INITIAL_MS,
+        maxDelayMs: 30000,
+      },
     },
     now: Date.now,
     sleep,
@@ -117,9 +183,15 @@ export const startProcessor = async (config: ProcessorConfig, logger: Logger = c
 
   // The data path: one queue per conversation, offsets committed behind the slowest one.
   const consumer = new KeyedConsumer({
-    consumer: kafka.consumer({ groupId: `${config.KAFKA_TOPIC_PREFIX}processor`, allowAutoTopicCreation: false, sessionTimeout: config.KAFKA_SESSION_TIMEOUT_MS, heartbeatInterval: 1000 }),
+    consumer: kafka.consumer({
+      groupId: `${config.KAFKA_TOPIC_PREFIX}processor`,
+      allowAutoTopicCreation: false,
+      sessionTimeout: config.KAFKA_SESSION_TIMEOUT_MS,
+      heartbeatInterval: 1000,
+    }),
     topics: [topics.rawEvents.name],
-    orderingKey: (message: KafkaMessage) => message.headers?.[ORDERING_KEY_HEADER]?.toString() ?? message.key?.toString() ?? '',
+    orderingKey: (message: KafkaMessage) =>
+      message.headers?.[ORDERING_KEY_HEADER]?.toString() ?? message.key?.toString() ?? '',
     handle: handleRawEvent,
     logger,
     onHandlerError: () => metrics.handlerFailures.inc(),

@@ -2,12 +2,35 @@ import { ErrorCode, PipelineError } from '../../../../lib/errors.ts';
 
 /** OpenCX calls the pipeline makes (contract.md; schemas/opencx-api.yaml documents every one). */
 export type OpenCxApi = {
-  readonly createSession: (body: { channel: { type: string }; custom_data: Record<string, string> }, idempotencyKey: string) => Promise<{ id: string }>;
-  readonly sendContactMessage: (sessionId: string, text: string, idempotencyKey: string) => Promise<{ aiText: string | null }>;
-  readonly addAgentMessage: (sessionId: string, body: { text: string; actor_id: string; internal: boolean; created_at: string }, idempotencyKey: string) => Promise<void>;
-  readonly handOff: (sessionId: string, body: { reason: 'assigned_away'; assignee_actor_id: string | null }, idempotencyKey: string) => Promise<void>;
-  readonly setCustomData: (sessionId: string, data: Record<string, string>, idempotencyKey: string) => Promise<void>;
-  readonly addAgentComment: (sessionId: string, body: { text: string; hubspot_note_id: string; author_owner_id: string | null; created_at: string }, idempotencyKey: string) => Promise<void>;
+  readonly createSession: (
+    body: { channel: { type: string }; custom_data: Record<string, string> },
+    idempotencyKey: string,
+  ) => Promise<{ id: string }>;
+  readonly sendContactMessage: (
+    sessionId: string,
+    text: string,
+    idempotencyKey: string,
+  ) => Promise<{ aiText: string | null }>;
+  readonly addAgentMessage: (
+    sessionId: string,
+    body: { text: string; actor_id: string; internal: boolean; created_at: string },
+    idempotencyKey: string,
+  ) => Promise<void>;
+  readonly handOff: (
+    sessionId: string,
+    body: { reason: 'assigned_away'; assignee_actor_id: string | null },
+    idempotencyKey: string,
+  ) => Promise<void>;
+  readonly setCustomData: (
+    sessionId: string,
+    data: Record<string, string>,
+    idempotencyKey: string,
+  ) => Promise<void>;
+  readonly addAgentComment: (
+    sessionId: string,
+    body: { text: string; hubspot_note_id: string; author_owner_id: string | null; created_at: string },
+    idempotencyKey: string,
+  ) => Promise<void>;
 };
 
 export type OpenCxOptions = {
@@ -28,19 +51,37 @@ export const classifyOpenCxResponse = async (response: Response, what: string): 
   if (response.status === 429 || response.status >= 500) {
     const retryAfter = Number(response.headers.get('retry-after') ?? '');
     return Promise.reject(
-      new PipelineError(response.status === 429 ? ErrorCode.upstreamRateLimited : ErrorCode.upstreamUnavailable, `${what}: OpenCX answered ${response.status} ${body}`, {
-        retriable: true,
-        ...(Number.isFinite(retryAfter) && retryAfter > 0 ? { retryAfterMs: retryAfter * 1000 } : {}),
-      }),
+      new PipelineError(
+        response.status === 429 ? ErrorCode.upstreamRateLimited : ErrorCode.upstreamUnavailable,
+        `${what}: OpenCX answered ${response.status} ${body}`,
+        {
+          retriable: true,
+          ...(Number.isFinite(retryAfter) && retryAfter > 0 ? { retryAfterMs: retryAfter * 1000 } : {}),
+        },
+      ),
     );
   }
-  const code = response.status === 401 || response.status === 403 ? ErrorCode.upstreamUnauthorized : ErrorCode.upstreamRejected;
-  return Promise.reject(new PipelineError(code, `${what}: OpenCX answered ${response.status} ${body}`, { upstream: 'opencx', retriable: false }));
+  const code =
+    response.status === 401 || response.status === 403
+      ? ErrorCode.upstreamUnauthorized
+      : ErrorCode.upstreamRejected;
+  return Promise.reject(
+    new PipelineError(code, `${what}: OpenCX answered ${response.status} ${body}`, {
+      upstream: 'opencx',
+      retriable: false,
+    }),
+  );
 };
 
 export const createOpenCxApi = (options: OpenCxOptions): OpenCxApi => {
   const base = options.baseUrl.replace(/\/$/, '');
-  const call = async (what: string, method: string, path: string, body: unknown, idempotencyKey: string): Promise<unknown> => {
+  const call = async (
+    what: string,
+    method: string,
+    path: string,
+    body: unknown,
+    idempotencyKey: string,
+  ): Promise<unknown> => {
     await options.beforeRequest?.();
     let response: Response;
     try {
@@ -56,7 +97,11 @@ export const createOpenCxApi = (options: OpenCxOptions): OpenCxApi => {
         signal: AbortSignal.timeout(options.timeoutMs),
       });
     } catch (error) {
-      throw new PipelineError(ErrorCode.upstreamUnavailable, `${what}: OpenCX unreachable or slow: ${String(error)}`, { upstream: 'opencx', retriable: true, cause: error });
+      throw new PipelineError(
+        ErrorCode.upstreamUnavailable,
+        `${what}: OpenCX unreachable or slow: ${String(error)}`,
+        { upstream: 'opencx', retriable: true, cause: error },
+      );
     }
     return classifyOpenCxResponse(response, what);
   };
@@ -64,14 +109,23 @@ export const createOpenCxApi = (options: OpenCxOptions): OpenCxApi => {
 
   return {
     createSession: async (body, key) => {
-      const answer = (await call('create session', 'POST', '/chat/sessions', body, key)) as { id?: unknown } | undefined;
-      if (typeof answer?.id !== 'string') throw new PipelineError(ErrorCode.upstreamRejected, 'create session: OpenCX answered without an id', { upstream: 'opencx', retriable: false });
+      const answer = (await call('create session', 'POST', '/chat/sessions', body, key)) as
+        { id?: unknown } | undefined;
+      if (typeof answer?.id !== 'string')
+        throw new PipelineError(ErrorCode.upstreamRejected, 'create session: OpenCX answered without an id', {
+          upstream: 'opencx',
+          retriable: false,
+        });
       return { id: answer.id };
     },
     sendContactMessage: async (sessionId, text, key) => {
-      const answer = (await call('send message', 'POST', `${session(sessionId)}/send`, { sender: 'contact', message: { type: 'text', text } }, key)) as
-        | { ai_response?: { text?: unknown } | null }
-        | undefined;
+      const answer = (await call(
+        'send message',
+        'POST',
+        `${session(sessionId)}/send`,
+        { sender: 'contact', message: { type: 'text', text } },
+        key,
+      )) as { ai_response?: { text?: unknown } | null } | undefined;
       const aiText = answer?.ai_response?.text;
       return { aiText: typeof aiText === 'string' && aiText.trim() !== '' ? aiText : null };
     },

@@ -1,8 +1,23 @@
 /** The seed's rules: pure functions of (event, re-fetched data, org settings) → Decision. No I/O here. */
 export { IgnoreReason } from './ignore-reasons.ts';
 export { emit, ignore, type Decision } from './decision.ts';
-export { parseWebhookEvent, type WebhookEvent, type NewMessageEvent, type ConversationPropertyChangeEvent, type TicketPropertyChangeEvent, type ObjectCreationEvent } from './webhook-event.ts';
-export { routeNewMessage, isAutomatedSender, isOwnEcho, openCxChannelType, AI_MARKERS, EMAIL_CHANNEL_ID, type NewMessageContext } from './new-message.ts';
+export {
+  parseWebhookEvent,
+  type WebhookEvent,
+  type NewMessageEvent,
+  type ConversationPropertyChangeEvent,
+  type TicketPropertyChangeEvent,
+  type ObjectCreationEvent,
+} from './webhook-event.ts';
+export {
+  routeNewMessage,
+  isAutomatedSender,
+  isOwnEcho,
+  openCxChannelType,
+  AI_MARKERS,
+  EMAIL_CHANNEL_ID,
+  type NewMessageContext,
+} from './new-message.ts';
 export { decideHandoff, type HandoffContext } from './conversation-change.ts';
 export { decideTicketFieldChange, type TicketChangeContext } from './ticket-change.ts';
 export { decideNoteMirror, isNoteCreation, NOTE_OBJECT_TYPE_ID } from './note-creation.ts';

@@ -18,12 +18,16 @@ export type NewMessageContext = {
   readonly emailDelayMs: number;
 };
 
-const senderOf = (message: HubSpotMessage): string | undefined => message.senders[0]?.actorId ?? message.createdBy ?? undefined;
+const senderOf = (message: HubSpotMessage): string | undefined =>
+  message.senders[0]?.actorId ?? message.createdBy ?? undefined;
 
 export const isAutomatedSender = (message: HubSpotMessage): boolean => {
   if (AUTOMATED_CLIENTS.has(message.client?.clientType ?? '')) return true;
   const actors = [message.createdBy, ...message.senders.map((sender) => sender.actorId)];
-  return actors.some((actor) => actor !== undefined && actor !== null && (AUTOMATED_ACTOR.test(actor) || /^(BOT|LLM)/i.test(actor)));
+  return actors.some(
+    (actor) =>
+      actor !== undefined && actor !== null && (AUTOMATED_ACTOR.test(actor) || /^(BOT|LLM)/i.test(actor)),
+  );
 };
 
 export const isOwnEcho = (message: HubSpotMessage, aiActorId: string): boolean => {
@@ -35,7 +39,8 @@ const plainText = (message: HubSpotMessage): string =>
   (message.text ?? message.richText?.replace(/<[^>]*>/g, ' ') ?? '').replace(/\s+/g, ' ').trim();
 
 /** OpenCX channel types (web, email, ...) for HubSpot channel ids. */
-export const openCxChannelType = (channelId: string): string => ({ '1000': 'web', '1002': 'email' })[channelId] ?? 'api';
+export const openCxChannelType = (channelId: string): string =>
+  ({ '1000': 'web', '1002': 'email' })[channelId] ?? 'api';
 
 /**
  * conversation.newMessage, after the re-fetch (contract.md, event rules, in row order):
@@ -43,22 +48,52 @@ export const openCxChannelType = (channelId: string): string => ({ '1000': 'web'
  * reply; other non-MESSAGE types are ignored; agents' and OUTGOING messages are rep replies;
  * a customer's message goes to the AI, email only after the delay.
  */
-export const routeNewMessage = (event: NewMessageEvent, message: HubSpotMessage, context: NewMessageContext): Decision => {
+export const routeNewMessage = (
+  event: NewMessageEvent,
+  message: HubSpotMessage,
+  context: NewMessageContext,
+): Decision => {
   if (isAutomatedSender(message)) return ignore(IgnoreReason.automatedSender);
   if (isOwnEcho(message, context.aiActorId)) return ignore(IgnoreReason.ownEcho);
 
-  const base = { orgId: context.orgId, portalId: event.portalId, threadId: event.objectId, occurredAt: event.occurredAt, messageId: message.id };
+  const base = {
+    orgId: context.orgId,
+    portalId: event.portalId,
+    threadId: event.objectId,
+    occurredAt: event.occurredAt,
+    messageId: message.id,
+  };
   const text = plainText(message);
   const sender = senderOf(message) ?? 'unknown';
   const channelId = message.channelId ?? null;
 
   if (message.type === 'COMMENT') {
-    return emit([{ type: 'rep-reply', eventId: deriveEventId('rep-reply', context.orgId, message.id), ...base, text, actorId: sender, internal: true, channelId }]);
+    return emit([
+      {
+        type: 'rep-reply',
+        eventId: deriveEventId('rep-reply', context.orgId, message.id),
+        ...base,
+        text,
+        actorId: sender,
+        internal: true,
+        channelId,
+      },
+    ]);
   }
   if (message.type !== 'MESSAGE') return ignore(IgnoreReason.notAConversationMessage);
 
   if (sender.startsWith('A-') || message.direction === 'OUTGOING') {
-    return emit([{ type: 'rep-reply', eventId: deriveEventId('rep-reply', context.orgId, message.id), ...base, text, actorId: sender, internal: false, channelId }]);
+    return emit([
+      {
+        type: 'rep-reply',
+        eventId: deriveEventId('rep-reply', context.orgId, message.id),
+        ...base,
+        text,
+        actorId: sender,
+        internal: false,
+        channelId,
+      },
+    ]);
   }
   if (text === '') return ignore(IgnoreReason.emptyMessage);
 
@@ -79,5 +114,7 @@ export const routeNewMessage = (event: NewMessageEvent, message: HubSpotMessage,
       senderDeliveryValue: customer?.deliveryIdentifier?.value ?? null,
     },
   ] as const;
-  return channelId === EMAIL_CHANNEL_ID ? emit(events, context.receivedAt + context.emailDelayMs) : emit(events);
+  return channelId === EMAIL_CHANNEL_ID
+    ? emit(events, context.receivedAt + context.emailDelayMs)
+    : emit(events);
 };

@@ -6,7 +6,8 @@ import type { ObjectCreationEvent } from './webhook-event.ts';
 
 export const NOTE_OBJECT_TYPE_ID = '0-46';
 
-export const isNoteCreation = (event: ObjectCreationEvent): boolean => event.objectTypeId === NOTE_OBJECT_TYPE_ID;
+export const isNoteCreation = (event: ObjectCreationEvent): boolean =>
+  event.objectTypeId === NOTE_OBJECT_TYPE_ID;
 
 /**
  * object.creation of a note (0-46) attached to a synced ticket: mirrored as an internal agent
@@ -29,7 +30,10 @@ export const decideNoteMirror = (
       ticketId: context.syncedTicketId,
       occurredAt: event.occurredAt,
       noteId: note.id,
-      text: (note.properties.hs_note_body ?? '').replace(/<[^>]*>/g, ' ').replace(/\s+/g, ' ').trim(),
+      text: (note.properties.hs_note_body ?? '')
+        .replace(/<[^>]*>/g, ' ')
+        .replace(/\s+/g, ' ')
+        .trim(),
       authorOwnerId: note.properties.hubspot_owner_id ?? null,
       createdAt: Number.isFinite(createdAt) ? createdAt : event.occurredAt,
     },

@@ -10,7 +10,10 @@ export type TicketChangeContext = {
 };
 
 /** ticket.propertyChange: synced onto the session when ticketing is on and the value is not empty. */
-export const decideTicketFieldChange = (event: TicketPropertyChangeEvent, context: TicketChangeContext): Decision => {
+export const decideTicketFieldChange = (
+  event: TicketPropertyChangeEvent,
+  context: TicketChangeContext,
+): Decision => {
   if (!context.ticketingEnabled) return ignore(IgnoreReason.ticketingDisabled);
   const value = event.propertyValue;
   if (value === null || value === undefined || value === '') return ignore(IgnoreReason.emptyValue);
@@ -18,7 +21,13 @@ export const decideTicketFieldChange = (event: TicketPropertyChangeEvent, contex
   return emit([
     {
       type: 'ticket-field-changed',
-      eventId: deriveEventId('ticket-field-changed', context.orgId, event.objectId, event.propertyName, event.occurredAt),
+      eventId: deriveEventId(
+        'ticket-field-changed',
+        context.orgId,
+        event.objectId,
+        event.propertyName,
+        event.occurredAt,
+      ),
       orgId: context.orgId,
       portalId: event.portalId,
       ticketId: event.objectId,

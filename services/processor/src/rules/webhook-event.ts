@@ -47,7 +47,8 @@ export type WebhookEvent =
   | ObjectCreationEvent
   | { readonly subscriptionType: 'unsupported'; readonly original: string };
 
-export type EventParse = { readonly ok: true; readonly event: WebhookEvent } | { readonly ok: false; readonly detail: string };
+export type EventParse =
+  { readonly ok: true; readonly event: WebhookEvent } | { readonly ok: false; readonly detail: string };
 
 const schemas: Record<string, z.ZodType<WebhookEvent>> = {
   'conversation.newMessage': NewMessage,
@@ -72,7 +73,10 @@ export const parseWebhookEvent = (json: string): EventParse => {
   const parsed = schema.safeParse({ ...record, subscriptionType: type });
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    return { ok: false, detail: `${String(type)}: ${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}` };
+    return {
+      ok: false,
+      detail: `${String(type)}: ${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}`,
+    };
   }
   return { ok: true, event: parsed.data };
 };
