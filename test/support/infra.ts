@@ -26,7 +26,8 @@ export interface AcquiredInfra {
   kafkaBrokers: string[];
   schemaRegistryUrl: string;
   redisUrl: string;
-  release(): Promise<void>;
+  /** A property, not a method, so callers may keep it detached (`release = infra.release`). */
+  release: () => Promise<void>;
 }
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
