@@ -1,5 +1,5 @@
 import { Client } from '@hubspot/api-client';
-import type { z } from 'zod';
+import { z } from 'zod';
 import { ErrorCode, PipelineError } from '../errors.ts';
 import { HubSpotMessage, HubSpotNote, HubSpotThread, type OutgoingMessage } from './messages.ts';
 
@@ -9,7 +9,14 @@ export type HubSpotApi = {
   readonly getThread: (threadId: string) => Promise<HubSpotThread>;
   readonly getNote: (noteId: string) => Promise<HubSpotNote>;
   readonly postMessage: (threadId: string, message: OutgoingMessage) => Promise<{ id: string }>;
+  /** The thread's message history (all pages, up to `maxPages` of 100). */
+  readonly listMessages: (threadId: string, maxPages?: number) => Promise<HubSpotMessage[]>;
 };
+
+const MessagePage = z.looseObject({
+  results: z.array(HubSpotMessage),
+  paging: z.looseObject({ next: z.looseObject({ after: z.string() }).nullish() }).nullish(),
+});
 
 export type HubSpotApiOptions = {
   readonly baseUrl: string;
@@ -158,6 +165,23 @@ export const createHubSpotApi = (options: HubSpotApiOptions): HubSpotApi => {
         'GET',
         `/crm/v3/objects/notes/${enc(noteId)}?properties=hs_note_body,hs_timestamp,hubspot_owner_id&associations=tickets`,
       ),
+    listMessages: async (threadId, maxPages = 10) => {
+      const messages: HubSpotMessage[] = [];
+      let after: string | undefined;
+      for (let page = 0; page < maxPages; page++) {
+        const query = `limit=100${after === undefined ? '' : `&after=${enc(after)}`}`;
+        const answer = await call(
+          `GET messages of thread ${threadId}`,
+          MessagePage,
+          'GET',
+          `${threads}/${enc(threadId)}/messages?${query}`,
+        );
+        messages.push(...answer.results);
+        after = answer.paging?.next?.after;
+        if (after === undefined) break;
+      }
+      return messages;
+    },
     postMessage: async (threadId, message) => {
       const posted = await call(
         `POST message on thread ${threadId}`,

@@ -213,6 +213,7 @@ export async function startFakeHubSpot(options: FakeHubSpotOptions = {}): Promis
   const authenticatedRoutes: ReadonlyArray<readonly [string, RegExp, Route]> = [
     ['GET', /^\/conversations\/v3\/conversations\/threads\/([^/]+)\/messages\/([^/]+)$/, getMessage],
     ['POST', /^\/conversations\/v3\/conversations\/threads\/([^/]+)\/messages$/, postMessage],
+    ['GET', /^\/conversations\/v3\/conversations\/threads\/([^/]+)\/messages$/, listMessages],
     ['GET', /^\/conversations\/v3\/conversations\/threads\/([^/]+)$/, getThread],
     ['GET', /^\/crm\/v3\/objects\/notes\/([^/]+)$/, getNote],
   ];
@@ -305,6 +306,29 @@ export async function startFakeHubSpot(options: FakeHubSpotOptions = {}): Promis
       return hubSpotError(404, 'OBJECT_NOT_FOUND', `Message ${messageId} not found on thread ${threadId}`);
     }
     return { status: 200, body: message };
+  }
+
+  /** GET …/threads/{threadId}/messages: the thread's history, oldest first, in pages of `limit` (HubSpot's forward paging). */
+  function listMessages(
+    request: IncomingRequest,
+    _body: unknown,
+    caller: Caller,
+    params: readonly string[],
+  ): FakeAnswer {
+    const [threadId = ''] = params;
+    if (!threadIsKnown(threadId, caller))
+      return hubSpotError(404, 'OBJECT_NOT_FOUND', `Thread ${threadId} not found`);
+    const all = [...messages.values()]
+      .filter(
+        (scoped) => scoped.value.conversationsThreadId === threadId && visible(scoped, caller) !== undefined,
+      )
+      .map((scoped) => scoped.value)
+      .sort((a, b) => Date.parse(a.createdAt) - Date.parse(b.createdAt));
+    const limit = Math.max(1, Math.min(500, Number(request.query.get('limit') ?? '20') || 20));
+    const start = Number(request.query.get('after') ?? '0') || 0;
+    const page = all.slice(start, start + limit);
+    const next = start + limit < all.length ? { next: { after: String(start + limit) } } : undefined;
+    return { status: 200, body: { results: page, ...(next ? { paging: next } : {}) } };
   }
 
   function getThread(

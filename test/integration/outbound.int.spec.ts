@@ -67,7 +67,10 @@ describe('outbound on real Kafka: every domain event applied to OpenCX once, AI 
       assert.equal(body.type, 'MESSAGE');
       assert.equal(body.senderActorId, org.aiActorId);
       assert.equal(body.channelId, fixtures.LIVE_CHAT_CHANNEL_ID);
-      assert.match(body.text, /^AI: Is my order shipped\?\n\n<!-- OpenCX-AI-Response -->$/);
+      assert.match(
+        body.text,
+        /^AI: Is my order shipped\?\n\n<!-- OpenCX-AI-Response --><!-- opencx-reply:[0-9a-f]{32} -->$/,
+      );
       assert.equal(body.recipients[0]?.actorId, 'V-48710712');
     });
 

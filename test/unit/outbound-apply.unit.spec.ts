@@ -7,7 +7,14 @@ import type { Org } from '../../lib/orgs/index.ts';
 import { threadLinkKey, ticketLinkKey, type SessionLink } from '../../lib/session-links.ts';
 import { applyDomainEvent, type ApplyDeps } from '../../services/outbound/src/apply-domain-event.ts';
 import type { OpenCxApi } from '../../services/outbound/src/opencx/client.ts';
-import { AI_MARKER, hubspotMessageFor } from '../../services/outbound/src/post-ai-reply.ts';
+import {
+  AI_MARKER,
+  hubspotMessageFor,
+  postAiReply,
+  replyIdMarker,
+  type PostAiReplyDeps,
+} from '../../services/outbound/src/post-ai-reply.ts';
+import type { ClaimResult } from '../../lib/dedup-store.ts';
 
 const org = (settings: Partial<Org['settings']> = {}): Org => ({
   orgId: OrgId('org-1'),
@@ -247,7 +254,7 @@ describe('outbound: the HubSpot message for an AI reply', () => {
   it('given normal mode, then a public MESSAGE from the AI actor on the thread channel, carrying the marker, to the customer', () => {
     assert.deepEqual(hubspotMessageFor(reply, org()), {
       type: 'MESSAGE',
-      text: `Here you go\n\n${AI_MARKER}`,
+      text: `Here you go\n\n${AI_MARKER}${replyIdMarker('e-ai')}`,
       senderActorId: 'A-111',
       channelId: '1002',
       channelAccountId: 'ca',
@@ -264,5 +271,69 @@ describe('outbound: the HubSpot message for an AI reply', () => {
     const message = hubspotMessageFor(reply, org({ assistMode: true }));
     assert.equal(message.type, 'COMMENT');
     assert.ok(message.text.includes(AI_MARKER));
+  });
+});
+
+describe('outbound: posting an AI reply when an earlier attempt may have posted it', () => {
+  const reply: AiReply = {
+    type: 'ai-reply',
+    eventId: 'e-ai-2',
+    ...common,
+    threadId: 'T1',
+    sessionId: 'S-1',
+    inReplyToEventId: 'e-cm',
+    text: 'Answer',
+    channelId: '1000',
+    channelAccountId: 'ca',
+    recipientActorId: 'V-1',
+    recipientDeliveryType: null,
+    recipientDeliveryValue: null,
+  };
+  const deps = (history: string[], firstAttempt: boolean) => {
+    const posted: string[] = [];
+    const states: string[] = [];
+    const dedup = {
+      claim: async (): Promise<ClaimResult> => 'claimed',
+      confirm: async () => void states.push('confirmed'),
+      release: async () => void states.push('released'),
+    };
+    const hubspot = {
+      listMessages: async () =>
+        history.map((text) => ({ id: 'x', type: 'MESSAGE', text, senders: [], recipients: [] })),
+      postMessage: async (_thread: string, message: { text: string }) => (
+        posted.push(message.text),
+        { id: 'new' }
+      ),
+    } as unknown as HubSpotApi;
+    const postDeps: PostAiReplyDeps = {
+      orgs: { byId: () => org() },
+      links: { forThread: () => undefined },
+      hubspotFor: () => hubspot,
+      dedup,
+      markAttempt: async () => firstAttempt,
+      claim: { leaseMs: 100, now: Date.now, sleep: async () => undefined },
+      retry: (_target, work) => work(),
+    };
+    return { postDeps, posted, states };
+  };
+
+  it('given a first attempt, then it posts without reading the thread and confirms', async () => {
+    const { postDeps, posted, states } = deps([], true);
+    assert.deepEqual(await postAiReply(reply, postDeps), { kind: 'applied', posted: 'message' });
+    assert.equal(posted.length, 1);
+    assert.deepEqual(states, ['confirmed']);
+  });
+
+  it('given a retry whose earlier attempt did post (died before confirming), then it finds its reply on the thread and does not post again', async () => {
+    const { postDeps, posted, states } = deps([`Answer\n\n${AI_MARKER}${replyIdMarker('e-ai-2')}`], false);
+    assert.deepEqual(await postAiReply(reply, postDeps), { kind: 'skipped', reason: 'duplicate' });
+    assert.deepEqual(posted, []);
+    assert.deepEqual(states, ['confirmed']);
+  });
+
+  it('given a retry whose earlier attempt did not post, then it posts', async () => {
+    const { postDeps, posted } = deps([`Other\n\n${AI_MARKER}${replyIdMarker('someone-else')}`], false);
+    assert.deepEqual(await postAiReply(reply, postDeps), { kind: 'applied', posted: 'message' });
+    assert.equal(posted.length, 1);
   });
 });

@@ -282,6 +282,9 @@ export const startOutbound = async (
     links,
     hubspotFor,
     dedup,
+    markAttempt: async (key: string) =>
+      (await redis.set(`${config.REDIS_KEY_PREFIX}attempt:${key}`, '1', 'PX', config.DEDUP_TTL_MS, 'NX')) ===
+      'OK',
     retry,
     claim: { leaseMs: config.DEDUP_CLAIM_LEASE_MS, now: Date.now, sleep },
   };

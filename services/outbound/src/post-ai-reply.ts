@@ -8,12 +8,15 @@ import { SkipReason, type ApplyOutcome } from './apply-domain-event.ts';
 /** The processor skips any message carrying this: our own reply's echo webhook. */
 export const AI_MARKER = '<!-- OpenCX-AI-Response -->';
 
+/** Names the ai-reply event inside the posted text, so a retry can tell it was already posted. */
+export const replyIdMarker = (eventId: string): string => `<!-- opencx-reply:${eventId} -->`;
+
 /**
  * The HubSpot message for an AI reply: a public MESSAGE from the org's AI actor on the thread's
  * channel, or, in Assist Mode, an internal COMMENT draft for the agent.
  */
 export const hubspotMessageFor = (reply: AiReply, org: Org): OutgoingMessage => {
-  const text = `${reply.text}\n\n${AI_MARKER}`;
+  const text = `${reply.text}\n\n${AI_MARKER}${replyIdMarker(reply.eventId)}`;
   if (org.settings.assistMode) return { type: 'COMMENT', text: `AI draft: ${text}`, attachments: [] };
   const deliveryIdentifier =
     reply.recipientDeliveryType && reply.recipientDeliveryValue
@@ -41,6 +44,12 @@ export type PostAiReplyDeps = {
   readonly hubspotFor: (org: Org) => HubSpotApi;
   /** HubSpot takes no idempotency key: a claim in Redis keeps a redelivered reply from posting twice. */
   readonly dedup: DedupStore;
+  /**
+   * Records, durably beyond the claim's lease, that a post was attempted: true the first time.
+   * A later attempt (the earlier one's process died after posting, before confirming) checks the
+   * thread for the reply instead of posting blind.
+   */
+  readonly markAttempt: (key: string) => Promise<boolean>;
   readonly claim: {
     readonly leaseMs: number;
     readonly now: () => number;
@@ -62,6 +71,10 @@ export const postAiReply = async (
   if (claim === 'duplicate') return { kind: 'skipped', reason: SkipReason.duplicate };
   const message = hubspotMessageFor(reply, org);
   try {
+    if (!(await deps.markAttempt(key)) && (await alreadyPosted(reply, org, deps))) {
+      await deps.dedup.confirm(key);
+      return { kind: 'skipped', reason: SkipReason.duplicate };
+    }
     await deps.retry('hubspot', () => deps.hubspotFor(org).postMessage(reply.threadId, message));
   } catch (error) {
     await deps.dedup.release(key);
@@ -69,4 +82,12 @@ export const postAiReply = async (
   }
   await deps.dedup.confirm(key);
   return { kind: 'applied', posted: message.type === 'COMMENT' ? 'comment' : 'message' };
+};
+
+const alreadyPosted = async (reply: AiReply, org: Org, deps: PostAiReplyDeps): Promise<boolean> => {
+  const history = await deps.retry('hubspot', () => deps.hubspotFor(org).listMessages(reply.threadId));
+  const marker = replyIdMarker(reply.eventId);
+  return history.some(
+    (message) => (message.text ?? '').includes(marker) || (message.richText ?? '').includes(marker),
+  );
 };
