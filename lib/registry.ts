@@ -1,6 +1,7 @@
 import { readFile, readdir } from 'node:fs/promises';
-import { SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
+import { SchemaRegistry } from '@kafkajs/confluent-schema-registry';
 import { ErrorCode, PipelineError } from './errors.ts';
+import { sleep } from './retry.ts';
 import { avroRecordName, type PipelineEvent, type PipelineEventType } from './domain-events.ts';
 
 const schemasDir = new URL('../schemas/', import.meta.url);
@@ -30,22 +31,63 @@ const typeByRecordName = new Map<string, PipelineEventType>(
 export class AvroCodec {
   readonly #registry: SchemaRegistry;
   readonly #subjectPrefix: string;
+  readonly #url: string;
   readonly #idByName = new Map<string, number>();
   readonly #nameById = new Map<number, string>();
 
   constructor(options: { url: string; subjectPrefix: string }) {
     this.#registry = new SchemaRegistry({ host: options.url, retry: { retries: 3 } });
     this.#subjectPrefix = options.subjectPrefix;
+    this.#url = options.url.replace(/\/$/, '');
   }
 
+  /**
+   * Registers every schema of schemas/ (or finds it registered). Registration goes straight to
+   * the registry's REST API: the client library's `register` insists the subject's compatibility
+   * level equal its own default (BACKWARD) and then sets it, which fails for a subject an
+   * operator configured otherwise, and races when several services start at once. Here the
+   * registry's own compatibility configuration decides.
+   */
   async registerAll(): Promise<void> {
     for (const schema of await readAvroSchemas()) {
-      const { id } = await this.#registry.register(
-        { type: SchemaType.AVRO, schema: schema.text },
-        { subject: `${this.#subjectPrefix}${schema.name}` },
-      );
+      const subject = `${this.#subjectPrefix}${schema.name}`;
+      const id = await this.#registerOne(subject, schema.text);
       this.#idByName.set(schema.name, id);
       this.#nameById.set(id, schema.name);
+    }
+  }
+
+  async #registerOne(subject: string, text: string): Promise<number> {
+    const url = `${this.#url}/subjects/${encodeURIComponent(subject)}/versions`;
+    for (let attempt = 1; ; attempt++) {
+      let response: Response | undefined;
+      try {
+        response = await fetch(url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/vnd.schemaregistry.v1+json', accept: 'application/json' },
+          body: JSON.stringify({ schema: text }),
+          signal: AbortSignal.timeout(10000),
+        });
+      } catch {
+        response = undefined;
+      }
+      if (response?.ok) return ((await response.json()) as { id: number }).id;
+      const detail = response ? `${response.status} ${(await response.text()).slice(0, 300)}` : 'unreachable';
+      if (response && response.status < 500) {
+        throw new PipelineError(
+          ErrorCode.config,
+          `schema ${subject} refused by the schema registry (${detail}): is it compatible with the registered versions?`,
+          { retriable: false },
+        );
+      }
+      if (attempt >= 8) {
+        throw new PipelineError(
+          ErrorCode.config,
+          `schema registry at ${this.#url} did not register ${subject} (${detail}): check SCHEMA_REGISTRY_URL`,
+          { retriable: false },
+        );
+      }
+      await sleep(250 * attempt);
     }
   }
 
