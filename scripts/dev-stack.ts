@@ -35,6 +35,10 @@ const readEnvFile = (path: string): Record<string, string> =>
       .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]),
   );
 
+/** Started services, stopped again if start-up fails half-way. */
+const children: ChildProcess[] = [];
+let started = false;
+
 const main = async (): Promise<void> => {
   say('starting Kafka, the schema registry and Redis (infra/local/up.sh) ...');
   const up = spawnSync('bash', [`${root}infra/local/up.sh`], { stdio: ['ignore', 'inherit', 'inherit'] });
@@ -65,7 +69,10 @@ const main = async (): Promise<void> => {
       req.on('data', (chunk: Buffer) => (body += chunk.toString()));
       req.on('end', () => {
         const { text = 'Hello, where is my order?' } = (body ? JSON.parse(body) : {}) as { text?: string };
-        const message = fixtures.message({ kind: 'customer-chat', text });
+        // A fresh thread each time: Kafka keeps its state across restarts, the sandboxes do not.
+        const threadId = String(7_000_000_000 + Math.floor(Math.random() * 999_999_999));
+        hubspot.setThread(fixtures.thread({ id: threadId }));
+        const message = fixtures.message({ kind: 'customer-chat', text, threadId });
         hubspot.addMessage(message);
         res.writeHead(200, { 'content-type': 'application/json' });
         res.end(
@@ -85,7 +92,6 @@ const main = async (): Promise<void> => {
     };
   }
 
-  const children: ChildProcess[] = [];
   for (const [service, metricsPort] of [
     ['ingest', env.PORT],
     ['processor', '9465'],
@@ -102,11 +108,19 @@ const main = async (): Promise<void> => {
     child.stderr?.on('data', (chunk: Buffer) =>
       process.stderr.write(chunk.toString().replace(/^(?=.)/gm, prefix)),
     );
-    child.on('exit', (code) => say(`${service} exited (${code ?? 'signal'})`));
+    child.on('exit', (code) => {
+      say(`${service} exited (${code ?? 'signal'})`);
+      if (!started) {
+        say(`${service} could not start: see its lines above; stopping the others`);
+        for (const other of children) other.kill('SIGTERM');
+        process.exit(1);
+      }
+    });
     children.push(child);
   }
   const ingestUrl = `http://127.0.0.1:${env.PORT}`;
   await waitForReady(`${ingestUrl}/readyz`);
+  started = true;
 
   if (sandbox) {
     const response = await fetch(`${ingestUrl}/admin/orgs/${DEMO.orgId}`, {
@@ -173,5 +187,6 @@ const waitForReady = async (url: string): Promise<void> => {
 
 main().catch((error: unknown) => {
   process.stderr.write(`[dev-stack] ${error instanceof Error ? error.message : String(error)}\n`);
+  for (const child of children) child.kill('SIGTERM');
   process.exit(1);
 });
