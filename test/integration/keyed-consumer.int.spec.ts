@@ -115,7 +115,11 @@ describe('keyed consumer (real Kafka)', function () {
         'finished work before the stuck message is not redelivered',
       );
       assert.ok(secondRun.includes('a2-stuck'), 'the unfinished message is redelivered');
-      assert.deepEqual(secondRun.filter((value) => value.startsWith('a')), ['a2-stuck', 'a3'], 'in order');
+      assert.deepEqual(
+        secondRun.filter((value) => value.startsWith('a')),
+        ['a2-stuck', 'a3'],
+        'in order',
+      );
     } finally {
       await second.stop();
     }
