@@ -5,26 +5,18 @@
  * topic keyed by organisation → 200. Nothing else happens inside the request.
  */
 import type { Server } from 'node:http';
-import { resolveSecretsKey } from '../../../lib/config.ts';
-import {
-  ORDERING_KEY_HEADER,
-  BatchingPublisher,
-  createDurableProducer,
-  createKafka,
-  ensureTopics,
-  topicsFor,
-} from '../../../lib/kafka/index.ts';
+import { BatchingPublisher, ORDERING_KEY_HEADER } from '../../../lib/kafka/index.ts';
 import { createLogger, type Logger } from '../../../lib/log.ts';
 import { closeServer, createMetricsRegistry } from '../../../lib/metrics.ts';
-import { OrgDirectory, createSecretBox } from '../../../lib/orgs/index.ts';
-import { AvroCodec } from '../../../lib/registry.ts';
+import type { OrgDirectory } from '../../../lib/orgs/index.ts';
+import { connectToPipeline } from '../../../lib/pipeline-connections.ts';
+import { createRedis } from '../../../lib/redis.ts';
 import { isEntryPoint, runAsProcess } from '../../../lib/service.ts';
 import { createIngestApp, type RawEventSink } from './app.ts';
 import { loadIngestConfig, type IngestConfig } from './config.ts';
 import { createIngestMetrics } from './metrics.ts';
 import { createHubSpotOAuth, createSignedTokens } from './oauth.ts';
 import { refreshExpiringTokens } from './token-refresher.ts';
-import { createRedis } from '../../../lib/redis.ts';
 
 export type RunningIngest = { readonly port: number; readonly stop: () => Promise<void> };
 
@@ -32,44 +24,22 @@ export const startIngest = async (
   config: IngestConfig,
   logger: Logger = createLogger('ingest', config.LOG_LEVEL),
 ): Promise<RunningIngest> => {
-  const secretsKey = resolveSecretsKey(config);
-  if (secretsKey.insecure)
-    logger.warn('SECRETS_KEY is not set: using the development key (refused when NODE_ENV=production)');
-  const topics = topicsFor(config.KAFKA_TOPIC_PREFIX);
-
-  // Adapters.
-  const kafka = createKafka({ clientId: 'ingest', brokers: config.KAFKA_BROKERS, logger });
-  const admin = kafka.admin();
-  await admin.connect();
-  await ensureTopics(admin, Object.values(topics), {
-    partitions: config.KAFKA_PARTITIONS,
-    replicationFactor: config.KAFKA_REPLICATION_FACTOR,
+  // Adapters: Kafka (topics, Avro, producer) and the organisations.
+  const connections = await connectToPipeline(config, {
+    clientId: 'ingest',
+    logger,
+    withSessionLinks: false,
   });
-  await admin.disconnect();
-
-  const codec = new AvroCodec({ url: config.SCHEMA_REGISTRY_URL, subjectPrefix: config.KAFKA_TOPIC_PREFIX });
-  await codec.registerAll();
-
-  const producer = createDurableProducer(kafka);
-  let producerConnected = false;
-  producer.on(producer.events.CONNECT, () => (producerConnected = true));
+  const { topics, codec, producer, orgs, secrets, secretsKey } = connections;
+  let producerConnected = true;
   producer.on(producer.events.DISCONNECT, () => (producerConnected = false));
-  await producer.connect();
+  producer.on(producer.events.CONNECT, () => (producerConnected = true));
+  // Concurrent webhook requests share one acks=all write; 4 s leaves an answer within HubSpot's 5 s.
   const publisher = new BatchingPublisher(producer, {
     lingerMs: 2,
     maxBatchMessages: 500,
     sendTimeoutMs: 4000,
   });
-
-  const secrets = createSecretBox(secretsKey.key);
-  const orgs = new OrgDirectory({
-    kafka,
-    topic: topics.orgs.name,
-    groupPrefix: config.KAFKA_TOPIC_PREFIX,
-    secrets,
-    logger,
-  });
-  await orgs.start();
 
   const registry = createMetricsRegistry('ingest');
   const metrics = createIngestMetrics(registry);
@@ -106,7 +76,7 @@ export const startIngest = async (
             timeoutMs: 10000,
             now: Date.now,
           }),
-          tokens: createSignedTokens(secretsKey.key, 'hubspot-oauth', Date.now),
+          tokens: createSignedTokens(secretsKey, 'hubspot-oauth', Date.now),
         }
       : undefined;
   const writeOrg = (record: Parameters<OrgDirectory['write']>[1]) => orgs.write(producer, record);
@@ -157,8 +127,7 @@ export const startIngest = async (
       clearInterval(refresher);
       await closeServer(server);
       await publisher.drain();
-      await producer.disconnect();
-      await orgs.stop();
+      await connections.close();
       redis.disconnect();
     },
   };

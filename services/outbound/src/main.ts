@@ -12,29 +12,22 @@
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import type { KafkaMessage } from 'kafkajs';
-import { resolveSecretsKey } from '../../../lib/config.ts';
 import { writeDeadLetter } from '../../../lib/dead-letters.ts';
 import { createRedisDedupStore } from '../../../lib/dedup-store.ts';
-import { orderingKeyOf, type AiReply, type PipelineEvent } from '../../../lib/domain-events.ts';
+import { createDomainEventPublisher } from '../../../lib/domain-event-publisher.ts';
+import type { AiReply, PipelineEvent } from '../../../lib/domain-events.ts';
 import { ErrorCode, PipelineError, describeError } from '../../../lib/errors.ts';
-import { createHubSpotApi, type HubSpotApi } from '../../../lib/hubspot/index.ts';
-import {
-  BatchingPublisher,
-  KeyedConsumer,
-  createDurableProducer,
-  createKafka,
-  ensureTopics,
-  topicsFor,
-} from '../../../lib/kafka/index.ts';
+import { createPortalClients } from '../../../lib/hubspot/index.ts';
+import { KeyedConsumer } from '../../../lib/kafka/index.ts';
 import { createLogger, type Logger } from '../../../lib/log.ts';
 import { closeServer, createMetricsRegistry, serveMetrics } from '../../../lib/metrics.ts';
-import { OrgDirectory, createSecretBox, type Org } from '../../../lib/orgs/index.ts';
+import type { Org } from '../../../lib/orgs/index.ts';
+import { connectToPipeline } from '../../../lib/pipeline-connections.ts';
 import { createRedisRateLimiter } from '../../../lib/rate-limiter.ts';
 import { createRedis } from '../../../lib/redis.ts';
-import { AvroCodec } from '../../../lib/registry.ts';
 import { sleep, withRetry } from '../../../lib/retry.ts';
 import { isEntryPoint, runAsProcess } from '../../../lib/service.ts';
-import { SessionLinks } from '../../../lib/session-links.ts';
+import type { SessionLinks } from '../../../lib/session-links.ts';
 import { applyDomainEvent, type ApplyOutcome } from './apply-domain-event.ts';
 import { loadOutboundConfig, type OutboundConfig } from './config.ts';
 import { createOutboundMetrics } from './metrics.ts';
@@ -67,55 +60,26 @@ export const startOutbound = async (
   config: OutboundConfig,
   logger: Logger = createLogger('outbound', config.LOG_LEVEL),
 ): Promise<RunningOutbound> => {
-  const topics = topicsFor(config.KAFKA_TOPIC_PREFIX);
   const instance = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   const registry = createMetricsRegistry('outbound');
   const metrics = createOutboundMetrics(registry);
 
-  // Adapters.
-  const kafka = createKafka({ clientId: 'outbound', brokers: config.KAFKA_BROKERS, logger });
-  const admin = kafka.admin();
-  await admin.connect();
-  await ensureTopics(admin, Object.values(topics), {
-    partitions: config.KAFKA_PARTITIONS,
-    replicationFactor: config.KAFKA_REPLICATION_FACTOR,
+  // Adapters: Kafka (topics, Avro, producer), organisations and session links, Redis, OpenCX, HubSpot.
+  const connections = await connectToPipeline(config, {
+    clientId: 'outbound',
+    logger,
+    withSessionLinks: true,
   });
-  await admin.disconnect();
-  const codec = new AvroCodec({ url: config.SCHEMA_REGISTRY_URL, subjectPrefix: config.KAFKA_TOPIC_PREFIX });
-  await codec.registerAll();
+  const { kafka, topics, codec, producer, orgs, links } = connections;
+  if (!links) throw new Error('session links were not started');
   const redis = createRedis(config.REDIS_URL);
-  const producer = createDurableProducer(kafka);
-  await producer.connect();
-  const publisher = new BatchingPublisher(producer, {
-    lingerMs: 1,
-    maxBatchMessages: 500,
-    sendTimeoutMs: 10000,
-  });
-  const orgs = new OrgDirectory({
-    kafka,
-    topic: topics.orgs.name,
-    groupPrefix: config.KAFKA_TOPIC_PREFIX,
-    secrets: createSecretBox(resolveSecretsKey(config).key),
-    logger,
-  });
-  const links = new SessionLinks({
-    kafka,
-    topic: topics.sessionLinks.name,
-    groupPrefix: config.KAFKA_TOPIC_PREFIX,
-    logger,
-  });
-  await Promise.all([orgs.start(), links.start()]);
-
+  const events = createDomainEventPublisher(producer, codec);
   const openCxLimiter = createRedisRateLimiter(redis, {
     prefix: config.REDIS_KEY_PREFIX,
     max: config.OPENCX_RATE_LIMIT_MAX,
     windowMs: config.OPENCX_RATE_LIMIT_WINDOW_MS,
   });
-  const hubspotLimiter = createRedisRateLimiter(redis, {
-    prefix: config.REDIS_KEY_PREFIX,
-    max: config.HUBSPOT_RATE_LIMIT_MAX,
-    windowMs: config.HUBSPOT_RATE_LIMIT_WINDOW_MS,
-  });
+  // One OpenCX client per organisation and API key.
   const openCxClients = new Map<string, { apiKey: string; api: OpenCxApi }>();
   const openCxFor = (org: Org): OpenCxApi => {
     const cached = openCxClients.get(org.orgId);
@@ -131,28 +95,15 @@ export const startOutbound = async (
     openCxClients.set(org.orgId, { apiKey: org.opencx.apiKey, api });
     return api;
   };
-  const hubspotClients = new Map<string, { token: string; api: HubSpotApi }>();
-  const hubspotFor = (org: Org): HubSpotApi => {
-    const token = org.hubspot.accessToken;
-    if (!token)
-      throw new PipelineError(
-        ErrorCode.upstreamUnauthorized,
-        `organisation ${org.orgId} has no HubSpot access token`,
-        { retriable: false },
-      );
-    const cached = hubspotClients.get(org.orgId);
-    if (cached?.token === token) return cached.api;
-    const api = createHubSpotApi({
-      baseUrl: config.HUBSPOT_API_BASE_URL,
-      accessToken: token,
-      timeoutMs: config.HUBSPOT_TIMEOUT_MS,
-      beforeRequest: async () => {
-        await hubspotLimiter.acquire(`hubspot:${org.hubspot.portalId}`);
-      },
-    });
-    hubspotClients.set(org.orgId, { token, api });
-    return api;
-  };
+  const hubspotFor = createPortalClients({
+    baseUrl: config.HUBSPOT_API_BASE_URL,
+    timeoutMs: config.HUBSPOT_TIMEOUT_MS,
+    limiter: createRedisRateLimiter(redis, {
+      prefix: config.REDIS_KEY_PREFIX,
+      max: config.HUBSPOT_RATE_LIMIT_MAX,
+      windowMs: config.HUBSPOT_RATE_LIMIT_WINDOW_MS,
+    }),
+  });
 
   const retryPolicy = {
     attempts: config.OPENCX_RETRY_ATTEMPTS,
@@ -166,22 +117,6 @@ export const startOutbound = async (
         logger.info({ target, attempt, delayMs, err: describeError(error) }, 'call failed; retrying');
       },
     });
-  const publish = async (topic: string, event: PipelineEvent): Promise<void> => {
-    await publisher
-      .publish(topic, [
-        {
-          key: orderingKeyOf(event),
-          value: await codec.encodeEvent(event),
-          headers: { 'event-type': event.type, 'event-id': event.eventId },
-        },
-      ])
-      .catch((error: unknown) => {
-        throw new PipelineError(ErrorCode.kafkaUnavailable, `${event.type} not written: ${String(error)}`, {
-          retriable: true,
-          cause: error,
-        });
-      });
-  };
   const dedup = createRedisDedupStore(redis, {
     prefix: config.REDIS_KEY_PREFIX,
     owner: instance,
@@ -272,7 +207,7 @@ export const startOutbound = async (
     },
     openCxFor,
     hubspotFor,
-    emitAiReply: (reply: AiReply) => publish(topics.aiReplies.name, reply),
+    emitAiReply: (reply: AiReply) => events.publish(topics.aiReplies.name, [reply]),
     retry,
     logger,
     now: Date.now,
@@ -333,9 +268,8 @@ export const startOutbound = async (
     metricsPort: typeof address === 'object' && address ? address.port : config.METRICS_PORT,
     stop: async () => {
       await Promise.all([domainConsumer.stop(), replyConsumer.stop()]);
-      await publisher.drain();
-      await producer.disconnect();
-      await Promise.all([orgs.stop(), links.stop()]);
+      await events.drain();
+      await connections.close();
       redis.disconnect();
       await closeServer(metricsServer);
     },

@@ -1,0 +1,97 @@
+import type { Kafka, Producer } from 'kafkajs';
+import { resolveSecretsKey } from './config.ts';
+import { createDurableProducer, createKafka, ensureTopics, topicsFor, type Topics } from './kafka/index.ts';
+import type { Logger } from './log.ts';
+import { OrgDirectory, createSecretBox, type SecretBox } from './orgs/index.ts';
+import { AvroCodec } from './registry.ts';
+import { SessionLinks } from './session-links.ts';
+
+/** The configuration every service shares (lib/config.ts commonEnv, plus topic creation settings). */
+export type ConnectionConfig = {
+  readonly NODE_ENV: string;
+  readonly KAFKA_BROKERS: readonly string[];
+  readonly KAFKA_TOPIC_PREFIX: string;
+  readonly SCHEMA_REGISTRY_URL: string;
+  readonly SECRETS_KEY?: Buffer | undefined;
+  readonly KAFKA_PARTITIONS?: number | undefined;
+  readonly KAFKA_REPLICATION_FACTOR?: number | undefined;
+};
+
+export type PipelineConnections = {
+  readonly kafka: Kafka;
+  readonly topics: Topics;
+  readonly codec: AvroCodec;
+  /** Idempotent, acks=all. */
+  readonly producer: Producer;
+  readonly secrets: SecretBox;
+  readonly secretsKey: Buffer;
+  readonly orgs: OrgDirectory;
+  /** Only when asked for (processor and outbound). */
+  readonly links: SessionLinks | undefined;
+  readonly close: () => Promise<void>;
+};
+
+/**
+ * What every service needs before its data path can run: the topics (created if missing), the
+ * Avro schemas (registered), a durable producer, and the organisations (and session links)
+ * materialised from their compacted topics.
+ */
+export const connectToPipeline = async (
+  config: ConnectionConfig,
+  options: { clientId: string; logger: Logger; withSessionLinks: boolean },
+): Promise<PipelineConnections> => {
+  const { logger } = options;
+  const secretsKey = resolveSecretsKey(config);
+  if (secretsKey.insecure)
+    logger.warn('SECRETS_KEY is not set: using the development key (refused when NODE_ENV=production)');
+  const topics = topicsFor(config.KAFKA_TOPIC_PREFIX);
+  const kafka = createKafka({ clientId: options.clientId, brokers: config.KAFKA_BROKERS, logger });
+
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    await ensureTopics(admin, Object.values(topics), {
+      partitions: config.KAFKA_PARTITIONS,
+      replicationFactor: config.KAFKA_REPLICATION_FACTOR,
+    });
+  } finally {
+    await admin.disconnect();
+  }
+  const codec = new AvroCodec({ url: config.SCHEMA_REGISTRY_URL, subjectPrefix: config.KAFKA_TOPIC_PREFIX });
+  await codec.registerAll();
+  const producer = createDurableProducer(kafka);
+  await producer.connect();
+
+  const secrets = createSecretBox(secretsKey.key);
+  const orgs = new OrgDirectory({
+    kafka,
+    topic: topics.orgs.name,
+    groupPrefix: config.KAFKA_TOPIC_PREFIX,
+    secrets,
+    logger,
+  });
+  const links = options.withSessionLinks
+    ? new SessionLinks({
+        kafka,
+        topic: topics.sessionLinks.name,
+        groupPrefix: config.KAFKA_TOPIC_PREFIX,
+        logger,
+      })
+    : undefined;
+  await Promise.all([orgs.start(), links?.start()]);
+
+  return {
+    kafka,
+    topics,
+    codec,
+    producer,
+    secrets,
+    secretsKey: secretsKey.key,
+    orgs,
+    links,
+    close: async () => {
+      await producer.disconnect();
+      await Promise.all([orgs.stop(), links?.stop()]);
+    },
+  };
+};
