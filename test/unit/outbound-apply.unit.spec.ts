@@ -58,10 +58,13 @@ const harness = (
     addAgentComment: record('addAgentComment'),
   };
   const hubspot = {
-    getThread: async () => ({
-      id: 't',
-      threadAssociations: options.ticketOfThread ? { associatedTicketId: options.ticketOfThread } : null,
-    }),
+    getThread: async () => {
+      calls.push({ name: 'getThread', args: [] });
+      return {
+        id: 't',
+        threadAssociations: options.ticketOfThread ? { associatedTicketId: options.ticketOfThread } : null,
+      };
+    },
   } as unknown as HubSpotApi;
   const deps: ApplyDeps = {
     orgs: { byId: (orgId) => (orgId === 'org-1' ? org() : undefined) },
@@ -113,14 +116,14 @@ describe('outbound: applying each domain event to OpenCX', () => {
     assert.deepEqual(await applyDomainEvent(customerMessage, deps), { kind: 'applied' });
     assert.deepEqual(
       calls.map((call) => call.name),
-      ['createSession', 'sendContactMessage'],
+      ['createSession', 'getThread', 'sendContactMessage'],
     );
     assert.deepEqual(calls[0]?.args[0], {
       channel: { type: 'web' },
       custom_data: { hubspot_thread_id: 'T1', hubspot_portal_id: '42' },
     });
     assert.match(String(calls[0]?.args[1]), /^session-[0-9a-f]{32}$/);
-    assert.deepEqual(calls[1]?.args, ['S-new', 'Hi', 'e-cm']);
+    assert.deepEqual(calls[2]?.args, ['S-new', 'Hi', 'e-cm']);
     assert.equal(links.get(threadLinkKey('org-1', 'T1'))?.sessionId, 'S-new');
     assert.equal(links.get(ticketLinkKey('org-1', 'K9'))?.sessionId, 'S-new');
   });
@@ -225,6 +228,40 @@ describe('outbound: applying each domain event to OpenCX', () => {
     const { deps, links } = harness({ links: withLinks });
     await applyDomainEvent(others[1]!.event, deps);
     assert.equal(links.get(threadLinkKey('org-1', 'T1'))?.handedOff, true);
+  });
+
+  it('given a handoff on a thread whose session has no ticket yet, then the ticket HubSpot now associates is linked', async () => {
+    const noTicket: SessionLink = { ...linked, threadId: 'T-handoff', ticketId: null };
+    const { deps, links } = harness({
+      links: { [threadLinkKey('org-1', 'T-handoff')]: noTicket },
+      ticketOfThread: 'K7',
+    });
+    await applyDomainEvent(
+      { type: 'handoff', eventId: 'e-h2', ...common, threadId: 'T-handoff', assigneeActorId: 'A-5' },
+      deps,
+    );
+    assert.equal(links.get(ticketLinkKey('org-1', 'K7'))?.sessionId, 'S-1');
+    assert.equal(links.get(threadLinkKey('org-1', 'T-handoff'))?.handedOff, true);
+  });
+
+  it('given rep replies on a thread with no ticket, then the association is looked up at most once a minute', async () => {
+    const noTicket: SessionLink = { ...linked, threadId: 'T-rep', ticketId: null };
+    const { deps, calls, links } = harness({ links: { [threadLinkKey('org-1', 'T-rep')]: noTicket } });
+    const reply = {
+      type: 'rep-reply',
+      eventId: 'e-r',
+      ...common,
+      threadId: 'T-rep',
+      messageId: 'm',
+      text: 'x',
+      actorId: 'A-5',
+      internal: false,
+      channelId: '1000',
+    } as const;
+    await applyDomainEvent(reply, deps);
+    await applyDomainEvent({ ...reply, eventId: 'e-r2' }, deps);
+    assert.equal(calls.filter((call) => call.name === 'getThread').length, 1);
+    assert.equal(links.get(threadLinkKey('org-1', 'T-rep'))?.ticketId, null, 'no ticket yet: nothing linked');
   });
 
   it('given an event of an unknown or deleted organisation, then it is skipped', async () => {

@@ -67,6 +67,21 @@ const lookUpTicket = async (deps: ApplyDeps, org: Org, threadId: string): Promis
 };
 
 /**
+ * A rep may create a ticket on a thread long after its session: while a link has no ticket, a
+ * rep's activity looks again, at most once a minute per thread (HubSpot's rate limit is shared).
+ */
+const lastTicketLookUp = new Map<string, number>();
+const TICKET_LOOK_UP_INTERVAL_MS = 60_000;
+const linkTicketIfNew = async (deps: ApplyDeps, org: Org, link: SessionLink): Promise<void> => {
+  if (link.ticketId !== null || link.threadId === null) return;
+  const key = `${link.orgId}:${link.threadId}`;
+  if (deps.now() - (lastTicketLookUp.get(key) ?? 0) < TICKET_LOOK_UP_INTERVAL_MS) return;
+  lastTicketLookUp.set(key, deps.now());
+  const ticketId = await lookUpTicket(deps, org, link.threadId);
+  if (ticketId !== null) await saveLink(deps, { ...link, ticketId, updatedAt: deps.now() });
+};
+
+/**
  * The first customer message of a thread creates its session. The create call's idempotency key
  * is derived from the thread, so however often this runs (replicas, restarts, a lost link) a
  * thread gets one session.
@@ -132,6 +147,7 @@ const applyCustomerMessage = async (
 const applyRepReply = async (event: RepReply, org: Org, deps: ApplyDeps): Promise<ApplyOutcome> => {
   const link = deps.links.forThread(event.orgId, event.threadId);
   if (!link) return skipped(SkipReason.noLinkedSession);
+  await linkTicketIfNew(deps, org, link);
   await deps.retry('opencx', () =>
     deps.openCxFor(org).addAgentMessage(
       link.sessionId,
@@ -159,7 +175,10 @@ const applyHandoff = async (event: Handoff, org: Org, deps: ApplyDeps): Promise<
         event.eventId,
       ),
   );
-  if (!link.handedOff) await saveLink(deps, { ...link, handedOff: true, updatedAt: deps.now() });
+  // A handoff is when a ticket usually appears on the thread: look it up if the link has none.
+  const ticketId = link.ticketId ?? (await lookUpTicket(deps, org, event.threadId));
+  if (!link.handedOff || ticketId !== link.ticketId)
+    await saveLink(deps, { ...link, handedOff: true, ticketId, updatedAt: deps.now() });
   return applied;
 };
 
