@@ -51,8 +51,11 @@ export const createRedisRateLimiter = (
       );
       if (waitMs <= 0) return waited;
       options.onThrottled?.(bucket, waitMs);
-      await sleep(waitMs);
-      waited += waitMs;
+      // Spread the waiters over half the wait again: they would otherwise all wake together
+      // when the oldest slot frees, and all but one go back to sleep (a Redis call each).
+      const jittered = waitMs + Math.floor(Math.random() * Math.min(waitMs, options.windowMs) * 0.5);
+      await sleep(jittered);
+      waited += jittered;
     }
   },
 });

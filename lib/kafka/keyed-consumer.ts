@@ -19,12 +19,24 @@ export type KeyedConsumerOptions = {
 };
 
 type Tracked = { readonly offset: bigint; done: boolean };
+/** One assigned partition: what it has in flight, and whether fetching it is paused. */
+type PartitionState = {
+  readonly topic: string;
+  readonly partition: number;
+  readonly epoch: number;
+  readonly entries: Tracked[];
+  committed: bigint | undefined;
+  /** Messages of this partition queued or being handled. */
+  waiting: number;
+  paused: boolean;
+};
 type Work = {
   readonly message: KafkaMessage;
   readonly topic: string;
   readonly partition: number;
   readonly epoch: number;
   readonly tracked: Tracked;
+  readonly state: PartitionState;
 };
 
 /**
@@ -33,14 +45,13 @@ type Work = {
  * Offsets are committed per partition up to the first message not yet done, so a crash
  * redelivers exactly the unfinished work (handlers are idempotent). After a rebalance, queued
  * work of the old assignment is dropped: the partitions' new owners start from the commit.
+ * Memory is bounded per partition: a partition with too much waiting (a throttled portal's
+ * backlog) is paused on its own and resumed as it drains; the others keep being fetched.
  */
 export class KeyedConsumer {
   readonly #options: KeyedConsumerOptions;
   readonly #queues = new Map<string, Work[]>();
-  readonly #partitions = new Map<
-    string,
-    { epoch: number; entries: Tracked[]; committed: bigint | undefined }
-  >();
+  readonly #partitions = new Map<string, PartitionState>();
   readonly #running = new Set<Promise<void>>();
   #buffered = 0;
   #epoch = 0;
@@ -60,6 +71,9 @@ export class KeyedConsumer {
     consumer.on(consumer.events.GROUP_JOIN, () => {
       // New assignment: whatever is queued belongs to the old one.
       this.#epoch++;
+      const paused = [...this.#partitions.values()].filter((state) => state.paused);
+      if (paused.length > 0)
+        consumer.resume(paused.map((state) => ({ topic: state.topic, partitions: [state.partition] })));
       this.#partitions.clear();
     });
     await consumer.connect();
@@ -84,30 +98,61 @@ export class KeyedConsumer {
   async #enqueueBatch(payload: EachBatchPayload): Promise<void> {
     const { batch } = payload;
     const partitionKey = `${batch.topic}:${batch.partition}`;
-    let partition = this.#partitions.get(partitionKey);
-    if (!partition || partition.epoch !== this.#epoch) {
-      partition = { epoch: this.#epoch, entries: [], committed: undefined };
-      this.#partitions.set(partitionKey, partition);
+    let state = this.#partitions.get(partitionKey);
+    if (!state || state.epoch !== this.#epoch) {
+      state = {
+        topic: batch.topic,
+        partition: batch.partition,
+        epoch: this.#epoch,
+        entries: [],
+        committed: undefined,
+        waiting: 0,
+        paused: false,
+      };
+      this.#partitions.set(partitionKey, state);
     }
     for (const message of batch.messages) {
       const tracked: Tracked = { offset: BigInt(message.offset), done: false };
-      partition.entries.push(tracked);
+      state.entries.push(tracked);
+      state.waiting++;
       this.#push(this.#options.orderingKey(message), {
         message,
         topic: batch.topic,
         partition: batch.partition,
-        epoch: partition.epoch,
+        epoch: state.epoch,
         tracked,
+        state,
       });
       payload.resolveOffset(message.offset);
     }
-    // Back-pressure: stop fetching while too much waits, heartbeating so the group keeps us.
-    const limit = this.#options.maxBufferedMessages ?? 5000;
-    while (this.#buffered > limit && payload.isRunning() && !payload.isStale()) {
-      await sleep(50);
-      await payload.heartbeat();
+    // Back-pressure per partition: never wait inside eachBatch (kafkajs fetches again only when
+    // every partition's batch has returned, so one slow partition would stop all of them).
+    if (state.waiting > this.#limit() && !state.paused) {
+      state.paused = true;
+      this.#options.consumer.pause([{ topic: batch.topic, partitions: [batch.partition] }]);
+      this.#options.logger.warn(
+        { topic: batch.topic, partition: batch.partition, waiting: state.waiting },
+        'partition paused: too much waiting in memory',
+      );
     }
     await payload.heartbeat();
+  }
+
+  #limit(): number {
+    return this.#options.maxBufferedMessages ?? 5000;
+  }
+
+  /** A message of `state` is finished (or dropped): resume its partition once half drained. */
+  #release(state: PartitionState): void {
+    state.waiting--;
+    if (state.paused && state.waiting <= this.#limit() / 2 && state.epoch === this.#epoch) {
+      state.paused = false;
+      this.#options.consumer.resume([{ topic: state.topic, partitions: [state.partition] }]);
+      this.#options.logger.info(
+        { topic: state.topic, partition: state.partition, waiting: state.waiting },
+        'partition resumed',
+      );
+    }
   }
 
   #push(key: string, work: Work): void {
@@ -123,18 +168,29 @@ export class KeyedConsumer {
   }
 
   async #drain(key: string): Promise<void> {
-    const queue = this.#queues.get(key);
-    while (queue && queue.length > 0 && !this.#stopping) {
+    const queue = this.#queues.get(key) ?? [];
+    while (queue.length > 0 && !this.#stopping) {
       const work = queue[0];
       if (!work) break;
-      if (work.epoch === this.#epoch && !(await this.#handleUntilDone(work))) break;
+      const current = work.epoch === this.#epoch;
+      const finished = current && (await this.#handleUntilDone(work));
+      // Stopping mid-message: leave it unfinished (uncommitted, so redelivered) and stop here.
+      if (!finished && this.#stopping && work.epoch === this.#epoch) break;
+      // Either done, or from an assignment this consumer lost (its new owner redoes it): move on,
+      // so newer messages of the same key behind it are not stranded.
       queue.shift();
       this.#buffered--;
-      work.tracked.done = true;
-      this.#scheduleCommit();
+      this.#release(work.state);
+      if (finished) {
+        work.tracked.done = true;
+        this.#scheduleCommit();
+      }
     }
     this.#queues.delete(key);
-    if (queue && queue.length > 0) this.#buffered -= queue.length;
+    for (const work of queue) {
+      this.#buffered--;
+      this.#release(work.state);
+    }
   }
 
   /** False when it gave up because the consumer is stopping or lost the partition. */

@@ -124,4 +124,59 @@ describe('keyed consumer (real Kafka)', function () {
       await second.stop();
     }
   });
+
+  it('given one partition over its in-memory budget (a throttled backlog), when another partition gets messages, then they are still handled', async () => {
+    // Regression (found by bench/isolation.bench.ts): the back-pressure waited inside eachBatch,
+    // and kafkajs fetches no partition until every batch returned: all portals stopped.
+    const admin = kafka.admin();
+    await admin.connect();
+    const split = `${topic}-split`;
+    await ensureTopics(admin, [{ name: split, compacted: false, partitions: 2 }], { replicationFactor: 1 });
+    await admin.disconnect();
+    const producer = kafka.producer();
+    await producer.connect();
+    let releaseA: () => void = () => undefined;
+    const aBlocked = new Promise<void>((resolve) => (releaseA = resolve));
+    const handled: string[] = [];
+    const consumer = new KeyedConsumer({
+      consumer: kafka.consumer({ groupId: `${group}-split`, sessionTimeout: 6000, heartbeatInterval: 500 }),
+      topics: [split],
+      orderingKey: (message) => message.key?.toString() ?? '',
+      handle: async (message) => {
+        const value = message.value?.toString() ?? '';
+        if (value.startsWith('a')) await aBlocked;
+        handled.push(value);
+      },
+      logger,
+      maxBufferedMessages: 3,
+      commitIntervalMs: 50,
+    });
+    await consumer.start();
+    try {
+      const aMessages = Array.from({ length: 10 }, (_, index) => ({
+        key: `a${index}`,
+        value: `a${index}`,
+        partition: 0,
+      }));
+      await producer.send({ topic: split, acks: -1, messages: aMessages });
+      await waitFor('portal A backlog in memory', () => consumer.buffered >= 10);
+      await producer.send({
+        topic: split,
+        acks: -1,
+        messages: [0, 1, 2].map((index) => ({ key: `b${index}`, value: `b${index}`, partition: 1 })),
+      });
+      await waitFor(
+        'portal B handled while A is stuck',
+        () => ['b0', 'b1', 'b2'].every((value) => handled.includes(value)),
+        15000,
+      );
+      assert.ok(!handled.some((value) => value.startsWith('a')), 'A is still stuck');
+      releaseA();
+      await waitFor('A drained', () => handled.filter((value) => value.startsWith('a')).length === 10);
+    } finally {
+      releaseA();
+      await consumer.stop();
+      await producer.disconnect();
+    }
+  });
 });

@@ -52,10 +52,12 @@ const saveLink = (deps: ApplyDeps, link: SessionLink): Promise<void> =>
     ...(link.ticketId ? [{ key: ticketLinkKey(link.orgId, link.ticketId), link }] : []),
   ]);
 
-/** The ticket HubSpot associates with a thread, if any; a failed look-up is not fatal (null). */
+/** The ticket HubSpot associates with a thread, if any; a failed look-up is not fatal (null), and not retried. */
 const lookUpTicket = async (deps: ApplyDeps, org: Org, threadId: string): Promise<string | null> => {
   try {
-    const thread = await deps.retry('hubspot', () => deps.hubspotFor(org).getThread(threadId));
+    // One attempt: this look-up is optional, and later events look again; retrying it (429s
+    // ask for up to 10 s) would hold the whole conversation for a minute.
+    const thread = await deps.hubspotFor(org).getThread(threadId);
     return thread.threadAssociations?.associatedTicketId ?? null;
   } catch (error) {
     deps.logger.warn(
