@@ -35,6 +35,8 @@ export const commonEnv = {
   METRICS_PORT: z.coerce.number().int().min(0).max(65535),
   /** Not in the contract's table: how soon a dead consumer's partitions move to another replica. */
   KAFKA_SESSION_TIMEOUT_MS: z.coerce.number().int().min(6000).default(10000),
+  /** Not in the contract's table: messages one partition may hold in memory before it is paused. */
+  KAFKA_PARTITION_BUFFER: z.coerce.number().int().min(1).default(5000),
 };
 
 export type ConfigSource = Readonly<Record<string, string | undefined>>;

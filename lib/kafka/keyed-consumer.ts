@@ -12,7 +12,7 @@ export type KeyedConsumerOptions = {
   /** Should classify its own failures; a throw is unexpected: logged, then the same message is retried. */
   readonly handle: KeyedHandler;
   readonly logger: Logger;
-  /** How many messages may wait in memory before fetching pauses. */
+  /** How many messages of one partition may wait in memory before that partition is paused. */
   readonly maxBufferedMessages?: number;
   readonly commitIntervalMs?: number;
   readonly onHandlerError?: (error: unknown) => void;

@@ -241,6 +241,7 @@ export const startOutbound = async (
     ),
     logger,
     onHandlerError: () => metrics.handlerFailures.inc(),
+    maxBufferedMessages: config.KAFKA_PARTITION_BUFFER,
   });
   const replyConsumer = new KeyedConsumer({
     consumer: kafka.consumer({
@@ -258,6 +259,7 @@ export const startOutbound = async (
     ),
     logger,
     onHandlerError: () => metrics.handlerFailures.inc(),
+    maxBufferedMessages: config.KAFKA_PARTITION_BUFFER,
   });
   await Promise.all([domainConsumer.start(), replyConsumer.start()]);
   const metricsServer = await serveMetrics(registry, config.METRICS_PORT);

@@ -122,6 +122,7 @@ export const startProcessor = async (
     handle: handleRawEvent,
     logger,
     onHandlerError: () => metrics.handlerFailures.inc(),
+    maxBufferedMessages: config.KAFKA_PARTITION_BUFFER,
   });
   await consumer.start();
   const metricsServer = await serveMetrics(registry, config.METRICS_PORT);
