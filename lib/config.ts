@@ -39,6 +39,30 @@ export const commonEnv = {
   KAFKA_PARTITION_BUFFER: z.coerce.number().int().min(1).default(5000),
 };
 
+/** Not in the contract's table: partitions and replication of the topics a service creates. */
+export const topicCreationEnv = {
+  KAFKA_PARTITIONS: z.coerce.number().int().min(1).optional(),
+  KAFKA_REPLICATION_FACTOR: z.coerce.number().int().min(1).optional(),
+};
+
+/** HubSpot calls, rate limited per portal across replicas (OAuth apps get 110 / 10 s: a margin). */
+export const hubspotClientEnv = {
+  HUBSPOT_RATE_LIMIT_MAX: z.coerce.number().int().min(1).default(100),
+  HUBSPOT_RATE_LIMIT_WINDOW_MS: z.coerce.number().int().min(1).default(10000),
+  HUBSPOT_TIMEOUT_MS: z.coerce.number().int().min(100).default(10000),
+};
+
+/** Dedup claims: how long a claim holds before another replica may take over; how long "done" lasts. */
+export const dedupEnv = {
+  DEDUP_CLAIM_LEASE_MS: z.coerce.number().int().min(100).default(30000),
+  /** Longer than HubSpot's 24 h retry window. */
+  DEDUP_TTL_MS: z.coerce
+    .number()
+    .int()
+    .min(1000)
+    .default(48 * 60 * 60 * 1000),
+};
+
 export type ConfigSource = Readonly<Record<string, string | undefined>>;
 
 /**

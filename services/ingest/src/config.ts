@@ -1,10 +1,11 @@
 import { z } from 'zod';
-import { commonEnv, loadConfig, type ConfigSource } from '../../../lib/config.ts';
+import { commonEnv, loadConfig, topicCreationEnv, type ConfigSource } from '../../../lib/config.ts';
 
 const flag = z.enum(['true', 'false']).transform((value) => value === 'true');
 
 export const ingestEnv = {
   ...commonEnv,
+  ...topicCreationEnv,
   PORT: z.coerce.number().int().min(0).max(65535).default(3000),
   METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(3000),
   HUBSPOT_CLIENT_ID: z.string().min(1).optional(),
@@ -30,9 +31,6 @@ export const ingestEnv = {
     .min(100)
     .default(60 * 1000),
   ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
-  /** Not in the contract's table: partitions and replication of the topics this service creates. */
-  KAFKA_PARTITIONS: z.coerce.number().int().min(1).optional(),
-  KAFKA_REPLICATION_FACTOR: z.coerce.number().int().min(1).optional(),
 };
 
 export type IngestConfig = ReturnType<typeof loadIngestConfig>;
