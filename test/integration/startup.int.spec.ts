@@ -57,7 +57,7 @@ describe('start-up: every service at once on a fresh topic prefix', function () 
       startProcessor(loadProcessorConfig(env), logger),
     ]);
     await Promise.all(
-      results.map((result) => (result.status === 'fulfilled' ? result.value.stop() : undefined)),
+      results.map((result) => (result.status === 'fulfilled' ? result.value.stop() : Promise.resolve())),
     );
     assert.deepEqual(
       results.map((result) => (result.status === 'rejected' ? String(result.reason) : 'started')),
