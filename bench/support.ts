@@ -4,6 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { Kafka, logLevel } from 'kafkajs';
 import { Redis } from 'ioredis';
+import { waitFor } from '../test/support/pipeline.ts';
 
 /** The infrastructure, from the environment as the services read it, defaulting to the local stack. */
 export const benchInfra = (): { kafkaBrokers: string; schemaRegistryUrl: string; redisUrl: string } => {
@@ -82,21 +83,8 @@ export const printTable = (title: string, rows: readonly Record<string, string |
   for (const row of rows) console.log(line(columns.map((column) => cell(row, column))));
 };
 
-/** Polls until `check` gives a value, or throws naming what it waited for. */
-export const waitUntil = async <T>(
-  what: string,
-  check: () => T | undefined | false | Promise<T | undefined | false>,
-  timeoutMs: number,
-  everyMs = 50,
-): Promise<T> => {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(everyMs);
-  }
-};
+/** Polls until `check` gives a value, or throws naming what it waited for (the test harness's). */
+export const waitUntil = waitFor;
 
 // Prometheus text format -------------------------------------------------------------------------
 

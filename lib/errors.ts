@@ -37,7 +37,5 @@ export class PipelineError extends Error {
   }
 }
 
-export const isRetriable = (error: unknown): boolean => error instanceof PipelineError && error.retriable;
-
 export const describeError = (error: unknown): string =>
   error instanceof Error ? `${error.name}: ${error.message}` : String(error);

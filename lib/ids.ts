@@ -6,18 +6,11 @@ export type Brand<T, B extends string> = T & { readonly [brand]: B };
 export type OrgId = Brand<string, 'OrgId'>;
 export type PortalId = Brand<number, 'PortalId'>;
 export type ThreadId = Brand<string, 'ThreadId'>;
-export type MessageId = Brand<string, 'MessageId'>;
-export type TicketId = Brand<string, 'TicketId'>;
-export type SessionId = Brand<string, 'SessionId'>;
-export type DedupKey = Brand<string, 'DedupKey'>;
 export type DomainEventId = Brand<string, 'DomainEventId'>;
 
 export const OrgId = (value: string): OrgId => value as OrgId;
 export const PortalId = (value: number): PortalId => value as PortalId;
 export const ThreadId = (value: string | number): ThreadId => String(value) as ThreadId;
-export const MessageId = (value: string): MessageId => value as MessageId;
-export const TicketId = (value: string | number): TicketId => String(value) as TicketId;
-export const SessionId = (value: string): SessionId => value as SessionId;
 
 /**
  * Domain event ids are derived from their source, never random: the same HubSpot message always

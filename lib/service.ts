@@ -1,5 +1,4 @@
 import { fileURLToPath } from 'node:url';
-import type { Logger } from './log.ts';
 
 /** True when `import.meta.url` is the file node was started with (the module is the entry point). */
 export const isEntryPoint = (moduleUrl: string): boolean => process.argv[1] === fileURLToPath(moduleUrl);
@@ -10,20 +9,21 @@ export type RunningService = { readonly stop: () => Promise<void> };
  * Runs a service as its own process: starts it, stops it gracefully on SIGTERM/SIGINT, and turns
  * a start-up failure into one clear line and exit code 1.
  */
-export const runAsProcess = (name: string, start: () => Promise<RunningService>, logger?: Logger): void => {
+export const runAsProcess = (name: string, start: () => Promise<RunningService>): void => {
+  const say = (line: string): void => void process.stderr.write(`${name}: ${line}\n`);
   start().then(
     (service) => {
       let stopping = false;
       const shutdown = (signal: string): void => {
         if (stopping) return;
         stopping = true;
-        logger?.info({ signal }, `${name} stopping`);
+        say(`${signal}: stopping`);
         const force = setTimeout(() => process.exit(1), 15000);
         force.unref();
         service.stop().then(
           () => process.exit(0),
           (error: unknown) => {
-            logger?.error({ err: error }, `${name} did not stop cleanly`);
+            say(`did not stop cleanly: ${error instanceof Error ? error.message : String(error)}`);
             process.exit(1);
           },
         );
@@ -32,9 +32,7 @@ export const runAsProcess = (name: string, start: () => Promise<RunningService>,
       process.on('SIGINT', () => shutdown('SIGINT'));
     },
     (error: unknown) => {
-      process.stderr.write(
-        `${name}: cannot start: ${error instanceof Error ? error.message : String(error)}\n`,
-      );
+      say(`cannot start: ${error instanceof Error ? error.message : String(error)}`);
       process.exit(1);
     },
   );

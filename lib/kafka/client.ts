@@ -6,9 +6,6 @@ export type KafkaOptions = {
   readonly clientId: string;
   readonly brokers: readonly string[];
   readonly logger: Logger;
-  /** Broker default when unset (-1); 1 on a single-node cluster. */
-  readonly replicationFactor?: number;
-  readonly partitions?: number;
 };
 
 const levelNames: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
