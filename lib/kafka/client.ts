@@ -51,13 +51,38 @@ export const ensureTopics = async (
           ]
         : [],
     }));
-  if (missing.length === 0) return;
-  try {
-    await admin.createTopics({ topics: missing, waitForLeaders: true });
-  } catch (error) {
-    // Another replica may have created them between our list and create: fine if they exist now.
-    const now = new Set(await admin.listTopics());
-    if (!missing.every((topic) => now.has(topic.topic))) throw error;
+  if (missing.length > 0) {
+    try {
+      await admin.createTopics({ topics: missing, waitForLeaders: true });
+    } catch (error) {
+      // Another replica may have created them between our list and create: fine if they exist now.
+      const now = new Set(await admin.listTopics());
+      if (!missing.every((topic) => now.has(topic.topic))) throw error;
+    }
+  }
+  await waitForLeaders(
+    admin,
+    specs.map((spec) => spec.name),
+  );
+};
+
+/**
+ * Topics another service has only just created may have no partition leaders yet; using them
+ * then fails ("not the leader for that topic-partition"). Services starting together wait here.
+ */
+const waitForLeaders = async (admin: Admin, topics: readonly string[], timeoutMs = 30000): Promise<void> => {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const metadata = await admin.fetchTopicMetadata({ topics: [...topics] }).catch(() => undefined);
+    const ready = metadata?.topics.every(
+      (topic) => topic.partitions.length > 0 && topic.partitions.every((partition) => partition.leader >= 0),
+    );
+    if (ready) return;
+    if (Date.now() > deadline)
+      throw new Error(
+        `topics ${topics.join(', ')} have no partition leaders after ${timeoutMs} ms: is the Kafka cluster healthy?`,
+      );
+    await new Promise((resolve) => setTimeout(resolve, 200));
   }
 };
 

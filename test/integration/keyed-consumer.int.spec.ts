@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import type { KafkaMessage } from 'kafkajs';
+import type { Kafka, KafkaMessage } from 'kafkajs';
 import { createKafka, ensureTopics, KeyedConsumer } from '../../lib/kafka/index.ts';
 import { createLogger } from '../../lib/log.ts';
 import { sleep, waitFor } from '../support/pipeline.ts';
@@ -10,13 +10,21 @@ const logger = createLogger('keyed-consumer-test', 'silent');
 /** The consumer contract of lib/kafka/keyed-consumer.ts, on the real broker. */
 describe('keyed consumer (real Kafka)', function () {
   this.timeout(60000);
-  const kafka = createKafka({
-    clientId: 'keyed-consumer-test',
-    brokers: (process.env.KAFKA_BROKERS ?? '127.0.0.1:9092').split(','),
-    logger,
-  });
+  // Built in before(): KAFKA_BROKERS is set by the global setup, after this file is loaded.
+  let kafka: Kafka;
   let topic: string;
   let group: string;
+
+  before(() => {
+    kafka = createKafka({
+      clientId: 'keyed-consumer-test',
+      brokers: (
+        process.env.KAFKA_BROKERS ??
+        assert.fail('KAFKA_BROKERS is not set: run through mocha (test/setup.ts)')
+      ).split(','),
+      logger,
+    });
+  });
 
   beforeEach(async () => {
     const id = randomBytes(4).toString('hex');
