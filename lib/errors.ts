@@ -12,6 +12,8 @@ export const ErrorCode = {
   undecodable: 'UNDECODABLE_PAYLOAD',
   secrets: 'SECRETS',
   dedupInFlight: 'DEDUP_IN_FLIGHT',
+  /** A record over the topic's size limit: permanent, never "Kafka unavailable". */
+  recordTooLarge: 'RECORD_TOO_LARGE',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

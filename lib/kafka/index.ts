@@ -3,3 +3,4 @@ export { topicsFor, ORDERING_KEY_HEADER, type Topics, type TopicSpec } from './t
 export { BatchingPublisher, type BatchingPublisherOptions } from './batching-publisher.ts';
 export { KeyedConsumer, type KeyedConsumerOptions, type KeyedHandler } from './keyed-consumer.ts';
 export { KafkaTable, type TableEntry } from './table.ts';
+export { done, type HandlerOutcome } from './handler-outcome.ts';

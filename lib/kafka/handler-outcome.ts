@@ -1,0 +1,27 @@
+import type { DeadLetterReason } from '../dead-letters.ts';
+
+/**
+ * What a consumer's handler says became of one message (in the spirit of Emmett's
+ * MessageHandlerResult): the keyed consumer, not the handler, acts on it. A handler returns one of
+ * these and throws only for what it cannot classify; the consumer gives a throw a bounded retry
+ * budget, then dead-letters the message with reason `handler_crashed`.
+ */
+export type HandlerOutcome =
+  /** The effect is durable (or there was nothing to do beyond counting): commit past it. */
+  | { readonly kind: 'done' }
+  /** Deliberately not acted on, for a reason that is counted. */
+  | { readonly kind: 'skipped'; readonly reason: string }
+  /** No retry can fix it: the consumer writes the dead letter (once), then commits past it. */
+  | {
+      readonly kind: 'dead-letter';
+      readonly reason: DeadLetterReason;
+      readonly error: string;
+      readonly attempts: number;
+      readonly orgId: string | null;
+      readonly eventType: string | null;
+      readonly eventId: string | null;
+    }
+  /** A transient failure (Kafka, Redis, a claim held elsewhere): the same message again after `afterMs`. */
+  | { readonly kind: 'retry'; readonly error: string; readonly afterMs: number };
+
+export const done: HandlerOutcome = { kind: 'done' };

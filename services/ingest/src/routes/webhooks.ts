@@ -1,0 +1,109 @@
+import type { Context } from 'koa';
+import type Router from '@koa/router';
+import type { Org } from '../../../../lib/orgs/index.ts';
+import type { IngestDeps, WebhookRoute } from '../app.ts';
+import { HttpError, publicBaseUrl, readBody } from '../http.ts';
+import { verifyHubSpotSignature } from '../signature.ts';
+import { parseWebhookBatch } from '../webhook-batch.ts';
+
+const SIGNATURE_MAX_AGE_MS = 5 * 60 * 1000;
+
+/** POST /webhooks/hubspot (OAuth app) and /webhooks/hubspot/private/{token} (legacy private app). */
+export const webhookRoutes = (router: Router, deps: IngestDeps): void => {
+  const { config, orgs, metrics, logger } = deps;
+
+  const reject = (route: WebhookRoute, status: number, code: string, detail: string): never => {
+    metrics.rejections.inc({ reason: code });
+    metrics.requests.inc({ route, status });
+    throw new HttpError(status, code, detail);
+  };
+
+  const acceptBatch = async (
+    ctx: Context,
+    route: WebhookRoute,
+    secret: string,
+    fixedOrg: Org | undefined,
+  ): Promise<void> => {
+    const rawBody = await readBody(ctx).catch((error: unknown) => {
+      if (error instanceof HttpError) reject(route, error.status, error.code, error.detail);
+      throw error;
+    });
+    const check = verifyHubSpotSignature(
+      {
+        method: ctx.method,
+        url: `${publicBaseUrl(ctx, config.PUBLIC_BASE_URL)}${ctx.originalUrl}`,
+        rawBody,
+        headers: ctx.headers,
+      },
+      {
+        clientSecret: secret,
+        maxAgeMs: SIGNATURE_MAX_AGE_MS,
+        allowLegacyVersions: config.HUBSPOT_ACCEPT_LEGACY_SIGNATURES,
+      },
+      deps.now(),
+    );
+    if (!check.ok)
+      reject(
+        route,
+        401,
+        check.reason,
+        'the request signature does not verify; check the app client secret and PUBLIC_BASE_URL',
+      );
+
+    const batch = parseWebhookBatch(rawBody);
+    if (!batch.ok) return reject(route, 400, 'malformed_body', batch.detail);
+
+    const routed = batch.events.map((event) => ({ event, org: fixedOrg ?? orgs.byPortal(event.portalId) }));
+    const started = performance.now();
+    try {
+      await deps.sink(route, routed);
+    } catch (error) {
+      logger.warn(
+        { err: error, events: routed.length },
+        'batch not durable: answering 503 so HubSpot redelivers',
+      );
+      reject(route, 503, 'kafka_unavailable', 'events could not be written durably; HubSpot will retry');
+    }
+    metrics.durableLatency.observe((performance.now() - started) / 1000);
+    for (const { event, org } of routed) {
+      metrics.events.inc({ subscription_type: event.subscriptionType });
+      if (!org) metrics.unroutedEvents.inc();
+    }
+    metrics.requests.inc({ route, status: 200 });
+    ctx.status = 200;
+    ctx.body = { accepted: routed.length };
+  };
+
+  router.post('/webhooks/hubspot', async (ctx) => {
+    if (!config.HUBSPOT_CLIENT_SECRET) {
+      reject(
+        'OAUTH_APP',
+        503,
+        'not_configured',
+        'HUBSPOT_CLIENT_SECRET is not set, so signatures cannot be verified; HubSpot will retry',
+      );
+    }
+    await acceptBatch(ctx, 'OAUTH_APP', config.HUBSPOT_CLIENT_SECRET ?? '', undefined);
+  });
+
+  router.post('/webhooks/hubspot/private/:token', async (ctx) => {
+    const org = orgs.byWebhookToken(ctx.params.token ?? '');
+    if (!org)
+      reject(
+        'PRIVATE_APP',
+        404,
+        'unknown_webhook_token',
+        'no organisation has this webhook URL; copy it again from the admin API',
+      );
+    const secret = org?.hubspot.privateAppClientSecret;
+    if (!secret) {
+      reject(
+        'PRIVATE_APP',
+        503,
+        'not_configured',
+        `organisation ${org?.orgId ?? '?'} has no privateAppClientSecret; set it with PUT /admin/orgs`,
+      );
+    }
+    await acceptBatch(ctx, 'PRIVATE_APP', secret ?? '', org);
+  });
+};
