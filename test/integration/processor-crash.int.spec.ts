@@ -47,8 +47,32 @@ describe('processor killed between its dedup claim and its emit', function () {
       () => pipeline.opencx.effects.some((effect) => effect.kind === 'message-sent'),
       60000,
     );
-    await sleep(3000);
-    const sent = pipeline.opencx.effects.filter((effect) => effect.kind === 'message-sent');
+    // A marker on the same thread follows any second copy in per-conversation order.
+    const marker = fixtures.message({
+      kind: 'customer-chat',
+      threadId: message.conversationsThreadId,
+      text: 'Marker after the kill',
+    });
+    pipeline.hubspot.addMessage(marker, { portalId: org.portalId });
+    assert.equal(
+      (await pipeline.postBatch([fixtures.webhookEventFor(marker, { portalId: org.portalId })])).status,
+      200,
+    );
+    await waitFor(
+      'the marker at OpenCX',
+      () =>
+        pipeline.opencx.effects.some(
+          (effect) =>
+            effect.kind === 'message-sent' &&
+            (effect.body as { message: { text: string } }).message.text === 'Marker after the kill',
+        ),
+      60000,
+    );
+    const sent = pipeline.opencx.effects.filter(
+      (effect) =>
+        effect.kind === 'message-sent' &&
+        (effect.body as { message: { text: string } }).message.text === 'Do not lose me',
+    );
     assert.equal(sent.length, 1, 'delivered exactly once');
     assert.equal(pipeline.opencx.sessions.get(sent[0]?.sessionId ?? '')?.messages[0]?.text, 'Do not lose me');
   });

@@ -80,7 +80,8 @@ describe('Redis adapters (real Redis)', () => {
       await limiter.acquire('portal-a');
       const started = Date.now();
       assert.equal(await limiter.acquire('portal-b'), 0);
-      assert.ok(Date.now() - started < 200);
+      // Held behind portal-a it would wait its 5 s window; a loaded CI machine may take a while.
+      assert.ok(Date.now() - started < 2500);
     });
   });
 });
