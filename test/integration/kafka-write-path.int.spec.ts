@@ -9,7 +9,7 @@ import { createLogger } from '../../lib/log.ts';
 import { AvroCodec } from '../../lib/registry.ts';
 import { MAX_BODY_BYTES } from '../../services/ingest/src/http.ts';
 import * as fixtures from '../fakes/hubspot-fixtures.ts';
-import { startTestPipeline, type TestPipeline } from '../support/pipeline.ts';
+import { startTestPipeline, waitFor, type TestPipeline } from '../support/pipeline.ts';
 import { readTopicToEnd } from '../support/topic-reader.ts';
 
 /**
@@ -186,6 +186,56 @@ describe('Kafka write path: nothing acknowledged is lost (issue 7)', function ()
         assert.equal(fits.status, 200);
       } finally {
         await small.stop();
+      }
+    });
+  });
+
+  describe('ingest readiness follows its writes', () => {
+    it('given the raw topic deleted under a running ingest, when writes fail, then /readyz answers 503; when the topic is back and a write succeeds, 200 again', async () => {
+      const pipeline = await startTestPipeline({ processor: false, outbound: false });
+      const kafka = createKafka({
+        clientId: 'kafka-write-path-test',
+        brokers: (process.env.KAFKA_BROKERS ?? '').split(','),
+        logger,
+      });
+      const rawTopic = `${pipeline.env.KAFKA_TOPIC_PREFIX}hubspot.webhook-events`;
+      const admin = kafka.admin();
+      await admin.connect();
+      try {
+        assert.equal(
+          (await pipeline.postBatch([fixtures.webhookEvent({ portalId: 30_000_002 })])).status,
+          200,
+        );
+        assert.equal((await fetch(`${pipeline.ingestUrl}/readyz`)).status, 200);
+
+        await admin.deleteTopics({ topics: [rawTopic] });
+        await waitFor('a write to fail with 503', async () => {
+          const response = await pipeline.postBatch([fixtures.webhookEvent({ portalId: 30_000_002 })]);
+          return response.status === 503;
+        });
+        const notReady = await fetch(`${pipeline.ingestUrl}/readyz`);
+        assert.equal(notReady.status, 503, 'not ready while writes fail, though the producer is connected');
+        assert.equal(((await notReady.json()) as { error: string }).error, 'not_ready');
+
+        await ensureTopics(admin, [topicsFor(pipeline.env.KAFKA_TOPIC_PREFIX ?? '').rawEvents], {
+          partitions: 3,
+          replicationFactor: 1,
+        });
+        await waitFor(
+          'a write to succeed again',
+          async () =>
+            (await pipeline.postBatch([fixtures.webhookEvent({ portalId: 30_000_002 })])).status === 200,
+          60000,
+          500,
+        );
+        assert.equal(
+          (await fetch(`${pipeline.ingestUrl}/readyz`)).status,
+          200,
+          'ready after a successful write',
+        );
+      } finally {
+        await admin.disconnect();
+        await pipeline.stop();
       }
     });
   });
