@@ -1,23 +1,48 @@
-import type { Producer } from 'kafkajs';
+import type { Kafka } from 'kafkajs';
 import { orderingKeyOf, type PipelineEvent } from './domain-events.ts';
 import { ErrorCode, PipelineError } from './errors.ts';
-import { BatchingPublisher } from './kafka/index.ts';
+import { BatchingPublisher, createDurableProducer, readTopicLimits } from './kafka/index.ts';
+import type { Logger } from './log.ts';
 import type { AvroCodec } from './registry.ts';
 
 /** Writes pipeline events (Avro) keyed by conversation; resolves once Kafka acknowledged them (acks=all). */
 export type DomainEventPublisher = {
+  /**
+   * Rejects with PipelineError recordTooLarge (not retriable: dead-letter the cause) when an
+   * event is larger than the topic stores, kafkaUnavailable (retriable) when Kafka fails.
+   */
   readonly publish: (topic: string, events: readonly PipelineEvent[]) => Promise<void>;
-  /** Sends what waits and waits for what is under way. */
+  /** The last call at stop: sends what waits, waits for what is under way, disconnects its producer. */
   readonly drain: () => Promise<void>;
 };
 
-export const createDomainEventPublisher = (producer: Producer, codec: AvroCodec): DomainEventPublisher => {
+/**
+ * The publisher has its own producer, not the service's shared one: after a failed send it may
+ * replace the producer (see BatchingPublisher), which must not cut the organisation and
+ * session-link writes that use the shared one.
+ */
+export const createDomainEventPublisher = async (options: {
+  readonly kafka: Kafka;
+  readonly codec: AvroCodec;
+  /** The topics it writes: their size limits are read now. */
+  readonly topics: readonly string[];
+  readonly logger: Logger;
+}): Promise<DomainEventPublisher> => {
+  const { kafka, codec } = options;
+  const admin = kafka.admin();
+  await admin.connect();
+  const limits = await readTopicLimits(admin, options.topics).finally(() => admin.disconnect());
   // Many conversations emit at once: their events share requests (kafkajs has no linger).
-  const batching = new BatchingPublisher(producer, {
+  const batching = new BatchingPublisher({
+    createProducer: () => createDurableProducer(kafka),
+    limits,
     lingerMs: 1,
     maxBatchMessages: 500,
     sendTimeoutMs: 10000,
+    failingForMs: 30000,
+    logger: options.logger,
   });
+  await batching.connect();
   return {
     publish: async (topic, events) => {
       const messages = await Promise.all(
@@ -28,13 +53,23 @@ export const createDomainEventPublisher = (producer: Producer, codec: AvroCodec)
         })),
       );
       await batching.publish(topic, messages).catch((error: unknown) => {
+        if (error instanceof PipelineError && error.code === ErrorCode.recordTooLarge) {
+          throw new PipelineError(
+            ErrorCode.recordTooLarge,
+            `events ${events.map((event) => event.eventId).join(', ')} not written to ${topic}: ${error.message}`,
+            { retriable: false, cause: error },
+          );
+        }
         throw new PipelineError(
           ErrorCode.kafkaUnavailable,
           `events not written to ${topic}: ${String(error)}`,
-          { retriable: true, cause: error },
+          {
+            retriable: true,
+            cause: error,
+          },
         );
       });
     },
-    drain: () => batching.drain(),
+    drain: () => batching.close(),
   };
 };

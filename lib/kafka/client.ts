@@ -1,5 +1,14 @@
-import { Kafka, Partitioners, logLevel, type Admin, type ITopicConfig, type Producer } from 'kafkajs';
+import {
+  Kafka,
+  Partitioners,
+  logLevel,
+  type Admin,
+  type ConfigResourceTypes,
+  type ITopicConfig,
+  type Producer,
+} from 'kafkajs';
 import type { Logger } from '../log.ts';
+import { KAFKA_DEFAULT_MAX_BATCH_BYTES, type TopicLimit } from './batching-publisher.ts';
 import type { TopicSpec } from './topics.ts';
 
 export type KafkaOptions = {
@@ -99,3 +108,57 @@ export const createDurableProducer = (kafka: Kafka): Producer =>
     allowAutoTopicCreation: false,
     retry: { initialRetryTime: 100, retries: 5, maxRetryTime: 3000 },
   });
+
+// kafkajs's ConfigResourceTypes enum is not reachable as a named ESM import of its CommonJS build.
+const TOPIC_RESOURCE = 2 as ConfigResourceTypes;
+const BROKER_RESOURCE = 4 as ConfigResourceTypes;
+
+const positiveInteger = (value: string | undefined): number | undefined => {
+  const parsed = Number(value);
+  return Number.isInteger(parsed) && parsed > 0 ? parsed : undefined;
+};
+
+/** The broker's `message.max.bytes`: the limit of a topic that sets none of its own. */
+const readBrokerLimit = async (admin: Admin): Promise<number> => {
+  const { brokers } = await admin.describeCluster();
+  const broker = brokers[0];
+  if (!broker) return KAFKA_DEFAULT_MAX_BATCH_BYTES;
+  const described = await admin.describeConfigs({
+    includeSynonyms: false,
+    resources: [{ type: BROKER_RESOURCE, name: String(broker.nodeId), configNames: ['message.max.bytes'] }],
+  });
+  const entry = described.resources[0]?.configEntries.find(
+    (config) => config.configName === 'message.max.bytes',
+  );
+  return positiveInteger(entry?.configValue) ?? KAFKA_DEFAULT_MAX_BATCH_BYTES;
+};
+
+/**
+ * What each topic can store: its `max.message.bytes` (else the broker's `message.max.bytes`)
+ * and its partition count. Read once at start; a record over it is refused before it is sent.
+ */
+export const readTopicLimits = async (
+  admin: Admin,
+  topics: readonly string[],
+): Promise<ReadonlyMap<string, TopicLimit>> => {
+  const [described, metadata] = await Promise.all([
+    admin.describeConfigs({
+      includeSynonyms: false,
+      resources: topics.map((name) => ({ type: TOPIC_RESOURCE, name, configNames: ['max.message.bytes'] })),
+    }),
+    admin.fetchTopicMetadata({ topics: [...topics] }),
+  ]);
+  let brokerLimit: number | undefined;
+  const limits = new Map<string, TopicLimit>();
+  for (const topic of topics) {
+    const entry = described.resources
+      .find((resource) => resource.resourceName === topic)
+      ?.configEntries.find((config) => config.configName === 'max.message.bytes');
+    const partitions = metadata.topics.find((candidate) => candidate.name === topic)?.partitions.length ?? 0;
+    if (partitions === 0) throw new Error(`topic ${topic} has no partitions: was it created?`);
+    const maxBatchBytes =
+      positiveInteger(entry?.configValue) ?? (brokerLimit ??= await readBrokerLimit(admin));
+    limits.set(topic, { maxBatchBytes, partitions });
+  }
+  return limits;
+};

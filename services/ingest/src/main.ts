@@ -5,7 +5,12 @@
  * topic keyed by organisation → 200. Nothing else happens inside the request.
  */
 import type { Server } from 'node:http';
-import { BatchingPublisher, ORDERING_KEY_HEADER } from '../../../lib/kafka/index.ts';
+import {
+  BatchingPublisher,
+  ORDERING_KEY_HEADER,
+  createDurableProducer,
+  readTopicLimits,
+} from '../../../lib/kafka/index.ts';
 import { createLogger, type Logger } from '../../../lib/log.ts';
 import { closeServer, createMetricsRegistry } from '../../../lib/metrics.ts';
 import type { OrgDirectory } from '../../../lib/orgs/index.ts';
@@ -30,19 +35,28 @@ export const startIngest = async (
     logger,
     withSessionLinks: false,
   });
-  const { topics, codec, producer, orgs, secrets, secretsKey } = connections;
-  let producerConnected = true;
-  producer.on(producer.events.DISCONNECT, () => (producerConnected = false));
-  producer.on(producer.events.CONNECT, () => (producerConnected = true));
-  // Concurrent webhook requests share one acks=all write; 4 s leaves an answer within HubSpot's 5 s.
-  const publisher = new BatchingPublisher(producer, {
+  const { kafka, topics, codec, producer, orgs, secrets, secretsKey } = connections;
+  const registry = createMetricsRegistry('ingest');
+  const metrics = createIngestMetrics(registry);
+
+  // What the raw topic can store, so a record it would refuse is answered 413 before it is sent.
+  const admin = kafka.admin();
+  await admin.connect();
+  const limits = await readTopicLimits(admin, [topics.rawEvents.name]).finally(() => admin.disconnect());
+  // Concurrent webhook requests share acks=all writes; 4 s leaves an answer within HubSpot's 5 s.
+  // Its own producer (not the shared one that writes organisations): it may be replaced after a
+  // failed send.
+  const publisher = new BatchingPublisher({
+    createProducer: () => createDurableProducer(kafka),
+    limits,
     lingerMs: 2,
     maxBatchMessages: 500,
     sendTimeoutMs: 4000,
+    failingForMs: 30000,
+    logger,
+    onProducerRebuilt: () => metrics.producerRebuilds.inc(),
   });
-
-  const registry = createMetricsRegistry('ingest');
-  const metrics = createIngestMetrics(registry);
+  await publisher.connect();
 
   // The data path: a verified batch becomes raw records keyed by organisation, written durably.
   const sink: RawEventSink = async (route, events) => {
@@ -63,6 +77,7 @@ export const startIngest = async (
         }),
       })),
     );
+    // Rejects a record the topic cannot store (recordTooLarge → 413) before it joins a shared send.
     await publisher.publish(topics.rawEvents.name, messages);
   };
 
@@ -106,7 +121,8 @@ export const startIngest = async (
     secrets,
     sink,
     writeOrg,
-    isReady: () => producerConnected,
+    // Not ready while writes fail, not only when disconnected: a load balancer then sends elsewhere.
+    isReady: () => publisher.isWriting(),
     metrics,
     registry,
     logger,
@@ -126,7 +142,7 @@ export const startIngest = async (
     stop: async () => {
       clearInterval(refresher);
       await closeServer(server);
-      await publisher.drain();
+      await publisher.close();
       await connections.close();
       redis.disconnect();
     },

@@ -30,6 +30,11 @@ export const createIngestMetrics = (registry: Registry) => ({
     labelNames: ['outcome'] as const,
     registers: [registry],
   }),
+  producerRebuilds: new Counter({
+    name: 'ingest_kafka_producer_rebuilds_total',
+    help: 'Kafka producers replaced after a failed send that may have left idempotent sequence numbers out of step',
+    registers: [registry],
+  }),
   durableLatency: new Histogram({
     name: 'ingest_durable_write_seconds',
     help: 'Time from a batch being parsed to Kafka acknowledging it (acks=all)',

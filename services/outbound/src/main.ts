@@ -73,7 +73,7 @@ export const startOutbound = async (
   const { kafka, topics, codec, producer, orgs, links } = connections;
   if (!links) throw new Error('session links were not started');
   const redis = createRedis(config.REDIS_URL);
-  const events = createDomainEventPublisher(producer, codec);
+  const events = await createDomainEventPublisher({ kafka, codec, topics: [topics.aiReplies.name], logger });
   const openCxLimiter = createRedisRateLimiter(redis, {
     prefix: config.REDIS_KEY_PREFIX,
     max: config.OPENCX_RATE_LIMIT_MAX,

@@ -42,7 +42,12 @@ export const startProcessor = async (
   });
   if (!links) throw new Error('session links were not started');
   const redis = createRedis(config.REDIS_URL);
-  const events = createDomainEventPublisher(producer, codec);
+  const events = await createDomainEventPublisher({
+    kafka,
+    codec,
+    topics: [topics.domainEvents.name],
+    logger,
+  });
   const hubspotFor = createPortalClients({
     baseUrl: config.HUBSPOT_API_BASE_URL,
     timeoutMs: config.HUBSPOT_TIMEOUT_MS,

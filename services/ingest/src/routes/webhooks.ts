@@ -1,5 +1,6 @@
 import type { Context } from 'koa';
 import type Router from '@koa/router';
+import { ErrorCode, PipelineError } from '../../../../lib/errors.ts';
 import type { Org } from '../../../../lib/orgs/index.ts';
 import type { IngestDeps, WebhookRoute } from '../app.ts';
 import { HttpError, publicBaseUrl, readBody } from '../http.ts';
@@ -58,6 +59,13 @@ export const webhookRoutes = (router: Router, deps: IngestDeps): void => {
     try {
       await deps.sink(route, routed);
     } catch (error) {
+      if (error instanceof PipelineError && error.code === ErrorCode.recordTooLarge)
+        reject(
+          route,
+          413,
+          'record_too_large',
+          `the raw topic cannot store an event of this batch: ${error.message}`,
+        );
       logger.warn(
         { err: error, events: routed.length },
         'batch not durable: answering 503 so HubSpot redelivers',
