@@ -7,7 +7,7 @@
  * own parser.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -353,20 +353,26 @@ describe('infrastructure artefacts (dashboard, alerts) against the declared metr
     const promtool = findPromtool();
     // promtool comes with Debian's "prometheus" package (npm run check:deploy fetches it); without
     // it only the checks above run.
-    if (!promtool) this.skip();
+    if (promtool === undefined) {
+      this.skip();
+      return;
+    }
     const cwd = fileURLToPath(repositoryRoot);
     for (const args of [
       ['check', 'rules', ALERTS],
       ['test', 'rules', ALERT_TESTS],
     ]) {
-      const run = spawnSync(promtool, args, { cwd, encoding: 'utf8' });
+      const run: SpawnSyncReturns<string> = spawnSync(promtool, args, { cwd, encoding: 'utf8' });
       assert.equal(run.status, 0, `promtool ${args.join(' ')}:\n${run.stdout}${run.stderr}`);
     }
   });
 
   it("given promtool, when every dashboard query is checked as a recording rule, then Prometheus's parser accepts each", function () {
     const promtool = findPromtool();
-    if (!promtool) this.skip();
+    if (promtool === undefined) {
+      this.skip();
+      return;
+    }
     const queries = dashboardQueries(JSON.parse(read(DASHBOARD)) as Dashboard);
     assert.ok(queries.length >= 20, `expected the dashboard's panels, found ${queries.length} queries`);
     const directory = mkdtempSync(join(tmpdir(), 'dashboard-rules-'));
