@@ -66,8 +66,9 @@ ensure_promtool() {
   elif [[ -x $cached ]] && "$cached" --version >/dev/null 2>&1; then
     PROMTOOL_BIN="$cached"
   else
-    command -v apt-get >/dev/null 2>&1 && command -v dpkg-deb >/dev/null 2>&1 ||
+    if ! command -v apt-get >/dev/null 2>&1 || ! command -v dpkg-deb >/dev/null 2>&1; then
       no_tool "promtool not found, and no apt-get/dpkg-deb to take it from Debian's prometheus package (or set PROMTOOL=/path/to/promtool)"
+    fi
     if is_root; then
       apt_update_once || no_tool "apt-get update failed (log: $OUT/apt-update.log)"
     fi
@@ -80,7 +81,9 @@ ensure_promtool() {
     if ! (cd "$tmp" && apt-get download -qq prometheus) >"$OUT/apt-download-prometheus.log" 2>&1; then
       tail -n 5 "$OUT/apt-download-prometheus.log"
       rm -rf "$tmp"
-      no_tool "apt-get download prometheus failed${is_root || echo ' (not root: run apt-get update as root first, or install the prometheus package)'}"
+      local hint=""
+      is_root || hint=" (not root: run apt-get update as root first, or install the prometheus package)"
+      no_tool "apt-get download prometheus failed$hint"
     fi
     dpkg-deb --fsys-tarfile "$tmp"/prometheus_*.deb | tar -x -C "$tmp" ./usr/bin/promtool ||
       no_tool "the prometheus package holds no ./usr/bin/promtool"
