@@ -2,13 +2,23 @@
  * The Grafana dashboard and the Prometheus alerts name metrics and labels by string: nothing
  * breaks when a service renames one, the panel just goes blank and the alert never fires. These
  * tests read the metric declarations (services/<name>/src/metrics.ts) as text and check that every
- * metric and label the dashboard and the alerts use is declared.
+ * metric and label the dashboard and the alerts use is declared. With promtool (scripts/ci/check-deploy.sh
+ * fetches it into .cache/promtool/), the rules and every dashboard query also go through Prometheus's
+ * own parser.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
+import {
+  dashboardQueries,
+  recordingRulesFile,
+  substituteVariables,
+  type Dashboard,
+} from '../../scripts/ci/dashboard-rules.ts';
 
 const repositoryRoot = new URL('../../', import.meta.url);
 const read = (path: string): string => readFileSync(new URL(path, repositoryRoot), 'utf8');
@@ -306,19 +316,74 @@ describe('infrastructure artefacts (dashboard, alerts) against the declared metr
     assert.deepEqual(problems, []);
   });
 
+  it('given Grafana variables in a query, when substituted, then built-ins become durations and an undeclared one is refused', () => {
+    const variables = [
+      { name: 'namespace', type: 'query' },
+      { name: 'window', type: 'interval' },
+    ];
+    assert.equal(
+      substituteVariables(
+        'rate(x{namespace=~"$namespace", pod="${namespace:regex}", job="[[namespace]]"}[$__rate_interval]) + rate(x[$window])',
+        variables,
+      ),
+      'rate(x{namespace=~"dashboard_variable_value", pod="dashboard_variable_value", job="dashboard_variable_value"}[5m]) + rate(x[5m])',
+    );
+    assert.throws(
+      () => substituteVariables('rate(x{namespace=~"$namspace"}[5m])', variables),
+      /undeclared Grafana variable \$namspace/,
+    );
+    const dashboard: Dashboard = {
+      panels: [{ title: 'Row', panels: [{ title: 'Inner', targets: [{ refId: 'A', expr: 'up' }] }] }],
+    };
+    assert.deepEqual(dashboardQueries(dashboard), [
+      { where: 'panel "Inner" query A', panel: 'Inner', refId: 'A', expr: 'up' },
+    ]);
+  });
+
+  /** promtool from $PROMTOOL, PATH, or where scripts/ci/check-deploy.sh leaves it; undefined without. */
+  const findPromtool = (): string | undefined => {
+    const cached = fileURLToPath(new URL('.cache/promtool/promtool', repositoryRoot));
+    for (const candidate of [process.env.PROMTOOL, 'promtool', existsSync(cached) ? cached : undefined]) {
+      if (candidate && !spawnSync(candidate, ['--version']).error) return candidate;
+    }
+    return undefined;
+  };
+
   it('given promtool, when the rules are checked and their unit tests run, then both pass', function () {
-    const promtool = spawnSync('promtool', ['--version'], { encoding: 'utf8' });
-    if (promtool.error) {
-      // promtool comes with Debian's "prometheus" package; without it only the checks above run.
+    const promtool = findPromtool();
+    // promtool comes with Debian's "prometheus" package (npm run check:deploy fetches it); without
+    // it only the checks above run.
+    if (promtool === undefined) {
       this.skip();
+      return;
     }
     const cwd = fileURLToPath(repositoryRoot);
     for (const args of [
       ['check', 'rules', ALERTS],
       ['test', 'rules', ALERT_TESTS],
     ]) {
-      const run = spawnSync('promtool', args, { cwd, encoding: 'utf8' });
+      const run: SpawnSyncReturns<string> = spawnSync(promtool, args, { cwd, encoding: 'utf8' });
       assert.equal(run.status, 0, `promtool ${args.join(' ')}:\n${run.stdout}${run.stderr}`);
+    }
+  });
+
+  it("given promtool, when every dashboard query is checked as a recording rule, then Prometheus's parser accepts each", function () {
+    const promtool = findPromtool();
+    if (promtool === undefined) {
+      this.skip();
+      return;
+    }
+    const queries = dashboardQueries(JSON.parse(read(DASHBOARD)) as Dashboard);
+    assert.ok(queries.length >= 20, `expected the dashboard's panels, found ${queries.length} queries`);
+    const directory = mkdtempSync(join(tmpdir(), 'dashboard-rules-'));
+    try {
+      const rules = join(directory, 'dashboard.rules.yml');
+      writeFileSync(rules, recordingRulesFile(queries));
+      const run = spawnSync(promtool, ['check', 'rules', rules], { encoding: 'utf8' });
+      assert.equal(run.status, 0, `promtool check rules (dashboard queries):\n${run.stdout}${run.stderr}`);
+      assert.match(run.stdout, new RegExp(`SUCCESS: ${queries.length} rules found`));
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
     }
   });
 });
