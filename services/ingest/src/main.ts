@@ -8,7 +8,7 @@ import type { Server } from 'node:http';
 import { BatchingPublisher, ORDERING_KEY_HEADER } from '../../../lib/kafka/index.ts';
 import { createLogger, type Logger } from '../../../lib/log.ts';
 import { closeServer, createMetricsRegistry } from '../../../lib/metrics.ts';
-import type { OrgDirectory } from '../../../lib/orgs/index.ts';
+import { registerOrgDirectoryMetrics } from '../../../lib/orgs/index.ts';
 import { connectToPipeline } from '../../../lib/pipeline-connections.ts';
 import { createRedis } from '../../../lib/redis.ts';
 import { isEntryPoint, runAsProcess } from '../../../lib/service.ts';
@@ -30,7 +30,7 @@ export const startIngest = async (
     logger,
     withSessionLinks: false,
   });
-  const { topics, codec, producer, orgs, secrets, secretsKey } = connections;
+  const { topics, codec, producer, orgs, orgRepository, secretsKey } = connections;
   let producerConnected = true;
   producer.on(producer.events.DISCONNECT, () => (producerConnected = false));
   producer.on(producer.events.CONNECT, () => (producerConnected = true));
@@ -43,6 +43,7 @@ export const startIngest = async (
 
   const registry = createMetricsRegistry('ingest');
   const metrics = createIngestMetrics(registry);
+  registerOrgDirectoryMetrics(registry, orgs);
 
   // The data path: a verified batch becomes raw records keyed by organisation, written durably.
   const sink: RawEventSink = async (route, events) => {
@@ -79,7 +80,6 @@ export const startIngest = async (
           tokens: createSignedTokens(secretsKey, 'hubspot-oauth', Date.now),
         }
       : undefined;
-  const writeOrg = (record: Parameters<OrgDirectory['write']>[1]) => orgs.write(producer, record);
 
   // OAuth tokens live 30 minutes: refresh them ahead of time (one replica per org, via a Redis lock).
   const redis = createRedis(config.REDIS_URL);
@@ -88,8 +88,7 @@ export const startIngest = async (
         refreshExpiringTokens({
           orgs,
           oauth: oauth.client,
-          secrets,
-          writeOrg,
+          orgRepository,
           redis,
           lockPrefix: config.REDIS_KEY_PREFIX,
           marginMs: config.OAUTH_REFRESH_MARGIN_MS,
@@ -103,9 +102,8 @@ export const startIngest = async (
   const app = createIngestApp({
     config,
     orgs,
-    secrets,
+    orgRepository,
     sink,
-    writeOrg,
     isReady: () => producerConnected,
     metrics,
     registry,
