@@ -7,6 +7,7 @@ export {
   publicView,
   hashWebhookToken,
   openStoredOrg,
+  resealStoredOrg,
   type Org,
   type OpenedOrg,
   type SealedField,
