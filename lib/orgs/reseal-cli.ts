@@ -117,6 +117,15 @@ export const runReseal = async (argv: readonly string[], env: NodeJS.ProcessEnv)
   });
   const producer = createDurableProducer(kafka);
   try {
+    const admin = kafka.admin();
+    await admin.connect();
+    const exists = await admin.listTopics().finally(() => admin.disconnect());
+    if (!exists.includes(topic)) {
+      process.stderr.write(
+        `orgs:reseal: topic ${topic} does not exist; check KAFKA_TOPIC_PREFIX (the services create it when they start)\n`,
+      );
+      return 1;
+    }
     await directory.start();
     await producer.connect();
     const repository = createOrgRepository({ directory, producer, secrets, now: Date.now });
@@ -160,9 +169,7 @@ export const runReseal = async (argv: readonly string[], env: NodeJS.ProcessEnv)
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     process.stderr.write(
-      /does not exist|not found/i.test(message)
-        ? `orgs:reseal: topic ${topic} does not exist; check KAFKA_TOPIC_PREFIX (the services create it when they start)\n`
-        : `orgs:reseal: ${message}; check KAFKA_BROKERS (${config.KAFKA_BROKERS.join(',')}) and that the brokers are up\n`,
+      `orgs:reseal: ${message}; check KAFKA_BROKERS (${config.KAFKA_BROKERS.join(',')}) and that the brokers are up\n`,
     );
     return 1;
   } finally {

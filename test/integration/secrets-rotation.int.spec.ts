@@ -354,6 +354,27 @@ describe('SECRETS_KEY rotation: secrets survive a key change (real Kafka, regist
       return sumCounter(metrics, 'orgs_unreadable', {}) === 2;
     });
 
+    // The reseal command reports them, writes nothing, and says so in its exit code.
+    const orgsTopicEnd = async (): Promise<string> => {
+      const admin = kafka.admin();
+      await admin.connect();
+      try {
+        const offsets = await admin.fetchTopicOffsets(
+          topicsFor(deploy.env.KAFKA_TOPIC_PREFIX ?? '').orgs.name,
+        );
+        return offsets.map(({ partition, high }) => `${partition}:${high}`).join(',');
+      } finally {
+        await admin.disconnect();
+      }
+    };
+    const endBefore = await orgsTopicEnd();
+    const report = await deploy.reseal({ SECRETS_KEY: keyB });
+    assert.equal(report.code, 1, `${report.stdout}${report.stderr}`);
+    assert.match(report.stdout, /2 organisation records: resealed 0, already current 0, unreadable 2/);
+    for (const org of lost)
+      assert.match(report.stdout, new RegExp(`unreadable: ${org.orgId}: .*SECRETS_KEY_PREVIOUS`));
+    assert.equal(await orgsTopicEnd(), endBefore, 'nothing was written');
+
     // DELETE needs no secret, and says what happened.
     const removed = await deploy.admin(services, 'DELETE', deleted.orgId);
     assert.equal(removed.status, 204, removed.text);
