@@ -163,10 +163,11 @@ const deployment = async () => {
   /** The reseal command as an operator runs it: its own process, its own exit code. */
   const reseal = (
     keys: Record<string, string>,
+    args: readonly string[] = [],
   ): Promise<{ code: number | null; stdout: string; stderr: string }> =>
     new Promise((resolve, reject) => {
       const entry = fileURLToPath(new URL('../../lib/orgs/reseal-cli.ts', import.meta.url));
-      const child = spawn(process.execPath, [entry], {
+      const child = spawn(process.execPath, [entry, ...args], {
         env: { ...process.env, ...env, ...keys },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
@@ -256,6 +257,9 @@ describe('SECRETS_KEY rotation: secrets survive a key change (real Kafka, regist
     assert.equal(during.status, 200, during.text);
     assert.equal((during.body as { legacyWebhookUrl: string }).legacyWebhookUrl, legacyWebhookUrl);
 
+    const dryRun = await deploy.reseal({ SECRETS_KEY: keyB, SECRETS_KEY_PREVIOUS: keyA }, ['--dry-run']);
+    assert.equal(dryRun.code, 0, `${dryRun.stdout}${dryRun.stderr}`);
+    assert.match(dryRun.stdout, /would reseal 1, already current 0, unreadable 0/);
     const first = await deploy.reseal({ SECRETS_KEY: keyB, SECRETS_KEY_PREVIOUS: keyA });
     assert.equal(first.code, 0, `${first.stdout}${first.stderr}`);
     assert.match(first.stdout, /1 organisation record: resealed 1, already current 0, unreadable 0/);
