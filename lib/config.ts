@@ -32,6 +32,8 @@ export const commonEnv = {
   HUBSPOT_API_BASE_URL: z.url().default('https://api.hubapi.com'),
   OPENCX_API_BASE_URL: z.url().default('https://api.open.cx'),
   SECRETS_KEY: secretsKey.optional(),
+  /** The key before a rotation: opens records it sealed, never seals (contract.md). */
+  SECRETS_KEY_PREVIOUS: secretsKey.optional(),
   METRICS_PORT: z.coerce.number().int().min(0).max(65535),
   /** Not in the contract's table: how soon a dead consumer's partitions move to another replica. */
   KAFKA_SESSION_TIMEOUT_MS: z.coerce.number().int().min(6000).default(10000),
@@ -101,11 +103,30 @@ const redact = (name: string, value: string): string =>
  */
 const DEVELOPMENT_SECRETS_KEY = Buffer.alloc(32, 'hubspot-opencx-development-key!!');
 
+export type SecretsKeys = {
+  /** Seals and opens. */
+  readonly key: Buffer;
+  /** Only opens: records sealed before a rotation, until `npm run orgs:reseal` rewrote them. */
+  readonly previous: Buffer | undefined;
+  readonly insecure: boolean;
+};
+
 export const resolveSecretsKey = (config: {
   NODE_ENV: string;
   SECRETS_KEY?: Buffer | undefined;
-}): { key: Buffer; insecure: boolean } => {
-  if (config.SECRETS_KEY) return { key: config.SECRETS_KEY, insecure: false };
+  SECRETS_KEY_PREVIOUS?: Buffer | undefined;
+}): SecretsKeys => {
+  const previous = config.SECRETS_KEY_PREVIOUS;
+  if (config.SECRETS_KEY) return { key: config.SECRETS_KEY, previous, insecure: false };
+  // Only the old key set is a rotation half done (or a renamed variable): sealing with the
+  // development key would write records no production key opens.
+  if (previous) {
+    throw new PipelineError(
+      ErrorCode.config,
+      'invalid configuration: SECRETS_KEY_PREVIOUS is set but SECRETS_KEY is missing: a rotation needs the new key in SECRETS_KEY',
+      { retriable: false },
+    );
+  }
   if (config.NODE_ENV === 'production') {
     throw new PipelineError(
       ErrorCode.config,
@@ -113,5 +134,5 @@ export const resolveSecretsKey = (config: {
       { retriable: false },
     );
   }
-  return { key: DEVELOPMENT_SECRETS_KEY, insecure: true };
+  return { key: DEVELOPMENT_SECRETS_KEY, previous: undefined, insecure: true };
 };

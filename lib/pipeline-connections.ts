@@ -2,7 +2,13 @@ import type { Kafka, Producer } from 'kafkajs';
 import { resolveSecretsKey } from './config.ts';
 import { createDurableProducer, createKafka, ensureTopics, topicsFor, type Topics } from './kafka/index.ts';
 import type { Logger } from './log.ts';
-import { OrgDirectory, createSecretBox, type SecretBox } from './orgs/index.ts';
+import {
+  OrgDirectory,
+  createOrgRepository,
+  createSecretBox,
+  type OrgRepository,
+  type SecretBox,
+} from './orgs/index.ts';
 import { AvroCodec } from './registry.ts';
 import { SessionLinks } from './session-links.ts';
 
@@ -13,6 +19,7 @@ export type ConnectionConfig = {
   readonly KAFKA_TOPIC_PREFIX: string;
   readonly SCHEMA_REGISTRY_URL: string;
   readonly SECRETS_KEY?: Buffer | undefined;
+  readonly SECRETS_KEY_PREVIOUS?: Buffer | undefined;
   readonly KAFKA_PARTITIONS?: number | undefined;
   readonly KAFKA_REPLICATION_FACTOR?: number | undefined;
 };
@@ -23,9 +30,12 @@ export type PipelineConnections = {
   readonly codec: AvroCodec;
   /** Idempotent, acks=all. */
   readonly producer: Producer;
+  /** Seals with SECRETS_KEY; opens with it, then with SECRETS_KEY_PREVIOUS. */
   readonly secrets: SecretBox;
   readonly secretsKey: Buffer;
   readonly orgs: OrgDirectory;
+  /** Every edit of an organisation goes through it. */
+  readonly orgRepository: OrgRepository;
   /** Only when asked for (processor and outbound). */
   readonly links: SessionLinks | undefined;
   readonly close: () => Promise<void>;
@@ -62,7 +72,11 @@ export const connectToPipeline = async (
   const producer = createDurableProducer(kafka);
   await producer.connect();
 
-  const secrets = createSecretBox(secretsKey.key);
+  if (secretsKey.previous)
+    logger.info(
+      'SECRETS_KEY_PREVIOUS is set: records it sealed are opened; run npm run orgs:reseal, then unset it',
+    );
+  const secrets = createSecretBox(secretsKey.key, { previous: secretsKey.previous });
   const orgs = new OrgDirectory({
     kafka,
     topic: topics.orgs.name,
@@ -79,6 +93,7 @@ export const connectToPipeline = async (
       })
     : undefined;
   await Promise.all([orgs.start(), links?.start()]);
+  const orgRepository = createOrgRepository({ directory: orgs, producer, secrets, now: Date.now });
 
   return {
     kafka,
@@ -88,6 +103,7 @@ export const connectToPipeline = async (
     secrets,
     secretsKey: secretsKey.key,
     orgs,
+    orgRepository,
     links,
     close: async () => {
       await producer.disconnect();

@@ -46,4 +46,27 @@ describe('configuration', () => {
       'b:9093',
     ]);
   });
+
+  it('given SECRETS_KEY_PREVIOUS, when loaded, then it is validated like SECRETS_KEY and its value is not printed', () => {
+    const key = Buffer.alloc(32, 7).toString('base64');
+    const previous = Buffer.alloc(32, 9).toString('base64');
+    const config = loadIngestConfig({ SECRETS_KEY: key, SECRETS_KEY_PREVIOUS: previous });
+    assert.deepEqual(config.SECRETS_KEY_PREVIOUS, Buffer.alloc(32, 9));
+    assert.deepEqual(resolveSecretsKey(config).previous, Buffer.alloc(32, 9));
+    assert.throws(
+      () => loadProcessorConfig({ SECRETS_KEY: key, SECRETS_KEY_PREVIOUS: 'c2hvcnQ=' }),
+      (error: Error) =>
+        /invalid configuration: SECRETS_KEY_PREVIOUS = "<8 characters>": must be 32 bytes/.test(
+          error.message,
+        ) && !error.message.includes('c2hvcnQ='),
+    );
+  });
+
+  it('given SECRETS_KEY_PREVIOUS without SECRETS_KEY, when the key is resolved, then start-up is refused naming both', () => {
+    assert.throws(
+      () => resolveSecretsKey({ NODE_ENV: 'development', SECRETS_KEY_PREVIOUS: Buffer.alloc(32, 9) }),
+      /SECRETS_KEY_PREVIOUS is set but SECRETS_KEY is missing/,
+    );
+    assert.equal(resolveSecretsKey({ NODE_ENV: 'development' }).previous, undefined);
+  });
 });

@@ -4,8 +4,8 @@ import { Signature } from '@hubspot/api-client';
 import { pino } from 'pino';
 import { OrgId, PortalId } from '../../lib/ids.ts';
 import { createMetricsRegistry } from '../../lib/metrics.ts';
-import { createSecretBox, type Org, type OrgDirectory } from '../../lib/orgs/index.ts';
-import { createIngestApp, type RawEventSink } from '../../services/ingest/src/app.ts';
+import type { Org, OrgDirectory } from '../../lib/orgs/index.ts';
+import { createIngestApp, type IngestDeps, type RawEventSink } from '../../services/ingest/src/app.ts';
 import { loadIngestConfig } from '../../services/ingest/src/config.ts';
 import { createIngestMetrics } from '../../services/ingest/src/metrics.ts';
 
@@ -52,9 +52,9 @@ describe('ingest HTTP answers', () => {
     const app = createIngestApp({
       config: loadIngestConfig({ HUBSPOT_CLIENT_SECRET: SECRET }),
       orgs,
-      secrets: createSecretBox(Buffer.alloc(32, 1)),
       sink: (route, events) => sink(route, events),
-      writeOrg: async () => undefined,
+      // The admin API is disabled here (no ADMIN_TOKEN): no edit reaches the repository.
+      orgRepository: {} as IngestDeps['orgRepository'],
       isReady: () => ready,
       metrics: createIngestMetrics(registry),
       registry,

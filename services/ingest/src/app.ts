@@ -7,7 +7,7 @@ import Koa from 'koa';
 import Router from '@koa/router';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../../../lib/log.ts';
-import type { Org, OrgDirectory, SecretBox, StoredOrg } from '../../../lib/orgs/index.ts';
+import type { Org, OrgDirectory, OrgRepository } from '../../../lib/orgs/index.ts';
 import type { IngestConfig } from './config.ts';
 import { HttpError } from './http.ts';
 import type { IngestMetrics } from './metrics.ts';
@@ -30,9 +30,9 @@ export type RawEventSink = (
 export type IngestDeps = {
   readonly config: IngestConfig;
   readonly orgs: OrgDirectory;
-  readonly secrets: SecretBox;
   readonly sink: RawEventSink;
-  readonly writeOrg: (record: StoredOrg) => Promise<void>;
+  /** Every organisation edit (admin API, OAuth callback) goes through it. */
+  readonly orgRepository: Pick<OrgRepository, 'put' | 'delete' | 'storeOAuthTokens'>;
   readonly isReady: () => boolean;
   readonly metrics: IngestMetrics;
   readonly registry: Registry;

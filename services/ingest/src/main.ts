@@ -13,7 +13,7 @@ import {
 } from '../../../lib/kafka/index.ts';
 import { createLogger, type Logger } from '../../../lib/log.ts';
 import { closeServer, createMetricsRegistry } from '../../../lib/metrics.ts';
-import type { OrgDirectory } from '../../../lib/orgs/index.ts';
+import { registerOrgDirectoryMetrics } from '../../../lib/orgs/index.ts';
 import { connectToPipeline } from '../../../lib/pipeline-connections.ts';
 import { createRedis } from '../../../lib/redis.ts';
 import { isEntryPoint, runAsProcess } from '../../../lib/service.ts';
@@ -35,9 +35,10 @@ export const startIngest = async (
     logger,
     withSessionLinks: false,
   });
-  const { kafka, topics, codec, producer, orgs, secrets, secretsKey } = connections;
+  const { kafka, topics, codec, orgs, orgRepository, secretsKey } = connections;
   const registry = createMetricsRegistry('ingest');
   const metrics = createIngestMetrics(registry);
+  registerOrgDirectoryMetrics(registry, orgs);
 
   // What the raw topic can store, so a record it would refuse is answered 413 before it is sent.
   const admin = kafka.admin();
@@ -94,7 +95,6 @@ export const startIngest = async (
           tokens: createSignedTokens(secretsKey, 'hubspot-oauth', Date.now),
         }
       : undefined;
-  const writeOrg = (record: Parameters<OrgDirectory['write']>[1]) => orgs.write(producer, record);
 
   // OAuth tokens live 30 minutes: refresh them ahead of time (one replica per org, via a Redis lock).
   const redis = createRedis(config.REDIS_URL);
@@ -103,8 +103,7 @@ export const startIngest = async (
         refreshExpiringTokens({
           orgs,
           oauth: oauth.client,
-          secrets,
-          writeOrg,
+          orgRepository,
           redis,
           lockPrefix: config.REDIS_KEY_PREFIX,
           marginMs: config.OAUTH_REFRESH_MARGIN_MS,
@@ -118,9 +117,8 @@ export const startIngest = async (
   const app = createIngestApp({
     config,
     orgs,
-    secrets,
+    orgRepository,
     sink,
-    writeOrg,
     // Not ready while writes fail, not only when disconnected: a load balancer then sends elsewhere.
     isReady: () => publisher.isWriting(),
     metrics,

@@ -1,5 +1,5 @@
 import type { Logger } from '../../../lib/log.ts';
-import type { OrgDirectory, SecretBox, StoredOrg } from '../../../lib/orgs/index.ts';
+import type { OrgDirectory, OrgRepository } from '../../../lib/orgs/index.ts';
 import type { Redis } from '../../../lib/redis.ts';
 import { ErrorCode, PipelineError } from '../../../lib/errors.ts';
 import type { HubSpotOAuth } from './oauth.ts';
@@ -10,10 +10,9 @@ import type { HubSpotOAuth } from './oauth.ts';
  * refresh token marks the organisation "reconnect required" instead of trying forever.
  */
 export const refreshExpiringTokens = async (deps: {
-  orgs: OrgDirectory;
+  orgs: Pick<OrgDirectory, 'all'>;
   oauth: HubSpotOAuth;
-  secrets: SecretBox;
-  writeOrg: (record: StoredOrg) => Promise<void>;
+  orgRepository: Pick<OrgRepository, 'refreshTokens' | 'markReconnectRequired'>;
   redis: Redis;
   lockPrefix: string;
   marginMs: number;
@@ -33,20 +32,10 @@ export const refreshExpiringTokens = async (deps: {
       continue;
     const lock = `${deps.lockPrefix}oauth-refresh:${org.orgId}`;
     if ((await deps.redis.set(lock, '1', 'PX', 30000, 'NX')) !== 'OK') continue;
-    const stored = deps.orgs.stored(org.orgId);
-    if (!stored) continue;
     try {
       const tokens = await deps.oauth.refresh(refreshToken);
-      await deps.writeOrg({
-        ...stored,
-        updatedAt: deps.now(),
-        hubspot: {
-          ...stored.hubspot,
-          accessToken: deps.secrets.seal(tokens.accessToken),
-          refreshToken: deps.secrets.seal(tokens.refreshToken),
-          tokenExpiresAt: tokens.expiresAt,
-        },
-      });
+      // Deleted meanwhile: nothing to store.
+      if ((await deps.orgRepository.refreshTokens(org.orgId, tokens)) === 'unknown') continue;
       deps.onRefreshed('refreshed');
       deps.logger.info(
         { orgId: org.orgId, expiresAt: new Date(tokens.expiresAt).toISOString() },
@@ -54,11 +43,7 @@ export const refreshExpiringTokens = async (deps: {
       );
     } catch (error) {
       if (error instanceof PipelineError && error.code === ErrorCode.upstreamUnauthorized) {
-        await deps.writeOrg({
-          ...stored,
-          updatedAt: deps.now(),
-          hubspot: { ...stored.hubspot, reconnectRequired: true },
-        });
+        await deps.orgRepository.markReconnectRequired(org.orgId);
         deps.onRefreshed('reconnect_required');
         deps.logger.warn(
           { orgId: org.orgId, err: error },

@@ -15,6 +15,7 @@ import { createPortalClients } from '../../../lib/hubspot/index.ts';
 import { KeyedConsumer, ORDERING_KEY_HEADER } from '../../../lib/kafka/index.ts';
 import { createLogger, type Logger } from '../../../lib/log.ts';
 import { closeServer, createMetricsRegistry, serveMetrics } from '../../../lib/metrics.ts';
+import { registerOrgDirectoryMetrics } from '../../../lib/orgs/index.ts';
 import { connectToPipeline } from '../../../lib/pipeline-connections.ts';
 import { createRedisRateLimiter } from '../../../lib/rate-limiter.ts';
 import { createRedis } from '../../../lib/redis.ts';
@@ -35,12 +36,16 @@ export const startProcessor = async (
   const metrics = createProcessorMetrics(registry);
 
   // Adapters: Kafka (topics, Avro, producer), organisations and session links, Redis, HubSpot.
-  const { kafka, topics, codec, producer, orgs, links, close } = await connectToPipeline(config, {
-    clientId: 'processor',
-    logger,
-    withSessionLinks: true,
-  });
+  const { kafka, topics, codec, producer, orgs, orgRepository, links, close } = await connectToPipeline(
+    config,
+    {
+      clientId: 'processor',
+      logger,
+      withSessionLinks: true,
+    },
+  );
   if (!links) throw new Error('session links were not started');
+  registerOrgDirectoryMetrics(registry, orgs);
   const redis = createRedis(config.REDIS_URL);
   const events = await createDomainEventPublisher({
     kafka,
@@ -88,16 +93,7 @@ export const startProcessor = async (
         },
         Date.now(),
       ),
-    markReconnectRequired: async (org) => {
-      const stored = orgs.stored(org.orgId);
-      if (stored && !stored.hubspot.reconnectRequired) {
-        await orgs.write(producer, {
-          ...stored,
-          hubspot: { ...stored.hubspot, reconnectRequired: true },
-          updatedAt: Date.now(),
-        });
-      }
-    },
+    markReconnectRequired: async (org) => void (await orgRepository.markReconnectRequired(org.orgId)),
     metrics,
     logger,
     settings: {

@@ -1,7 +1,8 @@
-import { randomBytes, timingSafeEqual, createHash } from 'node:crypto';
+import { timingSafeEqual, createHash } from 'node:crypto';
 import type { Context } from 'koa';
 import type Router from '@koa/router';
-import { OrgInput, hashWebhookToken, publicView, type StoredOrg } from '../../../../lib/orgs/index.ts';
+import { ErrorCode, PipelineError } from '../../../../lib/errors.ts';
+import { OrgInput, publicView } from '../../../../lib/orgs/index.ts';
 import type { IngestDeps } from '../app.ts';
 import { HttpError, publicBaseUrl, readBody } from '../http.ts';
 
@@ -23,7 +24,7 @@ export const createAdminAuth = (token: string | undefined): ((ctx: Context) => v
 
 /** PUT, GET and DELETE /admin/orgs/{orgId}. */
 export const adminRoutes = (router: Router, deps: IngestDeps, authorise: (ctx: Context) => void): void => {
-  const { config, orgs, logger } = deps;
+  const { config, orgs, orgRepository, logger } = deps;
   const baseUrl = (ctx: Context): string => publicBaseUrl(ctx, config.PUBLIC_BASE_URL);
 
   const orgIdOf = (ctx: Context & { params: Record<string, string> }): string => {
@@ -45,6 +46,17 @@ export const adminRoutes = (router: Router, deps: IngestDeps, authorise: (ctx: C
     };
   };
 
+  /** Only a failed Kafka write is a 503: once Kafka has the record, the change is made. */
+  const stored = async <T>(edit: () => Promise<T>, orgId: string, detail: string): Promise<T> => {
+    try {
+      return await edit();
+    } catch (error) {
+      if (!(error instanceof PipelineError && error.code === ErrorCode.kafkaUnavailable)) throw error;
+      logger.error({ err: error, orgId }, 'organisation edit not written');
+      throw new HttpError(503, 'kafka_unavailable', detail);
+    }
+  };
+
   router.put('/admin/orgs/:orgId', async (ctx) => {
     authorise(ctx);
     const orgId = orgIdOf(ctx);
@@ -64,77 +76,59 @@ export const adminRoutes = (router: Router, deps: IngestDeps, authorise: (ctx: C
         `${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}`,
       );
     }
-    const owner = orgs.byPortal(input.data.hubspot.portalId);
-    if (owner && owner.orgId !== orgId) {
-      throw new HttpError(
-        409,
-        'portal_taken',
-        `portal ${input.data.hubspot.portalId} already belongs to organisation ${owner.orgId}`,
-      );
-    }
-    const previous = orgs.stored(orgId);
-    const seal = deps.secrets.seal;
-    const token =
-      previous && !previous.deleted
-        ? deps.secrets.open(previous.webhookToken)
-        : randomBytes(24).toString('base64url');
-    const { hubspot } = input.data;
-    const record: StoredOrg = {
+    const result = await stored(
+      () => orgRepository.put(orgId, input.data),
       orgId,
-      deleted: false,
-      updatedAt: deps.now(),
-      hubspot: {
-        portalId: hubspot.portalId,
-        aiActorId: hubspot.aiActorId,
-        defaultOwnerActorId: hubspot.defaultOwnerActorId,
-        // A PUT without tokens keeps those an OAuth install stored.
-        accessToken: hubspot.accessToken ? seal(hubspot.accessToken) : previous?.hubspot.accessToken,
-        refreshToken: hubspot.accessToken ? undefined : previous?.hubspot.refreshToken,
-        tokenExpiresAt: hubspot.accessToken ? undefined : previous?.hubspot.tokenExpiresAt,
-        privateAppClientSecret: hubspot.privateAppClientSecret
-          ? seal(hubspot.privateAppClientSecret)
-          : previous?.hubspot.privateAppClientSecret,
-        reconnectRequired: false,
-      },
-      opencx: { apiKey: seal(input.data.opencx.apiKey) },
-      settings: input.data.settings,
-      webhookToken: seal(token),
-      webhookTokenHash: hashWebhookToken(token),
-    };
-    try {
-      await deps.writeOrg(record);
-    } catch (error) {
-      logger.error({ err: error, orgId }, 'organisation not written');
-      throw new HttpError(503, 'kafka_unavailable', 'the organisation could not be stored; try again');
-    }
-    logger.info(
-      { orgId, portalId: hubspot.portalId },
-      previous ? 'organisation replaced' : 'organisation created',
+      'the organisation could not be stored; try again',
     );
-    const org = orgs.byId(orgId);
-    if (!org) throw new Error(`organisation ${orgId} not visible after write`);
-    ctx.status = previous && !previous.deleted ? 200 : 201;
-    ctx.body = withInstallUrl(publicView(org, baseUrl(ctx)), ctx);
+    switch (result.kind) {
+      case 'portal_taken':
+        throw new HttpError(
+          409,
+          'portal_taken',
+          `portal ${input.data.hubspot.portalId} already belongs to organisation ${result.owner}`,
+        );
+      case 'secrets_unreadable':
+        throw new HttpError(
+          422,
+          'secrets_unreadable',
+          `the stored ${result.fields.join(', ')} cannot be opened with SECRETS_KEY nor SECRETS_KEY_PREVIOUS: send ${result.fields.length === 1 ? 'it' : 'them'} again in this PUT, or set SECRETS_KEY_PREVIOUS to the key that sealed ${result.fields.length === 1 ? 'it' : 'them'}`,
+        );
+      case 'created':
+      case 'replaced': {
+        logger.info(
+          { orgId, portalId: input.data.hubspot.portalId, oauthTokensDropped: result.oauthTokensDropped },
+          `organisation ${result.kind}`,
+        );
+        ctx.status = result.kind === 'created' ? 201 : 200;
+        ctx.body = withInstallUrl(publicView(result.org, baseUrl(ctx)), ctx);
+        return;
+      }
+      default: {
+        const unreachable: never = result;
+        return unreachable;
+      }
+    }
   });
 
   router.get('/admin/orgs/:orgId', (ctx) => {
     authorise(ctx);
-    const org = orgs.byId(orgIdOf(ctx));
-    if (!org) throw new HttpError(404, 'unknown_org', `no organisation ${ctx.params.orgId ?? ''}`);
-    ctx.body = withInstallUrl(publicView(org, baseUrl(ctx)), ctx);
+    const orgId = orgIdOf(ctx);
+    const found = orgs.lookupById(orgId);
+    if (found.kind === 'unreadable') throw new HttpError(409, 'org_unreadable', found.detail);
+    if (found.kind !== 'org') throw new HttpError(404, 'unknown_org', `no organisation ${orgId}`);
+    ctx.body = withInstallUrl(publicView(found.org, baseUrl(ctx)), ctx);
   });
 
   router.delete('/admin/orgs/:orgId', async (ctx) => {
     authorise(ctx);
     const orgId = orgIdOf(ctx);
-    const previous = orgs.stored(orgId);
-    if (!previous || previous.deleted) throw new HttpError(404, 'unknown_org', `no organisation ${orgId}`);
-    try {
-      await deps.writeOrg({ ...previous, deleted: true, updatedAt: deps.now() });
-    } catch (error) {
-      logger.error({ err: error, orgId }, 'organisation not deleted');
-      throw new HttpError(503, 'kafka_unavailable', 'the deletion could not be stored; try again');
-    }
+    const outcome = await stored(
+      () => orgRepository.delete(orgId),
+      orgId,
+      'the deletion could not be stored; try again',
+    );
+    if (outcome === 'unknown') throw new HttpError(404, 'unknown_org', `no organisation ${orgId}`);
     logger.info({ orgId }, 'organisation deleted');
     ctx.status = 204;
   });

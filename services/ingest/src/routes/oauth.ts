@@ -85,20 +85,9 @@ export const oauthRoutes = (router: Router, deps: IngestDeps, authorise: (ctx: C
         'portal_taken',
         `portal ${portalId} already belongs to organisation ${owner.orgId}`,
       );
-    const seal = deps.secrets.seal;
+    let outcome;
     try {
-      await deps.writeOrg({
-        ...stored,
-        updatedAt: deps.now(),
-        hubspot: {
-          ...stored.hubspot,
-          portalId,
-          accessToken: seal(tokens.accessToken),
-          refreshToken: seal(tokens.refreshToken),
-          tokenExpiresAt: tokens.expiresAt,
-          reconnectRequired: false,
-        },
-      });
+      outcome = await deps.orgRepository.storeOAuthTokens(state.orgId, portalId, tokens);
     } catch (error) {
       logger.error({ err: error, orgId: state.orgId }, 'OAuth tokens not stored');
       throw new HttpError(
@@ -107,6 +96,13 @@ export const oauthRoutes = (router: Router, deps: IngestDeps, authorise: (ctx: C
         'the tokens could not be stored; start again from the install link',
       );
     }
+    if (outcome.kind === 'unknown') throw new HttpError(404, 'unknown_org', `no organisation ${state.orgId}`);
+    if (outcome.kind === 'portal_taken')
+      throw new HttpError(
+        409,
+        'portal_taken',
+        `portal ${portalId} already belongs to organisation ${outcome.owner}`,
+      );
     logger.info({ orgId: state.orgId, portalId }, 'HubSpot portal connected through OAuth');
     ctx.body = { connected: true, orgId: state.orgId, portalId };
   });
