@@ -72,7 +72,7 @@ export const startOutbound = async (
   });
   const { kafka, topics, codec, producer, orgs, links } = connections;
   if (!links) throw new Error('session links were not started');
-  const redis = createRedis(config.REDIS_URL);
+  const redis = createRedis(config.REDIS_URL, logger);
   const events = createDomainEventPublisher(producer, codec);
   const openCxLimiter = createRedisRateLimiter(redis, {
     prefix: config.REDIS_KEY_PREFIX,

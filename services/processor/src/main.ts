@@ -16,6 +16,7 @@ import { KeyedConsumer, ORDERING_KEY_HEADER } from '../../../lib/kafka/index.ts'
 import { createLogger, type Logger } from '../../../lib/log.ts';
 import { closeServer, createMetricsRegistry, serveMetrics } from '../../../lib/metrics.ts';
 import { connectToPipeline } from '../../../lib/pipeline-connections.ts';
+import { createRedisPropertyClock } from '../../../lib/property-clock.ts';
 import { createRedisRateLimiter } from '../../../lib/rate-limiter.ts';
 import { createRedis } from '../../../lib/redis.ts';
 import { sleep } from '../../../lib/retry.ts';
@@ -41,7 +42,7 @@ export const startProcessor = async (
     withSessionLinks: true,
   });
   if (!links) throw new Error('session links were not started');
-  const redis = createRedis(config.REDIS_URL);
+  const redis = createRedis(config.REDIS_URL, logger);
   const events = createDomainEventPublisher(producer, codec);
   const hubspotFor = createPortalClients({
     baseUrl: config.HUBSPOT_API_BASE_URL,
@@ -63,6 +64,10 @@ export const startProcessor = async (
       owner: instance,
       leaseMs: config.DEDUP_CLAIM_LEASE_MS,
       doneTtlMs: config.DEDUP_TTL_MS,
+    }),
+    propertyClock: createRedisPropertyClock(redis, {
+      prefix: config.REDIS_KEY_PREFIX,
+      ttlMs: config.DEDUP_TTL_MS,
     }),
     hubspotFor,
     publish: (domainEvents) => events.publish(topics.domainEvents.name, domainEvents),
