@@ -10,6 +10,7 @@ import { hostname } from 'node:os';
 import type { KafkaMessage } from 'kafkajs';
 import { writeDeadLetter } from '../../../lib/dead-letters.ts';
 import { createRedisDedupStore } from '../../../lib/dedup-store.ts';
+import { createGroupMembership, readinessProbe, watchDependencies } from '../../../lib/dependency-health.ts';
 import { createDomainEventPublisher } from '../../../lib/domain-event-publisher.ts';
 import { createPortalClients } from '../../../lib/hubspot/index.ts';
 import { KeyedConsumer, ORDERING_KEY_HEADER } from '../../../lib/kafka/index.ts';
@@ -114,23 +115,37 @@ export const startProcessor = async (
   });
 
   // The data path: one queue per conversation, offsets committed behind the slowest one.
-  const consumer = new KeyedConsumer({
-    consumer: kafka.consumer({
-      groupId: `${config.KAFKA_TOPIC_PREFIX}processor`,
-      allowAutoTopicCreation: false,
-      sessionTimeout: config.KAFKA_SESSION_TIMEOUT_MS,
-      heartbeatInterval: 1000,
-    }),
-    topics: [topics.rawEvents.name],
-    orderingKey: (message: KafkaMessage) =>
-      message.headers?.[ORDERING_KEY_HEADER]?.toString() ?? message.key?.toString() ?? '',
-    handle: handleRawEvent,
+  // Built anew on each (re)join: a replica that cannot reach Redis or Kafka steps aside.
+  const dependencies = watchDependencies({
+    redis,
+    brokers: config.KAFKA_BROKERS,
+    clientId: 'processor',
+    graceMs: config.DEPENDENCY_GRACE_MS,
     logger,
-    onHandlerError: () => metrics.handlerFailures.inc(),
-    maxBufferedMessages: config.KAFKA_PARTITION_BUFFER,
   });
+  const joinRawEvents = () =>
+    new KeyedConsumer({
+      consumer: kafka.consumer({
+        groupId: `${config.KAFKA_TOPIC_PREFIX}processor`,
+        allowAutoTopicCreation: false,
+        sessionTimeout: config.KAFKA_SESSION_TIMEOUT_MS,
+        heartbeatInterval: 1000,
+      }),
+      topics: [topics.rawEvents.name],
+      orderingKey: (message: KafkaMessage) =>
+        message.headers?.[ORDERING_KEY_HEADER]?.toString() ?? message.key?.toString() ?? '',
+      handle: handleRawEvent,
+      logger,
+      onHandlerError: () => metrics.handlerFailures.inc(),
+      maxBufferedMessages: config.KAFKA_PARTITION_BUFFER,
+    });
+  const consumer = createGroupMembership({ join: joinRawEvents, health: dependencies.health, logger });
   await consumer.start();
-  const metricsServer = await serveMetrics(registry, config.METRICS_PORT);
+  const metricsServer = await serveMetrics(
+    registry,
+    config.METRICS_PORT,
+    readinessProbe(dependencies.health, consumer),
+  );
   const address = metricsServer.address();
   logger.info({ instance, topic: topics.rawEvents.name }, 'processor consuming');
 
@@ -138,6 +153,7 @@ export const startProcessor = async (
     metricsPort: typeof address === 'object' && address ? address.port : config.METRICS_PORT,
     stop: async () => {
       await consumer.stop();
+      await dependencies.stop();
       await events.drain();
       await close();
       redis.disconnect();
