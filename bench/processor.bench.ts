@@ -272,7 +272,7 @@ const runBaseline = async (input: Input): Promise<RunResult> => {
     logger: createLogger('bench-baseline', 'silent'),
   });
   const codec = new AvroCodec({ url: infra.schemaRegistryUrl, subjectPrefix: prefixes.topicPrefix });
-  const redis = createRedis(infra.redisUrl);
+  const redis = createRedis(infra.redisUrl, createLogger('bench', 'silent'));
   const producer = createDurableProducer(kafka);
   const consumer = kafka.consumer({
     groupId: `${prefixes.topicPrefix}baseline`,

@@ -39,6 +39,8 @@ export const commonEnv = {
   KAFKA_SESSION_TIMEOUT_MS: z.coerce.number().int().min(6000).default(10000),
   /** Not in the contract's table: messages one partition may hold in memory before it is paused. */
   KAFKA_PARTITION_BUFFER: z.coerce.number().int().min(1).default(5000),
+  /** Not in the contract's table: how long Redis or Kafka may be unreachable before a replica steps aside. */
+  DEPENDENCY_GRACE_MS: z.coerce.number().int().min(1000).default(15000),
 };
 
 /** Not in the contract's table: partitions and replication of the topics a service creates. */

@@ -1,11 +1,26 @@
 import { Client } from '@hubspot/api-client';
 import { z } from 'zod';
 import { ErrorCode, PipelineError } from '../errors.ts';
-import { HubSpotMessage, HubSpotNote, HubSpotThread, type OutgoingMessage } from './messages.ts';
+import {
+  HubSpotMessage,
+  HubSpotMessageContent,
+  HubSpotNote,
+  HubSpotThread,
+  type OutgoingMessage,
+} from './messages.ts';
+
+/**
+ * Every Conversations path starts here. HubSpot now also publishes date-versioned paths
+ * (e.g. /conversations/conversations/2026-09-beta/threads) and files v3 under "legacy":
+ * moving to one is this one edit.
+ */
+export const CONVERSATIONS_THREADS_PATH = '/conversations/v3/conversations/threads';
 
 /** What the pipeline asks of HubSpot for one portal. */
 export type HubSpotApi = {
   readonly getMessage: (threadId: string, messageId: string) => Promise<HubSpotMessage>;
+  /** The full body of a truncated message (long emails): `…/messages/{id}/original-content`. */
+  readonly getOriginalContent: (threadId: string, messageId: string) => Promise<HubSpotMessageContent>;
   readonly getThread: (threadId: string) => Promise<HubSpotThread>;
   readonly getNote: (noteId: string) => Promise<HubSpotNote>;
   readonly postMessage: (threadId: string, message: OutgoingMessage) => Promise<{ id: string }>;
@@ -146,7 +161,7 @@ export const createHubSpotApi = (options: HubSpotApiOptions): HubSpotApi => {
     return parsed.data;
   };
 
-  const threads = '/conversations/v3/conversations/threads';
+  const threads = CONVERSATIONS_THREADS_PATH;
   const enc = encodeURIComponent;
   return {
     getMessage: (threadId, messageId) =>
@@ -155,6 +170,13 @@ export const createHubSpotApi = (options: HubSpotApiOptions): HubSpotApi => {
         HubSpotMessage,
         'GET',
         `${threads}/${enc(threadId)}/messages/${enc(messageId)}`,
+      ),
+    getOriginalContent: (threadId, messageId) =>
+      call(
+        `GET original content of message ${messageId}`,
+        HubSpotMessageContent,
+        'GET',
+        `${threads}/${enc(threadId)}/messages/${enc(messageId)}/original-content`,
       ),
     getThread: (threadId) =>
       call(`GET thread ${threadId}`, HubSpotThread, 'GET', `${threads}/${enc(threadId)}?association=TICKET`),

@@ -30,6 +30,32 @@ export const HubSpotMessage = z.looseObject({
 });
 export type HubSpotMessage = z.infer<typeof HubSpotMessage>;
 
+/** GET …/messages/{messageId}/original-content: the untruncated body. */
+export const HubSpotMessageContent = z.looseObject({
+  text: z.string().nullish(),
+  richText: z.string().nullish(),
+});
+export type HubSpotMessageContent = z.infer<typeof HubSpotMessageContent>;
+
+/**
+ * HubSpot cuts long messages (emails) in the message it returns and says so in
+ * `truncationStatus` (TRUNCATED, TRUNCATED_TO_MOST_RECENT_REPLY, ...). A message without the
+ * field (comments, older messages) is taken as whole.
+ */
+export const isTruncated = (message: HubSpotMessage): boolean =>
+  typeof message.truncationStatus === 'string' && message.truncationStatus !== 'NOT_TRUNCATED';
+
+/** The message with its full body; a part the original content lacks keeps the truncated one. */
+export const withOriginalContent = (
+  message: HubSpotMessage,
+  content: HubSpotMessageContent,
+): HubSpotMessage => ({
+  ...message,
+  text: content.text ?? message.text,
+  richText: content.richText ?? message.richText,
+  truncationStatus: 'NOT_TRUNCATED',
+});
+
 export const HubSpotThread = z.looseObject({
   id: z.union([z.string(), z.number()]).transform(String),
   status: z.string().nullish(),

@@ -2,7 +2,13 @@
 // messages and threads, CRM notes), so tests read as "given this HubSpot event" and stay close to
 // what production receives. Ids are unique per call unless given; every field can be overridden.
 import { randomBytes } from 'node:crypto';
-import type { HubSpotMessage, HubSpotNote, HubSpotParticipant, HubSpotThread } from './hubspot.ts';
+import type {
+  HubSpotMessage,
+  HubSpotMessageContent,
+  HubSpotNote,
+  HubSpotParticipant,
+  HubSpotThread,
+} from './hubspot.ts';
 
 export const FIXTURE_PORTAL_ID = 23428445;
 export const FIXTURE_APP_ID = 2438486;
@@ -277,6 +283,26 @@ function chatMessage(
     recipients,
     truncationStatus: 'NOT_TRUNCATED',
   };
+}
+
+/**
+ * A long customer email as HubSpot serves it: the message cut short with truncationStatus
+ * TRUNCATED, and its whole body as GET …/original-content answers it. Register both with the
+ * fake (addMessage, setOriginalContent).
+ */
+export function truncatedEmail(
+  fullText: string,
+  spec: Omit<MessageSpec, 'kind' | 'text'> = {},
+): { readonly message: HubSpotMessage; readonly originalContent: HubSpotMessageContent } {
+  const shortened = `${fullText.slice(0, Math.min(200, Math.floor(fullText.length / 2)))}…`;
+  const truncated = message({
+    ...spec,
+    kind: 'customer-email',
+    text: shortened,
+    richText: `<div>${shortened}</div>`,
+    truncationStatus: 'TRUNCATED',
+  });
+  return { message: truncated, originalContent: { text: fullText, richText: `<div>${fullText}</div>` } };
 }
 
 /** GET …/threads/{threadId}: an open live-chat thread, optionally with its ticket. */

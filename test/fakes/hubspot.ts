@@ -57,6 +57,12 @@ export interface HubSpotMessage {
   readonly archived?: boolean;
 }
 
+/** GET …/messages/{messageId}/original-content: the whole body of a message HubSpot truncated. */
+export interface HubSpotMessageContent {
+  readonly text: string;
+  readonly richText: string;
+}
+
 export interface HubSpotThread {
   readonly id: string;
   readonly status: 'OPEN' | 'CLOSED';
@@ -149,6 +155,12 @@ export interface FakeHubSpot {
   readonly requests: readonly HubSpotRecordedRequest[];
   readonly posted: readonly HubSpotPostedMessage[];
   addMessage(message: HubSpotMessage, scope?: Scope): void;
+  /**
+   * The original content served for a message (add the message itself too, usually with a
+   * shortened text and truncationStatus TRUNCATED). Without it, original-content serves the
+   * message's own text, as HubSpot does for a message that was not truncated.
+   */
+  setOriginalContent(threadId: string, messageId: string, content: HubSpotMessageContent): void;
   setThread(thread: HubSpotThread, scope?: Scope): void;
   addNote(note: HubSpotNote, scope?: Scope): void;
   addOAuthPortal(portal: OAuthPortal): void;
@@ -191,6 +203,7 @@ export async function startFakeHubSpot(options: FakeHubSpotOptions = {}): Promis
     options.defaultRateLimit === undefined ? HUBSPOT_OAUTH_RATE_LIMIT : options.defaultRateLimit;
   const tokens = new Map<string, number>();
   const messages = new Map<string, Scoped<HubSpotMessage>>();
+  const originalContents = new Map<string, HubSpotMessageContent>();
   const threads = new Map<string, Scoped<HubSpotThread>>();
   const notes = new Map<string, Scoped<HubSpotNote>>();
   const oauthCodes = new Map<string, OAuthPortal>();
@@ -212,6 +225,11 @@ export async function startFakeHubSpot(options: FakeHubSpotOptions = {}): Promis
 
   const authenticatedRoutes: ReadonlyArray<readonly [string, RegExp, Route]> = [
     ['GET', /^\/conversations\/v3\/conversations\/threads\/([^/]+)\/messages\/([^/]+)$/, getMessage],
+    [
+      'GET',
+      /^\/conversations\/v3\/conversations\/threads\/([^/]+)\/messages\/([^/]+)\/original-content$/,
+      getOriginalContent,
+    ],
     ['POST', /^\/conversations\/v3\/conversations\/threads\/([^/]+)\/messages$/, postMessage],
     ['GET', /^\/conversations\/v3\/conversations\/threads\/([^/]+)\/messages$/, listMessages],
     ['GET', /^\/conversations\/v3\/conversations\/threads\/([^/]+)$/, getThread],
@@ -306,6 +324,25 @@ export async function startFakeHubSpot(options: FakeHubSpotOptions = {}): Promis
       return hubSpotError(404, 'OBJECT_NOT_FOUND', `Message ${messageId} not found on thread ${threadId}`);
     }
     return { status: 200, body: message };
+  }
+
+  function getOriginalContent(
+    _request: IncomingRequest,
+    _body: unknown,
+    caller: Caller,
+    params: readonly string[],
+  ): FakeAnswer {
+    const [threadId = '', messageId = ''] = params;
+    const key = messageKey(threadId, messageId);
+    const message = visible(messages.get(key), caller);
+    if (message === undefined) {
+      return hubSpotError(404, 'OBJECT_NOT_FOUND', `Message ${messageId} not found on thread ${threadId}`);
+    }
+    const content = originalContents.get(key) ?? {
+      text: message.text,
+      richText: message.richText ?? message.text,
+    };
+    return { status: 200, body: content };
   }
 
   /** GET …/threads/{threadId}/messages: the thread's history, oldest first, in pages of `limit` (HubSpot's forward paging). */
@@ -472,6 +509,9 @@ export async function startFakeHubSpot(options: FakeHubSpotOptions = {}): Promis
         portalId: scope.portalId,
       });
     },
+    setOriginalContent: (threadId, messageId, content) => {
+      originalContents.set(messageKey(threadId, messageId), content);
+    },
     setThread: (thread, scope = {}) => {
       threads.set(thread.id, { value: thread, portalId: scope.portalId });
     },
@@ -503,6 +543,7 @@ export async function startFakeHubSpot(options: FakeHubSpotOptions = {}): Promis
       restoreTokens();
       for (const store of [
         messages,
+        originalContents,
         threads,
         notes,
         oauthCodes,

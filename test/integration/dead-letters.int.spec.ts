@@ -127,7 +127,7 @@ describe('dead letters: an operator lists and replays them (real Kafka, registry
     codec = new AvroCodec({ url: pipeline.env.SCHEMA_REGISTRY_URL ?? '', subjectPrefix: prefix });
     producer = createDurableProducer(kafka);
     await producer.connect();
-    redis = createRedis(pipeline.env.REDIS_URL ?? '');
+    redis = createRedis(pipeline.env.REDIS_URL ?? '', createLogger('test', 'silent'));
   });
   after(async () => {
     await producer?.disconnect();

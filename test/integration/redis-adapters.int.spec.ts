@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { claimOrWait, createRedisDedupStore } from '../../lib/dedup-store.ts';
 import { createRedisRateLimiter } from '../../lib/rate-limiter.ts';
+import { createLogger } from '../../lib/log.ts';
 import { createRedis, type Redis } from '../../lib/redis.ts';
 
 describe('Redis adapters (real Redis)', () => {
@@ -9,7 +10,7 @@ describe('Redis adapters (real Redis)', () => {
   let prefix: string;
 
   beforeEach(() => {
-    redis = createRedis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
+    redis = createRedis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', createLogger('test', 'silent'));
     prefix = `test:${randomBytes(4).toString('hex')}:`;
   });
   afterEach(async () => {

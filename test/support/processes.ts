@@ -21,12 +21,14 @@ export const freePort = (): Promise<number> =>
 export const spawnService = async (
   service: 'processor' | 'outbound',
   env: Record<string, string>,
+  /** 'pipe' to read the process's stderr in the test (child.stderr); else it goes to the test's. */
+  options: { stderr?: 'inherit' | 'pipe' } = {},
 ): Promise<ChildProcess & { metricsPort: number }> => {
   const entry = fileURLToPath(new URL(`../../services/${service}/src/main.ts`, import.meta.url));
   const port = await freePort();
   const child = spawn(process.execPath, [entry], {
     env: { ...process.env, ...env, METRICS_PORT: String(port) },
-    stdio: ['ignore', 'ignore', 'inherit'],
+    stdio: ['ignore', 'ignore', options.stderr ?? 'inherit'],
   });
   await waitFor(
     `the ${service} process to serve /healthz`,

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { startFakeHubSpot } from '../fakes/hubspot.ts';
 import type { FakeHubSpot } from '../fakes/hubspot.ts';
-import { message, note, thread, webhookEvent } from '../fakes/hubspot-fixtures.ts';
+import { message, note, thread, truncatedEmail, webhookEvent } from '../fakes/hubspot-fixtures.ts';
 import { startFakeOpenCx } from '../fakes/opencx.ts';
 import type { FakeOpenCx } from '../fakes/opencx.ts';
 
@@ -387,6 +387,34 @@ describe('fake HubSpot', () => {
     assert.equal(result.status, 200);
     assert.deepEqual(result.body, stored);
     assert.equal(hubSpot.requests[0]?.portalId, PORTAL_ID);
+  });
+
+  it('given a truncated email with its original content, when the original content is fetched, then the whole text comes back', async () => {
+    const long = `Dear support, ${'the parcel never arrived. '.repeat(400)}Regards, Jane`;
+    const { message: truncated, originalContent } = truncatedEmail(long);
+    hubSpot.addMessage(truncated, { portalId: PORTAL_ID });
+    hubSpot.setOriginalContent(truncated.conversationsThreadId, truncated.id, originalContent);
+    const path = `/conversations/v3/conversations/threads/${truncated.conversationsThreadId}/messages/${truncated.id}`;
+
+    const shortened = await call(hubSpot.url, 'GET', path, { headers: auth });
+    const whole = await call(hubSpot.url, 'GET', `${path}/original-content`, { headers: auth });
+
+    assert.equal((shortened.body as { truncationStatus: string }).truncationStatus, 'TRUNCATED');
+    assert.ok((shortened.body as { text: string }).text.length < long.length);
+    assert.equal(whole.status, 200);
+    assert.deepEqual(whole.body, { text: long, richText: `<div>${long}</div>` });
+  });
+
+  it('given a message without registered original content, when its original content is fetched, then it is its own text; an unknown one is 404', async () => {
+    const stored = message({ kind: 'customer-chat', text: 'short' });
+    hubSpot.addMessage(stored);
+    const path = `/conversations/v3/conversations/threads/${stored.conversationsThreadId}/messages`;
+
+    const own = await call(hubSpot.url, 'GET', `${path}/${stored.id}/original-content`, { headers: auth });
+    const unknown = await call(hubSpot.url, 'GET', `${path}/nope/original-content`, { headers: auth });
+
+    assert.deepEqual(own.body, { text: stored.text, richText: stored.richText });
+    assert.equal(unknown.status, 404);
   });
 
   it('given no such message, when it is fetched, then it is 404 OBJECT_NOT_FOUND', async () => {

@@ -120,6 +120,7 @@ describe('HubSpot app configuration (hubspot-app/) against the code', () => {
         aiActorId: 'A-ai',
         assistMode: false,
         session: { handedOff: false },
+        lastAppliedAt: undefined,
       });
       assert.equal(decision.kind, 'emit', `conversation.propertyChange of ${propertyName} is ignored`);
     }

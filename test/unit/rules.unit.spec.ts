@@ -2,9 +2,11 @@ import assert from 'node:assert/strict';
 import { HubSpotMessage, HubSpotNote } from '../../lib/hubspot/index.ts';
 import {
   IgnoreReason,
+  checkDeliveryPortal,
   decideHandoff,
   decideNoteMirror,
   decideTicketFieldChange,
+  isStaleChange,
   parseWebhookEvent,
   routeNewMessage,
   type ConversationPropertyChangeEvent,
@@ -187,7 +189,13 @@ describe('rules: conversation.newMessage (contract event rules, in row order)', 
 });
 
 describe('rules: conversation.propertyChange (handoff)', () => {
-  const base = { orgId: ORG, aiActorId: AI_ACTOR, assistMode: false, session: { handedOff: false } };
+  const base = {
+    orgId: ORG,
+    aiActorId: AI_ACTOR,
+    assistMode: false,
+    session: { handedOff: false },
+    lastAppliedAt: undefined,
+  };
   const change = (overrides: object = {}) =>
     parsed<ConversationPropertyChangeEvent>(fixtures.propertyChangeEvent(overrides));
 
@@ -231,10 +239,24 @@ describe('rules: conversation.propertyChange (handoff)', () => {
       IgnoreReason.noSession,
     );
   });
+  it('given an assignment older than one already handled, when decided, then it is stale', () => {
+    assert.equal(
+      ignoredBecause(decideHandoff(change({ occurredAt: 1_000 }), { ...base, lastAppliedAt: 1_001 })),
+      IgnoreReason.stale,
+    );
+  });
+  it('given an assignment as old as or newer than the last handled, when decided, then it hands off', () => {
+    for (const lastAppliedAt of [1_000, 999]) {
+      assert.deepEqual(
+        emittedTypes(decideHandoff(change({ occurredAt: 1_000 }), { ...base, lastAppliedAt })),
+        ['handoff'],
+      );
+    }
+  });
 });
 
 describe('rules: ticket.propertyChange', () => {
-  const base = { orgId: ORG, ticketingEnabled: true, ticketLinked: true };
+  const base = { orgId: ORG, ticketingEnabled: true, ticketLinked: true, lastAppliedAt: undefined };
   const change = (overrides: object = {}) =>
     parsed<TicketPropertyChangeEvent>(fixtures.ticketPropertyChangeEvent(overrides));
 
@@ -272,6 +294,39 @@ describe('rules: ticket.propertyChange', () => {
       ignoredBecause(decideTicketFieldChange(change(), { ...base, ticketLinked: false })),
       IgnoreReason.noSession,
     );
+  });
+  it('given a change older than the last handled change of that property, when decided, then it is stale', () => {
+    assert.equal(
+      ignoredBecause(
+        decideTicketFieldChange(change({ occurredAt: 5_000 }), { ...base, lastAppliedAt: 6_000 }),
+      ),
+      IgnoreReason.stale,
+    );
+  });
+  it('given a change with the same occurredAt as the last handled one, when decided, then it is not stale', () => {
+    assert.deepEqual(
+      emittedTypes(decideTicketFieldChange(change({ occurredAt: 5_000 }), { ...base, lastAppliedAt: 5_000 })),
+      ['ticket-field-changed'],
+    );
+  });
+});
+
+describe('rules: property order and delivery portal', () => {
+  it('given no change handled yet, when a change is checked, then it is not stale', () => {
+    assert.equal(isStaleChange(1_000, undefined), false);
+  });
+  it('given a handled change, when an older, equal or newer one is checked, then only the older is stale', () => {
+    assert.deepEqual(
+      [999, 1_000, 1_001].map((occurredAt) => isStaleChange(occurredAt, 1_000)),
+      [true, false, false],
+    );
+  });
+  it("given a private-app delivery naming another portal than the org's, when checked, then it is portal_mismatch", () => {
+    assert.equal(checkDeliveryPortal({ route: 'PRIVATE_APP', portalId: 2 }, 1), IgnoreReason.portalMismatch);
+  });
+  it("given a private-app delivery naming the org's portal, or an OAuth delivery, when checked, then it passes", () => {
+    assert.equal(checkDeliveryPortal({ route: 'PRIVATE_APP', portalId: 1 }, 1), undefined);
+    assert.equal(checkDeliveryPortal({ route: 'OAUTH_APP', portalId: 2 }, 1), undefined);
   });
 });
 

@@ -97,7 +97,7 @@ export const startIngest = async (
       : undefined;
 
   // OAuth tokens live 30 minutes: refresh them ahead of time (one replica per org, via a Redis lock).
-  const redis = createRedis(config.REDIS_URL);
+  const redis = createRedis(config.REDIS_URL, logger);
   const refresher = oauth
     ? setInterval(() => {
         refreshExpiringTokens({

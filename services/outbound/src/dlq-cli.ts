@@ -163,9 +163,8 @@ const runReplay = async (
   config: DlqConfig,
   kafka: ReturnType<typeof createKafka>,
 ): Promise<number> => {
-  const redis = createRedis(config.REDIS_URL);
-  // ioredis reports connection trouble as 'error' events; the failing command carries it too.
-  redis.on('error', () => undefined);
+  // Connection trouble is reported by the failing command; the CLI's logger is silent.
+  const redis = createRedis(config.REDIS_URL, createLogger('dlq', 'silent'));
   const producer = createDurableProducer(kafka);
   try {
     await redis.ping();

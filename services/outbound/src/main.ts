@@ -14,6 +14,7 @@ import { randomUUID } from 'node:crypto';
 import type { KafkaMessage } from 'kafkajs';
 import { writeDeadLetter } from '../../../lib/dead-letters.ts';
 import { createRedisDedupStore } from '../../../lib/dedup-store.ts';
+import { createGroupMembership, readinessProbe, watchDependencies } from '../../../lib/dependency-health.ts';
 import { createDomainEventPublisher } from '../../../lib/domain-event-publisher.ts';
 import type { AiReply, PipelineEvent } from '../../../lib/domain-events.ts';
 import { ErrorCode, PipelineError, describeError } from '../../../lib/errors.ts';
@@ -72,7 +73,7 @@ export const startOutbound = async (
   });
   const { kafka, topics, codec, producer, orgs, links } = connections;
   if (!links) throw new Error('session links were not started');
-  const redis = createRedis(config.REDIS_URL);
+  const redis = createRedis(config.REDIS_URL, logger);
   const events = await createDomainEventPublisher({ kafka, codec, topics: [topics.aiReplies.name], logger });
   const openCxLimiter = createRedisRateLimiter(redis, {
     prefix: config.REDIS_KEY_PREFIX,
@@ -224,52 +225,75 @@ export const startOutbound = async (
     claim: { leaseMs: config.DEDUP_CLAIM_LEASE_MS, now: Date.now, sleep },
   };
 
-  // The data paths.
-  const domainConsumer = new KeyedConsumer({
-    consumer: kafka.consumer({
-      groupId: `${config.KAFKA_TOPIC_PREFIX}outbound`,
-      allowAutoTopicCreation: false,
-      sessionTimeout: config.KAFKA_SESSION_TIMEOUT_MS,
-      heartbeatInterval: 1000,
-    }),
-    topics: [topics.domainEvents.name],
-    orderingKey: (message) => message.key?.toString() ?? '',
-    handle: handleWith((event) =>
-      event.type === 'ai-reply'
-        ? Promise.reject(new Error('ai-reply on the domain topic'))
-        : applyDomainEvent(event, applyDeps),
-    ),
+  // The data paths, built anew on each (re)join: a replica that cannot reach Redis or Kafka steps aside.
+  const dependencies = watchDependencies({
+    redis,
+    brokers: config.KAFKA_BROKERS,
+    clientId: 'outbound',
+    graceMs: config.DEPENDENCY_GRACE_MS,
     logger,
-    onHandlerError: () => metrics.handlerFailures.inc(),
-    maxBufferedMessages: config.KAFKA_PARTITION_BUFFER,
   });
-  const replyConsumer = new KeyedConsumer({
-    consumer: kafka.consumer({
-      groupId: `${config.KAFKA_TOPIC_PREFIX}outbound.ai-replies`,
-      allowAutoTopicCreation: false,
-      sessionTimeout: config.KAFKA_SESSION_TIMEOUT_MS,
-      heartbeatInterval: 1000,
-    }),
-    topics: [topics.aiReplies.name],
-    orderingKey: (message) => message.key?.toString() ?? '',
-    handle: handleWith((event) =>
-      event.type === 'ai-reply'
-        ? postAiReply(event, postDeps)
-        : Promise.reject(new Error(`${event.type} on the ai-replies topic`)),
-    ),
-    logger,
-    onHandlerError: () => metrics.handlerFailures.inc(),
-    maxBufferedMessages: config.KAFKA_PARTITION_BUFFER,
-  });
-  await Promise.all([domainConsumer.start(), replyConsumer.start()]);
-  const metricsServer = await serveMetrics(registry, config.METRICS_PORT);
+  const joinBothGroups = () => {
+    const domainConsumer = new KeyedConsumer({
+      consumer: kafka.consumer({
+        groupId: `${config.KAFKA_TOPIC_PREFIX}outbound`,
+        allowAutoTopicCreation: false,
+        sessionTimeout: config.KAFKA_SESSION_TIMEOUT_MS,
+        heartbeatInterval: 1000,
+      }),
+      topics: [topics.domainEvents.name],
+      orderingKey: (message) => message.key?.toString() ?? '',
+      handle: handleWith((event) =>
+        event.type === 'ai-reply'
+          ? Promise.reject(new Error('ai-reply on the domain topic'))
+          : applyDomainEvent(event, applyDeps),
+      ),
+      logger,
+      onHandlerError: () => metrics.handlerFailures.inc(),
+      maxBufferedMessages: config.KAFKA_PARTITION_BUFFER,
+    });
+    const replyConsumer = new KeyedConsumer({
+      consumer: kafka.consumer({
+        groupId: `${config.KAFKA_TOPIC_PREFIX}outbound.ai-replies`,
+        allowAutoTopicCreation: false,
+        sessionTimeout: config.KAFKA_SESSION_TIMEOUT_MS,
+        heartbeatInterval: 1000,
+      }),
+      topics: [topics.aiReplies.name],
+      orderingKey: (message) => message.key?.toString() ?? '',
+      handle: handleWith((event) =>
+        event.type === 'ai-reply'
+          ? postAiReply(event, postDeps)
+          : Promise.reject(new Error(`${event.type} on the ai-replies topic`)),
+      ),
+      logger,
+      onHandlerError: () => metrics.handlerFailures.inc(),
+      maxBufferedMessages: config.KAFKA_PARTITION_BUFFER,
+    });
+    return {
+      start: async () => {
+        await Promise.all([domainConsumer.start(), replyConsumer.start()]);
+      },
+      stop: async () => {
+        await Promise.all([domainConsumer.stop(), replyConsumer.stop()]);
+      },
+    };
+  };
+  const consumers = createGroupMembership({ join: joinBothGroups, health: dependencies.health, logger });
+  await consumers.start();
+  const metricsServer = await serveMetrics(
+    registry,
+    config.METRICS_PORT,
+    readinessProbe(dependencies.health, consumers),
+  );
   const address = metricsServer.address();
   logger.info({ instance }, 'outbound consuming');
 
   return {
     metricsPort: typeof address === 'object' && address ? address.port : config.METRICS_PORT,
     stop: async () => {
-      await Promise.all([domainConsumer.stop(), replyConsumer.stop()]);
+      await consumers.stop();
+      await dependencies.stop();
       await events.drain();
       await connections.close();
       redis.disconnect();

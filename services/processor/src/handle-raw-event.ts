@@ -1,7 +1,8 @@
 import type { KafkaMessage } from 'kafkajs';
 import type { DomainEvent } from '../../../lib/domain-events.ts';
 import { ErrorCode, PipelineError, describeError } from '../../../lib/errors.ts';
-import type { HubSpotApi } from '../../../lib/hubspot/index.ts';
+import { isTruncated, withOriginalContent, type HubSpotApi } from '../../../lib/hubspot/index.ts';
+import type { PropertyClock, PropertyClockKey } from '../../../lib/property-clock.ts';
 import type { Logger } from '../../../lib/log.ts';
 import type { Org, OrgDirectory } from '../../../lib/orgs/index.ts';
 import { withRetry, type RetryPolicy } from '../../../lib/retry.ts';
@@ -10,6 +11,7 @@ import type { ProcessorMetrics } from './metrics.ts';
 import { claimOrWait, type DedupStore } from '../../../lib/dedup-store.ts';
 import {
   IgnoreReason,
+  checkDeliveryPortal,
   decideHandoff,
   decideNoteMirror,
   decideTicketFieldChange,
@@ -55,6 +57,8 @@ export type RawEventHandlerDeps = {
   readonly orgs: Pick<OrgDirectory, 'byIdIncludingDeleted' | 'byPortal'>;
   readonly links: Pick<SessionLinks, 'forThread' | 'forTicket'>;
   readonly dedup: DedupStore;
+  /** Newest occurredAt handled per object property: late, older changes are skipped as stale. */
+  readonly propertyClock: PropertyClock;
   readonly hubspotFor: (org: Org) => HubSpotApi;
   readonly publish: (events: readonly DomainEvent[]) => Promise<void>;
   readonly deadLetter: (input: DeadLetterInput) => Promise<void>;
@@ -70,8 +74,15 @@ export type RawEventHandlerDeps = {
   readonly sleep: (ms: number) => Promise<void>;
 };
 
-/** One unit of work: the dedup key, and how to decide (which may call HubSpot). */
-type Plan = { readonly dedupKey: string; readonly decide: () => Promise<Decision> };
+/**
+ * One unit of work: the dedup key, how to decide (which may call HubSpot), and for a property
+ * change the property clock to raise once the decision is durable.
+ */
+type Plan = {
+  readonly dedupKey: string;
+  readonly decide: () => Promise<Decision>;
+  readonly clock?: { readonly key: PropertyClockKey; readonly occurredAt: number };
+};
 
 export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
   const { metrics } = deps;
@@ -102,6 +113,16 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
       },
     });
 
+  /** The re-fetched message, completed from its original content when HubSpot truncated it. */
+  const fetchWholeMessage = async (org: Org, threadId: string, messageId: string, log: Logger) => {
+    const message = await callHubSpot(log, () => deps.hubspotFor(org).getMessage(threadId, messageId));
+    if (!isTruncated(message)) return message;
+    const content = await callHubSpot(log, () =>
+      deps.hubspotFor(org).getOriginalContent(threadId, messageId),
+    );
+    return withOriginalContent(message, content);
+  };
+
   const planFor = (
     event: Exclude<WebhookEvent, { subscriptionType: 'unsupported' }>,
     org: Org,
@@ -114,9 +135,7 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
         return {
           dedupKey: `${orgId}:message:${event.messageId}`,
           decide: async () => {
-            const message = await callHubSpot(log, () =>
-              deps.hubspotFor(org).getMessage(event.objectId, event.messageId),
-            );
+            const message = await fetchWholeMessage(org, event.objectId, event.messageId, log);
             return routeNewMessage(event, message, {
               orgId,
               aiActorId: org.hubspot.aiActorId,
@@ -125,31 +144,45 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
             });
           },
         };
-      case 'conversation.propertyChange':
+      case 'conversation.propertyChange': {
+        const key = {
+          orgId,
+          objectType: 'conversation',
+          objectId: event.objectId,
+          propertyName: event.propertyName,
+        };
         return {
           dedupKey: `${orgId}:conversation:${event.objectId}:${event.propertyName}:${event.occurredAt}`,
-          decide: () =>
-            Promise.resolve(
-              decideHandoff(event, {
-                orgId,
-                aiActorId: org.hubspot.aiActorId,
-                assistMode: org.settings.assistMode,
-                session: deps.links.forThread(orgId, event.objectId),
-              }),
-            ),
+          decide: async () =>
+            decideHandoff(event, {
+              orgId,
+              aiActorId: org.hubspot.aiActorId,
+              assistMode: org.settings.assistMode,
+              session: deps.links.forThread(orgId, event.objectId),
+              lastAppliedAt: await deps.propertyClock.lastApplied(key),
+            }),
+          clock: { key, occurredAt: event.occurredAt },
         };
-      case 'ticket.propertyChange':
+      }
+      case 'ticket.propertyChange': {
+        const key = {
+          orgId,
+          objectType: 'ticket',
+          objectId: event.objectId,
+          propertyName: event.propertyName,
+        };
         return {
           dedupKey: `${orgId}:ticket:${event.objectId}:${event.propertyName}:${event.occurredAt}`,
-          decide: () =>
-            Promise.resolve(
-              decideTicketFieldChange(event, {
-                orgId,
-                ticketingEnabled: org.settings.ticketingEnabled,
-                ticketLinked: deps.links.forTicket(orgId, event.objectId) !== undefined,
-              }),
-            ),
+          decide: async () =>
+            decideTicketFieldChange(event, {
+              orgId,
+              ticketingEnabled: org.settings.ticketingEnabled,
+              ticketLinked: deps.links.forTicket(orgId, event.objectId) !== undefined,
+              lastAppliedAt: await deps.propertyClock.lastApplied(key),
+            }),
+          clock: { key, occurredAt: event.occurredAt },
         };
+      }
       case 'object.creation':
         // Only notes are fetched; other objects are ignored without a HubSpot call.
         if (!isNoteCreation(event)) return IgnoreReason.notANote;
@@ -169,6 +202,20 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
         return unreachable;
       }
     }
+  };
+
+  /**
+   * Raised only after the emit is durable. A crash between emit and this line redelivers the
+   * event (its offset is uncommitted) and it is decided again against the old clock: the same
+   * decision, the same deterministic event id, which OpenCX's Idempotency-Key makes a no-op.
+   * Should a newer change of the property have been handled in between (possible only across
+   * a rebalance: one conversation's events run in order on one consumer), the redelivered one
+   * is now stale and skipped; its first emit went out before the newer one's, so the newer
+   * value is applied last. Raising first and emitting after would instead lose the change
+   * on such a crash. The clock only ever rises, so raising it for any decision is safe.
+   */
+  const advancePropertyClock = async (plan: Plan): Promise<void> => {
+    if (plan.clock) await deps.propertyClock.advance(plan.clock.key, plan.clock.occurredAt);
   };
 
   const deadLetterReasonOf = (error: PipelineError): DeadLetterReason => {
@@ -217,6 +264,8 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
 
     const org = resolveOrg(raw);
     if (typeof org === 'string') return skipped(baseLog, type, org);
+    const portalMismatch = checkDeliveryPortal(raw, org.hubspot.portalId);
+    if (portalMismatch) return skipped(baseLog.child({ orgId: org.orgId }), type, portalMismatch);
     const log = baseLog.child({
       orgId: org.orgId,
       objectId: event.objectId,
@@ -252,6 +301,7 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
       });
     }
     // Confirmed only now that the effect is durable (claim, emit, then confirm).
+    await advancePropertyClock(plan);
     await deps.dedup.confirm(plan.dedupKey);
     metrics.endToEndDelay.observe(Math.max(0, deps.now() - raw.receivedAt) / 1000);
     if (decision.kind === 'ignore') return skipped(log, type, decision.reason);

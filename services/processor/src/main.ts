@@ -10,6 +10,7 @@ import { hostname } from 'node:os';
 import type { KafkaMessage } from 'kafkajs';
 import { writeDeadLetter } from '../../../lib/dead-letters.ts';
 import { createRedisDedupStore } from '../../../lib/dedup-store.ts';
+import { createGroupMembership, readinessProbe, watchDependencies } from '../../../lib/dependency-health.ts';
 import { createDomainEventPublisher } from '../../../lib/domain-event-publisher.ts';
 import { createPortalClients } from '../../../lib/hubspot/index.ts';
 import { KeyedConsumer, ORDERING_KEY_HEADER } from '../../../lib/kafka/index.ts';
@@ -17,6 +18,7 @@ import { createLogger, type Logger } from '../../../lib/log.ts';
 import { closeServer, createMetricsRegistry, serveMetrics } from '../../../lib/metrics.ts';
 import { registerOrgDirectoryMetrics } from '../../../lib/orgs/index.ts';
 import { connectToPipeline } from '../../../lib/pipeline-connections.ts';
+import { createRedisPropertyClock } from '../../../lib/property-clock.ts';
 import { createRedisRateLimiter } from '../../../lib/rate-limiter.ts';
 import { createRedis } from '../../../lib/redis.ts';
 import { sleep } from '../../../lib/retry.ts';
@@ -46,7 +48,7 @@ export const startProcessor = async (
   );
   if (!links) throw new Error('session links were not started');
   registerOrgDirectoryMetrics(registry, orgs);
-  const redis = createRedis(config.REDIS_URL);
+  const redis = createRedis(config.REDIS_URL, logger);
   const events = await createDomainEventPublisher({
     kafka,
     codec,
@@ -73,6 +75,10 @@ export const startProcessor = async (
       owner: instance,
       leaseMs: config.DEDUP_CLAIM_LEASE_MS,
       doneTtlMs: config.DEDUP_TTL_MS,
+    }),
+    propertyClock: createRedisPropertyClock(redis, {
+      prefix: config.REDIS_KEY_PREFIX,
+      ttlMs: config.DEDUP_TTL_MS,
     }),
     hubspotFor,
     publish: (domainEvents) => events.publish(topics.domainEvents.name, domainEvents),
@@ -110,23 +116,37 @@ export const startProcessor = async (
   });
 
   // The data path: one queue per conversation, offsets committed behind the slowest one.
-  const consumer = new KeyedConsumer({
-    consumer: kafka.consumer({
-      groupId: `${config.KAFKA_TOPIC_PREFIX}processor`,
-      allowAutoTopicCreation: false,
-      sessionTimeout: config.KAFKA_SESSION_TIMEOUT_MS,
-      heartbeatInterval: 1000,
-    }),
-    topics: [topics.rawEvents.name],
-    orderingKey: (message: KafkaMessage) =>
-      message.headers?.[ORDERING_KEY_HEADER]?.toString() ?? message.key?.toString() ?? '',
-    handle: handleRawEvent,
+  // Built anew on each (re)join: a replica that cannot reach Redis or Kafka steps aside.
+  const dependencies = watchDependencies({
+    redis,
+    brokers: config.KAFKA_BROKERS,
+    clientId: 'processor',
+    graceMs: config.DEPENDENCY_GRACE_MS,
     logger,
-    onHandlerError: () => metrics.handlerFailures.inc(),
-    maxBufferedMessages: config.KAFKA_PARTITION_BUFFER,
   });
+  const joinRawEvents = () =>
+    new KeyedConsumer({
+      consumer: kafka.consumer({
+        groupId: `${config.KAFKA_TOPIC_PREFIX}processor`,
+        allowAutoTopicCreation: false,
+        sessionTimeout: config.KAFKA_SESSION_TIMEOUT_MS,
+        heartbeatInterval: 1000,
+      }),
+      topics: [topics.rawEvents.name],
+      orderingKey: (message: KafkaMessage) =>
+        message.headers?.[ORDERING_KEY_HEADER]?.toString() ?? message.key?.toString() ?? '',
+      handle: handleRawEvent,
+      logger,
+      onHandlerError: () => metrics.handlerFailures.inc(),
+      maxBufferedMessages: config.KAFKA_PARTITION_BUFFER,
+    });
+  const consumer = createGroupMembership({ join: joinRawEvents, health: dependencies.health, logger });
   await consumer.start();
-  const metricsServer = await serveMetrics(registry, config.METRICS_PORT);
+  const metricsServer = await serveMetrics(
+    registry,
+    config.METRICS_PORT,
+    readinessProbe(dependencies.health, consumer),
+  );
   const address = metricsServer.address();
   logger.info({ instance, topic: topics.rawEvents.name }, 'processor consuming');
 
@@ -134,6 +154,7 @@ export const startProcessor = async (
     metricsPort: typeof address === 'object' && address ? address.port : config.METRICS_PORT,
     stop: async () => {
       await consumer.stop();
+      await dependencies.stop();
       await events.drain();
       await close();
       redis.disconnect();

@@ -18,5 +18,9 @@ export const IgnoreReason = {
   notANote: 'object_not_a_note',
   noteOnNoSyncedTicket: 'note_on_no_synced_ticket',
   malformedEvent: 'malformed_event',
+  /** An older change of a property than one already handled (HubSpot does not order deliveries). */
+  stale: 'stale',
+  /** A private-app delivery naming another portal than its organisation's. */
+  portalMismatch: 'portal_mismatch',
 } as const;
 export type IgnoreReason = (typeof IgnoreReason)[keyof typeof IgnoreReason];

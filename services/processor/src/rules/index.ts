@@ -21,3 +21,5 @@ export {
 export { decideHandoff, type HandoffContext } from './conversation-change.ts';
 export { decideTicketFieldChange, type TicketChangeContext } from './ticket-change.ts';
 export { decideNoteMirror, isNoteCreation, NOTE_OBJECT_TYPE_ID } from './note-creation.ts';
+export { isStaleChange } from './property-order.ts';
+export { checkDeliveryPortal, PRIVATE_APP_ROUTE, type Delivery } from './delivery-portal.ts';

@@ -1,19 +1,27 @@
 import { deriveEventId } from '../../../../lib/ids.ts';
 import { emit, ignore, type Decision } from './decision.ts';
 import { IgnoreReason } from './ignore-reasons.ts';
+import { isStaleChange } from './property-order.ts';
 import type { TicketPropertyChangeEvent } from './webhook-event.ts';
 
 export type TicketChangeContext = {
   readonly orgId: string;
   readonly ticketingEnabled: boolean;
   readonly ticketLinked: boolean;
+  /** occurredAt of the newest change of this ticket property already handled, if any. */
+  readonly lastAppliedAt: number | undefined;
 };
 
-/** ticket.propertyChange: synced onto the session when ticketing is on and the value is not empty. */
+/**
+ * ticket.propertyChange: synced onto the session when ticketing is on and the value is not
+ * empty, unless a newer change of the same property was already handled (it would overwrite
+ * the newer value).
+ */
 export const decideTicketFieldChange = (
   event: TicketPropertyChangeEvent,
   context: TicketChangeContext,
 ): Decision => {
+  if (isStaleChange(event.occurredAt, context.lastAppliedAt)) return ignore(IgnoreReason.stale);
   if (!context.ticketingEnabled) return ignore(IgnoreReason.ticketingDisabled);
   const value = event.propertyValue;
   if (value === null || value === undefined || value === '') return ignore(IgnoreReason.emptyValue);
