@@ -11,6 +11,11 @@ export type DomainEventPublisher = {
   readonly drain: () => Promise<void>;
 };
 
+/** The broker's MESSAGE_TOO_LARGE (kafkajs wraps it as the cause of a non-retriable error): no retry fixes it. */
+const isTooLarge = (error: unknown): boolean =>
+  error instanceof Error &&
+  ((error as { type?: unknown }).type === 'MESSAGE_TOO_LARGE' || isTooLarge(error.cause));
+
 export const createDomainEventPublisher = (producer: Producer, codec: AvroCodec): DomainEventPublisher => {
   // Many conversations emit at once: their events share requests (kafkajs has no linger).
   const batching = new BatchingPublisher(producer, {
@@ -28,6 +33,11 @@ export const createDomainEventPublisher = (producer: Producer, codec: AvroCodec)
         })),
       );
       await batching.publish(topic, messages).catch((error: unknown) => {
+        if (isTooLarge(error))
+          throw new PipelineError(ErrorCode.recordTooLarge, `events refused by ${topic}: ${String(error)}`, {
+            retriable: false,
+            cause: error,
+          });
         throw new PipelineError(
           ErrorCode.kafkaUnavailable,
           `events not written to ${topic}: ${String(error)}`,

@@ -1,6 +1,12 @@
 export { createKafka, ensureTopics, createDurableProducer, type KafkaOptions } from './client.ts';
 export { topicsFor, ORDERING_KEY_HEADER, type Topics, type TopicSpec } from './topics.ts';
 export { BatchingPublisher, type BatchingPublisherOptions } from './batching-publisher.ts';
-export { KeyedConsumer, type KeyedConsumerOptions, type KeyedHandler } from './keyed-consumer.ts';
+export {
+  DEFAULT_CRASH_BUDGET,
+  KeyedConsumer,
+  type ConsumerObserver,
+  type KeyedConsumerOptions,
+  type KeyedHandler,
+} from './keyed-consumer.ts';
 export { KafkaTable, type TableEntry } from './table.ts';
 export { done, type HandlerOutcome } from './handler-outcome.ts';

@@ -14,12 +14,12 @@ import {
   replayedMarkerKey,
   type ArchivedDeadLetter,
   type DeadLetterFilter,
-} from '../../services/outbound/src/dead-letter-archive.ts';
+} from '../../lib/dead-letters/index.ts';
 import type { HubSpotMessage } from '../fakes/hubspot.ts';
 import * as fixtures from '../fakes/hubspot-fixtures.ts';
 import { sleep, startTestPipeline, waitFor, type TestOrg, type TestPipeline } from '../support/pipeline.ts';
 
-const CLI = fileURLToPath(new URL('../../services/outbound/src/dlq-cli.ts', import.meta.url));
+const CLI = fileURLToPath(new URL('../../lib/dead-letters/dlq-cli.ts', import.meta.url));
 
 type CliRun = { code: number | null; stdout: string; stderr: string };
 

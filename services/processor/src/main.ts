@@ -3,12 +3,13 @@
  * Data path: raw topic → KeyedConsumer (one queue per conversation) → handleRawEvent:
  * decode → parse → resolve organisation → dedup claim (Redis SET NX) → re-fetch from HubSpot
  * (rate limited per portal) → the seed's rules (rules/, pure) → domain events (Avro) → confirm.
- * Failures: retriable ones are retried; a poison event goes to the dead-letter topic.
+ * Failures: the handler returns an outcome; the consumer retries transient ones, writes a
+ * poison event's dead letter (once, lib/dead-letters) and goes on with its conversation.
  */
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { KafkaMessage } from 'kafkajs';
-import { writeDeadLetter } from '../../../lib/dead-letters.ts';
+import { createDeadLetterWriter } from '../../../lib/dead-letters/index.ts';
 import { createRedisDedupStore } from '../../../lib/dedup-store.ts';
 import { createDomainEventPublisher } from '../../../lib/domain-event-publisher.ts';
 import { createPortalClients } from '../../../lib/hubspot/index.ts';
@@ -66,23 +67,6 @@ export const startProcessor = async (
     }),
     hubspotFor,
     publish: (domainEvents) => events.publish(topics.domainEvents.name, domainEvents),
-    deadLetter: (input) =>
-      writeDeadLetter(
-        producer,
-        codec,
-        topics.deadLetters.name,
-        input,
-        {
-          service: 'processor',
-          reason: input.reason,
-          error: input.error,
-          attempts: input.attempts,
-          orgId: input.orgId,
-          eventType: input.eventType,
-          eventId: null,
-        },
-        Date.now(),
-      ),
     markReconnectRequired: async (org) => {
       const stored = orgs.stored(org.orgId);
       if (stored && !stored.hubspot.reconnectRequired) {
@@ -103,6 +87,7 @@ export const startProcessor = async (
         initialDelayMs: config.HUBSPOT_RETRY_INITIAL_MS,
         maxDelayMs: 30000,
       },
+      transientRetryMs: 1000,
     },
     now: Date.now,
     sleep,
@@ -120,8 +105,20 @@ export const startProcessor = async (
     orderingKey: (message: KafkaMessage) =>
       message.headers?.[ORDERING_KEY_HEADER]?.toString() ?? message.key?.toString() ?? '',
     handle: handleRawEvent,
+    deadLetters: createDeadLetterWriter({
+      service: 'processor',
+      topic: topics.deadLetters.name,
+      producer,
+      codec,
+      redis,
+      keyPrefix: config.REDIS_KEY_PREFIX,
+    }),
     logger,
-    onHandlerError: () => metrics.handlerFailures.inc(),
+    observer: {
+      retried: () => metrics.transientRetries.inc(),
+      crashed: () => metrics.handlerFailures.inc(),
+      deadLettered: (reason) => metrics.deadLettered.inc({ reason }),
+    },
     maxBufferedMessages: config.KAFKA_PARTITION_BUFFER,
   });
   await consumer.start();
