@@ -37,6 +37,13 @@ export type DeadLetterWriter = {
 /** How long a written letter is remembered: far longer than a record can stay uncommitted. */
 export const WRITTEN_KEEP_MS = 30 * 24 * 60 * 60 * 1000;
 const WRITTEN = 'written';
+/** An error text is for a person; a stack of nested causes must not make the letter too large. */
+const MAX_ERROR_CHARS = 2000;
+
+/** The broker's MESSAGE_TOO_LARGE (kafkajs wraps it as the cause of a non-retriable error). */
+const isTooLarge = (error: unknown): boolean =>
+  error instanceof Error &&
+  ((error as { type?: unknown }).type === 'MESSAGE_TOO_LARGE' || isTooLarge(error.cause));
 
 export const writtenMarkerKey = (keyPrefix: string, letterId: string): string =>
   `${keyPrefix}dlq:written:${letterId}`;
@@ -75,6 +82,10 @@ export const createDeadLetterWriter = (options: {
       if ((await options.redis.get(marker)) === WRITTEN) return 'already-written';
       const record: DeadLetter = {
         ...details,
+        error:
+          details.error.length > MAX_ERROR_CHARS
+            ? `${details.error.slice(0, MAX_ERROR_CHARS)}…`
+            : details.error,
         service: options.service,
         sourceTopic: source.topic,
         partition: source.partition,
@@ -84,17 +95,32 @@ export const createDeadLetterWriter = (options: {
         headers: headersAsText(source.message.headers),
         failedAt: now(),
       };
-      await options.producer.send({
-        topic: options.topic,
-        acks: -1,
-        messages: [
-          {
-            key: source.message.key ?? null,
-            value: await options.codec.encodeRecord(DEAD_LETTER_RECORD, record),
-            headers: { 'dead-letter-reason': details.reason, [DEAD_LETTER_ID_HEADER]: id },
-          },
-        ],
-      });
+      const send = async (letter: DeadLetter): Promise<void> => {
+        await options.producer.send({
+          topic: options.topic,
+          acks: -1,
+          messages: [
+            {
+              key: source.message.key ?? null,
+              value: await options.codec.encodeRecord(DEAD_LETTER_RECORD, letter),
+              headers: { 'dead-letter-reason': details.reason, [DEAD_LETTER_ID_HEADER]: id },
+            },
+          ],
+        });
+      };
+      try {
+        await send(record);
+      } catch (error) {
+        if (!isTooLarge(error)) throw error;
+        // The original record plus why it failed is over the topic's limit: a letter that can
+        // never be written would hold its conversation forever. Keep where the original sits
+        // instead (replay then has nothing to put back; the operator reads it from the source).
+        await send({
+          ...record,
+          value: null,
+          error: `${record.error} (original value not kept: the letter was over the record limit; read it at ${source.topic}/${source.partition}@${source.message.offset})`,
+        });
+      }
       await options.redis.set(marker, WRITTEN, 'PX', WRITTEN_KEEP_MS);
       return 'written';
     },

@@ -361,4 +361,43 @@ describe('keyed consumer (real Kafka)', function () {
       await first.stop().catch(() => undefined);
     }
   });
+
+  it('given a record just under the size limit whose letter would be over it, then the letter is written without the value, and its key goes on', async () => {
+    // The broker's default limit is 1,048,588 bytes a batch: the record fits, the letter (the
+    // record plus its reason, error and source) does not.
+    const large = 'x'.repeat(1_048_400);
+    await produce([
+      { key: 'a', value: large },
+      { key: 'a', value: 'a2' },
+    ]);
+    const seen: string[] = [];
+    const consumer = consumerWith(async (message) => {
+      const value = message.value?.toString() ?? '';
+      if (value !== large) return void seen.push(value);
+      return {
+        kind: 'dead-letter',
+        reason: 'opencx_rejected',
+        error: '413 Payload Too Large',
+        attempts: 1,
+        orgId: null,
+        eventType: null,
+        eventId: null,
+      };
+    });
+    await consumer.start();
+    try {
+      await waitFor('a2, behind the large record', () => seen.includes('a2'), 30000);
+      const { letters } = await readDeadLetters({ kafka, codec, topic: deadLetterTopic });
+      assert.equal(letters.length, 1);
+      const [{ letter }] = letters as [(typeof letters)[number]];
+      assert.equal(letter.value, null);
+      assert.equal(letter.offset, '0');
+      assert.match(
+        letter.error,
+        /^413 Payload Too Large \(original value not kept: .* read it at test-keyed-\w+\/0@0\)$/,
+      );
+    } finally {
+      await consumer.stop();
+    }
+  });
 });
