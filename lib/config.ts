@@ -37,6 +37,8 @@ export const commonEnv = {
   KAFKA_SESSION_TIMEOUT_MS: z.coerce.number().int().min(6000).default(10000),
   /** Not in the contract's table: messages one partition may hold in memory before it is paused. */
   KAFKA_PARTITION_BUFFER: z.coerce.number().int().min(1).default(5000),
+  /** Not in the contract's table: attempts of a handler that throws (a bug) before its message is dead-lettered. */
+  HANDLER_CRASH_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(5),
 };
 
 /** Not in the contract's table: partitions and replication of the topics a service creates. */

@@ -18,7 +18,7 @@ import { createDomainEventPublisher } from '../../../lib/domain-event-publisher.
 import type { AiReply } from '../../../lib/domain-events.ts';
 import { PipelineError, describeError } from '../../../lib/errors.ts';
 import { createPortalClients } from '../../../lib/hubspot/index.ts';
-import { KeyedConsumer } from '../../../lib/kafka/index.ts';
+import { DEFAULT_CRASH_BUDGET, KeyedConsumer } from '../../../lib/kafka/index.ts';
 import { createLogger, type Logger } from '../../../lib/log.ts';
 import { closeServer, createMetricsRegistry, serveMetrics } from '../../../lib/metrics.ts';
 import type { Org } from '../../../lib/orgs/index.ts';
@@ -154,6 +154,7 @@ export const startOutbound = async (
       crashed: () => metrics.handlerFailures.inc(),
       deadLettered: (reason: string) => metrics.deadLettered.inc({ reason }),
     },
+    crashBudget: { ...DEFAULT_CRASH_BUDGET, attempts: config.HANDLER_CRASH_ATTEMPTS },
     maxBufferedMessages: config.KAFKA_PARTITION_BUFFER,
   };
   const domainConsumer = new KeyedConsumer({

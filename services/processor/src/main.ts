@@ -13,7 +13,7 @@ import { createDeadLetterWriter } from '../../../lib/dead-letters/index.ts';
 import { createRedisDedupStore } from '../../../lib/dedup-store.ts';
 import { createDomainEventPublisher } from '../../../lib/domain-event-publisher.ts';
 import { createPortalClients } from '../../../lib/hubspot/index.ts';
-import { KeyedConsumer, ORDERING_KEY_HEADER } from '../../../lib/kafka/index.ts';
+import { DEFAULT_CRASH_BUDGET, KeyedConsumer, ORDERING_KEY_HEADER } from '../../../lib/kafka/index.ts';
 import { createLogger, type Logger } from '../../../lib/log.ts';
 import { closeServer, createMetricsRegistry, serveMetrics } from '../../../lib/metrics.ts';
 import { connectToPipeline } from '../../../lib/pipeline-connections.ts';
@@ -119,6 +119,7 @@ export const startProcessor = async (
       crashed: () => metrics.handlerFailures.inc(),
       deadLettered: (reason) => metrics.deadLettered.inc({ reason }),
     },
+    crashBudget: { ...DEFAULT_CRASH_BUDGET, attempts: config.HANDLER_CRASH_ATTEMPTS },
     maxBufferedMessages: config.KAFKA_PARTITION_BUFFER,
   });
   await consumer.start();
