@@ -41,6 +41,8 @@ export const commonEnv = {
   KAFKA_PARTITION_BUFFER: z.coerce.number().int().min(1).default(5000),
   /** Not in the contract's table: how long Redis or Kafka may be unreachable before a replica steps aside. */
   DEPENDENCY_GRACE_MS: z.coerce.number().int().min(1000).default(15000),
+  /** Not in the contract's table: attempts of a handler that throws (a bug) before its message is dead-lettered. */
+  HANDLER_CRASH_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(5),
 };
 
 /** Not in the contract's table: partitions and replication of the topics a service creates. */

@@ -1,4 +1,4 @@
-import type { DeadLetterReason } from '../dead-letters.ts';
+import type { DeadLetterReason } from '../dead-letters/index.ts';
 
 /**
  * What a consumer's handler says became of one message (in the spirit of Emmett's

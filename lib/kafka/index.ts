@@ -12,6 +12,12 @@ export {
   type BatchingPublisherOptions,
   type TopicLimit,
 } from './batching-publisher.ts';
-export { KeyedConsumer, type KeyedConsumerOptions, type KeyedHandler } from './keyed-consumer.ts';
+export {
+  DEFAULT_CRASH_BUDGET,
+  KeyedConsumer,
+  type ConsumerObserver,
+  type KeyedConsumerOptions,
+  type KeyedHandler,
+} from './keyed-consumer.ts';
 export { KafkaTable, type TableEntry } from './table.ts';
 export { done, type HandlerOutcome } from './handler-outcome.ts';

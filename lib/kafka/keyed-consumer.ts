@@ -1,21 +1,44 @@
 import type { Consumer, EachBatchPayload, KafkaMessage } from 'kafkajs';
+import { DeadLetterReason, type DeadLetterDetails, type DeadLetterWriter } from '../dead-letters/index.ts';
+import { describeError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { sleep } from '../retry.ts';
+import { backoffDelay, sleep, type RetryPolicy } from '../retry.ts';
+import type { HandlerOutcome } from './handler-outcome.ts';
 
-export type KeyedHandler = (message: KafkaMessage, partition: number, topic: string) => Promise<void>;
+/** Says what became of one message; throws only for what it cannot classify (a bug). */
+export type KeyedHandler = (
+  message: KafkaMessage,
+  partition: number,
+  topic: string,
+) => Promise<HandlerOutcome>;
+
+/** What the consumer did with a message, for the service's metrics. */
+export type ConsumerObserver = {
+  /** The handler asked for the same message again (classified transient trouble). */
+  readonly retried?: (error: string) => void;
+  /** The handler threw (attempt counts from 1); after the crash budget the message is dead-lettered. */
+  readonly crashed?: (error: unknown, attempt: number) => void;
+  /** A dead letter was written for the message (not counted again when a restart finds it written). */
+  readonly deadLettered?: (reason: DeadLetterReason) => void;
+};
+
+export const DEFAULT_CRASH_BUDGET: RetryPolicy = { attempts: 5, initialDelayMs: 500, maxDelayMs: 10000 };
 
 export type KeyedConsumerOptions = {
   readonly consumer: Consumer;
   readonly topics: readonly string[];
   /** Messages with the same ordering key (one conversation) are handled one after another. */
   readonly orderingKey: (message: KafkaMessage) => string;
-  /** Should classify its own failures; a throw is unexpected: logged, then the same message is retried. */
   readonly handle: KeyedHandler;
+  /** Where dead-lettered messages go (the handler's 'dead-letter' outcomes and spent crash budgets). */
+  readonly deadLetters: DeadLetterWriter;
   readonly logger: Logger;
+  /** How often a throwing handler is tried on one message before it is dead-lettered as handler_crashed. */
+  readonly crashBudget?: RetryPolicy;
   /** How many messages of one partition may wait in memory before that partition is paused. */
   readonly maxBufferedMessages?: number;
   readonly commitIntervalMs?: number;
-  readonly onHandlerError?: (error: unknown) => void;
+  readonly observer?: ConsumerObserver;
 };
 
 type Tracked = { readonly offset: bigint; done: boolean };
@@ -40,7 +63,10 @@ type Work = {
 };
 
 /**
- * A consumer that never lets one conversation hold up another. `eachBatch` only queues messages
+ * A consumer that never lets one conversation hold up another, and never lets one message hold
+ * up its conversation forever: the handler returns an outcome (done, skipped, dead-letter,
+ * retry) and the consumer acts on it; a handler that throws gets a bounded budget of attempts,
+ * then its message is dead-lettered as handler_crashed and the conversation goes on. `eachBatch` only queues messages
  * by ordering key and returns, so fetching goes on; each key's queue runs in order on its own.
  * Offsets are committed per partition up to the first message not yet done, so a crash
  * redelivers exactly the unfinished work (handlers are idempotent). After a rebalance, queued
@@ -193,19 +219,96 @@ export class KeyedConsumer {
     }
   }
 
-  /** False when it gave up because the consumer is stopping or lost the partition. */
+  #current(work: Work): boolean {
+    return !this.#stopping && work.epoch === this.#epoch;
+  }
+
+  /** True once the message is finished; false when it gave up because the consumer is stopping or lost the partition. */
   async #handleUntilDone(work: Work): Promise<boolean> {
-    for (let attempt = 1; !this.#stopping && work.epoch === this.#epoch; attempt++) {
+    const budget = this.#options.crashBudget ?? DEFAULT_CRASH_BUDGET;
+    const where = { topic: work.topic, partition: work.partition, offset: work.message.offset };
+    let crashes = 0;
+    while (this.#current(work)) {
+      let outcome: HandlerOutcome;
       try {
-        await this.#options.handle(work.message, work.partition, work.topic);
+        outcome = await this.#options.handle(work.message, work.partition, work.topic);
+      } catch (error) {
+        crashes++;
+        this.#options.observer?.crashed?.(error, crashes);
+        if (crashes < budget.attempts) {
+          const delayMs = backoffDelay(budget, crashes, Math.random);
+          this.#options.logger.error(
+            { err: error, ...where, attempt: crashes, of: budget.attempts, delayMs },
+            'handler threw; trying the same message again (later messages of its conversation wait)',
+          );
+          await sleep(delayMs);
+          continue;
+        }
+        outcome = {
+          kind: 'dead-letter',
+          reason: DeadLetterReason.handlerCrashed,
+          error: describeError(error),
+          attempts: crashes,
+          orgId: null,
+          eventType: null,
+          eventId: null,
+        };
+      }
+      switch (outcome.kind) {
+        case 'done':
+        case 'skipped':
+          return true;
+        case 'retry':
+          this.#options.observer?.retried?.(outcome.error);
+          this.#options.logger.warn(
+            { ...where, error: outcome.error, afterMs: outcome.afterMs },
+            'transient failure; the same message again later (later messages of its conversation wait)',
+          );
+          await sleep(outcome.afterMs);
+          continue;
+        case 'dead-letter': {
+          const { kind: _kind, ...details } = outcome;
+          return this.#deadLetter(work, details);
+        }
+        default: {
+          const unreachable: never = outcome;
+          throw new Error(`unknown handler outcome ${JSON.stringify(unreachable)}`);
+        }
+      }
+    }
+    return false;
+  }
+
+  /**
+   * Writes the letter (once, even across restarts: the writer remembers it), then the message is
+   * done. Kafka or Redis failing here is transient: try again, holding only this conversation.
+   */
+  async #deadLetter(work: Work, details: DeadLetterDetails): Promise<boolean> {
+    const where = { topic: work.topic, partition: work.partition, offset: work.message.offset };
+    for (let attempt = 1; this.#current(work); attempt++) {
+      try {
+        const written = await this.#options.deadLetters.write(work, details);
+        if (written === 'written') this.#options.observer?.deadLettered?.(details.reason);
+        this.#options.logger.warn(
+          {
+            ...where,
+            reason: details.reason,
+            error: details.error,
+            orgId: details.orgId,
+            eventId: details.eventId,
+          },
+          written === 'written'
+            ? 'message dead-lettered'
+            : 'message was already dead-lettered (before a restart)',
+        );
         return true;
       } catch (error) {
-        this.#options.onHandlerError?.(error);
+        const delayMs = backoffDelay(DEFAULT_CRASH_BUDGET, Math.min(attempt, 6), Math.random);
         this.#options.logger.error(
-          { err: error, topic: work.topic, partition: work.partition, offset: work.message.offset, attempt },
-          'handler failed unexpectedly; retrying the same message (later messages of its conversation wait)',
+          { err: error, ...where, attempt, delayMs },
+          'dead letter not written; trying again (later messages of its conversation wait)',
         );
-        await sleep(Math.min(30000, 250 * 2 ** Math.min(attempt, 7)));
+        await sleep(delayMs);
       }
     }
     return false;

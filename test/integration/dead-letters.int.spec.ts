@@ -7,6 +7,9 @@ import { createLogger } from '../../lib/log.ts';
 import { createRedis, type Redis } from '../../lib/redis.ts';
 import { AvroCodec } from '../../lib/registry.ts';
 import {
+  DEAD_LETTER_ID_HEADER,
+  DEAD_LETTER_RECORD,
+  deadLetterId,
   REPLAYED_KEEP_MS,
   parseSince,
   readDeadLetters,
@@ -14,12 +17,12 @@ import {
   replayedMarkerKey,
   type ArchivedDeadLetter,
   type DeadLetterFilter,
-} from '../../services/outbound/src/dead-letter-archive.ts';
+} from '../../lib/dead-letters/index.ts';
 import type { HubSpotMessage } from '../fakes/hubspot.ts';
 import * as fixtures from '../fakes/hubspot-fixtures.ts';
 import { sleep, startTestPipeline, waitFor, type TestOrg, type TestPipeline } from '../support/pipeline.ts';
 
-const CLI = fileURLToPath(new URL('../../services/outbound/src/dlq-cli.ts', import.meta.url));
+const CLI = fileURLToPath(new URL('../../lib/dead-letters/dlq-cli.ts', import.meta.url));
 
 type CliRun = { code: number | null; stdout: string; stderr: string };
 
@@ -125,6 +128,7 @@ describe('dead letters: an operator lists and replays them (real Kafka, registry
       logger: createLogger('dead-letters-test', 'silent'),
     });
     codec = new AvroCodec({ url: pipeline.env.SCHEMA_REGISTRY_URL ?? '', subjectPrefix: prefix });
+    await codec.registerAll();
     producer = createDurableProducer(kafka);
     await producer.connect();
     redis = createRedis(pipeline.env.REDIS_URL ?? '', createLogger('test', 'silent'));
@@ -269,6 +273,39 @@ describe('dead letters: an operator lists and replays them (real Kafka, registry
     assert.equal(second.stdout.trim(), 'replayed 0, already replayed 1, failed 0');
     await sleep(1000);
     assert.equal(deliveredTexts(text), 1);
+  });
+
+  it("given a processor's letter (HubSpot 404), when the CLI lists by reason, then it shows it with its service", async () => {
+    const orgC = await pipeline.createOrg({ portalId: 56_000_000 + Math.floor(Math.random() * 1_000_000) });
+    const gone = fixtures.webhookEvent({ portalId: orgC.portalId });
+    assert.equal((await pipeline.postBatch([gone])).status, 200);
+    await waitFor('the processor letter', async () => (await read({ orgId: orgC.orgId })).length === 1);
+
+    const run = await runCli(['list', '--org', orgC.orgId], pipeline.env);
+
+    assert.equal(run.code, 0, run.stderr);
+    const lines = run.stdout.trim().split('\n');
+    assert.match(
+      lines[0]!,
+      new RegExp(
+        `  processor  hubspot_rejected  org=${orgC.orgId}  conversation\\.newMessage  event=-  from=`,
+      ),
+    );
+    assert.equal(lines[1], '1 dead letter: hubspot_rejected 1');
+  });
+
+  it('given the same letter twice on the topic (a crash between its write and its marker), when read, then it is listed once', async () => {
+    const [original] = await read({ orgId: orgA.orgId });
+    assert.ok(original);
+    const copy = await codec.encodeRecord(DEAD_LETTER_RECORD, { ...original.letter, orgId: 'org-twice' });
+    const id = deadLetterId('outbound', 'some-topic', 0, '42');
+    await producer.send({
+      topic: deadLetterTopic,
+      acks: -1,
+      messages: [1, 2].map(() => ({ key: 'k', value: copy, headers: { [DEAD_LETTER_ID_HEADER]: id } })),
+    });
+
+    assert.equal((await read({ orgId: 'org-twice' })).length, 1);
   });
 
   it('given bad arguments, when the CLI runs, then it exits 2 with the error and a usage line', async () => {

@@ -1,8 +1,21 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import type { Kafka, KafkaMessage } from 'kafkajs';
-import { createKafka, ensureTopics, KeyedConsumer } from '../../lib/kafka/index.ts';
+import {
+  createDeadLetterWriter,
+  readDeadLetters,
+  type DeadLetterWriter,
+} from '../../lib/dead-letters/index.ts';
+import {
+  createKafka,
+  done,
+  ensureTopics,
+  KeyedConsumer,
+  type HandlerOutcome,
+} from '../../lib/kafka/index.ts';
 import { createLogger } from '../../lib/log.ts';
+import { createRedis, type Redis } from '../../lib/redis.ts';
+import { AvroCodec } from '../../lib/registry.ts';
 import { sleep, waitFor } from '../support/pipeline.ts';
 
 const logger = createLogger('keyed-consumer-test', 'silent');
@@ -14,8 +27,19 @@ describe('keyed consumer (real Kafka)', function () {
   let kafka: Kafka;
   let topic: string;
   let group: string;
+  let deadLetterTopic: string;
+  let codec: AvroCodec;
+  let redis: Redis;
+  let deadLetters: DeadLetterWriter;
+  const runId = randomBytes(4).toString('hex');
 
-  before(() => {
+  before(async () => {
+    codec = new AvroCodec({
+      url: process.env.SCHEMA_REGISTRY_URL ?? assert.fail('SCHEMA_REGISTRY_URL is not set'),
+      subjectPrefix: `test-keyed-${runId}-`,
+    });
+    await codec.registerAll();
+    redis = createRedis(process.env.REDIS_URL ?? assert.fail('REDIS_URL is not set'), logger);
     kafka = createKafka({
       clientId: 'keyed-consumer-test',
       brokers: (
@@ -25,31 +49,88 @@ describe('keyed consumer (real Kafka)', function () {
       logger,
     });
   });
+  after(() => redis?.disconnect());
 
   beforeEach(async () => {
     const id = randomBytes(4).toString('hex');
     topic = `test-keyed-${id}`;
     group = `test-keyed-${id}`;
+    deadLetterTopic = `test-keyed-${id}-dead-letters`;
     const admin = kafka.admin();
     await admin.connect();
-    await ensureTopics(admin, [{ name: topic, compacted: false, partitions: 1 }], { replicationFactor: 1 });
+    await ensureTopics(
+      admin,
+      [
+        { name: topic, compacted: false, partitions: 1 },
+        { name: deadLetterTopic, compacted: false, partitions: 1 },
+      ],
+      { replicationFactor: 1 },
+    );
     await admin.disconnect();
+    const producer = kafka.producer();
+    await producer.connect();
+    producers.push(producer);
+    deadLetters = createDeadLetterWriter({
+      service: 'keyed-consumer-test',
+      topic: deadLetterTopic,
+      producer,
+      codec,
+      redis,
+      keyPrefix: `test:keyed:${id}:`,
+    });
+  });
+  const producers: { disconnect: () => Promise<void> }[] = [];
+  afterEach(async () => {
+    await Promise.all(producers.splice(0).map((producer) => producer.disconnect()));
   });
 
-  const produce = async (messages: { key: string; value: string }[]): Promise<void> => {
+  /** Records on the dead-letter topic, duplicates included (readers would drop those). */
+  const recordsOnDeadLetterTopic = async (): Promise<number> => {
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      return (await admin.fetchTopicOffsets(deadLetterTopic)).reduce(
+        (sum, { high }) => sum + Number(high),
+        0,
+      );
+    } finally {
+      await admin.disconnect();
+    }
+  };
+  const committedOffset = async (): Promise<number> => {
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      const [offsets] = await admin.fetchOffsets({ groupId: group, topics: [topic] });
+      return Number(offsets?.partitions[0]?.offset ?? -1);
+    } finally {
+      await admin.disconnect();
+    }
+  };
+
+  const produce = async (
+    messages: { key: string; value: string; headers?: Record<string, string> }[],
+  ): Promise<void> => {
     const producer = kafka.producer();
     await producer.connect();
     await producer.send({ topic, acks: -1, messages });
     await producer.disconnect();
   };
-  const consumerWith = (handle: (message: KafkaMessage) => Promise<void>) =>
+  const consumerWith = (
+    handle: (message: KafkaMessage) => Promise<HandlerOutcome | void>,
+    options: { commitIntervalMs?: number; rawConsumer?: ReturnType<Kafka['consumer']> } = {},
+  ) =>
     new KeyedConsumer({
-      consumer: kafka.consumer({ groupId: group, sessionTimeout: 6000, heartbeatInterval: 500 }),
+      consumer:
+        options.rawConsumer ??
+        kafka.consumer({ groupId: group, sessionTimeout: 6000, heartbeatInterval: 500 }),
       topics: [topic],
       orderingKey: (message) => message.key?.toString() ?? '',
-      handle: (message) => handle(message),
+      handle: async (message) => (await handle(message)) ?? done,
+      deadLetters,
       logger,
-      commitIntervalMs: 50,
+      crashBudget: { attempts: 3, initialDelayMs: 20, maxDelayMs: 100 },
+      commitIntervalMs: options.commitIntervalMs ?? 50,
     });
 
   it('given a handler that fails once on a message, then that message is retried, its key waits, and other keys go on', async () => {
@@ -154,7 +235,9 @@ describe('keyed consumer (real Kafka)', function () {
         const value = message.value?.toString() ?? '';
         if (value.startsWith('a')) await aBlocked;
         handled.push(value);
+        return done;
       },
+      deadLetters,
       logger,
       maxBufferedMessages: 3,
       commitIntervalMs: 50,
@@ -185,6 +268,136 @@ describe('keyed consumer (real Kafka)', function () {
       releaseA();
       await consumer.stop();
       await producer.disconnect();
+    }
+  });
+
+  it('given a handler that always throws on one message, then it gets the crash budget of attempts, then a handler_crashed dead letter, and its key goes on', async () => {
+    await produce([
+      { key: 'a', value: 'a1' },
+      { key: 'a', value: 'a2-crashes', headers: { 'ordering-key': 'org:thread:a' } },
+      { key: 'a', value: 'a3' },
+    ]);
+    const seen: string[] = [];
+    let attempts = 0;
+    const consumer = consumerWith(async (message) => {
+      const value = message.value?.toString() ?? '';
+      if (value === 'a2-crashes') {
+        attempts++;
+        throw new TypeError('cannot read properties of undefined');
+      }
+      seen.push(value);
+    });
+    await consumer.start();
+    try {
+      await waitFor('a3, behind the crashing message', () => seen.includes('a3'));
+      assert.equal(attempts, 3, 'the crash budget: three attempts, no more');
+      assert.deepEqual(seen, ['a1', 'a3']);
+      const { letters } = await readDeadLetters({ kafka, codec, topic: deadLetterTopic });
+      assert.equal(letters.length, 1);
+      const [{ letter }] = letters as [(typeof letters)[number]];
+      assert.equal(letter.reason, 'handler_crashed');
+      assert.equal(letter.attempts, 3);
+      assert.match(letter.error, /TypeError: cannot read properties of undefined/);
+      assert.equal(letter.service, 'keyed-consumer-test');
+      assert.equal(letter.sourceTopic, topic);
+      assert.equal(letter.offset, '1');
+      assert.equal(letter.key?.toString(), 'a', 'keyed like the original, so a replay keeps its order');
+      assert.equal(letter.value?.toString(), 'a2-crashes');
+      assert.deepEqual(letter.headers, { 'ordering-key': 'org:thread:a' }, 'the original headers are kept');
+      await waitFor('the offset committed past all three', async () => (await committedOffset()) === 3);
+    } finally {
+      await consumer.stop();
+    }
+  });
+
+  it('given a dead-letter outcome, when the consumer dies before committing and another takes over, then the letter is not written again', async () => {
+    await produce([
+      { key: 'a', value: 'a1' },
+      { key: 'a', value: 'a2-poison' },
+      { key: 'a', value: 'a3' },
+    ]);
+    const poison = async (message: KafkaMessage): Promise<HandlerOutcome | void> =>
+      message.value?.toString() === 'a2-poison'
+        ? {
+            kind: 'dead-letter',
+            reason: 'malformed_event',
+            error: 'occurredAt is not a long',
+            attempts: 1,
+            orgId: 'org-1',
+            eventType: 'test',
+            eventId: null,
+          }
+        : undefined;
+    const firstSeen: string[] = [];
+    // Commits only at stop, which a crash never reaches: everything is redelivered.
+    const raw = kafka.consumer({ groupId: group, sessionTimeout: 6000, heartbeatInterval: 500 });
+    const first = consumerWith(
+      async (message) => {
+        firstSeen.push(message.value?.toString() ?? '');
+        return poison(message);
+      },
+      { commitIntervalMs: 600_000, rawConsumer: raw },
+    );
+    await first.start();
+    await waitFor('the first consumer past the poison', () => firstSeen.includes('a3'));
+    assert.equal(await recordsOnDeadLetterTopic(), 1);
+    // The crash: the group connection goes, nothing is committed.
+    await raw.disconnect();
+    assert.equal(await committedOffset(), -1, 'nothing committed');
+
+    const secondSeen: string[] = [];
+    const second = consumerWith(async (message) => {
+      secondSeen.push(message.value?.toString() ?? '');
+      return poison(message);
+    });
+    await second.start();
+    try {
+      await waitFor('the redelivery past the poison', () => secondSeen.includes('a3'), 30000);
+      assert.deepEqual(secondSeen, ['a1', 'a2-poison', 'a3'], 'everything redelivered, in order');
+      assert.equal(await recordsOnDeadLetterTopic(), 1, 'the letter was not written a second time');
+      await waitFor('the offset committed past the poison', async () => (await committedOffset()) === 3);
+    } finally {
+      await second.stop();
+      await first.stop().catch(() => undefined);
+    }
+  });
+
+  it('given a record just under the size limit whose letter would be over it, then the letter is written without the value, and its key goes on', async () => {
+    // The broker's default limit is 1,048,588 bytes a batch: the record fits, the letter (the
+    // record plus its reason, error and source) does not.
+    const large = 'x'.repeat(1_048_400);
+    await produce([
+      { key: 'a', value: large },
+      { key: 'a', value: 'a2' },
+    ]);
+    const seen: string[] = [];
+    const consumer = consumerWith(async (message) => {
+      const value = message.value?.toString() ?? '';
+      if (value !== large) return void seen.push(value);
+      return {
+        kind: 'dead-letter',
+        reason: 'opencx_rejected',
+        error: '413 Payload Too Large',
+        attempts: 1,
+        orgId: null,
+        eventType: null,
+        eventId: null,
+      };
+    });
+    await consumer.start();
+    try {
+      await waitFor('a2, behind the large record', () => seen.includes('a2'), 30000);
+      const { letters } = await readDeadLetters({ kafka, codec, topic: deadLetterTopic });
+      assert.equal(letters.length, 1);
+      const [{ letter }] = letters as [(typeof letters)[number]];
+      assert.equal(letter.value, null);
+      assert.equal(letter.offset, '0');
+      assert.match(
+        letter.error,
+        /^413 Payload Too Large \(original value not kept: .* read it at test-keyed-\w+\/0@0\)$/,
+      );
+    } finally {
+      await consumer.stop();
     }
   });
 });

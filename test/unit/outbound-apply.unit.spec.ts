@@ -264,6 +264,24 @@ describe('outbound: applying each domain event to OpenCX', () => {
     assert.equal(links.get(threadLinkKey('org-1', 'T-rep'))?.ticketId, null, 'no ticket yet: nothing linked');
   });
 
+  const undatable = [
+    [
+      'a rep comment dated 9e15 (new Date(9e15).toISOString() throws)',
+      { ...others[0]!.event, occurredAt: 9e15 },
+    ],
+    ['a rep reply dated 1.5 ms', { ...others[0]!.event, occurredAt: 1.5 }],
+    ['a note dated before 1970', { ...others[3]!.event, createdAt: -1 }],
+  ] as [string, DomainEvent][];
+  for (const [name, event] of undatable) {
+    it(`given ${name}, when applied, then it is malformed (dead-lettered), nothing is called, and nothing throws`, async () => {
+      const { deps, calls } = harness({ links: withLinks });
+      const outcome = await applyDomainEvent(event, deps);
+      assert.equal(outcome.kind, 'malformed');
+      assert.match(outcome.kind === 'malformed' ? outcome.detail : '', /is not a date OpenCX can take/);
+      assert.deepEqual(calls, []);
+    });
+  }
+
   it('given an event of an unknown or deleted organisation, then it is skipped', async () => {
     const { deps } = harness();
     assert.deepEqual(await applyDomainEvent({ ...customerMessage, orgId: 'gone' }, deps), {

@@ -23,9 +23,13 @@ export const SkipReason = {
 export type SkipReason = (typeof SkipReason)[keyof typeof SkipReason];
 
 export type ApplyOutcome =
-  { readonly kind: 'applied' } | { readonly kind: 'skipped'; readonly reason: SkipReason };
+  | { readonly kind: 'applied' }
+  | { readonly kind: 'skipped'; readonly reason: SkipReason }
+  /** The event itself is wrong (no retry fixes it): dead-lettered as malformed_event. */
+  | { readonly kind: 'malformed'; readonly detail: string };
 const applied: ApplyOutcome = { kind: 'applied' };
 const skipped = (reason: SkipReason): ApplyOutcome => ({ kind: 'skipped', reason });
+export const malformed = (detail: string): ApplyOutcome => ({ kind: 'malformed', detail });
 
 export type ApplyDeps = {
   readonly orgs: { byId: (orgId: string) => Org | undefined };
@@ -43,7 +47,27 @@ export type ApplyDeps = {
   readonly now: () => number;
 };
 
+/**
+ * OpenCX takes ISO-8601 dates of years 1970 to 9999. Outside them there is no date to send (and
+ * `new Date(9e15).toISOString()` throws a RangeError): such an event is dead-lettered as
+ * malformed rather than clamped, since a clamped date would put a made-up time into the session
+ * and hide the upstream bug from the operator.
+ */
+const LATEST_ISO_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
+const isIsoDate = (ms: number): boolean => Number.isInteger(ms) && ms >= 0 && ms <= LATEST_ISO_MS;
 const iso = (ms: number): string => new Date(ms).toISOString();
+
+/** The timestamp this event sends to OpenCX that is not a date, if any. */
+const unsendableTimestamp = (event: DomainEvent): string | undefined => {
+  const sent: readonly (readonly [string, number])[] =
+    event.type === 'rep-reply'
+      ? [['occurredAt', event.occurredAt]]
+      : event.type === 'note-mirrored'
+        ? [['createdAt', event.createdAt]]
+        : [];
+  const bad = sent.find(([, ms]) => !isIsoDate(ms));
+  return bad && `${bad[0]} ${bad[1]} is not a date OpenCX can take (epoch ms of years 1970 to 9999)`;
+};
 
 /** Writes a link under its thread key and, when known, its ticket key. */
 const saveLink = (deps: ApplyDeps, link: SessionLink): Promise<void> =>
@@ -219,6 +243,8 @@ const applyNoteMirrored = async (event: NoteMirrored, org: Org, deps: ApplyDeps)
 export const applyDomainEvent = (event: DomainEvent, deps: ApplyDeps): Promise<ApplyOutcome> => {
   const org = deps.orgs.byId(event.orgId);
   if (!org) return Promise.resolve(skipped(SkipReason.unknownOrg));
+  const badTimestamp = unsendableTimestamp(event);
+  if (badTimestamp !== undefined) return Promise.resolve(malformed(badTimestamp));
   switch (event.type) {
     case 'customer-message':
       return applyCustomerMessage(event, org, deps);

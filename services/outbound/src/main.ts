@@ -6,56 +6,38 @@
  *   answer becomes an ai-reply event.
  * Data path 2: ai-replies topic → postAiReply (MESSAGE from the AI actor with the AI marker;
  *   COMMENT draft in Assist Mode; nothing after a handoff).
- * Failures: retriable ones retried with backoff (holding only that conversation), then the
- *   dead-letter topic, from which `npm run dlq -- replay` puts them back.
+ * Failures: retriable calls retried with backoff (holding only that conversation); the handler
+ *   (handle-domain-event.ts) returns an outcome and the consumer writes the dead letter (once,
+ *   lib/dead-letters), from which `npm run dlq -- replay` puts it back.
  */
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
-import type { KafkaMessage } from 'kafkajs';
-import { writeDeadLetter } from '../../../lib/dead-letters.ts';
+import { createDeadLetterWriter } from '../../../lib/dead-letters/index.ts';
 import { createRedisDedupStore } from '../../../lib/dedup-store.ts';
 import { createGroupMembership, readinessProbe, watchDependencies } from '../../../lib/dependency-health.ts';
 import { createDomainEventPublisher } from '../../../lib/domain-event-publisher.ts';
-import type { AiReply, PipelineEvent } from '../../../lib/domain-events.ts';
-import { ErrorCode, PipelineError, describeError } from '../../../lib/errors.ts';
+import type { AiReply } from '../../../lib/domain-events.ts';
+import { PipelineError, describeError } from '../../../lib/errors.ts';
 import { createPortalClients } from '../../../lib/hubspot/index.ts';
-import { KeyedConsumer } from '../../../lib/kafka/index.ts';
+import { DEFAULT_CRASH_BUDGET, KeyedConsumer } from '../../../lib/kafka/index.ts';
 import { createLogger, type Logger } from '../../../lib/log.ts';
 import { closeServer, createMetricsRegistry, serveMetrics } from '../../../lib/metrics.ts';
 import type { Org } from '../../../lib/orgs/index.ts';
+import { registerOrgDirectoryMetrics } from '../../../lib/orgs/index.ts';
 import { connectToPipeline } from '../../../lib/pipeline-connections.ts';
 import { createRedisRateLimiter } from '../../../lib/rate-limiter.ts';
 import { createRedis } from '../../../lib/redis.ts';
 import { sleep, withRetry } from '../../../lib/retry.ts';
 import { isEntryPoint, runAsProcess } from '../../../lib/service.ts';
 import type { SessionLinks } from '../../../lib/session-links.ts';
-import { applyDomainEvent, type ApplyOutcome } from './apply-domain-event.ts';
+import { applyDomainEvent, malformed } from './apply-domain-event.ts';
 import { loadOutboundConfig, type OutboundConfig } from './config.ts';
+import { createPipelineEventHandler } from './handle-domain-event.ts';
 import { createOutboundMetrics } from './metrics.ts';
 import { createOpenCxApi, type OpenCxApi } from './opencx/client.ts';
 import { postAiReply } from './post-ai-reply.ts';
 
 export type RunningOutbound = { readonly metricsPort: number; readonly stop: () => Promise<void> };
-
-export const DeadLetterReason = {
-  undecodable: 'undecodable',
-  opencxRejected: 'opencx_rejected',
-  opencxUnauthorized: 'opencx_unauthorized',
-  hubspotRejected: 'hubspot_rejected',
-  hubspotUnauthorized: 'hubspot_unauthorized',
-  retriesExhausted: 'retries_exhausted',
-} as const;
-
-const deadLetterReasonOf = (error: PipelineError): string => {
-  if (error.retriable) return DeadLetterReason.retriesExhausted;
-  if (error.upstream === 'hubspot')
-    return error.code === ErrorCode.upstreamUnauthorized
-      ? DeadLetterReason.hubspotUnauthorized
-      : DeadLetterReason.hubspotRejected;
-  return error.code === ErrorCode.upstreamUnauthorized
-    ? DeadLetterReason.opencxUnauthorized
-    : DeadLetterReason.opencxRejected;
-};
 
 export const startOutbound = async (
   config: OutboundConfig,
@@ -73,6 +55,7 @@ export const startOutbound = async (
   });
   const { kafka, topics, codec, producer, orgs, links } = connections;
   if (!links) throw new Error('session links were not started');
+  registerOrgDirectoryMetrics(registry, orgs);
   const redis = createRedis(config.REDIS_URL, logger);
   const events = await createDomainEventPublisher({ kafka, codec, topics: [topics.aiReplies.name], logger });
   const openCxLimiter = createRedisRateLimiter(redis, {
@@ -125,80 +108,6 @@ export const startOutbound = async (
     doneTtlMs: config.DEDUP_TTL_MS,
   });
 
-  /** Decode, apply, count; a failure that retrying cannot fix goes to the dead-letter topic. */
-  const handleWith =
-    (apply: (event: PipelineEvent) => Promise<ApplyOutcome & { posted?: string }>) =>
-    async (message: KafkaMessage, partition: number, topic: string): Promise<void> => {
-      const deadLetter = async (
-        reason: string,
-        error: string,
-        event: PipelineEvent | undefined,
-        attempts: number,
-      ): Promise<void> => {
-        await writeDeadLetter(
-          producer,
-          codec,
-          topics.deadLetters.name,
-          { message, topic, partition },
-          {
-            service: 'outbound',
-            reason,
-            error,
-            attempts,
-            orgId: event?.orgId ?? null,
-            eventType: event?.type ?? null,
-            eventId: event?.eventId ?? null,
-          },
-          Date.now(),
-        );
-        metrics.deadLettered.inc({ reason });
-        logger.warn(
-          { reason, error, orgId: event?.orgId, eventId: event?.eventId, offset: message.offset },
-          'event dead-lettered',
-        );
-      };
-      let event: PipelineEvent;
-      try {
-        if (!message.value) throw new Error('record has no value');
-        event = await codec.decodeEvent(message.value);
-      } catch (error) {
-        return deadLetter(DeadLetterReason.undecodable, describeError(error), undefined, 1);
-      }
-      const log = logger.child({
-        orgId: event.orgId,
-        portalId: event.portalId,
-        eventId: event.eventId,
-        type: event.type,
-      });
-      const started = performance.now();
-      try {
-        const outcome = await apply(event);
-        metrics.applyLatency.observe({ type: event.type }, (performance.now() - started) / 1000);
-        if (outcome.kind === 'skipped') {
-          metrics.skipped.inc({ type: event.type, reason: outcome.reason });
-          log.debug({ reason: outcome.reason }, 'nothing to apply');
-        } else {
-          metrics.applied.inc({ type: event.type });
-          if (outcome.posted) metrics.aiRepliesPosted.inc({ kind: outcome.posted });
-          log.info('applied');
-        }
-      } catch (error) {
-        if (
-          !(error instanceof PipelineError) ||
-          error.code === ErrorCode.kafkaUnavailable ||
-          error.code === ErrorCode.dedupInFlight
-        )
-          throw error;
-        return deadLetter(
-          deadLetterReasonOf(error),
-          error.message,
-          event,
-          error.retriable ? retryPolicy.attempts : 1,
-        );
-      }
-      return undefined;
-    };
-
   const applyDeps = {
     orgs,
     links: {
@@ -225,7 +134,8 @@ export const startOutbound = async (
     claim: { leaseMs: config.DEDUP_CLAIM_LEASE_MS, now: Date.now, sleep },
   };
 
-  // The data paths, built anew on each (re)join: a replica that cannot reach Redis or Kafka steps aside.
+  // The data paths, built anew on each (re)join: a replica that cannot reach Redis or Kafka steps
+  // aside. Each record's outcome is acted on by its consumer (dead letters written once).
   const dependencies = watchDependencies({
     redis,
     brokers: config.KAFKA_BROKERS,
@@ -233,6 +143,32 @@ export const startOutbound = async (
     graceMs: config.DEPENDENCY_GRACE_MS,
     logger,
   });
+  const handlerDeps = {
+    decode: (value: Buffer) => codec.decodeEvent(value),
+    orgs,
+    metrics,
+    logger,
+    retryAttempts: retryPolicy.attempts,
+    transientRetryMs: 1000,
+  };
+  const consumerOptions = {
+    deadLetters: createDeadLetterWriter({
+      service: 'outbound',
+      topic: topics.deadLetters.name,
+      producer,
+      codec,
+      redis,
+      keyPrefix: config.REDIS_KEY_PREFIX,
+    }),
+    logger,
+    observer: {
+      retried: () => metrics.transientRetries.inc(),
+      crashed: () => metrics.handlerFailures.inc(),
+      deadLettered: (reason: string) => metrics.deadLettered.inc({ reason }),
+    },
+    crashBudget: { ...DEFAULT_CRASH_BUDGET, attempts: config.HANDLER_CRASH_ATTEMPTS },
+    maxBufferedMessages: config.KAFKA_PARTITION_BUFFER,
+  };
   const joinBothGroups = () => {
     const domainConsumer = new KeyedConsumer({
       consumer: kafka.consumer({
@@ -243,14 +179,14 @@ export const startOutbound = async (
       }),
       topics: [topics.domainEvents.name],
       orderingKey: (message) => message.key?.toString() ?? '',
-      handle: handleWith((event) =>
-        event.type === 'ai-reply'
-          ? Promise.reject(new Error('ai-reply on the domain topic'))
-          : applyDomainEvent(event, applyDeps),
-      ),
-      logger,
-      onHandlerError: () => metrics.handlerFailures.inc(),
-      maxBufferedMessages: config.KAFKA_PARTITION_BUFFER,
+      handle: createPipelineEventHandler({
+        ...handlerDeps,
+        apply: (event) =>
+          event.type === 'ai-reply'
+            ? Promise.resolve(malformed('an ai-reply on the domain-events topic'))
+            : applyDomainEvent(event, applyDeps),
+      }),
+      ...consumerOptions,
     });
     const replyConsumer = new KeyedConsumer({
       consumer: kafka.consumer({
@@ -261,14 +197,14 @@ export const startOutbound = async (
       }),
       topics: [topics.aiReplies.name],
       orderingKey: (message) => message.key?.toString() ?? '',
-      handle: handleWith((event) =>
-        event.type === 'ai-reply'
-          ? postAiReply(event, postDeps)
-          : Promise.reject(new Error(`${event.type} on the ai-replies topic`)),
-      ),
-      logger,
-      onHandlerError: () => metrics.handlerFailures.inc(),
-      maxBufferedMessages: config.KAFKA_PARTITION_BUFFER,
+      handle: createPipelineEventHandler({
+        ...handlerDeps,
+        apply: (event) =>
+          event.type === 'ai-reply'
+            ? postAiReply(event, postDeps)
+            : Promise.resolve(malformed(`a ${event.type} on the ai-replies topic`)),
+      }),
+      ...consumerOptions,
     });
     return {
       start: async () => {

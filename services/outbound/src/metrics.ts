@@ -38,7 +38,12 @@ export const createOutboundMetrics = (registry: Registry) => ({
   }),
   handlerFailures: new Counter({
     name: 'outbound_handler_failures_total',
-    help: 'Unexpected handler failures (infrastructure): the event is retried',
+    help: 'Handler throws (unclassified: a bug): retried a few times, then dead-lettered as handler_crashed',
+    registers: [registry],
+  }),
+  transientRetries: new Counter({
+    name: 'outbound_transient_retries_total',
+    help: "Events tried again because Kafka or another replica's claim was in the way",
     registers: [registry],
   }),
   applyLatency: new Histogram({

@@ -1,10 +1,12 @@
 import type { KafkaMessage } from 'kafkajs';
+import { DeadLetterReason } from '../../../lib/dead-letters/index.ts';
 import type { DomainEvent } from '../../../lib/domain-events.ts';
 import { ErrorCode, PipelineError, describeError } from '../../../lib/errors.ts';
 import { isTruncated, withOriginalContent, type HubSpotApi } from '../../../lib/hubspot/index.ts';
+import { done, type HandlerOutcome } from '../../../lib/kafka/index.ts';
 import type { PropertyClock, PropertyClockKey } from '../../../lib/property-clock.ts';
 import type { Logger } from '../../../lib/log.ts';
-import type { Org, OrgDirectory } from '../../../lib/orgs/index.ts';
+import type { Org, OrgDirectory, OrgLookup } from '../../../lib/orgs/index.ts';
 import { withRetry, type RetryPolicy } from '../../../lib/retry.ts';
 import type { SessionLinks } from '../../../lib/session-links.ts';
 import type { ProcessorMetrics } from './metrics.ts';
@@ -32,36 +34,15 @@ export type RawWebhookEvent = {
   readonly event: string;
 };
 
-export const DeadLetterReason = {
-  undecodable: 'undecodable',
-  malformedEvent: 'malformed_event',
-  hubspotRejected: 'hubspot_rejected',
-  hubspotUnauthorized: 'hubspot_unauthorized',
-  retriesExhausted: 'retries_exhausted',
-} as const;
-export type DeadLetterReason = (typeof DeadLetterReason)[keyof typeof DeadLetterReason];
-
-export type DeadLetterInput = {
-  readonly message: KafkaMessage;
-  readonly topic: string;
-  readonly partition: number;
-  readonly reason: DeadLetterReason;
-  readonly error: string;
-  readonly attempts: number;
-  readonly orgId: string | null;
-  readonly eventType: string | null;
-};
-
 export type RawEventHandlerDeps = {
   readonly decodeRaw: (value: Buffer) => Promise<RawWebhookEvent>;
-  readonly orgs: Pick<OrgDirectory, 'byIdIncludingDeleted' | 'byPortal'>;
+  readonly orgs: Pick<OrgDirectory, 'lookupById' | 'lookupByPortal'>;
   readonly links: Pick<SessionLinks, 'forThread' | 'forTicket'>;
   readonly dedup: DedupStore;
   /** Newest occurredAt handled per object property: late, older changes are skipped as stale. */
   readonly propertyClock: PropertyClock;
   readonly hubspotFor: (org: Org) => HubSpotApi;
   readonly publish: (events: readonly DomainEvent[]) => Promise<void>;
-  readonly deadLetter: (input: DeadLetterInput) => Promise<void>;
   readonly markReconnectRequired: (org: Org) => Promise<void>;
   readonly metrics: ProcessorMetrics;
   readonly logger: Logger;
@@ -69,6 +50,8 @@ export type RawEventHandlerDeps = {
     readonly emailDelayMs: number;
     readonly claimLeaseMs: number;
     readonly retry: RetryPolicy;
+    /** How long to wait before the same event again when Kafka, Redis or a claim is in the way. */
+    readonly transientRetryMs: number;
   };
   readonly now: () => number;
   readonly sleep: (ms: number) => Promise<void>;
@@ -87,18 +70,52 @@ type Plan = {
 export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
   const { metrics } = deps;
 
-  const skipped = (log: Logger, type: string, reason: IgnoreReason): void => {
+  const skipped = (log: Logger, type: string, reason: IgnoreReason): HandlerOutcome => {
     metrics.ignored.inc({ reason, subscription_type: type });
     metrics.events.inc({ subscription_type: type, outcome: 'ignored' });
     log.debug({ reason }, 'event ignored');
+    return { kind: 'skipped', reason };
   };
 
-  /** Which organisation an event belongs to, or why none. */
-  const resolveOrg = (raw: RawWebhookEvent): Org | IgnoreReason => {
-    const org =
-      raw.orgId === null ? deps.orgs.byPortal(raw.portalId) : deps.orgs.byIdIncludingDeleted(raw.orgId);
-    if (!org) return IgnoreReason.unknownPortal;
-    return org.deleted ? IgnoreReason.orgDeleted : org;
+  /** The consumer writes the letter; this counts the event and says why. */
+  const deadLetter = (
+    reason: DeadLetterReason,
+    error: string,
+    context: { orgId: string | null; eventType: string | null; attempts: number },
+  ): HandlerOutcome => {
+    metrics.events.inc({ subscription_type: context.eventType ?? 'unknown', outcome: 'dead_lettered' });
+    return { kind: 'dead-letter', reason, error, eventId: null, ...context };
+  };
+
+  /** Kafka, Redis or another replica's claim in the way: the same event again shortly. */
+  const retryLater = (error: unknown): HandlerOutcome => ({
+    kind: 'retry',
+    error: describeError(error),
+    afterMs: deps.settings.transientRetryMs,
+  });
+
+  /**
+   * Which organisation an event belongs to, or why none. A record no configured key opens is
+   * not "unknown": its events are dead-lettered (org_unreadable), to be replayed once the key
+   * is fixed, never dropped.
+   */
+  const resolveOrg = (raw: RawWebhookEvent): Org | IgnoreReason | (OrgLookup & { kind: 'unreadable' }) => {
+    const found =
+      raw.orgId === null ? deps.orgs.lookupByPortal(raw.portalId) : deps.orgs.lookupById(raw.orgId);
+    switch (found.kind) {
+      case 'org':
+        return found.org;
+      case 'deleted':
+        return IgnoreReason.orgDeleted;
+      case 'unknown':
+        return IgnoreReason.unknownPortal;
+      case 'unreadable':
+        return found;
+      default: {
+        const unreachable: never = found;
+        return unreachable;
+      }
+    }
   };
 
   const claim = (key: string): Promise<'claimed' | 'duplicate'> =>
@@ -218,33 +235,34 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
     if (plan.clock) await deps.propertyClock.advance(plan.clock.key, plan.clock.occurredAt);
   };
 
-  const deadLetterReasonOf = (error: PipelineError): DeadLetterReason => {
+  /**
+   * Why an event's failure cannot be fixed by trying again, or undefined when it can (or when it
+   * is not ours to classify: a bug, which the consumer's crash budget handles).
+   */
+  const deadLetterReasonOf = (error: unknown): DeadLetterReason | undefined => {
+    // avsc refused the domain event (e.g. 'invalid "long": 1.5'): the raw event held a value
+    // its type cannot carry. The same input fails the same way on every attempt.
+    if (error instanceof Error && error.name === 'ConfluentSchemaRegistryValidationError')
+      return DeadLetterReason.malformedEvent;
+    if (!(error instanceof PipelineError)) return undefined;
+    if (error.code === ErrorCode.recordTooLarge) return DeadLetterReason.recordTooLarge;
+    if (error.code === ErrorCode.kafkaUnavailable || error.code === ErrorCode.dedupInFlight) return undefined;
     if (error.code === ErrorCode.upstreamUnauthorized) return DeadLetterReason.hubspotUnauthorized;
     if (error.retriable) return DeadLetterReason.retriesExhausted;
     return DeadLetterReason.hubspotRejected;
   };
 
-  return async (message: KafkaMessage, partition: number, topic: string): Promise<void> => {
-    const sendToDeadLetters = async (
-      reason: DeadLetterReason,
-      error: string,
-      context: { orgId: string | null; eventType: string | null; attempts: number },
-    ): Promise<void> => {
-      await deps.deadLetter({ message, topic, partition, reason, error, ...context });
-      metrics.deadLettered.inc({ reason });
-      metrics.events.inc({ subscription_type: context.eventType ?? 'unknown', outcome: 'dead_lettered' });
-      deps.logger.warn(
-        { reason, error, orgId: context.orgId, offset: message.offset, partition },
-        'event dead-lettered',
-      );
-    };
+  const isTransient = (error: unknown): boolean =>
+    error instanceof PipelineError &&
+    (error.code === ErrorCode.kafkaUnavailable || error.code === ErrorCode.dedupInFlight);
 
+  return async (message: KafkaMessage): Promise<HandlerOutcome> => {
     let raw: RawWebhookEvent;
     try {
       if (!message.value) throw new Error('record has no value');
       raw = await deps.decodeRaw(message.value);
     } catch (error) {
-      return sendToDeadLetters(DeadLetterReason.undecodable, describeError(error), {
+      return deadLetter(DeadLetterReason.undecodable, describeError(error), {
         orgId: null,
         eventType: null,
         attempts: 1,
@@ -253,7 +271,7 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
     const type = raw.subscriptionType;
     const parsed = parseWebhookEvent(raw.event);
     if (!parsed.ok)
-      return sendToDeadLetters(DeadLetterReason.malformedEvent, parsed.detail, {
+      return deadLetter(DeadLetterReason.malformedEvent, parsed.detail, {
         orgId: raw.orgId,
         eventType: type,
         attempts: 1,
@@ -264,6 +282,17 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
 
     const org = resolveOrg(raw);
     if (typeof org === 'string') return skipped(baseLog, type, org);
+    if ('kind' in org) {
+      baseLog.error(
+        { orgId: org.orgId, detail: org.detail },
+        'organisation record unreadable: event dead-lettered',
+      );
+      return deadLetter(DeadLetterReason.orgUnreadable, org.detail, {
+        orgId: org.orgId,
+        eventType: type,
+        attempts: 1,
+      });
+    }
     const portalMismatch = checkDeliveryPortal(raw, org.hubspot.portalId);
     if (portalMismatch) return skipped(baseLog.child({ orgId: org.orgId }), type, portalMismatch);
     const log = baseLog.child({
@@ -275,7 +304,14 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
     const plan = planFor(event, org, raw, log);
     if (typeof plan === 'string') return skipped(log, type, plan);
 
-    if ((await claim(plan.dedupKey)) === 'duplicate') return skipped(log, type, IgnoreReason.duplicate);
+    let claimed: 'claimed' | 'duplicate';
+    try {
+      claimed = await claim(plan.dedupKey);
+    } catch (error) {
+      // Redis unreachable, or another replica holding the claim: both pass.
+      return retryLater(error);
+    }
+    if (claimed === 'duplicate') return skipped(log, type, IgnoreReason.duplicate);
     let decision: Decision;
     try {
       decision = await plan.decide();
@@ -287,22 +323,34 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
         await deps.publish(decision.events);
       }
     } catch (error) {
-      await deps.dedup.release(plan.dedupKey);
-      if (!(error instanceof PipelineError)) throw error;
-      if (error.code === ErrorCode.upstreamUnauthorized) {
+      // Best effort: a claim not released expires with its lease.
+      await deps.dedup.release(plan.dedupKey).catch(() => undefined);
+      if (error instanceof PipelineError && error.code === ErrorCode.upstreamUnauthorized) {
         metrics.reconnectRequired.inc({ org_id: org.orgId });
-        await deps.markReconnectRequired(org);
+        try {
+          await deps.markReconnectRequired(org);
+        } catch (markError) {
+          return retryLater(markError);
+        }
       }
-      if (error.code === ErrorCode.kafkaUnavailable || error.code === ErrorCode.dedupInFlight) throw error;
-      return sendToDeadLetters(deadLetterReasonOf(error), error.message, {
+      if (isTransient(error)) return retryLater(error);
+      const reason = deadLetterReasonOf(error);
+      // Not classified: a bug. The consumer tries it a few times, then dead-letters it as handler_crashed.
+      if (reason === undefined) throw error;
+      return deadLetter(reason, describeError(error), {
         orgId: org.orgId,
         eventType: type,
-        attempts: error.retriable ? deps.settings.retry.attempts : 1,
+        attempts: error instanceof PipelineError && error.retriable ? deps.settings.retry.attempts : 1,
       });
     }
     // Confirmed only now that the effect is durable (claim, emit, then confirm).
-    await advancePropertyClock(plan);
-    await deps.dedup.confirm(plan.dedupKey);
+    try {
+      await advancePropertyClock(plan);
+      await deps.dedup.confirm(plan.dedupKey);
+    } catch (error) {
+      // The events are written; emitting them again carries the same ids (a no-op downstream).
+      return retryLater(error);
+    }
     metrics.endToEndDelay.observe(Math.max(0, deps.now() - raw.receivedAt) / 1000);
     if (decision.kind === 'ignore') return skipped(log, type, decision.reason);
     metrics.events.inc({ subscription_type: type, outcome: 'emitted' });
@@ -310,6 +358,6 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
       metrics.emitted.inc({ type: domainEvent.type });
       log.info({ eventId: domainEvent.eventId, type: domainEvent.type }, 'domain event emitted');
     }
-    return undefined;
+    return done;
   };
 };

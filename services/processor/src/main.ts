@@ -3,17 +3,18 @@
  * Data path: raw topic → KeyedConsumer (one queue per conversation) → handleRawEvent:
  * decode → parse → resolve organisation → dedup claim (Redis SET NX) → re-fetch from HubSpot
  * (rate limited per portal) → the seed's rules (rules/, pure) → domain events (Avro) → confirm.
- * Failures: retriable ones are retried; a poison event goes to the dead-letter topic.
+ * Failures: the handler returns an outcome; the consumer retries transient ones, writes a
+ * poison event's dead letter (once, lib/dead-letters) and goes on with its conversation.
  */
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { KafkaMessage } from 'kafkajs';
-import { writeDeadLetter } from '../../../lib/dead-letters.ts';
+import { createDeadLetterWriter } from '../../../lib/dead-letters/index.ts';
 import { createRedisDedupStore } from '../../../lib/dedup-store.ts';
 import { createGroupMembership, readinessProbe, watchDependencies } from '../../../lib/dependency-health.ts';
 import { createDomainEventPublisher } from '../../../lib/domain-event-publisher.ts';
 import { createPortalClients } from '../../../lib/hubspot/index.ts';
-import { KeyedConsumer, ORDERING_KEY_HEADER } from '../../../lib/kafka/index.ts';
+import { DEFAULT_CRASH_BUDGET, KeyedConsumer, ORDERING_KEY_HEADER } from '../../../lib/kafka/index.ts';
 import { createLogger, type Logger } from '../../../lib/log.ts';
 import { closeServer, createMetricsRegistry, serveMetrics } from '../../../lib/metrics.ts';
 import { registerOrgDirectoryMetrics } from '../../../lib/orgs/index.ts';
@@ -82,23 +83,6 @@ export const startProcessor = async (
     }),
     hubspotFor,
     publish: (domainEvents) => events.publish(topics.domainEvents.name, domainEvents),
-    deadLetter: (input) =>
-      writeDeadLetter(
-        producer,
-        codec,
-        topics.deadLetters.name,
-        input,
-        {
-          service: 'processor',
-          reason: input.reason,
-          error: input.error,
-          attempts: input.attempts,
-          orgId: input.orgId,
-          eventType: input.eventType,
-          eventId: null,
-        },
-        Date.now(),
-      ),
     markReconnectRequired: async (org) => void (await orgRepository.markReconnectRequired(org.orgId)),
     metrics,
     logger,
@@ -110,6 +94,7 @@ export const startProcessor = async (
         initialDelayMs: config.HUBSPOT_RETRY_INITIAL_MS,
         maxDelayMs: 30000,
       },
+      transientRetryMs: 1000,
     },
     now: Date.now,
     sleep,
@@ -124,6 +109,14 @@ export const startProcessor = async (
     graceMs: config.DEPENDENCY_GRACE_MS,
     logger,
   });
+  const deadLetters = createDeadLetterWriter({
+    service: 'processor',
+    topic: topics.deadLetters.name,
+    producer,
+    codec,
+    redis,
+    keyPrefix: config.REDIS_KEY_PREFIX,
+  });
   const joinRawEvents = () =>
     new KeyedConsumer({
       consumer: kafka.consumer({
@@ -136,8 +129,14 @@ export const startProcessor = async (
       orderingKey: (message: KafkaMessage) =>
         message.headers?.[ORDERING_KEY_HEADER]?.toString() ?? message.key?.toString() ?? '',
       handle: handleRawEvent,
+      deadLetters,
       logger,
-      onHandlerError: () => metrics.handlerFailures.inc(),
+      observer: {
+        retried: () => metrics.transientRetries.inc(),
+        crashed: () => metrics.handlerFailures.inc(),
+        deadLettered: (reason) => metrics.deadLettered.inc({ reason }),
+      },
+      crashBudget: { ...DEFAULT_CRASH_BUDGET, attempts: config.HANDLER_CRASH_ATTEMPTS },
       maxBufferedMessages: config.KAFKA_PARTITION_BUFFER,
     });
   const consumer = createGroupMembership({ join: joinRawEvents, health: dependencies.health, logger });

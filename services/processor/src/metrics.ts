@@ -21,7 +21,7 @@ export const createProcessorMetrics = (registry: Registry) => ({
   }),
   deadLettered: new Counter({
     name: 'processor_dead_letters_total',
-    help: 'Raw events sent to the dead-letter topic, by reason',
+    help: 'Raw events sent to the dead-letter topic, by reason (written once; a restart that finds a letter written does not count it again)',
     labelNames: ['reason'] as const,
     registers: [registry],
   }),
@@ -45,7 +45,12 @@ export const createProcessorMetrics = (registry: Registry) => ({
   }),
   handlerFailures: new Counter({
     name: 'processor_handler_failures_total',
-    help: 'Unexpected handler failures (infrastructure): the message is retried',
+    help: 'Handler throws (unclassified: a bug): retried a few times, then dead-lettered as handler_crashed',
+    registers: [registry],
+  }),
+  transientRetries: new Counter({
+    name: 'processor_transient_retries_total',
+    help: "Raw events tried again because Kafka, Redis or another replica's claim was in the way",
     registers: [registry],
   }),
   endToEndDelay: new Histogram({

@@ -1,12 +1,13 @@
 /**
  * The dead-letter topic as an operator sees it: read it whole, pick letters, put them back.
+ * Letters of every service (processor, outbound) share the topic and this reader.
  * No process, argv or console here (dlq-cli.ts does that), so tests drive it directly.
  */
 import { randomUUID } from 'node:crypto';
 import type { Kafka, Producer } from 'kafkajs';
-import { DEAD_LETTER_RECORD, type DeadLetter } from '../../../lib/dead-letters.ts';
-import type { Redis } from '../../../lib/redis.ts';
-import type { AvroCodec } from '../../../lib/registry.ts';
+import type { Redis } from '../redis.ts';
+import type { AvroCodec } from '../registry.ts';
+import { DEAD_LETTER_ID_HEADER, DEAD_LETTER_RECORD, type DeadLetter } from './letter.ts';
 
 export type DeadLetterFilter = {
   readonly orgId?: string;
@@ -116,11 +117,24 @@ export const readDeadLetters = async (options: {
   if (remaining.size === 0) return { letters: [], undecodable: 0 };
 
   const found: ArchivedDeadLetter[] = [];
+  // A crash between writing a letter and remembering it writes it twice, with the same id: keep the first.
+  const seenIds = new Set<string>();
   let read = 0;
   let undecodable = 0;
   let firstUndecodableError: string | undefined;
-  const consume = async (partition: number, offset: string, value: Buffer | null): Promise<void> => {
+  const consume = async (
+    partition: number,
+    offset: string,
+    value: Buffer | null,
+    letterId: string | undefined,
+  ): Promise<void> => {
     try {
+      if (letterId !== undefined && seenIds.has(letterId)) {
+        read += 1;
+        options.onProgress?.({ read, total });
+        return;
+      }
+      if (letterId !== undefined) seenIds.add(letterId);
       if (!value) throw new Error('no value');
       const { recordName, record } = await codec.decodeRecord(value);
       if (recordName !== DEAD_LETTER_RECORD) throw new Error(`a ${recordName}, not a dead letter`);
@@ -156,7 +170,12 @@ export const readDeadLetters = async (options: {
       eachMessage: async ({ partition, message }) => {
         const last = remaining.get(partition);
         if (last === undefined || BigInt(message.offset) > last) return;
-        await consume(partition, message.offset, message.value);
+        await consume(
+          partition,
+          message.offset,
+          message.value,
+          message.headers?.[DEAD_LETTER_ID_HEADER]?.toString(),
+        );
         if (BigInt(message.offset) >= last) {
           remaining.delete(partition);
           if (remaining.size === 0) done();

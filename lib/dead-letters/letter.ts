@@ -1,5 +1,4 @@
-import type { IHeaders, KafkaMessage, Producer } from 'kafkajs';
-import type { AvroCodec } from './registry.ts';
+import { deriveEventId } from '../ids.ts';
 
 /**
  * Why an event went to the dead-letter topic: one list for every service, each reason a metric
@@ -35,6 +34,7 @@ export type DeadLetter = {
   readonly value: Buffer | null;
   /** The original record's headers, restored on replay (the ordering key among them). */
   readonly headers: Record<string, string> | null;
+  /** A DeadLetterReason; typed as text because letters written by older versions are read too. */
   readonly reason: string;
   readonly error: string;
   readonly attempts: number;
@@ -46,44 +46,13 @@ export type DeadLetter = {
 
 export const DEAD_LETTER_RECORD = 'io.opencx.pipeline.DeadLetter';
 
-const headersAsText = (headers: IHeaders | undefined): Record<string, string> | null => {
-  if (!headers) return null;
-  const entries = Object.entries(headers).flatMap(([name, value]) => {
-    const first = Array.isArray(value) ? value[0] : value;
-    return first === undefined ? [] : [[name, first.toString()] as const];
-  });
-  return entries.length === 0 ? null : Object.fromEntries(entries);
-};
+/** Kafka header naming a letter: the same source record always gives the same id. */
+export const DEAD_LETTER_ID_HEADER = 'dead-letter-id';
 
-/** Writes a dead letter durably (acks=all), keyed like the original so a replay keeps its order. */
-export const writeDeadLetter = async (
-  producer: Producer,
-  codec: AvroCodec,
-  topic: string,
-  source: { message: KafkaMessage; topic: string; partition: number },
-  letter: Omit<DeadLetter, 'sourceTopic' | 'partition' | 'offset' | 'key' | 'value' | 'headers' | 'failedAt'>,
-  now: number,
-): Promise<void> => {
-  const record: DeadLetter = {
-    ...letter,
-    sourceTopic: source.topic,
-    partition: source.partition,
-    offset: source.message.offset,
-    key: source.message.key ?? null,
-    value: source.message.value ?? null,
-    headers: headersAsText(source.message.headers),
-    failedAt: now,
-  };
-  const headers: IHeaders = { 'dead-letter-reason': letter.reason };
-  await producer.send({
-    topic,
-    acks: -1,
-    messages: [
-      {
-        key: source.message.key ?? null,
-        value: await codec.encodeRecord(DEAD_LETTER_RECORD, record),
-        headers,
-      },
-    ],
-  });
-};
+/**
+ * A letter's id, derived from where its source record sits (and which service failed it): if a
+ * crash lands between writing a letter and remembering that it was written, the second copy has
+ * the same id and readers keep one.
+ */
+export const deadLetterId = (service: string, topic: string, partition: number, offset: string): string =>
+  deriveEventId('dead-letter', service, topic, partition, offset);

@@ -1,5 +1,5 @@
 /**
- * The operator's dead-letter command (contract.md, "OpenCX calls"):
+ * The operator's dead-letter command (contract.md, "OpenCX calls"), for the letters of every service:
  *   npm run dlq -- list|replay [--org X] [--since T] [--reason R] [--limit N]
  * `list` prints one line per letter and a count by reason; `replay` puts each letter's original
  * record back on its source topic, once (a second replay produces nothing).
@@ -9,12 +9,12 @@
 import { parseArgs } from 'node:util';
 import { SingleBar } from 'cli-progress';
 import { z } from 'zod';
-import { commonEnv, loadConfig } from '../../../lib/config.ts';
-import { createDurableProducer, createKafka, topicsFor } from '../../../lib/kafka/index.ts';
-import { createLogger } from '../../../lib/log.ts';
-import { createRedis } from '../../../lib/redis.ts';
-import { AvroCodec } from '../../../lib/registry.ts';
-import { isEntryPoint } from '../../../lib/service.ts';
+import { commonEnv, loadConfig } from '../config.ts';
+import { createDurableProducer, createKafka, topicsFor } from '../kafka/index.ts';
+import { createLogger } from '../log.ts';
+import { createRedis } from '../redis.ts';
+import { AvroCodec } from '../registry.ts';
+import { isEntryPoint } from '../service.ts';
 import {
   parseSince,
   readDeadLetters,
@@ -22,7 +22,7 @@ import {
   type ArchivedDeadLetter,
   type DeadLetterFilter,
   type ReplaySummary,
-} from './dead-letter-archive.ts';
+} from './archive.ts';
 
 export const USAGE =
   'usage: npm run dlq -- list|replay [--org ORG_ID] [--since 2h|2024-05-01T00:00:00Z|EPOCH_MS] [--reason REASON] [--limit N]';
