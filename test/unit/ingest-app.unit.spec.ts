@@ -3,6 +3,7 @@ import type { Server } from 'node:http';
 import { Signature } from '@hubspot/api-client';
 import { pino } from 'pino';
 import { OrgId, PortalId } from '../../lib/ids.ts';
+import * as fixtures from '../fakes/hubspot-fixtures.ts';
 import { createMetricsRegistry } from '../../lib/metrics.ts';
 import { createSecretBox, type Org, type OrgDirectory } from '../../lib/orgs/index.ts';
 import { createIngestApp, type RawEventSink } from '../../services/ingest/src/app.ts';
@@ -96,8 +97,8 @@ describe('ingest HTTP answers', () => {
     });
   };
   const events = [
-    { portalId: 77, subscriptionType: 'conversation.newMessage', objectId: 1, messageId: 'm' },
-    { portalId: 5, eventType: 'contact.creation', objectId: 2 },
+    fixtures.webhookEvent({ portalId: 77 }),
+    { portalId: 5, eventType: 'contact.creation', objectId: 2, occurredAt: Date.now() },
   ];
 
   it('given Kafka unable to take the batch, when posted, then 503 with a JSON error so HubSpot redelivers', async () => {

@@ -4,7 +4,6 @@
  * organisation by portalId → encode (Avro, registry) → one batched, acks=all write to the raw
  * topic keyed by organisation → 200. Nothing else happens inside the request.
  */
-import type { Server } from 'node:http';
 import { BatchingPublisher, ORDERING_KEY_HEADER } from '../../../lib/kafka/index.ts';
 import { createLogger, type Logger } from '../../../lib/log.ts';
 import { closeServer, createMetricsRegistry } from '../../../lib/metrics.ts';
@@ -15,7 +14,8 @@ import { isEntryPoint, runAsProcess } from '../../../lib/service.ts';
 import { createIngestApp, type RawEventSink } from './app.ts';
 import { loadIngestConfig, type IngestConfig } from './config.ts';
 import { createIngestMetrics } from './metrics.ts';
-import { createHubSpotOAuth, createSignedTokens } from './oauth.ts';
+import { listen } from './http.ts';
+import { createHubSpotOAuth, createRedisOAuthStateLedger, createSignedTokens } from './oauth.ts';
 import { refreshExpiringTokens } from './token-refresher.ts';
 
 export type RunningIngest = { readonly port: number; readonly stop: () => Promise<void> };
@@ -66,6 +66,7 @@ export const startIngest = async (
     await publisher.publish(topics.rawEvents.name, messages);
   };
 
+  const redis = createRedis(config.REDIS_URL);
   const oauth =
     config.HUBSPOT_CLIENT_ID && config.HUBSPOT_CLIENT_SECRET
       ? {
@@ -77,12 +78,12 @@ export const startIngest = async (
             now: Date.now,
           }),
           tokens: createSignedTokens(secretsKey, 'hubspot-oauth', Date.now),
+          states: createRedisOAuthStateLedger(redis, config.REDIS_KEY_PREFIX, Date.now),
         }
       : undefined;
   const writeOrg = (record: Parameters<OrgDirectory['write']>[1]) => orgs.write(producer, record);
 
   // OAuth tokens live 30 minutes: refresh them ahead of time (one replica per org, via a Redis lock).
-  const redis = createRedis(config.REDIS_URL);
   const refresher = oauth
     ? setInterval(() => {
         refreshExpiringTokens({
@@ -113,10 +114,11 @@ export const startIngest = async (
     now: Date.now,
     oauth,
   });
-  const server: Server = app.listen(config.PORT, '0.0.0.0');
-  await new Promise<void>((resolve) => server.once('listening', resolve));
-  server.requestTimeout = 10000;
-  server.headersTimeout = 5000;
+  const server = await listen(app, {
+    port: config.PORT,
+    host: '0.0.0.0',
+    bodyTimeoutMs: config.HTTP_BODY_TIMEOUT_MS,
+  });
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.PORT;
   logger.info({ port, topic: topics.rawEvents.name }, 'ingest listening');

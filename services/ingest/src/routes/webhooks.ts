@@ -50,7 +50,7 @@ export const webhookRoutes = (router: Router, deps: IngestDeps): void => {
         'the request signature does not verify; check the app client secret and PUBLIC_BASE_URL',
       );
 
-    const batch = parseWebhookBatch(rawBody);
+    const batch = parseWebhookBatch(rawBody, deps.now());
     if (!batch.ok) return reject(route, 400, 'malformed_body', batch.detail);
 
     const routed = batch.events.map((event) => ({ event, org: fixedOrg ?? orgs.byPortal(event.portalId) }));
