@@ -1,0 +1,121 @@
+import type { Server } from 'node:http';
+import { Signature } from '@hubspot/api-client';
+import { pino } from 'pino';
+import { OrgId, PortalId } from '../../lib/ids.ts';
+import { createMetricsRegistry } from '../../lib/metrics.ts';
+import { createSecretBox, type Org, type OrgDirectory } from '../../lib/orgs/index.ts';
+import { createIngestApp, type IngestDeps, type RawEventSink } from '../../services/ingest/src/app.ts';
+import { loadIngestConfig } from '../../services/ingest/src/config.ts';
+import { listen } from '../../services/ingest/src/http.ts';
+import { createIngestMetrics } from '../../services/ingest/src/metrics.ts';
+import { signV3 } from '../../services/ingest/src/signature.ts';
+
+export const OAUTH_SECRET = 'oauth-secret';
+export const PRIVATE_SECRET = 'private-app-secret';
+export const ADMIN = 'admin-token-0123456789abcdef';
+
+export const acme: Org = {
+  orgId: OrgId('acme'),
+  deleted: false,
+  updatedAt: 0,
+  hubspot: {
+    portalId: PortalId(77),
+    aiActorId: 'A-1',
+    defaultOwnerActorId: undefined,
+    accessToken: 't',
+    refreshToken: undefined,
+    tokenExpiresAt: undefined,
+    privateAppClientSecret: PRIVATE_SECRET,
+    reconnectRequired: false,
+  },
+  opencx: { apiKey: 'k' },
+  settings: { assistMode: false, ticketingEnabled: true },
+  webhookToken: 'tok-123',
+};
+
+/** One organisation, acme (portal 77, private webhook token tok-123). */
+export const oneOrgDirectory = (): OrgDirectory =>
+  ({
+    byPortal: (portalId: number) => (portalId === 77 ? acme : undefined),
+    byWebhookToken: (token: string) => (token === 'tok-123' ? acme : undefined),
+    byId: (orgId: string) => (orgId === 'acme' ? acme : undefined),
+    stored: () => undefined,
+  }) as unknown as OrgDirectory;
+
+export type Delivery = { readonly route: string; readonly events: Parameters<RawEventSink>[1] };
+
+/**
+ * The ingest koa app served by the same `listen` as the service (server timeouts, client-error
+ * answers), with the Kafka write replaced by a sink the test controls.
+ */
+export const startIngestApp = async (
+  options: { env?: Record<string, string>; oauth?: IngestDeps['oauth'] } = {},
+) => {
+  const deliveries: Delivery[] = [];
+  const control = { sinkFails: false, ready: true };
+  const registry = createMetricsRegistry('ingest-test');
+  const app = createIngestApp({
+    config: loadIngestConfig({ HUBSPOT_CLIENT_SECRET: OAUTH_SECRET, ...options.env }),
+    orgs: oneOrgDirectory(),
+    secrets: createSecretBox(Buffer.alloc(32, 1)),
+    sink: async (route, events) => {
+      if (control.sinkFails) throw new Error('broker down');
+      deliveries.push({ route, events });
+    },
+    writeOrg: async () => undefined,
+    isReady: () => control.ready,
+    metrics: createIngestMetrics(registry),
+    registry,
+    logger: pino({ level: 'silent' }),
+    now: Date.now,
+    oauth: options.oauth,
+  });
+  const server: Server = await listen(app, {
+    port: 0,
+    host: '127.0.0.1',
+    bodyTimeoutMs: Number(options.env?.HTTP_BODY_TIMEOUT_MS ?? 10000),
+  });
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  return {
+    port,
+    base: `http://127.0.0.1:${port}`,
+    deliveries,
+    control,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+};
+export type TestIngestApp = Awaited<ReturnType<typeof startIngestApp>>;
+
+/** v3 headers made by HubSpot's own SDK (an independent check of the verifier). */
+export const sdkSignedHeaders = (
+  url: string,
+  body: string,
+  secret = OAUTH_SECRET,
+  timestamp = Date.now(),
+): Record<string, string> => ({
+  'x-hubspot-signature-v3': Signature.getSignature('POST', 'v3', {
+    signature: '',
+    clientSecret: secret,
+    requestBody: body,
+    url,
+    timestamp,
+  }),
+  'x-hubspot-request-timestamp': String(timestamp),
+});
+
+/** v3 headers over raw bytes (the SDK takes a string; HubSpot never sends bytes that are not UTF-8). */
+export const byteSignedHeaders = (
+  method: string,
+  url: string,
+  body: Buffer,
+  secret = OAUTH_SECRET,
+  timestamp = Date.now(),
+): Record<string, string> => ({
+  'x-hubspot-signature-v3': signV3(secret, method, url, body, String(timestamp)),
+  'x-hubspot-request-timestamp': String(timestamp),
+});
