@@ -19,7 +19,7 @@ export const runAsProcess = (name: string, start: () => Promise<RunningService>)
   try {
     started = start();
   } catch (error) {
-    started = Promise.reject(error as Error);
+    started = Promise.reject(error instanceof Error ? error : new Error(String(error)));
   }
   started.then(
     (service) => {

@@ -7,6 +7,7 @@ import { createSecretBox, type Org, type OrgDirectory } from '../../lib/orgs/ind
 import { createIngestApp, type IngestDeps, type RawEventSink } from '../../services/ingest/src/app.ts';
 import { loadIngestConfig } from '../../services/ingest/src/config.ts';
 import { listen } from '../../services/ingest/src/http.ts';
+import { createSignedTokens } from '../../services/ingest/src/oauth.ts';
 import { createIngestMetrics } from '../../services/ingest/src/metrics.ts';
 import { signV3 } from '../../services/ingest/src/signature.ts';
 
@@ -41,6 +42,16 @@ export const oneOrgDirectory = (): OrgDirectory =>
     byId: (orgId: string) => (orgId === 'acme' ? acme : undefined),
     stored: () => undefined,
   }) as unknown as OrgDirectory;
+
+/** OAuth configured, with a HubSpot that refuses every code (no test here gets that far). */
+export const refusingOAuth = (): NonNullable<IngestDeps['oauth']> => {
+  const refuse = () => Promise.reject(new Error('not in this test'));
+  return {
+    client: { exchangeCode: refuse, refresh: refuse, portalOf: refuse },
+    tokens: createSignedTokens(Buffer.alloc(32, 2), 'hubspot-oauth', Date.now),
+    states: { spend: async () => true },
+  };
+};
 
 export type Delivery = { readonly route: string; readonly events: Parameters<RawEventSink>[1] };
 

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
-import { createSignedTokens, type HubSpotOAuth } from '../../services/ingest/src/oauth.ts';
 import * as fixtures from '../fakes/hubspot-fixtures.ts';
 import {
   ADMIN,
   PRIVATE_SECRET,
+  refusingOAuth,
   sdkSignedHeaders,
   startIngestApp,
   type TestIngestApp,
@@ -241,19 +241,10 @@ describe('ingest HTTP answers', () => {
  */
 describe('forwarded headers (TRUST_PROXY)', () => {
   const forwarded = { 'x-forwarded-host': 'evil.example', 'x-forwarded-proto': 'https' };
-  const fakeOAuth: HubSpotOAuth = {
-    exchangeCode: () => Promise.reject(new Error('not in this test')),
-    refresh: () => Promise.reject(new Error('not in this test')),
-    portalOf: () => Promise.reject(new Error('not in this test')),
-  };
   const start = (trustProxy: boolean) =>
     startIngestApp({
       env: { TRUST_PROXY: String(trustProxy), ADMIN_TOKEN: ADMIN, HUBSPOT_CLIENT_ID: 'client-id' },
-      oauth: {
-        client: fakeOAuth,
-        tokens: createSignedTokens(Buffer.alloc(32, 2), 'hubspot-oauth', Date.now),
-        states: { spend: async () => true },
-      },
+      oauth: refusingOAuth(),
     });
   /** Signed for the URL the forwarded headers name, as a proxy's client would. */
   const postForwarded = (ingest: TestIngestApp) => {

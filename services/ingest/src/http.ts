@@ -105,6 +105,7 @@ export const listen = (
   app: Koa,
   options: { readonly port: number; readonly host: string; readonly bodyTimeoutMs: number },
 ): Promise<Server> => {
+  const handle = app.callback();
   const server = createServer(
     {
       headersTimeout: HEADERS_TIMEOUT_MS,
@@ -112,7 +113,7 @@ export const listen = (
       requestTimeout: HEADERS_TIMEOUT_MS + options.bodyTimeoutMs + 1000,
       connectionsCheckingInterval: 1000,
     },
-    app.callback(),
+    (request, response) => void handle(request, response),
   );
   server.on('clientError', answerClientError);
   return new Promise<Server>((resolve, reject) => {
