@@ -155,8 +155,10 @@ describe('ingest HTTP answers', () => {
     });
   });
 
-  it('regression: given a signed body nested 100,000 deep, when posted, then 400 (it was a 500)', async () => {
-    const response = await postBody('/webhooks/hubspot', '['.repeat(100_000) + ']'.repeat(100_000));
+  it('regression: given a signed event with a field nested 100,000 deep, when posted, then 400 (it was a 500)', async () => {
+    const deep = '['.repeat(100_000) + ']'.repeat(100_000);
+    const event = JSON.stringify(fixtures.webhookEvent({ portalId: 77 })).replace(/}$/, `,"deep":${deep}}`);
+    const response = await postBody('/webhooks/hubspot', `[${event}]`);
     assert.equal(response.status, 400);
     assert.deepEqual(await response.json(), {
       error: 'malformed_body',
