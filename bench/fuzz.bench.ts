@@ -131,7 +131,7 @@ const main = async (): Promise<void> => {
                 now,
               );
             } catch (error) {
-              violations.push((error as Error).message.slice(0, 300));
+              violations.push((error as Error).message.slice(0, 800));
             }
           } catch (error) {
             transportErrors++;

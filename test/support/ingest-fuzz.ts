@@ -28,6 +28,8 @@ export type FuzzAnswer = {
   readonly status: number;
   readonly contentType: string;
   readonly body: string;
+  /** The request sent before this one on the same keep-alive socket, for the failure message. */
+  readonly previousOnSocket: string | undefined;
 };
 
 /**
@@ -333,6 +335,8 @@ export const signedHeaders = (
   }
 };
 
+const lastRequestOn = new WeakMap<object, string>();
+
 export const keepAliveAgent = (): Agent => new Agent({ keepAlive: true, maxSockets: 16 });
 
 export const send = (
@@ -342,9 +346,22 @@ export const send = (
   agent: Agent,
 ): Promise<FuzzAnswer> =>
   new Promise((resolve, reject) => {
+    let previousOnSocket: string | undefined;
     const request = httpRequest(
       `${base}${fuzzCase.path}`,
-      { method: fuzzCase.method, headers: { ...fuzzCase.headers, ...headers }, agent },
+      {
+        method: fuzzCase.method,
+        headers: {
+          // Node sends the body of an OPTIONS or DELETE without any length when none is set: the
+          // server then reads those bytes as the start of the next request on the socket.
+          ...(fuzzCase.headers['transfer-encoding']
+            ? {}
+            : { 'content-length': String(fuzzCase.body.length) }),
+          ...fuzzCase.headers,
+          ...headers,
+        },
+        agent,
+      },
       (response) => {
         const chunks: Buffer[] = [];
         response.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -353,11 +370,19 @@ export const send = (
             status: response.statusCode ?? 0,
             contentType: String(response.headers['content-type'] ?? ''),
             body: Buffer.concat(chunks).toString('utf8'),
+            previousOnSocket,
           }),
         );
         response.on('error', reject);
       },
     );
+    request.on('socket', (socket) => {
+      previousOnSocket = lastRequestOn.get(socket);
+      lastRequestOn.set(
+        socket,
+        `${fuzzCase.method} ${fuzzCase.path} ${JSON.stringify(fuzzCase.headers)} (${fuzzCase.body.length} bytes: ${fuzzCase.body.subarray(0, 40).toString('latin1')}…)`,
+      );
+    });
     request.on('error', reject);
     request.end(fuzzCase.body.length > 0 ? fuzzCase.body : undefined);
   });
@@ -391,7 +416,8 @@ const wellFormed = (element: unknown, now: number): boolean => {
 export const checkAnswer = (fuzzCase: FuzzCase, answer: FuzzAnswer, sunk: SinkRecord, now: number): void => {
   const fail = (what: string): never => {
     throw new Error(
-      `${what}: ${fuzzCase.method} ${fuzzCase.path} (${fuzzCase.signing}, sink ${fuzzCase.sinkFails ? 'failing' : 'ok'}) → ${answer.status} ${answer.body.slice(0, 300)}`,
+      `${what}: ${fuzzCase.method} ${fuzzCase.path} (${fuzzCase.signing}, sink ${fuzzCase.sinkFails ? 'failing' : 'ok'}) → ${answer.status} ${answer.body.slice(0, 300)}` +
+        (answer.previousOnSocket ? `; before it on that socket: ${answer.previousOnSocket}` : ''),
     );
   };
   const { status } = answer;

@@ -192,7 +192,7 @@ describe('ingest HTTP answers', () => {
     assert.match(answer, /^HTTP\/1.1 400 /);
     assert.deepEqual(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)), {
       error: 'bad_request',
-      detail: 'the request is not valid HTTP/1.1',
+      detail: 'the request is not valid HTTP/1.1 (HPE_INVALID_METHOD)',
     });
   });
 

@@ -94,7 +94,10 @@ const answerClientError = (error: Error & { code?: string }, socket: Socket): vo
     socket.end(jsonAnswer(408, 'request_timeout', 'the request did not arrive in time'));
   else if (error.code === 'HPE_HEADER_OVERFLOW')
     socket.end(jsonAnswer(431, 'headers_too_large', 'the request headers are too large'));
-  else socket.end(jsonAnswer(400, 'bad_request', 'the request is not valid HTTP/1.1'));
+  else
+    socket.end(
+      jsonAnswer(400, 'bad_request', `the request is not valid HTTP/1.1 (${error.code ?? error.message})`),
+    );
 };
 
 /**
