@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import type { Agent } from 'node:http';
+import { connect } from 'node:net';
 import fc from 'fast-check';
 import {
   checkAnswer,
@@ -77,4 +78,40 @@ describe('ingest HTTP surface, fuzzed', function () {
     for (const status of [200, 400, 401, 404, 503])
       assert.ok(statuses.get(status), `no ${status} among ${JSON.stringify([...statuses])}`);
   });
+  it('given 300 raw byte streams (a request line, then random bytes), then any answer is a non-5xx JSON error and ingest still answers', async () => {
+    let refused = 0;
+    const details = await fc.check(
+      fc.asyncProperty(
+        fc.constantFrom('', 'POST /webhooks/hubspot HTTP/1.1\r\n', 'GET /healthz HTTP/1.1\r\nHost: x\r\n'),
+        fc.uint8Array({ maxLength: 300 }),
+        async (line, bytes) => {
+          const answer = await rawBytesExchange(ingest.port, Buffer.concat([Buffer.from(line), bytes]));
+          if (answer === '') return; // still waiting for more of the request when the client hung up
+          const status = Number(/^HTTP\/1\.1 (\d{3}) /.exec(answer)?.[1]);
+          assert.ok(status >= 200 && status < 500, `answered ${answer.slice(0, 200)}`);
+          if (status >= 400) {
+            refused++;
+            const body = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as object;
+            assert.deepEqual(Object.keys(body).sort(), ['detail', 'error']);
+          }
+        },
+      ),
+      { numRuns: 300, endOnFailure: true },
+    );
+    if (details.failed) assert.fail(String(details.errorInstance));
+    assert.ok(refused > 100, `only ${refused} of 300 were answered with an error`);
+    assert.equal((await fetch(`${ingest.base}/healthz`)).status, 200);
+  });
 });
+
+/** Writes the bytes and half-closes; what came back before the server closed (or 300 ms passed). */
+const rawBytesExchange = (port: number, bytes: Buffer) =>
+  new Promise<string>((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    let answer = '';
+    socket.on('connect', () => socket.end(bytes));
+    socket.on('data', (chunk) => (answer += chunk.toString('latin1')));
+    socket.on('error', () => socket.destroy());
+    socket.on('close', () => resolve(answer));
+    setTimeout(() => socket.destroy(), 300).unref();
+  });
