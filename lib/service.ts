@@ -10,8 +10,18 @@ export type RunningService = { readonly stop: () => Promise<void> };
  * a start-up failure into one clear line and exit code 1.
  */
 export const runAsProcess = (name: string, start: () => Promise<RunningService>): void => {
-  const say = (line: string): void => void process.stderr.write(`${name}: ${line}\n`);
-  start().then(
+  // One line, whatever the message holds: operators and supervisors read the last line.
+  const say = (line: string): void =>
+    void process.stderr.write(`${name}: ${line.replace(/\s*\n\s*/g, ' ')}\n`);
+  // A synchronous throw (a bad variable, found while the config is read) is a start-up failure
+  // like any other, not an uncaught exception with its stack trace.
+  let started: Promise<RunningService>;
+  try {
+    started = start();
+  } catch (error) {
+    started = Promise.reject(error instanceof Error ? error : new Error(String(error)));
+  }
+  started.then(
     (service) => {
       let stopping = false;
       const shutdown = (signal: string): void => {

@@ -90,6 +90,44 @@ describe('OAuth install, callback and token refresh', function () {
       'only the code exchange',
     );
   });
+
+  it('regression: given one install state, when two callbacks (two portals) race with it, then exactly one completes and the other is 400 state_used', async () => {
+    // Before: a state completed every callback within its 15 minutes, moving the org to another portal.
+    const target = await pipeline.createOrg();
+    const response = await install(`orgId=${target.orgId}`, admin);
+    const state = new URL(response.headers.get('location') ?? '').searchParams.get('state') ?? '';
+    const portals = [33_000_000, 33_000_001].map((base) => base + Math.floor(Math.random() * 500_000) * 2);
+    portals.forEach((portalId, index) =>
+      pipeline.hubspot.addOAuthPortal({ portalId, code: `race-${index}` }),
+    );
+    const exchangesBefore = pipeline.hubspot.requests.filter((r) => r.path === '/oauth/v1/token').length;
+
+    const answers = await Promise.all(
+      [0, 1].map((index) =>
+        fetch(
+          `${pipeline.ingestUrl}/oauth/hubspot/callback?code=race-${index}&state=${encodeURIComponent(state)}`,
+        ),
+      ),
+    );
+    assert.deepEqual(answers.map((answer) => answer.status).sort(), [200, 400]);
+    const refused = answers.find((answer) => answer.status === 400);
+    assert.equal(((await refused?.json()) as { error: string }).error, 'state_used');
+    const winner = (await answers.find((answer) => answer.status === 200)?.json()) as { portalId: number };
+    assert.equal(
+      pipeline.hubspot.requests.filter((r) => r.path === '/oauth/v1/token').length - exchangesBefore,
+      1,
+      'the refused callback never exchanged its code',
+    );
+
+    const replay = await fetch(
+      `${pipeline.ingestUrl}/oauth/hubspot/callback?code=race-1&state=${encodeURIComponent(state)}`,
+    );
+    assert.equal(replay.status, 400);
+    const view = (await (
+      await fetch(`${pipeline.ingestUrl}/admin/orgs/${target.orgId}`, { headers: admin })
+    ).json()) as { hubspot: { portalId: number } };
+    assert.equal(view.hubspot.portalId, winner.portalId);
+  });
 });
 
 describe('OAuth token refresh', function () {

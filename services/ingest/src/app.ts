@@ -9,9 +9,9 @@ import type { Registry } from 'prom-client';
 import type { Logger } from '../../../lib/log.ts';
 import type { Org, OrgDirectory, OrgRepository } from '../../../lib/orgs/index.ts';
 import type { IngestConfig } from './config.ts';
-import { HttpError } from './http.ts';
+import { bodyDeadline, HttpError } from './http.ts';
 import type { IngestMetrics } from './metrics.ts';
-import type { HubSpotOAuth, SignedToken } from './oauth.ts';
+import type { HubSpotOAuth, OAuthStateLedger, SignedToken } from './oauth.ts';
 import { adminRoutes, createAdminAuth } from './routes/admin.ts';
 import { oauthRoutes } from './routes/oauth.ts';
 import { webhookRoutes } from './routes/webhooks.ts';
@@ -39,12 +39,20 @@ export type IngestDeps = {
   readonly logger: Logger;
   readonly now: () => number;
   /** Present when HUBSPOT_CLIENT_ID and HUBSPOT_CLIENT_SECRET are set. */
-  readonly oauth: { readonly client: HubSpotOAuth; readonly tokens: SignedToken } | undefined;
+  readonly oauth:
+    | {
+        readonly client: HubSpotOAuth;
+        readonly tokens: SignedToken;
+        /** Spends each install's state once (Redis, shared by every replica). */
+        readonly states: OAuthStateLedger;
+      }
+    | undefined;
 };
 
 export const createIngestApp = (deps: IngestDeps): Koa => {
   const { config, logger } = deps;
-  const app = new Koa({ proxy: true });
+  // Forwarded headers decide the signed URL and the OAuth redirect_uri: trusted only when told.
+  const app = new Koa({ proxy: config.TRUST_PROXY });
   const router = new Router();
 
   // One error handler: every non-2xx is {"error","detail"}; a 5xx never shows internals.
@@ -53,10 +61,22 @@ export const createIngestApp = (deps: IngestDeps): Koa => {
       await next();
       if (ctx.status === 404 && ctx.body === undefined)
         throw new HttpError(404, 'not_found', `no route for ${ctx.method} ${ctx.path}`);
+      // allowedMethods answers these with an empty body; its Allow header stays.
+      if (ctx.status === 405 && ctx.body === undefined)
+        throw new HttpError(
+          405,
+          'method_not_allowed',
+          `${ctx.method} is not allowed on ${ctx.path}; allowed: ${ctx.response.get('Allow')}`,
+        );
+      if (ctx.status === 501 && ctx.body === undefined)
+        throw new HttpError(501, 'not_implemented', `ingest does not implement ${ctx.method}`);
     } catch (error) {
-      if (error instanceof HttpError) {
-        ctx.status = error.status;
-        ctx.body = { error: error.code, detail: error.detail };
+      const answer = asHttpError(error);
+      if (answer) {
+        ctx.status = answer.status;
+        ctx.body = { error: answer.code, detail: answer.detail };
+        // The rest of that body is never read: do not keep the connection for it.
+        if (answer.status === 408 || answer.status === 413) ctx.set('Connection', 'close');
       } else {
         logger.error({ err: error, path: ctx.path }, 'unhandled error in request');
         ctx.status = 500;
@@ -64,12 +84,18 @@ export const createIngestApp = (deps: IngestDeps): Koa => {
       }
     }
   });
+  app.use(bodyDeadline(config.HTTP_BODY_TIMEOUT_MS));
 
   router.get('/healthz', (ctx) => {
     ctx.body = { status: 'ok' };
   });
   router.get('/readyz', (ctx) => {
-    if (!deps.isReady()) throw new HttpError(503, 'not_ready', 'the Kafka producer is not connected');
+    if (!deps.isReady())
+      throw new HttpError(
+        503,
+        'not_ready',
+        'writes to Kafka are failing (or the producer is not connected); HubSpot deliveries would get 503',
+      );
     ctx.body = { status: 'ready' };
   });
   router.get('/metrics', async (ctx) => {
@@ -84,4 +110,16 @@ export const createIngestApp = (deps: IngestDeps): Koa => {
   app.use(router.routes());
   app.use(router.allowedMethods());
   return app;
+};
+
+/**
+ * Our own HttpError, or a client error thrown by koa or the router (an undecodable path is a
+ * 400 `URIError` there): both are the client's fault and answered as such.
+ */
+const asHttpError = (error: unknown): HttpError | undefined => {
+  if (error instanceof HttpError) return error;
+  const status = (error as { status?: unknown; expose?: unknown } | undefined)?.status;
+  if (typeof status === 'number' && status >= 400 && status < 500)
+    return new HttpError(status, 'bad_request', error instanceof Error ? error.message : 'bad request');
+  return undefined;
 };

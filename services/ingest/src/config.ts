@@ -13,6 +13,13 @@ export const ingestEnv = {
   /** Not in the contract's table: v1/v2 signatures carry no timestamp, so they are off unless set. */
   HUBSPOT_ACCEPT_LEGACY_SIGNATURES: flag.default(false),
   PUBLIC_BASE_URL: z.url().optional(),
+  /**
+   * Trust X-Forwarded-Proto/Host (and -For) only behind a proxy that sets them: otherwise any
+   * client could choose the URL the v3 signature covers and the OAuth redirect_uri.
+   */
+  TRUST_PROXY: flag.default(false),
+  /** Not in the contract's table: a request body must arrive within this long (else 408). */
+  HTTP_BODY_TIMEOUT_MS: z.coerce.number().int().min(10).max(300_000).default(10_000),
   /** Not in the contract's table: where the OAuth install sends the operator, and what it asks for. */
   HUBSPOT_AUTHORIZE_URL: z.url().default('https://app.hubspot.com/oauth/authorize'),
   HUBSPOT_OAUTH_SCOPES: z

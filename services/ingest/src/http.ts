@@ -1,8 +1,15 @@
-import type { Context } from 'koa';
+import { createServer, STATUS_CODES, type Server } from 'node:http';
+import type { Socket } from 'node:net';
+import type Koa from 'koa';
+import type { Context, Middleware } from 'koa';
 import getRawBody from 'raw-body';
+import { ErrorCode, PipelineError } from '../../../lib/errors.ts';
 
 /** The largest webhook or admin body ingest reads (contract: 413 above 1 MiB). */
 export const MAX_BODY_BYTES = 1024 * 1024;
+
+/** Node's own header deadline; the body has its own (HTTP_BODY_TIMEOUT_MS, answered by the app). */
+const HEADERS_TIMEOUT_MS = 5000;
 
 /** An answer other than 2xx: rendered by the app's one error handler as `{"error","detail"}`. */
 export class HttpError extends Error {
@@ -17,18 +24,115 @@ export class HttpError extends Error {
   }
 }
 
-/** The raw body, at most MAX_BODY_BYTES: 413 above, 400 when it cannot be read. */
-export const readBody = async (ctx: Context): Promise<Buffer> => {
-  try {
-    return await getRawBody(ctx.req, { limit: MAX_BODY_BYTES });
-  } catch (error) {
-    const type = (error as { type?: string }).type;
-    if (type === 'entity.too.large')
-      throw new HttpError(413, 'payload_too_large', `body over ${MAX_BODY_BYTES} bytes`);
-    throw new HttpError(400, 'unreadable_body', String((error as Error).message));
-  }
+const bodyDeadlines = new WeakMap<Context, { signal: AbortSignal; timeoutMs: number }>();
+
+/**
+ * Starts each request's body clock when the request arrives. Node's `server.requestTimeout` is
+ * only checked every `connectionsCheckingInterval` and answers in plain text, so a client that
+ * sends headers and then trickles the body is cut off here, with a JSON 408.
+ */
+export const bodyDeadline =
+  (timeoutMs: number): Middleware =>
+  (ctx, next) => {
+    bodyDeadlines.set(ctx, { signal: AbortSignal.timeout(timeoutMs), timeoutMs });
+    return next();
+  };
+
+/** The raw body, at most MAX_BODY_BYTES: 413 above, 408 when it does not arrive in time, 400 when it cannot be read. */
+export const readBody = (ctx: Context): Promise<Buffer> => {
+  const deadline = bodyDeadlines.get(ctx);
+  return new Promise<Buffer>((resolve, reject) => {
+    const tooSlow = (): void =>
+      reject(
+        new HttpError(
+          408,
+          'body_timeout',
+          `the request body did not arrive within ${deadline?.timeoutMs ?? '?'} ms`,
+        ),
+      );
+    // A body that already arrived in full is read, however late the handler asks for it.
+    if (deadline?.signal.aborted && !ctx.req.complete) return tooSlow();
+    if (!ctx.req.complete) deadline?.signal.addEventListener('abort', tooSlow, { once: true });
+    getRawBody(ctx.req, { limit: MAX_BODY_BYTES })
+      .then(resolve, (error: unknown) => {
+        const type = (error as { type?: string }).type;
+        if (type === 'entity.too.large')
+          reject(new HttpError(413, 'payload_too_large', `body over ${MAX_BODY_BYTES} bytes`));
+        else reject(new HttpError(400, 'unreadable_body', String((error as Error).message)));
+      })
+      .finally(() => deadline?.signal.removeEventListener('abort', tooSlow));
+  });
 };
 
-/** The base URL HubSpot and browsers reach ingest on: PUBLIC_BASE_URL, else the request's own. */
+/**
+ * The base URL HubSpot and browsers reach ingest on: PUBLIC_BASE_URL, else the request's own
+ * (X-Forwarded-Proto/Host count only when the app was made with `proxy: true`, i.e. TRUST_PROXY).
+ */
 export const publicBaseUrl = (ctx: Context, configured: string | undefined): string =>
   configured ? configured.replace(/\/$/, '') : `${ctx.protocol}://${ctx.host}`;
+
+const jsonAnswer = (status: number, error: string, detail: string): string => {
+  const body = JSON.stringify({ error, detail });
+  return (
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n` +
+    `Content-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+    `Connection: close\r\n\r\n${body}`
+  );
+};
+
+/**
+ * Requests Node refuses before koa sees them (unparseable request line or headers, headers too
+ * large or too slow) get the same `{"error","detail"}` body as every other non-2xx.
+ */
+const answerClientError = (error: Error & { code?: string }, socket: Socket): void => {
+  const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+  if (error.code === 'ECONNRESET' || !socket.writable || inFlight?.headersSent) {
+    socket.destroy();
+    return;
+  }
+  if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT')
+    socket.end(jsonAnswer(408, 'request_timeout', 'the request did not arrive in time'));
+  else if (error.code === 'HPE_HEADER_OVERFLOW')
+    socket.end(jsonAnswer(431, 'headers_too_large', 'the request headers are too large'));
+  else
+    socket.end(
+      jsonAnswer(400, 'bad_request', `the request is not valid HTTP/1.1 (${error.code ?? error.message})`),
+    );
+};
+
+/**
+ * Serves the app on `port`. A port that cannot be bound rejects with one line saying which port
+ * and what to do (not an unhandled 'error' event and its stack trace).
+ */
+export const listen = (
+  app: Koa,
+  options: { readonly port: number; readonly host: string; readonly bodyTimeoutMs: number },
+): Promise<Server> => {
+  const handle = app.callback();
+  const server = createServer(
+    {
+      headersTimeout: HEADERS_TIMEOUT_MS,
+      // A backstop only: the app answers a slow body itself (bodyDeadline) a second earlier.
+      requestTimeout: HEADERS_TIMEOUT_MS + options.bodyTimeoutMs + 1000,
+      connectionsCheckingInterval: 1000,
+    },
+    (request, response) => void handle(request, response),
+  );
+  server.on('clientError', answerClientError);
+  return new Promise<Server>((resolve, reject) => {
+    const failed = (error: Error & { code?: string }): void => {
+      const advice =
+        error.code === 'EADDRINUSE'
+          ? `port ${options.port} is already in use: stop the process listening on it, or set PORT to a free port`
+          : error.code === 'EACCES'
+            ? `port ${options.port} needs privileges this process lacks: set PORT to a port above 1023`
+            : `cannot listen on ${options.host}:${options.port}: ${error.message}`;
+      reject(new PipelineError(ErrorCode.config, advice, { retriable: false, cause: error }));
+    };
+    server.once('error', failed);
+    server.listen(options.port, options.host, () => {
+      server.off('error', failed);
+      resolve(server);
+    });
+  });
+};

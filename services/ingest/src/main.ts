@@ -4,7 +4,6 @@
  * organisation by portalId → encode (Avro, registry) → one batched, acks=all write to the raw
  * topic keyed by organisation → 200. Nothing else happens inside the request.
  */
-import type { Server } from 'node:http';
 import {
   BatchingPublisher,
   ORDERING_KEY_HEADER,
@@ -20,7 +19,8 @@ import { isEntryPoint, runAsProcess } from '../../../lib/service.ts';
 import { createIngestApp, type RawEventSink } from './app.ts';
 import { loadIngestConfig, type IngestConfig } from './config.ts';
 import { createIngestMetrics } from './metrics.ts';
-import { createHubSpotOAuth, createSignedTokens } from './oauth.ts';
+import { listen } from './http.ts';
+import { createHubSpotOAuth, createRedisOAuthStateLedger, createSignedTokens } from './oauth.ts';
 import { refreshExpiringTokens } from './token-refresher.ts';
 
 export type RunningIngest = { readonly port: number; readonly stop: () => Promise<void> };
@@ -82,6 +82,7 @@ export const startIngest = async (
     await publisher.publish(topics.rawEvents.name, messages);
   };
 
+  const redis = createRedis(config.REDIS_URL, logger);
   const oauth =
     config.HUBSPOT_CLIENT_ID && config.HUBSPOT_CLIENT_SECRET
       ? {
@@ -93,11 +94,11 @@ export const startIngest = async (
             now: Date.now,
           }),
           tokens: createSignedTokens(secretsKey, 'hubspot-oauth', Date.now),
+          states: createRedisOAuthStateLedger(redis, config.REDIS_KEY_PREFIX, Date.now),
         }
       : undefined;
 
   // OAuth tokens live 30 minutes: refresh them ahead of time (one replica per org, via a Redis lock).
-  const redis = createRedis(config.REDIS_URL, logger);
   const refresher = oauth
     ? setInterval(() => {
         refreshExpiringTokens({
@@ -127,10 +128,11 @@ export const startIngest = async (
     now: Date.now,
     oauth,
   });
-  const server: Server = app.listen(config.PORT, '0.0.0.0');
-  await new Promise<void>((resolve) => server.once('listening', resolve));
-  server.requestTimeout = 10000;
-  server.headersTimeout = 5000;
+  const server = await listen(app, {
+    port: config.PORT,
+    host: '0.0.0.0',
+    bodyTimeoutMs: config.HTTP_BODY_TIMEOUT_MS,
+  });
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.PORT;
   logger.info({ port, topic: topics.rawEvents.name }, 'ingest listening');

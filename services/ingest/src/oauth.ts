@@ -1,6 +1,7 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import { ErrorCode, PipelineError } from '../../../lib/errors.ts';
+import type { Redis } from '../../../lib/redis.ts';
 
 /**
  * HubSpot OAuth (public app): the signed `state` that ties a callback to the organisation an
@@ -33,6 +34,32 @@ export const createSignedTokens = (key: Buffer, purpose: string, now: () => numb
     },
   };
 };
+
+/**
+ * The OAuth states already spent. A state is signed and expires, but until it expires it could
+ * complete any number of callbacks (each with a code from a different HubSpot portal), moving the
+ * organisation to another portal: the first callback to claim its nonce wins, on every replica.
+ */
+export type OAuthStateLedger = {
+  /** True once for a nonce, false on every later call until `expiresAt` (epoch ms). */
+  readonly spend: (nonce: string, expiresAt: number) => Promise<boolean>;
+};
+
+export const createRedisOAuthStateLedger = (
+  redis: Pick<Redis, 'set'>,
+  keyPrefix: string,
+  now: () => number,
+): OAuthStateLedger => ({
+  spend: async (nonce, expiresAt) =>
+    // Kept as long as the state could still verify; PX must be at least 1.
+    (await redis.set(
+      `${keyPrefix}oauth-state:${nonce}`,
+      'spent',
+      'PX',
+      Math.max(1, expiresAt - now()),
+      'NX',
+    )) === 'OK',
+});
 
 const TokenAnswer = z.object({ access_token: z.string(), refresh_token: z.string(), expires_in: z.number() });
 const TokenInfo = z.looseObject({ hub_id: z.number() });

@@ -1,23 +1,60 @@
 import { z } from 'zod';
+import { parseJsonBody } from './json-body.ts';
 
 /**
- * The envelope ingest checks before accepting a batch: an array of objects, each with a
- * portalId and a subscriptionType (or eventType, which HubSpot's docs table uses). Everything
- * else is kept as sent, for the processor's rules.
+ * What ingest checks before it accepts a batch (facts §1): an array of at most 100 objects, each
+ * field HubSpot sends of the type HubSpot sends it, and, for the event types the processor's
+ * rules read (services/processor/src/rules/webhook-event.ts), the fields those rules require: so
+ * ingest never answers 200 for an event the processor would refuse, and a bad field gets a 400
+ * naming it while HubSpot can still be told, rather than a dead letter or a broken Avro record
+ * downstream. Fields ingest does not know are kept: each event is stored exactly as sent.
  */
-const WebhookEvent = z.looseObject({
-  portalId: z.number().int().positive(),
-  subscriptionType: z.string().min(1).optional(),
-  eventType: z.string().min(1).optional(),
-  occurredAt: z.number().optional(),
-  objectId: z.union([z.number(), z.string()]).optional(),
-  objectTypeId: z.string().optional(),
-});
+export const MAX_EVENTS_PER_BATCH = 100;
+
+/** occurredAt bounds: epoch milliseconds from 2000-01-01 to a day from now (clocks drift; 9e15 is not a date). */
+const EARLIEST_OCCURRED_AT = Date.UTC(2000, 0, 1);
+const FUTURE_SLACK_MS = 24 * 60 * 60 * 1000;
+
+const integer = (what: string) =>
+  z.int({ error: (issue) => (issue.input === undefined ? 'missing' : `must be ${what} (an integer)`) });
+const text = z.string({ error: (issue) => (issue.input === undefined ? 'missing' : 'must be a string') });
+
+const eventFields = (now: number) =>
+  z.looseObject({
+    portalId: integer('a HubSpot account id').positive({ error: 'must be a positive integer' }),
+    subscriptionType: text.min(1, { error: 'must not be empty' }).optional(),
+    eventType: text.min(1, { error: 'must not be empty' }).optional(),
+    eventId: integer('an id').nonnegative({ error: 'must not be negative' }).optional(),
+    subscriptionId: integer('an id').nonnegative({ error: 'must not be negative' }).optional(),
+    appId: integer('an id').nonnegative({ error: 'must not be negative' }).optional(),
+    attemptNumber: integer('a count').nonnegative({ error: 'must not be negative' }).optional(),
+    objectId: integer('an object id').nonnegative({ error: 'must not be negative' }).optional(),
+    occurredAt: integer('epoch milliseconds')
+      .min(EARLIEST_OCCURRED_AT, { error: 'must be epoch milliseconds on or after 2000-01-01' })
+      .max(now + FUTURE_SLACK_MS, { error: 'must be epoch milliseconds no later than a day from now' })
+      .optional(),
+    messageId: text.min(1, { error: 'must not be empty' }).optional(),
+    messageType: text.optional(),
+    changeFlag: text.optional(),
+    changeSource: text.optional(),
+    sourceId: text.optional(),
+    propertyName: text.optional(),
+    propertyValue: z.string({ error: 'must be a string or null' }).nullable().optional(),
+    objectTypeId: text.optional(),
+  });
+
+/** The fields the processor's rules require, per event type (others: only portalId and the type). */
+const requiredByType: Readonly<Record<string, readonly string[]>> = {
+  'conversation.newMessage': ['occurredAt', 'objectId', 'messageId'],
+  'conversation.propertyChange': ['occurredAt', 'objectId', 'propertyName'],
+  'ticket.propertyChange': ['occurredAt', 'objectId', 'propertyName'],
+  'object.creation': ['occurredAt', 'objectId'],
+};
 
 /** conversation.* events are about a thread, ticket.* about a ticket, others about their object. */
 const objectKeyOf = (
   subscriptionType: string,
-  objectId: string | number | undefined,
+  objectId: number | undefined,
   objectTypeId: string | undefined,
 ): string => {
   const family = subscriptionType.split('.')[0] ?? subscriptionType;
@@ -39,36 +76,41 @@ export type BatchParse =
   | { readonly ok: true; readonly events: readonly AcceptedEvent[] }
   | { readonly ok: false; readonly detail: string };
 
-export const MAX_EVENTS_PER_BATCH = 1000;
-
-export const parseWebhookBatch = (rawBody: Buffer): BatchParse => {
-  let body: unknown;
-  try {
-    body = JSON.parse(rawBody.toString('utf8'));
-  } catch {
-    return { ok: false, detail: 'body is not JSON' };
-  }
-  if (!Array.isArray(body)) return { ok: false, detail: 'body must be a JSON array of HubSpot events' };
-  if (body.length > MAX_EVENTS_PER_BATCH)
-    return { ok: false, detail: `at most ${MAX_EVENTS_PER_BATCH} events per request` };
+export const parseWebhookBatch = (rawBody: Buffer, now: number): BatchParse => {
+  const body = parseJsonBody(rawBody);
+  if (!body.ok) return body;
+  if (!Array.isArray(body.value) || !body.elementTexts)
+    return { ok: false, detail: 'body must be a JSON array of HubSpot events' };
+  if (body.value.length > MAX_EVENTS_PER_BATCH)
+    return {
+      ok: false,
+      detail: `${body.value.length} events: at most ${MAX_EVENTS_PER_BATCH} per request (HubSpot sends at most 100)`,
+    };
+  const schema = eventFields(now);
   const events: AcceptedEvent[] = [];
-  for (const [index, item] of body.entries()) {
-    const parsed = WebhookEvent.safeParse(item);
+  for (const [index, item] of (body.value as unknown[]).entries()) {
+    const parsed = schema.safeParse(item);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
+      const field = issue?.path.join('.') || 'event';
       return {
         ok: false,
-        detail: `event ${index}: ${issue?.path.join('.') || 'event'}: ${issue?.message ?? 'invalid'}`,
+        detail: `event ${index}: ${field}: ${field === 'event' ? 'must be a JSON object' : (issue?.message ?? 'invalid')}`,
       };
     }
-    const subscriptionType = parsed.data.subscriptionType ?? parsed.data.eventType;
+    const event = parsed.data;
+    const subscriptionType = event.subscriptionType ?? event.eventType;
     if (subscriptionType === undefined)
-      return { ok: false, detail: `event ${index}: subscriptionType (or eventType) is missing` };
+      return { ok: false, detail: `event ${index}: subscriptionType: missing (nor is there an eventType)` };
+    const missing = (requiredByType[subscriptionType] ?? []).find(
+      (field) => (event as Record<string, unknown>)[field] === undefined,
+    );
+    if (missing) return { ok: false, detail: `event ${index}: ${missing}: required for ${subscriptionType}` };
     events.push({
-      portalId: parsed.data.portalId,
+      portalId: event.portalId,
       subscriptionType,
-      objectKey: objectKeyOf(subscriptionType, parsed.data.objectId, parsed.data.objectTypeId),
-      json: JSON.stringify(item),
+      objectKey: objectKeyOf(subscriptionType, event.objectId, event.objectTypeId),
+      json: body.elementTexts[index] ?? JSON.stringify(item),
     });
   }
   return { ok: true, events };

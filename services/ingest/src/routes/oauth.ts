@@ -49,7 +49,7 @@ export const oauthRoutes = (router: Router, deps: IngestDeps, authorise: (ctx: C
     const code = typeof ctx.query.code === 'string' ? ctx.query.code : '';
     const state =
       typeof ctx.query.state === 'string'
-        ? oauth.tokens.verify<{ kind: string; orgId: string }>(ctx.query.state)
+        ? oauth.tokens.verify<{ kind: string; orgId: string; nonce: string; exp: number }>(ctx.query.state)
         : undefined;
     if (!code)
       throw new HttpError(
@@ -65,6 +65,20 @@ export const oauthRoutes = (router: Router, deps: IngestDeps, authorise: (ctx: C
       );
     const stored = orgs.stored(state.orgId);
     if (!stored || stored.deleted) throw new HttpError(404, 'unknown_org', `no organisation ${state.orgId}`);
+    // Spent before the code is exchanged: a replayed state never reaches HubSpot or the org.
+    let first: boolean;
+    try {
+      first = await oauth.states.spend(state.nonce, state.exp);
+    } catch (error) {
+      logger.error({ err: error, orgId: state.orgId }, 'OAuth state could not be checked');
+      throw new HttpError(503, 'redis_unavailable', 'the install could not be checked; try again shortly');
+    }
+    if (!first)
+      throw new HttpError(
+        400,
+        'state_used',
+        'this install link has already completed a callback; start again from the install link',
+      );
     let tokens;
     let portalId;
     try {

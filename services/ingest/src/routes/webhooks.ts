@@ -51,7 +51,7 @@ export const webhookRoutes = (router: Router, deps: IngestDeps): void => {
         'the request signature does not verify; check the app client secret and PUBLIC_BASE_URL',
       );
 
-    const batch = parseWebhookBatch(rawBody);
+    const batch = parseWebhookBatch(rawBody, deps.now());
     if (!batch.ok) return reject(route, 400, 'malformed_body', batch.detail);
 
     const routed = batch.events.map((event) => ({ event, org: fixedOrg ?? orgs.byPortal(event.portalId) }));
@@ -95,7 +95,18 @@ export const webhookRoutes = (router: Router, deps: IngestDeps): void => {
   });
 
   router.post('/webhooks/hubspot/private/:token', async (ctx) => {
-    const org = orgs.byWebhookToken(ctx.params.token ?? '');
+    const token = ctx.params.token ?? '';
+    // Its secret cannot be opened, so the signature cannot be checked: 503 makes HubSpot retry
+    // (for 24 h) while the operator restores the key, instead of losing the events. The detail
+    // of what does not open is the operator's (logs, admin API), not the caller's.
+    if (orgs.lookupByWebhookToken(token).kind === 'unreadable')
+      reject(
+        'PRIVATE_APP',
+        503,
+        'org_unreadable',
+        'this organisation cannot be read with the configured SECRETS_KEY; HubSpot will retry',
+      );
+    const org = orgs.byWebhookToken(token);
     if (!org)
       reject(
         'PRIVATE_APP',
