@@ -181,18 +181,23 @@ describe('ingest HTTP answers', () => {
     assert.equal(((await response.json()) as ErrorBody).error, 'method_not_allowed');
   });
 
-  it('regression: given a method ingest does not implement, then 501 with a JSON error (the body was empty)', async () => {
-    const response = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-      const request = httpRequest(`${ingest.base}/healthz`, { method: 'PROPFIND' }, (answer) => {
-        let body = '';
-        answer.on('data', (chunk: Buffer) => (body += chunk.toString()));
-        answer.on('end', () => resolve({ status: answer.statusCode ?? 0, body }));
-      });
-      request.on('error', reject);
-      request.end();
-    });
-    assert.equal(response.status, 501);
-    assert.equal((JSON.parse(response.body) as ErrorBody).error, 'not_implemented');
+  it('regression: given a method ingest does not implement, then 405 with Allow and a JSON error (it was an empty 501: no 5xx but 503)', async () => {
+    const response = await new Promise<{ status: number; body: string; allow: unknown }>(
+      (resolve, reject) => {
+        const request = httpRequest(`${ingest.base}/healthz`, { method: 'PROPFIND' }, (answer) => {
+          let body = '';
+          answer.on('data', (chunk: Buffer) => (body += chunk.toString()));
+          answer.on('end', () =>
+            resolve({ status: answer.statusCode ?? 0, body, allow: answer.headers.allow }),
+          );
+        });
+        request.on('error', reject);
+        request.end();
+      },
+    );
+    assert.equal(response.status, 405);
+    assert.equal(response.allow, 'HEAD, GET');
+    assert.equal((JSON.parse(response.body) as ErrorBody).error, 'method_not_allowed');
   });
 
   it('given a request line that is not HTTP, then 400 with a JSON error (Node answers it before koa)', async () => {

@@ -68,8 +68,18 @@ export const createIngestApp = (deps: IngestDeps): Koa => {
           'method_not_allowed',
           `${ctx.method} is not allowed on ${ctx.path}; allowed: ${ctx.response.get('Allow')}`,
         );
-      if (ctx.status === 501 && ctx.body === undefined)
-        throw new HttpError(501, 'not_implemented', `ingest does not implement ${ctx.method}`);
+      // koa-router answers a method it does not know at all (PROPFIND, ...) with 501. HubSpot and
+      // monitors read any 5xx as "ingest is failing", so it is the 405 RFC 9110 also allows:
+      // the method is not supported on this resource, and Allow says which are.
+      if (ctx.status === 501 && ctx.body === undefined) {
+        const allowed = [...new Set(router.match(ctx.path, 'GET').path.flatMap((layer) => layer.methods))];
+        ctx.set('Allow', allowed.join(', '));
+        throw new HttpError(
+          405,
+          'method_not_allowed',
+          `${ctx.method} is not supported; allowed on ${ctx.path}: ${allowed.join(', ')}`,
+        );
+      }
     } catch (error) {
       const answer = asHttpError(error);
       if (answer) {
