@@ -196,6 +196,7 @@ const METRICS_FILES = [
   'services/ingest/src/metrics.ts',
   'services/processor/src/metrics.ts',
   'services/outbound/src/metrics.ts',
+  'lib/orgs/metrics.ts',
 ];
 const DASHBOARD = 'infra/grafana/pipeline-dashboard.json';
 const ALERTS = 'infra/prometheus/alerts.yml';
