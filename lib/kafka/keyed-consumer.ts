@@ -49,6 +49,8 @@ type PartitionState = {
   readonly epoch: number;
   readonly entries: Tracked[];
   committed: bigint | undefined;
+  /** The offset after the last message of an unbroken run of finished ones: what to commit next. */
+  committable: bigint | undefined;
   /** Messages of this partition queued or being handled. */
   waiting: number;
   paused: boolean;
@@ -132,6 +134,7 @@ export class KeyedConsumer {
         epoch: this.#epoch,
         entries: [],
         committed: undefined,
+        committable: undefined,
         waiting: 0,
         paused: false,
       };
@@ -317,9 +320,12 @@ export class KeyedConsumer {
   #scheduleCommit(): void {
     this.#commitTimer ??= setTimeout(() => {
       this.#commitTimer = undefined;
-      this.#commit().catch((error: unknown) =>
-        this.#options.logger.warn({ err: error }, 'offset commit failed; will retry'),
-      );
+      this.#commit().catch((error: unknown) => {
+        // Nothing is lost meanwhile (a restart would redeliver finished work, which handlers
+        // treat as duplicates), but try again rather than wait for the next finished message.
+        this.#options.logger.warn({ err: error }, 'offset commit failed; trying again');
+        this.#scheduleCommit();
+      });
     }, this.#options.commitIntervalMs ?? 200);
   }
 
@@ -327,12 +333,11 @@ export class KeyedConsumer {
     const offsets: { topic: string; partition: number; offset: string }[] = [];
     for (const [partitionKey, partition] of this.#partitions) {
       if (partition.epoch !== this.#epoch) continue;
-      let next: bigint | undefined;
       while (partition.entries.length > 0 && partition.entries[0]?.done) {
-        next = (partition.entries.shift()?.offset ?? 0n) + 1n;
+        partition.committable = (partition.entries.shift()?.offset ?? 0n) + 1n;
       }
+      const next = partition.committable;
       if (next === undefined || (partition.committed !== undefined && next <= partition.committed)) continue;
-      partition.committed = next;
       const split = partitionKey.lastIndexOf(':');
       offsets.push({
         topic: partitionKey.slice(0, split),
@@ -340,6 +345,13 @@ export class KeyedConsumer {
         offset: next.toString(),
       });
     }
-    if (offsets.length > 0) await this.#options.consumer.commitOffsets(offsets);
+    if (offsets.length === 0) return;
+    await this.#options.consumer.commitOffsets(offsets);
+    // Only once Kafka took it: a failed commit is tried again with the same (or a later) offset.
+    for (const { topic, partition, offset } of offsets) {
+      const state = this.#partitions.get(`${topic}:${partition}`);
+      if (state && (state.committed === undefined || BigInt(offset) > state.committed))
+        state.committed = BigInt(offset);
+    }
   }
 }

@@ -1,0 +1,75 @@
+import assert from 'node:assert/strict';
+import type { Consumer, EachBatchPayload, KafkaMessage } from 'kafkajs';
+import { pino } from 'pino';
+import { KeyedConsumer } from '../../lib/kafka/index.ts';
+import { waitFor } from '../support/pipeline.ts';
+
+type Commit = { topic: string; partition: number; offset: string };
+
+/**
+ * Just enough of a kafkajs consumer to drive KeyedConsumer by hand: the test hands it batches and
+ * decides whether each commit succeeds. (The consumer contract on the real broker is in
+ * test/integration/keyed-consumer.int.spec.ts; a broker does not fail commits on request.)
+ */
+const fakeConsumer = (failCommits: { count: number }) => {
+  let eachBatch: ((payload: EachBatchPayload) => Promise<void>) | undefined;
+  const attempts: Commit[][] = [];
+  const consumer = {
+    events: { GROUP_JOIN: 'consumer.group_join' },
+    on: () => () => undefined,
+    connect: async () => undefined,
+    subscribe: async () => undefined,
+    run: async (options: { eachBatch: (payload: EachBatchPayload) => Promise<void> }) => {
+      eachBatch = options.eachBatch;
+    },
+    pause: () => undefined,
+    resume: () => undefined,
+    disconnect: async () => undefined,
+    commitOffsets: async (offsets: Commit[]) => {
+      attempts.push(offsets);
+      if (failCommits.count > 0) {
+        failCommits.count--;
+        throw new Error('The coordinator is not aware of this member');
+      }
+    },
+  };
+  const deliver = async (offsets: readonly string[]): Promise<void> => {
+    const messages = offsets.map(
+      (offset) => ({ offset, key: Buffer.from('k'), value: Buffer.from('v') }) as unknown as KafkaMessage,
+    );
+    await eachBatch?.({
+      batch: { topic: 'raw', partition: 0, messages },
+      resolveOffset: () => undefined,
+      heartbeat: async () => undefined,
+    } as unknown as EachBatchPayload);
+  };
+  return { consumer: consumer as unknown as Consumer, attempts, deliver };
+};
+
+describe('keyed consumer: offset commits', () => {
+  it('given a commit Kafka refuses, when no other message finishes, then the same offset is committed again (it waited for the next message)', async () => {
+    const fail = { count: 1 };
+    const fake = fakeConsumer(fail);
+    const keyed = new KeyedConsumer({
+      consumer: fake.consumer,
+      topics: ['raw'],
+      orderingKey: () => 'one-conversation',
+      handle: async () => ({ kind: 'done' }),
+      deadLetters: { write: async () => 'written' },
+      logger: pino({ level: 'silent' }),
+      commitIntervalMs: 10,
+    });
+    await keyed.start();
+    await fake.deliver(['0', '1', '2']);
+
+    const committed = await waitFor(
+      'offset 3 committed after the refused commit',
+      () => fake.attempts.length >= 2 && fake.attempts,
+      5000,
+      10,
+    );
+    assert.deepEqual(committed[0], [{ topic: 'raw', partition: 0, offset: '3' }], 'the refused commit');
+    assert.deepEqual(committed[1], [{ topic: 'raw', partition: 0, offset: '3' }], 'tried again unprompted');
+    await keyed.stop();
+  });
+});
