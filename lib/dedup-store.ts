@@ -14,12 +14,16 @@ export type DedupStore = {
   readonly claim: (key: string) => Promise<ClaimResult>;
   readonly confirm: (key: string) => Promise<void>;
   readonly release: (key: string) => Promise<void>;
+  /** Extends our claim's lease; false when it is no longer ours (expired, taken, or done). */
+  readonly renew: (key: string) => Promise<boolean>;
 };
 
 const DONE = 'done';
 
 // Deletes the claim only if it is still ours (never someone else's claim or a "done").
 const RELEASE_IF_OWNER = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
+// Extends the lease only if the claim is still ours.
+const RENEW_IF_OWNER = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`;
 
 export const createRedisDedupStore = (
   redis: Redis,
@@ -51,6 +55,8 @@ export const createRedisDedupStore = (
     release: async (key) => {
       await redis.eval(RELEASE_IF_OWNER, 1, full(key), owner);
     },
+    renew: async (key) =>
+      Number(await redis.eval(RENEW_IF_OWNER, 1, full(key), owner, options.leaseMs)) === 1,
   };
 };
 

@@ -32,6 +32,11 @@ export type DeadLetterWriter = {
     source: DeadLetterSource,
     details: DeadLetterDetails,
   ) => Promise<'written' | 'already-written'>;
+  /**
+   * True when this record was dead-lettered before (by this service, before a crash or a
+   * rebalance redelivered it): it stays with the dead letters until an operator replays it.
+   */
+  readonly alreadyWritten: (source: DeadLetterSource) => Promise<boolean>;
 };
 
 /** How long a written letter is remembered: far longer than a record can stay uncommitted. */
@@ -75,10 +80,16 @@ export const createDeadLetterWriter = (options: {
   readonly now?: () => number;
 }): DeadLetterWriter => {
   const now = options.now ?? Date.now;
+  const markerOf = (source: DeadLetterSource): string =>
+    writtenMarkerKey(
+      options.keyPrefix,
+      deadLetterId(options.service, source.topic, source.partition, source.message.offset),
+    );
   return {
+    alreadyWritten: async (source) => (await options.redis.get(markerOf(source))) === WRITTEN,
     write: async (source, details) => {
       const id = deadLetterId(options.service, source.topic, source.partition, source.message.offset);
-      const marker = writtenMarkerKey(options.keyPrefix, id);
+      const marker = markerOf(source);
       if ((await options.redis.get(marker)) === WRITTEN) return 'already-written';
       const record: DeadLetter = {
         ...details,

@@ -231,6 +231,14 @@ export class KeyedConsumer {
     const budget = this.#options.crashBudget ?? DEFAULT_CRASH_BUDGET;
     const where = { topic: work.topic, partition: work.partition, offset: work.message.offset };
     let crashes = 0;
+    // Dead-lettered before a crash or rebalance redelivered it (its offset was not committed yet,
+    // e.g. behind another conversation's unfinished message): it stays a dead letter until an
+    // operator replays it, rather than being applied now, after later messages of its conversation.
+    const deadLettered = await this.#options.deadLetters.alreadyWritten(work).catch(() => false);
+    if (deadLettered) {
+      this.#options.logger.warn(where, 'message was dead-lettered before it was redelivered; left to replay');
+      return true;
+    }
     while (this.#current(work)) {
       let outcome: HandlerOutcome;
       try {

@@ -22,6 +22,8 @@ export type Topics = {
   readonly sessionLinks: TopicSpec;
   /** Events that could not be applied, with the reason and attempts. */
   readonly deadLetters: TopicSpec;
+  /** The last AI reply posted to each HubSpot thread (outbound's guard against posting twice). */
+  readonly postedReplies: TopicSpec;
 };
 
 export const topicsFor = (prefix: string): Topics => ({
@@ -31,6 +33,7 @@ export const topicsFor = (prefix: string): Topics => ({
   orgs: { name: `${prefix}pipeline.orgs`, compacted: true, partitions: 1 },
   sessionLinks: { name: `${prefix}pipeline.session-links`, compacted: true, partitions: 1 },
   deadLetters: { name: `${prefix}pipeline.dead-letters`, compacted: false },
+  postedReplies: { name: `${prefix}pipeline.ai-replies-posted`, compacted: true, partitions: 1 },
 });
 
 /** Header naming the conversation (or object) a record belongs to: consumers keep each in order. */

@@ -347,10 +347,12 @@ describe('outbound: posting an AI reply when an earlier attempt may have posted 
   const deps = (history: string[], firstAttempt: boolean) => {
     const posted: string[] = [];
     const states: string[] = [];
+    const recorded: AiReply[] = [];
     const dedup = {
       claim: async (): Promise<ClaimResult> => 'claimed',
       confirm: async () => void states.push('confirmed'),
       release: async () => void states.push('released'),
+      renew: async () => true,
     };
     const hubspot = {
       listMessages: async () =>
@@ -364,12 +366,16 @@ describe('outbound: posting an AI reply when an earlier attempt may have posted 
       orgs: { byId: () => org() },
       links: { forThread: () => undefined },
       hubspotFor: () => hubspot,
+      posted: {
+        alreadyPosted: (candidate) => recorded.some((done) => done.eventId === candidate.eventId),
+        record: async (done) => void recorded.push(done),
+      },
       dedup,
       markAttempt: async () => firstAttempt,
       claim: { leaseMs: 100, now: Date.now, sleep: async () => undefined },
       retry: (_target, work) => work(),
     };
-    return { postDeps, posted, states };
+    return { postDeps, posted, states, recorded };
   };
 
   it('given a first attempt, then it posts without reading the thread and confirms', async () => {
@@ -384,6 +390,19 @@ describe('outbound: posting an AI reply when an earlier attempt may have posted 
     assert.deepEqual(await postAiReply(reply, postDeps), { kind: 'skipped', reason: 'duplicate' });
     assert.deepEqual(posted, []);
     assert.deepEqual(states, ['confirmed']);
+  });
+
+  it('given a reply posted before Redis lost its claims (a fresh claim, a first attempt), then the durable record stops a second post', async () => {
+    const { postDeps, posted, recorded } = deps([], true);
+    assert.deepEqual(await postAiReply(reply, postDeps), { kind: 'applied', posted: 'message' });
+    assert.deepEqual(
+      recorded.map((done) => done.eventId),
+      ['e-ai-2'],
+      'recorded once posted',
+    );
+    // Redis restarted: the claim and the attempt marker are gone; the same reply comes again.
+    assert.deepEqual(await postAiReply(reply, postDeps), { kind: 'skipped', reason: 'duplicate' });
+    assert.equal(posted.length, 1);
   });
 
   it('given a retry whose earlier attempt did not post, then it posts', async () => {

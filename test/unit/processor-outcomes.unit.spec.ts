@@ -60,6 +60,7 @@ const handlerWith = (options: {
     claim: async () => 'claimed',
     confirm: async () => undefined,
     release: async (key) => void released.push(key),
+    renew: async () => true,
     ...options.dedup,
   };
   const handle = createRawEventHandler({

@@ -24,6 +24,7 @@ import { createLogger, type Logger } from '../../../lib/log.ts';
 import { closeServer, createMetricsRegistry, serveMetrics } from '../../../lib/metrics.ts';
 import type { Org } from '../../../lib/orgs/index.ts';
 import { registerOrgDirectoryMetrics } from '../../../lib/orgs/index.ts';
+import { PostedReplies } from '../../../lib/posted-replies.ts';
 import { connectToPipeline } from '../../../lib/pipeline-connections.ts';
 import { createRedisRateLimiter } from '../../../lib/rate-limiter.ts';
 import { createRedis } from '../../../lib/redis.ts';
@@ -55,6 +56,15 @@ export const startOutbound = async (
   });
   const { kafka, topics, codec, producer, orgs, links } = connections;
   if (!links) throw new Error('session links were not started');
+  // The last AI reply posted per thread (Kafka, compacted): no reply is posted twice even when
+  // Redis, which holds the claims, lost its data.
+  const postedReplies = new PostedReplies({
+    kafka,
+    topic: topics.postedReplies.name,
+    groupPrefix: config.KAFKA_TOPIC_PREFIX,
+    logger,
+  });
+  await postedReplies.start();
   registerOrgDirectoryMetrics(registry, orgs);
   const redis = createRedis(config.REDIS_URL, logger);
   const events = await createDomainEventPublisher({ kafka, codec, topics: [topics.aiReplies.name], logger });
@@ -126,6 +136,10 @@ export const startOutbound = async (
     orgs,
     links,
     hubspotFor,
+    posted: {
+      alreadyPosted: (reply: AiReply) => postedReplies.alreadyPosted(reply),
+      record: (reply: AiReply) => postedReplies.record(producer, reply, Date.now()),
+    },
     dedup,
     markAttempt: async (key: string) =>
       (await redis.set(`${config.REDIS_KEY_PREFIX}attempt:${key}`, '1', 'PX', config.DEDUP_TTL_MS, 'NX')) ===
@@ -231,7 +245,7 @@ export const startOutbound = async (
       await consumers.stop();
       await dependencies.stop();
       await events.drain();
-      await connections.close();
+      await Promise.all([connections.close(), postedReplies.stop()]);
       redis.disconnect();
       await closeServer(metricsServer);
     },

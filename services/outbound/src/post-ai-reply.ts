@@ -42,6 +42,11 @@ export type PostAiReplyDeps = {
   readonly orgs: { byId: (orgId: string) => Org | undefined };
   readonly links: { forThread: (orgId: string, threadId: string) => SessionLink | undefined };
   readonly hubspotFor: (org: Org) => HubSpotApi;
+  /** The last reply posted per thread, durable (Kafka): survives a Redis restart, unlike the claim. */
+  readonly posted: {
+    readonly alreadyPosted: (reply: AiReply) => boolean;
+    readonly record: (reply: AiReply) => Promise<void>;
+  };
   /** HubSpot takes no idempotency key: a claim in Redis keeps a redelivered reply from posting twice. */
   readonly dedup: DedupStore;
   /**
@@ -66,19 +71,32 @@ export const postAiReply = async (
   if (!org) return { kind: 'skipped', reason: SkipReason.unknownOrg };
   if (deps.links.forThread(reply.orgId, reply.threadId)?.handedOff)
     return { kind: 'skipped', reason: SkipReason.handedOff };
+  if (deps.posted.alreadyPosted(reply)) return { kind: 'skipped', reason: SkipReason.duplicate };
   const key = `${reply.orgId}:ai-reply:${reply.eventId}`;
   const claim = await claimOrWait(deps.dedup, key, deps.claim);
   if (claim === 'duplicate') return { kind: 'skipped', reason: SkipReason.duplicate };
+  // Held for as long as this attempt runs (a rate-limited portal can make the post wait longer
+  // than a lease): another replica that got the thread in a rebalance must not post meanwhile.
+  const holding = setInterval(
+    () => void deps.dedup.renew(key).catch(() => undefined),
+    Math.max(50, Math.floor(deps.claim.leaseMs / 3)),
+  );
   const message = hubspotMessageFor(reply, org);
   try {
     if (!(await deps.markAttempt(key)) && (await alreadyPosted(reply, org, deps))) {
+      await deps.posted.record(reply);
       await deps.dedup.confirm(key);
       return { kind: 'skipped', reason: SkipReason.duplicate };
     }
     await deps.retry('hubspot', () => deps.hubspotFor(org).postMessage(reply.threadId, message));
+    // Durable before the claim is confirmed; a crash in between is caught by the attempt marker
+    // and the thread-history check above.
+    await deps.posted.record(reply);
   } catch (error) {
     await deps.dedup.release(key);
     throw error;
+  } finally {
+    clearInterval(holding);
   }
   await deps.dedup.confirm(key);
   return { kind: 'applied', posted: message.type === 'COMMENT' ? 'comment' : 'message' };

@@ -46,7 +46,7 @@ const fakeConsumer = (failCommits: { count: number }) => {
   return { consumer: consumer as unknown as Consumer, attempts, deliver };
 };
 
-describe('keyed consumer: offset commits', () => {
+describe('keyed consumer (driven by hand): commits and redeliveries', () => {
   it('given a commit Kafka refuses, when no other message finishes, then the same offset is committed again (it waited for the next message)', async () => {
     const fail = { count: 1 };
     const fake = fakeConsumer(fail);
@@ -55,7 +55,7 @@ describe('keyed consumer: offset commits', () => {
       topics: ['raw'],
       orderingKey: () => 'one-conversation',
       handle: async () => ({ kind: 'done' }),
-      deadLetters: { write: async () => 'written' },
+      deadLetters: { write: async () => 'written', alreadyWritten: async () => false },
       logger: pino({ level: 'silent' }),
       commitIntervalMs: 10,
     });
@@ -70,6 +70,36 @@ describe('keyed consumer: offset commits', () => {
     );
     assert.deepEqual(committed[0], [{ topic: 'raw', partition: 0, offset: '3' }], 'the refused commit');
     assert.deepEqual(committed[1], [{ topic: 'raw', partition: 0, offset: '3' }], 'tried again unprompted');
+    await keyed.stop();
+  });
+
+  it('given a redelivered message that was dead-lettered before, then the handler is not called and its offset is committed', async () => {
+    const fake = fakeConsumer({ count: 0 });
+    const handled: string[] = [];
+    const keyed = new KeyedConsumer({
+      consumer: fake.consumer,
+      topics: ['raw'],
+      orderingKey: () => 'one-conversation',
+      handle: async (message) => {
+        handled.push(message.offset);
+        return { kind: 'done' };
+      },
+      deadLetters: {
+        write: async () => 'written',
+        alreadyWritten: async (source) => source.message.offset === '5',
+      },
+      logger: pino({ level: 'silent' }),
+      commitIntervalMs: 10,
+    });
+    await keyed.start();
+    await fake.deliver(['5', '6']);
+    await waitFor(
+      'offset 7 committed',
+      () => fake.attempts.some((commit) => commit[0]?.offset === '7'),
+      5000,
+      10,
+    );
+    assert.deepEqual(handled, ['6'], 'only the message that was not dead-lettered is handled');
     await keyed.stop();
   });
 });
