@@ -314,7 +314,9 @@ export class LoadGenerator {
           label,
           conversation.org,
           fixtures.noteCreationEvent({ ...this.#portal(conversation), objectId: Number(note.id) }),
-          { kind: 'agent-comment', key: note.id, conversation, onTicket: true },
+          // The processor can key a note's event only by the note (its ticket is known after the
+          // re-fetch), so notes are not ordered against each other: each is its own conversation.
+          { kind: 'agent-comment', key: note.id, conversation, orderKey: `note:${note.id}` },
         );
       }
       case 'duplicate': {
@@ -428,7 +430,13 @@ export class LoadGenerator {
     label: string,
     org: TestOrg,
     body: object,
-    expect?: { kind: OpenCxEffectKind; key: string; conversation: Conversation; onTicket?: boolean },
+    expect?: {
+      kind: OpenCxEffectKind;
+      key: string;
+      conversation: Conversation;
+      onTicket?: boolean;
+      orderKey?: string;
+    },
     customerText?: string,
   ): OfferedEvent {
     this.#seq += 1;
@@ -443,9 +451,11 @@ export class LoadGenerator {
           : {
               kind: expect.kind,
               key: expect.key,
-              conversation: expect.onTicket
-                ? `ticket:${expect.conversation.ticketId}`
-                : `thread:${expect.conversation.threadId}`,
+              conversation:
+                expect.orderKey ??
+                (expect.onTicket
+                  ? `ticket:${expect.conversation.ticketId}`
+                  : `thread:${expect.conversation.threadId}`),
               threadId: expect.conversation.threadId,
               orgId: org.orgId,
             },

@@ -164,22 +164,28 @@ export const verify = (options: {
 
   // AI replies back to HubSpot: at most once per customer message, none after the thread's handoff,
   // exactly once on threads never handed off.
-  const postedByText = new Map<string, number>();
+  const postedByText = new Map<string, number[]>();
+  const replyIdByText = new Map<string, string>();
   for (const posted of hubspot.posted) {
     const text = (posted.body as { text?: unknown }).text;
     const match = AI_TEXT.exec(typeof text === 'string' ? text : '');
-    if (match?.[1] !== undefined) postedByText.set(match[1], (postedByText.get(match[1]) ?? 0) + 1);
+    if (match?.[1] !== undefined)
+      postedByText.set(match[1], [...(postedByText.get(match[1]) ?? []), posted.at]);
   }
   let aiRepliesLost = 0;
   let aiRepliesTwice = 0;
   let aiRepliesAfterHandoff = 0;
   for (const event of accepted) {
     if (event.customerText === undefined || event.expect === undefined) continue;
-    const count = postedByText.get(event.customerText) ?? 0;
+    const postedAt = postedByText.get(event.customerText) ?? [];
+    const count = postedAt.length;
     const handoffIndex = load.handoffIndexOf(event.expect.threadId);
     if (count > 1) {
       aiRepliesTwice += 1;
-      note('AI reply posted twice', `#${event.seq} "${event.customerText}" posted ${count}×`);
+      note(
+        'AI reply posted twice',
+        `#${event.seq} "${event.customerText}" (org ${event.orgId}, thread ${event.expect.threadId}, accepted ${iso(event.acceptedAt)}, ai-reply event ${replyIdByText.get(event.customerText) ?? '?'}) posted at ${postedAt.map(iso).join(' and ')}`,
+      );
     }
     if (handoffIndex === undefined && count === 0) {
       aiRepliesLost += 1;
