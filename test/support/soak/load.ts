@@ -241,7 +241,9 @@ export class LoadGenerator {
         );
       }
       case 'handoff': {
-        const conversation = this.#choose(running.filter((each) => each.handoffSeq === undefined));
+        // The processor hands off only a thread whose session link it already holds (contract:
+        // no linked session, nothing to apply), so a handoff is expected only once the link settled.
+        const conversation = this.#choose(this.#linked().filter((each) => each.handoffSeq === undefined));
         if (conversation === undefined) return undefined;
         const offered = this.#offer(label, conversation.org, this.#assignment(conversation, 'A-2620022'), {
           kind: 'handoff',

@@ -172,6 +172,15 @@ export const verify = (options: {
     if (match?.[1] !== undefined)
       postedByText.set(match[1], [...(postedByText.get(match[1]) ?? []), posted.at]);
   }
+  const retriesOf = (original: OfferedEvent): string[] =>
+    accepted
+      .filter(
+        (event) =>
+          event.label === 'duplicate' &&
+          event.body.messageId !== undefined &&
+          event.body.messageId === original.body.messageId,
+      )
+      .map((event) => iso(event.acceptedAt));
   let aiRepliesLost = 0;
   let aiRepliesTwice = 0;
   let aiRepliesAfterHandoff = 0;
@@ -184,7 +193,7 @@ export const verify = (options: {
       aiRepliesTwice += 1;
       note(
         'AI reply posted twice',
-        `#${event.seq} "${event.customerText}" (org ${event.orgId}, thread ${event.expect.threadId}, accepted ${iso(event.acceptedAt)}, ai-reply event ${replyIdByText.get(event.customerText) ?? '?'}) posted at ${postedAt.map(iso).join(' and ')}`,
+        `#${event.seq} "${event.customerText}" (org ${event.orgId}, thread ${event.expect.threadId}, accepted ${iso(event.acceptedAt)}, ai-reply event ${replyIdByText.get(event.customerText) ?? '?'}) posted at ${postedAt.map(iso).join(' and ')}; HubSpot retries of it offered at ${retriesOf(event).join(', ') || 'none'}`,
       );
     }
     if (handoffIndex === undefined && count === 0) {
