@@ -169,8 +169,10 @@ export const verify = (options: {
   for (const posted of hubspot.posted) {
     const text = (posted.body as { text?: unknown }).text;
     const match = AI_TEXT.exec(typeof text === 'string' ? text : '');
-    if (match?.[1] !== undefined)
-      postedByText.set(match[1], [...(postedByText.get(match[1]) ?? []), posted.at]);
+    if (match?.[1] === undefined) continue;
+    postedByText.set(match[1], [...(postedByText.get(match[1]) ?? []), posted.at]);
+    const replyId = /opencx-reply:([0-9a-f]+)/.exec(typeof text === 'string' ? text : '')?.[1];
+    if (replyId !== undefined) replyIdByText.set(match[1], replyId);
   }
   const retriesOf = (original: OfferedEvent): string[] =>
     accepted
