@@ -4,7 +4,7 @@
 // Used by scripts/soak.ts (long runs) and test/integration/soak.int.spec.ts (the short variant).
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Signature } from '@hubspot/api-client';
@@ -260,10 +260,16 @@ export const runSoak = async (options: SoakOptions): Promise<SoakReport> => {
       );
     }
 
-    const verdict = verify({ load, opencx, hubspot, replayStartedAt });
+    const deadLetteredEventIds = new Set(
+      deadLetters.map((letter) => /event=(\S+)/.exec(letter.line)?.[1] ?? '').filter((id) => id !== '-'),
+    );
+    const skips = await skipCounts([...processors, ...outbounds]);
+    dumpRecords(logDir, load, opencx, hubspot);
+    const verdict = verify({ load, opencx, hubspot, replayStartedAt, deadLetteredEventIds });
     const unexpectedLetters = deadLetters.filter((letter) => !letter.expected).length;
     const replayFailed = replayed !== undefined && !/failed 0 \(exit 0\)$/.test(replayed);
     const ok = !failed(verdict) && drained.drained && unexpectedLetters === 0 && !replayFailed;
+    say(`skips and ignores counted by the live replicas (restarted ones lost theirs): ${skips}`);
     const table = formatTable({
       verdict,
       deadLetters,
@@ -293,6 +299,31 @@ export const runSoak = async (options: SoakOptions): Promise<SoakReport> => {
     await redis.stop();
     await Promise.allSettled([hubspot.close(), opencx.close()]);
   }
+};
+
+/** Why events were skipped or ignored, summed over the replicas' /metrics (for the findings). */
+const skipCounts = async (replicas: readonly Replica[]): Promise<string> => {
+  const counts = new Map<string, number>();
+  for (const replica of replicas) {
+    for (const line of (await replica.metrics()).split('\n')) {
+      const match = /^(processor_ignored_total|outbound_events_skipped_total)\{([^}]*)\} (\d+)/.exec(line);
+      if (match === null || Number(match[3]) === 0) continue;
+      const name = `${match[1]}{${match[2]}}`;
+      counts.set(name, (counts.get(name) ?? 0) + Number(match[3]));
+    }
+  }
+  return [...counts].map(([name, count]) => `${name} ${count}`).join(', ') || 'none';
+};
+
+/** The ledger and what the fakes recorded, as JSON lines next to the logs, to trace a finding. */
+const dumpRecords = (logDir: string, load: LoadGenerator, opencx: FakeOpenCx, hubspot: FakeHubSpot): void => {
+  const lines = (items: readonly unknown[]): string => items.map((item) => JSON.stringify(item)).join('\n');
+  writeFileSync(`${logDir}/ledger.jsonl`, lines(load.offered));
+  writeFileSync(`${logDir}/opencx-effects.jsonl`, lines(opencx.effects));
+  writeFileSync(
+    `${logDir}/hubspot-posted.jsonl`,
+    lines(hubspot.posted.map(({ threadId, portalId, body, at }) => ({ threadId, portalId, body, at }))),
+  );
 };
 
 const required = (name: string): string => {

@@ -56,6 +56,11 @@ export const verify = (options: {
   hubspot: FakeHubSpot;
   /** Effects at or after this time come from replayed dead letters: their order is not checked. */
   replayStartedAt: number | undefined;
+  /**
+   * Domain event ids that were dead-lettered: a dead letter lets its conversation move on, so
+   * that conversation's order is not checked (OpenCX records the id as the Idempotency-Key).
+   */
+  deadLetteredEventIds: ReadonlySet<string>;
 }): Verdict => {
   const { load, opencx, hubspot } = options;
   const findings: Finding[] = [];
@@ -131,9 +136,13 @@ export const verify = (options: {
 
   // Order: per conversation, the first effect of each event must follow acceptance order.
   const byConversation = new Map<string, Array<{ index: number; at: number; key: string }>>();
+  const deadLettered = new Set<string>();
   for (const [key, event] of expected) {
-    const first = seen.get(key)?.[0];
+    const effects = seen.get(key) ?? [];
+    const first = effects[0];
     if (first === undefined || event.expect === undefined) continue;
+    if (effects.some((effect) => options.deadLetteredEventIds.has(effect.idempotencyKey)))
+      deadLettered.add(event.expect.conversation);
     const list = byConversation.get(event.expect.conversation) ?? [];
     list.push({ index: event.acceptedIndex ?? 0, at: opencx.effects.indexOf(first), key });
     byConversation.set(event.expect.conversation, list);
@@ -142,8 +151,9 @@ export const verify = (options: {
   let orderUnchecked = 0;
   for (const [conversation, list] of byConversation) {
     const replayed =
-      options.replayStartedAt !== undefined &&
-      list.some(({ at }) => (opencx.effects[at]?.at ?? 0) >= (options.replayStartedAt ?? Infinity));
+      deadLettered.has(conversation) ||
+      (options.replayStartedAt !== undefined &&
+        list.some(({ at }) => (opencx.effects[at]?.at ?? 0) >= (options.replayStartedAt ?? Infinity)));
     if (replayed) {
       orderUnchecked += 1;
       continue;
