@@ -70,9 +70,9 @@ main().then(
     setTimeout(() => process.exit(code), 2000).unref();
   },
   (error: unknown) => {
-    process.stderr.write(
-      `soak: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
-    );
+    // A refusal or a start-up failure: its message says what to do; SOAK_DEBUG=1 adds the stack.
+    const detail = error instanceof Error && process.env.SOAK_DEBUG ? error.stack : undefined;
+    process.stderr.write(`soak: ${detail ?? (error instanceof Error ? error.message : String(error))}\n`);
     process.exit(1);
   },
 );

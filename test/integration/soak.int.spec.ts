@@ -3,7 +3,7 @@ import { runSoak } from '../support/soak/run-soak.ts';
 
 // The short variant of `npm run soak` (issue 9): about 60 s of load at 20 events/s over four
 // organisations, one kill -9 of a processor and of an outbound replica, one restart of the soak's
-// own Redis, a 12 s OpenCX 503 window for one org and an 7 s HubSpot 429 window for one portal.
+// own Redis, a 12 s OpenCX 503 window for one org and a 7 s HubSpot 429 window for one portal.
 // SOAK_SEED repeats a run; the seed is printed either way.
 describe('chaos soak (short): under load and faults, nothing lost, nothing twice, order kept', function () {
   this.timeout(240_000);
