@@ -35,7 +35,10 @@ export class Replica {
   readonly #log: WriteStream;
   #child: ChildProcess | undefined;
   #port = 0;
+  #exitExpected = false;
   starts = 0;
+  /** Exits the soak did not cause (a crash): each is a finding. */
+  readonly unplannedExits: string[] = [];
 
   constructor(service: ServiceName, index: number, env: Record<string, string>, logDir: string) {
     this.service = service;
@@ -64,6 +67,13 @@ export class Replica {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.starts += 1;
+    this.#exitExpected = false;
+    child.once('exit', (code, signal) => {
+      if (this.#exitExpected) return;
+      const what = `${this.name} (pid ${child.pid ?? '?'}) exited on its own (${code ?? signal}) at ${new Date().toISOString()}`;
+      this.unplannedExits.push(what);
+      this.#log.write(`===== soak: ${what}\n`);
+    });
     this.#log.write(`\n===== soak: start #${this.starts} pid ${child.pid} at ${new Date().toISOString()}\n`);
     child.stdout.pipe(this.#log, { end: false });
     child.stderr.pipe(this.#log, { end: false });
@@ -81,6 +91,7 @@ export class Replica {
   }
 
   async kill(): Promise<void> {
+    this.#exitExpected = true;
     this.#log.write(`===== soak: SIGKILL at ${new Date().toISOString()}\n`);
     await killHard(this.#child);
   }
@@ -94,6 +105,7 @@ export class Replica {
   }
 
   async stop(): Promise<void> {
+    this.#exitExpected = true;
     const child = this.#child;
     if (child !== undefined && isRunning(child)) {
       const exited = new Promise((resolve) => child.once('exit', resolve));

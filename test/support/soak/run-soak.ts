@@ -268,7 +268,9 @@ export const runSoak = async (options: SoakOptions): Promise<SoakReport> => {
     const verdict = verify({ load, opencx, hubspot, replayStartedAt, deadLetteredEventIds });
     const unexpectedLetters = deadLetters.filter((letter) => !letter.expected).length;
     const replayFailed = replayed !== undefined && !/failed 0 \(exit 0\)$/.test(replayed);
-    const ok = !failed(verdict) && drained.drained && unexpectedLetters === 0 && !replayFailed;
+    const crashes = replicas.flatMap((replica) => replica.unplannedExits);
+    const ok =
+      !failed(verdict) && drained.drained && unexpectedLetters === 0 && !replayFailed && crashes.length === 0;
     say(`skips and ignores counted by the live replicas (restarted ones lost theirs): ${skips}`);
     const table = formatTable({
       verdict,
@@ -278,6 +280,7 @@ export const runSoak = async (options: SoakOptions): Promise<SoakReport> => {
       drained: drained.drained,
       faults,
       rejected,
+      crashes,
       ok,
     });
     return {
@@ -597,6 +600,7 @@ const formatTable = (input: {
   drained: boolean;
   faults: readonly FaultRecord[];
   rejected: number;
+  crashes: readonly string[];
   ok: boolean;
 }): string => {
   const { verdict } = input;
@@ -631,6 +635,7 @@ const formatTable = (input: {
       `${(input.drainMs / 1000).toFixed(1)} s${input.drained ? '' : ' (NOT drained: timed out)'}`,
     ],
     ['faults injected', String(input.faults.length)],
+    ['unplanned exits', [String(input.crashes.length), ...input.crashes].join('; ')],
     ['verdict', input.ok ? 'PASS' : 'FAIL'],
   ];
   const width = Math.max(...rows.map(([name]) => name.length));
