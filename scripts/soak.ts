@@ -1,14 +1,14 @@
 /**
  * The chaos soak (issue 9): `npm run soak -- [--minutes N] [--rate R] [--seed S] [--orgs K]
- * [--short] [--kafka-restart]`. Needs KAFKA_BROKERS and SCHEMA_REGISTRY_URL (as the tests do);
+ * [--short] [--kafka-restart] [--skip-faults kill,redis,opencx,hubspot]`. Needs KAFKA_BROKERS and SCHEMA_REGISTRY_URL (as the tests do);
  * starts its own Redis server, its own services as processes and the fakes. Prints one table and
  * exits 1 on any loss, duplicate or reordering (2 on bad usage).
  */
 import { parseArgs } from 'node:util';
-import { runSoak } from '../test/support/soak/run-soak.ts';
+import { FAULT_KINDS, runSoak, type FaultKind } from '../test/support/soak/run-soak.ts';
 
 const USAGE =
-  'usage: npm run soak -- [--minutes N] [--rate EVENTS_PER_S] [--seed S] [--orgs K] [--short] [--kafka-restart]';
+  'usage: npm run soak -- [--minutes N] [--rate EVENTS_PER_S] [--seed S] [--orgs K] [--short] [--kafka-restart] [--skip-faults kill,redis,opencx,hubspot]';
 
 const main = async (): Promise<number> => {
   let values;
@@ -21,6 +21,7 @@ const main = async (): Promise<number> => {
         orgs: { type: 'string', default: '5' },
         short: { type: 'boolean', default: false },
         'kafka-restart': { type: 'boolean', default: false },
+        'skip-faults': { type: 'string', default: '' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -47,7 +48,14 @@ const main = async (): Promise<number> => {
       return 2;
     }
   }
+  const skipFaults = values['skip-faults'].split(',').filter((kind) => kind !== '');
+  const unknown = skipFaults.filter((kind) => !(FAULT_KINDS as readonly string[]).includes(kind));
+  if (unknown.length > 0) {
+    process.stderr.write(`soak: --skip-faults: unknown ${unknown.join(', ')} (${FAULT_KINDS.join(', ')})\n`);
+    return 2;
+  }
   const report = await runSoak({
+    skipFaults: new Set(skipFaults as FaultKind[]),
     loadMs: Math.round(minutes * 60_000),
     rate,
     seed,

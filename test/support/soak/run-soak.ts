@@ -28,9 +28,14 @@ export interface SoakOptions {
   /** short: one kill -9 of each service kind, one Redis restart, short outage windows. */
   readonly profile: 'short' | 'long';
   readonly kafkaRestart: boolean;
+  /** Fault kinds left out (to tell which one a finding needs); none when absent. */
+  readonly skipFaults?: ReadonlySet<FaultKind>;
   readonly drainTimeoutMs: number;
   readonly say: (line: string) => void;
 }
+
+export const FAULT_KINDS = ['kill', 'redis', 'opencx', 'hubspot'] as const;
+export type FaultKind = (typeof FAULT_KINDS)[number];
 
 export interface FaultRecord {
   readonly at: number;
@@ -164,7 +169,8 @@ export const runSoak = async (options: SoakOptions): Promise<SoakReport> => {
     const outages: Outage[] = [];
     const faultRun = runFaults({
       options,
-      random,
+      // Its own sequence: the schedule does not depend on how many events the load drew.
+      random: seededRandom(options.seed ^ 0x5eed),
       loadStart,
       processors,
       outbounds,
@@ -505,6 +511,7 @@ const runFaults = async (context: FaultContext): Promise<void> => {
     say,
   } = context;
   const load = options.loadMs;
+  const skipped = (kind: FaultKind): boolean => options.skipFaults?.has(kind) ?? false;
   const between = (from: number, to: number): number => from + random() * (to - from);
   const jobs: Array<Promise<void>> = [];
   const at = (offsetMs: number, action: () => Promise<void>): void => {
@@ -529,7 +536,7 @@ const runFaults = async (context: FaultContext): Promise<void> => {
     }
   }
   const killChain = (async () => {
-    for (const { offset, replica } of killOffsets) {
+    for (const { offset, replica } of skipped('kill') ? [] : killOffsets) {
       await sleep(Math.max(0, loadStart + offset - Date.now()));
       const downMs = between(2000, 6000);
       fault(
@@ -547,7 +554,7 @@ const runFaults = async (context: FaultContext): Promise<void> => {
     options.profile === 'short'
       ? [between(0.65, 0.75) * load]
       : [between(0.3, 0.45) * load, between(0.7, 0.8) * load];
-  for (const offset of redisOffsets)
+  for (const offset of skipped('redis') ? [] : redisOffsets)
     at(offset, async () => {
       const downMs = between(1000, 3000);
       fault(`restart of the soak's Redis (SIGKILL, every key lost, down ${(downMs / 1000).toFixed(1)} s)`);
@@ -557,29 +564,33 @@ const runFaults = async (context: FaultContext): Promise<void> => {
 
   const victim = orgs[1 % orgs.length] as TestOrg;
   const outageMs = options.profile === 'short' ? Math.min(15_000, 0.2 * load) : Math.min(120_000, 0.4 * load);
-  at(between(0.2, Math.max(0.2, 0.85 - outageMs / load)) * load, async () => {
-    const from = Date.now();
-    outages.push({ orgId: victim.orgId, from, to: from + outageMs });
-    fault(`OpenCX answers 503 to ${victim.orgId} for ${(outageMs / 1000).toFixed(0)} s`);
-    opencx.failApiKeyUntil(victim.apiKey, from + outageMs, 503);
-    await sleep(outageMs);
-    say(`${clock()} OpenCX answers ${victim.orgId} again`);
-  });
+  const outageAt = between(0.2, Math.max(0.2, 0.85 - outageMs / load)) * load;
+  if (!skipped('opencx'))
+    at(outageAt, async () => {
+      const from = Date.now();
+      outages.push({ orgId: victim.orgId, from, to: from + outageMs });
+      fault(`OpenCX answers 503 to ${victim.orgId} for ${(outageMs / 1000).toFixed(0)} s`);
+      opencx.failApiKeyUntil(victim.apiKey, from + outageMs, 503);
+      await sleep(outageMs);
+      say(`${clock()} OpenCX answers ${victim.orgId} again`);
+    });
 
   const throttled = orgs[2 % orgs.length] as TestOrg;
   const throttleMs =
     options.profile === 'short' ? Math.min(10_000, 0.12 * load) : Math.min(60_000, 0.2 * load);
-  at(between(0.3, Math.max(0.3, 0.85 - throttleMs / load)) * load, async () => {
-    const from = Date.now();
-    outages.push({ orgId: throttled.orgId, from, to: from + throttleMs });
-    fault(
-      `HubSpot answers 429 to portal ${throttled.portalId} (${throttled.orgId}) for ${(throttleMs / 1000).toFixed(0)} s`,
-    );
-    hubspot.setRateLimit(throttled.portalId, { max: 0, intervalMs: 10_000 });
-    await sleep(throttleMs);
-    hubspot.setRateLimit(throttled.portalId, null);
-    say(`${clock()} HubSpot serves portal ${throttled.portalId} again`);
-  });
+  const throttleAt = between(0.3, Math.max(0.3, 0.85 - throttleMs / load)) * load;
+  if (!skipped('hubspot'))
+    at(throttleAt, async () => {
+      const from = Date.now();
+      outages.push({ orgId: throttled.orgId, from, to: from + throttleMs });
+      fault(
+        `HubSpot answers 429 to portal ${throttled.portalId} (${throttled.orgId}) for ${(throttleMs / 1000).toFixed(0)} s`,
+      );
+      hubspot.setRateLimit(throttled.portalId, { max: 0, intervalMs: 10_000 });
+      await sleep(throttleMs);
+      hubspot.setRateLimit(throttled.portalId, null);
+      say(`${clock()} HubSpot serves portal ${throttled.portalId} again`);
+    });
 
   if (options.kafkaRestart)
     at(between(0.45, 0.6) * load, async () => {
