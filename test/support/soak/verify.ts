@@ -135,6 +135,7 @@ export const verify = (options: {
   }
 
   // Order: per conversation, the first effect of each event must follow acceptance order.
+  const position = new Map(opencx.effects.map((effect, index) => [effect, index] as const));
   const byConversation = new Map<string, Array<{ index: number; at: number; key: string }>>();
   const deadLettered = new Set<string>();
   for (const [key, event] of expected) {
@@ -144,7 +145,7 @@ export const verify = (options: {
     if (effects.some((effect) => options.deadLetteredEventIds.has(effect.idempotencyKey)))
       deadLettered.add(event.expect.conversation);
     const list = byConversation.get(event.expect.conversation) ?? [];
-    list.push({ index: event.acceptedIndex ?? 0, at: opencx.effects.indexOf(first), key });
+    list.push({ index: event.acceptedIndex ?? 0, at: position.get(first) ?? -1, key });
     byConversation.set(event.expect.conversation, list);
   }
   let outOfOrder = 0;
