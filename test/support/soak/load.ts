@@ -60,8 +60,10 @@ export interface LoadOptions {
   readonly hubspot: FakeHubSpot;
   readonly opencx: FakeOpenCx;
   readonly random: () => number;
-  /** How long a session must exist before ticket/note events may count on its ticket link. */
+  /** How long after the thread's ticket lookup ticket, note and handoff events may count on its link. */
   readonly linkSettleMs: number;
+  /** Whether the soak had this portal's HubSpot answering 429 at that time (a lookup then fails). */
+  readonly throttled: (portalId: number, at: number) => boolean;
 }
 
 const weights: ReadonlyArray<readonly [string, number]> = [
@@ -93,6 +95,8 @@ export class LoadGenerator {
   readonly #conversations: Conversation[] = [];
   readonly #accepted: OfferedEvent[] = [];
   readonly #sessionCreatedAt = new Map<string, number>();
+  readonly #ticketLookedUpAt = new Map<string, number>();
+  #requestsSeen = 0;
   readonly #handoffAppliedAt = new Map<string, number>();
   readonly #echoed = new Set<string>();
   readonly #started = new Set<string>();
@@ -183,14 +187,30 @@ export class LoadGenerator {
     return this.#runningList;
   }
 
+  /**
+   * Threads whose session link holds their ticket. The outbound writes the link right after it
+   * looked the ticket up at HubSpot (GET …/threads/{id}?association=TICKET), which under load may
+   * be seconds after the session; a lookup answered 429 leaves the link without a ticket, and the
+   * rules then skip ticket and note events (no_linked_session): those are not expected to apply.
+   */
   #linked(): Conversation[] {
     const settledBefore = Date.now() - this.#options.linkSettleMs;
     return this.#running().filter(
-      (conversation) => (this.#sessionCreatedAt.get(conversation.threadId) ?? Infinity) <= settledBefore,
+      (conversation) =>
+        (this.#sessionCreatedAt.get(conversation.threadId) ?? Infinity) <= settledBefore &&
+        (this.#ticketLookedUpAt.get(conversation.threadId) ?? Infinity) <= settledBefore,
     );
   }
 
   #followEffects(): void {
+    const { requests } = this.#options.hubspot;
+    for (; this.#requestsSeen < requests.length; this.#requestsSeen++) {
+      const request = requests[this.#requestsSeen];
+      const threadId = /^\/conversations\/v3\/conversations\/threads\/(\d+)$/.exec(request?.path ?? '')?.[1];
+      if (request === undefined || threadId === undefined || request.query.association !== 'TICKET') continue;
+      if (request.portalId === null || this.#options.throttled(request.portalId, request.at)) continue;
+      if (!this.#ticketLookedUpAt.has(threadId)) this.#ticketLookedUpAt.set(threadId, request.at);
+    }
     const { effects } = this.#options.opencx;
     for (; this.#effectsSeen < effects.length; this.#effectsSeen++) {
       const effect = effects[this.#effectsSeen];

@@ -64,7 +64,13 @@ export interface SoakReport {
   readonly table: string;
 }
 
-type Outage = { readonly orgId: string; readonly from: number; readonly to: number };
+type Outage = {
+  readonly orgId: string;
+  readonly from: number;
+  readonly to: number;
+  /** Set for a HubSpot 429 window (per portal). */
+  readonly portalId?: number;
+};
 
 export const runSoak = async (options: SoakOptions): Promise<SoakReport> => {
   const { say } = options;
@@ -137,7 +143,21 @@ export const runSoak = async (options: SoakOptions): Promise<SoakReport> => {
         ),
       );
     const random = seededRandom(options.seed);
-    const load = new LoadGenerator({ runId, orgs, hubspot, opencx, random, linkSettleMs: 3000 });
+    const outages: Outage[] = [];
+    // A second either side: a request in flight when the window opened or closed may have got 429.
+    const throttledAt = (portalId: number, at: number): boolean =>
+      outages.some(
+        (outage) => outage.portalId === portalId && at >= outage.from - 1000 && at <= outage.to + 1000,
+      );
+    const load = new LoadGenerator({
+      runId,
+      orgs,
+      hubspot,
+      opencx,
+      random,
+      linkSettleMs: 3000,
+      throttled: throttledAt,
+    });
 
     let acceptedIndex = 0;
     const post = async (events: readonly OfferedEvent[]): Promise<number> => {
@@ -166,7 +186,6 @@ export const runSoak = async (options: SoakOptions): Promise<SoakReport> => {
     // The load: one batch every 200 ms, one in flight (acceptance order = generation order).
     const loadStart = Date.now();
     const loadEnd = loadStart + options.loadMs;
-    const outages: Outage[] = [];
     const faultRun = runFaults({
       options,
       // Its own sequence: the schedule does not depend on how many events the load drew.
@@ -582,7 +601,7 @@ const runFaults = async (context: FaultContext): Promise<void> => {
   if (!skipped('hubspot'))
     at(throttleAt, async () => {
       const from = Date.now();
-      outages.push({ orgId: throttled.orgId, from, to: from + throttleMs });
+      outages.push({ orgId: throttled.orgId, portalId: throttled.portalId, from, to: from + throttleMs });
       fault(
         `HubSpot answers 429 to portal ${throttled.portalId} (${throttled.orgId}) for ${(throttleMs / 1000).toFixed(0)} s`,
       );
