@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import { FAULT_KINDS, runSoak, type FaultKind } from '../test/support/soak/run-soak.ts';
 
 const USAGE =
-  'usage: npm run soak -- [--minutes N] [--rate EVENTS_PER_S] [--seed S] [--orgs K] [--short] [--kafka-restart] [--skip-faults kill,redis,opencx,hubspot]';
+  'usage: npm run soak -- [--minutes N] [--rate EVENTS_PER_S] [--seed S] [--orgs K] [--short] [--kafka-restart] [--skip-faults kill,redis,opencx,hubspot] [--claim-lease-ms MS]';
 
 const main = async (): Promise<number> => {
   let values;
@@ -22,6 +22,7 @@ const main = async (): Promise<number> => {
         short: { type: 'boolean', default: false },
         'kafka-restart': { type: 'boolean', default: false },
         'skip-faults': { type: 'string', default: '' },
+        'claim-lease-ms': { type: 'string', default: '5000' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -42,6 +43,7 @@ const main = async (): Promise<number> => {
     ['--rate', rate],
     ['--orgs', orgs],
     ['--seed', seed + 1],
+    ['--claim-lease-ms', Number(values['claim-lease-ms'])],
   ] as const) {
     if (!Number.isFinite(value) || value <= 0) {
       process.stderr.write(`soak: ${name} must be a positive number\n${USAGE}\n`);
@@ -56,6 +58,7 @@ const main = async (): Promise<number> => {
   }
   const report = await runSoak({
     skipFaults: new Set(skipFaults as FaultKind[]),
+    claimLeaseMs: Number(values['claim-lease-ms']),
     loadMs: Math.round(minutes * 60_000),
     rate,
     seed,

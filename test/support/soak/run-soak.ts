@@ -28,6 +28,8 @@ export interface SoakOptions {
   /** short: one kill -9 of each service kind, one Redis restart, short outage windows. */
   readonly profile: 'short' | 'long';
   readonly kafkaRestart: boolean;
+  /** DEDUP_CLAIM_LEASE_MS of the services: short (5 s) so a killed replica's claims free up fast. */
+  readonly claimLeaseMs?: number;
   /** Fault kinds left out (to tell which one a finding needs); none when absent. */
   readonly skipFaults?: ReadonlySet<FaultKind>;
   readonly drainTimeoutMs: number;
@@ -113,7 +115,7 @@ export const runSoak = async (options: SoakOptions): Promise<SoakReport> => {
     ADMIN_TOKEN,
     SECRETS_KEY: randomBytes(32).toString('base64'),
     EMAIL_DELAY_MS: '500',
-    DEDUP_CLAIM_LEASE_MS: '5000',
+    DEDUP_CLAIM_LEASE_MS: String(options.claimLeaseMs ?? 5000),
   };
   const ingest = new Replica('ingest', 1, env, logDir);
   const processors = [1, 2].map((index) => new Replica('processor', index, env, logDir));
