@@ -132,6 +132,11 @@ export interface FakeOpenCx {
   hold(pathPattern: RegExp): Hold;
   addApiKey(apiKey: string): void;
   setAiResponder(responder: AiResponder): void;
+  /**
+   * Every request with this API key gets `status` (default 503) until `untilMs` (epoch ms): one
+   * organisation's OpenCX down for a window, others unaffected. Checked after auth and validation.
+   */
+  failApiKeyUntil(apiKey: string, untilMs: number, status?: number): void;
   /** Forgets sessions, effects, logs, stored idempotent answers, faults, holds and latency. */
   reset(): void;
   close(): Promise<void>;
@@ -181,6 +186,7 @@ export async function startFakeOpenCx(options: FakeOpenCxOptions = {}): Promise<
   const sessions = new Map<string, FakeOpenCxSession>();
   const idempotentAnswers = new Map<string, StoredIdempotentAnswer>();
   const faults = createFaultScript<OpenCxFaultRule>();
+  const keyOutages = new Map<string, { untilMs: number; status: number }>();
   const holds = createHolds();
 
   async function answer(request: IncomingRequest): Promise<FakeAnswer> {
@@ -225,6 +231,8 @@ export async function startFakeOpenCx(options: FakeOpenCxOptions = {}): Promise<
         problems,
       );
     }
+    const outage = keyOutages.get(token);
+    if (outage !== undefined && Date.now() < outage.untilMs) return faultAnswer({ status: outage.status });
     const fault = faults.take(request.method, request.path);
     if (fault !== undefined && fault.afterEffect !== true) return faultAnswer(fault);
     if (!isKnownKey(token)) return errorAnswer(401, 'Invalid API key');
@@ -450,9 +458,13 @@ export async function startFakeOpenCx(options: FakeOpenCxOptions = {}): Promise<
     setAiResponder: (responder) => {
       aiResponder = responder;
     },
+    failApiKeyUntil: (apiKey, untilMs, status = 503) => {
+      keyOutages.set(apiKey, { untilMs, status });
+    },
     reset: () => {
       holds.releaseAll();
       faults.clear();
+      keyOutages.clear();
       latencyMs = 0;
       aiResponder = options.aiResponder ?? defaultAiResponder;
       requests.length = 0;

@@ -1,0 +1,195 @@
+// The soak's own pipeline: each service replica and a Redis server as real OS processes, so a
+// fault is a real SIGKILL. Logs go to one file per process, named in the report.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, type WriteStream } from 'node:fs';
+import { Socket } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { freePort } from '../processes.ts';
+import { sleep, waitFor } from '../pipeline.ts';
+
+export type ServiceName = 'ingest' | 'processor' | 'outbound';
+
+const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
+
+const isRunning = (child: ChildProcess | undefined): boolean =>
+  child !== undefined && child.exitCode === null && child.signalCode === null;
+
+const killHard = async (child: ChildProcess | undefined): Promise<void> => {
+  if (child === undefined || !isRunning(child)) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGKILL');
+  await exited;
+};
+
+const answersHttp = (url: string): Promise<boolean> =>
+  fetch(url, { signal: AbortSignal.timeout(2000) }).then(
+    (response) => response.ok,
+    () => false,
+  );
+
+/** One replica of a service: started, SIGKILLed and restarted in place (same name and log file). */
+export class Replica {
+  readonly name: string;
+  readonly service: ServiceName;
+  readonly #env: Record<string, string>;
+  readonly #log: WriteStream;
+  #child: ChildProcess | undefined;
+  #port = 0;
+  #exitExpected = false;
+  starts = 0;
+  /** Exits the soak did not cause (a crash): each is a finding. */
+  readonly unplannedExits: string[] = [];
+
+  constructor(service: ServiceName, index: number, env: Record<string, string>, logDir: string) {
+    this.service = service;
+    this.name = `${service}-${index}`;
+    this.#env = env;
+    this.#log = createWriteStream(`${logDir}/${this.name}.log`, { flags: 'a' });
+  }
+
+  get port(): number {
+    return this.#port;
+  }
+
+  get pid(): number | undefined {
+    return this.#child?.pid;
+  }
+
+  async start(): Promise<void> {
+    this.#port = this.#port || (await freePort());
+    const portEnv =
+      this.service === 'ingest'
+        ? { PORT: String(this.#port), METRICS_PORT: String(await freePort()) }
+        : { METRICS_PORT: String(this.#port) };
+    const child = spawn(process.execPath, [`${repoRoot}services/${this.service}/src/main.ts`], {
+      cwd: repoRoot,
+      env: { ...process.env, ...this.#env, ...portEnv },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.starts += 1;
+    this.#exitExpected = false;
+    child.once('exit', (code, signal) => {
+      if (this.#exitExpected) return;
+      const what = `${this.name} (pid ${child.pid ?? '?'}) exited on its own (${code ?? signal}) at ${new Date().toISOString()}`;
+      this.unplannedExits.push(what);
+      this.#log.write(`===== soak: ${what}\n`);
+    });
+    this.#log.write(`\n===== soak: start #${this.starts} pid ${child.pid} at ${new Date().toISOString()}\n`);
+    child.stdout.pipe(this.#log, { end: false });
+    child.stderr.pipe(this.#log, { end: false });
+    this.#child = child;
+    const probe = this.service === 'ingest' ? '/readyz' : '/healthz';
+    await waitFor(
+      `${this.name} to answer ${probe}`,
+      async () => {
+        if (!isRunning(child)) throw new Error(`${this.name} exited (${child.exitCode ?? child.signalCode})`);
+        return answersHttp(`http://127.0.0.1:${this.#port}${probe}`);
+      },
+      90000,
+      250,
+    );
+  }
+
+  async kill(): Promise<void> {
+    this.#exitExpected = true;
+    this.#log.write(`===== soak: SIGKILL at ${new Date().toISOString()}\n`);
+    await killHard(this.#child);
+  }
+
+  async metrics(): Promise<string> {
+    if (!isRunning(this.#child)) return '';
+    return fetch(`http://127.0.0.1:${this.#port}/metrics`, { signal: AbortSignal.timeout(3000) }).then(
+      (response) => response.text(),
+      () => '',
+    );
+  }
+
+  async stop(): Promise<void> {
+    this.#exitExpected = true;
+    const child = this.#child;
+    if (child !== undefined && isRunning(child)) {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      const stopped = await Promise.race([exited.then(() => true), sleep(10000).then(() => false)]);
+      if (!stopped) await killHard(child);
+    }
+    await new Promise((resolve) => this.#log.end(resolve));
+  }
+}
+
+/** A redis-server of the soak's own on a free port, without persistence: a restart loses every key. */
+export class SoakRedis {
+  readonly #log: WriteStream;
+  #child: ChildProcess | undefined;
+  #port = 0;
+
+  constructor(logDir: string) {
+    this.#log = createWriteStream(`${logDir}/redis.log`, { flags: 'a' });
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.#port}`;
+  }
+
+  async start(): Promise<void> {
+    this.#port = this.#port || (await freePort());
+    const child = spawn(
+      'redis-server',
+      [
+        '--port',
+        String(this.#port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--daemonize',
+        'no',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    child.stdout.pipe(this.#log, { end: false });
+    child.stderr.pipe(this.#log, { end: false });
+    this.#child = child;
+    await waitFor(
+      `redis-server on port ${this.#port}`,
+      async () => {
+        if (!isRunning(child)) throw new Error(`redis-server exited (${child.exitCode ?? child.signalCode})`);
+        return this.#ping();
+      },
+      15000,
+      100,
+    );
+  }
+
+  /** SIGKILL, a pause, then the same port again (empty: no persistence). */
+  async restart(downMs: number): Promise<void> {
+    this.#log.write(`===== soak: SIGKILL at ${new Date().toISOString()}\n`);
+    await killHard(this.#child);
+    await sleep(downMs);
+    await this.start();
+  }
+
+  async stop(): Promise<void> {
+    await killHard(this.#child);
+    await new Promise((resolve) => this.#log.end(resolve));
+  }
+
+  #ping(): Promise<boolean> {
+    return new Promise((resolve) => {
+      const socket = new Socket();
+      socket.setTimeout(1000);
+      socket.once('error', () => resolve(false));
+      socket.once('timeout', () => {
+        socket.destroy();
+        resolve(false);
+      });
+      socket.connect(this.#port, '127.0.0.1', () => socket.write('PING\r\n'));
+      socket.once('data', (data: Buffer) => {
+        socket.destroy();
+        resolve(data.toString().startsWith('+PONG'));
+      });
+    });
+  }
+}

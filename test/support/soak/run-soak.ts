@@ -1,0 +1,688 @@
+// The chaos soak (issue 9): its own pipeline as OS processes (1 ingest, 2 processors, 2 outbounds)
+// and its own Redis server, on the shared broker and registry, against the HubSpot and OpenCX
+// fakes; a steady signed-webhook load; seeded faults; a bounded drain; then the verdict.
+// Used by scripts/soak.ts (long runs) and test/integration/soak.int.spec.ts (the short variant).
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { Signature } from '@hubspot/api-client';
+import { Kafka, logLevel } from 'kafkajs';
+import { topicsFor } from '../../../lib/kafka/topics.ts';
+import { startFakeHubSpot, type FakeHubSpot } from '../../fakes/hubspot.ts';
+import { startFakeOpenCx, type FakeOpenCx } from '../../fakes/opencx.ts';
+import { ADMIN_TOKEN, CLIENT_SECRET, sleep, waitFor, type TestOrg } from '../pipeline.ts';
+import { Replica, SoakRedis } from './cluster.ts';
+import { LoadGenerator, seededRandom, type OfferedEvent } from './load.ts';
+import { failed, verify, type Verdict } from './verify.ts';
+
+const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
+
+export interface SoakOptions {
+  readonly loadMs: number;
+  /** Events per second offered (duplicates and ignored events included). */
+  readonly rate: number;
+  readonly seed: number;
+  readonly orgs: number;
+  /** short: one kill -9 of each service kind, one Redis restart, short outage windows. */
+  readonly profile: 'short' | 'long';
+  readonly kafkaRestart: boolean;
+  /** DEDUP_CLAIM_LEASE_MS of the services: short (5 s) so a killed replica's claims free up fast. */
+  readonly claimLeaseMs?: number;
+  /** Fault kinds left out (to tell which one a finding needs); none when absent. */
+  readonly skipFaults?: ReadonlySet<FaultKind>;
+  readonly drainTimeoutMs: number;
+  readonly say: (line: string) => void;
+}
+
+export const FAULT_KINDS = ['kill', 'redis', 'opencx', 'hubspot'] as const;
+export type FaultKind = (typeof FAULT_KINDS)[number];
+
+export interface FaultRecord {
+  readonly at: number;
+  readonly what: string;
+}
+
+export interface DeadLetterLine {
+  readonly line: string;
+  readonly reason: string;
+  readonly orgId: string;
+  readonly failedAt: number;
+  readonly expected: boolean;
+}
+
+export interface SoakReport {
+  readonly runId: string;
+  readonly seed: number;
+  readonly logDir: string;
+  readonly verdict: Verdict;
+  readonly deadLetters: readonly DeadLetterLine[];
+  readonly replayed: string | undefined;
+  readonly drainMs: number;
+  readonly drained: boolean;
+  readonly faults: readonly FaultRecord[];
+  readonly ok: boolean;
+  readonly table: string;
+}
+
+type Outage = {
+  readonly orgId: string;
+  readonly from: number;
+  readonly to: number;
+  /** Set for a HubSpot 429 window (per portal). */
+  readonly portalId?: number;
+};
+
+export const runSoak = async (options: SoakOptions): Promise<SoakReport> => {
+  const { say } = options;
+  const runId = randomBytes(4).toString('hex');
+  const logDir = `${tmpdir()}/soak-${runId}`;
+  mkdirSync(logDir, { recursive: true });
+  const brokers = required('KAFKA_BROKERS');
+  if (options.kafkaRestart) assertLocalKafka(brokers);
+  say(
+    `soak ${runId}: seed ${options.seed}, ${options.loadMs / 1000} s at ${options.rate}/s, ${options.orgs} orgs, profile ${options.profile}; logs in ${logDir}`,
+  );
+
+  const started = Date.now();
+  const clock = (): string => `[t+${((Date.now() - started) / 1000).toFixed(1)}s]`;
+  const faults: FaultRecord[] = [];
+  const fault = (what: string): void => {
+    faults.push({ at: Date.now(), what });
+    say(`${clock()} FAULT ${what}`);
+  };
+
+  const hubspot: FakeHubSpot = await startFakeHubSpot({ defaultRateLimit: null });
+  const opencx: FakeOpenCx = await startFakeOpenCx();
+  const redis = new SoakRedis(logDir);
+  await redis.start();
+  const prefix = `soak-${runId}-`;
+  const env: Record<string, string> = {
+    NODE_ENV: 'test',
+    LOG_LEVEL: 'info',
+    KAFKA_BROKERS: brokers,
+    SCHEMA_REGISTRY_URL: required('SCHEMA_REGISTRY_URL'),
+    REDIS_URL: redis.url,
+    KAFKA_TOPIC_PREFIX: prefix,
+    REDIS_KEY_PREFIX: `soak:${runId}:`,
+    KAFKA_PARTITIONS: '4',
+    KAFKA_REPLICATION_FACTOR: '1',
+    KAFKA_SESSION_TIMEOUT_MS: '6000',
+    HUBSPOT_API_BASE_URL: hubspot.url,
+    OPENCX_API_BASE_URL: opencx.url,
+    HUBSPOT_CLIENT_SECRET: CLIENT_SECRET,
+    ADMIN_TOKEN,
+    SECRETS_KEY: randomBytes(32).toString('base64'),
+    EMAIL_DELAY_MS: '500',
+    DEDUP_CLAIM_LEASE_MS: String(options.claimLeaseMs ?? 5000),
+  };
+  const ingest = new Replica('ingest', 1, env, logDir);
+  const processors = [1, 2].map((index) => new Replica('processor', index, env, logDir));
+  const outbounds = [1, 2].map((index) => new Replica('outbound', index, env, logDir));
+  const replicas = [ingest, ...processors, ...outbounds];
+  const kafka = new Kafka({
+    clientId: `soak-${runId}`,
+    brokers: brokers.split(','),
+    logLevel: logLevel.NOTHING,
+  });
+  const admin = kafka.admin();
+
+  try {
+    say(`${clock()} starting ingest, 2 processors, 2 outbounds (redis ${redis.url}, topics ${prefix}*)`);
+    await ingest.start();
+    await Promise.all([...processors, ...outbounds].map((replica) => replica.start()));
+    await admin.connect();
+    const ingestUrl = `http://127.0.0.1:${ingest.port}`;
+    const orgs: TestOrg[] = [];
+    for (let index = 0; index < options.orgs; index++)
+      orgs.push(
+        await createOrg(
+          ingestUrl,
+          hubspot,
+          `soak-${runId}-org${index + 1}`,
+          31_000_000 + index + 1 + (parseInt(runId.slice(0, 4), 16) % 1000) * 10,
+        ),
+      );
+    const random = seededRandom(options.seed);
+    const outages: Outage[] = [];
+    // A second either side: a request in flight when the window opened or closed may have got 429.
+    const throttledAt = (portalId: number, at: number): boolean =>
+      outages.some(
+        (outage) => outage.portalId === portalId && at >= outage.from - 1000 && at <= outage.to + 1000,
+      );
+    const load = new LoadGenerator({
+      runId,
+      orgs,
+      hubspot,
+      opencx,
+      random,
+      linkSettleMs: 3000,
+      throttled: throttledAt,
+    });
+
+    let acceptedIndex = 0;
+    const post = async (events: readonly OfferedEvent[]): Promise<number> => {
+      const status = await postSigned(
+        ingestUrl,
+        events.map((event) => event.body),
+      );
+      if (status === 200) {
+        const at = Date.now();
+        for (const event of events) load.markAccepted(event, (acceptedIndex += 1), at);
+      }
+      return status;
+    };
+
+    // Warm-up: one conversation per org through the whole pipeline before the clock starts.
+    const warmUp = orgs.map((org) => load.newConversation(org));
+    await waitFor('the warm-up batch to be accepted', async () => (await post(warmUp)) === 200, 60000, 1000);
+    await waitFor(
+      'the warm-up messages at OpenCX',
+      () => opencx.effects.filter((effect) => effect.kind === 'message-sent').length >= orgs.length,
+      90000,
+      250,
+    );
+    say(`${clock()} warm-up done: every org reaches OpenCX`);
+
+    // The load: one batch every 200 ms, one in flight (acceptance order = generation order).
+    const loadStart = Date.now();
+    const loadEnd = loadStart + options.loadMs;
+    const faultRun = runFaults({
+      options,
+      // Its own sequence: the schedule does not depend on how many events the load drew.
+      random: seededRandom(options.seed ^ 0x5eed),
+      loadStart,
+      processors,
+      outbounds,
+      redis,
+      opencx,
+      hubspot,
+      orgs,
+      outages,
+      fault,
+      clock,
+      say,
+    });
+    let due = 0;
+    let pending: OfferedEvent[] = [];
+    let rejected = 0;
+    let lastProgress = Date.now();
+    while (Date.now() < loadEnd || pending.length > 0) {
+      const tickStart = Date.now();
+      if (tickStart < loadEnd) {
+        due += (options.rate * 200) / 1000;
+        for (; due >= 1; due -= 1) pending.push(load.next());
+      }
+      if (pending.length > 0) {
+        const status = await post(pending).catch(() => 0);
+        if (status === 200) pending = [];
+        else {
+          rejected += 1;
+          say(
+            `${clock()} ingest answered ${status || 'nothing'} to a batch of ${pending.length}: redelivering, as HubSpot does`,
+          );
+          if (Date.now() > loadEnd + 120_000) throw new Error('ingest refused the last batch for 2 minutes');
+        }
+      }
+      if (Date.now() - lastProgress >= 5000) {
+        lastProgress = Date.now();
+        say(
+          `${clock()} load: offered ${load.offered.length}, accepted ${load.acceptedCount}, OpenCX effects ${opencx.effects.length}, AI replies ${hubspot.posted.length}`,
+        );
+      }
+      await sleep(Math.max(0, 200 - (Date.now() - tickStart)));
+    }
+    say(
+      `${clock()} load stopped: offered ${load.offered.length}, accepted ${load.acceptedCount}; waiting for the faults to end`,
+    );
+    await faultRun;
+
+    // Drain: every consumer group at the end of its topic, three checks in a row.
+    const topics = topicsFor(prefix);
+    const groups: ReadonlyArray<readonly [string, string]> = [
+      [`${prefix}processor`, topics.rawEvents.name],
+      [`${prefix}outbound`, topics.domainEvents.name],
+      [`${prefix}outbound.ai-replies`, topics.aiReplies.name],
+    ];
+    const drain = async (label: string): Promise<{ ms: number; drained: boolean }> => {
+      const from = Date.now();
+      let quiet = 0;
+      let lastSaid = 0;
+      while (Date.now() - from < options.drainTimeoutMs) {
+        const lags = await Promise.all(
+          groups.map(([group, topic]) => lag(admin, group, topic).catch(() => -1)),
+        );
+        quiet = lags.every((value) => value === 0) ? quiet + 1 : 0;
+        if (quiet >= 3) return { ms: Date.now() - from - 2000, drained: true };
+        if (Date.now() - lastSaid >= 5000) {
+          lastSaid = Date.now();
+          say(
+            `${clock()} ${label}: lag processor ${lags[0]}, outbound ${lags[1]}, ai-replies ${lags[2]}; OpenCX effects ${opencx.effects.length}`,
+          );
+        }
+        await sleep(1000);
+      }
+      return { ms: Date.now() - from, drained: false };
+    };
+    const drained = await drain('draining');
+    say(
+      `${clock()} ${drained.drained ? 'drained' : 'NOT drained'} after ${(drained.ms / 1000).toFixed(1)} s`,
+    );
+
+    // Dead letters: only retries exhausted during an outage of that org's OpenCX or HubSpot, each replayable.
+    const listed = await dlq(env, ['list']);
+    const deadLetters = parseDeadLetters(listed.stdout, orgs, outages, options.loadMs);
+    let replayed: string | undefined;
+    let replayStartedAt: number | undefined;
+    if (deadLetters.length > 0) {
+      say(`${clock()} ${deadLetters.length} dead letter(s); replaying them (npm run dlq -- replay)`);
+      replayStartedAt = Date.now();
+      const replay = await dlq(env, ['replay']);
+      replayed = `${replay.stdout.trim().split('\n').pop() ?? ''} (exit ${replay.code})`;
+      say(`${clock()} replay: ${replayed}`);
+      const again = await drain('draining the replay');
+      say(
+        `${clock()} ${again.drained ? 'drained' : 'NOT drained'} after the replay (${(again.ms / 1000).toFixed(1)} s)`,
+      );
+    }
+
+    const deadLetteredEventIds = new Set(
+      deadLetters.map((letter) => /event=(\S+)/.exec(letter.line)?.[1] ?? '').filter((id) => id !== '-'),
+    );
+    const skips = await skipCounts([...processors, ...outbounds]);
+    dumpRecords(logDir, load, opencx, hubspot);
+    const verdict = verify({ load, opencx, hubspot, replayStartedAt, deadLetteredEventIds });
+    const unexpectedLetters = deadLetters.filter((letter) => !letter.expected).length;
+    const replayFailed = replayed !== undefined && !/failed 0 \(exit 0\)$/.test(replayed);
+    const crashes = replicas.flatMap((replica) => replica.unplannedExits);
+    const ok =
+      !failed(verdict) && drained.drained && unexpectedLetters === 0 && !replayFailed && crashes.length === 0;
+    say(`skips and ignores counted by the live replicas (restarted ones lost theirs): ${skips}`);
+    const table = formatTable({
+      verdict,
+      deadLetters,
+      replayed,
+      drainMs: drained.ms,
+      drained: drained.drained,
+      faults,
+      rejected,
+      crashes,
+      ok,
+    });
+    return {
+      runId,
+      seed: options.seed,
+      logDir,
+      verdict,
+      deadLetters,
+      replayed,
+      drainMs: drained.ms,
+      drained: drained.drained,
+      faults,
+      ok,
+      table,
+    };
+  } finally {
+    await admin.disconnect().catch(() => undefined);
+    await Promise.allSettled(replicas.map((replica) => replica.stop()));
+    await redis.stop();
+    await Promise.allSettled([hubspot.close(), opencx.close()]);
+  }
+};
+
+/** Why events were skipped or ignored, summed over the replicas' /metrics (for the findings). */
+const skipCounts = async (replicas: readonly Replica[]): Promise<string> => {
+  const counts = new Map<string, number>();
+  for (const replica of replicas) {
+    for (const line of (await replica.metrics()).split('\n')) {
+      const match = /^(processor_ignored_total|outbound_events_skipped_total)\{([^}]*)\} (\d+)/.exec(line);
+      if (match === null || Number(match[3]) === 0) continue;
+      const name = `${match[1]}{${match[2]}}`;
+      counts.set(name, (counts.get(name) ?? 0) + Number(match[3]));
+    }
+  }
+  return [...counts].map(([name, count]) => `${name} ${count}`).join(', ') || 'none';
+};
+
+/** The ledger and what the fakes recorded, as JSON lines next to the logs, to trace a finding. */
+const dumpRecords = (logDir: string, load: LoadGenerator, opencx: FakeOpenCx, hubspot: FakeHubSpot): void => {
+  const lines = (items: readonly unknown[]): string => items.map((item) => JSON.stringify(item)).join('\n');
+  writeFileSync(`${logDir}/ledger.jsonl`, lines(load.offered));
+  writeFileSync(`${logDir}/opencx-effects.jsonl`, lines(opencx.effects));
+  writeFileSync(
+    `${logDir}/hubspot-posted.jsonl`,
+    lines(hubspot.posted.map(({ threadId, portalId, body, at }) => ({ threadId, portalId, body, at }))),
+  );
+};
+
+const required = (name: string): string => {
+  const value = process.env[name];
+  if (!value)
+    throw new Error(`${name} is not set (export KAFKA_BROKERS and SCHEMA_REGISTRY_URL, as for the tests)`);
+  return value;
+};
+
+/** Restarting Kafka is allowed only for the broker infra/local started from this checkout. */
+const assertLocalKafka = (brokers: string): void => {
+  const portFile = `${repoRoot}.local/run/kafka.port`;
+  const pidFile = `${repoRoot}.local/run/kafka.pid`;
+  if (!existsSync(portFile) || !existsSync(pidFile))
+    throw new Error(
+      `--kafka-restart: no broker started by infra/local in ${repoRoot} (.local/run/kafka.pid): refusing to restart a broker others may share`,
+    );
+  const port = readFileSync(portFile, 'utf8').trim();
+  if (brokers !== `127.0.0.1:${port}` && brokers !== `localhost:${port}`)
+    throw new Error(
+      `--kafka-restart: KAFKA_BROKERS=${brokers} is not this checkout's infra/local broker (127.0.0.1:${port})`,
+    );
+};
+
+const run = (command: string, args: readonly string[], env: Record<string, string> = {}) =>
+  new Promise<{ code: number; stdout: string; stderr: string }>((resolve, reject) => {
+    const child = spawn(command, args, {
+      cwd: repoRoot,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? 1, stdout, stderr }));
+  });
+
+const dlq = (env: Record<string, string>, args: readonly string[]) =>
+  run(process.execPath, [`${repoRoot}services/outbound/src/dlq-cli.ts`, ...args], {
+    ...env,
+    LOG_LEVEL: 'silent',
+  });
+
+const createOrg = async (
+  ingestUrl: string,
+  hubspot: FakeHubSpot,
+  orgId: string,
+  portalId: number,
+): Promise<TestOrg> => {
+  const accessToken = `pat-na1-${randomBytes(8).toString('hex')}`;
+  const apiKey = `ocx-${randomBytes(8).toString('hex')}`;
+  hubspot.setToken(accessToken, portalId);
+  const response = await fetch(`${ingestUrl}/admin/orgs/${orgId}`, {
+    method: 'PUT',
+    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+    body: JSON.stringify({
+      hubspot: { portalId, accessToken, aiActorId: 'A-111', defaultOwnerActorId: 'A-222' },
+      opencx: { apiKey },
+      settings: { assistMode: false, ticketingEnabled: true },
+    }),
+  });
+  if (response.status !== 201 && response.status !== 200)
+    throw new Error(`PUT /admin/orgs/${orgId} answered ${response.status}: ${await response.text()}`);
+  const body = (await response.json()) as { legacyWebhookUrl: string };
+  return {
+    orgId,
+    portalId,
+    accessToken,
+    apiKey,
+    aiActorId: 'A-111',
+    legacyWebhookUrl: body.legacyWebhookUrl,
+  };
+};
+
+/** A batch signed (v3) with HubSpot's own SDK; the status, or 0 when ingest did not answer. */
+const postSigned = async (ingestUrl: string, events: readonly object[]): Promise<number> => {
+  const url = `${ingestUrl}/webhooks/hubspot`;
+  const body = JSON.stringify(events);
+  const timestamp = Date.now();
+  const signature = Signature.getSignature('POST', 'v3', {
+    signature: '',
+    clientSecret: CLIENT_SECRET,
+    requestBody: body,
+    url,
+    timestamp,
+  });
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      'x-hubspot-signature-v3': signature,
+      'x-hubspot-request-timestamp': String(timestamp),
+    },
+    body,
+    signal: AbortSignal.timeout(15000),
+  });
+  await response.arrayBuffer();
+  return response.status;
+};
+
+/** Records not yet committed by the group (every partition from its start when it never committed). */
+const lag = async (admin: ReturnType<Kafka['admin']>, groupId: string, topic: string): Promise<number> => {
+  const [ends, [committed]] = await Promise.all([
+    admin.fetchTopicOffsets(topic),
+    admin.fetchOffsets({ groupId, topics: [topic] }),
+  ]);
+  let total = 0;
+  for (const { partition, high, low } of ends) {
+    const offset = Number(committed?.partitions.find((each) => each.partition === partition)?.offset ?? -1);
+    total += offset < 0 ? Number(high) - Number(low) : Number(high) - offset;
+  }
+  return total;
+};
+
+const parseDeadLetters = (
+  stdout: string,
+  orgs: readonly TestOrg[],
+  outages: readonly Outage[],
+  loadMs: number,
+): DeadLetterLine[] =>
+  stdout
+    .split('\n')
+    .filter((line) => /^\d{4}-\d{2}-\d{2}T/.test(line))
+    .map((line) => {
+      const [failedAtText = '', , reason = ''] = line.split(/\s{2,}/);
+      const orgId = /org=(\S+)/.exec(line)?.[1] ?? '-';
+      const failedAt = Date.parse(failedAtText);
+      // Retries are exhausted only after the budget runs out: allow that long after the window.
+      const budgetMs = Math.max(120_000, loadMs);
+      const expected =
+        reason === 'retries_exhausted' &&
+        orgs.some((org) => org.orgId === orgId) &&
+        outages.some(
+          (outage) => outage.orgId === orgId && failedAt >= outage.from && failedAt <= outage.to + budgetMs,
+        );
+      return { line, reason, orgId, failedAt, expected };
+    });
+
+interface FaultContext {
+  readonly options: SoakOptions;
+  readonly random: () => number;
+  readonly loadStart: number;
+  readonly processors: readonly Replica[];
+  readonly outbounds: readonly Replica[];
+  readonly redis: SoakRedis;
+  readonly opencx: FakeOpenCx;
+  readonly hubspot: FakeHubSpot;
+  readonly orgs: readonly TestOrg[];
+  readonly outages: Outage[];
+  readonly fault: (what: string) => void;
+  readonly clock: () => string;
+  readonly say: (line: string) => void;
+}
+
+/**
+ * The fault plan, seeded: kill -9 of processor/outbound replicas (restarted after a few seconds,
+ * one at a time), Redis restarts, one org's OpenCX answering 503 for a window, one portal's
+ * HubSpot answering 429 for a window, and (only with --kafka-restart) a broker restart.
+ */
+const runFaults = async (context: FaultContext): Promise<void> => {
+  const {
+    options,
+    random,
+    loadStart,
+    processors,
+    outbounds,
+    redis,
+    opencx,
+    hubspot,
+    orgs,
+    outages,
+    fault,
+    clock,
+    say,
+  } = context;
+  const load = options.loadMs;
+  const skipped = (kind: FaultKind): boolean => options.skipFaults?.has(kind) ?? false;
+  const between = (from: number, to: number): number => from + random() * (to - from);
+  const jobs: Array<Promise<void>> = [];
+  const at = (offsetMs: number, action: () => Promise<void>): void => {
+    jobs.push(sleep(Math.max(0, loadStart + offsetMs - Date.now())).then(action));
+  };
+
+  // Kills run one after another on one chain, so a kind always keeps a replica up.
+  const killOffsets: Array<{ offset: number; replica: Replica }> = [];
+  if (options.profile === 'short') {
+    killOffsets.push({
+      offset: between(0.15, 0.25) * load,
+      replica: processors[Math.floor(random() * 2)] as Replica,
+    });
+    killOffsets.push({
+      offset: between(0.45, 0.55) * load,
+      replica: outbounds[Math.floor(random() * 2)] as Replica,
+    });
+  } else {
+    for (let offset = between(15_000, 30_000); offset < load - 20_000; offset += between(20_000, 40_000)) {
+      const pool = random() < 0.5 ? processors : outbounds;
+      killOffsets.push({ offset, replica: pool[Math.floor(random() * pool.length)] as Replica });
+    }
+  }
+  const killChain = (async () => {
+    for (const { offset, replica } of skipped('kill') ? [] : killOffsets) {
+      await sleep(Math.max(0, loadStart + offset - Date.now()));
+      const downMs = between(2000, 6000);
+      fault(
+        `kill -9 ${replica.name} (pid ${replica.pid ?? '?'}); restart in ${(downMs / 1000).toFixed(1)} s`,
+      );
+      await replica.kill();
+      await sleep(downMs);
+      await replica.start();
+      say(`${clock()} ${replica.name} restarted (pid ${replica.pid ?? '?'})`);
+    }
+  })();
+  jobs.push(killChain);
+
+  const redisOffsets =
+    options.profile === 'short'
+      ? [between(0.65, 0.75) * load]
+      : [between(0.3, 0.45) * load, between(0.7, 0.8) * load];
+  for (const offset of skipped('redis') ? [] : redisOffsets)
+    at(offset, async () => {
+      const downMs = between(1000, 3000);
+      fault(`restart of the soak's Redis (SIGKILL, every key lost, down ${(downMs / 1000).toFixed(1)} s)`);
+      await redis.restart(downMs);
+      say(`${clock()} Redis back`);
+    });
+
+  const victim = orgs[1 % orgs.length] as TestOrg;
+  const outageMs = options.profile === 'short' ? Math.min(15_000, 0.2 * load) : Math.min(120_000, 0.4 * load);
+  const outageAt = between(0.2, Math.max(0.2, 0.85 - outageMs / load)) * load;
+  if (!skipped('opencx'))
+    at(outageAt, async () => {
+      const from = Date.now();
+      outages.push({ orgId: victim.orgId, from, to: from + outageMs });
+      fault(`OpenCX answers 503 to ${victim.orgId} for ${(outageMs / 1000).toFixed(0)} s`);
+      opencx.failApiKeyUntil(victim.apiKey, from + outageMs, 503);
+      await sleep(outageMs);
+      say(`${clock()} OpenCX answers ${victim.orgId} again`);
+    });
+
+  const throttled = orgs[2 % orgs.length] as TestOrg;
+  const throttleMs =
+    options.profile === 'short' ? Math.min(10_000, 0.12 * load) : Math.min(60_000, 0.2 * load);
+  const throttleAt = between(0.3, Math.max(0.3, 0.85 - throttleMs / load)) * load;
+  if (!skipped('hubspot'))
+    at(throttleAt, async () => {
+      const from = Date.now();
+      outages.push({ orgId: throttled.orgId, portalId: throttled.portalId, from, to: from + throttleMs });
+      fault(
+        `HubSpot answers 429 to portal ${throttled.portalId} (${throttled.orgId}) for ${(throttleMs / 1000).toFixed(0)} s`,
+      );
+      hubspot.setRateLimit(throttled.portalId, { max: 0, intervalMs: 10_000 });
+      await sleep(throttleMs);
+      hubspot.setRateLimit(throttled.portalId, null);
+      say(`${clock()} HubSpot serves portal ${throttled.portalId} again`);
+    });
+
+  if (options.kafkaRestart)
+    at(between(0.45, 0.6) * load, async () => {
+      fault('Kafka broker restart (infra/local/down.sh kafka; infra/local/up.sh)');
+      const down = await run('bash', [`${repoRoot}infra/local/down.sh`, 'kafka']);
+      const up = await run('bash', [`${repoRoot}infra/local/up.sh`]);
+      say(`${clock()} Kafka restarted (down exit ${down.code}, up exit ${up.code})`);
+    });
+
+  await Promise.all(jobs);
+};
+
+const formatTable = (input: {
+  verdict: Verdict;
+  deadLetters: readonly DeadLetterLine[];
+  replayed: string | undefined;
+  drainMs: number;
+  drained: boolean;
+  faults: readonly FaultRecord[];
+  rejected: number;
+  crashes: readonly string[];
+  ok: boolean;
+}): string => {
+  const { verdict } = input;
+  const expectedLetters = input.deadLetters.filter((letter) => letter.expected).length;
+  const rows: Array<[string, string]> = [
+    ['offered', String(verdict.offered)],
+    [
+      'accepted (200)',
+      `${verdict.accepted}${input.rejected > 0 ? ` (${input.rejected} batch(es) refused, redelivered)` : ''}`,
+    ],
+    ['effects expected', String(verdict.effectsExpected)],
+    ['applied', String(verdict.applied)],
+    ['lost', String(verdict.lost)],
+    ['duplicated', String(verdict.duplicated)],
+    [
+      'out of order',
+      `${verdict.outOfOrder}${verdict.orderUnchecked > 0 ? ` (${verdict.orderUnchecked} conversation(s) with replayed letters not checked)` : ''}`,
+    ],
+    ['unexpected effects', String(verdict.unexpected)],
+    ['sessions (twice)', `${verdict.sessionsExpected} (${verdict.sessionsTwice})`],
+    [
+      'AI replies posted',
+      `${verdict.aiRepliesPosted} (lost ${verdict.aiRepliesLost}, twice ${verdict.aiRepliesTwice}, after handoff ${verdict.aiRepliesAfterHandoff})`,
+    ],
+    [
+      'dead-lettered',
+      `${input.deadLetters.length} (expected ${expectedLetters}, unexpected ${input.deadLetters.length - expectedLetters})${input.replayed ? `; replay: ${input.replayed}` : ''}`,
+    ],
+    ['OpenCX contract violations', String(verdict.contractViolations)],
+    [
+      'drain time',
+      `${(input.drainMs / 1000).toFixed(1)} s${input.drained ? '' : ' (NOT drained: timed out)'}`,
+    ],
+    ['faults injected', String(input.faults.length)],
+    ['unplanned exits', [String(input.crashes.length), ...input.crashes].join('; ')],
+    ['verdict', input.ok ? 'PASS' : 'FAIL'],
+  ];
+  const width = Math.max(...rows.map(([name]) => name.length));
+  const lines = rows.map(([name, value]) => `| ${name.padEnd(width)} | ${value}`);
+  const findings = verdict.findings.slice(0, 40).map((finding) => `  ${finding.what}: ${finding.detail}`);
+  const more = verdict.findings.length > 40 ? [`  … and ${verdict.findings.length - 40} more`] : [];
+  const letters = input.deadLetters.map(
+    (letter) => `  dead letter (${letter.expected ? 'expected' : 'UNEXPECTED'}): ${letter.line}`,
+  );
+  const faultLines = input.faults.map((record) => `  ${new Date(record.at).toISOString()} ${record.what}`);
+  return [
+    ...lines,
+    'faults:',
+    ...faultLines,
+    ...(letters.length ? ['dead letters:', ...letters] : []),
+    ...(findings.length ? ['findings:', ...findings, ...more] : []),
+  ].join('\n');
+};

@@ -1,0 +1,258 @@
+// The soak's verdict, from what the fakes recorded: every accepted event the rules give an effect
+// has exactly one, in its conversation's order; nothing for the others; one session per thread;
+// no AI reply posted twice (or after a handoff).
+import type { FakeHubSpot } from '../../fakes/hubspot.ts';
+import type { FakeOpenCx, OpenCxEffect } from '../../fakes/opencx.ts';
+import type { LoadGenerator, OfferedEvent } from './load.ts';
+
+export interface Finding {
+  readonly what: string;
+  readonly detail: string;
+}
+
+export interface Verdict {
+  readonly offered: number;
+  readonly accepted: number;
+  readonly effectsExpected: number;
+  readonly applied: number;
+  readonly lost: number;
+  readonly duplicated: number;
+  readonly outOfOrder: number;
+  readonly unexpected: number;
+  readonly sessionsExpected: number;
+  readonly sessionsTwice: number;
+  readonly aiRepliesPosted: number;
+  readonly aiRepliesLost: number;
+  readonly aiRepliesTwice: number;
+  readonly aiRepliesAfterHandoff: number;
+  readonly orderUnchecked: number;
+  readonly contractViolations: number;
+  readonly findings: readonly Finding[];
+}
+
+const effectKey = (effect: OpenCxEffect, threadOfSession: ReadonlyMap<string, string>): string[] => {
+  const body = effect.body as Record<string, unknown>;
+  switch (effect.kind) {
+    case 'session-created':
+      return [`session-created|${String((body.custom_data as Record<string, unknown>).hubspot_thread_id)}`];
+    case 'message-sent':
+      return [`message-sent|${String((body.message as Record<string, unknown>).text)}`];
+    case 'agent-message':
+      return [`agent-message|${String(body.text)}`];
+    case 'handoff':
+      return [`handoff|${threadOfSession.get(effect.sessionId) ?? `session ${effect.sessionId}`}`];
+    case 'custom-data':
+      return Object.values(body).map((value) => `custom-data|${String(value)}`);
+    case 'agent-comment':
+      return [`agent-comment|${String(body.hubspot_note_id)}`];
+  }
+};
+
+const AI_TEXT = /^AI: ([\s\S]*?)\n\n<!-- OpenCX-AI-Response -->/;
+
+export const verify = (options: {
+  load: LoadGenerator;
+  opencx: FakeOpenCx;
+  hubspot: FakeHubSpot;
+  /** Effects at or after this time come from replayed dead letters: their order is not checked. */
+  replayStartedAt: number | undefined;
+  /**
+   * Domain event ids that were dead-lettered: a dead letter lets its conversation move on, so
+   * that conversation's order is not checked (OpenCX records the id as the Idempotency-Key).
+   */
+  deadLetteredEventIds: ReadonlySet<string>;
+}): Verdict => {
+  const { load, opencx, hubspot } = options;
+  const findings: Finding[] = [];
+  const note = (what: string, detail: string): void => {
+    findings.push({ what, detail });
+  };
+  const accepted = load.offered.filter((event) => event.acceptedIndex !== undefined);
+  const expected = new Map<string, OfferedEvent>();
+  for (const event of accepted)
+    if (event.expect !== undefined) expected.set(`${event.expect.kind}|${event.expect.key}`, event);
+
+  const threadOfSession = new Map<string, string>();
+  for (const effect of opencx.effects)
+    if (effect.kind === 'session-created')
+      threadOfSession.set(
+        effect.sessionId,
+        String(
+          ((effect.body as Record<string, unknown>).custom_data as Record<string, unknown>).hubspot_thread_id,
+        ),
+      );
+
+  // Effects in OpenCX's order, each matched to the event that should have caused it.
+  const seen = new Map<string, OpenCxEffect[]>();
+  let unexpected = 0;
+  for (const effect of opencx.effects) {
+    for (const key of effectKey(effect, threadOfSession)) {
+      if (effect.kind !== 'session-created' && !expected.has(key)) {
+        unexpected += 1;
+        note(
+          'unexpected effect',
+          `${key} on session ${effect.sessionId} at ${new Date(effect.at).toISOString()}`,
+        );
+        continue;
+      }
+      seen.set(key, [...(seen.get(key) ?? []), effect]);
+    }
+  }
+
+  let applied = 0;
+  let lost = 0;
+  let duplicated = 0;
+  for (const [key, event] of expected) {
+    const effects = seen.get(key) ?? [];
+    if (effects.length >= 1) applied += 1;
+    if (effects.length === 0) {
+      lost += 1;
+      note(
+        'lost',
+        `#${event.seq} ${event.label} (${key}) org ${event.orgId}, accepted at ${iso(event.acceptedAt)}`,
+      );
+    }
+    if (effects.length > 1) {
+      duplicated += 1;
+      note(
+        'duplicated',
+        `#${event.seq} ${event.label} (${key}) applied ${effects.length}× at ${effects.map((e) => iso(e.at)).join(', ')}`,
+      );
+    }
+  }
+
+  // One session per thread that had a customer message accepted.
+  const threadsWithMessages = new Set(
+    accepted.filter((event) => event.expect?.kind === 'message-sent').map((event) => event.expect?.threadId),
+  );
+  let sessionsTwice = 0;
+  for (const threadId of threadsWithMessages) {
+    const sessions = seen.get(`session-created|${threadId}`) ?? [];
+    if (sessions.length > 1) {
+      sessionsTwice += 1;
+      note('two sessions', `thread ${threadId}: ${sessions.map((s) => s.sessionId).join(', ')}`);
+    }
+  }
+
+  // Order: per conversation, the first effect of each event must follow acceptance order.
+  const position = new Map(opencx.effects.map((effect, index) => [effect, index] as const));
+  const byConversation = new Map<string, Array<{ index: number; at: number; key: string }>>();
+  const deadLettered = new Set<string>();
+  for (const [key, event] of expected) {
+    const effects = seen.get(key) ?? [];
+    const first = effects[0];
+    if (first === undefined || event.expect === undefined) continue;
+    if (effects.some((effect) => options.deadLetteredEventIds.has(effect.idempotencyKey)))
+      deadLettered.add(event.expect.conversation);
+    const list = byConversation.get(event.expect.conversation) ?? [];
+    list.push({ index: event.acceptedIndex ?? 0, at: position.get(first) ?? -1, key });
+    byConversation.set(event.expect.conversation, list);
+  }
+  let outOfOrder = 0;
+  let orderUnchecked = 0;
+  for (const [conversation, list] of byConversation) {
+    const replayed =
+      deadLettered.has(conversation) ||
+      (options.replayStartedAt !== undefined &&
+        list.some(({ at }) => (opencx.effects[at]?.at ?? 0) >= (options.replayStartedAt ?? Infinity)));
+    if (replayed) {
+      orderUnchecked += 1;
+      continue;
+    }
+    const inOpenCxOrder = [...list].sort((a, b) => a.at - b.at);
+    for (let i = 1; i < inOpenCxOrder.length; i++) {
+      const before = inOpenCxOrder[i - 1];
+      const after = inOpenCxOrder[i];
+      if (before !== undefined && after !== undefined && before.index > after.index) {
+        outOfOrder += 1;
+        note(
+          'out of order',
+          `${conversation}: "${after.key}" (accepted #${after.index}) applied after "${before.key}" (accepted #${before.index})`,
+        );
+      }
+    }
+  }
+
+  // AI replies back to HubSpot: at most once per customer message, none after the thread's handoff,
+  // exactly once on threads never handed off.
+  const postedByText = new Map<string, number[]>();
+  const replyIdByText = new Map<string, string>();
+  for (const posted of hubspot.posted) {
+    const text = (posted.body as { text?: unknown }).text;
+    const match = AI_TEXT.exec(typeof text === 'string' ? text : '');
+    if (match?.[1] === undefined) continue;
+    postedByText.set(match[1], [...(postedByText.get(match[1]) ?? []), posted.at]);
+    const replyId = /opencx-reply:([0-9a-f]+)/.exec(typeof text === 'string' ? text : '')?.[1];
+    if (replyId !== undefined) replyIdByText.set(match[1], replyId);
+  }
+  const retriesOf = (original: OfferedEvent): string[] =>
+    accepted
+      .filter(
+        (event) =>
+          event.label === 'duplicate' &&
+          event.body.messageId !== undefined &&
+          event.body.messageId === original.body.messageId,
+      )
+      .map((event) => iso(event.acceptedAt));
+  let aiRepliesLost = 0;
+  let aiRepliesTwice = 0;
+  let aiRepliesAfterHandoff = 0;
+  for (const event of accepted) {
+    if (event.customerText === undefined || event.expect === undefined) continue;
+    const postedAt = postedByText.get(event.customerText) ?? [];
+    const count = postedAt.length;
+    const handoffIndex = load.handoffIndexOf(event.expect.threadId);
+    if (count > 1) {
+      aiRepliesTwice += 1;
+      note(
+        'AI reply posted twice',
+        `#${event.seq} "${event.customerText}" (org ${event.orgId}, thread ${event.expect.threadId}, accepted ${iso(event.acceptedAt)}, ai-reply event ${replyIdByText.get(event.customerText) ?? '?'}) posted at ${postedAt.map(iso).join(' and ')}; HubSpot retries of it offered at ${retriesOf(event).join(', ') || 'none'}`,
+      );
+    }
+    if (handoffIndex === undefined && count === 0) {
+      aiRepliesLost += 1;
+      note('AI reply lost', `#${event.seq} "${event.customerText}" on thread ${event.expect.threadId}`);
+    }
+    if (handoffIndex !== undefined && (event.acceptedIndex ?? 0) > handoffIndex && count > 0) {
+      aiRepliesAfterHandoff += 1;
+      note('AI reply after handoff', `#${event.seq} "${event.customerText}"`);
+    }
+  }
+  for (const violation of opencx.violations)
+    note('OpenCX contract violation', `${violation.method} ${violation.path}: ${violation.reason}`);
+
+  return {
+    offered: load.offered.length,
+    accepted: accepted.length,
+    effectsExpected: expected.size,
+    applied,
+    lost,
+    duplicated,
+    outOfOrder,
+    unexpected,
+    sessionsExpected: threadsWithMessages.size,
+    sessionsTwice,
+    aiRepliesPosted: hubspot.posted.length,
+    aiRepliesLost,
+    aiRepliesTwice,
+    aiRepliesAfterHandoff,
+    orderUnchecked,
+    contractViolations: opencx.violations.length,
+    findings,
+  };
+};
+
+const iso = (at: number | undefined): string => (at === undefined ? '?' : new Date(at).toISOString());
+
+/** Any loss, duplicate or reordering (OpenCX or the AI replies) fails the soak. */
+export const failed = (verdict: Verdict): boolean =>
+  verdict.lost +
+    verdict.duplicated +
+    verdict.outOfOrder +
+    verdict.unexpected +
+    verdict.sessionsTwice +
+    verdict.aiRepliesLost +
+    verdict.aiRepliesTwice +
+    verdict.aiRepliesAfterHandoff +
+    verdict.contractViolations >
+  0;

@@ -1,0 +1,147 @@
+import assert from 'node:assert/strict';
+import type { FakeHubSpot } from '../fakes/hubspot.ts';
+import { startFakeOpenCx, type FakeOpenCx, type OpenCxEffect } from '../fakes/opencx.ts';
+import type { LoadGenerator, OfferedEvent } from '../support/soak/load.ts';
+import { seededRandom } from '../support/soak/load.ts';
+import { failed, verify } from '../support/soak/verify.ts';
+
+// The soak's verdict must be able to say "lost", "twice" and "out of order": checked here on
+// hand-made records, so a soak that passes is not a verifier that cannot fail.
+const thread = '6065360001';
+const session = 'session-1';
+
+const customerMessage = (seq: number, text: string): OfferedEvent => ({
+  seq,
+  label: 'customer-chat',
+  orgId: 'org-1',
+  body: { messageId: `m${seq}` },
+  expect: {
+    kind: 'message-sent',
+    key: text,
+    conversation: `thread:${thread}`,
+    threadId: thread,
+    orgId: 'org-1',
+  },
+  customerText: text,
+  acceptedIndex: seq,
+  acceptedAt: 1000 + seq,
+});
+
+const effect = (kind: OpenCxEffect['kind'], body: unknown, at: number): OpenCxEffect => ({
+  kind,
+  sessionId: session,
+  body,
+  idempotencyKey: `key-${at}`,
+  at,
+});
+const sessionCreated = effect('session-created', { custom_data: { hubspot_thread_id: thread } }, 1);
+const sent = (text: string, at: number) => effect('message-sent', { message: { text } }, at);
+
+const verdictOf = (
+  offered: OfferedEvent[],
+  effects: OpenCxEffect[],
+  posted: Array<{ body: { text: string }; at: number }> = [],
+) =>
+  verify({
+    load: { offered, handoffIndexOf: () => undefined } as unknown as LoadGenerator,
+    opencx: { effects, violations: [], sessions: new Map() } as unknown as FakeOpenCx,
+    hubspot: { posted } as unknown as FakeHubSpot,
+    replayStartedAt: undefined,
+    deadLetteredEventIds: new Set(),
+  });
+
+const aiReply = (text: string, at: number) => ({
+  body: { text: `AI: ${text}\n\n<!-- OpenCX-AI-Response --><!-- opencx-reply:${'a'.repeat(32)} -->` },
+  at,
+});
+
+describe('soak verdict', () => {
+  it('given each accepted message applied once, in order, with one AI reply each, then it passes', () => {
+    const verdict = verdictOf(
+      [customerMessage(1, 'one'), customerMessage(2, 'two')],
+      [sessionCreated, sent('one', 2), sent('two', 3)],
+      [aiReply('one', 2), aiReply('two', 3)],
+    );
+    assert.equal(verdict.applied, 2);
+    assert.equal(failed(verdict), false);
+  });
+
+  it('given a message with no effect, then it is lost', () => {
+    const verdict = verdictOf(
+      [customerMessage(1, 'one'), customerMessage(2, 'two')],
+      [sessionCreated, sent('one', 2)],
+      [aiReply('one', 2)],
+    );
+    assert.equal(verdict.lost, 1);
+    assert.equal(failed(verdict), true);
+  });
+
+  it('given a message applied twice, then it is duplicated', () => {
+    const verdict = verdictOf(
+      [customerMessage(1, 'one')],
+      [sessionCreated, sent('one', 2), sent('one', 3)],
+      [aiReply('one', 2)],
+    );
+    assert.equal(verdict.duplicated, 1);
+    assert.equal(failed(verdict), true);
+  });
+
+  it('given two messages of one thread applied in the opposite order, then it is out of order', () => {
+    const verdict = verdictOf(
+      [customerMessage(1, 'one'), customerMessage(2, 'two')],
+      [sessionCreated, sent('two', 2), sent('one', 3)],
+      [aiReply('one', 3), aiReply('two', 2)],
+    );
+    assert.equal(verdict.outOfOrder, 1);
+    assert.equal(failed(verdict), true);
+  });
+
+  it('given an AI reply posted twice, or an effect nobody asked for, then it fails', () => {
+    const twice = verdictOf(
+      [customerMessage(1, 'one')],
+      [sessionCreated, sent('one', 2)],
+      [aiReply('one', 2), aiReply('one', 5)],
+    );
+    assert.equal(twice.aiRepliesTwice, 1);
+    const unexpected = verdictOf([], [sessionCreated, sent('from an ignored event', 2)]);
+    assert.equal(unexpected.unexpected, 1);
+    assert.equal(failed(twice) && failed(unexpected), true);
+  });
+
+  it('given the same seed, then the same sequence; another seed, another one', () => {
+    const draw = (seed: number) => Array.from({ length: 5 }, seededRandom(seed));
+    assert.deepEqual(draw(7), draw(7));
+    assert.notDeepEqual(draw(7), draw(8));
+  });
+});
+
+describe('fake OpenCX: one API key down for a window', () => {
+  let opencx: FakeOpenCx;
+  before(async () => {
+    opencx = await startFakeOpenCx();
+  });
+  after(async () => opencx.close());
+
+  const createSession = (apiKey: string) =>
+    fetch(`${opencx.url}/chat/sessions`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${apiKey}`,
+        'content-type': 'application/json',
+        'idempotency-key': `k-${apiKey}-${Date.now()}-${Math.random()}`,
+      },
+      body: JSON.stringify({
+        channel: { type: 'web' },
+        custom_data: { hubspot_thread_id: '1', hubspot_portal_id: '2' },
+      }),
+    });
+
+  it('given failApiKeyUntil, when that key calls before the end, then 503 and no effect; other keys and later calls are served', async () => {
+    opencx.failApiKeyUntil('down-key', Date.now() + 300);
+    assert.equal((await createSession('down-key')).status, 503);
+    assert.equal((await createSession('up-key')).status, 201);
+    assert.equal(opencx.effects.length, 1);
+    await new Promise((resolve) => setTimeout(resolve, 350));
+    assert.equal((await createSession('down-key')).status, 201);
+  });
+});
