@@ -75,6 +75,9 @@ const harness = (
     },
     openCxFor: () => openCx,
     hubspotFor: () => hubspot,
+    owedTicketLookUps: {
+      owe: async (...args) => void calls.push({ name: 'oweTicketLookUp', args }),
+    },
     emitAiReply: async (reply) => void replies.push(reply),
     retry: (_target, work) => work(),
     logger: pino({ level: 'silent' }),
@@ -111,21 +114,32 @@ const linked: SessionLink = {
 const withLinks = { [threadLinkKey('org-1', 'T1')]: linked, [ticketLinkKey('org-1', 'K1')]: linked };
 
 describe('outbound: applying each domain event to OpenCX', () => {
-  it('given the first customer message of a thread, then a session is created with a thread-derived key, linked with its ticket, and the message sent', async () => {
+  it('given the first customer message of a thread, then a session is created with a thread-derived key, the message sent, and only then a ticket look-up owed (no HubSpot call on its path)', async () => {
     const { deps, calls, links } = harness({ ticketOfThread: 'K9' });
     assert.deepEqual(await applyDomainEvent(customerMessage, deps), { kind: 'applied' });
     assert.deepEqual(
       calls.map((call) => call.name),
-      ['createSession', 'getThread', 'sendContactMessage'],
+      ['createSession', 'sendContactMessage', 'oweTicketLookUp'],
     );
     assert.deepEqual(calls[0]?.args[0], {
       channel: { type: 'web' },
       custom_data: { hubspot_thread_id: 'T1', hubspot_portal_id: '42' },
     });
     assert.match(String(calls[0]?.args[1]), /^session-[0-9a-f]{32}$/);
-    assert.deepEqual(calls[2]?.args, ['S-new', 'Hi', 'e-cm']);
+    assert.deepEqual(calls[1]?.args, ['S-new', 'Hi', 'e-cm']);
+    assert.deepEqual(calls[2]?.args.slice(0, 2), ['org-1', 'T1']);
     assert.equal(links.get(threadLinkKey('org-1', 'T1'))?.sessionId, 'S-new');
-    assert.equal(links.get(ticketLinkKey('org-1', 'K9'))?.sessionId, 'S-new');
+    assert.equal(links.get(threadLinkKey('org-1', 'T1'))?.ticketId, null, 'the ticket is linked later');
+  });
+
+  it('given a customer message redelivered after a crash that followed the send (link without ticket), then the look-up is owed again', async () => {
+    const noTicket: SessionLink = { ...linked, ticketId: null };
+    const { deps, calls } = harness({ links: { [threadLinkKey('org-1', 'T1')]: noTicket } });
+    await applyDomainEvent(customerMessage, deps);
+    assert.deepEqual(
+      calls.map((call) => call.name),
+      ['sendContactMessage', 'oweTicketLookUp'],
+    );
   });
 
   it('given a thread with a session, then no new session is created', async () => {

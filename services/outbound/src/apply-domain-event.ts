@@ -8,6 +8,7 @@ import type {
   RepReply,
   TicketFieldChanged,
 } from '../../../lib/domain-events.ts';
+import { ErrorCode, PipelineError, describeError } from '../../../lib/errors.ts';
 import type { HubSpotApi } from '../../../lib/hubspot/index.ts';
 import type { Logger } from '../../../lib/log.ts';
 import type { Org } from '../../../lib/orgs/index.ts';
@@ -40,6 +41,13 @@ export type ApplyDeps = {
   };
   readonly openCxFor: (org: Org) => OpenCxApi;
   readonly hubspotFor: (org: Org) => HubSpotApi;
+  /**
+   * Ticket look-ups made off the customer's path, when the portal's budget has room
+   * (owed-ticket-look-ups.ts). `force` owes again a thread settled lately.
+   */
+  readonly owedTicketLookUps: {
+    readonly owe: (orgId: string, threadId: string, options?: { force?: boolean }) => Promise<void>;
+  };
   readonly emitAiReply: (reply: AiReply) => Promise<void>;
   /** Retries retriable failures of one call with backoff; throws once the budget is spent. */
   readonly retry: <T>(target: 'opencx' | 'hubspot', work: () => Promise<T>) => Promise<T>;
@@ -76,7 +84,11 @@ const saveLink = (deps: ApplyDeps, link: SessionLink): Promise<void> =>
     ...(link.ticketId ? [{ key: ticketLinkKey(link.orgId, link.ticketId), link }] : []),
   ]);
 
-/** The ticket HubSpot associates with a thread, if any; a failed look-up is not fatal (null), and not retried. */
+/**
+ * The ticket HubSpot associates with a thread, if any; a failed look-up is not fatal (null), and
+ * not retried here. It is a bookkeeping call: when the portal's budget has no room for it, it
+ * gives up at once and is owed instead (made later, off this conversation's queue).
+ */
 const lookUpTicket = async (deps: ApplyDeps, org: Org, threadId: string): Promise<string | null> => {
   try {
     // One attempt: this look-up is optional, and later events look again; retrying it (429s
@@ -84,11 +96,32 @@ const lookUpTicket = async (deps: ApplyDeps, org: Org, threadId: string): Promis
     const thread = await deps.hubspotFor(org).getThread(threadId);
     return thread.threadAssociations?.associatedTicketId ?? null;
   } catch (error) {
+    if (error instanceof PipelineError && error.code === ErrorCode.upstreamRateLimited) {
+      await oweTicketLookUp(deps, org.orgId, threadId, { force: true });
+      return null;
+    }
     deps.logger.warn(
       { err: error, orgId: org.orgId, threadId },
       'ticket association not looked up; ticket events wait for the next message',
     );
     return null;
+  }
+};
+
+/** Owing is best effort: Redis down costs the early link, never the customer's message. */
+const oweTicketLookUp = async (
+  deps: ApplyDeps,
+  orgId: string,
+  threadId: string,
+  options: { force?: boolean } = {},
+): Promise<void> => {
+  try {
+    await deps.owedTicketLookUps.owe(orgId, threadId, options);
+  } catch (error) {
+    deps.logger.warn(
+      { err: describeError(error), orgId, threadId },
+      'ticket look-up not owed; the next customer message, handoff or rep reply looks again',
+    );
   }
 };
 
@@ -111,6 +144,11 @@ const linkTicketIfNew = async (deps: ApplyDeps, org: Org, link: SessionLink): Pr
  * The first customer message of a thread creates its session. The create call's idempotency key
  * is derived from the thread, so however often this runs (replicas, restarts, a lost link) a
  * thread gets one session.
+ *
+ * The link is written without a ticket: the look-up (a HubSpot call) is not on the customer's
+ * path. It is owed after the message is at OpenCX (applyCustomerMessage), and made when the
+ * portal has room (owed-ticket-look-ups.ts). Ticket events that arrive before it is made are
+ * skipped and counted (no_linked_session), as for a ticket created later.
  */
 const ensureSession = async (event: CustomerMessage, org: Org, deps: ApplyDeps): Promise<SessionLink> => {
   const existing = deps.links.forThread(event.orgId, event.threadId);
@@ -128,13 +166,13 @@ const ensureSession = async (event: CustomerMessage, org: Org, deps: ApplyDeps):
     orgId: event.orgId,
     sessionId: id,
     threadId: event.threadId,
-    ticketId: await lookUpTicket(deps, org, event.threadId),
+    ticketId: null,
     handedOff: false,
     updatedAt: deps.now(),
   };
   await saveLink(deps, link);
   deps.logger.info(
-    { orgId: event.orgId, threadId: event.threadId, sessionId: id, ticketId: link.ticketId },
+    { orgId: event.orgId, threadId: event.threadId, sessionId: id },
     'session created for thread',
   );
   return link;
@@ -167,6 +205,13 @@ const applyCustomerMessage = async (
       recipientDeliveryValue: event.senderDeliveryValue,
     });
   }
+  // Owed on EVERY message of a thread without a ticket, not only the one that created the
+  // session: if outbound dies after the send and before this line, the offset is not committed,
+  // the message comes again (its send is a no-op by Idempotency-Key) and owes it then. The crash
+  // leaves a link without a ticket (what the old code wrote when its look-up failed) and the
+  // customer's message at OpenCX; nothing the old code kept is lost. Owing a thread settled in
+  // the last hour is a no-op, so a ticketless conversation costs no look-up per message.
+  if (link.ticketId === null) await oweTicketLookUp(deps, event.orgId, event.threadId);
   return applied;
 };
 

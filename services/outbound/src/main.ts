@@ -35,6 +35,7 @@ import { loadOutboundConfig, type OutboundConfig } from './config.ts';
 import { createPipelineEventHandler } from './handle-domain-event.ts';
 import { createOutboundMetrics } from './metrics.ts';
 import { createOpenCxApi, type OpenCxApi } from './opencx/client.ts';
+import { createRedisOwedTicketLookUps, startOwedTicketLookUps } from './owed-ticket-look-ups.ts';
 import { postAiReply } from './post-ai-reply.ts';
 
 export type RunningOutbound = { readonly metricsPort: number; readonly stop: () => Promise<void> };
@@ -86,8 +87,12 @@ export const startOutbound = async (
       prefix: config.REDIS_KEY_PREFIX,
       max: config.HUBSPOT_RATE_LIMIT_MAX,
       windowMs: config.HUBSPOT_RATE_LIMIT_WINDOW_MS,
+      onThrottled: (bucket, _waitMs, callClass) =>
+        metrics.hubspotThrottled.inc({ portal_id: bucket.replace('hubspot:', ''), class: callClass }),
     }),
+    onCall: (portalId, purpose) => metrics.hubspotCalls.inc({ portal_id: String(portalId), purpose }),
   });
+  const owedTicketLookUps = createRedisOwedTicketLookUps(redis, config.REDIS_KEY_PREFIX);
 
   const retryPolicy = {
     attempts: config.OPENCX_RETRY_ATTEMPTS,
@@ -117,6 +122,7 @@ export const startOutbound = async (
     },
     openCxFor,
     hubspotFor,
+    owedTicketLookUps,
     emitAiReply: (reply: AiReply) => events.publish(topics.aiReplies.name, [reply]),
     retry,
     logger,
@@ -217,6 +223,16 @@ export const startOutbound = async (
   };
   const consumers = createGroupMembership({ join: joinBothGroups, health: dependencies.health, logger });
   await consumers.start();
+  // Ticket look-ups owed to new sessions, made when the portals' budgets have room (any replica).
+  const ticketLookUps = startOwedTicketLookUps({
+    owed: owedTicketLookUps,
+    orgs,
+    links: applyDeps.links,
+    hubspotFor,
+    logger,
+    now: Date.now,
+    counted: (outcome) => metrics.ticketLookUps.inc({ outcome }),
+  });
   const metricsServer = await serveMetrics(
     registry,
     config.METRICS_PORT,
@@ -228,6 +244,7 @@ export const startOutbound = async (
   return {
     metricsPort: typeof address === 'object' && address ? address.port : config.METRICS_PORT,
     stop: async () => {
+      await ticketLookUps.stop();
       await consumers.stop();
       await dependencies.stop();
       await events.drain();
