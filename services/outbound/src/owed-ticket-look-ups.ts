@@ -175,17 +175,25 @@ export const settleOwedTicketLookUps = async (deps: SettleDeps, limit = 20): Pro
   return due.length;
 };
 
-/** Rounds every `everyMs` until stopped; Redis trouble is logged and the next round tries again. */
+/**
+ * Rounds every `everyMs` until stopped. Redis trouble is logged once per change (the dependency
+ * watch says the rest) and the next round tries again.
+ */
 export const startOwedTicketLookUps = (deps: SettleDeps, everyMs = 250): { stop: () => Promise<void> } => {
   let stopped = false;
+  let failing = false;
   let wake: (() => void) | undefined;
   const loop = (async () => {
     while (!stopped) {
       try {
         const taken = await settleOwedTicketLookUps(deps);
+        if (failing) deps.logger.info('owed ticket look-ups taken again');
+        failing = false;
         if (taken > 0) continue;
       } catch (error) {
-        deps.logger.warn({ err: describeError(error) }, 'owed ticket look-ups not taken; trying again');
+        if (!failing)
+          deps.logger.warn({ err: describeError(error) }, 'owed ticket look-ups not taken; trying again');
+        failing = true;
       }
       await new Promise<void>((resolve) => {
         wake = resolve;
