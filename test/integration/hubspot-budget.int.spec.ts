@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
 import * as fixtures from '../fakes/hubspot-fixtures.ts';
+import { createLogger } from '../../lib/log.ts';
+import { createRedisRateLimiter } from '../../lib/rate-limiter.ts';
+import { createRedis } from '../../lib/redis.ts';
 import type { HubSpotRecordedRequest } from '../fakes/hubspot.ts';
 import { startTestPipeline, waitFor, type TestOrg, type TestPipeline } from '../support/pipeline.ts';
 
@@ -101,8 +104,8 @@ describe('HubSpot calls are a budget: a new conversation reaches OpenCX after on
     }
   });
 
-  it('given a thread whose ticket exists when its session is created, then the ticket is looked up after the message is at OpenCX, and a later ticket.propertyChange is applied to the session', async () => {
-    const ticketId = '1500004242';
+  /** A thread with a ticket: its first message, then ticket changes until one is applied. */
+  const ticketFoundAfterTheMessage = async (ticketId: string): Promise<void> => {
     const { threadId, event } = newConversation(pipeline, org, ticketId);
     assert.equal((await pipeline.postBatch([event])).status, 200);
     const sentAt = await waitFor('the message at OpenCX', () => firstSendOfThread(pipeline).get(threadId));
@@ -141,5 +144,31 @@ describe('HubSpot calls are a budget: a new conversation reaches OpenCX after on
       callsAbout(pipeline, threadId).some((request) => isTicketLookUp(request, threadId)),
       'the ticket was found by its look-up',
     );
+  };
+
+  it('given a thread whose ticket exists when its session is created, then the ticket is looked up after the message is at OpenCX, and a later ticket.propertyChange is applied to the session', async () => {
+    await ticketFoundAfterTheMessage('1500004242');
+  });
+
+  it('given a portal with no room for bookkeeping (90 of its 100 slots taken by another replica), then the look-up is owed and made once the window rolls, and a later ticket.propertyChange is applied', async () => {
+    const redis = createRedis(
+      process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+      createLogger('test', 'silent'),
+    );
+    try {
+      const otherReplica = createRedisRateLimiter(redis, {
+        prefix: pipeline.env.REDIS_KEY_PREFIX ?? '',
+        max: DEFAULT_LIMIT.max,
+        windowMs: DEFAULT_LIMIT.intervalMs,
+      });
+      for (let i = 0; i < 90; i++) await otherReplica.acquire(`hubspot:${org.portalId}`);
+      await ticketFoundAfterTheMessage('1500004343');
+      assert.ok(
+        (await pipeline.counter('outbound', 'outbound_owed_ticket_lookups_total', { outcome: 'found' })) >= 1,
+        'found by an owed look-up',
+      );
+    } finally {
+      redis.disconnect();
+    }
   });
 });
