@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
 import * as fixtures from '../fakes/hubspot-fixtures.ts';
 import { createLogger } from '../../lib/log.ts';
 import { createRedisRateLimiter } from '../../lib/rate-limiter.ts';
 import { createRedis } from '../../lib/redis.ts';
 import type { HubSpotRecordedRequest } from '../fakes/hubspot.ts';
 import { startTestPipeline, waitFor, type TestOrg, type TestPipeline } from '../support/pipeline.ts';
+import { kill, spawnService } from '../support/processes.ts';
 
 /** HubSpot's default for an OAuth app, and the pipeline's default limit (HUBSPOT_RATE_LIMIT_*). */
 const DEFAULT_LIMIT = { max: 100, intervalMs: 10_000 };
@@ -170,5 +172,61 @@ describe('HubSpot calls are a budget: a new conversation reaches OpenCX after on
     } finally {
       redis.disconnect();
     }
+  });
+});
+
+describe('HubSpot calls are a budget: outbound dies between the send and the ticket look-up', function () {
+  this.timeout(180000);
+  let pipeline: TestPipeline;
+  const children: ChildProcess[] = [];
+  afterEach(async () => {
+    await Promise.all(children.map((child) => kill(child)));
+    await pipeline?.stop();
+  });
+
+  it('given outbound SIGKILLed while its look-up (after the send) is in flight, when restarted, then the message is at OpenCX once and the ticket is still linked (a later change applied)', async () => {
+    pipeline = await startTestPipeline({ outbound: false });
+    const org = await pipeline.createOrg();
+    const ticketId = '1500004444';
+    const first = await spawnService('outbound', pipeline.env);
+    children.push(first);
+    const { threadId, event } = newConversation(pipeline, org, ticketId);
+    const held = pipeline.hubspot.hold(new RegExp(`${THREADS}${threadId}$`));
+    assert.equal((await pipeline.postBatch([event])).status, 200);
+    await held.arrived;
+    assert.ok(firstSendOfThread(pipeline).has(threadId), 'the message was at OpenCX before the look-up');
+    await kill(first);
+    held.release();
+    children.push(await spawnService('outbound', pipeline.env));
+    const sessionId = pipeline.opencx.effects.find((effect) => effect.kind === 'message-sent')?.sessionId;
+    let round = 0;
+    await waitFor(
+      'a ticket property change applied to the session',
+      async () => {
+        if (
+          pipeline.opencx.effects.some(
+            (effect) => effect.kind === 'custom-data' && effect.sessionId === sessionId,
+          )
+        )
+          return true;
+        round += 1;
+        const change = fixtures.ticketPropertyChangeEvent({
+          portalId: org.portalId,
+          objectId: Number(ticketId),
+          propertyName: 'hs_ticket_priority',
+          propertyValue: `P${round}`,
+          occurredAt: Date.now(),
+        });
+        assert.equal((await pipeline.postBatch([change])).status, 200);
+        return undefined;
+      },
+      40000,
+      1000,
+    );
+    assert.equal(
+      pipeline.opencx.effects.filter((effect) => effect.kind === 'message-sent').length,
+      1,
+      'the redelivered message was not sent twice',
+    );
   });
 });
