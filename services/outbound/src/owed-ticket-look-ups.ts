@@ -46,7 +46,7 @@ const MAX_FAILURES = 6;
 export type OwedLookUp = { readonly orgId: string; readonly threadId: string };
 
 export type OwedTicketLookUps = {
-  /** Owes a look-up for the thread, due in `dueInMs`, unless one is owed or was settled lately. */
+  /** Owes a look-up for the thread, due now, unless one is owed or it was settled lately (`force`: even then). */
   readonly owe: (orgId: string, threadId: string, options?: { force?: boolean }) => Promise<void>;
   /** Takes up to `limit` due look-ups for this replica (leased). */
   readonly takeDue: (limit: number) => Promise<OwedLookUp[]>;
