@@ -305,6 +305,7 @@ const runSequential = async (events: readonly CustomerMessage[]): Promise<RunRes
           for (const { key, link } of entries) links.set(key, link);
         },
       },
+      owedTicketLookUps: { owe: async () => undefined, settle: async () => undefined },
       openCxFor: (org) => {
         const api =
           openCx.get(org.orgId) ??

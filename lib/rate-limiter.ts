@@ -1,30 +1,83 @@
 import { randomUUID } from 'node:crypto';
+import { ErrorCode, PipelineError } from './errors.ts';
 import type { Redis } from './redis.ts';
 import { sleep } from './retry.ts';
 
 /**
+ * Who a call serves. A portal's budget (HubSpot: 100 calls per rolling 10 s, shared by every
+ * replica) is spent first on calls a waiting customer needs (re-fetching their message,
+ * completing it, posting the AI's answer); bookkeeping (ticket look-ups) takes what is left.
+ */
+export const CallClass = { customer: 'customer', bookkeeping: 'bookkeeping' } as const;
+export type CallClass = (typeof CallClass)[keyof typeof CallClass];
+
+/**
+ * The share of a window bookkeeping never takes: a burst of customers always finds these slots,
+ * and when a full window frees up, the slot goes to a customer before any bookkeeping call.
+ */
+export const CUSTOMER_RESERVE = 0.2;
+
+/**
  * A rolling-window limit shared by every replica through Redis (HubSpot counts per installing
- * account over a rolling 10 s). `acquire` waits for a free slot; the wait holds only the caller
- * (one conversation), never other portals' work.
+ * account over a rolling 10 s), in one atomic script per attempt:
+ * - a customer call takes a slot while the window holds fewer than `max`; one that has to wait
+ *   registers as a waiter (until a little after it will try again, so a dead replica's waiter
+ *   lapses on its own);
+ * - a bookkeeping call takes a slot only while the window holds fewer than `max - reserve` AND no
+ *   customer call is waiting. Otherwise it is told how long to wait like a customer one, and
+ *   gives up after its `maxWaitMs` (the caller tries again later instead of holding a
+ *   conversation).
+ * Returns 0 (slot taken) or the wait in ms.
  */
 const TAKE_SLOT = `
 local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
 local window = tonumber(ARGV[1])
 local max = tonumber(ARGV[2])
+local member = ARGV[3]
+local class = ARGV[4]
+local reserve = tonumber(ARGV[5])
+local waiter = ARGV[6]
 redis.call('ZREMRANGEBYSCORE', KEYS[1], 0, now - window)
-if redis.call('ZCARD', KEYS[1]) < max then
-  redis.call('ZADD', KEYS[1], now, ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], 0, now)
+local count = redis.call('ZCARD', KEYS[1])
+local limit = max
+if class == 'bookkeeping' then
+  limit = max - reserve
+  if redis.call('ZCARD', KEYS[2]) > 0 then
+    return math.max(1, math.floor(window / 20))
+  end
+end
+if count < limit then
+  redis.call('ZADD', KEYS[1], now, member)
   redis.call('PEXPIRE', KEYS[1], window)
+  if class == 'customer' then redis.call('ZREM', KEYS[2], waiter) end
   return 0
 end
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return math.max(1, tonumber(oldest[2]) + window - now)
+-- Slots free in the order they were taken: wait for the one that brings the count under limit.
+local index = count - limit
+local freeing = redis.call('ZRANGE', KEYS[1], index, index, 'WITHSCORES')
+local wait = math.max(1, tonumber(freeing[2]) + window - now)
+if class == 'customer' then
+  redis.call('ZADD', KEYS[2], now + math.floor(wait * 1.5) + 1000, waiter)
+  redis.call('PEXPIRE', KEYS[2], window * 2 + 1000)
+end
+return wait
 `;
+
+export type AcquireOptions = {
+  /** Customer unless said otherwise. */
+  readonly callClass?: CallClass;
+  /**
+   * Give up (PipelineError upstreamRateLimited, retriable, with `retryAfterMs`) rather than wait
+   * longer than this; unbounded when absent.
+   */
+  readonly maxWaitMs?: number;
+};
 
 export type RateLimiter = {
   /** Waits until a request for `bucket` is allowed; returns how long it waited. */
-  readonly acquire: (bucket: string) => Promise<number>;
+  readonly acquire: (bucket: string, options?: AcquireOptions) => Promise<number>;
 };
 
 export const createRedisRateLimiter = (
@@ -33,29 +86,53 @@ export const createRedisRateLimiter = (
     prefix: string;
     max: number;
     windowMs: number;
-    onThrottled?: (bucket: string, waitMs: number) => void;
+    /** The share of `max` bookkeeping calls leave to customer ones (at least one slot). */
+    customerReserve?: number;
+    onThrottled?: (bucket: string, waitMs: number, callClass: CallClass) => void;
   },
-): RateLimiter => ({
-  acquire: async (bucket) => {
-    let waited = 0;
-    for (;;) {
-      const waitMs = Number(
-        await redis.eval(
-          TAKE_SLOT,
-          1,
-          `${options.prefix}ratelimit:${bucket}`,
-          options.windowMs,
-          options.max,
-          randomUUID(),
-        ),
-      );
-      if (waitMs <= 0) return waited;
-      options.onThrottled?.(bucket, waitMs);
-      // Spread the waiters over half the wait again: they would otherwise all wake together
-      // when the oldest slot frees, and all but one go back to sleep (a Redis call each).
-      const jittered = waitMs + Math.floor(Math.random() * Math.min(waitMs, options.windowMs) * 0.5);
-      await sleep(jittered);
-      waited += jittered;
-    }
-  },
-});
+): RateLimiter => {
+  // At least one slot, and never all of them: a limit of 1 leaves bookkeeping its one slot.
+  const reserve =
+    options.max > 1
+      ? Math.min(
+          options.max - 1,
+          Math.max(1, Math.ceil(options.max * (options.customerReserve ?? CUSTOMER_RESERVE))),
+        )
+      : 0;
+  return {
+    acquire: async (bucket, { callClass = CallClass.customer, maxWaitMs } = {}) => {
+      const waiter = randomUUID();
+      let waited = 0;
+      for (;;) {
+        const waitMs = Number(
+          await redis.eval(
+            TAKE_SLOT,
+            2,
+            `${options.prefix}ratelimit:${bucket}`,
+            `${options.prefix}ratelimit:${bucket}:waiting`,
+            options.windowMs,
+            options.max,
+            randomUUID(),
+            callClass,
+            reserve,
+            waiter,
+          ),
+        );
+        if (waitMs <= 0) return waited;
+        options.onThrottled?.(bucket, waitMs, callClass);
+        // Spread the waiters over half the wait again: they would otherwise all wake together
+        // when the oldest slot frees, and all but one go back to sleep (a Redis call each).
+        const jittered = waitMs + Math.floor(Math.random() * Math.min(waitMs, options.windowMs) * 0.5);
+        if (maxWaitMs !== undefined && waited + jittered > maxWaitMs) {
+          throw new PipelineError(
+            ErrorCode.upstreamRateLimited,
+            `${bucket}: no ${callClass} slot within ${maxWaitMs} ms (the budget is kept for customer calls)`,
+            { retriable: true, retryAfterMs: jittered },
+          );
+        }
+        await sleep(jittered);
+        waited += jittered;
+      }
+    },
+  };
+};

@@ -1,6 +1,7 @@
 import { Client } from '@hubspot/api-client';
 import { z } from 'zod';
 import { ErrorCode, PipelineError } from '../errors.ts';
+import { CallClass } from '../rate-limiter.ts';
 import {
   HubSpotMessage,
   HubSpotMessageContent,
@@ -15,6 +16,34 @@ import {
  * moving to one is this one edit.
  */
 export const CONVERSATIONS_THREADS_PATH = '/conversations/v3/conversations/threads';
+
+/** Why a HubSpot call is made: a metric label, and what decides its place in the budget. */
+export const HubSpotCallPurpose = {
+  refetchMessage: 'refetch_message',
+  originalContent: 'original_content',
+  note: 'note',
+  ticketLookup: 'ticket_lookup',
+  postReply: 'post_reply',
+  threadHistory: 'thread_history',
+} as const;
+export type HubSpotCallPurpose = (typeof HubSpotCallPurpose)[keyof typeof HubSpotCallPurpose];
+
+/**
+ * Who waits on each purpose. A customer waits on the re-fetch of their message, its original
+ * content, the AI's answer and the history read that guards that answer against a double post.
+ * Nobody waits on a ticket look-up: its link is needed only by later ticket events, and it can
+ * be made when the portal has room. Note fetches stay customer-class: they are rare (one per
+ * note a rep writes on a linked ticket), the processor has no later moment to fetch them (its
+ * event would be given up), and a rep reads them in OpenCX next to the conversation.
+ */
+export const callClassOf = {
+  refetch_message: CallClass.customer,
+  original_content: CallClass.customer,
+  note: CallClass.customer,
+  ticket_lookup: CallClass.bookkeeping,
+  post_reply: CallClass.customer,
+  thread_history: CallClass.customer,
+} as const satisfies Record<HubSpotCallPurpose, CallClass>;
 
 /** What the pipeline asks of HubSpot for one portal. */
 export type HubSpotApi = {
@@ -37,8 +66,11 @@ export type HubSpotApiOptions = {
   readonly baseUrl: string;
   readonly accessToken: string;
   readonly timeoutMs: number;
-  /** Called before every request: per-portal rate limiting, shared across replicas. */
-  readonly beforeRequest?: () => Promise<void>;
+  /**
+   * Called before every request: per-portal rate limiting, shared across replicas, by purpose.
+   * A rejection (no slot for a bookkeeping call) stops the request before it is sent.
+   */
+  readonly beforeRequest?: (purpose: HubSpotCallPurpose) => Promise<void>;
 };
 
 const withTimeout = async <T>(work: Promise<T>, ms: number, what: string): Promise<T> => {
@@ -127,13 +159,14 @@ export const createHubSpotApi = (options: HubSpotApiOptions): HubSpotApi => {
   });
 
   const call = async <S extends z.ZodType>(
+    purpose: HubSpotCallPurpose,
     what: string,
     schema: S,
     method: string,
     path: string,
     body?: unknown,
   ): Promise<z.infer<S>> => {
-    await options.beforeRequest?.();
+    await options.beforeRequest?.(purpose);
     let response: Response;
     try {
       response = await withTimeout(
@@ -166,6 +199,7 @@ export const createHubSpotApi = (options: HubSpotApiOptions): HubSpotApi => {
   return {
     getMessage: (threadId, messageId) =>
       call(
+        HubSpotCallPurpose.refetchMessage,
         `GET message ${messageId}`,
         HubSpotMessage,
         'GET',
@@ -173,15 +207,23 @@ export const createHubSpotApi = (options: HubSpotApiOptions): HubSpotApi => {
       ),
     getOriginalContent: (threadId, messageId) =>
       call(
+        HubSpotCallPurpose.originalContent,
         `GET original content of message ${messageId}`,
         HubSpotMessageContent,
         'GET',
         `${threads}/${enc(threadId)}/messages/${enc(messageId)}/original-content`,
       ),
     getThread: (threadId) =>
-      call(`GET thread ${threadId}`, HubSpotThread, 'GET', `${threads}/${enc(threadId)}?association=TICKET`),
+      call(
+        HubSpotCallPurpose.ticketLookup,
+        `GET thread ${threadId}`,
+        HubSpotThread,
+        'GET',
+        `${threads}/${enc(threadId)}?association=TICKET`,
+      ),
     getNote: (noteId) =>
       call(
+        HubSpotCallPurpose.note,
         `GET note ${noteId}`,
         HubSpotNote,
         'GET',
@@ -193,6 +235,7 @@ export const createHubSpotApi = (options: HubSpotApiOptions): HubSpotApi => {
       for (let page = 0; page < maxPages; page++) {
         const query = `limit=100${after === undefined ? '' : `&after=${enc(after)}`}`;
         const answer = await call(
+          HubSpotCallPurpose.threadHistory,
           `GET messages of thread ${threadId}`,
           MessagePage,
           'GET',
@@ -206,6 +249,7 @@ export const createHubSpotApi = (options: HubSpotApiOptions): HubSpotApi => {
     },
     postMessage: async (threadId, message) => {
       const posted = await call(
+        HubSpotCallPurpose.postReply,
         `POST message on thread ${threadId}`,
         HubSpotMessage,
         'POST',

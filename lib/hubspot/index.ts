@@ -1,6 +1,8 @@
 export {
   createHubSpotApi,
   classifyHubSpotResponse,
+  callClassOf,
+  HubSpotCallPurpose,
   CONVERSATIONS_THREADS_PATH,
   type HubSpotApi,
   type HubSpotApiOptions,
@@ -14,4 +16,4 @@ export {
   withOriginalContent,
   type OutgoingMessage,
 } from './messages.ts';
-export { createPortalClients } from './portal-clients.ts';
+export { BOOKKEEPING_MAX_WAIT_MS, createPortalClients } from './portal-clients.ts';

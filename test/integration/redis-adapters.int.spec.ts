@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { claimOrWait, createRedisDedupStore } from '../../lib/dedup-store.ts';
-import { createRedisRateLimiter } from '../../lib/rate-limiter.ts';
+import { ErrorCode, PipelineError } from '../../lib/errors.ts';
+import { CallClass, createRedisRateLimiter } from '../../lib/rate-limiter.ts';
 import { createLogger } from '../../lib/log.ts';
 import { createRedis, type Redis } from '../../lib/redis.ts';
 
@@ -83,6 +84,60 @@ describe('Redis adapters (real Redis)', () => {
       assert.equal(await limiter.acquire('portal-b'), 0);
       // Held behind portal-a it would wait its 5 s window; a loaded CI machine may take a while.
       assert.ok(Date.now() - started < 2500);
+    });
+
+    it('given a window of 10 with 8 slots taken, when a bookkeeping call asks, then it gets no slot (2 are kept for customers) and gives up at once, while customer calls still take both', async () => {
+      const limiter = createRedisRateLimiter(redis, { prefix, max: 10, windowMs: 5000 });
+      for (let i = 0; i < 7; i++) await limiter.acquire('portal-a');
+      assert.equal(await limiter.acquire('portal-a', { callClass: CallClass.bookkeeping, maxWaitMs: 0 }), 0);
+      await assert.rejects(
+        limiter.acquire('portal-a', { callClass: CallClass.bookkeeping, maxWaitMs: 0 }),
+        (error: unknown) =>
+          error instanceof PipelineError &&
+          error.code === ErrorCode.upstreamRateLimited &&
+          error.retriable &&
+          (error.retryAfterMs ?? 0) > 0,
+      );
+      assert.equal(await limiter.acquire('portal-a'), 0);
+      assert.equal(await limiter.acquire('portal-a', { callClass: CallClass.customer }), 0);
+      assert.equal(
+        await redis.zcard(`${prefix}ratelimit:portal-a`),
+        10,
+        'the bookkeeping call that gave up took nothing',
+      );
+    });
+
+    it('given a full window with bookkeeping calls of another replica waiting, when one slot frees and a customer call asks after them, then the customer gets it and the bookkeeping calls wait for the window to roll', async () => {
+      const replicaB = createRedis(
+        process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+        createLogger('test', 'silent'),
+      );
+      const until = (at: number) =>
+        new Promise((resolve) => setTimeout(resolve, Math.max(0, at - Date.now())));
+      try {
+        const options = { prefix, max: 10, windowMs: 2000 };
+        const limiterA = createRedisRateLimiter(redis, options);
+        const limiterB = createRedisRateLimiter(replicaB, options);
+        // One slot taken at t0 (frees at t0+2000), nine at t0+1000 (free at t0+3000).
+        await limiterA.acquire('portal-a');
+        const t0 = Date.now();
+        await until(t0 + 1000);
+        await Promise.all(Array.from({ length: 9 }, () => limiterA.acquire('portal-a')));
+        const order: string[] = [];
+        const bookkeeping = Array.from({ length: 5 }, (_, i) =>
+          limiterB
+            .acquire('portal-a', { callClass: CallClass.bookkeeping })
+            .then(() => void order.push(`bookkeeping-${i}`)),
+        );
+        // Without priority a bookkeeping waiter takes the slot freed at t0+2000 (they all wake by
+        // t0+2500); with it, that slot is the customers' and bookkeeping waits for t0+3000.
+        await until(t0 + 2750);
+        const customer = limiterA.acquire('portal-a').then(() => void order.push('customer'));
+        await Promise.all([customer, ...bookkeeping]);
+        assert.equal(order[0], 'customer', `slots went in this order: ${order.join(', ')}`);
+      } finally {
+        replicaB.disconnect();
+      }
     });
   });
 });

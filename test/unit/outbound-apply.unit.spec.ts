@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
 import type { AiReply, CustomerMessage, DomainEvent } from '../../lib/domain-events.ts';
+import { ErrorCode, PipelineError } from '../../lib/errors.ts';
 import type { HubSpotApi } from '../../lib/hubspot/index.ts';
 import { OrgId, PortalId } from '../../lib/ids.ts';
 import type { Org } from '../../lib/orgs/index.ts';
@@ -37,7 +38,12 @@ const org = (settings: Partial<Org['settings']> = {}): Org => ({
 
 /** In-memory stand-ins for the adapters: these tests are about which call each event makes. */
 const harness = (
-  options: { links?: Record<string, SessionLink>; aiText?: string | null; ticketOfThread?: string } = {},
+  options: {
+    links?: Record<string, SessionLink>;
+    aiText?: string | null;
+    ticketOfThread?: string;
+    noRoomForBookkeeping?: boolean;
+  } = {},
 ) => {
   const calls: { name: string; args: unknown[] }[] = [];
   const links = new Map(Object.entries(options.links ?? {}));
@@ -60,6 +66,11 @@ const harness = (
   const hubspot = {
     getThread: async () => {
       calls.push({ name: 'getThread', args: [] });
+      if (options.noRoomForBookkeeping)
+        throw new PipelineError(ErrorCode.upstreamRateLimited, 'no bookkeeping slot', {
+          retriable: true,
+          retryAfterMs: 500,
+        });
       return {
         id: 't',
         threadAssociations: options.ticketOfThread ? { associatedTicketId: options.ticketOfThread } : null,
@@ -75,6 +86,10 @@ const harness = (
     },
     openCxFor: () => openCx,
     hubspotFor: () => hubspot,
+    owedTicketLookUps: {
+      owe: async (...args) => void calls.push({ name: 'oweTicketLookUp', args }),
+      settle: async (...args) => void calls.push({ name: 'settleTicketLookUp', args }),
+    },
     emitAiReply: async (reply) => void replies.push(reply),
     retry: (_target, work) => work(),
     logger: pino({ level: 'silent' }),
@@ -111,21 +126,45 @@ const linked: SessionLink = {
 const withLinks = { [threadLinkKey('org-1', 'T1')]: linked, [ticketLinkKey('org-1', 'K1')]: linked };
 
 describe('outbound: applying each domain event to OpenCX', () => {
-  it('given the first customer message of a thread, then a session is created with a thread-derived key, linked with its ticket, and the message sent', async () => {
-    const { deps, calls, links } = harness({ ticketOfThread: 'K9' });
+  it('given the first customer message of a thread, then a session is created with a thread-derived key, the message sent, and only then its ticket looked up and linked (before the AI answer goes out)', async () => {
+    const { deps, calls, links, replies } = harness({ ticketOfThread: 'K9' });
     assert.deepEqual(await applyDomainEvent(customerMessage, deps), { kind: 'applied' });
     assert.deepEqual(
       calls.map((call) => call.name),
-      ['createSession', 'getThread', 'sendContactMessage'],
+      ['createSession', 'sendContactMessage', 'getThread', 'settleTicketLookUp'],
     );
     assert.deepEqual(calls[0]?.args[0], {
       channel: { type: 'web' },
       custom_data: { hubspot_thread_id: 'T1', hubspot_portal_id: '42' },
     });
     assert.match(String(calls[0]?.args[1]), /^session-[0-9a-f]{32}$/);
-    assert.deepEqual(calls[2]?.args, ['S-new', 'Hi', 'e-cm']);
+    assert.deepEqual(calls[1]?.args, ['S-new', 'Hi', 'e-cm']);
     assert.equal(links.get(threadLinkKey('org-1', 'T1'))?.sessionId, 'S-new');
     assert.equal(links.get(ticketLinkKey('org-1', 'K9'))?.sessionId, 'S-new');
+    assert.equal(replies.length, 1);
+  });
+
+  it('given the first customer message on a portal with no room for bookkeeping, then the message is sent, the session linked without a ticket, and the look-up owed', async () => {
+    const { deps, calls, links, replies } = harness({ ticketOfThread: 'K9', noRoomForBookkeeping: true });
+    assert.deepEqual(await applyDomainEvent(customerMessage, deps), { kind: 'applied' });
+    assert.deepEqual(
+      calls.map((call) => call.name),
+      ['createSession', 'sendContactMessage', 'getThread', 'oweTicketLookUp'],
+    );
+    assert.deepEqual(calls[3]?.args.slice(0, 2), ['org-1', 'T1']);
+    assert.equal(links.get(threadLinkKey('org-1', 'T1'))?.ticketId, null);
+    assert.equal(links.get(ticketLinkKey('org-1', 'K9')), undefined);
+    assert.equal(replies.length, 1, 'the AI answer is not held');
+  });
+
+  it('given a customer message redelivered after a crash that followed the send (link without ticket), then the look-up is owed again', async () => {
+    const noTicket: SessionLink = { ...linked, ticketId: null };
+    const { deps, calls } = harness({ links: { [threadLinkKey('org-1', 'T1')]: noTicket } });
+    await applyDomainEvent(customerMessage, deps);
+    assert.deepEqual(
+      calls.map((call) => call.name),
+      ['sendContactMessage', 'oweTicketLookUp'],
+    );
   });
 
   it('given a thread with a session, then no new session is created', async () => {

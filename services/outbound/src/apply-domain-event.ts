@@ -8,6 +8,7 @@ import type {
   RepReply,
   TicketFieldChanged,
 } from '../../../lib/domain-events.ts';
+import { ErrorCode, PipelineError, describeError } from '../../../lib/errors.ts';
 import type { HubSpotApi } from '../../../lib/hubspot/index.ts';
 import type { Logger } from '../../../lib/log.ts';
 import type { Org } from '../../../lib/orgs/index.ts';
@@ -40,6 +41,15 @@ export type ApplyDeps = {
   };
   readonly openCxFor: (org: Org) => OpenCxApi;
   readonly hubspotFor: (org: Org) => HubSpotApi;
+  /**
+   * Ticket look-ups made off the customer's path, when the portal's budget has room
+   * (owed-ticket-look-ups.ts). `force` owes again a thread settled lately.
+   */
+  readonly owedTicketLookUps: {
+    readonly owe: (orgId: string, threadId: string, options?: { force?: boolean }) => Promise<void>;
+    /** The thread was looked up: owing it again is a no-op for a while. */
+    readonly settle: (entry: { orgId: string; threadId: string }) => Promise<void>;
+  };
   readonly emitAiReply: (reply: AiReply) => Promise<void>;
   /** Retries retriable failures of one call with backoff; throws once the budget is spent. */
   readonly retry: <T>(target: 'opencx' | 'hubspot', work: () => Promise<T>) => Promise<T>;
@@ -76,19 +86,54 @@ const saveLink = (deps: ApplyDeps, link: SessionLink): Promise<void> =>
     ...(link.ticketId ? [{ key: ticketLinkKey(link.orgId, link.ticketId), link }] : []),
   ]);
 
-/** The ticket HubSpot associates with a thread, if any; a failed look-up is not fatal (null), and not retried. */
-const lookUpTicket = async (deps: ApplyDeps, org: Org, threadId: string): Promise<string | null> => {
+type TicketLookUp =
+  | { readonly kind: 'found'; readonly ticketId: string | null }
+  /** No slot for bookkeeping now (or HubSpot's 429): owed, made later. */
+  | { readonly kind: 'deferred' }
+  | { readonly kind: 'failed' };
+
+/**
+ * The ticket HubSpot associates with a thread, if any. It is a bookkeeping call: when the
+ * portal's budget has no room for it, it gives up at once (and the caller owes it). One attempt:
+ * this look-up is optional, and later events look again; retrying it (429s ask for up to 10 s)
+ * would hold the whole conversation.
+ */
+const tryLookUpTicket = async (deps: ApplyDeps, org: Org, threadId: string): Promise<TicketLookUp> => {
   try {
-    // One attempt: this look-up is optional, and later events look again; retrying it (429s
-    // ask for up to 10 s) would hold the whole conversation for a minute.
     const thread = await deps.hubspotFor(org).getThread(threadId);
-    return thread.threadAssociations?.associatedTicketId ?? null;
+    return { kind: 'found', ticketId: thread.threadAssociations?.associatedTicketId ?? null };
   } catch (error) {
+    if (error instanceof PipelineError && error.code === ErrorCode.upstreamRateLimited)
+      return { kind: 'deferred' };
     deps.logger.warn(
       { err: error, orgId: org.orgId, threadId },
       'ticket association not looked up; ticket events wait for the next message',
     );
-    return null;
+    return { kind: 'failed' };
+  }
+};
+
+/** As tryLookUpTicket, null unless found; a deferred look-up is owed (made off this queue). */
+const lookUpTicket = async (deps: ApplyDeps, org: Org, threadId: string): Promise<string | null> => {
+  const found = await tryLookUpTicket(deps, org, threadId);
+  if (found.kind === 'deferred') await oweTicketLookUp(deps, org.orgId, threadId, { force: true });
+  return found.kind === 'found' ? found.ticketId : null;
+};
+
+/** Owing is best effort: Redis down costs the early link, never the customer's message. */
+const oweTicketLookUp = async (
+  deps: ApplyDeps,
+  orgId: string,
+  threadId: string,
+  options: { force?: boolean } = {},
+): Promise<void> => {
+  try {
+    await deps.owedTicketLookUps.owe(orgId, threadId, options);
+  } catch (error) {
+    deps.logger.warn(
+      { err: describeError(error), orgId, threadId },
+      'ticket look-up not owed; the next customer message, handoff or rep reply looks again',
+    );
   }
 };
 
@@ -111,10 +156,19 @@ const linkTicketIfNew = async (deps: ApplyDeps, org: Org, link: SessionLink): Pr
  * The first customer message of a thread creates its session. The create call's idempotency key
  * is derived from the thread, so however often this runs (replicas, restarts, a lost link) a
  * thread gets one session.
+ *
+ * The link is written without a ticket: the look-up (a HubSpot call) is not on the customer's
+ * path. It follows the send (linkTicketAfterSend), when the portal has room, or is owed and
+ * made later (owed-ticket-look-ups.ts). Ticket events that arrive before it is made are skipped
+ * and counted (no_linked_session), as for a ticket created later.
  */
-const ensureSession = async (event: CustomerMessage, org: Org, deps: ApplyDeps): Promise<SessionLink> => {
+const ensureSession = async (
+  event: CustomerMessage,
+  org: Org,
+  deps: ApplyDeps,
+): Promise<{ link: SessionLink; created: boolean }> => {
   const existing = deps.links.forThread(event.orgId, event.threadId);
-  if (existing) return existing;
+  if (existing) return { link: existing, created: false };
   const { id } = await deps.retry('opencx', () =>
     deps.openCxFor(org).createSession(
       {
@@ -128,16 +182,48 @@ const ensureSession = async (event: CustomerMessage, org: Org, deps: ApplyDeps):
     orgId: event.orgId,
     sessionId: id,
     threadId: event.threadId,
-    ticketId: await lookUpTicket(deps, org, event.threadId),
+    ticketId: null,
     handedOff: false,
     updatedAt: deps.now(),
   };
   await saveLink(deps, link);
   deps.logger.info(
-    { orgId: event.orgId, threadId: event.threadId, sessionId: id, ticketId: link.ticketId },
+    { orgId: event.orgId, threadId: event.threadId, sessionId: id },
     'session created for thread',
   );
-  return link;
+  return { link, created: true };
+};
+
+/**
+ * After the customer's message is at OpenCX. A new session's thread is looked up now if the
+ * portal has room for bookkeeping (so on a quiet portal the link, ticket included, is written
+ * before the AI's answer goes out, as before); if not, the look-up is owed. A thread whose link
+ * has no ticket and that did not get its session from this message owes it: if outbound died
+ * after the send and before this, the message comes again (its send a no-op by
+ * Idempotency-Key) and owes it then. Such a crash leaves a link without a ticket (what the old
+ * code wrote when its look-up failed) and the message at OpenCX; nothing the old code kept is
+ * lost. Owing a thread settled in the last hour is a no-op, so a ticketless conversation does
+ * not cost a look-up per message.
+ */
+const linkTicketAfterSend = async (
+  deps: ApplyDeps,
+  org: Org,
+  link: SessionLink,
+  created: boolean,
+): Promise<void> => {
+  if (link.ticketId !== null || link.threadId === null) return;
+  const threadId = link.threadId;
+  if (!created) return oweTicketLookUp(deps, link.orgId, threadId);
+  const found = await tryLookUpTicket(deps, org, threadId);
+  if (found.kind !== 'found') return oweTicketLookUp(deps, link.orgId, threadId);
+  if (found.ticketId !== null)
+    await saveLink(deps, { ...link, ticketId: found.ticketId, updatedAt: deps.now() });
+  await deps.owedTicketLookUps.settle({ orgId: link.orgId, threadId }).catch((error: unknown) => {
+    deps.logger.warn(
+      { err: describeError(error), orgId: link.orgId, threadId },
+      'ticket look-up not settled',
+    );
+  });
 };
 
 const applyCustomerMessage = async (
@@ -145,10 +231,11 @@ const applyCustomerMessage = async (
   org: Org,
   deps: ApplyDeps,
 ): Promise<ApplyOutcome> => {
-  const link = await ensureSession(event, org, deps);
+  const { link, created } = await ensureSession(event, org, deps);
   const { aiText } = await deps.retry('opencx', () =>
     deps.openCxFor(org).sendContactMessage(link.sessionId, event.text, event.eventId),
   );
+  await linkTicketAfterSend(deps, org, link, created);
   if (aiText !== null) {
     await deps.emitAiReply({
       type: 'ai-reply',

@@ -36,6 +36,7 @@ import { loadOutboundConfig, type OutboundConfig } from './config.ts';
 import { createPipelineEventHandler } from './handle-domain-event.ts';
 import { createOutboundMetrics } from './metrics.ts';
 import { createOpenCxApi, type OpenCxApi } from './opencx/client.ts';
+import { createRedisOwedTicketLookUps, startOwedTicketLookUps } from './owed-ticket-look-ups.ts';
 import { postAiReply } from './post-ai-reply.ts';
 
 export type RunningOutbound = { readonly metricsPort: number; readonly stop: () => Promise<void> };
@@ -96,8 +97,12 @@ export const startOutbound = async (
       prefix: config.REDIS_KEY_PREFIX,
       max: config.HUBSPOT_RATE_LIMIT_MAX,
       windowMs: config.HUBSPOT_RATE_LIMIT_WINDOW_MS,
+      onThrottled: (bucket, _waitMs, callClass) =>
+        metrics.hubspotThrottled.inc({ portal_id: bucket.replace('hubspot:', ''), class: callClass }),
     }),
+    onCall: (portalId, purpose) => metrics.hubspotCalls.inc({ portal_id: String(portalId), purpose }),
   });
+  const owedTicketLookUps = createRedisOwedTicketLookUps(redis, config.REDIS_KEY_PREFIX);
 
   const retryPolicy = {
     attempts: config.OPENCX_RETRY_ATTEMPTS,
@@ -127,6 +132,7 @@ export const startOutbound = async (
     },
     openCxFor,
     hubspotFor,
+    owedTicketLookUps,
     emitAiReply: (reply: AiReply) => events.publish(topics.aiReplies.name, [reply]),
     retry,
     logger,
@@ -231,6 +237,16 @@ export const startOutbound = async (
   };
   const consumers = createGroupMembership({ join: joinBothGroups, health: dependencies.health, logger });
   await consumers.start();
+  // Ticket look-ups owed to new sessions, made when the portals' budgets have room (any replica).
+  const ticketLookUps = startOwedTicketLookUps({
+    owed: owedTicketLookUps,
+    orgs,
+    links: applyDeps.links,
+    hubspotFor,
+    logger,
+    now: Date.now,
+    counted: (outcome) => metrics.ticketLookUps.inc({ outcome }),
+  });
   const metricsServer = await serveMetrics(
     registry,
     config.METRICS_PORT,
@@ -242,6 +258,7 @@ export const startOutbound = async (
   return {
     metricsPort: typeof address === 'object' && address ? address.port : config.METRICS_PORT,
     stop: async () => {
+      await ticketLookUps.stop();
       await consumers.stop();
       await dependencies.stop();
       await events.drain();

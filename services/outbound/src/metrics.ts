@@ -46,6 +46,24 @@ export const createOutboundMetrics = (registry: Registry) => ({
     help: "Events tried again because Kafka or another replica's claim was in the way",
     registers: [registry],
   }),
+  hubspotCalls: new Counter({
+    name: 'outbound_hubspot_calls_total',
+    help: 'HubSpot calls sent (each took a slot of the portal rate limit), by portal and purpose (post_reply, thread_history, ticket_lookup)',
+    labelNames: ['portal_id', 'purpose'] as const,
+    registers: [registry],
+  }),
+  hubspotThrottled: new Counter({
+    name: 'outbound_hubspot_throttled_total',
+    help: 'Times a HubSpot call found no slot in the per-portal rate limit, by portal and class (customer waits; bookkeeping is put off)',
+    labelNames: ['portal_id', 'class'] as const,
+    registers: [registry],
+  }),
+  ticketLookUps: new Counter({
+    name: 'outbound_owed_ticket_lookups_total',
+    help: "Owed ticket look-ups made off the customer's path, by outcome (found, none, deferred: no room in the budget, failed, given_up)",
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+  }),
   applyLatency: new Histogram({
     name: 'outbound_apply_seconds',
     help: 'Time to apply one domain event, retries included',

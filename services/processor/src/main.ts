@@ -65,6 +65,7 @@ export const startProcessor = async (
       windowMs: config.HUBSPOT_RATE_LIMIT_WINDOW_MS,
       onThrottled: (bucket) => metrics.hubspotThrottled.inc({ portal_id: bucket.replace('hubspot:', '') }),
     }),
+    onCall: (portalId, purpose) => metrics.hubspotCalls.inc({ portal_id: String(portalId), purpose }),
   });
 
   const handleRawEvent = createRawEventHandler({

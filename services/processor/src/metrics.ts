@@ -37,6 +37,12 @@ export const createProcessorMetrics = (registry: Registry) => ({
     labelNames: ['portal_id'] as const,
     registers: [registry],
   }),
+  hubspotCalls: new Counter({
+    name: 'processor_hubspot_calls_total',
+    help: 'HubSpot calls sent (each took a slot of the portal rate limit), by portal and purpose (refetch_message, original_content, note)',
+    labelNames: ['portal_id', 'purpose'] as const,
+    registers: [registry],
+  }),
   reconnectRequired: new Counter({
     name: 'processor_hubspot_reconnect_required_total',
     help: 'HubSpot answered 401 for an organisation: its app must be reconnected',

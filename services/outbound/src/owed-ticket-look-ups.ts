@@ -1,0 +1,211 @@
+import { ErrorCode, PipelineError, describeError } from '../../../lib/errors.ts';
+import type { HubSpotApi } from '../../../lib/hubspot/index.ts';
+import type { Logger } from '../../../lib/log.ts';
+import type { Org } from '../../../lib/orgs/index.ts';
+import type { Redis } from '../../../lib/redis.ts';
+import { ticketLinkKey, type SessionLink } from '../../../lib/session-links.ts';
+
+/**
+ * Ticket look-ups owed to new sessions, kept in Redis so that every replica can make them and a
+ * crash forgets none. A new conversation's first message goes to OpenCX after ONE HubSpot call
+ * (its re-fetch); the look-up `GET …/threads/{id}?association=TICKET` that tells which ticket
+ * the thread has is owed instead, and made when the portal's budget has room (bookkeeping class:
+ * never the customers' reserve, never while a customer call waits).
+ *
+ * A sorted set: member = [orgId, threadId], score = when it is due (Redis clock). Taking an entry
+ * moves it `LEASE_MS` ahead, so a replica that dies mid look-up leaves it to be taken again. A
+ * settled thread is remembered for `SETTLED_TTL_MS`, so owing it again (every customer message
+ * of a ticketless thread does, in case the first owe was lost) is a no-op for that long.
+ */
+const OWE = `
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('ZADD', KEYS[1], 'NX', now + tonumber(ARGV[2]), ARGV[1])
+`;
+const TAKE_DUE = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+for _, member in ipairs(due) do
+  redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[2]), member)
+end
+return due
+`;
+const LATER = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[2]), ARGV[1])
+`;
+
+const LEASE_MS = 30_000;
+const SETTLED_TTL_MS = 60 * 60 * 1000;
+/** HubSpot failures (not budget deferrals) before a look-up is given up; later rep replies look again. */
+const MAX_FAILURES = 6;
+
+export type OwedLookUp = { readonly orgId: string; readonly threadId: string };
+
+export type OwedTicketLookUps = {
+  /** Owes a look-up for the thread, due now, unless one is owed or it was settled lately (`force`: even then). */
+  readonly owe: (orgId: string, threadId: string, options?: { force?: boolean }) => Promise<void>;
+  /** Takes up to `limit` due look-ups for this replica (leased). */
+  readonly takeDue: (limit: number) => Promise<OwedLookUp[]>;
+  readonly later: (entry: OwedLookUp, afterMs: number) => Promise<void>;
+  /** Counts a failure; true once the entry is to be given up. */
+  readonly failed: (entry: OwedLookUp) => Promise<boolean>;
+  readonly settle: (entry: OwedLookUp) => Promise<void>;
+};
+
+export const createRedisOwedTicketLookUps = (redis: Redis, prefix: string): OwedTicketLookUps => {
+  const queue = `${prefix}ticket-lookups:owed`;
+  const failures = `${prefix}ticket-lookups:failures`;
+  const settledKey = ({ orgId, threadId }: OwedLookUp) =>
+    `${prefix}ticket-lookups:settled:${orgId}:${threadId}`;
+  const member = ({ orgId, threadId }: OwedLookUp) => JSON.stringify([orgId, threadId]);
+  return {
+    owe: async (orgId, threadId, { force = false } = {}) => {
+      const entry = { orgId, threadId };
+      if (force) await redis.del(settledKey(entry));
+      await redis.eval(OWE, 2, queue, settledKey(entry), member(entry), 0);
+    },
+    takeDue: async (limit) => {
+      const due = (await redis.eval(TAKE_DUE, 1, queue, limit, LEASE_MS)) as string[];
+      return due.map((raw) => {
+        const [orgId = '', threadId = ''] = JSON.parse(raw) as string[];
+        return { orgId, threadId };
+      });
+    },
+    later: async (entry, afterMs) => {
+      await redis.eval(LATER, 1, queue, member(entry), Math.max(1, Math.round(afterMs)));
+    },
+    failed: async (entry) => (await redis.hincrby(failures, member(entry), 1)) >= MAX_FAILURES,
+    settle: async (entry) => {
+      await redis
+        .multi()
+        .zrem(queue, member(entry))
+        .hdel(failures, member(entry))
+        .set(settledKey(entry), '1', 'PX', SETTLED_TTL_MS)
+        .exec();
+    },
+  };
+};
+
+export const TicketLookUpOutcome = {
+  found: 'found',
+  none: 'none',
+  deferred: 'deferred',
+  failed: 'failed',
+  givenUp: 'given_up',
+} as const;
+export type TicketLookUpOutcome = (typeof TicketLookUpOutcome)[keyof typeof TicketLookUpOutcome];
+
+export type SettleDeps = {
+  readonly owed: OwedTicketLookUps;
+  readonly orgs: { byId: (orgId: string) => Org | undefined };
+  readonly links: {
+    forThread: (orgId: string, threadId: string) => SessionLink | undefined;
+    write: (links: readonly { key: string; link: SessionLink }[]) => Promise<void>;
+  };
+  readonly hubspotFor: (org: Org) => HubSpotApi;
+  readonly logger: Logger;
+  readonly now: () => number;
+  readonly counted?: (outcome: TicketLookUpOutcome) => void;
+};
+
+/**
+ * Makes one owed look-up. A ticket found is written under the TICKET key only: this runs outside
+ * the conversation's queue (on any replica, from its possibly older copy of the link), so
+ * writing the thread key could undo a handoff written meanwhile. Ticket events and notes read
+ * the ticket key; the thread key learns the ticket at the next handoff or rep reply (their own
+ * look-up, in the queue).
+ */
+const settleOne = async (deps: SettleDeps, entry: OwedLookUp): Promise<void> => {
+  const count = deps.counted ?? (() => undefined);
+  const org = deps.orgs.byId(entry.orgId);
+  const link = deps.links.forThread(entry.orgId, entry.threadId);
+  if (!org || link?.ticketId) {
+    await deps.owed.settle(entry);
+    return;
+  }
+  if (!link) {
+    // Written by another replica and not read here yet (or never: counted as a failure).
+    if (await deps.owed.failed(entry)) await deps.owed.settle(entry);
+    else await deps.owed.later(entry, 1000);
+    return;
+  }
+  try {
+    const thread = await deps.hubspotFor(org).getThread(entry.threadId);
+    const ticketId = thread.threadAssociations?.associatedTicketId ?? null;
+    if (ticketId !== null) {
+      const ticketLink = { ...link, ticketId, updatedAt: deps.now() };
+      await deps.links.write([{ key: ticketLinkKey(entry.orgId, ticketId), link: ticketLink }]);
+      deps.logger.info(
+        { orgId: entry.orgId, threadId: entry.threadId, sessionId: link.sessionId, ticketId },
+        'ticket linked to session',
+      );
+    }
+    count(ticketId === null ? TicketLookUpOutcome.none : TicketLookUpOutcome.found);
+    await deps.owed.settle(entry);
+  } catch (error) {
+    if (error instanceof PipelineError && error.code === ErrorCode.upstreamRateLimited) {
+      // The portal has no room for bookkeeping now (or HubSpot said 429): later, not lost.
+      count(TicketLookUpOutcome.deferred);
+      await deps.owed.later(entry, error.retryAfterMs ?? 1000);
+      return;
+    }
+    const retriable = error instanceof PipelineError && error.retriable;
+    if (!retriable || (await deps.owed.failed(entry))) {
+      count(TicketLookUpOutcome.givenUp);
+      deps.logger.warn(
+        { orgId: entry.orgId, threadId: entry.threadId, err: describeError(error) },
+        'ticket association not looked up; ticket events wait for the next handoff or rep reply',
+      );
+      await deps.owed.settle(entry);
+      return;
+    }
+    count(TicketLookUpOutcome.failed);
+    await deps.owed.later(entry, 2000 + Math.random() * 3000);
+  }
+};
+
+/** One round: takes what is due and looks each up (concurrently: they are independent). */
+export const settleOwedTicketLookUps = async (deps: SettleDeps, limit = 20): Promise<number> => {
+  const due = await deps.owed.takeDue(limit);
+  await Promise.all(due.map((entry) => settleOne(deps, entry)));
+  return due.length;
+};
+
+/**
+ * Rounds every `everyMs` until stopped. Redis trouble is logged once per change (the dependency
+ * watch says the rest) and the next round tries again.
+ */
+export const startOwedTicketLookUps = (deps: SettleDeps, everyMs = 250): { stop: () => Promise<void> } => {
+  let stopped = false;
+  let failing = false;
+  let wake: (() => void) | undefined;
+  const loop = (async () => {
+    while (!stopped) {
+      try {
+        const taken = await settleOwedTicketLookUps(deps);
+        if (failing) deps.logger.info('owed ticket look-ups taken again');
+        failing = false;
+        if (taken > 0) continue;
+      } catch (error) {
+        if (!failing)
+          deps.logger.warn({ err: describeError(error) }, 'owed ticket look-ups not taken; trying again');
+        failing = true;
+      }
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+        setTimeout(resolve, everyMs).unref();
+      });
+    }
+  })();
+  return {
+    stop: async () => {
+      stopped = true;
+      wake?.();
+      await loop;
+    },
+  };
+};
