@@ -310,7 +310,7 @@ describe('keyed consumer (real Kafka)', function () {
     }
   });
 
-  it('given a dead-letter outcome, when the consumer dies before committing and another takes over, then the letter is not written again', async () => {
+  it('given a dead-letter outcome, when the consumer dies before committing and another takes over, then the poison is not handled again and the letter not written again', async () => {
     await produce([
       { key: 'a', value: 'a1' },
       { key: 'a', value: 'a2-poison' },
@@ -353,7 +353,9 @@ describe('keyed consumer (real Kafka)', function () {
     await second.start();
     try {
       await waitFor('the redelivery past the poison', () => secondSeen.includes('a3'), 30000);
-      assert.deepEqual(secondSeen, ['a1', 'a2-poison', 'a3'], 'everything redelivered, in order');
+      // The poison stays with the dead letters (only a replay brings it back): handled now, it
+      // could be applied after later messages of its conversation that the first consumer applied.
+      assert.deepEqual(secondSeen, ['a1', 'a3'], 'everything else redelivered, in order');
       assert.equal(await recordsOnDeadLetterTopic(), 1, 'the letter was not written a second time');
       await waitFor('the offset committed past the poison', async () => (await committedOffset()) === 3);
     } finally {
