@@ -129,7 +129,7 @@ export const watchRedis = (
   const timer = setInterval(() => {
     if (pinging) return;
     pinging = true;
-    within(redis.ping(), options.intervalMs, 'Redis PING')
+    within(redis.ping(), probeTimeoutFor(options.intervalMs, 2000), 'Redis PING')
       .then(onReady, onError)
       .finally(() => {
         pinging = false;
@@ -160,10 +160,14 @@ export const watchKafka = (
   const probe = async (): Promise<void> => {
     try {
       if (!connected) {
-        await within(admin.connect(), options.intervalMs * 2, 'Kafka connect');
+        await within(admin.connect(), probeTimeoutFor(options.intervalMs, 5000), 'Kafka connect');
         connected = true;
       }
-      await within(admin.describeCluster(), options.intervalMs * 2, 'Kafka describeCluster');
+      await within(
+        admin.describeCluster(),
+        probeTimeoutFor(options.intervalMs, 5000),
+        'Kafka describeCluster',
+      );
       health.report('kafka', true);
     } catch (error) {
       health.report('kafka', false, error);
@@ -185,6 +189,15 @@ export const watchKafka = (
     await admin.disconnect().catch(() => undefined);
   };
 };
+
+/**
+ * How long one probe may take before it counts as a failure: never less than `floorMs`, however
+ * often probes run. A busy process or broker answers a PING or describeCluster late, not never;
+ * with a timeout as short as the probe interval (0.4 s at a 2 s grace), a loaded machine made a
+ * healthy replica leave its group again and again (found by CI).
+ */
+export const probeTimeoutFor = (intervalMs: number, floorMs: number): number =>
+  Math.max(floorMs, intervalMs * 2);
 
 /** How often dependencies are probed: a few times per grace period, between 0.2 and 2 s. */
 export const probeIntervalFor = (graceMs: number): number =>

@@ -158,12 +158,19 @@ describe('a processor replica that cannot reach Redis steps aside (real broker, 
 
     replicaA = await spawnService(
       'processor',
-      { ...pipeline.env, REDIS_URL: proxy.url, DEPENDENCY_GRACE_MS: '2000' },
+      { ...pipeline.env, REDIS_URL: proxy.url, DEPENDENCY_GRACE_MS: '3000' },
       { stderr: 'pipe' },
     );
     replicaA.stderr?.on('data', (chunk: Buffer) => (stderrOfA += chunk.toString()));
     await pipeline.startProcessor();
-    await waitFor('both replicas in the consumer group', async () => (await groupMembers()) === 2, 60000);
+    await waitFor(
+      'both replicas in the consumer group',
+      async () => (await groupMembers()) === 2,
+      60000,
+    ).catch((error: unknown) => {
+      // Say why: A's own log tells whether it stepped aside (and on which dependency).
+      throw new Error(`${String(error)}; replica A's stderr ends with:\n${stderrOfA.slice(-3000)}`);
+    });
   });
 
   after(async () => {

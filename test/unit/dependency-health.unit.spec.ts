@@ -3,6 +3,7 @@ import {
   DependencyHealth,
   createGroupMembership,
   probeIntervalFor,
+  probeTimeoutFor,
   readinessProbe,
   type GroupMember,
 } from '../../lib/dependency-health.ts';
@@ -75,6 +76,12 @@ describe('dependency health: stepping aside when Redis or Kafka is gone', () => 
 
   it('given grace periods, when the probe interval is derived, then it is a fifth of the grace within 0.2 to 2 s', () => {
     assert.deepEqual([500, 2000, 15000, 60000].map(probeIntervalFor), [200, 400, 2000, 2000]);
+  });
+
+  it('regression (CI): given a short grace, when a probe timeout is derived, then it is never shorter than its floor (a loaded machine answers late, not never)', () => {
+    assert.equal(probeTimeoutFor(probeIntervalFor(2000), 2000), 2000);
+    assert.equal(probeTimeoutFor(probeIntervalFor(2000), 5000), 5000);
+    assert.equal(probeTimeoutFor(probeIntervalFor(60000), 2000), 4000);
   });
 });
 
