@@ -141,13 +141,15 @@ export const readTopicLimits = async (
   admin: Admin,
   topics: readonly string[],
 ): Promise<ReadonlyMap<string, TopicLimit>> => {
-  const [described, metadata] = await Promise.all([
-    admin.describeConfigs({
-      includeSynonyms: false,
-      resources: topics.map((name) => ({ type: TOPIC_RESOURCE, name, configNames: ['max.message.bytes'] })),
-    }),
-    admin.fetchTopicMetadata({ topics: [...topics] }),
-  ]);
+  const [described, metadata] = await whileLeadersSettle(`reading the limits of ${topics.join(', ')}`, () =>
+    Promise.all([
+      admin.describeConfigs({
+        includeSynonyms: false,
+        resources: topics.map((name) => ({ type: TOPIC_RESOURCE, name, configNames: ['max.message.bytes'] })),
+      }),
+      admin.fetchTopicMetadata({ topics: [...topics] }),
+    ]),
+  );
   let brokerLimit: number | undefined;
   const limits = new Map<string, TopicLimit>();
   for (const topic of topics) {
@@ -161,4 +163,32 @@ export const readTopicLimits = async (
     limits.set(topic, { maxBatchBytes, partitions });
   }
   return limits;
+};
+
+/**
+ * Runs a start-up read of a topic (offsets, configs) again while Kafka answers with a retriable
+ * error, for up to `timeoutMs`. A topic another service created a moment ago has a leader in the
+ * metadata before that broker serves it ("This server is not the leader for that
+ * topic-partition"); kafkajs's own retries (about 3 s) run out on a loaded machine, and the
+ * service then failed to start (found by the start-up test in CI).
+ */
+export const whileLeadersSettle = async <T>(
+  what: string,
+  read: () => Promise<T>,
+  timeoutMs = 30000,
+): Promise<T> => {
+  const deadline = Date.now() + timeoutMs;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await read();
+    } catch (error) {
+      const retriable = (error as { retriable?: unknown }).retriable === true;
+      if (!retriable) throw error;
+      if (Date.now() > deadline)
+        throw new Error(`${what}: Kafka still refuses after ${timeoutMs} ms: ${String(error)}`, {
+          cause: error,
+        });
+      await new Promise((resolve) => setTimeout(resolve, Math.min(1000, 100 * attempt)));
+    }
+  }
 };

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Admin, Consumer, Kafka } from 'kafkajs';
 import type { Logger } from '../log.ts';
+import { whileLeadersSettle } from './client.ts';
 
 export type TableEntry<V> = { readonly key: string; readonly value: V | undefined; readonly offset: string };
 
@@ -55,7 +56,9 @@ export class KafkaTable<V> {
     const admin = this.#kafka.admin();
     this.#admin = admin;
     await admin.connect();
-    const ends = await admin.fetchTopicOffsets(this.#topic);
+    const ends = await whileLeadersSettle(`reading the end of ${this.#topic}`, () =>
+      admin.fetchTopicOffsets(this.#topic),
+    );
     const remaining = new Map<number, bigint>();
     for (const { partition, high, low } of ends) {
       if (BigInt(high) > BigInt(low)) remaining.set(partition, BigInt(high) - 1n);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, connect, type Server, type Socket } from 'node:net';
-import { Kafka, Partitioners, logLevel } from 'kafkajs';
+import { Kafka, Partitioners, logLevel, type Admin } from 'kafkajs';
 import { Redis } from 'ioredis';
 import * as fixtures from '../fakes/hubspot-fixtures.ts';
 import {
@@ -93,12 +93,10 @@ describe('a processor replica that cannot reach Redis steps aside (real broker, 
   let pipeline: TestPipeline;
   let replicaA: ChildProcess & { metricsPort: number };
   let stderrOfA = '';
-  const kafka = new Kafka({
-    clientId: 'dependency-outage-test',
-    brokers: (process.env.KAFKA_BROKERS ?? '127.0.0.1:9092').split(','),
-    logLevel: logLevel.NOTHING,
-  });
-  const admin = kafka.admin();
+  // Made in `before`: KAFKA_BROKERS is set by the global setup (test/setup.ts), after this file
+  // loads. Built at load time with a fallback, the test asked another broker about the group
+  // (CI: the developer's Kafka on 9092) and waited for members that were never there.
+  let admin: Admin;
   const orgs: TestOrg[] = [];
 
   const groupMembers = async (): Promise<number> => {
@@ -132,6 +130,11 @@ describe('a processor replica that cannot reach Redis steps aside (real broker, 
     proxy = await startRedisProxy(redisServer.port);
     const redisUrl = `redis://127.0.0.1:${redisServer.port}`;
     pipeline = await startTestPipeline({ processor: false, env: { REDIS_URL: redisUrl } });
+    admin = new Kafka({
+      clientId: 'dependency-outage-test',
+      brokers: (pipeline.env.KAFKA_BROKERS ?? '').split(','),
+      logLevel: logLevel.NOTHING,
+    }).admin();
     await admin.connect();
 
     // Organisations whose keys cover every partition of the raw topic (3), as ingest keys them.
@@ -176,7 +179,7 @@ describe('a processor replica that cannot reach Redis steps aside (real broker, 
   after(async () => {
     if (replicaA) await kill(replicaA);
     await pipeline?.stop();
-    await admin.disconnect();
+    await admin?.disconnect();
     await proxy?.cut();
     if (redisServer) await kill(redisServer.process);
   });
