@@ -2,7 +2,7 @@
  * `npm run demo:webhook -- "text"`: asks the dev stack's sandbox HubSpot for a new customer
  * message, then POSTs its webhook to ingest signed (v3) with HubSpot's own SDK, as HubSpot would.
  */
-import { Signature } from '@hubspot/api-client';
+import { postSignedWebhook } from '../test/support/signed-delivery.ts';
 
 const SANDBOX_CONTROL = 'http://127.0.0.1:4099';
 const text = process.argv.slice(2).join(' ') || 'Hello, where is my order?';
@@ -20,23 +20,7 @@ const main = async (): Promise<void> => {
   };
   const url = `${ingestUrl}/webhooks/hubspot`;
   const body = JSON.stringify([event]);
-  const timestamp = Date.now();
-  const signature = Signature.getSignature('POST', 'v3', {
-    signature: '',
-    clientSecret: secret,
-    requestBody: body,
-    url,
-    timestamp,
-  });
-  const response = await fetch(url, {
-    method: 'POST',
-    headers: {
-      'content-type': 'application/json',
-      'x-hubspot-signature-v3': signature,
-      'x-hubspot-request-timestamp': String(timestamp),
-    },
-    body,
-  });
+  const response = await postSignedWebhook(url, body, secret);
   process.stdout.write(`POST ${url} → ${response.status} ${await response.text()}\n`);
   process.stdout.write(`sent: ${body}\n`);
   if (!response.ok) process.exit(1);

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { Signature } from '@hubspot/api-client';
+import { postSignedWebhook } from './signed-delivery.ts';
 import { startIngest, type RunningIngest } from '../../services/ingest/src/main.ts';
 import { loadIngestConfig } from '../../services/ingest/src/config.ts';
 import { startProcessor, type RunningProcessor } from '../../services/processor/src/main.ts';
@@ -188,22 +188,8 @@ export const startTestPipeline = async (
       const path = sign.path ?? '/webhooks/hubspot';
       const url = `${ingestUrl}${path}`;
       const body = sign.body ?? JSON.stringify(events);
-      const timestamp = sign.timestamp ?? Date.now();
-      const signature = Signature.getSignature('POST', 'v3', {
-        signature: '',
-        clientSecret: sign.secret ?? CLIENT_SECRET,
-        requestBody: body,
-        url,
-        timestamp,
-      });
-      return fetch(url, {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          'x-hubspot-signature-v3': signature,
-          'x-hubspot-request-timestamp': String(timestamp),
-        },
-        body,
+      return postSignedWebhook(url, body, sign.secret ?? CLIENT_SECRET, {
+        ...(sign.timestamp === undefined ? {} : { timestamp: sign.timestamp }),
       });
     },
 

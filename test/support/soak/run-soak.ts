@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { Signature } from '@hubspot/api-client';
+import { postSignedWebhook } from '../signed-delivery.ts';
 import { Kafka, logLevel } from 'kafkajs';
 import { topicsFor } from '../../../lib/kafka/topics.ts';
 import { startFakeHubSpot, type FakeHubSpot } from '../../fakes/hubspot.ts';
@@ -394,7 +394,7 @@ const run = (command: string, args: readonly string[], env: Record<string, strin
   });
 
 const dlq = (env: Record<string, string>, args: readonly string[]) =>
-  run(process.execPath, [`${repoRoot}services/outbound/src/dlq-cli.ts`, ...args], {
+  run(process.execPath, [`${repoRoot}lib/dead-letters/dlq-cli.ts`, ...args], {
     ...env,
     LOG_LEVEL: 'silent',
   });
@@ -430,28 +430,16 @@ const createOrg = async (
   };
 };
 
-/** A batch signed (v3) with HubSpot's own SDK; the status, or 0 when ingest did not answer. */
+/** A batch signed (v3) with HubSpot's own SDK; the status. */
 const postSigned = async (ingestUrl: string, events: readonly object[]): Promise<number> => {
-  const url = `${ingestUrl}/webhooks/hubspot`;
-  const body = JSON.stringify(events);
-  const timestamp = Date.now();
-  const signature = Signature.getSignature('POST', 'v3', {
-    signature: '',
-    clientSecret: CLIENT_SECRET,
-    requestBody: body,
-    url,
-    timestamp,
-  });
-  const response = await fetch(url, {
-    method: 'POST',
-    headers: {
-      'content-type': 'application/json',
-      'x-hubspot-signature-v3': signature,
-      'x-hubspot-request-timestamp': String(timestamp),
+  const response = await postSignedWebhook(
+    `${ingestUrl}/webhooks/hubspot`,
+    JSON.stringify(events),
+    CLIENT_SECRET,
+    {
+      signal: AbortSignal.timeout(15000),
     },
-    body,
-    signal: AbortSignal.timeout(15000),
-  });
+  );
   await response.arrayBuffer();
   return response.status;
 };
