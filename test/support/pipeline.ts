@@ -49,6 +49,52 @@ export const sumCounter = (exposition: string, name: string, labels: Record<stri
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
+ * PUT /admin/orgs/{orgId} on a running ingest, with a fresh access token the fake HubSpot knows
+ * and a fresh OpenCX key: the test pipeline and the chaos soak register organisations this way.
+ */
+export const registerTestOrg = async (
+  ingestUrl: string,
+  hubspot: Pick<FakeHubSpot, 'setToken'>,
+  spec: {
+    orgId: string;
+    portalId: number;
+    settings?: { assistMode?: boolean; ticketingEnabled?: boolean };
+    privateAppClientSecret?: string;
+  },
+): Promise<TestOrg> => {
+  const { orgId, portalId } = spec;
+  const accessToken = `pat-na1-${randomBytes(8).toString('hex')}`;
+  const apiKey = `ocx-${randomBytes(8).toString('hex')}`;
+  hubspot.setToken(accessToken, portalId);
+  const response = await fetch(`${ingestUrl}/admin/orgs/${orgId}`, {
+    method: 'PUT',
+    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+    body: JSON.stringify({
+      hubspot: {
+        portalId,
+        accessToken,
+        aiActorId: 'A-111',
+        defaultOwnerActorId: 'A-222',
+        ...(spec.privateAppClientSecret ? { privateAppClientSecret: spec.privateAppClientSecret } : {}),
+      },
+      opencx: { apiKey },
+      settings: { assistMode: false, ticketingEnabled: true, ...spec.settings },
+    }),
+  });
+  if (response.status !== 201 && response.status !== 200)
+    throw new Error(`PUT /admin/orgs/${orgId} answered ${response.status}: ${await response.text()}`);
+  const body = (await response.json()) as { legacyWebhookUrl: string };
+  return {
+    orgId,
+    portalId,
+    accessToken,
+    apiKey,
+    aiActorId: 'A-111',
+    legacyWebhookUrl: body.legacyWebhookUrl,
+  };
+};
+
+/**
  * The whole pipeline in this process, on the real broker, registry and Redis, with its own topic
  * and Redis key prefixes, talking to fake HubSpot and OpenCX servers. `stop()` cleans up.
  */
@@ -145,39 +191,11 @@ export const startTestPipeline = async (
         privateAppClientSecret?: string;
       } = {},
     ): Promise<TestOrg> {
-      const orgId = overrides.orgId ?? `org-${randomBytes(3).toString('hex')}`;
-      const portalId = overrides.portalId ?? 20_000_000 + Math.floor(Math.random() * 9_000_000);
-      const accessToken = `pat-na1-${randomBytes(8).toString('hex')}`;
-      const apiKey = `ocx-${randomBytes(8).toString('hex')}`;
-      hubspot.setToken(accessToken, portalId);
-      const response = await fetch(`${ingestUrl}/admin/orgs/${orgId}`, {
-        method: 'PUT',
-        headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
-        body: JSON.stringify({
-          hubspot: {
-            portalId,
-            accessToken,
-            aiActorId: 'A-111',
-            defaultOwnerActorId: 'A-222',
-            ...(overrides.privateAppClientSecret
-              ? { privateAppClientSecret: overrides.privateAppClientSecret }
-              : {}),
-          },
-          opencx: { apiKey },
-          settings: { assistMode: false, ticketingEnabled: true, ...overrides.settings },
-        }),
+      return registerTestOrg(ingestUrl, hubspot, {
+        ...overrides,
+        orgId: overrides.orgId ?? `org-${randomBytes(3).toString('hex')}`,
+        portalId: overrides.portalId ?? 20_000_000 + Math.floor(Math.random() * 9_000_000),
       });
-      if (response.status !== 201 && response.status !== 200)
-        throw new Error(`PUT /admin/orgs answered ${response.status}: ${await response.text()}`);
-      const body = (await response.json()) as { legacyWebhookUrl: string };
-      return {
-        orgId,
-        portalId,
-        accessToken,
-        apiKey,
-        aiActorId: 'A-111',
-        legacyWebhookUrl: body.legacyWebhookUrl,
-      };
     },
 
     /** POSTs a batch signed (v3) with HubSpot's own SDK, as HubSpot would. */

@@ -12,7 +12,7 @@ import { Kafka, logLevel } from 'kafkajs';
 import { topicsFor } from '../../../lib/kafka/topics.ts';
 import { startFakeHubSpot, type FakeHubSpot } from '../../fakes/hubspot.ts';
 import { startFakeOpenCx, type FakeOpenCx } from '../../fakes/opencx.ts';
-import { ADMIN_TOKEN, CLIENT_SECRET, sleep, waitFor, type TestOrg } from '../pipeline.ts';
+import { ADMIN_TOKEN, CLIENT_SECRET, registerTestOrg, sleep, waitFor, type TestOrg } from '../pipeline.ts';
 import { Replica, SoakRedis } from './cluster.ts';
 import { LoadGenerator, seededRandom, type OfferedEvent } from './load.ts';
 import { failed, verify, type Verdict } from './verify.ts';
@@ -399,36 +399,12 @@ const dlq = (env: Record<string, string>, args: readonly string[]) =>
     LOG_LEVEL: 'silent',
   });
 
-const createOrg = async (
+const createOrg = (
   ingestUrl: string,
   hubspot: FakeHubSpot,
   orgId: string,
   portalId: number,
-): Promise<TestOrg> => {
-  const accessToken = `pat-na1-${randomBytes(8).toString('hex')}`;
-  const apiKey = `ocx-${randomBytes(8).toString('hex')}`;
-  hubspot.setToken(accessToken, portalId);
-  const response = await fetch(`${ingestUrl}/admin/orgs/${orgId}`, {
-    method: 'PUT',
-    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
-    body: JSON.stringify({
-      hubspot: { portalId, accessToken, aiActorId: 'A-111', defaultOwnerActorId: 'A-222' },
-      opencx: { apiKey },
-      settings: { assistMode: false, ticketingEnabled: true },
-    }),
-  });
-  if (response.status !== 201 && response.status !== 200)
-    throw new Error(`PUT /admin/orgs/${orgId} answered ${response.status}: ${await response.text()}`);
-  const body = (await response.json()) as { legacyWebhookUrl: string };
-  return {
-    orgId,
-    portalId,
-    accessToken,
-    apiKey,
-    aiActorId: 'A-111',
-    legacyWebhookUrl: body.legacyWebhookUrl,
-  };
-};
+): Promise<TestOrg> => registerTestOrg(ingestUrl, hubspot, { orgId, portalId });
 
 /** A batch signed (v3) with HubSpot's own SDK; the status. */
 const postSigned = async (ingestUrl: string, events: readonly object[]): Promise<number> => {
