@@ -22,6 +22,13 @@ export type HandlerOutcome =
       readonly eventId: string | null;
     }
   /** A transient failure (Kafka, Redis, a claim held elsewhere): the same message again after `afterMs`. */
-  | { readonly kind: 'retry'; readonly error: string; readonly afterMs: number };
+  | { readonly kind: 'retry'; readonly error: string; readonly afterMs: number }
+  /**
+   * The message's tenant (its organisation or portal) cannot take it now: HubSpot budget spent,
+   * OpenCX failing. The consumer parks the tenant: this and its later messages leave memory and
+   * the partition goes on without them; they are read again, in order, once the tenant's gate
+   * opens (at `untilMs` when given, else after a back-off that grows with each close).
+   */
+  | { readonly kind: 'wait-for-tenant'; readonly reason: string; readonly untilMs?: number };
 
 export const done: HandlerOutcome = { kind: 'done' };

@@ -1,9 +1,11 @@
-import type { Consumer, EachBatchPayload, KafkaMessage } from 'kafkajs';
+import { randomUUID } from 'node:crypto';
+import type { Admin, Consumer, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
 import { DeadLetterReason, type DeadLetterDetails, type DeadLetterWriter } from '../dead-letters/index.ts';
 import { describeError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { backoffDelay, sleep, type RetryPolicy } from '../retry.ts';
 import type { HandlerOutcome } from './handler-outcome.ts';
+import type { TenantGate } from './tenant-gate.ts';
 
 /** Says what became of one message; throws only for what it cannot classify (a bug). */
 export type KeyedHandler = (
@@ -20,7 +22,39 @@ export type ConsumerObserver = {
   readonly crashed?: (error: unknown, attempt: number) => void;
   /** A dead letter was written for the message (not counted again when a restart finds it written). */
   readonly deadLettered?: (reason: DeadLetterReason) => void;
+  /** A message was parked because its tenant must wait (by its handler's outcome, or a closed gate). */
+  readonly parked?: (reason: string) => void;
+  /** A parked tenant's messages were read again: how many were handed to the handler. */
+  readonly replayed?: (messages: number) => void;
 };
+
+/**
+ * Parking a tenant that must wait (see HandlerOutcome 'wait-for-tenant'). Nothing parked is
+ * kept in memory: the consumer commits past the tenant's messages and records, in the same
+ * commit (Kafka offset metadata, atomic with the offset), from which offset each parked tenant
+ * must be read again. When the tenant's gate opens, a reader of its own (one consumer group of
+ * one member per process, never committing) reads the partition again from that cursor and
+ * hands that tenant's messages, in offset order, to the same per-conversation queues; the live
+ * stream skips the tenant's messages until the reader has caught up with it, then takes over.
+ */
+export type TenantParking = {
+  readonly kafka: Kafka;
+  /** The live consumer's group (its committed offsets carry the cursors). */
+  readonly groupId: string;
+  /** The tenant of a record, from its key or headers (no decoding); undefined: never parked. */
+  readonly tenantOf: (message: KafkaMessage) => string | undefined;
+  readonly gate: TenantGate;
+  /**
+   * A tenant that keeps waiting this long with no message handled in between gets its message
+   * dead-lettered (retries_exhausted) rather than parked again: a tenant never waits forever on
+   * one message that always fails.
+   */
+  readonly maxWaitMs?: number;
+};
+
+export const DEFAULT_MAX_TENANT_WAIT_MS = 24 * 60 * 60 * 1000;
+/** Kafka refuses commit metadata over offset.metadata.max.bytes (4096 by default). */
+const MAX_CURSOR_METADATA_CHARS = 3500;
 
 export const DEFAULT_CRASH_BUDGET: RetryPolicy = { attempts: 5, initialDelayMs: 500, maxDelayMs: 10000 };
 
@@ -39,9 +73,29 @@ export type KeyedConsumerOptions = {
   readonly maxBufferedMessages?: number;
   readonly commitIntervalMs?: number;
   readonly observer?: ConsumerObserver;
+  /** Without it, a 'wait-for-tenant' outcome waits in memory (until its time) like a retry. */
+  readonly parking?: TenantParking;
 };
 
 type Tracked = { readonly offset: bigint; done: boolean };
+/**
+ * A re-read of one partition for tenants whose gate opened: from the lowest of their cursors
+ * until it reaches what the live stream has read (`handoverAt`).
+ */
+type Replay = {
+  /** Tenant → the offset its parked messages start at. */
+  readonly tenants: Map<string, bigint>;
+  /** The next offset the reader expects. */
+  position: bigint;
+  /** Set once the reader caught up: live messages from here on are the live stream's. */
+  handoverAt: bigint | undefined;
+  reading: boolean;
+  /** Messages handed to the queues and not finished, in offset order. */
+  readonly entries: Tracked[];
+  waiting: number;
+  paused: boolean;
+  handed: number;
+};
 /** One assigned partition: what it has in flight, and whether fetching it is paused. */
 type PartitionState = {
   readonly topic: string;
@@ -54,6 +108,15 @@ type PartitionState = {
   /** Messages of this partition queued or being handled. */
   waiting: number;
   paused: boolean;
+  /** One past the highest offset the live stream has queued. */
+  nextOffset: bigint | undefined;
+  /** Tenants parked on this partition: their messages from `from` on are to be read again. */
+  readonly parked: Map<string, { from: bigint }>;
+  /** Since when each tenant has waited with no message of it handled (for maxWaitMs). */
+  readonly waitingSince: Map<string, number>;
+  replay: Replay | undefined;
+  /** The cursor metadata last committed (a change is committed even when the offset is not). */
+  committedMetadata: string | null;
 };
 type Work = {
   readonly message: KafkaMessage;
@@ -62,19 +125,28 @@ type Work = {
   readonly epoch: number;
   readonly tracked: Tracked;
   readonly state: PartitionState;
+  /** Set for a parked tenant's message read again; undefined for the live stream's. */
+  readonly replay?: Replay;
 };
 
+/** What to do with a message at the head of its queue, before any handler is called. */
+type Disposition = 'handle' | 'park' | 'covered';
+
+type CursorMetadata = { v: 1; p: [tenant: string, from: string, since: number][] };
+
 /**
- * A consumer that never lets one conversation hold up another, and never lets one message hold
- * up its conversation forever: the handler returns an outcome (done, skipped, dead-letter,
- * retry) and the consumer acts on it; a handler that throws gets a bounded budget of attempts,
- * then its message is dead-lettered as handler_crashed and the conversation goes on. `eachBatch` only queues messages
- * by ordering key and returns, so fetching goes on; each key's queue runs in order on its own.
- * Offsets are committed per partition up to the first message not yet done, so a crash
- * redelivers exactly the unfinished work (handlers are idempotent). After a rebalance, queued
- * work of the old assignment is dropped: the partitions' new owners start from the commit.
- * Memory is bounded per partition: a partition with too much waiting (a throttled portal's
- * backlog) is paused on its own and resumed as it drains; the others keep being fetched.
+ * A consumer that never lets one conversation hold up another, never lets one message hold up
+ * its conversation forever, and never lets one tenant's trouble hold up the partition: the
+ * handler returns an outcome (done, skipped, dead-letter, retry, wait-for-tenant) and the
+ * consumer acts on it; a handler that throws gets a bounded budget of attempts, then its message
+ * is dead-lettered as handler_crashed and the conversation goes on. `eachBatch` only queues
+ * messages by ordering key and returns, so fetching goes on; each key's queue runs in order on
+ * its own. Offsets are committed per partition up to the first message not yet done, so a crash
+ * redelivers exactly the unfinished work (handlers are idempotent). A tenant that must wait is
+ * parked (see TenantParking): its messages are committed past and read again later, in order.
+ * After a rebalance, queued work of the old assignment is dropped: the partitions' new owners
+ * start from the commit and its parked cursors. Memory is bounded per partition: a partition
+ * with too much waiting is paused on its own and resumed as it drains.
  */
 export class KeyedConsumer {
   readonly #options: KeyedConsumerOptions;
@@ -85,6 +157,12 @@ export class KeyedConsumer {
   #epoch = 0;
   #commitTimer: NodeJS.Timeout | undefined;
   #stopping = false;
+  #admin: Admin | undefined;
+  /** Committed offsets and cursors per topic, read once per assignment. */
+  #restored = new Map<string, Promise<Map<number, { offset: bigint; metadata: string | null }>>>();
+  #reader: Promise<Consumer> | undefined;
+  readonly #initializing = new Map<string, Promise<PartitionState | undefined>>();
+  #replayTimer: NodeJS.Timeout | undefined;
 
   constructor(options: KeyedConsumerOptions) {
     this.#options = options;
@@ -94,16 +172,39 @@ export class KeyedConsumer {
     return this.#buffered;
   }
 
+  /** Tenants parked on this consumer's partitions (tests, metrics). */
+  get parkedTenants(): string[] {
+    const tenants = new Set<string>();
+    for (const state of this.#partitions.values()) {
+      if (state.epoch !== this.#epoch) continue;
+      for (const tenant of state.parked.keys()) tenants.add(tenant);
+      for (const tenant of state.replay?.tenants.keys() ?? []) tenants.add(tenant);
+    }
+    return [...tenants];
+  }
+
   async start(): Promise<void> {
-    const { consumer } = this.#options;
-    consumer.on(consumer.events.GROUP_JOIN, () => {
+    const { consumer, parking } = this.#options;
+    consumer.on(consumer.events.GROUP_JOIN, (event) => {
       // New assignment: whatever is queued belongs to the old one.
       this.#epoch++;
       const paused = [...this.#partitions.values()].filter((state) => state.paused);
       if (paused.length > 0)
         consumer.resume(paused.map((state) => ({ topic: state.topic, partitions: [state.partition] })));
       this.#partitions.clear();
+      this.#initializing.clear();
+      this.#restored.clear();
+      void this.#pauseReader();
+      // Parked tenants of a partition with no new traffic are read again all the same.
+      if (parking)
+        for (const [topic, partitions] of Object.entries(event.payload.memberAssignment))
+          for (const partition of partitions) void this.#stateFor(topic, partition);
     });
+    if (parking) {
+      this.#admin = parking.kafka.admin();
+      await this.#admin.connect();
+      this.#replayTimer = setInterval(() => this.#startDueReplays(), 200);
+    }
     await consumer.connect();
     await consumer.subscribe({ topics: [...this.#options.topics], fromBeginning: true });
     await consumer.run({
@@ -117,33 +218,27 @@ export class KeyedConsumer {
   /** Lets each conversation finish the message it is on (5 s at most), commits, then leaves the group. */
   async stop(): Promise<void> {
     this.#stopping = true;
+    clearInterval(this.#replayTimer);
     await Promise.race([Promise.allSettled([...this.#running]), sleep(5000)]);
     clearTimeout(this.#commitTimer);
     await this.#commit().catch(() => undefined);
-    await this.#options.consumer.disconnect();
+    const reader = this.#reader;
+    await Promise.allSettled([
+      this.#options.consumer.disconnect(),
+      reader?.then((consumer) => consumer.disconnect()),
+      this.#admin?.disconnect(),
+    ]);
   }
 
   async #enqueueBatch(payload: EachBatchPayload): Promise<void> {
     const { batch } = payload;
-    const partitionKey = `${batch.topic}:${batch.partition}`;
-    let state = this.#partitions.get(partitionKey);
-    if (!state || state.epoch !== this.#epoch) {
-      state = {
-        topic: batch.topic,
-        partition: batch.partition,
-        epoch: this.#epoch,
-        entries: [],
-        committed: undefined,
-        committable: undefined,
-        waiting: 0,
-        paused: false,
-      };
-      this.#partitions.set(partitionKey, state);
-    }
+    const state = await this.#stateFor(batch.topic, batch.partition);
+    if (!state) return; // reassigned meanwhile: the batch is the new owner's
     for (const message of batch.messages) {
       const tracked: Tracked = { offset: BigInt(message.offset), done: false };
       state.entries.push(tracked);
       state.waiting++;
+      state.nextOffset = tracked.offset + 1n;
       this.#push(this.#options.orderingKey(message), {
         message,
         topic: batch.topic,
@@ -167,12 +262,64 @@ export class KeyedConsumer {
     await payload.heartbeat();
   }
 
+  /**
+   * The partition's state in the current assignment, made on first use: with parking, the
+   * parked tenants' cursors are read from the commit first (so no live message of a parked
+   * tenant is handled before its parked ones).
+   */
+  #stateFor(topic: string, partition: number): Promise<PartitionState | undefined> {
+    const key = `${topic}:${partition}`;
+    const existing = this.#partitions.get(key);
+    if (existing && existing.epoch === this.#epoch) return Promise.resolve(existing);
+    let pending = this.#initializing.get(key);
+    if (!pending) {
+      const epoch = this.#epoch;
+      pending = (async () => {
+        const restored = await this.#restoreCursors(topic, partition);
+        if (epoch !== this.#epoch) return undefined;
+        const state: PartitionState = {
+          topic,
+          partition,
+          epoch,
+          entries: [],
+          committed: restored?.offset,
+          committable: undefined,
+          waiting: 0,
+          paused: false,
+          // The live stream goes on from the commit.
+          nextOffset: restored?.offset,
+          parked: new Map(),
+          waitingSince: new Map(),
+          replay: undefined,
+          committedMetadata: restored?.metadata ?? null,
+        };
+        this.#adoptCursors(state, restored?.metadata ?? null);
+        this.#partitions.set(key, state);
+        return state;
+      })().finally(() => {
+        if (this.#initializing.get(key) === pending) this.#initializing.delete(key);
+      });
+      this.#initializing.set(key, pending);
+    }
+    return pending;
+  }
+
   #limit(): number {
     return this.#options.maxBufferedMessages ?? 5000;
   }
 
   /** A message of `state` is finished (or dropped): resume its partition once half drained. */
-  #release(state: PartitionState): void {
+  #release(work: Work): void {
+    const { state, replay } = work;
+    if (replay) {
+      replay.waiting--;
+      if (replay.paused && replay.waiting <= this.#limit() / 2 && state.replay === replay && replay.reading) {
+        replay.paused = false;
+        void this.#resumeReader(state);
+      }
+      this.#finishReplayIfDone(state);
+      return;
+    }
     state.waiting--;
     if (state.paused && state.waiting <= this.#limit() / 2 && state.epoch === this.#epoch) {
       state.paused = false;
@@ -202,23 +349,23 @@ export class KeyedConsumer {
       const work = queue[0];
       if (!work) break;
       const current = work.epoch === this.#epoch;
-      const finished = current && (await this.#handleUntilDone(work));
+      const finished = current && (await this.#settle(work));
       // Stopping mid-message: leave it unfinished (uncommitted, so redelivered) and stop here.
       if (!finished && this.#stopping && work.epoch === this.#epoch) break;
       // Either done, or from an assignment this consumer lost (its new owner redoes it): move on,
       // so newer messages of the same key behind it are not stranded.
       queue.shift();
       this.#buffered--;
-      this.#release(work.state);
       if (finished) {
         work.tracked.done = true;
         this.#scheduleCommit();
       }
+      this.#release(work);
     }
     this.#queues.delete(key);
     for (const work of queue) {
       this.#buffered--;
-      this.#release(work.state);
+      this.#release(work);
     }
   }
 
@@ -226,8 +373,71 @@ export class KeyedConsumer {
     return !this.#stopping && work.epoch === this.#epoch;
   }
 
+  /** Parks, passes over (a replay has it) or handles the message; true once it is finished. */
+  async #settle(work: Work): Promise<boolean> {
+    const tenant = this.#options.parking?.tenantOf(work.message);
+    switch (tenant === undefined ? 'handle' : this.#disposition(work, tenant)) {
+      case 'covered':
+        return true;
+      case 'park':
+        this.#park(work.state, tenant as string, work.tracked.offset);
+        this.#options.observer?.parked?.('tenant_waiting');
+        return true;
+      default:
+        return this.#handleUntilDone(work, tenant);
+    }
+  }
+
+  /**
+   * Per-conversation order across parking: while a tenant waits (on any partition of this
+   * process) or is parked here, each of its messages joins the parked ones; while a replay of it
+   * runs, a live message the replay will read again is passed over (the replay's copy follows
+   * the earlier messages of its conversation in the same queue).
+   */
+  #disposition(work: Work, tenant: string): Disposition {
+    const { state } = work;
+    const offset = work.tracked.offset;
+    const waiting = this.#options.parking?.gate.waitingUntil(tenant) !== undefined;
+    if (work.replay) {
+      if (work.replay !== state.replay) return 'covered';
+      return waiting || state.parked.has(tenant) ? 'park' : 'handle';
+    }
+    if (waiting || state.parked.has(tenant)) return 'park';
+    const replay = state.replay;
+    const from = replay?.tenants.get(tenant);
+    if (
+      replay &&
+      from !== undefined &&
+      offset >= from &&
+      (replay.handoverAt === undefined || offset < replay.handoverAt)
+    )
+      return 'covered';
+    return 'handle';
+  }
+
+  /** The tenant's messages from `offset` on (or from its earlier cursor) are to be read again. */
+  #park(state: PartitionState, tenant: string, offset: bigint): void {
+    const entry = state.parked.get(tenant);
+    if (entry) {
+      if (offset < entry.from) entry.from = offset;
+      return;
+    }
+    state.parked.set(tenant, { from: offset });
+    if (!state.waitingSince.has(tenant)) state.waitingSince.set(tenant, Date.now());
+    this.#options.logger.warn(
+      {
+        topic: state.topic,
+        partition: state.partition,
+        tenant,
+        from: offset.toString(),
+        until: new Date(this.#options.parking?.gate.waitingUntil(tenant) ?? Date.now()).toISOString(),
+      },
+      'tenant parked: its messages leave memory and are read again, in order, when it can take them',
+    );
+  }
+
   /** True once the message is finished; false when it gave up because the consumer is stopping or lost the partition. */
-  async #handleUntilDone(work: Work): Promise<boolean> {
+  async #handleUntilDone(work: Work, tenant: string | undefined): Promise<boolean> {
     const budget = this.#options.crashBudget ?? DEFAULT_CRASH_BUDGET;
     const where = { topic: work.topic, partition: work.partition, offset: work.message.offset };
     let crashes = 0;
@@ -265,6 +475,21 @@ export class KeyedConsumer {
           eventId: null,
         };
       }
+      if (outcome.kind === 'wait-for-tenant') {
+        const waited = this.#waitForTenant(work, tenant, outcome);
+        if (waited === 'parked') return true;
+        if (waited === 'in-memory') {
+          // Nowhere to park: wait here (this conversation only), then the same message again.
+          this.#options.observer?.retried?.(outcome.reason);
+          await sleep(Math.max(1000, (outcome.untilMs ?? 0) - Date.now()));
+          continue;
+        }
+        outcome = waited;
+      }
+      if (tenant !== undefined && outcome.kind !== 'retry') {
+        work.state.waitingSince.delete(tenant);
+        if (outcome.kind === 'done') this.#options.parking?.gate.recovered(tenant);
+      }
       switch (outcome.kind) {
         case 'done':
         case 'skipped':
@@ -288,6 +513,44 @@ export class KeyedConsumer {
       }
     }
     return false;
+  }
+
+  /**
+   * Parks the tenant ('parked'), or waits in memory when parking is not set up or the record has
+   * no tenant ('in-memory', after the wait), or says to dead-letter the message when its tenant
+   * has waited longer than maxWaitMs with nothing handled in between.
+   */
+  #waitForTenant(
+    work: Work,
+    tenant: string | undefined,
+    outcome: Extract<HandlerOutcome, { kind: 'wait-for-tenant' }>,
+  ): 'parked' | 'in-memory' | Extract<HandlerOutcome, { kind: 'dead-letter' }> {
+    const { parking } = this.#options;
+    if (!parking || tenant === undefined) return 'in-memory';
+    const since = work.state.waitingSince.get(tenant) ?? Date.now();
+    const maxWaitMs = parking.maxWaitMs ?? DEFAULT_MAX_TENANT_WAIT_MS;
+    if (Date.now() - since > maxWaitMs) {
+      return {
+        kind: 'dead-letter',
+        reason: DeadLetterReason.retriesExhausted,
+        error: `tenant ${tenant} has waited since ${new Date(since).toISOString()} (more than ${maxWaitMs} ms) with this message first in line: ${outcome.reason}`,
+        attempts: 1,
+        orgId: null,
+        eventType: null,
+        eventId: null,
+      };
+    }
+    const wasWaiting = parking.gate.waitingUntil(tenant) !== undefined;
+    const until = parking.gate.close(tenant, outcome.reason, outcome.untilMs);
+    if (!wasWaiting)
+      this.#options.logger.warn(
+        { tenant, reason: outcome.reason, until: new Date(until).toISOString() },
+        'tenant must wait: its messages are parked until then',
+      );
+    work.state.waitingSince.set(tenant, since);
+    this.#park(work.state, tenant, work.tracked.offset);
+    this.#options.observer?.parked?.(outcome.reason);
+    return 'parked';
   }
 
   /**
@@ -325,6 +588,297 @@ export class KeyedConsumer {
     return false;
   }
 
+  // --- Parked tenants: cursors in the commit, and replays --------------------------------------
+
+  async #restoreCursors(
+    topic: string,
+    partition: number,
+  ): Promise<{ offset: bigint; metadata: string | null } | undefined> {
+    const { parking } = this.#options;
+    if (!parking || !this.#admin) return undefined;
+    const admin = this.#admin;
+    let pending = this.#restored.get(topic);
+    if (!pending) {
+      pending = (async () => {
+        for (let attempt = 1; ; attempt++) {
+          try {
+            const [fetched] = await admin.fetchOffsets({ groupId: parking.groupId, topics: [topic] });
+            return new Map(
+              (fetched?.partitions ?? [])
+                .filter((entry) => Number(entry.offset) >= 0)
+                .map((entry) => [
+                  entry.partition,
+                  { offset: BigInt(entry.offset), metadata: entry.metadata ?? null },
+                ]),
+            );
+          } catch (error) {
+            // Without the cursors a parked tenant's messages would be skipped: never go on blind.
+            this.#options.logger.warn(
+              { err: error, topic, attempt },
+              'could not read the committed parked-tenant cursors; trying again',
+            );
+            await sleep(Math.min(5000, 200 * attempt));
+          }
+        }
+      })();
+      this.#restored.set(topic, pending);
+    }
+    return (await pending).get(partition);
+  }
+
+  #adoptCursors(state: PartitionState, metadata: string | null): void {
+    if (!metadata) return;
+    let parsed: CursorMetadata;
+    try {
+      parsed = JSON.parse(metadata) as CursorMetadata;
+    } catch {
+      this.#options.logger.warn(
+        { topic: state.topic, partition: state.partition, metadata },
+        'committed offset metadata is not ours; ignored',
+      );
+      return;
+    }
+    if (parsed.v !== 1 || !Array.isArray(parsed.p)) return;
+    for (const [tenant, from, since] of parsed.p) {
+      state.parked.set(tenant, { from: BigInt(from) });
+      state.waitingSince.set(tenant, since);
+    }
+    if (parsed.p.length > 0)
+      this.#options.logger.info(
+        { topic: state.topic, partition: state.partition, tenants: parsed.p.map(([tenant]) => tenant) },
+        'parked tenants taken over from the partition’s last owner; they are read again when their gates open',
+      );
+  }
+
+  /** Each parked tenant's cursor: where its messages must be read again from after a restart. */
+  #cursors(state: PartitionState): Map<string, bigint> {
+    const cursors = new Map<string, bigint>();
+    for (const [tenant, { from }] of state.parked) cursors.set(tenant, from);
+    const replay = state.replay;
+    if (replay) {
+      while (replay.entries.length > 0 && replay.entries[0]?.done) replay.entries.shift();
+      const unfinished = replay.entries[0]?.offset;
+      const reading = replay.reading ? replay.position : undefined;
+      const low =
+        unfinished === undefined
+          ? reading
+          : reading === undefined || unfinished < reading
+            ? unfinished
+            : reading;
+      if (low !== undefined)
+        for (const [tenant, from] of replay.tenants) {
+          const cursor = low > from ? low : from;
+          const parked = cursors.get(tenant);
+          cursors.set(tenant, parked === undefined || cursor < parked ? cursor : parked);
+        }
+    }
+    return cursors;
+  }
+
+  /**
+   * The offset to commit and the metadata that goes with it. Cursors that do not fit in the
+   * metadata hold the offset back instead (the live stream redelivers them, in order).
+   */
+  #commitPoint(state: PartitionState, next: bigint): { offset: bigint; metadata: string | null } {
+    const cursors = [...this.#cursors(state)].sort(([, a], [, b]) => (a < b ? -1 : a > b ? 1 : 0));
+    if (cursors.length === 0) return { offset: next, metadata: null };
+    const kept: CursorMetadata['p'] = [];
+    let offset = next;
+    let size = 20;
+    for (const [tenant, from] of cursors) {
+      const entry: CursorMetadata['p'][number] = [
+        tenant,
+        from.toString(),
+        state.waitingSince.get(tenant) ?? Date.now(),
+      ];
+      size += JSON.stringify(entry).length + 1;
+      if (size > MAX_CURSOR_METADATA_CHARS) {
+        if (from < offset) offset = from;
+        break;
+      }
+      kept.push(entry);
+    }
+    return { offset, metadata: JSON.stringify({ v: 1, p: kept } satisfies CursorMetadata) };
+  }
+
+  /** Starts a replay on each partition that has parked tenants whose gates have opened. */
+  #startDueReplays(): void {
+    const { parking } = this.#options;
+    if (!parking || this.#stopping) return;
+    for (const state of this.#partitions.values()) {
+      if (state.epoch !== this.#epoch || state.replay || state.nextOffset === undefined) continue;
+      const due = [...state.parked].filter(([tenant]) => parking.gate.waitingUntil(tenant) === undefined);
+      if (due.length === 0) continue;
+      const tenants = new Map(due.map(([tenant, { from }]) => [tenant, from]));
+      let position = due[0]?.[1].from ?? 0n;
+      for (const [, { from }] of due) if (from < position) position = from;
+      for (const [tenant] of due) state.parked.delete(tenant);
+      const replay: Replay = {
+        tenants,
+        position,
+        handoverAt: undefined,
+        reading: true,
+        entries: [],
+        waiting: 0,
+        paused: false,
+        handed: 0,
+      };
+      state.replay = replay;
+      this.#options.logger.info(
+        {
+          topic: state.topic,
+          partition: state.partition,
+          tenants: [...tenants.keys()],
+          from: position.toString(),
+          to: state.nextOffset.toString(),
+        },
+        'reading parked tenants’ messages again',
+      );
+      this.#catchUp(state, replay);
+      if (replay.reading) void this.#resumeReader(state, position);
+      else this.#finishReplayIfDone(state);
+    }
+  }
+
+  /** The replay has read all the live stream has: live messages from here on are the live stream's. */
+  #catchUp(state: PartitionState, replay: Replay): void {
+    if (!replay.reading || state.nextOffset === undefined || replay.position < state.nextOffset) return;
+    replay.handoverAt = state.nextOffset;
+    replay.reading = false;
+    void this.#pauseReader(state);
+  }
+
+  #finishReplayIfDone(state: PartitionState): void {
+    const replay = state.replay;
+    if (!replay || replay.reading || replay.waiting > 0) return;
+    state.replay = undefined;
+    this.#options.observer?.replayed?.(replay.handed);
+    this.#options.logger.info(
+      {
+        topic: state.topic,
+        partition: state.partition,
+        tenants: [...replay.tenants.keys()].map((tenant) =>
+          state.parked.has(tenant) ? `${tenant} (parked again)` : tenant,
+        ),
+        handled: replay.handed,
+      },
+      'parked tenants read again; back on the live stream',
+    );
+    this.#scheduleCommit();
+  }
+
+  #reader_(): Promise<Consumer> {
+    const { parking } = this.#options;
+    if (!parking) throw new Error('no parking configured');
+    this.#reader ??= (async () => {
+      // A group of one member per process: it is assigned every partition and commits nothing;
+      // all but the partitions being replayed stay paused.
+      const reader = parking.kafka.consumer({
+        groupId: `${parking.groupId}.replay.${randomUUID()}`,
+        allowAutoTopicCreation: false,
+        // Idle (all paused) most of the time: a replay must not wait out a long fetch wait to start.
+        maxWaitTimeInMs: 250,
+      });
+      await reader.connect();
+      await reader.subscribe({ topics: [...this.#options.topics], fromBeginning: false });
+      await reader.run({
+        autoCommit: false,
+        eachBatchAutoResolve: false,
+        partitionsConsumedConcurrently: 4,
+        eachBatch: (payload) => this.#replayBatch(payload, reader),
+      });
+      reader.pause(this.#options.topics.map((topic) => ({ topic })));
+      return reader;
+    })();
+    return this.#reader;
+  }
+
+  async #resumeReader(state: PartitionState, seekTo?: bigint): Promise<void> {
+    try {
+      const reader = await this.#reader_();
+      if (state.replay === undefined || !state.replay.reading) return;
+      if (seekTo !== undefined)
+        reader.seek({ topic: state.topic, partition: state.partition, offset: seekTo.toString() });
+      reader.resume([{ topic: state.topic, partitions: [state.partition] }]);
+    } catch (error) {
+      // The reader could not start: the tenant stays parked (its cursor is kept); try later.
+      this.#options.logger.error(
+        { err: error, topic: state.topic, partition: state.partition },
+        'replay reader failed to start; the tenant stays parked',
+      );
+      const replay = state.replay;
+      if (replay) {
+        for (const [tenant, from] of replay.tenants) this.#park(state, tenant, from);
+        replay.reading = false;
+        this.#finishReplayIfDone(state);
+      }
+      this.#reader = undefined;
+    }
+  }
+
+  async #pauseReader(state?: PartitionState): Promise<void> {
+    const reader = await this.#reader?.catch(() => undefined);
+    if (!reader) return;
+    try {
+      reader.pause(
+        state
+          ? [{ topic: state.topic, partitions: [state.partition] }]
+          : this.#options.topics.map((topic) => ({ topic })),
+      );
+    } catch {
+      // Not running (stopping): nothing to pause.
+    }
+  }
+
+  async #replayBatch(payload: EachBatchPayload, reader: Consumer): Promise<void> {
+    const { batch } = payload;
+    const state = this.#partitions.get(`${batch.topic}:${batch.partition}`);
+    const replay = state?.replay;
+    const tenantOf = this.#options.parking?.tenantOf;
+    const gate = this.#options.parking?.gate;
+    if (!state || state.epoch !== this.#epoch || !replay || !replay.reading || !tenantOf || !gate) {
+      reader.pause([{ topic: batch.topic, partitions: [batch.partition] }]);
+      return;
+    }
+    for (const message of batch.messages) {
+      const offset = BigInt(message.offset);
+      if (offset < replay.position) continue; // read before a seek
+      if (state.nextOffset !== undefined && offset >= state.nextOffset) break;
+      replay.position = offset + 1n;
+      payload.resolveOffset(message.offset);
+      const tenant = tenantOf(message);
+      const from = tenant === undefined ? undefined : replay.tenants.get(tenant);
+      if (tenant === undefined || from === undefined || offset < from) continue;
+      if (state.parked.has(tenant) || gate.waitingUntil(tenant) !== undefined) {
+        // Waiting again: this one stays parked with it (the cursor covers it, in order).
+        this.#park(state, tenant, offset);
+        continue;
+      }
+      const tracked: Tracked = { offset, done: false };
+      replay.entries.push(tracked);
+      replay.waiting++;
+      replay.handed++;
+      this.#push(this.#options.orderingKey(message), {
+        message,
+        topic: batch.topic,
+        partition: batch.partition,
+        epoch: state.epoch,
+        tracked,
+        state,
+        replay,
+      });
+    }
+    this.#catchUp(state, replay);
+    if (replay.reading && replay.waiting > this.#limit() && !replay.paused) {
+      replay.paused = true;
+      reader.pause([{ topic: batch.topic, partitions: [batch.partition] }]);
+    }
+    this.#finishReplayIfDone(state);
+    this.#scheduleCommit();
+  }
+
+  // --- Commits -----------------------------------------------------------------------------------
+
   #scheduleCommit(): void {
     this.#commitTimer ??= setTimeout(() => {
       this.#commitTimer = undefined;
@@ -338,28 +892,39 @@ export class KeyedConsumer {
   }
 
   async #commit(): Promise<void> {
-    const offsets: { topic: string; partition: number; offset: string }[] = [];
-    for (const [partitionKey, partition] of this.#partitions) {
+    const offsets: { topic: string; partition: number; offset: string; metadata: string | null }[] = [];
+    for (const partition of this.#partitions.values()) {
       if (partition.epoch !== this.#epoch) continue;
       while (partition.entries.length > 0 && partition.entries[0]?.done) {
         partition.committable = (partition.entries.shift()?.offset ?? 0n) + 1n;
       }
-      const next = partition.committable;
-      if (next === undefined || (partition.committed !== undefined && next <= partition.committed)) continue;
-      const split = partitionKey.lastIndexOf(':');
+      const next = partition.committable ?? partition.committed;
+      if (next === undefined) continue;
+      const point = this.#options.parking
+        ? this.#commitPoint(partition, next)
+        : { offset: next, metadata: null };
+      const moved = partition.committed === undefined || point.offset > partition.committed;
+      if (!moved && point.metadata === partition.committedMetadata) continue;
+      // Never move the commit back: a cursor that did not fit holds it where it is.
+      const offset =
+        partition.committed !== undefined && point.offset < partition.committed
+          ? partition.committed
+          : point.offset;
       offsets.push({
-        topic: partitionKey.slice(0, split),
-        partition: Number(partitionKey.slice(split + 1)),
-        offset: next.toString(),
+        topic: partition.topic,
+        partition: partition.partition,
+        offset: offset.toString(),
+        metadata: point.metadata,
       });
     }
     if (offsets.length === 0) return;
     await this.#options.consumer.commitOffsets(offsets);
     // Only once Kafka took it: a failed commit is tried again with the same (or a later) offset.
-    for (const { topic, partition, offset } of offsets) {
+    for (const { topic, partition, offset, metadata } of offsets) {
       const state = this.#partitions.get(`${topic}:${partition}`);
-      if (state && (state.committed === undefined || BigInt(offset) > state.committed))
-        state.committed = BigInt(offset);
+      if (!state) continue;
+      if (state.committed === undefined || BigInt(offset) > state.committed) state.committed = BigInt(offset);
+      state.committedMetadata = metadata;
     }
   }
 }

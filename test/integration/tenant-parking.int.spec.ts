@@ -1,0 +1,257 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import type { Kafka, KafkaMessage } from 'kafkajs';
+import { createDeadLetterWriter, type DeadLetterWriter } from '../../lib/dead-letters/index.ts';
+import {
+  createKafka,
+  done,
+  ensureTopics,
+  KeyedConsumer,
+  type HandlerOutcome,
+} from '../../lib/kafka/index.ts';
+import { createTenantGate, type TenantGate } from '../../lib/kafka/tenant-gate.ts';
+import { createLogger } from '../../lib/log.ts';
+import { createRedis, type Redis } from '../../lib/redis.ts';
+import { AvroCodec } from '../../lib/registry.ts';
+import { waitFor } from '../support/pipeline.ts';
+
+const logger = createLogger('tenant-parking-test', process.env.TEST_LOG_LEVEL ?? 'silent');
+
+/**
+ * Parking a tenant that must wait (lib/kafka/keyed-consumer.ts, TenantParking), on the real
+ * broker: one partition shared by a waiting tenant A and a flowing tenant B. Records are keyed
+ * `<tenant>:<conversation>` and their value is `<conversation>#<sequence>`.
+ */
+describe('keyed consumer: a waiting tenant is parked, not held in memory (real Kafka)', function () {
+  this.timeout(120000);
+  let kafka: Kafka;
+  let codec: AvroCodec;
+  let redis: Redis;
+  let topic: string;
+  let group: string;
+  let deadLetters: DeadLetterWriter;
+  const runId = randomBytes(4).toString('hex');
+  const cleanups: (() => Promise<unknown>)[] = [];
+
+  before(async () => {
+    codec = new AvroCodec({
+      url: process.env.SCHEMA_REGISTRY_URL ?? assert.fail('SCHEMA_REGISTRY_URL is not set'),
+      subjectPrefix: `test-parking-${runId}-`,
+    });
+    await codec.registerAll();
+    redis = createRedis(process.env.REDIS_URL ?? assert.fail('REDIS_URL is not set'), logger);
+    kafka = createKafka({
+      clientId: 'tenant-parking-test',
+      brokers: (process.env.KAFKA_BROKERS ?? assert.fail('KAFKA_BROKERS is not set')).split(','),
+      logger,
+    });
+  });
+  after(() => redis?.disconnect());
+
+  beforeEach(async () => {
+    const id = randomBytes(4).toString('hex');
+    topic = `test-parking-${id}`;
+    group = `test-parking-${id}`;
+    const admin = kafka.admin();
+    await admin.connect();
+    await ensureTopics(
+      admin,
+      [
+        { name: topic, compacted: false, partitions: 1 },
+        { name: `${topic}-dead-letters`, compacted: false, partitions: 1 },
+      ],
+      { replicationFactor: 1 },
+    );
+    await admin.disconnect();
+    const producer = kafka.producer();
+    await producer.connect();
+    cleanups.push(() => producer.disconnect());
+    deadLetters = createDeadLetterWriter({
+      service: 'tenant-parking-test',
+      topic: `${topic}-dead-letters`,
+      producer,
+      codec,
+      redis,
+      keyPrefix: `test:parking:${id}:`,
+    });
+  });
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
+  });
+
+  const produce = async (messages: { key: string; value: string }[]): Promise<void> => {
+    const producer = kafka.producer();
+    await producer.connect();
+    for (let i = 0; i < messages.length; i += 2000)
+      await producer.send({ topic, acks: -1, messages: messages.slice(i, i + 2000) });
+    await producer.disconnect();
+  };
+  /** `count` records of `tenant` over `conversations` conversations, sequence numbers per conversation. */
+  const recordsOf = (tenant: string, count: number, conversations: number) =>
+    Array.from({ length: count }, (_, i) => {
+      const conversation = `${tenant}${i % conversations}`;
+      return { key: `${tenant}:${conversation}`, value: `${conversation}#${Math.floor(i / conversations)}` };
+    });
+
+  const consumerWith = (
+    gate: TenantGate,
+    handle: (message: KafkaMessage) => Promise<HandlerOutcome>,
+    options: { maxBufferedMessages?: number } = {},
+  ) => {
+    const consumer = new KeyedConsumer({
+      consumer: kafka.consumer({ groupId: group, sessionTimeout: 6000, heartbeatInterval: 500 }),
+      topics: [topic],
+      orderingKey: (message) => message.key?.toString() ?? '',
+      handle,
+      deadLetters,
+      logger,
+      commitIntervalMs: 50,
+      maxBufferedMessages: options.maxBufferedMessages ?? 500,
+      parking: {
+        kafka,
+        groupId: group,
+        gate,
+        tenantOf: (message) => message.key?.toString().split(':')[0],
+      },
+    });
+    cleanups.push(() => consumer.stop());
+    return consumer;
+  };
+  const committed = async (): Promise<{ offset: number; metadata: string | null }> => {
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      const [offsets] = await admin.fetchOffsets({ groupId: group, topics: [topic] });
+      const partition = offsets?.partitions[0];
+      return { offset: Number(partition?.offset ?? -1), metadata: partition?.metadata ?? null };
+    } finally {
+      await admin.disconnect();
+    }
+  };
+  /**
+   * Every conversation's handled sequence numbers are 0, 1, 2, ... with none missing; with
+   * `once`, none repeated either. Otherwise a repeat is allowed only of an already handled
+   * message (a replay reading again what finished just before its tenant was parked: handlers
+   * are idempotent), never a first handling out of order.
+   */
+  const assertInOrder = (
+    handled: readonly string[],
+    expected: number,
+    conversations: number,
+    { once = true } = {},
+  ) => {
+    if (once) assert.equal(handled.length, expected, `${handled.length} handled, ${expected} expected`);
+    const next = new Map<string, number>();
+    for (const value of handled) {
+      if (!once) {
+        const [conversation = '', sequence = ''] = value.split('#');
+        if (Number(sequence) < (next.get(conversation) ?? 0)) continue;
+      }
+      const [conversation = '', sequence = ''] = value.split('#');
+      const want = next.get(conversation) ?? 0;
+      assert.equal(Number(sequence), want, `${conversation}: #${sequence} handled when #${want} was due`);
+      next.set(conversation, want + 1);
+    }
+    assert.equal(next.size, conversations);
+    assert.equal(
+      [...next.values()].reduce((sum, count) => sum + count, 0),
+      expected,
+      'every message handled',
+    );
+  };
+
+  it('given 20,000 of tenant A waiting on one partition with tenant B, then B flows, A leaves memory and the commit passes it, and A comes back once, in order, when its gate opens', async () => {
+    const gate = createTenantGate({ initialBackoffMs: 300, maxBackoffMs: 300 });
+    let aMayGo = false;
+    const handledA: string[] = [];
+    const handledB: string[] = [];
+    const consumer = consumerWith(gate, async (message) => {
+      const value = message.value?.toString() ?? '';
+      if (value.startsWith('A')) {
+        if (!aMayGo) return { kind: 'wait-for-tenant', reason: 'test: A over budget' };
+        handledA.push(value);
+        return done;
+      }
+      handledB.push(value);
+      return done;
+    });
+    await consumer.start();
+    // A's 20,000 first, then B's: B's are behind all of A's in the partition.
+    await produce(recordsOf('A', 20_000, 200));
+    await produce(recordsOf('B', 2000, 20));
+    await waitFor('all of B handled while A waits', () => handledB.length === 2000, 60000);
+    assert.equal(handledA.length, 0, 'A handled while it waits');
+    // A's messages left memory: nothing is queued while A still waits.
+    await waitFor('nothing held in memory', () => consumer.buffered === 0);
+    const parked = await waitFor('the commit past A with its cursor', async () => {
+      const point = await committed();
+      return point.offset === 22_000 && point.metadata?.includes('"A"') ? point : undefined;
+    });
+    const cursors = JSON.parse(parked.metadata ?? '{}') as { p?: [string, string, number][] };
+    assert.deepEqual(cursors.p?.[0]?.slice(0, 2), ['A', '0'], 'A parked from its first offset');
+    assert.deepEqual(consumer.parkedTenants, ['A']);
+
+    aMayGo = true;
+    await waitFor('all of A handled after its gate opened', () => handledA.length >= 20_000, 60000);
+    assertInOrder(handledA, 20_000, 200);
+    assertInOrder(handledB, 2000, 20);
+    await waitFor(
+      'the cursor cleared from the commit',
+      async () => (await committed()).metadata === null || !(await committed()).metadata?.includes('"A"'),
+    );
+    assert.deepEqual(consumer.parkedTenants, []);
+  });
+
+  it('given a tenant parked when its consumer dies, when another consumer takes the partition, then it reads the parked messages from the committed cursor, in order, before the tenant’s later ones', async () => {
+    const gate = createTenantGate({ initialBackoffMs: 60_000, maxBackoffMs: 60_000 });
+    const first = consumerWith(gate, async (message) =>
+      message.value?.toString().startsWith('A') ? { kind: 'wait-for-tenant', reason: 'test: down' } : done,
+    );
+    await first.start();
+    await produce([...recordsOf('A', 300, 10), ...recordsOf('B', 50, 5)]);
+    await waitFor('A parked in the commit', async () => {
+      const point = await committed();
+      return point.offset === 350 && point.metadata?.includes('"A"');
+    });
+    // Dies: leaves the group without finishing anything (no final commit of the KeyedConsumer).
+    await first.stop();
+
+    const handledA: string[] = [];
+    const second = consumerWith(createTenantGate(), async (message) => {
+      const value = message.value?.toString() ?? '';
+      if (value.startsWith('A')) handledA.push(value);
+      return done;
+    });
+    await second.start();
+    // A's later messages arrive while (or before) the parked ones are read again.
+    await produce(recordsOf('A', 600, 10).slice(300));
+    await waitFor('A’s 600 handled', () => handledA.length >= 600, 60000);
+    assertInOrder(handledA, 600, 10);
+  });
+
+  it('given a tenant that fails again while its parked messages are read again, then it is parked again from there and nothing is skipped', async () => {
+    const gate = createTenantGate({ initialBackoffMs: 200, maxBackoffMs: 200 });
+    const handledA: string[] = [];
+    let failuresLeft = 3;
+    let budget = 0;
+    const consumer = consumerWith(gate, async (message) => {
+      const value = message.value?.toString() ?? '';
+      if (!value.startsWith('A')) return done;
+      // Like a rate limit: 40 calls per window, then wait.
+      if (budget <= 0) {
+        if (failuresLeft-- > 0 || budget <= 0) {
+          budget = 40;
+          return { kind: 'wait-for-tenant', reason: 'test: window spent', untilMs: Date.now() + 200 };
+        }
+      }
+      budget--;
+      handledA.push(value);
+      return done;
+    });
+    budget = 0;
+    await consumer.start();
+    await produce(recordsOf('A', 400, 8));
+    await waitFor('A’s 400 handled over several windows', () => new Set(handledA).size >= 400, 60000);
+    assertInOrder(handledA, 400, 8, { once: false });
+  });
+});
