@@ -43,6 +43,20 @@ export const commonEnv = {
   DEPENDENCY_GRACE_MS: z.coerce.number().int().min(1000).default(15000),
   /** Not in the contract's table: attempts of a handler that throws (a bug) before its message is dead-lettered. */
   HANDLER_CRASH_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(5),
+  /**
+   * Not in the contract's table: how long one call may wait for a tenant's budget (HubSpot's per
+   * portal) before the tenant is parked and its events leave memory.
+   */
+  PARK_AFTER_MS: z.coerce.number().int().min(0).default(2000),
+  /** Not in the contract's table: the first and the longest wait before a failing tenant is tried again. */
+  PARK_PROBE_INITIAL_MS: z.coerce.number().int().min(100).default(5000),
+  PARK_PROBE_MAX_MS: z.coerce.number().int().min(100).default(60000),
+  /**
+   * Not in the contract's table: a tenant that keeps failing this long with nothing handled in
+   * between gets the event first in line dead-lettered (retries_exhausted), so no tenant waits
+   * forever on one event that always fails. HubSpot itself gives up on a webhook after 24 h.
+   */
+  TENANT_MAX_WAIT_MS: z.coerce.number().int().min(1000).default(86_400_000),
 };
 
 /** Not in the contract's table: partitions and replication of the topics a service creates. */

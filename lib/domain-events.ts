@@ -80,6 +80,10 @@ export const avroRecordName = {
   'ai-reply': 'io.opencx.pipeline.AiReply',
 } as const satisfies Record<PipelineEventType, string>;
 
+/** The organisation (outbound's tenant) of a domain topic's key, `<orgId>:thread:…` or `<orgId>:ticket:…`. */
+export const orgOfOrderingKey = (key: string): string | undefined =>
+  /^(.+):(?:thread|ticket):[^:]*$/.exec(key)?.[1];
+
 /** The Kafka key that keeps one conversation in order (a ticket's events stay with the ticket). */
 export const orderingKeyOf = (event: PipelineEvent): string => {
   switch (event.type) {

@@ -14,6 +14,11 @@ export const ErrorCode = {
   dedupInFlight: 'DEDUP_IN_FLIGHT',
   /** A record over the topic's size limit: permanent, never "Kafka unavailable". */
   recordTooLarge: 'RECORD_TOO_LARGE',
+  /**
+   * The call's tenant (portal, organisation) must wait: its budget is spent for longer than the
+   * park grace, or it is parked after failures. Not retried in memory: the event is parked.
+   */
+  tenantWaiting: 'TENANT_WAITING',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

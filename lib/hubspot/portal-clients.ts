@@ -19,6 +19,13 @@ export const createPortalClients = (options: {
   limiter: RateLimiter;
   /** Each request that got its slot and is sent: counted per portal and purpose. */
   onCall?: (portalId: number, purpose: HubSpotCallPurpose) => void;
+  /**
+   * How long a customer call may wait for a slot (PARK_AFTER_MS): beyond it the call fails with
+   * TENANT_WAITING and its event is parked rather than held in memory. Unbounded when absent.
+   */
+  customerMaxWaitMs?: number;
+  /** When the organisation is waited for (parked after failures): its calls fail at once. */
+  waitingUntil?: (org: Org) => number | undefined;
 }): ((org: Org) => HubSpotApi) => {
   const clients = new Map<string, { token: string; api: HubSpotApi }>();
   return (org) => {
@@ -38,10 +45,36 @@ export const createPortalClients = (options: {
       timeoutMs: options.timeoutMs,
       beforeRequest: async (purpose) => {
         const callClass = callClassOf[purpose];
-        await options.limiter.acquire(`hubspot:${org.hubspot.portalId}`, {
-          callClass,
-          ...(callClass === 'bookkeeping' ? { maxWaitMs: BOOKKEEPING_MAX_WAIT_MS } : {}),
-        });
+        const parkedUntil = options.waitingUntil?.(org);
+        if (parkedUntil !== undefined) {
+          throw new PipelineError(
+            ErrorCode.tenantWaiting,
+            `organisation ${org.orgId} is waited for until ${new Date(parkedUntil).toISOString()}`,
+            { retriable: false, retryAfterMs: Math.max(0, parkedUntil - Date.now()), upstream: 'hubspot' },
+          );
+        }
+        const maxWaitMs = callClass === 'bookkeeping' ? BOOKKEEPING_MAX_WAIT_MS : options.customerMaxWaitMs;
+        try {
+          await options.limiter.acquire(`hubspot:${org.hubspot.portalId}`, {
+            callClass,
+            ...(maxWaitMs === undefined ? {} : { maxWaitMs }),
+          });
+        } catch (error) {
+          // A customer call over the grace: the portal's budget is spent for a while. Its event is
+          // parked (TENANT_WAITING is not retried in memory); a bookkeeping caller tries later.
+          if (
+            callClass === 'customer' &&
+            error instanceof PipelineError &&
+            error.code === ErrorCode.upstreamRateLimited
+          )
+            throw new PipelineError(ErrorCode.tenantWaiting, error.message, {
+              retriable: false,
+              retryAfterMs: error.retryAfterMs ?? 1000,
+              upstream: 'hubspot',
+              cause: error,
+            });
+          throw error;
+        }
         options.onCall?.(org.hubspot.portalId, purpose);
       },
     });

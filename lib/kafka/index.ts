@@ -18,6 +18,9 @@ export {
   type ConsumerObserver,
   type KeyedConsumerOptions,
   type KeyedHandler,
+  type TenantParking,
 } from './keyed-consumer.ts';
 export { KafkaTable, type TableEntry } from './table.ts';
 export { done, type HandlerOutcome } from './handler-outcome.ts';
+export { createTenantGate, type TenantGate } from './tenant-gate.ts';
+export { registerTenantParkingMetrics } from './tenant-metrics.ts';

@@ -918,7 +918,10 @@ export class KeyedConsumer {
       });
     }
     if (offsets.length === 0) return;
-    await this.#options.consumer.commitOffsets(offsets);
+    // Without parking, the commit carries no metadata at all (as a plain consumer's would).
+    await this.#options.consumer.commitOffsets(
+      this.#options.parking ? offsets : offsets.map(({ metadata: _metadata, ...offset }) => offset),
+    );
     // Only once Kafka took it: a failed commit is tried again with the same (or a later) offset.
     for (const { topic, partition, offset, metadata } of offsets) {
       const state = this.#partitions.get(`${topic}:${partition}`);

@@ -43,6 +43,7 @@ const handlerWith = (
     logger: pino({ level: 'silent' }),
     retryAttempts: 8,
     transientRetryMs: 1000,
+    now: () => 1_000_000,
   });
 
 const about = { orgId: 'org-1', eventType: 'customer-message', eventId: 'e-1' };
@@ -114,7 +115,46 @@ describe('outbound: what becomes of a record (the keyed consumer acts on it)', (
     }
   });
 
-  it('given OpenCX refusing (422), 401, a spent retry budget or a record too large, then the matching dead letter', async () => {
+  it('given OpenCX or HubSpot failing through the in-memory retries (5xx, 429) or the organisation waited for, then the organisation is waited for: never a dead letter', async () => {
+    const cases: [PipelineError, { reason: string; untilMs?: number }][] = [
+      [
+        new PipelineError(ErrorCode.upstreamUnavailable, '503', { retriable: true }),
+        { reason: 'opencx_unavailable' },
+      ],
+      [
+        new PipelineError(ErrorCode.upstreamRateLimited, '429', { retriable: true, retryAfterMs: 3000 }),
+        { reason: 'opencx_rate_limited', untilMs: 1_000_000 + 3000 },
+      ],
+      [
+        new PipelineError(ErrorCode.upstreamUnavailable, '502', { retriable: true, upstream: 'hubspot' }),
+        { reason: 'hubspot_unavailable' },
+      ],
+      [
+        new PipelineError(ErrorCode.tenantWaiting, 'waited for', {
+          retriable: false,
+          retryAfterMs: 500,
+          upstream: 'opencx',
+        }),
+        { reason: 'tenant_waiting', untilMs: 1_000_000 + 500 },
+      ],
+      [
+        new PipelineError(ErrorCode.tenantWaiting, 'budget spent', {
+          retriable: false,
+          retryAfterMs: 700,
+          upstream: 'hubspot',
+        }),
+        { reason: 'hubspot_budget', untilMs: 1_000_000 + 700 },
+      ],
+    ];
+    for (const [error, expected] of cases) {
+      const outcome = await handlerWith(async () => {
+        throw error;
+      })(record);
+      assert.deepEqual(outcome, { kind: 'wait-for-tenant', ...expected }, error.message);
+    }
+  });
+
+  it('given OpenCX refusing (422), 401 or a record too large, then the matching dead letter', async () => {
     const cases: [PipelineError, string, number][] = [
       [
         new PipelineError(ErrorCode.upstreamRejected, '422', { retriable: false, upstream: 'opencx' }),
@@ -125,11 +165,6 @@ describe('outbound: what becomes of a record (the keyed consumer acts on it)', (
         new PipelineError(ErrorCode.upstreamUnauthorized, '401', { retriable: false, upstream: 'opencx' }),
         'opencx_unauthorized',
         1,
-      ],
-      [
-        new PipelineError(ErrorCode.upstreamUnavailable, '503', { retriable: true, upstream: 'hubspot' }),
-        'retries_exhausted',
-        8,
       ],
       [new PipelineError(ErrorCode.recordTooLarge, 'too large', { retriable: false }), 'record_too_large', 1],
     ];

@@ -54,6 +54,7 @@ const handlerWith = (options: {
   publish?: () => Promise<void>;
   dedup?: Partial<DedupStore>;
   lookup?: () => OrgLookup;
+  getMessage?: () => Promise<unknown>;
 }) => {
   const released: string[] = [];
   const dedup: DedupStore = {
@@ -72,7 +73,7 @@ const handlerWith = (options: {
     propertyClock: { lastApplied: async () => undefined, advance: async () => undefined },
     links: { forThread: () => undefined, forTicket: () => undefined },
     dedup,
-    hubspotFor: () => ({ getMessage: async () => message }) as unknown as HubSpotApi,
+    hubspotFor: () => ({ getMessage: options.getMessage ?? (async () => message) }) as unknown as HubSpotApi,
     publish: options.publish ?? (async () => undefined),
     markReconnectRequired: async () => undefined,
     metrics: createProcessorMetrics(new Registry()),
@@ -144,6 +145,43 @@ describe('processor: what becomes of a raw event (the keyed consumer acts on it)
       'org-1',
       'conversation.newMessage',
     ]);
+  });
+
+  it('given the portal’s HubSpot budget spent past the grace, or HubSpot failing through the retries, then the portal is waited for (never a dead letter), and the claim released', async () => {
+    const cases: [PipelineError, { reason: string; untilMs?: number }][] = [
+      [
+        new PipelineError(ErrorCode.tenantWaiting, 'no slot within 2000 ms', {
+          retriable: false,
+          retryAfterMs: 4000,
+          upstream: 'hubspot',
+        }),
+        { reason: 'hubspot_budget', untilMs: 1_700_000_000_000 + 4000 },
+      ],
+      [
+        new PipelineError(ErrorCode.upstreamUnavailable, 'HubSpot answered 502', {
+          retriable: true,
+          upstream: 'hubspot',
+        }),
+        { reason: 'hubspot_unavailable' },
+      ],
+      [
+        new PipelineError(ErrorCode.upstreamRateLimited, 'HubSpot rate limit', {
+          retriable: true,
+          retryAfterMs: 10_000,
+          upstream: 'hubspot',
+        }),
+        { reason: 'hubspot_rate_limited', untilMs: 1_700_000_000_000 + 10_000 },
+      ],
+    ];
+    for (const [error, expected] of cases) {
+      const { handle, released } = handlerWith({
+        getMessage: async () => {
+          throw error;
+        },
+      });
+      assert.deepEqual(await handle(record), { kind: 'wait-for-tenant', ...expected }, error.message);
+      assert.deepEqual(released, ['org-1:message:' + JSON.parse(raw.event).messageId], 'claim released');
+    }
   });
 
   it('given Kafka unavailable, Redis failing the claim or the confirm, then the same event again later', async () => {

@@ -20,6 +20,29 @@ export type PipelineEventHandlerDeps = {
   readonly retryAttempts: number;
   /** How long to wait before the same event again when Kafka or a claim is in the way. */
   readonly transientRetryMs: number;
+  readonly now?: () => number;
+};
+
+/**
+ * The organisation cannot take the event now: OpenCX (or HubSpot, for an AI reply) kept failing
+ * with 5xx, 429 or timeouts through the in-memory retries, or the organisation is already
+ * waited for. The consumer parks the organisation: an outage of any length is waited out, never
+ * dead-lettered. Undefined for what is not the organisation's trouble.
+ */
+const waitForOrganisation = (error: PipelineError, now: number): HandlerOutcome | undefined => {
+  if (error.code === ErrorCode.tenantWaiting)
+    return {
+      kind: 'wait-for-tenant',
+      reason: error.upstream === 'hubspot' ? 'hubspot_budget' : 'tenant_waiting',
+      untilMs: now + (error.retryAfterMs ?? 1000),
+    };
+  if (!error.retriable || error.code === ErrorCode.recordTooLarge) return undefined;
+  const upstream = error.upstream ?? 'opencx';
+  return {
+    kind: 'wait-for-tenant',
+    reason: `${upstream}_${error.code === ErrorCode.upstreamRateLimited ? 'rate_limited' : 'unavailable'}`,
+    ...(error.retryAfterMs === undefined ? {} : { untilMs: now + error.retryAfterMs }),
+  };
 };
 
 /** Why a failure of OpenCX or HubSpot cannot be fixed by trying the same event again. */
@@ -87,6 +110,11 @@ export const createPipelineEventHandler =
       if (!(error instanceof PipelineError)) throw error;
       if (error.code === ErrorCode.kafkaUnavailable || error.code === ErrorCode.dedupInFlight)
         return { kind: 'retry', error: describeError(error), afterMs: deps.transientRetryMs };
+      const waiting = waitForOrganisation(error, (deps.now ?? Date.now)());
+      if (waiting) {
+        log.info({ err: describeError(error) }, 'organisation cannot take the event now; parked');
+        return waiting;
+      }
       return {
         kind: 'dead-letter',
         reason: deadLetterReasonOf(error),

@@ -11,15 +11,21 @@
  *   lib/dead-letters), from which `npm run dlq -- replay` puts it back.
  */
 import { hostname } from 'node:os';
+import type { KafkaMessage } from 'kafkajs';
 import { randomUUID } from 'node:crypto';
 import { createDeadLetterWriter } from '../../../lib/dead-letters/index.ts';
 import { createRedisDedupStore } from '../../../lib/dedup-store.ts';
 import { createGroupMembership, readinessProbe, watchDependencies } from '../../../lib/dependency-health.ts';
 import { createDomainEventPublisher } from '../../../lib/domain-event-publisher.ts';
-import type { AiReply } from '../../../lib/domain-events.ts';
-import { PipelineError, describeError } from '../../../lib/errors.ts';
+import { orgOfOrderingKey, type AiReply } from '../../../lib/domain-events.ts';
+import { ErrorCode, PipelineError, describeError } from '../../../lib/errors.ts';
 import { createPortalClients } from '../../../lib/hubspot/index.ts';
-import { DEFAULT_CRASH_BUDGET, KeyedConsumer } from '../../../lib/kafka/index.ts';
+import {
+  createTenantGate,
+  DEFAULT_CRASH_BUDGET,
+  KeyedConsumer,
+  registerTenantParkingMetrics,
+} from '../../../lib/kafka/index.ts';
 import { createLogger, type Logger } from '../../../lib/log.ts';
 import { closeServer, createMetricsRegistry, serveMetrics } from '../../../lib/metrics.ts';
 import type { Org } from '../../../lib/orgs/index.ts';
@@ -74,6 +80,22 @@ export const startOutbound = async (
     max: config.OPENCX_RATE_LIMIT_MAX,
     windowMs: config.OPENCX_RATE_LIMIT_WINDOW_MS,
   });
+  // Organisations this replica waits for (OpenCX failing, HubSpot budget spent): their events
+  // are parked, not held in memory, and their calls fail at once until they are tried again.
+  const gate = createTenantGate({
+    initialBackoffMs: config.PARK_PROBE_INITIAL_MS,
+    maxBackoffMs: config.PARK_PROBE_MAX_MS,
+  });
+  const parkingMetrics = registerTenantParkingMetrics(registry, 'outbound', gate);
+  const failIfWaitedFor = (org: Org): void => {
+    const until = gate.waitingUntil(org.orgId);
+    if (until !== undefined)
+      throw new PipelineError(
+        ErrorCode.tenantWaiting,
+        `organisation ${org.orgId} is waited for until ${new Date(until).toISOString()} (OpenCX kept failing)`,
+        { retriable: false, retryAfterMs: Math.max(0, until - Date.now()), upstream: 'opencx' },
+      );
+  };
   // One OpenCX client per organisation and API key.
   const openCxClients = new Map<string, { apiKey: string; api: OpenCxApi }>();
   const openCxFor = (org: Org): OpenCxApi => {
@@ -84,6 +106,7 @@ export const startOutbound = async (
       apiKey: org.opencx.apiKey,
       timeoutMs: config.OPENCX_TIMEOUT_MS,
       beforeRequest: async () => {
+        failIfWaitedFor(org);
         await openCxLimiter.acquire(`opencx:${org.orgId}`);
       },
     });
@@ -101,6 +124,8 @@ export const startOutbound = async (
         metrics.hubspotThrottled.inc({ portal_id: bucket.replace('hubspot:', ''), class: callClass }),
     }),
     onCall: (portalId, purpose) => metrics.hubspotCalls.inc({ portal_id: String(portalId), purpose }),
+    customerMaxWaitMs: config.PARK_AFTER_MS,
+    waitingUntil: (org) => gate.waitingUntil(org.orgId),
   });
   const owedTicketLookUps = createRedisOwedTicketLookUps(redis, config.REDIS_KEY_PREFIX);
 
@@ -185,20 +210,32 @@ export const startOutbound = async (
       retried: () => metrics.transientRetries.inc(),
       crashed: () => metrics.handlerFailures.inc(),
       deadLettered: (reason: string) => metrics.deadLettered.inc({ reason }),
+      ...parkingMetrics,
     },
     crashBudget: { ...DEFAULT_CRASH_BUDGET, attempts: config.HANDLER_CRASH_ATTEMPTS },
     maxBufferedMessages: config.KAFKA_PARTITION_BUFFER,
   };
+  const parkingIn = (groupId: string) => ({
+    kafka,
+    groupId,
+    gate,
+    // Keys are `<orgId>:thread:…` / `<orgId>:ticket:…`: the organisation is the tenant.
+    tenantOf: (message: KafkaMessage) => orgOfOrderingKey(message.key?.toString() ?? ''),
+    maxWaitMs: config.TENANT_MAX_WAIT_MS,
+  });
+  const domainGroup = `${config.KAFKA_TOPIC_PREFIX}outbound`;
+  const repliesGroup = `${config.KAFKA_TOPIC_PREFIX}outbound.ai-replies`;
   const joinBothGroups = () => {
     const domainConsumer = new KeyedConsumer({
       consumer: kafka.consumer({
-        groupId: `${config.KAFKA_TOPIC_PREFIX}outbound`,
+        groupId: domainGroup,
         allowAutoTopicCreation: false,
         sessionTimeout: config.KAFKA_SESSION_TIMEOUT_MS,
         heartbeatInterval: 1000,
       }),
       topics: [topics.domainEvents.name],
       orderingKey: (message) => message.key?.toString() ?? '',
+      parking: parkingIn(domainGroup),
       handle: createPipelineEventHandler({
         ...handlerDeps,
         apply: (event) =>
@@ -210,13 +247,14 @@ export const startOutbound = async (
     });
     const replyConsumer = new KeyedConsumer({
       consumer: kafka.consumer({
-        groupId: `${config.KAFKA_TOPIC_PREFIX}outbound.ai-replies`,
+        groupId: repliesGroup,
         allowAutoTopicCreation: false,
         sessionTimeout: config.KAFKA_SESSION_TIMEOUT_MS,
         heartbeatInterval: 1000,
       }),
       topics: [topics.aiReplies.name],
       orderingKey: (message) => message.key?.toString() ?? '',
+      parking: parkingIn(repliesGroup),
       handle: createPipelineEventHandler({
         ...handlerDeps,
         apply: (event) =>

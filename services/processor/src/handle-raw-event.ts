@@ -252,6 +252,28 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
     return DeadLetterReason.hubspotRejected;
   };
 
+  /**
+   * The portal cannot take the event now: its HubSpot budget is spent for longer than the park
+   * grace (TENANT_WAITING), or HubSpot kept failing (429, 5xx, timeouts) through the in-memory
+   * retries. The consumer parks the tenant; dead letters are for what no retry can fix.
+   */
+  const waitForPortal = (error: unknown): HandlerOutcome | undefined => {
+    if (!(error instanceof PipelineError)) return undefined;
+    if (error.code === ErrorCode.tenantWaiting)
+      return {
+        kind: 'wait-for-tenant',
+        reason: 'hubspot_budget',
+        untilMs: deps.now() + (error.retryAfterMs ?? 1000),
+      };
+    if (error.retriable && error.upstream === 'hubspot')
+      return {
+        kind: 'wait-for-tenant',
+        reason: error.code === ErrorCode.upstreamRateLimited ? 'hubspot_rate_limited' : 'hubspot_unavailable',
+        ...(error.retryAfterMs === undefined ? {} : { untilMs: deps.now() + error.retryAfterMs }),
+      };
+    return undefined;
+  };
+
   const isTransient = (error: unknown): boolean =>
     error instanceof PipelineError &&
     (error.code === ErrorCode.kafkaUnavailable || error.code === ErrorCode.dedupInFlight);
@@ -334,6 +356,11 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
         }
       }
       if (isTransient(error)) return retryLater(error);
+      const waiting = waitForPortal(error);
+      if (waiting) {
+        log.info({ err: describeError(error) }, 'portal cannot take the event now; parked');
+        return waiting;
+      }
       const reason = deadLetterReasonOf(error);
       // Not classified: a bug. The consumer tries it a few times, then dead-letters it as handler_crashed.
       if (reason === undefined) throw error;

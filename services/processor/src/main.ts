@@ -14,7 +14,13 @@ import { createRedisDedupStore } from '../../../lib/dedup-store.ts';
 import { createGroupMembership, readinessProbe, watchDependencies } from '../../../lib/dependency-health.ts';
 import { createDomainEventPublisher } from '../../../lib/domain-event-publisher.ts';
 import { createPortalClients } from '../../../lib/hubspot/index.ts';
-import { DEFAULT_CRASH_BUDGET, KeyedConsumer, ORDERING_KEY_HEADER } from '../../../lib/kafka/index.ts';
+import {
+  createTenantGate,
+  DEFAULT_CRASH_BUDGET,
+  KeyedConsumer,
+  ORDERING_KEY_HEADER,
+  registerTenantParkingMetrics,
+} from '../../../lib/kafka/index.ts';
 import { createLogger, type Logger } from '../../../lib/log.ts';
 import { closeServer, createMetricsRegistry, serveMetrics } from '../../../lib/metrics.ts';
 import { registerOrgDirectoryMetrics } from '../../../lib/orgs/index.ts';
@@ -56,6 +62,13 @@ export const startProcessor = async (
     topics: [topics.domainEvents.name],
     logger,
   });
+  // Tenants (the raw topic's key: an organisation, or `portal:<id>` for one ingest did not know)
+  // this replica waits for: their events are parked, not held in memory.
+  const gate = createTenantGate({
+    initialBackoffMs: config.PARK_PROBE_INITIAL_MS,
+    maxBackoffMs: config.PARK_PROBE_MAX_MS,
+  });
+  const parkingMetrics = registerTenantParkingMetrics(registry, 'processor', gate);
   const hubspotFor = createPortalClients({
     baseUrl: config.HUBSPOT_API_BASE_URL,
     timeoutMs: config.HUBSPOT_TIMEOUT_MS,
@@ -66,6 +79,8 @@ export const startProcessor = async (
       onThrottled: (bucket) => metrics.hubspotThrottled.inc({ portal_id: bucket.replace('hubspot:', '') }),
     }),
     onCall: (portalId, purpose) => metrics.hubspotCalls.inc({ portal_id: String(portalId), purpose }),
+    customerMaxWaitMs: config.PARK_AFTER_MS,
+    waitingUntil: (org) => gate.waitingUntil(org.orgId),
   });
 
   const handleRawEvent = createRawEventHandler({
@@ -118,10 +133,11 @@ export const startProcessor = async (
     redis,
     keyPrefix: config.REDIS_KEY_PREFIX,
   });
+  const groupId = `${config.KAFKA_TOPIC_PREFIX}processor`;
   const joinRawEvents = () =>
     new KeyedConsumer({
       consumer: kafka.consumer({
-        groupId: `${config.KAFKA_TOPIC_PREFIX}processor`,
+        groupId,
         allowAutoTopicCreation: false,
         sessionTimeout: config.KAFKA_SESSION_TIMEOUT_MS,
         heartbeatInterval: 1000,
@@ -136,6 +152,15 @@ export const startProcessor = async (
         retried: () => metrics.transientRetries.inc(),
         crashed: () => metrics.handlerFailures.inc(),
         deadLettered: (reason) => metrics.deadLettered.inc({ reason }),
+        ...parkingMetrics,
+      },
+      parking: {
+        kafka,
+        groupId,
+        gate,
+        // The raw topic is keyed by organisation (ingest), so a tenant's events share a partition.
+        tenantOf: (message) => message.key?.toString(),
+        maxWaitMs: config.TENANT_MAX_WAIT_MS,
       },
       crashBudget: { ...DEFAULT_CRASH_BUDGET, attempts: config.HANDLER_CRASH_ATTEMPTS },
       maxBufferedMessages: config.KAFKA_PARTITION_BUFFER,
