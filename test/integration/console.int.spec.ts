@@ -7,6 +7,10 @@ import { createKafka, topicsFor } from '../../lib/kafka/index.ts';
 import { createLogger } from '../../lib/log.ts';
 import * as fixtures from '../fakes/hubspot-fixtures.ts';
 import type { HubSpotMessage } from '../fakes/hubspot.ts';
+import { html } from '../../services/ingest/src/console/html.ts';
+import { eventSearchPage } from '../../services/ingest/src/console/pages.ts';
+import { createSessionSigner } from '../../services/ingest/src/console/session.ts';
+import { readTopicWindows } from '../../services/ingest/src/console/topic-window.ts';
 import { freePort } from '../support/processes.ts';
 import {
   ADMIN_TOKEN,
@@ -101,6 +105,8 @@ describe('console: an operator signs in, finds an event and replays a dead lette
   };
 
   before(async function () {
+    // Installing Chromium (a clean CI machine) takes minutes; the rest of the hook seconds.
+    this.timeout(12 * 60 * 1000);
     const found = ensureChromium();
     if ('why' in found) {
       if (process.env.CI) throw new Error(`the console's browser test needs Chromium: ${found.why}`);
@@ -224,10 +230,10 @@ describe('console: an operator signs in, finds an event and replays a dead lette
   });
 
   it('given a message sent through the pipeline, when searched by message id and by thread, then the raw event shows its payload and the customer-message it became', async () => {
-    const message = await postCustomerMessage('Console: where is my parcel?');
+    const message = await postCustomerMessage('Console: where is my parcel? <b>now</b>');
     await waitFor(
       'OpenCX to receive the message',
-      () => deliveredTexts('Console: where is my parcel?') === 1,
+      () => deliveredTexts('Console: where is my parcel? <b>now</b>') === 1,
     );
 
     await page.goto(`${ingest.url}/console/events`);
@@ -243,7 +249,7 @@ describe('console: an operator signs in, finds an event and replays a dead lette
     assert.match((await rows.first().locator('td.outcome').innerText()) ?? '', /emitted\s+customer-message/);
     const domain = page.locator('tr.domain-event');
     assert.equal(await domain.count(), 1);
-    assert.match((await domain.first().innerText()) ?? '', /Console: where is my parcel\?/);
+    assert.match((await domain.first().innerText()) ?? '', /Console: where is my parcel\? <b>now<\/b>/);
 
     await page.fill('input[name=message]', '');
     await page.fill('input[name=thread]', String(message.conversationsThreadId));
@@ -291,7 +297,48 @@ describe('console: an operator signs in, finds an event and replays a dead lette
     await page.click('text=Replay this letter');
     assert.match((await page.innerText('[data-testid=dry-run]')) ?? '', /already replayed/);
     assert.match((await page.innerText('[data-testid=dry-run-summary]')) ?? '', /0 letters would be/);
+    await page.goto(`${ingest.url}/console/dead-letters?since=1h`);
+    await page.locator('tr.letter-group', { hasText: org.orgId }).locator('button').click();
+    assert.match(
+      (await page.innerText('[data-testid=dry-run-summary]')) ?? '',
+      /0 letters would be put back on their source topic; 1 already replayed/,
+      'the group replay of the same organisation and reason skips the replayed letter',
+    );
     assert.deepEqual(pipeline.opencx.violations, []);
+  });
+
+  it('given more records in the window than the cap, when read, then the read stops at the cap and the page says the result is partial', async () => {
+    const rawTopic = topicsFor(pipeline.env.KAFKA_TOPIC_PREFIX ?? '').rawEvents.name;
+    const seen: string[] = [];
+
+    const [read] = await readTopicWindows({
+      kafka,
+      windows: [{ topic: rawTopic, from: 0 }],
+      maxRecords: 1,
+      timeoutMs: 10000,
+      onRecord: (record) => {
+        seen.push(record.offset);
+      },
+    });
+
+    assert.ok(read && read.inWindow >= 2, 'the raw topic has at least two records by now');
+    assert.deepEqual(
+      { read: read.read, capped: read.capped, timedOut: read.timedOut },
+      { read: 1, capped: true, timedOut: false },
+    );
+    assert.equal(seen.length, 1);
+    const page = eventSearchPage({
+      csrf: 'c',
+      query: { from: 0, to: 1 },
+      window: { from: undefined, to: undefined },
+      orgIds: [],
+      maxRecords: 1,
+      result: { raw: [], domain: [], reads: [read], undecodable: 0, rawMatchesNotShown: 0 },
+    }).text;
+    assert.match(
+      page,
+      new RegExp(`stopped after 1 of ${read.inWindow} records \\(the cap\\): the results are\\s+partial`),
+    );
   });
 
   it('given a signed-in operator, when signing out, then the console asks for the token again and the admin token appeared in no URL or log', async () => {
@@ -304,5 +351,70 @@ describe('console: an operator signs in, finds an event and replays a dead lette
     assert.ok(!urls.some((url) => url.includes(ADMIN_TOKEN)));
     assert.ok(!ingest.log().includes(ADMIN_TOKEN));
     assert.match(ingest.log(), /console: signed in/);
+  });
+});
+
+describe('console sessions and pages (no infrastructure)', () => {
+  let now = 1_000_000;
+  const signer = createSessionSigner({
+    adminToken: ADMIN_TOKEN,
+    secretsKey: Buffer.alloc(32, 7),
+    ttlMs: 60_000,
+    now: () => now,
+  });
+
+  it('given an issued session, when opened, then it is accepted until it expires, and its CSRF token only with it', () => {
+    const { cookie, session } = signer.issue();
+    const other = signer.issue().session;
+
+    assert.deepEqual(signer.open(cookie), session);
+    assert.ok(signer.csrfMatches(session, signer.csrfToken(session)));
+    assert.ok(!signer.csrfMatches(session, signer.csrfToken(other)), "another session's token");
+    assert.ok(!signer.csrfMatches(session, undefined));
+    assert.ok(!signer.csrfMatches(session, ''));
+    now += 60_001;
+    assert.equal(signer.open(cookie), undefined, 'expired');
+  });
+
+  it('given a tampered, forged or foreign cookie, when opened, then it is refused', () => {
+    const { cookie } = signer.issue();
+    const [version, payload, signature] = cookie.split('.') as [string, string, string];
+    const longer = Buffer.from(
+      JSON.stringify({ ...JSON.parse(Buffer.from(payload, 'base64url').toString()), expiresAt: now * 10 }),
+    ).toString('base64url');
+    const otherToken = createSessionSigner({
+      adminToken: `${ADMIN_TOKEN}-rotated`,
+      secretsKey: Buffer.alloc(32, 7),
+      ttlMs: 60_000,
+      now: () => now,
+    });
+
+    for (const bad of [
+      `${version}.${longer}.${signature}`,
+      `${version}.${payload}.AAAA`,
+      'v1..',
+      '',
+      'garbage',
+      undefined,
+    ])
+      assert.equal(signer.open(bad), undefined, String(bad));
+    assert.equal(otherToken.open(cookie), undefined, 'a new ADMIN_TOKEN signs everyone out');
+    assert.ok(!signer.tokenMatches(''));
+    assert.ok(!signer.tokenMatches(`${ADMIN_TOKEN}x`));
+    assert.ok(signer.tokenMatches(ADMIN_TOKEN));
+  });
+
+  it('given markup in data, when rendered, then it is escaped; markup of other templates is kept', () => {
+    const evil = `"><script>alert(1)</script><img src=x onerror='x'>&`;
+
+    const page = html`<p title="${evil}">${evil}</p>
+      ${html`<b>${evil}</b>`}`.text.replace(/>\s+</g, '><');
+
+    assert.ok(!page.includes('<script>'));
+    assert.ok(!page.includes("onerror='"));
+    assert.equal(
+      page,
+      '<p title="&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=&#39;x&#39;&gt;&amp;">&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=&#39;x&#39;&gt;&amp;</p><b>&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=&#39;x&#39;&gt;&amp;</b>',
+    );
   });
 });
