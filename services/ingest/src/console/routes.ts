@@ -254,6 +254,10 @@ export const consoleRoutes = (router: Router, deps: ConsoleDeps): void => {
     const client = ctx.ip;
     const recent = failures.get(client);
     if (recent && now - recent.since > SIGN_IN_WINDOW_MS) failures.delete(client);
+    // Many addresses must not grow the map without end: forget the expired ones.
+    if (failures.size > 10_000)
+      for (const [address, entry] of failures)
+        if (now - entry.since > SIGN_IN_WINDOW_MS) failures.delete(address);
     if ((failures.get(client)?.count ?? 0) >= SIGN_IN_FAILURES) {
       send(
         ctx,
