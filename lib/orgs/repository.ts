@@ -208,6 +208,30 @@ export const createOrgRepository = (deps: {
       return 'stored';
     },
 
+    /**
+     * The operator console's settings form: only Assist Mode and ticketing change. Unlike a PUT
+     * (which must be given the OpenCX key and resets reconnectRequired), it needs no secret
+     * and leaves tokens and reconnectRequired as they are.
+     */
+    async updateSettings(
+      orgId: string,
+      settings: { readonly assistMode: boolean; readonly ticketingEnabled: boolean },
+    ): Promise<'stored' | 'unchanged' | 'unknown'> {
+      const stored = live(orgId);
+      if (!stored) return 'unknown';
+      if (
+        stored.settings.assistMode === settings.assistMode &&
+        stored.settings.ticketingEnabled === settings.ticketingEnabled
+      )
+        return 'unchanged';
+      await write({
+        ...stored,
+        updatedAt: deps.now(),
+        settings: { assistMode: settings.assistMode, ticketingEnabled: settings.ticketingEnabled },
+      });
+      return 'stored';
+    },
+
     /** HubSpot refused the organisation's token: stop retrying until it reconnects. */
     async markReconnectRequired(orgId: string): Promise<'marked' | 'already' | 'unknown'> {
       const stored = live(orgId);

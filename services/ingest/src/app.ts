@@ -9,6 +9,7 @@ import type { Registry } from 'prom-client';
 import type { Logger } from '../../../lib/log.ts';
 import type { Org, OrgDirectory, OrgRepository } from '../../../lib/orgs/index.ts';
 import type { IngestConfig } from './config.ts';
+import { consoleRoutes, type ConsoleDeps } from './console/index.ts';
 import { bodyDeadline, HttpError } from './http.ts';
 import type { IngestMetrics } from './metrics.ts';
 import type { HubSpotOAuth, OAuthStateLedger, SignedToken } from './oauth.ts';
@@ -47,6 +48,8 @@ export type IngestDeps = {
         readonly states: OAuthStateLedger;
       }
     | undefined;
+  /** The operator's web console at /console (services/ingest/src/console). */
+  readonly console?: ConsoleDeps;
 };
 
 export const createIngestApp = (deps: IngestDeps): Koa => {
@@ -117,6 +120,7 @@ export const createIngestApp = (deps: IngestDeps): Koa => {
   webhookRoutes(router, deps);
   adminRoutes(router, deps, authorise);
   oauthRoutes(router, deps, authorise);
+  if (deps.console) consoleRoutes(router, deps.console);
   app.use(router.routes());
   app.use(router.allowedMethods());
   return app;

@@ -17,6 +17,7 @@ import { connectToPipeline } from '../../../lib/pipeline-connections.ts';
 import { createRedis } from '../../../lib/redis.ts';
 import { isEntryPoint, runAsProcess } from '../../../lib/service.ts';
 import { createIngestApp, type RawEventSink } from './app.ts';
+import { CONSOLE_DEFAULT_LIMITS } from './console/index.ts';
 import { loadIngestConfig, type IngestConfig } from './config.ts';
 import { createIngestMetrics } from './metrics.ts';
 import { listen } from './http.ts';
@@ -127,6 +128,22 @@ export const startIngest = async (
     logger,
     now: Date.now,
     oauth,
+    console: {
+      adminToken: config.ADMIN_TOKEN,
+      secretsKey,
+      publicBaseUrl: config.PUBLIC_BASE_URL,
+      kafka,
+      codec,
+      topics,
+      orgs,
+      orgRepository,
+      redis,
+      redisKeyPrefix: config.REDIS_KEY_PREFIX,
+      installGrants: oauth?.tokens,
+      logger,
+      now: Date.now,
+      limits: CONSOLE_DEFAULT_LIMITS,
+    },
   });
   const server = await listen(app, {
     port: config.PORT,
