@@ -1,19 +1,24 @@
 /**
- * Portal isolation (issue 3): how much latency portal B's customers gain while portal A is
- * throttled. The whole pipeline (ingest → processor → outbound, one replica each) runs on the
- * real broker, registry and Redis; the fake HubSpot rate-limits portal A hard (5 calls / 10 s,
- * answering 429 beyond) while the processor's own per-portal limiter keeps its default.
+ * Tenant isolation (issues 3 and 8): how much latency portal B's customers gain while another
+ * tenant is in trouble. Ingest and outbound run in this process, the processor as a process of
+ * its own (so its memory is its own: RSS is read from /proc), all on the real broker, registry
+ * and Redis; the fake HubSpot rate-limits portal A hard (5 calls / 10 s, 429 beyond) while the
+ * processor's own per-portal limiter keeps its default (100 / 10 s).
  *
  * B latency = webhook POST for one B message → the fake OpenCX storing it (`message-sent`).
  * Each round, on fresh prefixes: (a) a steady B stream alone, (b) the same stream right after
- * BENCH_FLOOD (500) A events (one per thread, so all are in flight at once) were accepted.
- * Medians over BENCH_RUNS (3) rounds. Then, once, (c): the same with BENCH_BIG_FLOOD (6000) A
- * events, more than the consumer's in-memory buffer (maxBufferedMessages, 5000): 0 skips it.
+ * BENCH_FLOOD (50,000) A events (one per thread) were accepted: they wait on A's HubSpot budget.
+ * Medians over BENCH_RUNS (3) rounds. Then, once, (c): the B stream for BENCH_OUTAGE_MS (5 min)
+ * while organisation C's OpenCX answers 503 and C keeps sending (BENCH_C_RATE per second);
+ * afterwards every C message must arrive, with no dead letter. 0 skips (c).
  *
  *   node bench/isolation.bench.ts
  */
 import * as fixtures from '../test/fakes/hubspot-fixtures.ts';
+import { readFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
 import { startTestPipeline, type TestOrg, type TestPipeline } from '../test/support/pipeline.ts';
+import { kill, spawnService } from '../test/support/processes.ts';
 import {
   benchInfra,
   cleanUpRun,
@@ -36,16 +41,18 @@ const RUNS = envInt('BENCH_RUNS', 3);
 const B_RATE = envInt('BENCH_B_RATE', 4);
 const B_MESSAGES = envInt('BENCH_B_MESSAGES', 100);
 const B_THREADS = envInt('BENCH_B_THREADS', 10);
-const FLOOD = envInt('BENCH_FLOOD', 500);
-const BIG_FLOOD = envInt('BENCH_BIG_FLOOD', 6000);
+const FLOOD = envInt('BENCH_FLOOD', 50_000);
+const OUTAGE_MS = envInt('BENCH_OUTAGE_MS', 300_000);
+const C_RATE = envInt('BENCH_C_RATE', 4);
 /** How long after its POST a B message may still arrive before it counts as not delivered. */
 const DELIVERY_TIMEOUT_MS = envInt('BENCH_DELIVERY_TIMEOUT_MS', 60_000);
 const infra = benchInfra();
 const PORTAL_A = 94_000_001;
 const PORTAL_B = 94_000_002;
+const PORTAL_C = 94_000_003;
 const HUBSPOT_LIMIT_A = { max: 5, intervalMs: 10_000 };
 
-type Phase = 'a: B alone' | 'b: B + A flood' | 'c: B + big A flood';
+type Phase = 'a: B alone' | 'b: B + A flood' | 'c: B + C OpenCX 503';
 type PhaseResult = {
   readonly round: number;
   readonly phase: Phase;
@@ -56,6 +63,11 @@ type PhaseResult = {
   readonly throttled: number;
   readonly hubspotRetries: number;
   readonly loopLagP99Ms: number;
+  /** The processor's resident memory before the phase and once its B messages were delivered. */
+  readonly rssBeforeMiB: number;
+  readonly rssAfterMiB: number;
+  /** Phase c: C's messages posted, delivered after the outage, dead-lettered. */
+  readonly c?: { readonly posted: number; readonly delivered: number; readonly deadLettered: number };
 };
 
 type Round = {
@@ -63,8 +75,16 @@ type Round = {
   prefixes: ReturnType<typeof newRunPrefixes>;
   orgA: TestOrg;
   orgB: TestOrg;
+  orgC: TestOrg;
   bThreads: string[];
+  processor: ChildProcess & { metricsPort: number };
   processorMetricsPort: number;
+};
+
+/** Resident memory of a process, from /proc (Linux). */
+const rssMiB = (pid: number | undefined): number => {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
 };
 
 const startRound = async (): Promise<Round> => {
@@ -80,7 +100,8 @@ const startRound = async (): Promise<Round> => {
   });
   const orgA = await pipeline.createOrg({ orgId: 'bench-org-a', portalId: PORTAL_A });
   const orgB = await pipeline.createOrg({ orgId: 'bench-org-b', portalId: PORTAL_B });
-  const processor = await pipeline.startProcessor();
+  const orgC = await pipeline.createOrg({ orgId: 'bench-org-c', portalId: PORTAL_C });
+  const processor = await spawnService('processor', pipeline.env);
   pipeline.hubspot.setRateLimit(PORTAL_A, HUBSPOT_LIMIT_A);
   pipeline.opencx.setAiResponder(() => null);
   const bThreads = Array.from({ length: B_THREADS }, () => fixtures.newThreadId());
@@ -97,7 +118,16 @@ const startRound = async (): Promise<Round> => {
     () => texts.every((text) => sentAt(pipeline).has(text.text)),
     60_000,
   );
-  return { pipeline, prefixes, orgA, orgB, bThreads, processorMetricsPort: processor.metricsPort };
+  return {
+    pipeline,
+    prefixes,
+    orgA,
+    orgB,
+    orgC,
+    bThreads,
+    processor,
+    processorMetricsPort: processor.metricsPort,
+  };
 };
 
 /** Adds the message to the fake HubSpot and POSTs its webhook alone; resolves with the POST time. */
@@ -152,13 +182,36 @@ const runPhase = async (
 ): Promise<PhaseResult> => {
   const { pipeline } = round;
   const before = await scrape(round.processorMetricsPort);
+  const rssBeforeMiB = rssMiB(round.processor.pid);
   const aTexts = flood > 0 ? await floodA(pipeline, flood, `${roundNumber}-${phase}`) : [];
   if (flood > 0) progress(`  ${flood} A events accepted by ingest; B stream starts`);
+  const outage = phase === 'c: B + C OpenCX 503';
+  const cThreads = Array.from({ length: 20 }, () => fixtures.newThreadId());
+  const cPosted: string[] = [];
+  const deadLettersBefore = await pipeline.counter('outbound', 'outbound_dead_letters_total');
+  let cStream: Promise<void> = Promise.resolve();
+  const bMessages = outage ? Math.round((OUTAGE_MS / 1000) * B_RATE) : B_MESSAGES;
+  if (outage) {
+    const outageEnds = Date.now() + OUTAGE_MS;
+    pipeline.opencx.failApiKeyUntil(round.orgC.apiKey, outageEnds);
+    progress(
+      `  organisation C's OpenCX answers 503 for ${OUTAGE_MS / 1000} s; C sends ${C_RATE}/s meanwhile`,
+    );
+    cStream = (async () => {
+      for (let index = 0; Date.now() < outageEnds; index++) {
+        const threadId = cThreads[index % cThreads.length] ?? cThreads[0]!;
+        const text = `C ${roundNumber} ${index}`;
+        cPosted.push(text);
+        await postCustomerMessage(pipeline, PORTAL_C, threadId, text);
+        await sleep(1000 / C_RATE);
+      }
+    })();
+  }
   const posted: { text: string; postedAt: number }[] = [];
   const interval = 1000 / B_RATE;
   const streamStart = Date.now();
   let lastReport = Date.now();
-  for (let index = 0; index < B_MESSAGES; index++) {
+  for (let index = 0; index < bMessages; index++) {
     // A steady rate: each POST at its slot, whatever the previous one took.
     const slot = streamStart + index * interval;
     if (slot > Date.now()) await sleep(slot - Date.now());
@@ -169,7 +222,7 @@ const runPhase = async (
     if (Date.now() - lastReport > 5000) {
       const delivered = sentAt(pipeline);
       progress(
-        `  … ${index + 1}/${B_MESSAGES} B messages posted, ${posted.filter((entry) => delivered.has(entry.text)).length} delivered`,
+        `  … ${index + 1}/${bMessages} B messages posted, ${posted.filter((entry) => delivered.has(entry.text)).length} delivered`,
       );
       lastReport = Date.now();
     }
@@ -186,6 +239,27 @@ const runPhase = async (
     DELIVERY_TIMEOUT_MS + 10_000,
     100,
   );
+  const rssAfterMiB = rssMiB(round.processor.pid);
+  await cStream;
+  let c: PhaseResult['c'];
+  if (outage) {
+    progress(`  outage over: waiting for C's ${cPosted.length} messages`);
+    await waitUntil(
+      "C's messages to reach OpenCX after the outage",
+      () => {
+        const delivered = sentAt(pipeline);
+        return cPosted.every((text) => delivered.has(text));
+      },
+      5 * 60_000,
+      500,
+    ).catch((error: unknown) => progress(`  ${String(error)}`));
+    const delivered = sentAt(pipeline);
+    c = {
+      posted: cPosted.length,
+      delivered: cPosted.filter((text) => delivered.has(text)).length,
+      deadLettered: (await pipeline.counter('outbound', 'outbound_dead_letters_total')) - deadLettersBefore,
+    };
+  }
   const delivered = sentAt(pipeline);
   const latencies = posted.flatMap((entry) => {
     const at = delivered.get(entry.text);
@@ -205,11 +279,15 @@ const runPhase = async (
     hubspotRetries: delta('processor_hubspot_retries_total'),
     // Every service and both fakes share this process and its event loop.
     loopLagP99Ms: sumOf(after, 'nodejs_eventloop_lag_p99_seconds') * 1000,
+    rssBeforeMiB,
+    rssAfterMiB,
+    ...(c ? { c } : {}),
   };
 };
 
 const endRound = async (round: Round): Promise<void> => {
   const stopping = performance.now();
+  await kill(round.processor);
   await round.pipeline.stop();
   await cleanUpRun(infra, round.prefixes);
   progress(`  round stopped and cleaned up in ${fmt((performance.now() - stopping) / 1000, 1)} s`);
@@ -217,13 +295,18 @@ const endRound = async (round: Round): Promise<void> => {
 
 const describe = (result: PhaseResult): string =>
   `B p50 ${fmt(percentile(result.latencies, 50))} ms, p99 ${fmt(percentile(result.latencies, 99))} ms, max ${fmt(Math.max(...result.latencies))} ms, ` +
-  `${result.missing} not delivered; A delivered ${result.aDelivered}/${result.flood}`;
+  `${result.missing} not delivered; A delivered ${result.aDelivered}/${result.flood}; processor RSS ${fmt(result.rssBeforeMiB)} → ${fmt(result.rssAfterMiB)} MiB` +
+  (result.c
+    ? `; C ${result.c.delivered}/${result.c.posted} delivered after the outage, ${result.c.deadLettered} dead-lettered`
+    : '');
 
 const main = async (): Promise<void> => {
   progress(
     `isolation bench: B streams ${B_MESSAGES} customer messages at ${B_RATE}/s on ${B_THREADS} threads; portal A limited by HubSpot to ` +
       `${HUBSPOT_LIMIT_A.max} calls / ${HUBSPOT_LIMIT_A.intervalMs / 1000} s; flood ${FLOOD} A events; ${RUNS} rounds` +
-      (BIG_FLOOD > 0 ? `; then one round with a big flood of ${BIG_FLOOD}` : ''),
+      (OUTAGE_MS > 0
+        ? `; then one round with organisation C's OpenCX answering 503 for ${OUTAGE_MS / 1000} s`
+        : ''),
   );
   const results: PhaseResult[] = [];
   for (let roundNumber = 1; roundNumber <= RUNS; roundNumber++) {
@@ -244,14 +327,14 @@ const main = async (): Promise<void> => {
     });
     results.push(...phases);
   }
-  if (BIG_FLOOD > 0) {
-    const big = await measureWithOneRetry('big flood round', async () => {
-      progress(`big flood round: starting the pipeline`);
+  if (OUTAGE_MS > 0) {
+    const big = await measureWithOneRetry('outage round', async () => {
+      progress(`outage round: starting the pipeline`);
       const round = await startRound();
       try {
-        progress(`big flood round: phase c (B while ${BIG_FLOOD} throttled A events wait)`);
-        const result = await runPhase(round, RUNS + 1, 'c: B + big A flood', BIG_FLOOD);
-        progress(`big flood round: c: ${describe(result)}`);
+        progress(`outage round: phase c (B while C's OpenCX answers 503)`);
+        const result = await runPhase(round, RUNS + 1, 'c: B + C OpenCX 503', 0);
+        progress(`outage round: c: ${describe(result)}`);
         return result;
       } finally {
         await endRound(round);
@@ -274,13 +357,17 @@ const main = async (): Promise<void> => {
       'A limiter waits': result.throttled,
       'HubSpot retries': result.hubspotRetries,
       'loop lag p99 ms': fmt(result.loopLagP99Ms, 1),
+      'processor RSS MiB': `${fmt(result.rssBeforeMiB)} → ${fmt(result.rssAfterMiB)}`,
+      'C delivered / dead-lettered': result.c
+        ? `${result.c.delivered}/${result.c.posted} / ${result.c.deadLettered}`
+        : '-',
     })),
   );
   const of = (phase: Phase) => results.filter((result) => result.phase === phase);
   const p = (phase: Phase, q: number) => median(of(phase).map((result) => percentile(result.latencies, q)));
   const notDelivered = (phase: Phase): string => {
     const results = of(phase);
-    return `${results.reduce((total, result) => total + result.missing, 0)}/${results.length * B_MESSAGES}`;
+    return `${results.reduce((total, result) => total + result.missing, 0)}/${results.reduce((total, result) => total + result.missing + result.latencies.length, 0)}`;
   };
   const rows = [
     {
@@ -300,14 +387,14 @@ const main = async (): Promise<void> => {
       'B not delivered': notDelivered('b: B + A flood'),
     },
   ];
-  if (BIG_FLOOD > 0) {
+  if (OUTAGE_MS > 0) {
     rows.push({
-      phase: `c: B + ${BIG_FLOOD} throttled A events (1 round)`,
-      'median B p50 ms': fmt(p('c: B + big A flood', 50)),
-      'median B p99 ms': fmt(p('c: B + big A flood', 99)),
-      'added p99 ms': fmt(p('c: B + big A flood', 99) - p('a: B alone', 99)),
-      'p99 ratio': `${fmt(p('c: B + big A flood', 99) / p('a: B alone', 99), 1)}x`,
-      'B not delivered': notDelivered('c: B + big A flood'),
+      phase: `c: B while C's OpenCX answers 503 for ${OUTAGE_MS / 1000} s (1 round)`,
+      'median B p50 ms': fmt(p('c: B + C OpenCX 503', 50)),
+      'median B p99 ms': fmt(p('c: B + C OpenCX 503', 99)),
+      'added p99 ms': fmt(p('c: B + C OpenCX 503', 99) - p('a: B alone', 99)),
+      'p99 ratio': `${fmt(p('c: B + C OpenCX 503', 99) / p('a: B alone', 99), 1)}x`,
+      'B not delivered': notDelivered('c: B + C OpenCX 503'),
     });
   }
   printTable(`Figures (medians over ${RUNS} rounds of ${B_MESSAGES} B messages each)`, rows);
@@ -319,7 +406,7 @@ const main = async (): Promise<void> => {
           .filter((result) => result.missing > 0)
           .map((result) => `${result.phase}: ${result.missing}/${B_MESSAGES}`)
           .join('; ')}): ` +
-        "portal A's throttled backlog held portal B up.",
+        "another tenant's trouble held portal B up.",
     );
   }
 };

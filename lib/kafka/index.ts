@@ -23,4 +23,3 @@ export {
 export { KafkaTable, type TableEntry } from './table.ts';
 export { done, type HandlerOutcome } from './handler-outcome.ts';
 export { createTenantGate, type TenantGate } from './tenant-gate.ts';
-export { registerTenantParkingMetrics } from './tenant-metrics.ts';

@@ -20,12 +20,7 @@ import { createDomainEventPublisher } from '../../../lib/domain-event-publisher.
 import { orgOfOrderingKey, type AiReply } from '../../../lib/domain-events.ts';
 import { ErrorCode, PipelineError, describeError } from '../../../lib/errors.ts';
 import { createPortalClients } from '../../../lib/hubspot/index.ts';
-import {
-  createTenantGate,
-  DEFAULT_CRASH_BUDGET,
-  KeyedConsumer,
-  registerTenantParkingMetrics,
-} from '../../../lib/kafka/index.ts';
+import { createTenantGate, DEFAULT_CRASH_BUDGET, KeyedConsumer } from '../../../lib/kafka/index.ts';
 import { createLogger, type Logger } from '../../../lib/log.ts';
 import { closeServer, createMetricsRegistry, serveMetrics } from '../../../lib/metrics.ts';
 import type { Org } from '../../../lib/orgs/index.ts';
@@ -53,7 +48,13 @@ export const startOutbound = async (
 ): Promise<RunningOutbound> => {
   const instance = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   const registry = createMetricsRegistry('outbound');
-  const metrics = createOutboundMetrics(registry);
+  // Organisations this replica waits for (OpenCX failing, HubSpot budget spent): their events
+  // are parked, not held in memory, and their calls fail at once until they are tried again.
+  const gate = createTenantGate({
+    initialBackoffMs: config.PARK_PROBE_INITIAL_MS,
+    maxBackoffMs: config.PARK_PROBE_MAX_MS,
+  });
+  const metrics = createOutboundMetrics(registry, gate.waiting);
 
   // Adapters: Kafka (topics, Avro, producer), organisations and session links, Redis, OpenCX, HubSpot.
   const connections = await connectToPipeline(config, {
@@ -80,13 +81,6 @@ export const startOutbound = async (
     max: config.OPENCX_RATE_LIMIT_MAX,
     windowMs: config.OPENCX_RATE_LIMIT_WINDOW_MS,
   });
-  // Organisations this replica waits for (OpenCX failing, HubSpot budget spent): their events
-  // are parked, not held in memory, and their calls fail at once until they are tried again.
-  const gate = createTenantGate({
-    initialBackoffMs: config.PARK_PROBE_INITIAL_MS,
-    maxBackoffMs: config.PARK_PROBE_MAX_MS,
-  });
-  const parkingMetrics = registerTenantParkingMetrics(registry, 'outbound', gate);
   const failIfWaitedFor = (org: Org): void => {
     const until = gate.waitingUntil(org.orgId);
     if (until !== undefined)
@@ -210,7 +204,8 @@ export const startOutbound = async (
       retried: () => metrics.transientRetries.inc(),
       crashed: () => metrics.handlerFailures.inc(),
       deadLettered: (reason: string) => metrics.deadLettered.inc({ reason }),
-      ...parkingMetrics,
+      parked: (reason: string) => metrics.parked.inc({ reason }),
+      replayed: (count: number) => metrics.parkedReplayed.inc(count),
     },
     crashBudget: { ...DEFAULT_CRASH_BUDGET, attempts: config.HANDLER_CRASH_ATTEMPTS },
     maxBufferedMessages: config.KAFKA_PARTITION_BUFFER,

@@ -1,6 +1,11 @@
-import { Counter, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { TenantGate } from '../../../lib/kafka/index.ts';
 
-export const createOutboundMetrics = (registry: Registry) => ({
+/** `tenantsWaiting`: the tenants the service's gate waits for now (a gauge read at scrape time). */
+export const createOutboundMetrics = (
+  registry: Registry,
+  tenantsWaiting: TenantGate['waiting'] = () => [],
+) => ({
   applied: new Counter({
     name: 'outbound_events_applied_total',
     help: 'Domain events applied to OpenCX, by type',
@@ -70,6 +75,27 @@ export const createOutboundMetrics = (registry: Registry) => ({
     labelNames: ['type'] as const,
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     registers: [registry],
+  }),
+  parked: new Counter({
+    name: 'outbound_parked_messages_total',
+    help: 'Messages parked because their tenant must wait, by reason (hubspot_budget, opencx_unavailable, ...; tenant_waiting: parked behind an earlier one of its tenant)',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  }),
+  parkedReplayed: new Counter({
+    name: 'outbound_parked_messages_replayed_total',
+    help: 'Parked messages read again and handed to the handler once their tenant could take them',
+    registers: [registry],
+  }),
+  tenantsWaiting: new Gauge({
+    name: 'outbound_tenants_waiting',
+    help: 'Tenants (organisations) this replica is waiting for now, by reason: their events are parked',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const { reason } of tenantsWaiting()) this.inc({ reason });
+    },
   }),
 });
 export type OutboundMetrics = ReturnType<typeof createOutboundMetrics>;

@@ -19,7 +19,6 @@ import {
   DEFAULT_CRASH_BUDGET,
   KeyedConsumer,
   ORDERING_KEY_HEADER,
-  registerTenantParkingMetrics,
 } from '../../../lib/kafka/index.ts';
 import { createLogger, type Logger } from '../../../lib/log.ts';
 import { closeServer, createMetricsRegistry, serveMetrics } from '../../../lib/metrics.ts';
@@ -42,7 +41,13 @@ export const startProcessor = async (
 ): Promise<RunningProcessor> => {
   const instance = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   const registry = createMetricsRegistry('processor');
-  const metrics = createProcessorMetrics(registry);
+  // Tenants (the raw topic's key: an organisation, or `portal:<id>` for one ingest did not know)
+  // this replica waits for: their events are parked, not held in memory.
+  const gate = createTenantGate({
+    initialBackoffMs: config.PARK_PROBE_INITIAL_MS,
+    maxBackoffMs: config.PARK_PROBE_MAX_MS,
+  });
+  const metrics = createProcessorMetrics(registry, gate.waiting);
 
   // Adapters: Kafka (topics, Avro, producer), organisations and session links, Redis, HubSpot.
   const { kafka, topics, codec, producer, orgs, orgRepository, links, close } = await connectToPipeline(
@@ -62,13 +67,6 @@ export const startProcessor = async (
     topics: [topics.domainEvents.name],
     logger,
   });
-  // Tenants (the raw topic's key: an organisation, or `portal:<id>` for one ingest did not know)
-  // this replica waits for: their events are parked, not held in memory.
-  const gate = createTenantGate({
-    initialBackoffMs: config.PARK_PROBE_INITIAL_MS,
-    maxBackoffMs: config.PARK_PROBE_MAX_MS,
-  });
-  const parkingMetrics = registerTenantParkingMetrics(registry, 'processor', gate);
   const hubspotFor = createPortalClients({
     baseUrl: config.HUBSPOT_API_BASE_URL,
     timeoutMs: config.HUBSPOT_TIMEOUT_MS,
@@ -152,7 +150,8 @@ export const startProcessor = async (
         retried: () => metrics.transientRetries.inc(),
         crashed: () => metrics.handlerFailures.inc(),
         deadLettered: (reason) => metrics.deadLettered.inc({ reason }),
-        ...parkingMetrics,
+        parked: (reason) => metrics.parked.inc({ reason }),
+        replayed: (count) => metrics.parkedReplayed.inc(count),
       },
       parking: {
         kafka,

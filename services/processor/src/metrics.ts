@@ -1,6 +1,11 @@
-import { Counter, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { TenantGate } from '../../../lib/kafka/index.ts';
 
-export const createProcessorMetrics = (registry: Registry) => ({
+/** `tenantsWaiting`: the tenants the service's gate waits for now (a gauge read at scrape time). */
+export const createProcessorMetrics = (
+  registry: Registry,
+  tenantsWaiting: TenantGate['waiting'] = () => [],
+) => ({
   events: new Counter({
     name: 'processor_events_total',
     help: 'Raw HubSpot events handled, by subscription type and outcome (emitted, ignored, dead_lettered)',
@@ -64,6 +69,27 @@ export const createProcessorMetrics = (registry: Registry) => ({
     help: 'From ingest accepting an event to the processor finishing it',
     buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
     registers: [registry],
+  }),
+  parked: new Counter({
+    name: 'processor_parked_messages_total',
+    help: 'Messages parked because their tenant must wait, by reason (hubspot_budget, opencx_unavailable, ...; tenant_waiting: parked behind an earlier one of its tenant)',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  }),
+  parkedReplayed: new Counter({
+    name: 'processor_parked_messages_replayed_total',
+    help: 'Parked messages read again and handed to the handler once their tenant could take them',
+    registers: [registry],
+  }),
+  tenantsWaiting: new Gauge({
+    name: 'processor_tenants_waiting',
+    help: 'Tenants (portals (organisations)) this replica is waiting for now, by reason: their events are parked',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const { reason } of tenantsWaiting()) this.inc({ reason });
+    },
   }),
 });
 export type ProcessorMetrics = ReturnType<typeof createProcessorMetrics>;
