@@ -15,13 +15,8 @@ export type TenantGate = {
    * Returns the time it opens again.
    */
   readonly close: (tenant: string, reason: string, untilMs?: number, now?: number) => number;
-  /** A call for the tenant succeeded: back-off reset, no longer probing. */
+  /** A message of the tenant was handled: the back-off starts over. */
   readonly recovered: (tenant: string) => void;
-  /**
-   * True while the tenant's last outcome was a close with no success since: the next call is a
-   * probe, and gets one attempt rather than the full in-memory retry budget.
-   */
-  readonly probing: (tenant: string) => boolean;
   /** Tenants waited for now, with their reasons (for the metrics gauge). */
   readonly waiting: (now?: number) => { tenant: string; reason: string; untilMs: number }[];
 };
@@ -44,10 +39,15 @@ export const createTenantGate = (options: TenantGateOptions = {}): TenantGate =>
     },
     close: (tenant, reason, untilMs, now = Date.now()) => {
       const entry = entries.get(tenant) ?? { untilMs: 0, reason, closes: 0 };
-      // Closes by many conversations of one outage count once per window, not once each.
-      if (entry.untilMs <= now) entry.closes++;
-      const backoff = Math.min(max, initial * 2 ** Math.max(0, entry.closes - 1));
-      entry.untilMs = Math.max(entry.untilMs, untilMs ?? now + backoff);
+      if (entry.untilMs <= now) {
+        // A new window: the wait doubles with each one (a probe that failed again).
+        entry.closes++;
+        const backoff = Math.min(max, initial * 2 ** (entry.closes - 1));
+        entry.untilMs = untilMs ?? now + backoff;
+      } else if (untilMs !== undefined) {
+        // Already closed (other conversations of the same outage): only a later stated time extends it.
+        entry.untilMs = Math.max(entry.untilMs, untilMs);
+      }
       entry.reason = reason;
       entries.set(tenant, entry);
       return entry.untilMs;
@@ -55,7 +55,6 @@ export const createTenantGate = (options: TenantGateOptions = {}): TenantGate =>
     recovered: (tenant) => {
       entries.delete(tenant);
     },
-    probing: (tenant) => entries.has(tenant),
     waiting: (now = Date.now()) =>
       [...entries]
         .filter(([, entry]) => entry.untilMs > now)
