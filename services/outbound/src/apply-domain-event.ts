@@ -103,7 +103,10 @@ const tryLookUpTicket = async (deps: ApplyDeps, org: Org, threadId: string): Pro
     const thread = await deps.hubspotFor(org).getThread(threadId);
     return { kind: 'found', ticketId: thread.threadAssociations?.associatedTicketId ?? null };
   } catch (error) {
-    if (error instanceof PipelineError && error.code === ErrorCode.upstreamRateLimited)
+    if (
+      error instanceof PipelineError &&
+      (error.code === ErrorCode.upstreamRateLimited || error.code === ErrorCode.tenantWaiting)
+    )
       return { kind: 'deferred' };
     deps.logger.warn(
       { err: error, orgId: org.orgId, threadId },

@@ -147,8 +147,12 @@ const settleOne = async (deps: SettleDeps, entry: OwedLookUp): Promise<void> => 
     count(ticketId === null ? TicketLookUpOutcome.none : TicketLookUpOutcome.found);
     await deps.owed.settle(entry);
   } catch (error) {
-    if (error instanceof PipelineError && error.code === ErrorCode.upstreamRateLimited) {
-      // The portal has no room for bookkeeping now (or HubSpot said 429): later, not lost.
+    if (
+      error instanceof PipelineError &&
+      (error.code === ErrorCode.upstreamRateLimited || error.code === ErrorCode.tenantWaiting)
+    ) {
+      // The portal has no room for bookkeeping now (HubSpot said 429, or the organisation is
+      // waited for): later, not lost.
       count(TicketLookUpOutcome.deferred);
       await deps.owed.later(entry, error.retryAfterMs ?? 1000);
       return;
