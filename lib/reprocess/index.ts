@@ -1,5 +1,5 @@
 /**
- * Reprocessing from the raw log (`npm run reprocess`, scripts/reprocess.ts): an organisation's
+ * Reprocessing from the raw log (`npm run reprocess`, cli.ts): an organisation's
  * raw events of a time window, through the processor's current rules, compared with what the
  * domain topic holds; the missing effects written.
  */

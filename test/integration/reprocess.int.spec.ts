@@ -19,7 +19,7 @@ import {
   type RawWebhookEvent,
 } from '../../services/processor/src/handle-raw-event.ts';
 import { createProcessorMetrics } from '../../services/processor/src/metrics.ts';
-import { runReprocess, type Output } from '../../scripts/reprocess.ts';
+import { runReprocess, type Output } from '../../lib/reprocess/cli.ts';
 import * as fixtures from '../fakes/hubspot-fixtures.ts';
 import { startTestPipeline, waitFor, type TestOrg, type TestPipeline } from '../support/pipeline.ts';
 

@@ -4,22 +4,23 @@
  * rules, prints what changed against the domain topic (new effects, newly skipped, ...) and, unless
  * --dry-run, writes the missing domain events (lib/reprocess/run.ts says why that is safe).
  * It reads the processor's configuration (KAFKA_*, SCHEMA_REGISTRY_URL, REDIS_*, SECRETS_KEY,
- * HUBSPOT_*, EMAIL_DELAY_MS): run it where the processor runs, with its environment.
+ * HUBSPOT_*, EMAIL_DELAY_MS): run it where the processor runs, with its environment. It sits in
+ * lib/ (like the dlq command) so that it is in every service's image: `node lib/reprocess/cli.ts`.
  * Exit codes: 0 done, 1 an outside system failed or some events could not be decided, 2 bad usage.
  */
 import { parseArgs } from 'node:util';
 import { SingleBar } from 'cli-progress';
-import { resolveSecretsKey } from '../lib/config.ts';
-import { createDomainEventPublisher } from '../lib/domain-event-publisher.ts';
-import type { DomainEvent } from '../lib/domain-events.ts';
-import { createPortalClients } from '../lib/hubspot/index.ts';
-import { createKafka, topicsFor } from '../lib/kafka/index.ts';
-import { createLogger } from '../lib/log.ts';
-import { OrgDirectory, createSecretBox } from '../lib/orgs/index.ts';
-import { createRedisPropertyClock } from '../lib/property-clock.ts';
-import { createRedisRateLimiter } from '../lib/rate-limiter.ts';
-import { createRedis } from '../lib/redis.ts';
-import { AvroCodec } from '../lib/registry.ts';
+import { resolveSecretsKey } from '../config.ts';
+import { createDomainEventPublisher } from '../domain-event-publisher.ts';
+import type { DomainEvent } from '../domain-events.ts';
+import { createPortalClients } from '../hubspot/index.ts';
+import { createKafka, topicsFor } from '../kafka/index.ts';
+import { createLogger } from '../log.ts';
+import { OrgDirectory, createSecretBox } from '../orgs/index.ts';
+import { createRedisPropertyClock } from '../property-clock.ts';
+import { createRedisRateLimiter } from '../rate-limiter.ts';
+import { createRedis } from '../redis.ts';
+import { AvroCodec } from '../registry.ts';
 import {
   Change,
   ReprocessError,
@@ -28,11 +29,11 @@ import {
   reprocessWindow,
   type ReprocessPhase,
   type TimeWindow,
-} from '../lib/reprocess/index.ts';
-import { sleep } from '../lib/retry.ts';
-import { isEntryPoint } from '../lib/service.ts';
-import { SessionLinks } from '../lib/session-links.ts';
-import { loadProcessorConfig, type ProcessorConfig } from '../services/processor/src/config.ts';
+} from './index.ts';
+import { sleep } from '../retry.ts';
+import { isEntryPoint } from '../service.ts';
+import { SessionLinks } from '../session-links.ts';
+import { loadProcessorConfig, type ProcessorConfig } from '../../services/processor/src/config.ts';
 
 export const USAGE =
   'usage: npm run reprocess -- --org ORG_ID --since 2h|2026-11-30T10:00:00Z|EPOCH_MS [--until ...] [--dry-run] [--max-records N (default 200000)]';
