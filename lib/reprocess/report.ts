@@ -4,6 +4,8 @@ import type { ReprocessReport } from './run.ts';
 
 const MAX_DETAIL_LINES = 50;
 
+const plural = (n: number, noun: string): string => `${n} ${noun}${n === 1 ? '' : 's'}`;
+
 const when = (ms: number | undefined): string => (ms === undefined ? 'now' : new Date(ms).toISOString());
 
 const byDetail = (report: ReprocessReport, change: Change): string => {
@@ -28,7 +30,7 @@ export const formatReport = (report: ReprocessReport, domainTopic: string): stri
     `reprocessed organisation ${report.orgId}, raw events from ${when(report.window.since)} to ${when(report.window.until)}${report.dryRun ? ' (dry run)' : ''}`,
   );
   lines.push(
-    `read ${report.rawScanned} raw records (${report.events.length} of ${report.orgId}) and ${report.domainScanned} domain records since the window's start (${report.domainEventsOfOrg} events of ${report.orgId})`,
+    `read ${plural(report.rawScanned, 'raw record')} (${report.events.length} of ${report.orgId}) and ${plural(report.domainScanned, 'domain record')} since the window's start (${plural(report.domainEventsOfOrg, 'event')} of ${report.orgId})`,
   );
   if (report.events.length === 0) {
     lines.push(
@@ -89,6 +91,10 @@ export const formatReport = (report: ReprocessReport, domainTopic: string): stri
   if (report.counts[Change.newlySkipped] > 0)
     lines.push(
       'newly skipped events are not undone: what was applied stays applied (a reprocess only adds what is missing)',
+    );
+  if (report.counts[Change.wouldDeadLetter] > 0)
+    lines.push(
+      `${plural(report.counts[Change.wouldDeadLetter], 'raw event')} would be dead-lettered by the processor (see above); a reprocess writes no dead letters: fix the cause, then run it again`,
     );
   if (report.reconnectRequired)
     lines.push(
