@@ -63,6 +63,12 @@ export const commonEnv = {
 export const topicCreationEnv = {
   KAFKA_PARTITIONS: z.coerce.number().int().min(1).optional(),
   KAFKA_REPLICATION_FACTOR: z.coerce.number().int().min(1).optional(),
+  /** How long the dead-letter topic keeps a letter (retention.ms); raised at start on a topic that keeps less. */
+  DEAD_LETTER_RETENTION_MS: z.coerce
+    .number()
+    .int()
+    .min(60 * 60 * 1000)
+    .default(14 * 24 * 60 * 60 * 1000),
 };
 
 /** HubSpot calls, rate limited per portal across replicas (OAuth apps get 110 / 10 s: a margin). */

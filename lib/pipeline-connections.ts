@@ -22,6 +22,7 @@ export type ConnectionConfig = {
   readonly SECRETS_KEY_PREVIOUS?: Buffer | undefined;
   readonly KAFKA_PARTITIONS?: number | undefined;
   readonly KAFKA_REPLICATION_FACTOR?: number | undefined;
+  readonly DEAD_LETTER_RETENTION_MS?: number | undefined;
 };
 
 export type PipelineConnections = {
@@ -54,7 +55,11 @@ export const connectToPipeline = async (
   const secretsKey = resolveSecretsKey(config);
   if (secretsKey.insecure)
     logger.warn('SECRETS_KEY is not set: using the development key (refused when NODE_ENV=production)');
-  const topics = topicsFor(config.KAFKA_TOPIC_PREFIX);
+  const topics = topicsFor(config.KAFKA_TOPIC_PREFIX, {
+    ...(config.DEAD_LETTER_RETENTION_MS === undefined
+      ? {}
+      : { deadLetterRetentionMs: config.DEAD_LETTER_RETENTION_MS }),
+  });
   const kafka = createKafka({ clientId: options.clientId, brokers: config.KAFKA_BROKERS, logger });
 
   const admin = kafka.admin();
@@ -63,6 +68,7 @@ export const connectToPipeline = async (
     await ensureTopics(admin, Object.values(topics), {
       partitions: config.KAFKA_PARTITIONS,
       replicationFactor: config.KAFKA_REPLICATION_FACTOR,
+      logger,
     });
   } finally {
     await admin.disconnect();

@@ -3,6 +3,11 @@
  * When HUBSPOT_API_BASE_URL / OPENCX_API_BASE_URL are not set, local sandboxes of both run here
  * (the test fakes), a demo organisation is registered, and a command is printed that sends a
  * signed sample webhook; its effect shows in the services' logs.
+ * Logs are printed readable (pino-pretty; `npm start -- --json` keeps the services' JSON). When a
+ * service exits on its own, the others are stopped and the exit is explained (dev-supervisor.ts).
+ * With KAFKA_BROKERS, SCHEMA_REGISTRY_URL and REDIS_URL all set, that infrastructure is used and
+ * infra/local is not started. Ports: PORT (ingest, 3000), PROCESSOR_METRICS_PORT (9465),
+ * OUTBOUND_METRICS_PORT (9466), SANDBOX_CONTROL_PORT (4099).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -12,11 +17,22 @@ import { fileURLToPath } from 'node:url';
 import { startFakeHubSpot } from '../test/fakes/hubspot.ts';
 import { startFakeOpenCx } from '../test/fakes/opencx.ts';
 import * as fixtures from '../test/fakes/hubspot-fixtures.ts';
+import { isEntryPoint } from '../lib/service.ts';
+import {
+  LastLines,
+  createLineFormatter,
+  forEachLine,
+  sampleWebhookCommand,
+  superviseServices,
+  type SupervisedService,
+} from './dev-supervisor.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const say = (line: string): void => void process.stdout.write(`[dev-stack] ${line}\n`);
 
 export const SANDBOX_CONTROL_PORT = 4099;
+/** Lines of each service kept to explain its exit. */
+const LAST_LINES = 15;
 const DEMO = {
   orgId: 'demo',
   portalId: fixtures.FIXTURE_PORTAL_ID,
@@ -35,15 +51,29 @@ const readEnvFile = (path: string): Record<string, string> =>
       .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]),
   );
 
+const nodeVersionOn = (path: string): string | undefined => {
+  const result = spawnSync('node', ['--version'], { env: { PATH: path }, encoding: 'utf8' });
+  return result.status === 0 ? result.stdout.trim() : undefined;
+};
+
 /** Started services, stopped again if start-up fails half-way. */
 const children: ChildProcess[] = [];
 let started = false;
 
 const main = async (): Promise<void> => {
-  say('starting Kafka, the schema registry and Redis (infra/local/up.sh) ...');
-  const up = spawnSync('bash', [`${root}infra/local/up.sh`], { stdio: ['ignore', 'inherit', 'inherit'] });
-  if (up.status !== 0) throw new Error('infra/local/up.sh failed: see its output above and .local/logs/');
-  const infra = readEnvFile(`${root}.local/env`);
+  const jsonLogs = process.argv.includes('--json');
+  const external = ['KAFKA_BROKERS', 'SCHEMA_REGISTRY_URL', 'REDIS_URL'].every((name) => process.env[name]);
+  let infra: Record<string, string> = {};
+  if (external) {
+    say(
+      `using Kafka at ${process.env.KAFKA_BROKERS}, the registry at ${process.env.SCHEMA_REGISTRY_URL} and Redis at ${process.env.REDIS_URL} (infra/local not started)`,
+    );
+  } else {
+    say('starting Kafka, the schema registry and Redis (infra/local/up.sh) ...');
+    const up = spawnSync('bash', [`${root}infra/local/up.sh`], { stdio: ['ignore', 'inherit', 'inherit'] });
+    if (up.status !== 0) throw new Error('infra/local/up.sh failed: see its output above and .local/logs/');
+    infra = readEnvFile(`${root}.local/env`);
+  }
 
   const sandbox = !process.env.HUBSPOT_API_BASE_URL && !process.env.OPENCX_API_BASE_URL;
   const env: Record<string, string> = {
@@ -56,6 +86,7 @@ const main = async (): Promise<void> => {
     PORT: process.env.PORT ?? '3000',
   };
   let closeSandboxes = async (): Promise<void> => undefined;
+  const controlPort = Number(process.env.SANDBOX_CONTROL_PORT ?? SANDBOX_CONTROL_PORT);
   if (sandbox) {
     const hubspot = await startFakeHubSpot({ tokens: { [DEMO.token]: DEMO.portalId } });
     const opencx = await startFakeOpenCx({
@@ -84,7 +115,18 @@ const main = async (): Promise<void> => {
         );
       });
     });
-    await new Promise<void>((resolve) => control.listen(SANDBOX_CONTROL_PORT, '127.0.0.1', resolve));
+    await new Promise<void>((resolve, reject) => {
+      control.once('error', (error: NodeJS.ErrnoException) =>
+        reject(
+          new Error(
+            error.code === 'EADDRINUSE'
+              ? `port ${controlPort} (the sandbox's control endpoint) is in use: is another npm start running? Stop it, or set SANDBOX_CONTROL_PORT`
+              : error.message,
+          ),
+        ),
+      );
+      control.listen(controlPort, '127.0.0.1', resolve);
+    });
     say(`sandbox HubSpot at ${hubspot.url}, sandbox OpenCX at ${opencx.url}`);
     closeSandboxes = async () => {
       control.close();
@@ -92,34 +134,43 @@ const main = async (): Promise<void> => {
     };
   }
 
-  for (const [service, metricsPort] of [
-    ['ingest', env.PORT],
-    ['processor', '9465'],
-    ['outbound', '9466'],
-  ] as const) {
+  const format = createLineFormatter({ pretty: !jsonLogs, colorize: process.stdout.isTTY === true });
+  const supervised: SupervisedService[] = [];
+  // Each service and the port its /readyz answers on (ingest: its own; the others: metrics).
+  const ports = {
+    ingest: env.PORT ?? '3000',
+    processor: process.env.PROCESSOR_METRICS_PORT ?? '9465',
+    outbound: process.env.OUTBOUND_METRICS_PORT ?? '9466',
+  };
+  for (const [service, port] of Object.entries(ports)) {
     const child = spawn(process.execPath, [`${root}services/${service}/src/main.ts`], {
-      env: { ...env, METRICS_PORT: metricsPort ?? '0' },
+      env: { ...env, METRICS_PORT: port },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
+    const lastLines = new LastLines(LAST_LINES);
     const prefix = `[${service}] `;
-    child.stdout?.on('data', (chunk: Buffer) =>
-      process.stdout.write(chunk.toString().replace(/^(?=.)/gm, prefix)),
-    );
-    child.stderr?.on('data', (chunk: Buffer) =>
-      process.stderr.write(chunk.toString().replace(/^(?=.)/gm, prefix)),
-    );
-    child.on('exit', (code) => {
-      say(`${service} exited (${code ?? 'signal'})`);
-      if (!started) {
-        say(`${service} could not start: see its lines above; stopping the others`);
-        for (const other of children) other.kill('SIGTERM');
-        process.exit(1);
-      }
-    });
+    const show = (sink: NodeJS.WriteStream) => (line: string) => {
+      const readable = format(line);
+      lastLines.add(readable);
+      sink.write(`${prefix}${readable}\n`);
+    };
+    if (child.stdout) forEachLine(child.stdout, show(process.stdout));
+    if (child.stderr) forEachLine(child.stderr, show(process.stderr));
     children.push(child);
+    supervised.push({ name: service, process: child, lastLines });
   }
+  say(`started ${supervised.map(({ name, process: child }) => `${name} (pid ${child.pid})`).join(', ')}`);
+  const supervisor = superviseServices(supervised, {
+    infra: external ? 'external' : 'local',
+    isStarted: () => started,
+    onFailure: (_exit, explanation) => {
+      for (const line of explanation.split('\n')) say(line);
+      void closeSandboxes().finally(() => process.exit(1));
+    },
+  });
   const ingestUrl = `http://127.0.0.1:${env.PORT}`;
-  await waitForReady(`${ingestUrl}/readyz`);
+  // Started = every service answers /readyz.
+  await Promise.all(Object.values(ports).map((port) => waitForReady(`http://127.0.0.1:${port}/readyz`)));
   started = true;
 
   if (sandbox) {
@@ -134,7 +185,15 @@ const main = async (): Promise<void> => {
     });
     say(`demo organisation "${DEMO.orgId}" registered (${response.status})`);
     say('ready. In another terminal, send a signed sample webhook:');
-    say('    npm run demo:webhook -- "Hello, where is my order?"');
+    say(
+      `    ${sampleWebhookCommand({
+        root,
+        path: process.env.PATH ?? '',
+        nodeVersionOn,
+        sandboxUrl: `http://127.0.0.1:${controlPort}`,
+        text: 'Hello, where is my order?',
+      })}`,
+    );
     say('then watch the processor emit a customer-message and outbound apply it and post the AI reply.');
   } else {
     say(`ready: ingest on ${ingestUrl} (admin API: Authorization: Bearer $ADMIN_TOKEN)`);
@@ -142,15 +201,7 @@ const main = async (): Promise<void> => {
 
   const shutdown = async (): Promise<void> => {
     say('stopping services (infra keeps running; npm run infra:down stops it)');
-    for (const child of children) child.kill('SIGTERM');
-    await Promise.all(
-      children.map(
-        (child) =>
-          new Promise((resolve) =>
-            child.exitCode === null ? child.once('exit', resolve) : resolve(undefined),
-          ),
-      ),
-    );
+    await supervisor.stopAll();
     await closeSandboxes();
     process.exit(0);
   };
@@ -185,8 +236,9 @@ const waitForReady = async (url: string): Promise<void> => {
   throw new Error(`${url} did not become ready in 120 s: see the service logs above`);
 };
 
-main().catch((error: unknown) => {
-  process.stderr.write(`[dev-stack] ${error instanceof Error ? error.message : String(error)}\n`);
-  for (const child of children) child.kill('SIGTERM');
-  process.exit(1);
-});
+if (isEntryPoint(import.meta.url))
+  main().catch((error: unknown) => {
+    process.stderr.write(`[dev-stack] ${error instanceof Error ? error.message : String(error)}\n`);
+    for (const child of children) child.kill('SIGTERM');
+    process.exit(1);
+  });

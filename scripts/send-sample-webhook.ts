@@ -1,18 +1,26 @@
 /**
- * `npm run demo:webhook -- "text"`: asks the dev stack's sandbox HubSpot for a new customer
- * message, then POSTs its webhook to ingest signed (v3) with HubSpot's own SDK, as HubSpot would.
+ * `npm run demo:webhook -- [--sandbox URL] "text"`: asks the dev stack's sandbox HubSpot for a new
+ * customer message, then POSTs its webhook to ingest signed (v3) with HubSpot's own SDK, as
+ * HubSpot would. `npm start` prints this command as it works on the machine it runs on (with
+ * --sandbox when SANDBOX_CONTROL_PORT moved the sandbox's control endpoint).
  */
+import { parseArgs } from 'node:util';
 import { postSignedWebhook } from '../test/support/signed-delivery.ts';
-
-const SANDBOX_CONTROL = 'http://127.0.0.1:4099';
-const text = process.argv.slice(2).join(' ') || 'Hello, where is my order?';
+import { DEFAULT_SANDBOX_URL } from './dev-supervisor.ts';
 
 const main = async (): Promise<void> => {
-  const created = await fetch(SANDBOX_CONTROL, { method: 'POST', body: JSON.stringify({ text }) }).catch(
-    () => {
-      throw new Error('the dev stack is not running: start it with `npm start` first');
-    },
-  );
+  const { values, positionals } = parseArgs({
+    args: process.argv.slice(2),
+    allowPositionals: true,
+    options: { sandbox: { type: 'string' } },
+  });
+  const sandbox = values.sandbox ?? DEFAULT_SANDBOX_URL;
+  const text = positionals.join(' ') || 'Hello, where is my order?';
+  const created = await fetch(sandbox, { method: 'POST', body: JSON.stringify({ text }) }).catch(() => {
+    throw new Error(
+      `no dev stack answers at ${sandbox}: start it with \`npm start\` first (and use the command it prints)`,
+    );
+  });
   const { event, secret, ingestUrl } = (await created.json()) as {
     event: object;
     secret: string;

@@ -40,11 +40,14 @@ export const createKafka = (options: KafkaOptions): Kafka =>
       },
   });
 
-/** Creates the topics that do not exist yet; existing ones are left as they are. */
+/**
+ * Creates the topics that do not exist yet; existing ones are left as they are, but for a
+ * retention shorter than their spec asks (raised, see ensureRetention).
+ */
 export const ensureTopics = async (
   admin: Admin,
   specs: readonly TopicSpec[],
-  defaults: { partitions?: number; replicationFactor?: number },
+  defaults: { partitions?: number; replicationFactor?: number; logger?: Logger | undefined },
 ): Promise<void> => {
   const existing = new Set(await admin.listTopics());
   const missing: ITopicConfig[] = specs
@@ -53,12 +56,17 @@ export const ensureTopics = async (
       topic: spec.name,
       numPartitions: spec.partitions ?? defaults.partitions ?? -1,
       replicationFactor: defaults.replicationFactor ?? -1,
-      configEntries: spec.compacted
-        ? [
-            { name: 'cleanup.policy', value: 'compact' },
-            { name: 'min.compaction.lag.ms', value: '60000' },
-          ]
-        : [],
+      configEntries: [
+        ...(spec.compacted
+          ? [
+              { name: 'cleanup.policy', value: 'compact' },
+              { name: 'min.compaction.lag.ms', value: '60000' },
+            ]
+          : []),
+        ...(spec.retentionMs === undefined
+          ? []
+          : [{ name: 'retention.ms', value: String(spec.retentionMs) }]),
+      ],
     }));
   if (missing.length > 0) {
     try {
@@ -73,6 +81,67 @@ export const ensureTopics = async (
     admin,
     specs.map((spec) => spec.name),
   );
+  const kept = specs.filter((spec) => spec.retentionMs !== undefined && existing.has(spec.name));
+  for (const spec of kept) await ensureRetention(admin, spec, defaults.logger);
+};
+
+/** kafkajs's ConfigSource for a topic's own override (DYNAMIC_TOPIC_CONFIG). */
+const DYNAMIC_TOPIC_CONFIG = 1;
+
+/**
+ * A topic created before its spec asked for a retention (or by hand, or by the broker's
+ * auto-creation) keeps the broker's default, 7 days, or whatever it was given. If that is shorter
+ * than the spec, raise it. AlterConfigs (kafkajs has no incremental variant) replaces all of a
+ * topic's overrides, so the others are sent back as they are. A cluster that refuses (ACLs) gets
+ * a warning with the command that does it; a longer retention someone chose is left alone.
+ */
+export const ensureRetention = async (
+  admin: Admin,
+  spec: TopicSpec,
+  logger: Logger | undefined,
+): Promise<void> => {
+  const wanted = spec.retentionMs;
+  if (wanted === undefined) return;
+  const fix = `kafka-configs.sh --bootstrap-server <broker> --alter --entity-type topics --entity-name ${spec.name} --add-config retention.ms=${wanted}`;
+  try {
+    const described = await whileLeadersSettle(`reading the configuration of ${spec.name}`, () =>
+      admin.describeConfigs({
+        includeSynonyms: false,
+        resources: [{ type: TOPIC_RESOURCE, name: spec.name }],
+      }),
+    );
+    const entries = described.resources[0]?.configEntries ?? [];
+    const current = Number(entries.find((entry) => entry.configName === 'retention.ms')?.configValue);
+    // -1 keeps records forever: longer than anything we would set.
+    if (current === -1 || (Number.isFinite(current) && current >= wanted)) return;
+    const overrides = entries
+      .filter(
+        (entry) =>
+          (entry as { configSource?: number }).configSource === DYNAMIC_TOPIC_CONFIG &&
+          entry.configName !== 'retention.ms' &&
+          !entry.isSensitive,
+      )
+      .map((entry) => ({ name: entry.configName, value: entry.configValue }));
+    await admin.alterConfigs({
+      validateOnly: false,
+      resources: [
+        {
+          type: TOPIC_RESOURCE,
+          name: spec.name,
+          configEntries: [...overrides, { name: 'retention.ms', value: String(wanted) }],
+        },
+      ],
+    });
+    logger?.info(
+      { topic: spec.name, fromMs: Number.isFinite(current) ? current : null, toMs: wanted },
+      'topic retention raised to its configured value',
+    );
+  } catch (error) {
+    logger?.warn(
+      { topic: spec.name, wantedMs: wanted, err: error instanceof Error ? error.message : String(error) },
+      `could not check or raise the retention of ${spec.name} to ${wanted} ms; records may expire sooner. Fix: ${fix}`,
+    );
+  }
 };
 
 /**

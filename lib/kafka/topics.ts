@@ -7,6 +7,8 @@ export type TopicSpec = {
   readonly compacted: boolean;
   /** Compacted state topics are read whole by every replica: one partition keeps that simple. */
   readonly partitions?: number;
+  /** retention.ms set when the topic is created, and raised at start-up on a topic that keeps less. */
+  readonly retentionMs?: number;
 };
 
 export type Topics = {
@@ -26,13 +28,26 @@ export type Topics = {
   readonly postedReplies: TopicSpec;
 };
 
-export const topicsFor = (prefix: string): Topics => ({
+/**
+ * Dead letters wait for an operator: a holiday weekend and a slow week must not expire them
+ * (the broker's default is 7 days). DEAD_LETTER_RETENTION_MS overrides it.
+ */
+export const DEFAULT_DEAD_LETTER_RETENTION_MS = 14 * 24 * 60 * 60 * 1000;
+
+export const topicsFor = (
+  prefix: string,
+  options: { readonly deadLetterRetentionMs?: number } = {},
+): Topics => ({
   rawEvents: { name: `${prefix}hubspot.webhook-events`, compacted: false },
   domainEvents: { name: `${prefix}pipeline.domain-events`, compacted: false },
   aiReplies: { name: `${prefix}pipeline.ai-replies`, compacted: false },
   orgs: { name: `${prefix}pipeline.orgs`, compacted: true, partitions: 1 },
   sessionLinks: { name: `${prefix}pipeline.session-links`, compacted: true, partitions: 1 },
-  deadLetters: { name: `${prefix}pipeline.dead-letters`, compacted: false },
+  deadLetters: {
+    name: `${prefix}pipeline.dead-letters`,
+    compacted: false,
+    retentionMs: options.deadLetterRetentionMs ?? DEFAULT_DEAD_LETTER_RETENTION_MS,
+  },
   postedReplies: { name: `${prefix}pipeline.ai-replies-posted`, compacted: true, partitions: 1 },
 });
 
