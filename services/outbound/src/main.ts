@@ -20,7 +20,12 @@ import { createDomainEventPublisher } from '../../../lib/domain-event-publisher.
 import { orgOfOrderingKey, type AiReply } from '../../../lib/domain-events.ts';
 import { ErrorCode, PipelineError, describeError } from '../../../lib/errors.ts';
 import { createPortalClients } from '../../../lib/hubspot/index.ts';
-import { createTenantGate, DEFAULT_CRASH_BUDGET, KeyedConsumer } from '../../../lib/kafka/index.ts';
+import {
+  createTenantGate,
+  DEFAULT_CRASH_BUDGET,
+  KeyedConsumer,
+  type TenantGate,
+} from '../../../lib/kafka/index.ts';
 import { createLogger, type Logger } from '../../../lib/log.ts';
 import { closeServer, createMetricsRegistry, serveMetrics } from '../../../lib/metrics.ts';
 import type { Org } from '../../../lib/orgs/index.ts';
@@ -48,13 +53,21 @@ export const startOutbound = async (
 ): Promise<RunningOutbound> => {
   const instance = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   const registry = createMetricsRegistry('outbound');
-  // Organisations this replica waits for (OpenCX failing, HubSpot budget spent): their events
-  // are parked, not held in memory, and their calls fail at once until they are tried again.
-  const gate = createTenantGate({
+  // Organisations this replica waits for: their events are parked, not held in memory, and
+  // their calls fail at once until they are tried again. One gate per outside system, so an
+  // organisation whose HubSpot budget is spent (AI replies wait) still gets its OpenCX events.
+  const gateOptions = {
     initialBackoffMs: config.PARK_PROBE_INITIAL_MS,
     maxBackoffMs: config.PARK_PROBE_MAX_MS,
-  });
-  const metrics = createOutboundMetrics(registry, gate.waiting);
+  };
+  /** OpenCX failing (domain events wait). */
+  const openCxGate = createTenantGate(gateOptions);
+  /** HubSpot budget spent or HubSpot failing (AI replies wait; ticket look-ups are owed). */
+  const hubspotGate = createTenantGate(gateOptions);
+  const metrics = createOutboundMetrics(registry, (now) => [
+    ...openCxGate.waiting(now),
+    ...hubspotGate.waiting(now),
+  ]);
 
   // Adapters: Kafka (topics, Avro, producer), organisations and session links, Redis, OpenCX, HubSpot.
   const connections = await connectToPipeline(config, {
@@ -82,7 +95,7 @@ export const startOutbound = async (
     windowMs: config.OPENCX_RATE_LIMIT_WINDOW_MS,
   });
   const failIfWaitedFor = (org: Org): void => {
-    const until = gate.waitingUntil(org.orgId);
+    const until = openCxGate.waitingUntil(org.orgId);
     if (until !== undefined)
       throw new PipelineError(
         ErrorCode.tenantWaiting,
@@ -119,7 +132,7 @@ export const startOutbound = async (
     }),
     onCall: (portalId, purpose) => metrics.hubspotCalls.inc({ portal_id: String(portalId), purpose }),
     customerMaxWaitMs: config.PARK_AFTER_MS,
-    waitingUntil: (org) => gate.waitingUntil(org.orgId),
+    waitingUntil: (org) => hubspotGate.waitingUntil(org.orgId),
   });
   const owedTicketLookUps = createRedisOwedTicketLookUps(redis, config.REDIS_KEY_PREFIX);
 
@@ -210,7 +223,7 @@ export const startOutbound = async (
     crashBudget: { ...DEFAULT_CRASH_BUDGET, attempts: config.HANDLER_CRASH_ATTEMPTS },
     maxBufferedMessages: config.KAFKA_PARTITION_BUFFER,
   };
-  const parkingIn = (groupId: string) => ({
+  const parkingIn = (groupId: string, gate: TenantGate) => ({
     kafka,
     groupId,
     gate,
@@ -230,7 +243,7 @@ export const startOutbound = async (
       }),
       topics: [topics.domainEvents.name],
       orderingKey: (message) => message.key?.toString() ?? '',
-      parking: parkingIn(domainGroup),
+      parking: parkingIn(domainGroup, openCxGate),
       handle: createPipelineEventHandler({
         ...handlerDeps,
         apply: (event) =>
@@ -249,7 +262,7 @@ export const startOutbound = async (
       }),
       topics: [topics.aiReplies.name],
       orderingKey: (message) => message.key?.toString() ?? '',
-      parking: parkingIn(repliesGroup),
+      parking: parkingIn(repliesGroup, hubspotGate),
       handle: createPipelineEventHandler({
         ...handlerDeps,
         apply: (event) =>
