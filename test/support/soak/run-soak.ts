@@ -214,16 +214,22 @@ export const runSoak = async (options: SoakOptions): Promise<SoakReport> => {
         due += (options.rate * 200) / 1000;
         for (; due >= 1; due -= 1) pending.push(load.next());
       }
-      if (pending.length > 0) {
-        const status = await post(pending).catch(() => 0);
-        if (status === 200) pending = [];
-        else {
-          rejected += 1;
-          say(
-            `${clock()} ingest answered ${status || 'nothing'} to a batch of ${pending.length}: redelivering, as HubSpot does`,
-          );
-          if (Date.now() > loadEnd + 120_000) throw new Error('ingest refused the last batch for 2 minutes');
+      // At most 100 events a request, as HubSpot sends them: what a refused request held is
+      // redelivered first, then what came due meanwhile (a backlog never becomes one request
+      // over the limit, which ingest would rightly refuse with 400).
+      while (pending.length > 0) {
+        const batch = pending.slice(0, MAX_EVENTS_PER_REQUEST);
+        const status = await post(batch).catch(() => 0);
+        if (status === 200) {
+          pending = pending.slice(batch.length);
+          continue;
         }
+        rejected += 1;
+        say(
+          `${clock()} ingest answered ${status || 'nothing'} to a batch of ${batch.length} (${pending.length} waiting): redelivering, as HubSpot does`,
+        );
+        if (Date.now() > loadEnd + 120_000) throw new Error('ingest refused the last batch for 2 minutes');
+        break;
       }
       if (Date.now() - lastProgress >= 5000) {
         lastProgress = Date.now();
@@ -433,6 +439,9 @@ const lag = async (admin: ReturnType<Kafka['admin']>, groupId: string, topic: st
   }
   return total;
 };
+
+/** HubSpot's own limit on events per webhook request. */
+const MAX_EVENTS_PER_REQUEST = 100;
 
 const parseDeadLetters = (stdout: string): DeadLetterLine[] =>
   stdout
