@@ -6,6 +6,7 @@
  */
 import { parseArgs } from 'node:util';
 import { FAULT_KINDS, runSoak, type FaultKind } from '../test/support/soak/run-soak.ts';
+import { killAllChildren } from '../test/support/soak/cluster.ts';
 
 const USAGE =
   'usage: npm run soak -- [--minutes N] [--rate EVENTS_PER_S] [--seed S] [--orgs K] [--short] [--kafka-restart] [--skip-faults kill,redis,opencx,hubspot] [--claim-lease-ms MS]';
@@ -73,6 +74,14 @@ const main = async (): Promise<number> => {
   );
   return report.ok ? 0 : 1;
 };
+
+// Interrupted (Ctrl-C, SIGTERM, a CI timeout): stop what the soak started, leave no orphans.
+for (const signal of ['SIGINT', 'SIGTERM'] as const)
+  process.once(signal, () => {
+    const killed = killAllChildren();
+    process.stderr.write(`\nsoak: ${signal}: stopped ${killed} process(es) it had started; no verdict\n`);
+    process.exit(130);
+  });
 
 main().then(
   (code) => {

@@ -28,6 +28,18 @@ const answersHttp = (url: string): Promise<boolean> =>
   );
 
 /** One replica of a service: started, SIGKILLed and restarted in place (same name and log file). */
+/** Every process the soak started and that has not exited: killed when the soak is interrupted. */
+const liveChildren = new Set<ChildProcess>();
+const track = (child: ChildProcess): void => {
+  liveChildren.add(child);
+  child.once('exit', () => liveChildren.delete(child));
+};
+/** SIGKILLs whatever the soak started (services, its Redis): on Ctrl-C or SIGTERM, no orphans. */
+export const killAllChildren = (): number => {
+  for (const child of liveChildren) child.kill('SIGKILL');
+  return liveChildren.size;
+};
+
 export class Replica {
   readonly name: string;
   readonly service: ServiceName;
@@ -66,6 +78,7 @@ export class Replica {
       env: { ...process.env, ...this.#env, ...portEnv },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
+    track(child);
     this.starts += 1;
     this.#exitExpected = false;
     child.once('exit', (code, signal) => {
@@ -149,6 +162,7 @@ export class SoakRedis {
       ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
+    track(child);
     child.stdout.pipe(this.#log, { end: false });
     child.stderr.pipe(this.#log, { end: false });
     this.#child = child;
