@@ -444,6 +444,24 @@ describe('outbound: posting an AI reply when an earlier attempt may have posted 
     assert.equal(posted.length, 1);
   });
 
+  it('regression (soak): given the claim lost while the post waited (Redis restarted during a 429 wait, another replica claimed it), then this attempt does not post, releases nothing of the other’s, and says to try again later', async () => {
+    const { postDeps, posted } = deps([], true);
+    let renewals = 0;
+    const waitedThenLost: PostAiReplyDeps = {
+      ...postDeps,
+      // The first renewal (right before the first post) finds the claim held by another replica.
+      dedup: { ...postDeps.dedup, renew: async () => (renewals++, false) },
+    };
+    await assert.rejects(postAiReply(reply, waitedThenLost), (error: unknown) => {
+      assert.ok(error instanceof PipelineError);
+      assert.equal(error.code, ErrorCode.dedupInFlight);
+      assert.match(error.message, /claim on AI reply e-ai-2 lost/);
+      return true;
+    });
+    assert.deepEqual(posted, [], 'not posted');
+    assert.ok(renewals >= 1);
+  });
+
   it('given a retry whose earlier attempt did not post, then it posts', async () => {
     const { postDeps, posted } = deps([`Other\n\n${AI_MARKER}${replyIdMarker('someone-else')}`], false);
     assert.deepEqual(await postAiReply(reply, postDeps), { kind: 'applied', posted: 'message' });

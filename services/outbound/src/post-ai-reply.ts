@@ -1,4 +1,5 @@
 import type { AiReply } from '../../../lib/domain-events.ts';
+import { ErrorCode, PipelineError } from '../../../lib/errors.ts';
 import { claimOrWait, type DedupStore } from '../../../lib/dedup-store.ts';
 import type { HubSpotApi, OutgoingMessage } from '../../../lib/hubspot/index.ts';
 import type { Org } from '../../../lib/orgs/index.ts';
@@ -81,6 +82,18 @@ export const postAiReply = async (
     () => void deps.dedup.renew(key).catch(() => undefined),
     Math.max(50, Math.floor(deps.claim.leaseMs / 3)),
   );
+  // Right before each post: is the claim still ours? It is not when Redis lost it (a restart)
+  // while this attempt waited (a 429's ten seconds), and a replica that got the thread in a
+  // rebalance meanwhile claimed it: then that one posts, and this one stands down (the consumer
+  // tries the reply again later, and finds it posted or claimed).
+  const stillOurs = async (): Promise<void> => {
+    if (!(await deps.dedup.renew(key)))
+      throw new PipelineError(
+        ErrorCode.dedupInFlight,
+        `claim on AI reply ${reply.eventId} lost while waiting to post (Redis restarted or the lease ran out): not posted by this attempt`,
+        { retriable: false },
+      );
+  };
   const message = hubspotMessageFor(reply, org);
   try {
     if (!(await deps.markAttempt(key)) && (await alreadyPosted(reply, org, deps))) {
@@ -88,7 +101,10 @@ export const postAiReply = async (
       await deps.dedup.confirm(key);
       return { kind: 'skipped', reason: SkipReason.duplicate };
     }
-    await deps.retry('hubspot', () => deps.hubspotFor(org).postMessage(reply.threadId, message));
+    await deps.retry('hubspot', async () => {
+      await stillOurs();
+      return deps.hubspotFor(org).postMessage(reply.threadId, message);
+    });
     // Durable before the claim is confirmed; a crash in between is caught by the attempt marker
     // and the thread-history check above.
     await deps.posted.record(reply);
