@@ -54,6 +54,9 @@ export class AvroCodec {
       const id = await this.#registerOne(subject, schema.text);
       this.#idByName.set(schema.name, id);
       this.#nameById.set(id, schema.name);
+      // Into the client's cache now: it caches a schema only once its fetch returns, so the
+      // first burst of records would each fetch and compile it (thousands of requests at start).
+      await this.#registry.getSchema(id);
     }
   }
 
