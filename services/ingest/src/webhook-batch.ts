@@ -19,29 +19,37 @@ const integer = (what: string) =>
   z.int({ error: (issue) => (issue.input === undefined ? 'missing' : `must be ${what} (an integer)`) });
 const text = z.string({ error: (issue) => (issue.input === undefined ? 'missing' : 'must be a string') });
 
-const eventFields = (now: number) =>
-  z.looseObject({
-    portalId: integer('a HubSpot account id').positive({ error: 'must be a positive integer' }),
-    subscriptionType: text.min(1, { error: 'must not be empty' }).optional(),
-    eventType: text.min(1, { error: 'must not be empty' }).optional(),
-    eventId: integer('an id').nonnegative({ error: 'must not be negative' }).optional(),
-    subscriptionId: integer('an id').nonnegative({ error: 'must not be negative' }).optional(),
-    appId: integer('an id').nonnegative({ error: 'must not be negative' }).optional(),
-    attemptNumber: integer('a count').nonnegative({ error: 'must not be negative' }).optional(),
-    objectId: integer('an object id').nonnegative({ error: 'must not be negative' }).optional(),
-    occurredAt: integer('epoch milliseconds')
-      .min(EARLIEST_OCCURRED_AT, { error: 'must be epoch milliseconds on or after 2000-01-01' })
-      .max(now + FUTURE_SLACK_MS, { error: 'must be epoch milliseconds no later than a day from now' })
-      .optional(),
-    messageId: text.min(1, { error: 'must not be empty' }).optional(),
-    messageType: text.optional(),
-    changeFlag: text.optional(),
-    changeSource: text.optional(),
-    sourceId: text.optional(),
-    propertyName: text.optional(),
-    propertyValue: z.string({ error: 'must be a string or null' }).nullable().optional(),
-    objectTypeId: text.optional(),
-  });
+/**
+ * The latest occurredAt the batch being parsed may carry. The schema is built once (zod v4
+ * compiles each schema on first use: building one per request cost more than the rest of the
+ * request), and parsing is synchronous, so the bound is set right before each parse.
+ */
+let latestOccurredAt = 0;
+
+const eventFields = z.looseObject({
+  portalId: integer('a HubSpot account id').positive({ error: 'must be a positive integer' }),
+  subscriptionType: text.min(1, { error: 'must not be empty' }).optional(),
+  eventType: text.min(1, { error: 'must not be empty' }).optional(),
+  eventId: integer('an id').nonnegative({ error: 'must not be negative' }).optional(),
+  subscriptionId: integer('an id').nonnegative({ error: 'must not be negative' }).optional(),
+  appId: integer('an id').nonnegative({ error: 'must not be negative' }).optional(),
+  attemptNumber: integer('a count').nonnegative({ error: 'must not be negative' }).optional(),
+  objectId: integer('an object id').nonnegative({ error: 'must not be negative' }).optional(),
+  occurredAt: integer('epoch milliseconds')
+    .min(EARLIEST_OCCURRED_AT, { error: 'must be epoch milliseconds on or after 2000-01-01' })
+    .refine((value) => value <= latestOccurredAt, {
+      error: 'must be epoch milliseconds no later than a day from now',
+    })
+    .optional(),
+  messageId: text.min(1, { error: 'must not be empty' }).optional(),
+  messageType: text.optional(),
+  changeFlag: text.optional(),
+  changeSource: text.optional(),
+  sourceId: text.optional(),
+  propertyName: text.optional(),
+  propertyValue: z.string({ error: 'must be a string or null' }).nullable().optional(),
+  objectTypeId: text.optional(),
+});
 
 /** The fields the processor's rules require, per event type (others: only portalId and the type). */
 const requiredByType: Readonly<Record<string, readonly string[]>> = {
@@ -86,10 +94,10 @@ export const parseWebhookBatch = (rawBody: Buffer, now: number): BatchParse => {
       ok: false,
       detail: `${body.value.length} events: at most ${MAX_EVENTS_PER_BATCH} per request (HubSpot sends at most 100)`,
     };
-  const schema = eventFields(now);
+  latestOccurredAt = now + FUTURE_SLACK_MS;
   const events: AcceptedEvent[] = [];
   for (const [index, item] of (body.value as unknown[]).entries()) {
-    const parsed = schema.safeParse(item);
+    const parsed = eventFields.safeParse(item);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
       const field = issue?.path.join('.') || 'event';
