@@ -65,7 +65,8 @@ const objectKeyOf = (
   objectId: number | undefined,
   objectTypeId: string | undefined,
 ): string => {
-  const family = subscriptionType.split('.')[0] ?? subscriptionType;
+  const dot = subscriptionType.indexOf('.');
+  const family = dot < 0 ? subscriptionType : subscriptionType.slice(0, dot);
   if (family === 'conversation') return `thread:${objectId ?? ''}`;
   if (family === 'ticket') return `ticket:${objectId ?? ''}`;
   return `${objectTypeId ?? family}:${objectId ?? ''}`;
