@@ -39,10 +39,13 @@ import {
   benchKafka,
   cleanUpRun,
   fmt,
+  histogramQuantile,
   median,
   newRunPrefixes,
   printTable,
   progress,
+  scrape,
+  type Sample,
   topicRecordCount,
   waitUntil,
 } from './support.ts';
@@ -207,7 +210,21 @@ type Measurement = {
   readonly errors: number;
   readonly cpuMsPerEvent: number;
   readonly accepted: number;
+  /** ingest only: median wait of a request for its shared acks=all send (ingest_durable_write_seconds). */
+  readonly durableWaitP50Ms: number;
 };
+
+const DURABLE_WAIT = 'ingest_durable_write_seconds';
+/** A histogram's samples after minus before (the window's own observations). */
+const histogramDelta = (before: readonly Sample[], after: readonly Sample[]): Sample[] =>
+  after
+    .filter((sample) => sample.name === `${DURABLE_WAIT}_bucket`)
+    .map((sample) => ({
+      ...sample,
+      value:
+        sample.value -
+        (before.find((old) => old.name === sample.name && old.labels.le === sample.labels.le)?.value ?? 0),
+    }));
 
 const measure = async (
   server: Server,
@@ -220,6 +237,9 @@ const measure = async (
   const events = SCENARIOS[scenario];
   const requests = requestPool(`${url}${path}`, path, options.portalId, events);
   const pid = server.child.pid ?? 0;
+  const scrapeIngest = (): Promise<Sample[]> =>
+    server.target === 'ingest' ? scrape(server.port) : Promise.resolve([]);
+  const metricsBefore = await scrapeIngest();
   const cpuBefore = cpuMsOf(pid);
   const result = await autocannon({
     url,
@@ -229,6 +249,7 @@ const measure = async (
     timeout: 10,
   });
   const cpuMs = cpuMsOf(pid) - cpuBefore;
+  const durableWait = histogramDelta(metricsBefore, await scrapeIngest());
   const accepted = result['2xx'];
   return {
     round,
@@ -242,6 +263,7 @@ const measure = async (
     errors: result.errors + result.timeouts,
     cpuMsPerEvent: accepted > 0 ? cpuMs / (accepted * events) : Number.NaN,
     accepted: accepted * events,
+    durableWaitP50Ms: histogramQuantile(durableWait, DURABLE_WAIT, 0.5) * 1000,
   };
 };
 
@@ -374,7 +396,7 @@ const main = async (): Promise<void> => {
           results.push(result);
           if (server.target === 'ingest') ingestAccepted += result.accepted;
           progress(
-            `round ${round} ${scenario.padEnd(6)} ${server.target.padEnd(6)} ${fmt(result.requestsPerS)} req/s, ${fmt(result.eventsPerS)} ev/s, p50 ${result.p50} ms, p99 ${result.p99} ms, non-2xx ${result.non2xx}, errors ${result.errors}, CPU ${fmt(result.cpuMsPerEvent, 4)} ms/event`,
+            `round ${round} ${scenario.padEnd(6)} ${server.target.padEnd(6)} ${fmt(result.requestsPerS)} req/s, ${fmt(result.eventsPerS)} ev/s, p50 ${result.p50} ms, p99 ${result.p99} ms, non-2xx ${result.non2xx}, errors ${result.errors}, CPU ${fmt(result.cpuMsPerEvent, 4)} ms/event${server.target === 'ingest' ? `, durable wait p50 ${fmt(result.durableWaitP50Ms, 1)} ms` : ''}`,
           );
         }
       }
@@ -430,6 +452,7 @@ const report = (
       'non-2xx': result.non2xx,
       errors: result.errors,
       'CPU ms/event': fmt(result.cpuMsPerEvent, 4),
+      'durable wait p50 ms': result.target === 'ingest' ? fmt(result.durableWaitP50Ms, 1) : '',
     })),
   );
   const of = (scenario: Scenario, target: Target): Measurement[] =>
@@ -448,6 +471,8 @@ const report = (
           'p99 ms': fmt(median(runsOf.map((run) => run.p99))),
           'non-2xx (sum)': runsOf.reduce((sum, run) => sum + run.non2xx + run.errors, 0),
           'CPU ms/event': fmt(median(runsOf.map((run) => run.cpuMsPerEvent)), 4),
+          'durable wait p50 ms':
+            target === 'ingest' ? fmt(median(runsOf.map((run) => run.durableWaitP50Ms)), 1) : '',
         };
       }),
     ),

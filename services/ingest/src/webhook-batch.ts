@@ -51,6 +51,53 @@ const eventFields = z.looseObject({
   objectTypeId: text.optional(),
 });
 
+type EventFields = z.infer<typeof eventFields>;
+
+const optionalInteger = (value: unknown, min: number): boolean =>
+  value === undefined || (Number.isSafeInteger(value) && (value as number) >= min);
+const optionalText = (value: unknown, minLength: number): boolean =>
+  value === undefined || (typeof value === 'string' && value.length >= minLength);
+
+/**
+ * The schema's checks written out, for the common case: true only for an event the schema
+ * accepts (a unit test varies every field to hold it to that), so a valid event skips zod's
+ * walk (a third of parsing a 100-event batch); anything else goes to zod, which names the problem.
+ */
+const plainlyValid = (item: unknown): item is EventFields => {
+  if (typeof item !== 'object' || item === null || Array.isArray(item)) return false;
+  const event = item as Record<string, unknown>;
+  const { portalId, occurredAt, propertyValue } = event;
+  return (
+    Number.isSafeInteger(portalId) &&
+    (portalId as number) > 0 &&
+    optionalText(event.subscriptionType, 1) &&
+    optionalText(event.eventType, 1) &&
+    optionalInteger(event.eventId, 0) &&
+    optionalInteger(event.subscriptionId, 0) &&
+    optionalInteger(event.appId, 0) &&
+    optionalInteger(event.attemptNumber, 0) &&
+    optionalInteger(event.objectId, 0) &&
+    (occurredAt === undefined ||
+      (Number.isSafeInteger(occurredAt) &&
+        (occurredAt as number) >= EARLIEST_OCCURRED_AT &&
+        (occurredAt as number) <= latestOccurredAt)) &&
+    optionalText(event.messageId, 1) &&
+    optionalText(event.messageType, 0) &&
+    optionalText(event.changeFlag, 0) &&
+    optionalText(event.changeSource, 0) &&
+    optionalText(event.sourceId, 0) &&
+    optionalText(event.propertyName, 0) &&
+    (propertyValue === undefined || propertyValue === null || typeof propertyValue === 'string') &&
+    optionalText(event.objectTypeId, 0)
+  );
+};
+
+/** For the unit test holding the quick check to the schema: what each says of one event. */
+export const eventCheckVerdicts = (item: unknown, now: number): { quick: boolean; schema: boolean } => {
+  latestOccurredAt = now + FUTURE_SLACK_MS;
+  return { quick: plainlyValid(item), schema: eventFields.safeParse(item).success };
+};
+
 /** The fields the processor's rules require, per event type (others: only portalId and the type). */
 const requiredByType: Readonly<Record<string, readonly string[]>> = {
   'conversation.newMessage': ['occurredAt', 'objectId', 'messageId'],
@@ -98,16 +145,20 @@ export const parseWebhookBatch = (rawBody: Buffer, now: number): BatchParse => {
   latestOccurredAt = now + FUTURE_SLACK_MS;
   const events: AcceptedEvent[] = [];
   for (const [index, item] of (body.value as unknown[]).entries()) {
-    const parsed = eventFields.safeParse(item);
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      const field = issue?.path.join('.') || 'event';
-      return {
-        ok: false,
-        detail: `event ${index}: ${field}: ${field === 'event' ? 'must be a JSON object' : (issue?.message ?? 'invalid')}`,
-      };
+    let event: EventFields;
+    if (plainlyValid(item)) event = item;
+    else {
+      const parsed = eventFields.safeParse(item);
+      if (!parsed.success) {
+        const issue = parsed.error.issues[0];
+        const field = issue?.path.join('.') || 'event';
+        return {
+          ok: false,
+          detail: `event ${index}: ${field}: ${field === 'event' ? 'must be a JSON object' : (issue?.message ?? 'invalid')}`,
+        };
+      }
+      event = parsed.data;
     }
-    const event = parsed.data;
     const subscriptionType = event.subscriptionType ?? event.eventType;
     if (subscriptionType === undefined)
       return { ok: false, detail: `event ${index}: subscriptionType: missing (nor is there an eventType)` };
