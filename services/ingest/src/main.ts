@@ -51,7 +51,10 @@ export const startIngest = async (
     createProducer: () => createDurableProducer(kafka),
     limits,
     lingerMs: 2,
-    maxBatchMessages: 500,
+    // Large sends: one acks=all round trip and one kafkajs request carry more events (bench:ingest,
+    // 100-event batches: about 0.038 CPU ms/event at 500, 0.028-0.036 at 5,000 on a noisy machine).
+    // The publisher still splits a send at one record batch's bytes per partition.
+    maxBatchMessages: 5000,
     sendTimeoutMs: 4000,
     failingForMs: 30000,
     logger,
