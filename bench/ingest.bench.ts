@@ -429,7 +429,10 @@ const main = async (): Promise<void> => {
       `ingest CPU profile (${file}): busy ${fmt(summary.busyMs)} ms, idle ${fmt(summary.idleMs)} ms; top 15 self-time frames`,
       rows.frames,
     );
-    printTable('ingest busy time per library', rows.categories);
+    printTable(
+      'ingest busy time per library (Node and native frames charged to the library or project code that called them; "self only": without)',
+      rows.categories,
+    );
   }
 };
 

@@ -11,7 +11,11 @@ type CallFrame = {
   readonly lineNumber: number;
   readonly columnNumber: number;
 };
-type ProfileNode = { readonly id: number; readonly callFrame: CallFrame };
+type ProfileNode = {
+  readonly id: number;
+  readonly callFrame: CallFrame;
+  readonly children?: readonly number[];
+};
 export type CpuProfile = {
   readonly nodes: readonly ProfileNode[];
   readonly startTime: number;
@@ -27,9 +31,18 @@ export type ProfileSummary = {
   readonly busyMs: number;
   readonly idleMs: number;
   readonly frames: readonly Frame[];
-  /** Busy time per category, largest first. */
+  /** Busy time per category of the frame itself, largest first. */
   readonly categories: readonly { readonly category: string; readonly ms: number }[];
+  /**
+   * Busy time per owner: time in Node's own code or native code (socket writes, Buffer
+   * allocation) is charged to the nearest library or project frame that called it, so kafkajs's
+   * socket writes count as kafkajs and koa's response writes as koa.
+   */
+  readonly owners: readonly { readonly category: string; readonly ms: number }[];
 };
+
+/** Categories that are not an owner: their time goes to the nearest caller that is one. */
+const UNOWNED = new Set(['native other', 'node other', 'node http/net/streams']);
 
 /**
  * Where a frame belongs. Order matters: a library's own files first, then V8's pseudo-frames,
@@ -96,6 +109,18 @@ const frameName = (frame: CallFrame): string => {
 /** Self time per frame (summed over the call paths that reach it) and per category. */
 export const summariseProfile = (profile: CpuProfile): ProfileSummary => {
   const byId = new Map(profile.nodes.map((node) => [node.id, node.callFrame]));
+  const parentOf = new Map<number, number>();
+  for (const node of profile.nodes) for (const child of node.children ?? []) parentOf.set(child, node.id);
+  const ownerOf = (id: number, own: string): string => {
+    if (!UNOWNED.has(own)) return own;
+    for (let current = parentOf.get(id); current !== undefined; current = parentOf.get(current)) {
+      const frame = byId.get(current);
+      const category = frame ? categoryOf(frame) : 'native other';
+      if (!UNOWNED.has(category) && category !== 'program (V8/native, unattributed)') return category;
+    }
+    return own;
+  };
+  const owners = new Map<string, number>();
   const selfUs = new Map<number, number>();
   // A sample lasts until the next one (as Chrome's DevTools counts it).
   for (let index = 0; index < profile.samples.length; index++) {
@@ -117,6 +142,8 @@ export const summariseProfile = (profile: CpuProfile): ProfileSummary => {
     }
     busyUs += us;
     categories.set(category, (categories.get(category) ?? 0) + us);
+    const owner = ownerOf(id, category);
+    owners.set(owner, (owners.get(owner) ?? 0) + us);
     const name = frameName(callFrame);
     const entry = frames.get(name) ?? { category, us: 0 };
     entry.us += us;
@@ -131,6 +158,7 @@ export const summariseProfile = (profile: CpuProfile): ProfileSummary => {
     categories: [...categories]
       .map(([category, us]) => ({ category, ms: us / 1000 }))
       .sort((a, b) => b.ms - a.ms),
+    owners: [...owners].map(([category, us]) => ({ category, ms: us / 1000 })).sort((a, b) => b.ms - a.ms),
   };
 };
 
@@ -154,6 +182,7 @@ export const profileRows = (
   count = 15,
 ): {
   frames: Record<string, string>[];
+  /** Per owner (nearest library or project caller), with the category's own self time beside it. */
   categories: Record<string, string>[];
 } => {
   const share = (ms: number): string => `${((100 * ms) / Math.max(1, summary.busyMs)).toFixed(1)} %`;
@@ -165,10 +194,11 @@ export const profileRows = (
       category: frame.category,
       frame: frame.frame,
     })),
-    categories: summary.categories.map((entry) => ({
-      category: entry.category,
+    categories: summary.owners.map((entry) => ({
+      'charged to': entry.category,
       ms: entry.ms.toFixed(0),
       'of busy': share(entry.ms),
+      'self only': share(summary.categories.find((own) => own.category === entry.category)?.ms ?? 0),
     })),
   };
 };
