@@ -11,8 +11,10 @@
  * without waiting for earlier posts (at most 256 in flight).
  *
  * Per step: offered rate, accepted, delivered (within --drain-seconds after the step's last
- * post), p50/p99/max latency; then the first rate whose p99 passes 100 ms. A step whose p99
- * passes 10 s, or that delivers less than 95 % in time, is saturated and ends the climb.
+ * post), p50/p99/max latency, and each process's CPU ms per event over the step and its drain
+ * (/proc for the services; process.cpuUsage for this process, which runs the fakes and the
+ * load); then the first rate whose p99 passes 100 ms. A step whose p99 passes 10 s, or that
+ * delivers less than 95 % in time, is saturated and ends the climb.
  *
  *   npm run bench:e2e -- [--rates 100,200,400,800,1200] [--step-seconds 15] [--drain-seconds 30]
  *                        [--orgs 8] [--quick]
@@ -39,6 +41,7 @@ import {
   newRunPrefixes,
   percentile,
   printTable,
+  processCpuMs,
   progress,
   sleep,
 } from './support.ts';
@@ -62,6 +65,8 @@ type StepResult = {
   readonly p99: number;
   readonly max: number;
   readonly saturated: boolean;
+  /** CPU ms per offered event over the step and its drain, per process. */
+  readonly cpuMsPerEvent: Readonly<Record<'ingest' | 'processor' | 'outbound' | 'bench', number>>;
 };
 
 const USAGE =
@@ -216,11 +221,24 @@ const main = async (): Promise<void> => {
     const warm = await offer(50, 10);
     await waitForDeliveries(warm, deliveredAt, followDeliveries, 60_000);
 
+    const cpuNow = (): Record<'ingest' | 'processor' | 'outbound' | 'bench', number> => {
+      const own = process.cpuUsage();
+      return {
+        ingest: processCpuMs(ingest.pid ?? 0),
+        processor: processCpuMs(processor.pid ?? 0),
+        outbound: processCpuMs(outbound.pid ?? 0),
+        bench: (own.user + own.system) / 1000,
+      };
+    };
     for (const rate of rates) {
+      const cpuBefore = cpuNow();
       const started = performance.now();
       const offered = await offer(rate, stepSeconds);
       const offeredPerS = offered.length / ((performance.now() - started) / 1000);
       await waitForDeliveries(offered, deliveredAt, followDeliveries, drainSeconds * 1000);
+      const cpuAfter = cpuNow();
+      const perEvent = (name: keyof typeof cpuAfter): number =>
+        (cpuAfter[name] - cpuBefore[name]) / Math.max(1, offered.length);
       const accepted = offered.filter((item) => item.accepted);
       const latencies = accepted
         .map((item) => (deliveredAt.get(item.text) ?? Number.NaN) - item.postedAt)
@@ -237,10 +255,16 @@ const main = async (): Promise<void> => {
         p99,
         max: latencies.length > 0 ? Math.max(...latencies) : Number.NaN,
         saturated,
+        cpuMsPerEvent: {
+          ingest: perEvent('ingest'),
+          processor: perEvent('processor'),
+          outbound: perEvent('outbound'),
+          bench: perEvent('bench'),
+        },
       };
       results.push(result);
       progress(
-        `${rate} ev/s: offered ${fmt(offeredPerS)}/s (${offered.length}), accepted ${accepted.length}, delivered ${latencies.length}, p50 ${fmt(result.p50)} ms, p99 ${fmt(p99)} ms, max ${fmt(result.max)} ms${saturated ? ' — SATURATED' : ''}`,
+        `${rate} ev/s: offered ${fmt(offeredPerS)}/s (${offered.length}), accepted ${accepted.length}, delivered ${latencies.length}, p50 ${fmt(result.p50)} ms, p99 ${fmt(p99)} ms, max ${fmt(result.max)} ms, CPU ms/event ingest ${fmt(result.cpuMsPerEvent.ingest, 3)} processor ${fmt(result.cpuMsPerEvent.processor, 3)} outbound ${fmt(result.cpuMsPerEvent.outbound, 3)} bench ${fmt(result.cpuMsPerEvent.bench, 3)}${saturated ? ' — SATURATED' : ''}`,
       );
       if (saturated) break;
       // Let the stragglers of this step clear before the next (waitForDeliveries did, or timed out).
@@ -264,6 +288,10 @@ const main = async (): Promise<void> => {
       'p99 ms': fmt(result.p99),
       'max ms': fmt(result.max),
       saturated: result.saturated ? 'yes' : '',
+      'CPU ms/event ingest': fmt(result.cpuMsPerEvent.ingest, 3),
+      processor: fmt(result.cpuMsPerEvent.processor, 3),
+      outbound: fmt(result.cpuMsPerEvent.outbound, 3),
+      'bench (fakes, load)': fmt(result.cpuMsPerEvent.bench, 3),
     })),
   );
   const over = results.find((result) => result.p99 > P99_BUDGET_MS || result.saturated);

@@ -43,6 +43,7 @@ import {
   median,
   newRunPrefixes,
   printTable,
+  processCpuMs,
   progress,
   scrape,
   type Sample,
@@ -141,15 +142,6 @@ const serveBaseline = async (kind: string): Promise<void> => {
 
 type Server = { readonly target: Target; readonly child: ChildProcess; readonly port: number };
 
-const CLOCK_TICKS_PER_S = 100;
-/** utime + stime of a process, in ms (Linux /proc; clock ticks of 10 ms). */
-const cpuMsOf = (pid: number): number => {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  // The command name may hold spaces: the fields after it start after its closing parenthesis.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_S;
-};
-
 const spawnServer = async (
   target: Target,
   env: Record<string, string>,
@@ -240,7 +232,7 @@ const measure = async (
   const scrapeIngest = (): Promise<Sample[]> =>
     server.target === 'ingest' ? scrape(server.port) : Promise.resolve([]);
   const metricsBefore = await scrapeIngest();
-  const cpuBefore = cpuMsOf(pid);
+  const cpuBefore = processCpuMs(pid);
   const result = await autocannon({
     url,
     connections: options.connections,
@@ -248,7 +240,7 @@ const measure = async (
     requests,
     timeout: 10,
   });
-  const cpuMs = cpuMsOf(pid) - cpuBefore;
+  const cpuMs = processCpuMs(pid) - cpuBefore;
   const durableWait = histogramDelta(metricsBefore, await scrapeIngest());
   const accepted = result['2xx'];
   return {
