@@ -2,6 +2,7 @@
 // clean-up, order statistics, Prometheus scraping and the printed tables. Benchmarks print
 // figures; nothing here asserts a time.
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { Kafka, logLevel } from 'kafkajs';
 import { Redis } from 'ioredis';
 import { waitFor } from '../test/support/pipeline.ts';
@@ -42,6 +43,15 @@ const started = performance.now();
 /** A progress line with the seconds since the benchmark started. */
 export const progress = (line: string): void => {
   console.log(`[${((performance.now() - started) / 1000).toFixed(1).padStart(6)} s] ${line}`);
+};
+
+/** CPU time (utime + stime) a process has used, in ms, from Linux's /proc (clock ticks of 10 ms). */
+export const processCpuMs = (pid: number): number => {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // The command name may hold spaces: the fields after it start after its closing parenthesis.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const CLOCK_TICKS_PER_S = 100;
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_S;
 };
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));

@@ -6,6 +6,7 @@ import {
   BatchingPublisher,
   RECORD_BATCH_ENVELOPE_BYTES,
   encodedRecordBytes,
+  partitionOfKey as fastPartitionOfKey,
   type BatchingPublisherOptions,
   type TopicLimit,
 } from '../../lib/kafka/batching-publisher.ts';
@@ -276,5 +277,48 @@ describe('batching publisher (linger for kafkajs)', () => {
       await rejectionOf(publisher.publish('raw', [{ value: 'L'.repeat(2000) }]));
       assert.equal(publisher.isWriting(), true);
     });
+  });
+});
+
+describe('murmur2 partitioning', () => {
+  it('given keys of every length (strings and bytes), when partitioned, then each lands where kafkajs (and the Java client) puts it', () => {
+    const keys = [
+      '',
+      'a',
+      'ab',
+      'abc',
+      'abcd',
+      'org-1',
+      'portal:123456',
+      'émoji-🙂',
+      ...Array.from({ length: 2000 }, (_, index) => `org-${index}-${'x'.repeat(index % 37)}`),
+    ];
+    const kafkajs = Partitioners.DefaultPartitioner();
+    const metadata = (partitions: number) =>
+      Array.from({ length: partitions }, (_, partitionId) => ({
+        partitionErrorCode: 0,
+        partitionId,
+        leader: 0,
+        replicas: [],
+        isr: [],
+        offlineReplicas: [],
+      }));
+    for (const partitions of [1, 3, 7, 64]) {
+      for (const key of keys)
+        assert.equal(
+          fastPartitionOfKey(key, partitions),
+          partitionOfKey('t', key, partitions),
+          `key "${key}"`,
+        );
+      const bytes = Buffer.from([0xff, 0x80, 0x01, 0x7f, 0x00]);
+      assert.equal(
+        fastPartitionOfKey(bytes, partitions),
+        kafkajs({
+          topic: 't',
+          partitionMetadata: metadata(partitions),
+          message: { key: bytes, value: null },
+        }),
+      );
+    }
   });
 });

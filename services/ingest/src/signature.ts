@@ -64,22 +64,21 @@ const header = (headers: SignedRequest['headers'], name: string): string | undef
 const equalInConstantTime = (expected: Buffer, given: Buffer): boolean =>
   expected.length === given.length && timingSafeEqual(expected, given);
 
+/** The v3 HMAC as bytes: fed piece by piece, so the body is not copied into a joined buffer. */
+const hmacV3 = (secret: string, method: string, url: string, rawBody: Buffer, timestamp: string): Buffer =>
+  createHmac('sha256', secret)
+    .update(`${method.toUpperCase()}${normaliseSignedUri(url)}`, 'utf8')
+    .update(rawBody)
+    .update(timestamp, 'utf8')
+    .digest();
+
 export const signV3 = (
   secret: string,
   method: string,
   url: string,
   rawBody: Buffer,
   timestamp: string,
-): string =>
-  createHmac('sha256', secret)
-    .update(
-      Buffer.concat([
-        Buffer.from(`${method.toUpperCase()}${normaliseSignedUri(url)}`, 'utf8'),
-        rawBody,
-        Buffer.from(timestamp, 'utf8'),
-      ]),
-    )
-    .digest('base64');
+): string => hmacV3(secret, method, url, rawBody, timestamp).toString('base64');
 
 export const verifyHubSpotSignature = (
   request: SignedRequest,
@@ -93,10 +92,7 @@ export const verifyHubSpotSignature = (
     if (!/^\d{1,16}$/.test(timestamp)) return { ok: false, reason: SignatureRejection.malformedTimestamp };
     if (Math.abs(now - Number(timestamp)) > policy.maxAgeMs)
       return { ok: false, reason: SignatureRejection.staleTimestamp };
-    const expected = Buffer.from(
-      signV3(policy.clientSecret, request.method, request.url, request.rawBody, timestamp),
-      'base64',
-    );
+    const expected = hmacV3(policy.clientSecret, request.method, request.url, request.rawBody, timestamp);
     return equalInConstantTime(expected, Buffer.from(v3, 'base64'))
       ? { ok: true, version: 'v3' }
       : { ok: false, reason: SignatureRejection.mismatch };

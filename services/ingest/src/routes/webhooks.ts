@@ -73,10 +73,15 @@ export const webhookRoutes = (router: Router, deps: IngestDeps): void => {
       reject(route, 503, 'kafka_unavailable', 'events could not be written durably; HubSpot will retry');
     }
     metrics.durableLatency.observe((performance.now() - started) / 1000);
+    // One counter update per type, not per event (a batch holds up to 100, mostly of one type).
+    const perType = new Map<string, number>();
+    let unrouted = 0;
     for (const { event, org } of routed) {
-      metrics.events.inc({ subscription_type: event.subscriptionType });
-      if (!org) metrics.unroutedEvents.inc();
+      perType.set(event.subscriptionType, (perType.get(event.subscriptionType) ?? 0) + 1);
+      if (!org) unrouted++;
     }
+    for (const [type, count] of perType) metrics.events.inc({ subscription_type: type }, count);
+    if (unrouted > 0) metrics.unroutedEvents.inc(unrouted);
     metrics.requests.inc({ route, status: 200 });
     ctx.status = 200;
     ctx.body = { accepted: routed.length };
