@@ -43,6 +43,11 @@ export class SessionLinks {
     return this.#table.stop();
   }
 
+  /** Waits (5 s at most) until the links hold everything on the topic now: before trusting a miss. */
+  catchUp(): Promise<boolean> {
+    return this.#table.catchUp();
+  }
+
   forThread(orgId: string, threadId: string): SessionLink | undefined {
     return this.#table.get(threadLinkKey(orgId, threadId));
   }

@@ -20,6 +20,9 @@ export class KafkaTable<V> {
   readonly #listeners: ((entry: TableEntry<V>) => void)[] = [];
   #consumer: Consumer | undefined;
   #admin: Admin | undefined;
+  /** Per partition, the next offset the table has not applied yet. */
+  readonly #applied = new Map<number, bigint>();
+  #catchingUp: Promise<boolean> | undefined;
 
   constructor(options: {
     kafka: Kafka;
@@ -89,6 +92,7 @@ export class KafkaTable<V> {
             );
           }
         }
+        this.#applied.set(partition, BigInt(message.offset) + 1n);
         const last = remaining.get(partition);
         if (last !== undefined && BigInt(message.offset) >= last) {
           remaining.delete(partition);
@@ -109,6 +113,42 @@ export class KafkaTable<V> {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /**
+   * Waits until the table holds everything on the topic now (its end offsets, read once per
+   * call, callers at the same moment sharing one read), for at most `timeoutMs`: true when
+   * caught up. For a miss that may only be lag (after a broker restart or a rebalance of the
+   * table's consumer, a replica's view can trail the topic by seconds): look again after it.
+   */
+  catchUp(timeoutMs = 5000): Promise<boolean> {
+    this.#catchingUp ??= this.#catchUpOnce(timeoutMs).finally(() => {
+      this.#catchingUp = undefined;
+    });
+    return this.#catchingUp;
+  }
+
+  async #catchUpOnce(timeoutMs: number): Promise<boolean> {
+    const admin = this.#admin;
+    if (!admin) return false;
+    const deadline = Date.now() + timeoutMs;
+    let ends: { partition: number; high: string; low: string }[];
+    try {
+      ends = await admin.fetchTopicOffsets(this.#topic);
+    } catch (error) {
+      this.#logger.warn({ err: error, topic: this.#topic }, 'could not read the table topic’s end offsets');
+      return false;
+    }
+    const behind = () =>
+      ends.some(({ partition, high, low }) => (this.#applied.get(partition) ?? BigInt(low)) < BigInt(high));
+    while (behind()) {
+      if (Date.now() >= deadline) {
+        this.#logger.warn({ topic: this.#topic, timeoutMs }, 'table not caught up in time');
+        return false;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    return true;
   }
 
   async stop(): Promise<void> {

@@ -48,7 +48,7 @@ export type ReprocessDeps = {
   readonly rawTopic: string;
   readonly domainTopic: string;
   readonly orgs: Pick<OrgDirectory, 'lookupById' | 'lookupByPortal'>;
-  readonly links: Pick<SessionLinks, 'forThread' | 'forTicket'>;
+  readonly links: Pick<SessionLinks, 'forThread' | 'forTicket' | 'catchUp'>;
   /** The processor's clock: only read. */
   readonly propertyClock: Pick<PropertyClock, 'lastApplied'>;
   readonly hubspotFor: (org: Org) => HubSpotApi;

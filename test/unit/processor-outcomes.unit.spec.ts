@@ -10,6 +10,7 @@ import { OrgId, PortalId } from '../../lib/ids.ts';
 import type { Org, OrgLookup } from '../../lib/orgs/index.ts';
 import {
   createRawEventHandler,
+  type RawEventHandlerDeps,
   type RawWebhookEvent,
 } from '../../services/processor/src/handle-raw-event.ts';
 import { createProcessorMetrics } from '../../services/processor/src/metrics.ts';
@@ -55,6 +56,8 @@ const handlerWith = (options: {
   dedup?: Partial<DedupStore>;
   lookup?: () => OrgLookup;
   getMessage?: () => Promise<unknown>;
+  raw?: RawWebhookEvent;
+  links?: RawEventHandlerDeps['links'];
 }) => {
   const released: string[] = [];
   const dedup: DedupStore = {
@@ -65,13 +68,17 @@ const handlerWith = (options: {
     ...options.dedup,
   };
   const handle = createRawEventHandler({
-    decodeRaw: async () => raw,
+    decodeRaw: async () => options.raw ?? raw,
     orgs: {
       lookupById: options.lookup ?? (() => ({ kind: 'org', org })),
       lookupByPortal: options.lookup ?? (() => ({ kind: 'org', org })),
     },
     propertyClock: { lastApplied: async () => undefined, advance: async () => undefined },
-    links: { forThread: () => undefined, forTicket: () => undefined },
+    links: options.links ?? {
+      forThread: () => undefined,
+      forTicket: () => undefined,
+      catchUp: async () => true,
+    },
     dedup,
     hubspotFor: () => ({ getMessage: options.getMessage ?? (async () => message) }) as unknown as HubSpotApi,
     publish: options.publish ?? (async () => undefined),
@@ -182,6 +189,42 @@ describe('processor: what becomes of a raw event (the keyed consumer acts on it)
       assert.deepEqual(await handle(record), { kind: 'wait-for-tenant', ...expected }, error.message);
       assert.deepEqual(released, ['org-1:message:' + JSON.parse(raw.event).messageId], 'claim released');
     }
+  });
+
+  it('regression (soak): given a ticket change whose session link this replica has not read yet (a broker restart slowed its links table), then it waits for the links to catch up and applies it, not skipped as no linked session', async () => {
+    const link = {
+      orgId: 'org-1',
+      threadId: 'T-1',
+      sessionId: 'S-1',
+      ticketId: '777',
+      handedOff: false,
+      updatedAt: 1,
+    };
+    let caughtUp = false;
+    const published: unknown[] = [];
+    const { handle } = handlerWith({
+      raw: {
+        ...raw,
+        subscriptionType: 'ticket.propertyChange',
+        event: JSON.stringify(
+          fixtures.ticketPropertyChangeEvent({
+            portalId: 42,
+            objectId: 777,
+            propertyName: 'hs_pipeline_stage',
+          }),
+        ),
+      },
+      links: {
+        forThread: () => undefined,
+        // The link is on the topic, but this replica's table only has it once caught up.
+        forTicket: () => (caughtUp ? link : undefined),
+        catchUp: async () => (caughtUp = true),
+      },
+      publish: async (events?: unknown) => void published.push(events),
+    });
+    assert.deepEqual(await handle(record), { kind: 'done' });
+    assert.equal(caughtUp, true, 'caught up before deciding');
+    assert.equal(published.length, 1, 'the ticket change is emitted');
   });
 
   it('given Kafka unavailable, Redis failing the claim or the confirm, then the same event again later', async () => {

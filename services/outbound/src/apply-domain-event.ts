@@ -38,6 +38,8 @@ export type ApplyDeps = {
     forThread: (orgId: string, threadId: string) => SessionLink | undefined;
     forTicket: (orgId: string, ticketId: string) => SessionLink | undefined;
     write: (links: readonly { key: string; link: SessionLink }[]) => Promise<void>;
+    /** Waits until the links hold everything on their topic now; true when caught up. */
+    catchUp?: () => Promise<boolean>;
   };
   readonly openCxFor: (org: Org) => OpenCxApi;
   readonly hubspotFor: (org: Org) => HubSpotApi;
@@ -85,6 +87,18 @@ const saveLink = (deps: ApplyDeps, link: SessionLink): Promise<void> =>
     ...(link.threadId ? [{ key: threadLinkKey(link.orgId, link.threadId), link }] : []),
     ...(link.ticketId ? [{ key: ticketLinkKey(link.orgId, link.ticketId), link }] : []),
   ]);
+
+/**
+ * The link, or on a miss the link once this replica's view caught up with the links topic: a
+ * link another replica wrote moments ago (or before a broker restart slowed this replica's
+ * table) is not "no session", and skipping on it would lose the event.
+ */
+const linkedThread = async (deps: ApplyDeps, orgId: string, threadId: string) =>
+  deps.links.forThread(orgId, threadId) ??
+  ((await deps.links.catchUp?.()) ? deps.links.forThread(orgId, threadId) : undefined);
+const linkedTicket = async (deps: ApplyDeps, orgId: string, ticketId: string) =>
+  deps.links.forTicket(orgId, ticketId) ??
+  ((await deps.links.catchUp?.()) ? deps.links.forTicket(orgId, ticketId) : undefined);
 
 type TicketLookUp =
   | { readonly kind: 'found'; readonly ticketId: string | null }
@@ -261,7 +275,7 @@ const applyCustomerMessage = async (
 };
 
 const applyRepReply = async (event: RepReply, org: Org, deps: ApplyDeps): Promise<ApplyOutcome> => {
-  const link = deps.links.forThread(event.orgId, event.threadId);
+  const link = await linkedThread(deps, event.orgId, event.threadId);
   if (!link) return skipped(SkipReason.noLinkedSession);
   await linkTicketIfNew(deps, org, link);
   await deps.retry('opencx', () =>
@@ -280,7 +294,7 @@ const applyRepReply = async (event: RepReply, org: Org, deps: ApplyDeps): Promis
 };
 
 const applyHandoff = async (event: Handoff, org: Org, deps: ApplyDeps): Promise<ApplyOutcome> => {
-  const link = deps.links.forThread(event.orgId, event.threadId);
+  const link = await linkedThread(deps, event.orgId, event.threadId);
   if (!link) return skipped(SkipReason.noLinkedSession);
   await deps.retry('opencx', () =>
     deps
@@ -303,7 +317,7 @@ const applyTicketFieldChanged = async (
   org: Org,
   deps: ApplyDeps,
 ): Promise<ApplyOutcome> => {
-  const link = deps.links.forTicket(event.orgId, event.ticketId);
+  const link = await linkedTicket(deps, event.orgId, event.ticketId);
   if (!link) return skipped(SkipReason.noLinkedSession);
   await deps.retry('opencx', () =>
     deps.openCxFor(org).setCustomData(link.sessionId, { [event.property]: event.value }, event.eventId),
@@ -312,7 +326,7 @@ const applyTicketFieldChanged = async (
 };
 
 const applyNoteMirrored = async (event: NoteMirrored, org: Org, deps: ApplyDeps): Promise<ApplyOutcome> => {
-  const link = deps.links.forTicket(event.orgId, event.ticketId);
+  const link = await linkedTicket(deps, event.orgId, event.ticketId);
   if (!link) return skipped(SkipReason.noLinkedSession);
   await deps.retry('opencx', () =>
     deps.openCxFor(org).addAgentComment(

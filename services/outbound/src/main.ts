@@ -161,6 +161,7 @@ export const startOutbound = async (
       forThread: links.forThread.bind(links),
       forTicket: links.forTicket.bind(links),
       write: (entries: Parameters<SessionLinks['write']>[1]) => links.write(producer, entries),
+      catchUp: () => links.catchUp(),
     },
     openCxFor,
     hubspotFor,

@@ -37,7 +37,8 @@ export type RawWebhookEvent = {
 export type RawEventHandlerDeps = {
   readonly decodeRaw: (value: Buffer) => Promise<RawWebhookEvent>;
   readonly orgs: Pick<OrgDirectory, 'lookupById' | 'lookupByPortal'>;
-  readonly links: Pick<SessionLinks, 'forThread' | 'forTicket'>;
+  /** `catchUp` before trusting a miss: a link written moments ago may not have reached this replica yet. */
+  readonly links: Pick<SessionLinks, 'forThread' | 'forTicket' | 'catchUp'>;
   readonly dedup: DedupStore;
   /** Newest occurredAt handled per object property: late, older changes are skipped as stale. */
   readonly propertyClock: PropertyClock;
@@ -140,6 +141,18 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
     return withOriginalContent(message, content);
   };
 
+  /**
+   * A thread's or ticket's session link; on a miss, once more after the links caught up with
+   * their topic: a link outbound wrote moments ago (or before a broker restart slowed this
+   * replica's table) is not "no session", and skipping on it would lose the event.
+   */
+  const linkedThread = async (orgId: string, threadId: string) =>
+    deps.links.forThread(orgId, threadId) ??
+    ((await deps.links.catchUp()) ? deps.links.forThread(orgId, threadId) : undefined);
+  const linkedTicket = async (orgId: string, ticketId: string) =>
+    deps.links.forTicket(orgId, ticketId) ??
+    ((await deps.links.catchUp()) ? deps.links.forTicket(orgId, ticketId) : undefined);
+
   const planFor = (
     event: Exclude<WebhookEvent, { subscriptionType: 'unsupported' }>,
     org: Org,
@@ -175,7 +188,7 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
               orgId,
               aiActorId: org.hubspot.aiActorId,
               assistMode: org.settings.assistMode,
-              session: deps.links.forThread(orgId, event.objectId),
+              session: await linkedThread(orgId, event.objectId),
               lastAppliedAt: await deps.propertyClock.lastApplied(key),
             }),
           clock: { key, occurredAt: event.occurredAt },
@@ -194,7 +207,7 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
             decideTicketFieldChange(event, {
               orgId,
               ticketingEnabled: org.settings.ticketingEnabled,
-              ticketLinked: deps.links.forTicket(orgId, event.objectId) !== undefined,
+              ticketLinked: (await linkedTicket(orgId, event.objectId)) !== undefined,
               lastAppliedAt: await deps.propertyClock.lastApplied(key),
             }),
           clock: { key, occurredAt: event.occurredAt },
@@ -208,9 +221,13 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
           decide: async () => {
             const note = await callHubSpot(log, () => deps.hubspotFor(org).getNote(event.objectId));
             const tickets = note.associations?.tickets?.results.map((ticket) => ticket.id) ?? [];
-            const syncedTicketId = tickets.find(
+            let syncedTicketId = tickets.find(
               (ticketId) => deps.links.forTicket(orgId, ticketId) !== undefined,
             );
+            if (syncedTicketId === undefined && tickets.length > 0 && (await deps.links.catchUp()))
+              syncedTicketId = tickets.find(
+                (ticketId) => deps.links.forTicket(orgId, ticketId) !== undefined,
+              );
             return decideNoteMirror(event, note, { orgId, syncedTicketId });
           },
         };
