@@ -53,6 +53,12 @@ export type TenantParking = {
 };
 
 export const DEFAULT_MAX_TENANT_WAIT_MS = 24 * 60 * 60 * 1000;
+/**
+ * With parking, the handler calls one tenant's conversations may have running at once (per
+ * consumer). Enough for any one organisation's steady traffic (64 conversations at 20 ms each:
+ * 3,200 events/s), and a bound on what a tenant that is failing right now can put in flight.
+ */
+export const TENANT_CONCURRENCY = 64;
 /** Kafka refuses commit metadata over offset.metadata.max.bytes (4096 by default). */
 const MAX_CURSOR_METADATA_CHARS = 3500;
 
@@ -376,16 +382,50 @@ export class KeyedConsumer {
   /** Parks, passes over (a replay has it) or handles the message; true once it is finished. */
   async #settle(work: Work): Promise<boolean> {
     const tenant = this.#options.parking?.tenantOf(work.message);
-    switch (tenant === undefined ? 'handle' : this.#disposition(work, tenant)) {
-      case 'covered':
-        return true;
-      case 'park':
-        this.#park(work.state, tenant as string, work.tracked.offset);
-        this.#options.observer?.parked?.('tenant_waiting');
-        return true;
-      default:
-        return this.#handleUntilDone(work, tenant);
+    if (tenant === undefined) return this.#handleUntilDone(work, undefined);
+    // A tenant's conversations take at most TENANT_CONCURRENCY handler slots at a time: a burst
+    // of one tenant's new conversations (each its own queue) must not all call its failing
+    // upstream at once before the first answer parks the tenant; behind the slots they are
+    // parked without a call. Decided again after the wait: the tenant may be parked by then.
+    if (this.#disposition(work, tenant) === 'handle') await this.#tenantSlot(tenant);
+    else return this.#settleWithout(work, tenant);
+    try {
+      if (!this.#current(work)) return false;
+      if (this.#disposition(work, tenant) !== 'handle') return this.#settleWithout(work, tenant);
+      return await this.#handleUntilDone(work, tenant);
+    } finally {
+      this.#releaseTenantSlot(tenant);
     }
+  }
+
+  /** Parked or passed over (a replay has it), without a handler call. */
+  #settleWithout(work: Work, tenant: string): boolean {
+    if (this.#disposition(work, tenant) === 'park') {
+      this.#park(work.state, tenant, work.tracked.offset);
+      this.#options.observer?.parked?.('tenant_waiting');
+    }
+    return true;
+  }
+
+  readonly #tenantSlots = new Map<string, { inFlight: number; waiters: (() => void)[] }>();
+
+  #tenantSlot(tenant: string): Promise<void> {
+    const slots = this.#tenantSlots.get(tenant) ?? { inFlight: 0, waiters: [] };
+    this.#tenantSlots.set(tenant, slots);
+    if (slots.inFlight < TENANT_CONCURRENCY) {
+      slots.inFlight++;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => slots.waiters.push(resolve));
+  }
+
+  #releaseTenantSlot(tenant: string): void {
+    const slots = this.#tenantSlots.get(tenant);
+    if (!slots) return;
+    const next = slots.waiters.shift();
+    // The slot passes straight to the next waiter (inFlight unchanged).
+    if (next) next();
+    else if (--slots.inFlight === 0) this.#tenantSlots.delete(tenant);
   }
 
   /**
