@@ -16,4 +16,4 @@ export {
   withOriginalContent,
   type OutgoingMessage,
 } from './messages.ts';
-export { BOOKKEEPING_MAX_WAIT_MS, createPortalClients } from './portal-clients.ts';
+export { parkOnRateLimit, BOOKKEEPING_MAX_WAIT_MS, createPortalClients } from './portal-clients.ts';

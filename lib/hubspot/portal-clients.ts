@@ -82,3 +82,23 @@ export const createPortalClients = (options: {
     return api;
   };
 };
+
+/**
+ * A HubSpot call whose 429 is not retried in memory: HubSpot says the portal's budget is spent
+ * for its interval, so the event's tenant is parked until then (TENANT_WAITING, with HubSpot's
+ * wait), instead of holding a conversation (and a tenant's handler slot) through retries.
+ */
+export const parkOnRateLimit = async <T>(work: () => Promise<T>): Promise<T> => {
+  try {
+    return await work();
+  } catch (error) {
+    if (error instanceof PipelineError && error.code === ErrorCode.upstreamRateLimited)
+      throw new PipelineError(ErrorCode.tenantWaiting, error.message, {
+        retriable: false,
+        retryAfterMs: error.retryAfterMs ?? 1000,
+        upstream: 'hubspot',
+        cause: error,
+      });
+    throw error;
+  }
+};

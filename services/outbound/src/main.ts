@@ -19,7 +19,7 @@ import { createGroupMembership, readinessProbe, watchDependencies } from '../../
 import { createDomainEventPublisher } from '../../../lib/domain-event-publisher.ts';
 import { orgOfOrderingKey, type AiReply } from '../../../lib/domain-events.ts';
 import { ErrorCode, PipelineError, describeError } from '../../../lib/errors.ts';
-import { createPortalClients } from '../../../lib/hubspot/index.ts';
+import { createPortalClients, parkOnRateLimit } from '../../../lib/hubspot/index.ts';
 import {
   createTenantGate,
   DEFAULT_CRASH_BUDGET,
@@ -142,7 +142,8 @@ export const startOutbound = async (
     maxDelayMs: config.OPENCX_RETRY_MAX_MS,
   };
   const retry = <T>(target: 'opencx' | 'hubspot', work: () => Promise<T>): Promise<T> =>
-    withRetry(retryPolicy, work, {
+    // A HubSpot 429 parks the organisation's AI replies until HubSpot's interval ends.
+    withRetry(retryPolicy, target === 'hubspot' ? () => parkOnRateLimit(work) : work, {
       onRetry: ({ attempt, delayMs, error }) => {
         metrics.retries.inc({ target, code: error instanceof PipelineError ? error.code : 'unknown' });
         logger.info({ target, attempt, delayMs, err: describeError(error) }, 'call failed; retrying');

@@ -2,7 +2,12 @@ import type { KafkaMessage } from 'kafkajs';
 import { DeadLetterReason } from '../../../lib/dead-letters/index.ts';
 import type { DomainEvent } from '../../../lib/domain-events.ts';
 import { ErrorCode, PipelineError, describeError } from '../../../lib/errors.ts';
-import { isTruncated, withOriginalContent, type HubSpotApi } from '../../../lib/hubspot/index.ts';
+import {
+  isTruncated,
+  parkOnRateLimit,
+  withOriginalContent,
+  type HubSpotApi,
+} from '../../../lib/hubspot/index.ts';
 import { done, type HandlerOutcome } from '../../../lib/kafka/index.ts';
 import type { PropertyClock, PropertyClockKey } from '../../../lib/property-clock.ts';
 import type { Logger } from '../../../lib/log.ts';
@@ -123,7 +128,7 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
     claimOrWait(deps.dedup, key, { leaseMs: deps.settings.claimLeaseMs, now: deps.now, sleep: deps.sleep });
 
   const callHubSpot = <T>(log: Logger, work: () => Promise<T>): Promise<T> =>
-    withRetry(deps.settings.retry, work, {
+    withRetry(deps.settings.retry, () => parkOnRateLimit(work), {
       sleep: deps.sleep,
       onRetry: ({ attempt, delayMs, error }) => {
         metrics.hubspotRetries.inc({ code: error instanceof PipelineError ? error.code : 'unknown' });
