@@ -240,12 +240,19 @@ export class KeyedConsumer {
     const { batch } = payload;
     const state = await this.#stateFor(batch.topic, batch.partition);
     if (!state) return; // reassigned meanwhile: the batch is the new owner's
+    let parkedNow = 0;
     for (const message of batch.messages) {
       const tracked: Tracked = { offset: BigInt(message.offset), done: false };
       state.entries.push(tracked);
-      state.waiting++;
       state.nextOffset = tracked.offset + 1n;
-      this.#push(this.#options.orderingKey(message), {
+      const key = this.#options.orderingKey(message);
+      if (this.#parkOnArrival(state, key, message, tracked)) {
+        parkedNow++;
+        payload.resolveOffset(message.offset);
+        continue;
+      }
+      state.waiting++;
+      this.#push(key, {
         message,
         topic: batch.topic,
         partition: batch.partition,
@@ -255,6 +262,7 @@ export class KeyedConsumer {
       });
       payload.resolveOffset(message.offset);
     }
+    if (parkedNow > 0) this.#scheduleCommit();
     // Back-pressure per partition: never wait inside eachBatch (kafkajs fetches again only when
     // every partition's batch has returned, so one slow partition would stop all of them).
     if (state.waiting > this.#limit() && !state.paused) {
@@ -308,6 +316,23 @@ export class KeyedConsumer {
       this.#initializing.set(key, pending);
     }
     return pending;
+  }
+
+  /**
+   * A parked tenant's message whose conversation has nothing in memory is parked as it arrives,
+   * with no queue and no handler slot: what its queue head would decide, without the cost (a
+   * 50,000-event backlog of a throttled portal is passed in milliseconds, not one queue each).
+   */
+  #parkOnArrival(state: PartitionState, key: string, message: KafkaMessage, tracked: Tracked): boolean {
+    const parking = this.#options.parking;
+    if (!parking || this.#queues.has(key)) return false;
+    const tenant = parking.tenantOf(message);
+    if (tenant === undefined || state.replay?.tenants.has(tenant)) return false;
+    if (!state.parked.has(tenant) && parking.gate.waitingUntil(tenant) === undefined) return false;
+    this.#park(state, tenant, tracked.offset);
+    tracked.done = true;
+    this.#options.observer?.parked?.('tenant_waiting');
+    return true;
   }
 
   #limit(): number {
