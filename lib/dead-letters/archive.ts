@@ -8,6 +8,7 @@ import type { Kafka, Producer } from 'kafkajs';
 import type { Redis } from '../redis.ts';
 import type { AvroCodec } from '../registry.ts';
 import { DEAD_LETTER_ID_HEADER, DEAD_LETTER_RECORD, type DeadLetter } from './letter.ts';
+import { deleteThrowawayGroup as deleteGroup } from '../kafka/client.ts';
 
 export type DeadLetterFilter = {
   readonly orgId?: string;
@@ -194,19 +195,6 @@ export const readDeadLetters = async (options: {
     undecodable,
     ...(firstUndecodableError === undefined ? {} : { firstUndecodableError }),
   };
-};
-
-// The group was a throwaway: remove it now rather than leave it for the broker to expire.
-const deleteGroup = async (kafka: Kafka, groupId: string): Promise<void> => {
-  const admin = kafka.admin();
-  try {
-    await admin.connect();
-    await admin.deleteGroups([groupId]);
-  } catch {
-    // Best effort: an empty group expires by itself (offsets.retention.minutes).
-  } finally {
-    await admin.disconnect();
-  }
 };
 
 export type ReplayOutcome = 'replayed' | 'already-replayed' | 'failed';

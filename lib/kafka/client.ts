@@ -261,3 +261,16 @@ export const whileLeadersSettle = async <T>(
     }
   }
 };
+
+/** Removes a short-lived reader's consumer group now (best effort: an empty group also expires). */
+export const deleteThrowawayGroup = async (kafka: Kafka, groupId: string): Promise<void> => {
+  const admin = kafka.admin();
+  try {
+    await admin.connect();
+    await admin.deleteGroups([groupId]);
+  } catch {
+    // Best effort: an empty group expires by itself (offsets.retention.minutes).
+  } finally {
+    await admin.disconnect();
+  }
+};

@@ -2,6 +2,7 @@ export {
   createKafka,
   ensureTopics,
   createDurableProducer,
+  deleteThrowawayGroup,
   readTopicLimits,
   type KafkaOptions,
 } from './client.ts';

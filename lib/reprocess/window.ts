@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Kafka, KafkaMessage } from 'kafkajs';
 import { parseSince } from '../dead-letters/archive.ts';
+import { deleteThrowawayGroup as deleteGroup } from '../kafka/index.ts';
 
 export type TimeWindow = {
   /** Epoch ms, inclusive (Kafka record timestamps). */
@@ -153,16 +154,4 @@ export const readTopicWindow = async (options: {
   // several ingest replicas need not be); partitions are independent of each other.
   records.sort((a, b) => a.partition - b.partition || Number(BigInt(a.offset) - BigInt(b.offset)));
   return { records, scanned: read };
-};
-
-const deleteGroup = async (kafka: Kafka, groupId: string): Promise<void> => {
-  const admin = kafka.admin();
-  try {
-    await admin.connect();
-    await admin.deleteGroups([groupId]);
-  } catch {
-    // Best effort: an empty group expires by itself (offsets.retention.minutes).
-  } finally {
-    await admin.disconnect();
-  }
 };

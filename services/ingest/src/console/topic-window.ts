@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Kafka } from 'kafkajs';
+import { deleteThrowawayGroup as deleteGroup } from '../../../../lib/kafka/index.ts';
 
 /**
  * Bounded reads of time windows of topics, for the console's pages. Each read seeks by
@@ -226,16 +227,4 @@ const readRanges = async (options: {
     await deleteGroup(kafka, groupId);
   }
   return summaries(timeout.aborted);
-};
-
-const deleteGroup = async (kafka: Kafka, groupId: string): Promise<void> => {
-  const admin = kafka.admin();
-  try {
-    await admin.connect();
-    await admin.deleteGroups([groupId]);
-  } catch {
-    // Best effort: an empty group expires by itself (offsets.retention.minutes).
-  } finally {
-    await admin.disconnect();
-  }
 };
