@@ -182,11 +182,12 @@ describe('processor on real Kafka and Redis: dedup, email delay, rate limits, po
         customerMessage(pipeline, orgA, { text: `A${index}` }),
       );
       assert.equal((await pipeline.postBatch(burst.map(({ event }) => event))).status, 200);
+      // HubSpot's 429 parks portal A until HubSpot's interval ends (no retries in memory).
       await waitFor(
-        'portal A to hit 429',
+        'portal A parked on its 429',
         async () =>
-          (await pipeline.counter('processor', 'processor_hubspot_retries_total', {
-            code: 'UPSTREAM_RATE_LIMITED',
+          (await pipeline.counter('processor', 'processor_parked_messages_total', {
+            reason: 'hubspot_budget',
           })) > 0,
         10000,
       );
