@@ -129,6 +129,8 @@ export const startTestPipeline = async (
     METRICS_PORT: '0',
     EMAIL_DELAY_MS: '5000',
     DEDUP_CLAIM_LEASE_MS: '3000',
+    // The least Kafka allows: a killed replica's partitions move on after 6 s, not 10.
+    KAFKA_SESSION_TIMEOUT_MS: '6000',
     HUBSPOT_RETRY_INITIAL_MS: '20',
     OPENCX_RETRY_INITIAL_MS: '20',
     OPENCX_RETRY_MAX_MS: '200',
