@@ -33,7 +33,11 @@ import {
 import { sleep } from '../retry.ts';
 import { isEntryPoint } from '../service.ts';
 import { SessionLinks } from '../session-links.ts';
-import { loadProcessorConfig, type ProcessorConfig } from '../../services/processor/src/config.ts';
+import {
+  handlerSettings,
+  loadProcessorConfig,
+  type ProcessorConfig,
+} from '../../services/processor/src/config.ts';
 
 export const USAGE =
   'usage: npm run reprocess -- --org ORG_ID --since 2h|2026-11-30T10:00:00Z|EPOCH_MS [--until ...] [--dry-run] [--max-records N (default 200000)]';
@@ -242,16 +246,7 @@ export const runReprocess = async (
           }),
         }),
         publish,
-        settings: {
-          emailDelayMs: config.EMAIL_DELAY_MS,
-          claimLeaseMs: config.DEDUP_CLAIM_LEASE_MS,
-          retry: {
-            attempts: config.HUBSPOT_RETRY_ATTEMPTS,
-            initialDelayMs: config.HUBSPOT_RETRY_INITIAL_MS,
-            maxDelayMs: 30000,
-          },
-          transientRetryMs: 1000,
-        },
+        settings: handlerSettings(config),
         now: Date.now,
         sleep,
       },

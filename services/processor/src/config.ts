@@ -22,3 +22,15 @@ export const processorEnv = {
 
 export type ProcessorConfig = ReturnType<typeof loadProcessorConfig>;
 export const loadProcessorConfig = (source: ConfigSource) => loadConfig(processorEnv, source);
+
+/** The raw-event handler's settings from the configuration: one place for the processor and reprocess. */
+export const handlerSettings = (config: ProcessorConfig) => ({
+  emailDelayMs: config.EMAIL_DELAY_MS,
+  claimLeaseMs: config.DEDUP_CLAIM_LEASE_MS,
+  retry: {
+    attempts: config.HUBSPOT_RETRY_ATTEMPTS,
+    initialDelayMs: config.HUBSPOT_RETRY_INITIAL_MS,
+    maxDelayMs: 30000,
+  },
+  transientRetryMs: 1000,
+});

@@ -29,7 +29,7 @@ import { createRedisRateLimiter } from '../../../lib/rate-limiter.ts';
 import { createRedis } from '../../../lib/redis.ts';
 import { sleep } from '../../../lib/retry.ts';
 import { isEntryPoint, runAsProcess } from '../../../lib/service.ts';
-import { loadProcessorConfig, type ProcessorConfig } from './config.ts';
+import { handlerSettings, loadProcessorConfig, type ProcessorConfig } from './config.ts';
 import { createRawEventHandler, type RawWebhookEvent } from './handle-raw-event.ts';
 import { createProcessorMetrics } from './metrics.ts';
 
@@ -100,16 +100,7 @@ export const startProcessor = async (
     markReconnectRequired: async (org) => void (await orgRepository.markReconnectRequired(org.orgId)),
     metrics,
     logger,
-    settings: {
-      emailDelayMs: config.EMAIL_DELAY_MS,
-      claimLeaseMs: config.DEDUP_CLAIM_LEASE_MS,
-      retry: {
-        attempts: config.HUBSPOT_RETRY_ATTEMPTS,
-        initialDelayMs: config.HUBSPOT_RETRY_INITIAL_MS,
-        maxDelayMs: 30000,
-      },
-      transientRetryMs: 1000,
-    },
+    settings: handlerSettings(config),
     now: Date.now,
     sleep,
   });
