@@ -411,6 +411,7 @@ describe('outbound: posting an AI reply when an earlier attempt may have posted 
       },
       dedup,
       markAttempt: async () => firstAttempt,
+      clearAttempt: async () => undefined,
       claim: { leaseMs: 100, now: Date.now, sleep: async () => undefined },
       retry: (_target, work) => work(),
     };
@@ -460,6 +461,58 @@ describe('outbound: posting an AI reply when an earlier attempt may have posted 
     });
     assert.deepEqual(posted, [], 'not posted');
     assert.ok(renewals >= 1);
+  });
+
+  /** A post that fails with `failure` once, against a real attempt marker (a set), then succeeds. */
+  const failingOnce = (failure: Error) => {
+    const { postDeps, posted } = deps([], true);
+    const marked = new Set<string>();
+    let historyReads = 0;
+    let fail = true;
+    const flaky = {
+      listMessages: async () => (historyReads++, []),
+      postMessage: async (_thread: string, message: { text: string }) => {
+        if (fail) {
+          fail = false;
+          throw failure;
+        }
+        posted.push(message.text);
+        return { id: 'new' };
+      },
+    } as unknown as HubSpotApi;
+    const withMarker: PostAiReplyDeps = {
+      ...postDeps,
+      hubspotFor: () => flaky,
+      markAttempt: async (key) => !marked.has(key) && Boolean(marked.add(key)),
+      clearAttempt: async (key) => void marked.delete(key),
+    };
+    return { withMarker, posted, marked, historyReads: () => historyReads };
+  };
+
+  it('regression: given a post HubSpot refused with a 429, then the next attempt posts without reading the thread first (a 2-call budget per window would never fit "read, post")', async () => {
+    const rateLimited = new PipelineError(ErrorCode.tenantWaiting, 'HubSpot rate limit (TEN_SECONDLY_ROLLING)', {
+      retriable: false,
+      upstream: 'hubspot',
+    });
+    const { withMarker, posted, marked, historyReads } = failingOnce(rateLimited);
+    await assert.rejects(postAiReply(reply, withMarker), /HubSpot rate limit/);
+    assert.equal(marked.size, 0, 'a refused post leaves no attempt marker');
+    assert.deepEqual(await postAiReply(reply, withMarker), { kind: 'applied', posted: 'message' });
+    assert.equal(historyReads(), 0);
+    assert.equal(posted.length, 1);
+  });
+
+  it('given a post that timed out (it may exist), then the next attempt reads the thread before posting', async () => {
+    const timedOut = new PipelineError(ErrorCode.upstreamUnavailable, 'POST message: timed out after 10000 ms', {
+      retriable: true,
+      upstream: 'hubspot',
+    });
+    const { withMarker, posted, marked, historyReads } = failingOnce(timedOut);
+    await assert.rejects(postAiReply(reply, withMarker), /timed out/);
+    assert.equal(marked.size, 1, 'the marker stays');
+    assert.deepEqual(await postAiReply(reply, withMarker), { kind: 'applied', posted: 'message' });
+    assert.equal(historyReads(), 1);
+    assert.equal(posted.length, 1);
   });
 
   it('given a retry whose earlier attempt did not post, then it posts', async () => {

@@ -184,6 +184,9 @@ export const startOutbound = async (
     markAttempt: async (key: string) =>
       (await redis.set(`${config.REDIS_KEY_PREFIX}attempt:${key}`, '1', 'PX', config.DEDUP_TTL_MS, 'NX')) ===
       'OK',
+    clearAttempt: async (key: string) => {
+      await redis.del(`${config.REDIS_KEY_PREFIX}attempt:${key}`);
+    },
     retry,
     claim: { leaseMs: config.DEDUP_CLAIM_LEASE_MS, now: Date.now, sleep },
   };

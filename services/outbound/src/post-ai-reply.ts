@@ -56,6 +56,14 @@ export type PostAiReplyDeps = {
    * thread for the reply instead of posting blind.
    */
   readonly markAttempt: (key: string) => Promise<boolean>;
+  /**
+   * Forgets the attempt marker: every try of this attempt ended in an answer that proves nothing
+   * was posted (a 429, a refusal, a wait before sending). The next attempt then posts without
+   * first reading the thread's history: on a portal whose budget fits fewer calls per window than
+   * "read history, post", a reply would otherwise spend its window on the check, be refused the
+   * post, and do the same after every park, for ever.
+   */
+  readonly clearAttempt: (key: string) => Promise<void>;
   readonly claim: {
     readonly leaseMs: number;
     readonly now: () => number;
@@ -101,10 +109,21 @@ export const postAiReply = async (
       await deps.dedup.confirm(key);
       return { kind: 'skipped', reason: SkipReason.duplicate };
     }
-    await deps.retry('hubspot', async () => {
-      await stillOurs();
-      return deps.hubspotFor(org).postMessage(reply.threadId, message);
-    });
+    let maybeSent = false;
+    try {
+      await deps.retry('hubspot', async () => {
+        await stillOurs();
+        try {
+          return await deps.hubspotFor(org).postMessage(reply.threadId, message);
+        } catch (error) {
+          if (!provesNotPosted(error)) maybeSent = true;
+          throw error;
+        }
+      });
+    } catch (error) {
+      if (!maybeSent) await deps.clearAttempt(key);
+      throw error;
+    }
     // Durable before the claim is confirmed; a crash in between is caught by the attempt marker
     // and the thread-history check above.
     await deps.posted.record(reply);
@@ -117,6 +136,19 @@ export const postAiReply = async (
   await deps.dedup.confirm(key);
   return { kind: 'applied', posted: message.type === 'COMMENT' ? 'comment' : 'message' };
 };
+
+/**
+ * An answer after which HubSpot has surely not created the message: it refused it (429, 401, 4xx)
+ * or it was never sent (the portal is waited for, the claim was lost). A timeout, a dropped
+ * connection or a 5xx proves nothing: the message may exist.
+ */
+const provesNotPosted = (error: unknown): boolean =>
+  error instanceof PipelineError &&
+  (error.code === ErrorCode.upstreamRateLimited ||
+    error.code === ErrorCode.upstreamRejected ||
+    error.code === ErrorCode.upstreamUnauthorized ||
+    error.code === ErrorCode.tenantWaiting ||
+    error.code === ErrorCode.dedupInFlight);
 
 const alreadyPosted = async (reply: AiReply, org: Org, deps: PostAiReplyDeps): Promise<boolean> => {
   const history = await deps.retry('hubspot', () => deps.hubspotFor(org).listMessages(reply.threadId));
