@@ -18,3 +18,30 @@ export const mochaGlobalSetup = async (): Promise<void> => {
 export const mochaGlobalTeardown = async (): Promise<void> => {
   await release?.();
 };
+
+/**
+ * Wall time per spec file, printed at the end of the run (CI's `npm test` must stay under 15
+ * minutes: this says where the minutes go). A file's time runs from the end of the previous
+ * file's last test to the end of its own last one, so its `before` hooks count to it.
+ */
+const fileTimes = new Map<string, number>();
+let lastEnd = Date.now();
+export const mochaHooks = {
+  beforeAll() {
+    lastEnd = Date.now();
+  },
+  afterEach(this: Mocha.Context) {
+    const file = this.currentTest?.file;
+    if (!file) return;
+    const now = Date.now();
+    fileTimes.set(file, (fileTimes.get(file) ?? 0) + (now - lastEnd));
+    lastEnd = now;
+  },
+  afterAll() {
+    if (process.env.TEST_FILE_TIMES === '0' || fileTimes.size < 2) return;
+    const rows = [...fileTimes].sort((a, b) => b[1] - a[1]).slice(0, 12);
+    console.log('\n  slowest spec files (wall time, with their before hooks):');
+    for (const [file, ms] of rows)
+      console.log(`    ${(ms / 1000).toFixed(1).padStart(6)} s  ${file.replace(`${process.cwd()}/`, '')}`);
+  },
+};

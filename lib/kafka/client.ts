@@ -24,6 +24,13 @@ const levelNames: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
   [logLevel.DEBUG]: 'debug',
 };
 
+/**
+ * How long a service consumer's fetch waits for records when its partitions are idle (kafkajs:
+ * 5,000 ms). kafkajs's disconnect waits for the fetch in flight, so this bounds how long a
+ * replica takes to leave its group on a stop (a rolling deploy). A busy consumer never waits.
+ */
+export const CONSUMER_FETCH_MAX_WAIT_MS = 1000;
+
 export const createKafka = (options: KafkaOptions): Kafka =>
   new Kafka({
     clientId: options.clientId,

@@ -1,4 +1,5 @@
 export {
+  CONSUMER_FETCH_MAX_WAIT_MS,
   createKafka,
   ensureTopics,
   createDurableProducer,

@@ -434,10 +434,20 @@ export class KeyedConsumer {
 
   readonly #tenantSlots = new Map<string, { inFlight: number; waiters: (() => void)[] }>();
 
+  /**
+   * How many of the tenant's messages may be in its handler at once: one while its gate is
+   * half-open (its wait is over, nothing handled since: a probe), else TENANT_CONCURRENCY. A
+   * replay after a 429 or an outage thus costs one call, not a burst of them, each failing and
+   * each taking the process's time from the other tenants on the partition.
+   */
+  #tenantLimit(tenant: string): number {
+    return this.#options.parking?.gate.probing(tenant) ? 1 : TENANT_CONCURRENCY;
+  }
+
   #tenantSlot(tenant: string): Promise<void> {
     const slots = this.#tenantSlots.get(tenant) ?? { inFlight: 0, waiters: [] };
     this.#tenantSlots.set(tenant, slots);
-    if (slots.inFlight < TENANT_CONCURRENCY) {
+    if (slots.inFlight < this.#tenantLimit(tenant)) {
       slots.inFlight++;
       return Promise.resolve();
     }
@@ -447,10 +457,14 @@ export class KeyedConsumer {
   #releaseTenantSlot(tenant: string): void {
     const slots = this.#tenantSlots.get(tenant);
     if (!slots) return;
-    const next = slots.waiters.shift();
-    // The slot passes straight to the next waiter (inFlight unchanged).
-    if (next) next();
-    else if (--slots.inFlight === 0) this.#tenantSlots.delete(tenant);
+    slots.inFlight--;
+    // Waiters take the freed slot, and more once a probe succeeded (the limit is back up).
+    const limit = this.#tenantLimit(tenant);
+    while (slots.inFlight < limit && slots.waiters.length > 0) {
+      slots.inFlight++;
+      slots.waiters.shift()?.();
+    }
+    if (slots.inFlight === 0 && slots.waiters.length === 0) this.#tenantSlots.delete(tenant);
   }
 
   /**

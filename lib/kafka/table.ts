@@ -3,6 +3,9 @@ import type { Admin, Consumer, Kafka } from 'kafkajs';
 import type { Logger } from '../log.ts';
 import { whileLeadersSettle } from './client.ts';
 
+/** How long an idle table's fetch waits for records (kafkajs: 5,000 ms), and so its stop. */
+const TABLE_FETCH_MAX_WAIT_MS = 500;
+
 export type TableEntry<V> = { readonly key: string; readonly value: V | undefined; readonly offset: string };
 
 /**
@@ -73,7 +76,14 @@ export class KafkaTable<V> {
     });
     if (remaining.size === 0) markReady();
 
-    const consumer = this.#kafka.consumer({ groupId: this.#groupId, allowAutoTopicCreation: false });
+    // A short fetch wait: kafkajs's disconnect waits for the fetch in flight (5 s by default), so
+    // every service's stop (a rolling deploy, each test's pipeline) would wait that long; an idle
+    // table costs two small fetches a second instead.
+    const consumer = this.#kafka.consumer({
+      groupId: this.#groupId,
+      allowAutoTopicCreation: false,
+      maxWaitTimeInMs: TABLE_FETCH_MAX_WAIT_MS,
+    });
     this.#consumer = consumer;
     await consumer.connect();
     await consumer.subscribe({ topic: this.#topic, fromBeginning: true });

@@ -15,6 +15,12 @@ export type TenantGate = {
    * Returns the time it opens again.
    */
   readonly close: (tenant: string, reason: string, untilMs?: number, now?: number) => number;
+  /**
+   * True while the tenant's wait is over but no message of it has been handled since (half-open):
+   * its consumers let one message at a time through, a probe, instead of a burst of calls into an
+   * upstream that has just refused it.
+   */
+  readonly probing: (tenant: string, now?: number) => boolean;
   /** A message of the tenant was handled: the back-off starts over. */
   readonly recovered: (tenant: string) => void;
   /** Tenants waited for now, with their reasons (for the metrics gauge). */
@@ -51,6 +57,10 @@ export const createTenantGate = (options: TenantGateOptions = {}): TenantGate =>
       entry.reason = reason;
       entries.set(tenant, entry);
       return entry.untilMs;
+    },
+    probing: (tenant, now = Date.now()) => {
+      const entry = entries.get(tenant);
+      return entry !== undefined && entry.untilMs <= now;
     },
     recovered: (tenant) => {
       entries.delete(tenant);

@@ -254,4 +254,47 @@ describe('keyed consumer: a waiting tenant is parked, not held in memory (real K
     await waitFor('A’s 400 handled over several windows', () => new Set(handledA).size >= 400, 60000);
     assertInOrder(handledA, 400, 8, { once: false });
   });
+
+  it('given a parked tenant whose gate opens while its upstream still refuses, then one message probes it (not a burst of calls), and once one succeeds the rest flow concurrently', async () => {
+    const gate = createTenantGate({ initialBackoffMs: 300, maxBackoffMs: 300 });
+    // A's upstream refuses for 1.2 s from the first call: the live burst, then the probes.
+    let refuseUntil: number | undefined;
+    let inFlight = 0;
+    const refusals: { at: number; inFlight: number }[] = [];
+    let concurrencyAfter = 0;
+    const handledA: string[] = [];
+    const consumer = consumerWith(gate, async (message) => {
+      const value = message.value?.toString() ?? '';
+      if (!value.startsWith('A')) return done;
+      refuseUntil ??= Date.now() + 1200;
+      inFlight++;
+      try {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        if (Date.now() < refuseUntil) {
+          refusals.push({ at: Date.now(), inFlight });
+          return { kind: 'wait-for-tenant', reason: 'test: still refused' };
+        }
+        concurrencyAfter = Math.max(concurrencyAfter, inFlight);
+        handledA.push(value);
+        return done;
+      } finally {
+        inFlight--;
+      }
+    });
+    await consumer.start();
+    // 200 conversations of one message each: without a probe, each replay meets the refusing
+    // upstream with up to TENANT_CONCURRENCY calls at once, as the live burst did.
+    await produce(recordsOf('A', 200, 200));
+    await waitFor('all of A handled', () => handledA.length >= 200, 60000);
+    assertInOrder(handledA, 200, 200);
+    const firstAt = refusals[0]?.at ?? 0;
+    const probes = refusals.filter((refusal) => refusal.at > firstAt + 200);
+    assert.ok(probes.length >= 2, `${probes.length} probes refused (the gate opens every 300 ms for 1.2 s)`);
+    assert.deepEqual(
+      probes.map((probe) => probe.inFlight),
+      probes.map(() => 1),
+      'each probe after a wait is alone',
+    );
+    assert.ok(concurrencyAfter > 1, `after the probe succeeded: ${concurrencyAfter} at once`);
+  });
 });

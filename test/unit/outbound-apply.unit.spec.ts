@@ -269,6 +269,14 @@ describe('outbound: applying each domain event to OpenCX', () => {
     assert.equal(links.get(threadLinkKey('org-1', 'T1'))?.handedOff, true);
   });
 
+  it('regression (soak): given a second handoff of a thread already handed off (reassigned to another rep), then OpenCX is not called again (same event id, another body: a 409) and it is skipped as handed off', async () => {
+    const handedOff: SessionLink = { ...linked, handedOff: true };
+    const { deps, calls } = harness({ links: { [threadLinkKey('org-1', 'T1')]: handedOff } });
+    const reassigned = { type: 'handoff', eventId: 'e-ho', ...common, threadId: 'T1', assigneeActorId: 'A-6' } as const;
+    assert.deepEqual(await applyDomainEvent(reassigned, deps), { kind: 'skipped', reason: 'handed_off' });
+    assert.deepEqual(calls, []);
+  });
+
   it('given a handoff on a thread whose session has no ticket yet, then the ticket HubSpot now associates is linked', async () => {
     const noTicket: SessionLink = { ...linked, threadId: 'T-handoff', ticketId: null };
     const { deps, links } = harness({

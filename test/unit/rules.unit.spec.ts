@@ -233,11 +233,10 @@ describe('rules: conversation.propertyChange (handoff)', () => {
       IgnoreReason.alreadyHandedOff,
     );
   });
-  it('given no session for the thread, when decided, then there is nothing to hand off', () => {
-    assert.equal(
-      ignoredBecause(decideHandoff(change(), { ...base, session: undefined })),
-      IgnoreReason.noSession,
-    );
+  it('regression (soak): given no session for the thread in the links yet (its first message still on its way), when decided, then the handoff is emitted for outbound to apply in order', () => {
+    const decision = decideHandoff(change(), { ...base, session: undefined });
+    assert.equal(decision.kind, 'emit');
+    assert.equal(decision.kind === 'emit' && decision.events[0]?.type, 'handoff');
   });
   it('given an assignment older than one already handled, when decided, then it is stale', () => {
     assert.equal(

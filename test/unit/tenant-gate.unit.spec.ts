@@ -34,4 +34,14 @@ describe('tenant gate: which tenants a process waits for, and until when', () =>
     gate.recovered('org-1');
     assert.equal(gate.close('org-1', 'opencx_unavailable', undefined, 10_000), 11_000);
   });
+
+  it('given a wait that is over with nothing handled since, then the tenant is probing (half-open) until a success', () => {
+    const gate = createTenantGate({ initialBackoffMs: 1000 });
+    assert.equal(gate.probing('org-1', 0), false, 'never closed: not probing');
+    gate.close('org-1', 'opencx_unavailable', undefined, 0);
+    assert.equal(gate.probing('org-1', 500), false, 'still waiting: closed, not probing');
+    assert.equal(gate.probing('org-1', 1000), true, 'wait over: one message at a time');
+    gate.recovered('org-1');
+    assert.equal(gate.probing('org-1', 1000), false);
+  });
 });

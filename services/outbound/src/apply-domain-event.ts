@@ -296,6 +296,18 @@ const applyRepReply = async (event: RepReply, org: Org, deps: ApplyDeps): Promis
 const applyHandoff = async (event: Handoff, org: Org, deps: ApplyDeps): Promise<ApplyOutcome> => {
   const link = await linkedThread(deps, event.orgId, event.threadId);
   if (!link) return skipped(SkipReason.noLinkedSession);
+  // Handed off once is handed off (the rules' "session not yet handed off"): a second handoff of
+  // the thread (a reassignment the processor emitted before it saw the first applied) carries
+  // the same event id (one per thread) with another assignee, which OpenCX refuses with a 409
+  // (the Idempotency-Key used with a different request). The link is saved only after OpenCX
+  // took the first one, so a crash in between still repeats the first, identical request.
+  if (link.handedOff) {
+    if (link.ticketId === null) {
+      const ticketId = await lookUpTicket(deps, org, event.threadId);
+      if (ticketId !== null) await saveLink(deps, { ...link, ticketId, updatedAt: deps.now() });
+    }
+    return skipped(SkipReason.handedOff);
+  }
   await deps.retry('opencx', () =>
     deps
       .openCxFor(org)

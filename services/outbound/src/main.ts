@@ -21,6 +21,7 @@ import { orgOfOrderingKey, type AiReply } from '../../../lib/domain-events.ts';
 import { ErrorCode, PipelineError, describeError } from '../../../lib/errors.ts';
 import { createPortalClients, parkOnRateLimit } from '../../../lib/hubspot/index.ts';
 import {
+  CONSUMER_FETCH_MAX_WAIT_MS,
   createTenantGate,
   DEFAULT_CRASH_BUDGET,
   KeyedConsumer,
@@ -245,6 +246,7 @@ export const startOutbound = async (
         allowAutoTopicCreation: false,
         sessionTimeout: config.KAFKA_SESSION_TIMEOUT_MS,
         heartbeatInterval: 1000,
+        maxWaitTimeInMs: CONSUMER_FETCH_MAX_WAIT_MS,
       }),
       topics: [topics.domainEvents.name],
       orderingKey: (message) => message.key?.toString() ?? '',
@@ -264,6 +266,7 @@ export const startOutbound = async (
         allowAutoTopicCreation: false,
         sessionTimeout: config.KAFKA_SESSION_TIMEOUT_MS,
         heartbeatInterval: 1000,
+        maxWaitTimeInMs: CONSUMER_FETCH_MAX_WAIT_MS,
       }),
       topics: [topics.aiReplies.name],
       orderingKey: (message) => message.key?.toString() ?? '',

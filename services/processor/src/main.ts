@@ -15,6 +15,7 @@ import { createGroupMembership, readinessProbe, watchDependencies } from '../../
 import { createDomainEventPublisher } from '../../../lib/domain-event-publisher.ts';
 import { createPortalClients } from '../../../lib/hubspot/index.ts';
 import {
+  CONSUMER_FETCH_MAX_WAIT_MS,
   createTenantGate,
   DEFAULT_CRASH_BUDGET,
   KeyedConsumer,
@@ -130,6 +131,7 @@ export const startProcessor = async (
         allowAutoTopicCreation: false,
         sessionTimeout: config.KAFKA_SESSION_TIMEOUT_MS,
         heartbeatInterval: 1000,
+        maxWaitTimeInMs: CONSUMER_FETCH_MAX_WAIT_MS,
       }),
       topics: [topics.rawEvents.name],
       orderingKey: (message: KafkaMessage) =>

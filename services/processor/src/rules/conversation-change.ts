@@ -16,7 +16,8 @@ export type HandoffContext = {
 
 /**
  * conversation.propertyChange: assigned away from the AI actor (unassigned counts) hands the
- * session off, unless Assist Mode is on; once per session. An assignment older than one already
+ * session off, unless Assist Mode is on; once per session (outbound skips it when the thread
+ * has no session by the time it comes). An assignment older than one already
  * handled is stale: the thread may since have been assigned back to the AI.
  */
 export const decideHandoff = (event: ConversationPropertyChangeEvent, context: HandoffContext): Decision => {
@@ -25,8 +26,12 @@ export const decideHandoff = (event: ConversationPropertyChangeEvent, context: H
   if (context.assistMode) return ignore(IgnoreReason.assistMode);
   const assignee = event.propertyValue ?? '';
   if (assignee === context.aiActorId) return ignore(IgnoreReason.assignedToAi);
-  if (!context.session) return ignore(IgnoreReason.noSession);
-  if (context.session.handedOff) return ignore(IgnoreReason.alreadyHandedOff);
+  // No session in this replica's links is not "no session": the thread's first message may be
+  // on its way to OpenCX right now (emitted, not yet applied by outbound). The handoff follows
+  // it on the same conversation's key, so outbound applies it after the session exists, and
+  // skips it (no_linked_session) when there never was one. Dropping it here let the AI answer
+  // a handed-off customer (the soak's "AI reply after handoff").
+  if (context.session?.handedOff) return ignore(IgnoreReason.alreadyHandedOff);
   return emit([
     {
       type: 'handoff',
