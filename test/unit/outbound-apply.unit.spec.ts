@@ -272,7 +272,13 @@ describe('outbound: applying each domain event to OpenCX', () => {
   it('regression (soak): given a second handoff of a thread already handed off (reassigned to another rep), then OpenCX is not called again (same event id, another body: a 409) and it is skipped as handed off', async () => {
     const handedOff: SessionLink = { ...linked, handedOff: true };
     const { deps, calls } = harness({ links: { [threadLinkKey('org-1', 'T1')]: handedOff } });
-    const reassigned = { type: 'handoff', eventId: 'e-ho', ...common, threadId: 'T1', assigneeActorId: 'A-6' } as const;
+    const reassigned = {
+      type: 'handoff',
+      eventId: 'e-ho',
+      ...common,
+      threadId: 'T1',
+      assigneeActorId: 'A-6',
+    } as const;
     assert.deepEqual(await applyDomainEvent(reassigned, deps), { kind: 'skipped', reason: 'handed_off' });
     assert.deepEqual(calls, []);
   });
@@ -498,10 +504,14 @@ describe('outbound: posting an AI reply when an earlier attempt may have posted 
   };
 
   it('regression: given a post HubSpot refused with a 429, then the next attempt posts without reading the thread first (a 2-call budget per window would never fit "read, post")', async () => {
-    const rateLimited = new PipelineError(ErrorCode.tenantWaiting, 'HubSpot rate limit (TEN_SECONDLY_ROLLING)', {
-      retriable: false,
-      upstream: 'hubspot',
-    });
+    const rateLimited = new PipelineError(
+      ErrorCode.tenantWaiting,
+      'HubSpot rate limit (TEN_SECONDLY_ROLLING)',
+      {
+        retriable: false,
+        upstream: 'hubspot',
+      },
+    );
     const { withMarker, posted, marked, historyReads } = failingOnce(rateLimited);
     await assert.rejects(postAiReply(reply, withMarker), /HubSpot rate limit/);
     assert.equal(marked.size, 0, 'a refused post leaves no attempt marker');
@@ -511,10 +521,14 @@ describe('outbound: posting an AI reply when an earlier attempt may have posted 
   });
 
   it('given a post that timed out (it may exist), then the next attempt reads the thread before posting', async () => {
-    const timedOut = new PipelineError(ErrorCode.upstreamUnavailable, 'POST message: timed out after 10000 ms', {
-      retriable: true,
-      upstream: 'hubspot',
-    });
+    const timedOut = new PipelineError(
+      ErrorCode.upstreamUnavailable,
+      'POST message: timed out after 10000 ms',
+      {
+        retriable: true,
+        upstream: 'hubspot',
+      },
+    );
     const { withMarker, posted, marked, historyReads } = failingOnce(timedOut);
     await assert.rejects(postAiReply(reply, withMarker), /timed out/);
     assert.equal(marked.size, 1, 'the marker stays');
