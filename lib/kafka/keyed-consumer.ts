@@ -59,6 +59,9 @@ export const DEFAULT_MAX_TENANT_WAIT_MS = 24 * 60 * 60 * 1000;
  * 3,200 events/s), and a bound on what a tenant that is failing right now can put in flight.
  */
 export const TENANT_CONCURRENCY = 64;
+
+/** The replay reader's fetch size per partition (a few hundred typical records). */
+const REPLAY_FETCH_MAX_BYTES = 256 * 1024;
 /** Kafka refuses commit metadata over offset.metadata.max.bytes (4096 by default). */
 const MAX_CURSOR_METADATA_CHARS = 3500;
 
@@ -435,13 +438,14 @@ export class KeyedConsumer {
   readonly #tenantSlots = new Map<string, { inFlight: number; waiters: (() => void)[] }>();
 
   /**
-   * How many of the tenant's messages may be in its handler at once: one while its gate is
-   * half-open (its wait is over, nothing handled since: a probe), else TENANT_CONCURRENCY. A
-   * replay after a 429 or an outage thus costs one call, not a burst of them, each failing and
-   * each taking the process's time from the other tenants on the partition.
+   * How many of the tenant's messages may be in its handler at once: TENANT_CONCURRENCY, or
+   * fewer while its gate's slow start runs (one probe after a wait, one more per success).
    */
   #tenantLimit(tenant: string): number {
-    return this.#options.parking?.gate.probing(tenant) ? 1 : TENANT_CONCURRENCY;
+    return Math.min(
+      TENANT_CONCURRENCY,
+      Math.max(1, this.#options.parking?.gate.allowance(tenant) ?? TENANT_CONCURRENCY),
+    );
   }
 
   #tenantSlot(tenant: string): Promise<void> {
@@ -857,6 +861,10 @@ export class KeyedConsumer {
         allowAutoTopicCreation: false,
         // Idle (all paused) most of the time: a replay must not wait out a long fetch wait to start.
         maxWaitTimeInMs: 250,
+        // Small fetches (kafkajs: 1 MiB per partition): a replay that meets its tenant refused
+        // again stops after its probe, and what it fetched past that is decoded for nothing, on
+        // the process's time that the other tenants' live messages need.
+        maxBytesPerPartition: REPLAY_FETCH_MAX_BYTES,
       });
       await reader.connect();
       await reader.subscribe({ topics: [...this.#options.topics], fromBeginning: false });

@@ -16,12 +16,14 @@ export type TenantGate = {
    */
   readonly close: (tenant: string, reason: string, untilMs?: number, now?: number) => number;
   /**
-   * True while the tenant's wait is over but no message of it has been handled since (half-open):
-   * its consumers let one message at a time through, a probe, instead of a burst of calls into an
-   * upstream that has just refused it.
+   * How many of the tenant's messages may be in their handlers at once: unlimited normally; once
+   * a wait is over, 1 (a probe), and one more for each message handled since, until
+   * `rampMessages` were (slow start). A tenant back from a 429 or an outage thus meets its
+   * upstream with a few calls, not a burst of them that mostly fail again, each taking the
+   * process's time from the other tenants on its partitions.
    */
-  readonly probing: (tenant: string, now?: number) => boolean;
-  /** A message of the tenant was handled: the back-off starts over. */
+  readonly allowance: (tenant: string, now?: number) => number;
+  /** A message of the tenant was handled: the back-off starts over, and the allowance grows. */
   readonly recovered: (tenant: string) => void;
   /** Tenants waited for now, with their reasons (for the metrics gauge). */
   readonly waiting: (now?: number) => { tenant: string; reason: string; untilMs: number }[];
@@ -30,13 +32,17 @@ export type TenantGate = {
 export type TenantGateOptions = {
   readonly initialBackoffMs?: number;
   readonly maxBackoffMs?: number;
+  /** Messages handled after a wait before the allowance is lifted (default 64). */
+  readonly rampMessages?: number;
 };
 
-type Entry = { untilMs: number; reason: string; closes: number };
+/** `successes`: messages handled since the last wait ended (the slow start's progress). */
+type Entry = { untilMs: number; reason: string; closes: number; successes: number };
 
 export const createTenantGate = (options: TenantGateOptions = {}): TenantGate => {
   const initial = options.initialBackoffMs ?? 2000;
   const max = options.maxBackoffMs ?? 60_000;
+  const ramp = options.rampMessages ?? 64;
   const entries = new Map<string, Entry>();
   return {
     waitingUntil: (tenant, now = Date.now()) => {
@@ -44,10 +50,11 @@ export const createTenantGate = (options: TenantGateOptions = {}): TenantGate =>
       return entry && entry.untilMs > now ? entry.untilMs : undefined;
     },
     close: (tenant, reason, untilMs, now = Date.now()) => {
-      const entry = entries.get(tenant) ?? { untilMs: 0, reason, closes: 0 };
+      const entry = entries.get(tenant) ?? { untilMs: 0, reason, closes: 0, successes: 0 };
       if (entry.untilMs <= now) {
         // A new window: the wait doubles with each one (a probe that failed again).
         entry.closes++;
+        entry.successes = 0;
         const backoff = Math.min(max, initial * 2 ** (entry.closes - 1));
         entry.untilMs = untilMs ?? now + backoff;
       } else if (untilMs !== undefined) {
@@ -58,12 +65,16 @@ export const createTenantGate = (options: TenantGateOptions = {}): TenantGate =>
       entries.set(tenant, entry);
       return entry.untilMs;
     },
-    probing: (tenant, now = Date.now()) => {
+    allowance: (tenant, now = Date.now()) => {
       const entry = entries.get(tenant);
-      return entry !== undefined && entry.untilMs <= now;
+      if (entry === undefined) return Number.POSITIVE_INFINITY;
+      return entry.untilMs <= now ? 1 + entry.successes : 0;
     },
     recovered: (tenant) => {
-      entries.delete(tenant);
+      const entry = entries.get(tenant);
+      if (!entry) return;
+      entry.closes = 0;
+      if (++entry.successes >= ramp) entries.delete(tenant);
     },
     waiting: (now = Date.now()) =>
       [...entries]

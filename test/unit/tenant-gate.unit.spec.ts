@@ -35,13 +35,31 @@ describe('tenant gate: which tenants a process waits for, and until when', () =>
     assert.equal(gate.close('org-1', 'opencx_unavailable', undefined, 10_000), 11_000);
   });
 
-  it('given a wait that is over with nothing handled since, then the tenant is probing (half-open) until a success', () => {
-    const gate = createTenantGate({ initialBackoffMs: 1000 });
-    assert.equal(gate.probing('org-1', 0), false, 'never closed: not probing');
+  it('given a wait that is over, then one message probes, one more per success, until the ramp is done (slow start)', () => {
+    const gate = createTenantGate({ initialBackoffMs: 1000, rampMessages: 3 });
+    assert.equal(gate.allowance('org-1', 0), Infinity, 'never closed: no limit');
     gate.close('org-1', 'opencx_unavailable', undefined, 0);
-    assert.equal(gate.probing('org-1', 500), false, 'still waiting: closed, not probing');
-    assert.equal(gate.probing('org-1', 1000), true, 'wait over: one message at a time');
+    assert.equal(gate.allowance('org-1', 500), 0, 'still waiting');
+    assert.equal(gate.allowance('org-1', 1000), 1, 'wait over: a probe');
     gate.recovered('org-1');
-    assert.equal(gate.probing('org-1', 1000), false);
+    assert.equal(gate.allowance('org-1', 1000), 2);
+    gate.recovered('org-1');
+    assert.equal(gate.allowance('org-1', 1000), 3);
+    gate.recovered('org-1');
+    assert.equal(gate.allowance('org-1', 1000), Infinity, 'ramp done');
+  });
+
+  it('given a close during the slow start, then it starts over from a probe, with the back-off from its start', () => {
+    const gate = createTenantGate({ initialBackoffMs: 1000, maxBackoffMs: 60_000, rampMessages: 10 });
+    gate.close('org-1', 'hubspot_budget', undefined, 0);
+    gate.close('org-1', 'hubspot_budget', undefined, 1000);
+    gate.recovered('org-1');
+    gate.recovered('org-1');
+    assert.equal(
+      gate.close('org-1', 'hubspot_budget', undefined, 4000),
+      5000,
+      'a success reset the back-off',
+    );
+    assert.equal(gate.allowance('org-1', 5000), 1);
   });
 });
