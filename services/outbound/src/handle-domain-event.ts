@@ -140,7 +140,7 @@ export const createPipelineEventHandler =
       case 'applied':
         metrics.applied.inc({ type: event.type });
         if (outcome.posted) metrics.aiRepliesPosted.inc({ kind: outcome.posted });
-        log.info('applied');
+        log.debug('applied');
         return done;
       default: {
         const unreachable: never = outcome;

@@ -405,7 +405,7 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
     metrics.events.inc({ subscription_type: type, outcome: 'emitted' });
     for (const domainEvent of decision.events) {
       metrics.emitted.inc({ type: domainEvent.type });
-      log.info({ eventId: domainEvent.eventId, type: domainEvent.type }, 'domain event emitted');
+      log.debug({ eventId: domainEvent.eventId, type: domainEvent.type }, 'domain event emitted');
     }
     return done;
   };
