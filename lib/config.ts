@@ -41,6 +41,11 @@ export const commonEnv = {
   KAFKA_PARTITION_BUFFER: z.coerce.number().int().min(1).default(5000),
   /** Not in the contract's table: how long Redis or Kafka may be unreachable before a replica steps aside. */
   DEPENDENCY_GRACE_MS: z.coerce.number().int().min(1000).default(15000),
+  /**
+   * Not in the contract's table: how long a starting service waits for Kafka to answer (a broker
+   * restarting, a stack coming up in any order) before it gives up with exit code 1.
+   */
+  KAFKA_STARTUP_WAIT_MS: z.coerce.number().int().min(0).default(120_000),
   /** Not in the contract's table: attempts of a handler that throws (a bug) before its message is dead-lettered. */
   HANDLER_CRASH_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(5),
   /**

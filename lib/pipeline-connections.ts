@@ -23,6 +23,7 @@ export type ConnectionConfig = {
   readonly KAFKA_PARTITIONS?: number | undefined;
   readonly KAFKA_REPLICATION_FACTOR?: number | undefined;
   readonly DEAD_LETTER_RETENTION_MS?: number | undefined;
+  readonly KAFKA_STARTUP_WAIT_MS?: number | undefined;
 };
 
 export type PipelineConnections = {
@@ -63,7 +64,11 @@ export const connectToPipeline = async (
   const kafka = createKafka({ clientId: options.clientId, brokers: config.KAFKA_BROKERS, logger });
 
   const admin = kafka.admin();
-  await admin.connect();
+  await untilKafkaAnswers(() => admin.connect(), {
+    brokers: config.KAFKA_BROKERS,
+    waitMs: config.KAFKA_STARTUP_WAIT_MS ?? DEFAULT_KAFKA_STARTUP_WAIT_MS,
+    logger,
+  });
   try {
     await ensureTopics(admin, Object.values(topics), {
       partitions: config.KAFKA_PARTITIONS,
@@ -116,4 +121,67 @@ export const connectToPipeline = async (
       await Promise.all([orgs.stop(), links?.stop()]);
     },
   };
+};
+
+const DEFAULT_KAFKA_STARTUP_WAIT_MS = 120_000;
+
+/** kafkajs's errors for "no broker answered" (refused, reset, timed out), not for a refusal. */
+const isUnreachable = (error: unknown): boolean => {
+  for (let cause = error; cause instanceof Error; cause = (cause as Error & { cause?: unknown }).cause) {
+    if (
+      cause.name === 'KafkaJSConnectionError' ||
+      cause.name === 'KafkaJSBrokerNotFound' ||
+      cause.name === 'KafkaJSConnectionClosedError' ||
+      cause.name === 'KafkaJSRequestTimeoutError' ||
+      /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH/.test(cause.message)
+    )
+      return true;
+    if (cause.name === 'KafkaJSNumberOfRetriesExceeded' && /connect|Connection/.test(cause.message))
+      return true;
+  }
+  return false;
+};
+
+/**
+ * Connects once Kafka answers: a service started while its broker restarts (or before it, when
+ * a stack comes up in any order) waits up to `waitMs`, saying so, instead of exiting at once
+ * into a supervisor's growing restart back-off. Any other error, or the wait running out,
+ * fails the start with what to check.
+ */
+export const untilKafkaAnswers = async (
+  connect: () => Promise<void>,
+  options: { brokers: readonly string[]; waitMs: number; logger: Logger },
+): Promise<void> => {
+  const started = Date.now();
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await connect();
+      if (attempt > 1) options.logger.info({ waitedMs: Date.now() - started }, 'Kafka answers: starting');
+      return;
+    } catch (error) {
+      const waited = Date.now() - started;
+      if (!isUnreachable(error)) throw error;
+      if (waited >= options.waitMs)
+        throw new Error(
+          `Kafka at ${options.brokers.join(',')} did not answer for ${Math.round(waited / 1000)} s (KAFKA_STARTUP_WAIT_MS): check that the brokers run and KAFKA_BROKERS names them (${error instanceof Error ? error.message : String(error)})`,
+          { cause: error },
+        );
+      const delayMs = Math.min(
+        5000,
+        500 * 2 ** Math.min(attempt - 1, 4),
+        Math.max(0, options.waitMs - waited),
+      );
+      options.logger.warn(
+        {
+          brokers: options.brokers,
+          attempt,
+          waitedMs: waited,
+          delayMs,
+          err: error instanceof Error ? error.message : String(error),
+        },
+        'Kafka does not answer yet: trying again (a broker restarting, or the stack still starting)',
+      );
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+    }
+  }
 };
