@@ -93,6 +93,16 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const)
     process.exit(130);
   });
 
+// A failure of the harness itself (a throw outside the run's own handling): no orphans either.
+for (const event of ['uncaughtException', 'unhandledRejection'] as const)
+  process.once(event, (error: unknown) => {
+    const killed = killAllChildren();
+    process.stderr.write(
+      `soak: ${event}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\nsoak: stopped ${killed} process(es) it had started; no verdict\n`,
+    );
+    process.exit(1);
+  });
+
 main().then(
   (code) => {
     process.exitCode = code;
@@ -103,6 +113,7 @@ main().then(
     // A refusal or a start-up failure: its message says what to do; SOAK_DEBUG=1 adds the stack.
     const detail = error instanceof Error && process.env.SOAK_DEBUG ? error.stack : undefined;
     process.stderr.write(`soak: ${detail ?? (error instanceof Error ? error.message : String(error))}\n`);
+    killAllChildren();
     process.exit(1);
   },
 );

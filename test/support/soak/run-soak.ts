@@ -528,7 +528,18 @@ const runFaults = async (context: FaultContext): Promise<void> => {
       );
       await replica.kill();
       await sleep(downMs);
-      await replica.start();
+      // As a supervisor does: a replica that exits while starting (its exit is recorded as
+      // unplanned, a finding) is started again, rather than ending the soak with no verdict.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await replica.start();
+          break;
+        } catch (error) {
+          if (attempt >= 5) throw error;
+          say(`${clock()} ${replica.name} did not start (${String(error)}); starting it again in 5 s`);
+          await sleep(5000);
+        }
+      }
       say(`${clock()} ${replica.name} restarted (pid ${replica.pid ?? '?'})`);
     }
   })();
