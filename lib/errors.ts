@@ -46,3 +46,32 @@ export class PipelineError extends Error {
 
 export const describeError = (error: unknown): string =>
   error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+
+/** kafkajs errors that mean "the broker did not answer or is moving", not "the request is wrong". */
+const KAFKA_UNAVAILABLE = new Set([
+  'KafkaJSConnectionError',
+  'KafkaJSConnectionClosedError',
+  'KafkaJSRequestTimeoutError',
+  'KafkaJSBrokerNotFound',
+  'KafkaJSLockTimeout',
+  'KafkaJSNumberOfRetriesExceeded',
+]);
+const NETWORK =
+  /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|EHOSTUNREACH|Connection is closed|connection closed|write after end|not the leader|coordinator is (loading|not available)/i;
+
+/**
+ * True when the error says a dependency (Kafka, Redis) was unreachable for a moment: the same
+ * work succeeds later, so it is tried again, never counted as a handler crash (whose budget ends
+ * in a dead letter: a Redis or broker restart would dead-letter whatever was in flight).
+ * Reads the cause chain (kafkajs and ioredis wrap).
+ */
+export const isDependencyUnavailable = (error: unknown): boolean => {
+  for (let cause = error, depth = 0; cause instanceof Error && depth < 8; depth++) {
+    if (cause instanceof PipelineError) return cause.code === ErrorCode.kafkaUnavailable;
+    if (cause.name === 'MaxRetriesPerRequestError') return true; // ioredis: Redis down
+    if (KAFKA_UNAVAILABLE.has(cause.name)) return true;
+    if (NETWORK.test(cause.message)) return true;
+    cause = (cause as Error & { cause?: unknown }).cause;
+  }
+  return false;
+};

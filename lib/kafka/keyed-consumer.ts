@@ -195,6 +195,24 @@ export class KeyedConsumer {
   async start(): Promise<void> {
     const { consumer, parking } = this.#options;
     consumer.on(consumer.events.GROUP_JOIN, (event) => {
+      if (this.#stopping) {
+        // kafkajs restarts a consumer that crashed (a broker restart) even after it was told to
+        // disconnect: back in the group, it would hold partitions that nothing handles, for ever
+        // (the soak's stall). Leave again, so a live member gets them.
+        this.#options.logger.warn(
+          { groupId: event.payload.groupId },
+          'a stopped consumer rejoined its group (kafkajs restarted it after a crash): leaving again',
+        );
+        void consumer
+          .disconnect()
+          .catch((error: unknown) =>
+            this.#options.logger.warn(
+              { err: error },
+              'stopped consumer did not leave its group; it will when its session times out',
+            ),
+          );
+        return;
+      }
       // New assignment: whatever is queued belongs to the old one.
       this.#epoch++;
       const paused = [...this.#partitions.values()].filter((state) => state.paused);
@@ -241,6 +259,7 @@ export class KeyedConsumer {
 
   async #enqueueBatch(payload: EachBatchPayload): Promise<void> {
     const { batch } = payload;
+    if (this.#stopping) return; // nothing resolved: the partition's next owner reads it
     const state = await this.#stateFor(batch.topic, batch.partition);
     if (!state) return; // reassigned meanwhile: the batch is the new owner's
     let parkedNow = 0;
@@ -865,6 +884,10 @@ export class KeyedConsumer {
         // again stops after its probe, and what it fetched past that is decoded for nothing, on
         // the process's time that the other tenants' live messages need.
         maxBytesPerPartition: REPLAY_FETCH_MAX_BYTES,
+      });
+      // Restarted by kafkajs after a crash although this consumer stopped: leave (as the live one does).
+      reader.on(reader.events.GROUP_JOIN, () => {
+        if (this.#stopping) void reader.disconnect().catch(() => undefined);
       });
       await reader.connect();
       await reader.subscribe({ topics: [...this.#options.topics], fromBeginning: false });

@@ -102,4 +102,52 @@ describe('keyed consumer (driven by hand): commits and redeliveries', () => {
     assert.deepEqual(handled, ['6'], 'only the message that was not dead-lettered is handled');
     await keyed.stop();
   });
+
+  it('regression (soak): given a stopped consumer that kafkajs restarted after a crash, when it rejoins its group, then it leaves again instead of holding partitions nothing handles', async () => {
+    const listeners = new Map<string, (event: unknown) => void>();
+    let disconnects = 0;
+    const handled: string[] = [];
+    let eachBatch: ((payload: EachBatchPayload) => Promise<void>) | undefined;
+    const consumer = {
+      events: { GROUP_JOIN: 'consumer.group_join' },
+      on: (name: string, listener: (event: unknown) => void) => (
+        listeners.set(name, listener),
+        () => undefined
+      ),
+      connect: async () => undefined,
+      subscribe: async () => undefined,
+      run: async (options: { eachBatch: (payload: EachBatchPayload) => Promise<void> }) => {
+        eachBatch = options.eachBatch;
+      },
+      pause: () => undefined,
+      resume: () => undefined,
+      disconnect: async () => void disconnects++,
+      commitOffsets: async () => undefined,
+    } as unknown as Consumer;
+    const keyed = new KeyedConsumer({
+      consumer,
+      topics: ['raw'],
+      orderingKey: () => 'one-conversation',
+      handle: async (message) => (handled.push(message.offset), { kind: 'done' }),
+      deadLetters: { write: async () => 'written', alreadyWritten: async () => false },
+      logger: pino({ level: 'silent' }),
+      commitIntervalMs: 10,
+    });
+    await keyed.start();
+    await keyed.stop();
+    assert.equal(disconnects, 1);
+    // kafkajs's restart after a crash: the consumer joins again and is handed a batch.
+    listeners.get('consumer.group_join')?.({ payload: { groupId: 'g', memberAssignment: { raw: [0] } } });
+    await waitFor('the stopped consumer to leave again', () => disconnects === 2, 2000, 10);
+    await eachBatch?.({
+      batch: {
+        topic: 'raw',
+        partition: 0,
+        messages: [{ offset: '7', key: null, value: null } as unknown as KafkaMessage],
+      },
+      resolveOffset: () => assert.fail('a stopped consumer resolved an offset'),
+      heartbeat: async () => undefined,
+    } as unknown as EachBatchPayload);
+    assert.deepEqual(handled, []);
+  });
 });

@@ -57,6 +57,37 @@ describe('outbound: what becomes of a record (the keyed consumer acts on it)', (
     });
   });
 
+  it('regression (soak): given Redis or Kafka unreachable for a moment (ioredis MaxRetriesPerRequestError, a kafkajs connection error, the registry refused), then the same event again later, never a crash that ends in a dead letter', async () => {
+    const redisDown = Object.assign(new Error('Reached the max retries per request limit (which is 3).'), {
+      name: 'MaxRetriesPerRequestError',
+    });
+    const brokerDown = Object.assign(new Error('Connection error: connect ECONNREFUSED 127.0.0.1:9092'), {
+      name: 'KafkaJSNonRetriableError',
+    });
+    for (const error of [redisDown, brokerDown]) {
+      const outcome = await handlerWith(async () => {
+        throw error;
+      })(record);
+      assert.deepEqual(outcome, { kind: 'retry', error: `${error.name}: ${error.message}`, afterMs: 1000 });
+    }
+    const registryDown = await handlerWith(
+      async () => ({ kind: 'applied' }),
+      async () => {
+        throw new Error('fetch failed', { cause: new Error('connect ECONNREFUSED 127.0.0.1:8081') });
+      },
+    )(record);
+    assert.equal(registryDown.kind, 'retry');
+  });
+
+  it('given a bug (an unclassified error), then it is thrown for the consumer’s crash budget', async () => {
+    await assert.rejects(
+      handlerWith(async () => {
+        throw new TypeError("Cannot read properties of undefined (reading 'id')");
+      })(record),
+      TypeError,
+    );
+  });
+
   it('given an organisation whose record no configured key opens, then a dead letter org_unreadable, and nothing applied', async () => {
     let applied = 0;
     const outcome = await handlerWith(

@@ -1,7 +1,7 @@
 import type { KafkaMessage } from 'kafkajs';
 import { DeadLetterReason } from '../../../lib/dead-letters/index.ts';
 import type { PipelineEvent } from '../../../lib/domain-events.ts';
-import { ErrorCode, PipelineError, describeError } from '../../../lib/errors.ts';
+import { ErrorCode, PipelineError, describeError, isDependencyUnavailable } from '../../../lib/errors.ts';
 import { done, type HandlerOutcome } from '../../../lib/kafka/index.ts';
 import type { Logger } from '../../../lib/log.ts';
 import type { OrgDirectory } from '../../../lib/orgs/index.ts';
@@ -72,6 +72,9 @@ export const createPipelineEventHandler =
       if (!message.value) throw new Error('record has no value');
       event = await deps.decode(message.value);
     } catch (error) {
+      // The registry unreachable for a moment is not an undecodable record.
+      if (isDependencyUnavailable(error))
+        return { kind: 'retry', error: describeError(error), afterMs: deps.transientRetryMs };
       return {
         kind: 'dead-letter',
         reason: DeadLetterReason.undecodable,
@@ -107,6 +110,10 @@ export const createPipelineEventHandler =
     try {
       outcome = await deps.apply(event);
     } catch (error) {
+      // Kafka or Redis unreachable for a moment (a restart): the same event again later, never a
+      // crash (whose budget ends in a dead letter).
+      if (isDependencyUnavailable(error))
+        return { kind: 'retry', error: describeError(error), afterMs: deps.transientRetryMs };
       if (!(error instanceof PipelineError)) throw error;
       if (error.code === ErrorCode.kafkaUnavailable || error.code === ErrorCode.dedupInFlight)
         return { kind: 'retry', error: describeError(error), afterMs: deps.transientRetryMs };

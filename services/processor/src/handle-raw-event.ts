@@ -1,7 +1,7 @@
 import type { KafkaMessage } from 'kafkajs';
 import { DeadLetterReason } from '../../../lib/dead-letters/index.ts';
 import type { DomainEvent } from '../../../lib/domain-events.ts';
-import { ErrorCode, PipelineError, describeError } from '../../../lib/errors.ts';
+import { ErrorCode, PipelineError, describeError, isDependencyUnavailable } from '../../../lib/errors.ts';
 import {
   isTruncated,
   parkOnRateLimit,
@@ -297,8 +297,9 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
   };
 
   const isTransient = (error: unknown): boolean =>
-    error instanceof PipelineError &&
-    (error.code === ErrorCode.kafkaUnavailable || error.code === ErrorCode.dedupInFlight);
+    isDependencyUnavailable(error) ||
+    (error instanceof PipelineError &&
+      (error.code === ErrorCode.kafkaUnavailable || error.code === ErrorCode.dedupInFlight));
 
   return async (message: KafkaMessage): Promise<HandlerOutcome> => {
     let raw: RawWebhookEvent;
@@ -306,6 +307,8 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
       if (!message.value) throw new Error('record has no value');
       raw = await deps.decodeRaw(message.value);
     } catch (error) {
+      // The registry unreachable for a moment is not an undecodable record.
+      if (isDependencyUnavailable(error)) return retryLater(error);
       return deadLetter(DeadLetterReason.undecodable, describeError(error), {
         orgId: null,
         eventType: null,
