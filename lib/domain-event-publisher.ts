@@ -1,7 +1,6 @@
 import type { Kafka } from 'kafkajs';
 import { orderingKeyOf, type PipelineEvent } from './domain-events.ts';
-import { ErrorCode, PipelineError } from './errors.ts';
-import { BatchingPublisher, createDurableProducer, readTopicLimits } from './kafka/index.ts';
+import { createRecordWriter } from './kafka/record-writer.ts';
 import type { Logger } from './log.ts';
 import type { AvroCodec } from './registry.ts';
 
@@ -28,21 +27,9 @@ export const createDomainEventPublisher = async (options: {
   readonly topics: readonly string[];
   readonly logger: Logger;
 }): Promise<DomainEventPublisher> => {
-  const { kafka, codec } = options;
-  const admin = kafka.admin();
-  await admin.connect();
-  const limits = await readTopicLimits(admin, options.topics).finally(() => admin.disconnect());
-  // Many conversations emit at once: their events share requests (kafkajs has no linger).
-  const batching = new BatchingPublisher({
-    createProducer: () => createDurableProducer(kafka),
-    limits,
-    lingerMs: 1,
-    maxBatchMessages: 500,
-    sendTimeoutMs: 10000,
-    failingForMs: 30000,
-    logger: options.logger,
-  });
-  await batching.connect();
+  const { codec } = options;
+  // Many conversations emit at once: their events share requests.
+  const writer = await createRecordWriter(options);
   return {
     publish: async (topic, events) => {
       const messages = await Promise.all(
@@ -52,24 +39,8 @@ export const createDomainEventPublisher = async (options: {
           headers: { 'event-type': event.type, 'event-id': event.eventId },
         })),
       );
-      await batching.publish(topic, messages).catch((error: unknown) => {
-        if (error instanceof PipelineError && error.code === ErrorCode.recordTooLarge) {
-          throw new PipelineError(
-            ErrorCode.recordTooLarge,
-            `events ${events.map((event) => event.eventId).join(', ')} not written to ${topic}: ${error.message}`,
-            { retriable: false, cause: error },
-          );
-        }
-        throw new PipelineError(
-          ErrorCode.kafkaUnavailable,
-          `events not written to ${topic}: ${String(error)}`,
-          {
-            retriable: true,
-            cause: error,
-          },
-        );
-      });
+      await writer.write(topic, messages, `events ${events.map((event) => event.eventId).join(', ')}`);
     },
-    drain: () => batching.close(),
+    drain: () => writer.close(),
   };
 };

@@ -1,4 +1,5 @@
-import type { Kafka, Producer } from 'kafkajs';
+import type { Kafka } from 'kafkajs';
+import type { RecordWriter } from './kafka/record-writer.ts';
 import { z } from 'zod';
 import { KafkaTable } from './kafka/table.ts';
 import type { Logger } from './log.ts';
@@ -56,13 +57,13 @@ export class PostedReplies {
 
   /** Durable (acks=all) before it returns, and visible here at once. */
   async record(
-    producer: Producer,
+    writer: Pick<RecordWriter, 'write'>,
     reply: { orgId: string; threadId: string; eventId: string; occurredAt: number },
     postedAt: number,
   ): Promise<void> {
     const key = keyOf(reply.orgId, reply.threadId);
     const value: PostedReply = { eventId: reply.eventId, occurredAt: reply.occurredAt, postedAt };
-    await producer.send({ topic: this.#topic, acks: -1, messages: [{ key, value: JSON.stringify(value) }] });
+    await writer.write(this.#topic, [{ key, value: JSON.stringify(value) }], `posted reply ${reply.eventId}`);
     this.#table.applyLocal(key, value);
   }
 }

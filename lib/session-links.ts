@@ -1,4 +1,5 @@
-import type { Kafka, Producer } from 'kafkajs';
+import type { Kafka } from 'kafkajs';
+import type { RecordWriter } from './kafka/record-writer.ts';
 import { z } from 'zod';
 import { KafkaTable } from './kafka/table.ts';
 import type { Logger } from './log.ts';
@@ -56,12 +57,15 @@ export class SessionLinks {
   }
 
   /** Durable (acks=all) before it returns, and visible here at once. */
-  async write(producer: Producer, links: readonly { key: string; link: SessionLink }[]): Promise<void> {
-    await producer.send({
-      topic: this.#topic,
-      acks: -1,
-      messages: links.map(({ key, link }) => ({ key, value: JSON.stringify(link) })),
-    });
+  async write(
+    writer: Pick<RecordWriter, 'write'>,
+    links: readonly { key: string; link: SessionLink }[],
+  ): Promise<void> {
+    await writer.write(
+      this.#topic,
+      links.map(({ key, link }) => ({ key, value: JSON.stringify(link) })),
+      `session links ${links.map(({ key }) => key).join(', ')}`,
+    );
     for (const { key, link } of links) this.#table.applyLocal(key, link);
   }
 }

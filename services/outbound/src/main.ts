@@ -17,6 +17,7 @@ import { createDeadLetterWriter } from '../../../lib/dead-letters/index.ts';
 import { createRedisDedupStore } from '../../../lib/dedup-store.ts';
 import { createGroupMembership, readinessProbe, watchDependencies } from '../../../lib/dependency-health.ts';
 import { createDomainEventPublisher } from '../../../lib/domain-event-publisher.ts';
+import { createRecordWriter } from '../../../lib/kafka/record-writer.ts';
 import { orgOfOrderingKey, type AiReply } from '../../../lib/domain-events.ts';
 import { ErrorCode, PipelineError, describeError } from '../../../lib/errors.ts';
 import { createPortalClients, parkOnRateLimit } from '../../../lib/hubspot/index.ts';
@@ -90,6 +91,12 @@ export const startOutbound = async (
   registerOrgDirectoryMetrics(registry, orgs);
   const redis = createRedis(config.REDIS_URL, logger);
   const events = await createDomainEventPublisher({ kafka, codec, topics: [topics.aiReplies.name], logger });
+  // Session links and posted replies: many conversations write at once, sharing requests.
+  const tableWrites = await createRecordWriter({
+    kafka,
+    topics: [topics.sessionLinks.name, topics.postedReplies.name],
+    logger,
+  });
   const openCxLimiter = createRedisRateLimiter(redis, {
     prefix: config.REDIS_KEY_PREFIX,
     max: config.OPENCX_RATE_LIMIT_MAX,
@@ -162,7 +169,7 @@ export const startOutbound = async (
     links: {
       forThread: links.forThread.bind(links),
       forTicket: links.forTicket.bind(links),
-      write: (entries: Parameters<SessionLinks['write']>[1]) => links.write(producer, entries),
+      write: (entries: Parameters<SessionLinks['write']>[1]) => links.write(tableWrites, entries),
       catchUp: () => links.catchUp(),
     },
     openCxFor,
@@ -179,7 +186,7 @@ export const startOutbound = async (
     hubspotFor,
     posted: {
       alreadyPosted: (reply: AiReply) => postedReplies.alreadyPosted(reply),
-      record: (reply: AiReply) => postedReplies.record(producer, reply, Date.now()),
+      record: (reply: AiReply) => postedReplies.record(tableWrites, reply, Date.now()),
     },
     dedup,
     markAttempt: async (key: string) =>
@@ -315,7 +322,7 @@ export const startOutbound = async (
       await ticketLookUps.stop();
       await consumers.stop();
       await dependencies.stop();
-      await events.drain();
+      await Promise.all([events.drain(), tableWrites.close()]);
       await Promise.all([connections.close(), postedReplies.stop()]);
       redis.disconnect();
       await closeServer(metricsServer);
