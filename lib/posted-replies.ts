@@ -45,6 +45,11 @@ export class PostedReplies {
     return this.#table.stop();
   }
 
+  /** Waits (5 s at most) until the table holds everything on its topic now: before trusting "not posted". */
+  catchUp(): Promise<boolean> {
+    return this.#table.catchUp();
+  }
+
   /**
    * True when this reply, or one to a later customer message, was already posted on the thread.
    * (Two customer messages of one thread in the same millisecond are told apart by id.)

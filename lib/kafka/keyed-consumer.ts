@@ -194,6 +194,14 @@ export class KeyedConsumer {
 
   async start(): Promise<void> {
     const { consumer, parking } = this.#options;
+    // kafkajs restarts a consumer that crashed (a broker restart, a rebalance during its stop)
+    // even when it was told to disconnect meanwhile: its crash handler schedules the restart
+    // after the disconnect cleared the timer. Disconnecting once the timer is set (the next
+    // turn) clears it; a restart that got through anyway is caught at its join, below.
+    consumer.on(consumer.events.CRASH, (event) => {
+      if (this.#stopping && event.payload.restart)
+        setImmediate(() => void consumer.disconnect().catch(() => undefined));
+    });
     consumer.on(consumer.events.GROUP_JOIN, (event) => {
       if (this.#stopping) {
         // kafkajs restarts a consumer that crashed (a broker restart) even after it was told to
@@ -886,6 +894,10 @@ export class KeyedConsumer {
         maxBytesPerPartition: REPLAY_FETCH_MAX_BYTES,
       });
       // Restarted by kafkajs after a crash although this consumer stopped: leave (as the live one does).
+      reader.on(reader.events.CRASH, (event) => {
+        if (this.#stopping && event.payload.restart)
+          setImmediate(() => void reader.disconnect().catch(() => undefined));
+      });
       reader.on(reader.events.GROUP_JOIN, () => {
         if (this.#stopping) void reader.disconnect().catch(() => undefined);
       });

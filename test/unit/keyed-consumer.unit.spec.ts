@@ -15,7 +15,7 @@ const fakeConsumer = (failCommits: { count: number }) => {
   let eachBatch: ((payload: EachBatchPayload) => Promise<void>) | undefined;
   const attempts: Commit[][] = [];
   const consumer = {
-    events: { GROUP_JOIN: 'consumer.group_join' },
+    events: { GROUP_JOIN: 'consumer.group_join', CRASH: 'consumer.crash' },
     on: () => () => undefined,
     connect: async () => undefined,
     subscribe: async () => undefined,
@@ -109,7 +109,7 @@ describe('keyed consumer (driven by hand): commits and redeliveries', () => {
     const handled: string[] = [];
     let eachBatch: ((payload: EachBatchPayload) => Promise<void>) | undefined;
     const consumer = {
-      events: { GROUP_JOIN: 'consumer.group_join' },
+      events: { GROUP_JOIN: 'consumer.group_join', CRASH: 'consumer.crash' },
       on: (name: string, listener: (event: unknown) => void) => (
         listeners.set(name, listener),
         () => undefined
@@ -139,6 +139,15 @@ describe('keyed consumer (driven by hand): commits and redeliveries', () => {
     // kafkajs's restart after a crash: the consumer joins again and is handed a batch.
     listeners.get('consumer.group_join')?.({ payload: { groupId: 'g', memberAssignment: { raw: [0] } } });
     await waitFor('the stopped consumer to leave again', () => disconnects === 2, 2000, 10);
+    // Its crash while stopping, with kafkajs about to restart it: the restart timer is cleared by
+    // another disconnect on the next turn (kafkajs sets the timer right after the event).
+    listeners.get('consumer.crash')?.({
+      payload: { error: new Error('rebalancing'), groupId: 'g', restart: true },
+    });
+    await waitFor('the restart cancelled by a disconnect', () => disconnects === 3, 2000, 10);
+    listeners.get('consumer.crash')?.({ payload: { error: new Error('bad'), groupId: 'g', restart: false } });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.equal(disconnects, 3, 'no restart coming: nothing to cancel');
     await eachBatch?.({
       batch: {
         topic: 'raw',

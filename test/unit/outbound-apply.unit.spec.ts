@@ -537,6 +537,22 @@ describe('outbound: posting an AI reply when an earlier attempt may have posted 
     assert.equal(posted.length, 1);
   });
 
+  it("regression (soak): given a reply another replica posted and recorded, not yet in this replica's table, with Redis's claims and markers gone, then it waits for the table and does not post again", async () => {
+    const { postDeps, posted, states } = deps([], true);
+    let tableHasIt = false;
+    const lagging: PostAiReplyDeps = {
+      ...postDeps,
+      posted: {
+        alreadyPosted: () => tableHasIt,
+        record: postDeps.posted.record,
+        catchUp: async () => ((tableHasIt = true), true),
+      },
+    };
+    assert.deepEqual(await postAiReply(reply, lagging), { kind: 'skipped', reason: 'duplicate' });
+    assert.deepEqual(posted, []);
+    assert.deepEqual(states, ['confirmed']);
+  });
+
   it('given a retry whose earlier attempt did not post, then it posts', async () => {
     const { postDeps, posted } = deps([`Other\n\n${AI_MARKER}${replyIdMarker('someone-else')}`], false);
     assert.deepEqual(await postAiReply(reply, postDeps), { kind: 'applied', posted: 'message' });

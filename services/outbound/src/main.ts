@@ -187,6 +187,7 @@ export const startOutbound = async (
     posted: {
       alreadyPosted: (reply: AiReply) => postedReplies.alreadyPosted(reply),
       record: (reply: AiReply) => postedReplies.record(tableWrites, reply, Date.now()),
+      catchUp: () => postedReplies.catchUp(),
     },
     dedup,
     markAttempt: async (key: string) =>

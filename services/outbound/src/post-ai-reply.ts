@@ -47,6 +47,8 @@ export type PostAiReplyDeps = {
   readonly posted: {
     readonly alreadyPosted: (reply: AiReply) => boolean;
     readonly record: (reply: AiReply) => Promise<void>;
+    /** Until this replica's table holds what is on its topic now (false: not in time). */
+    readonly catchUp?: () => Promise<boolean>;
   };
   /** HubSpot takes no idempotency key: a claim in Redis keeps a redelivered reply from posting twice. */
   readonly dedup: DedupStore;
@@ -104,6 +106,12 @@ export const postAiReply = async (
   };
   const message = hubspotMessageFor(reply, org);
   try {
+    // Posted moments ago by the replica that had the thread before a rebalance, and not in this
+    // replica's table yet: with the Redis claims gone too (a restart), only the table can say so.
+    if ((await deps.posted.catchUp?.()) && deps.posted.alreadyPosted(reply)) {
+      await deps.dedup.confirm(key);
+      return { kind: 'skipped', reason: SkipReason.duplicate };
+    }
     if (!(await deps.markAttempt(key)) && (await alreadyPosted(reply, org, deps))) {
       await deps.posted.record(reply);
       await deps.dedup.confirm(key);
