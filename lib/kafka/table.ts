@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { ErrorCode, PipelineError } from '../errors.ts';
 import type { Admin, Consumer, Kafka } from 'kafkajs';
 import type { Logger } from '../log.ts';
 import { whileLeadersSettle } from './client.ts';
@@ -174,3 +175,18 @@ export class KafkaTable<V> {
     for (const listener of this.#listeners) listener(entry);
   }
 }
+
+/**
+ * Catches a table up before a miss in it is trusted. Not caught up in time (Kafka slow or
+ * restarting) is a transient failure: the event is tried again later, never skipped on a stale
+ * view (skipping a note or a ticket change because the session link had not arrived yet lost it
+ * for good: the soak's broker restart).
+ */
+export const catchUpOrRetryLater = async (catchUp: () => Promise<boolean>, what: string): Promise<void> => {
+  if (!(await catchUp()))
+    throw new PipelineError(
+      ErrorCode.kafkaUnavailable,
+      `${what} not caught up with its topic in time (Kafka slow or restarting): tried again later rather than trusting a miss`,
+      { retriable: true },
+    );
+};

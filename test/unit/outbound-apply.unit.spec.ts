@@ -263,6 +263,17 @@ describe('outbound: applying each domain event to OpenCX', () => {
     });
   }
 
+  it('regression (soak): given a handoff whose thread is not in the links and the links cannot catch up in time (a broker restart), then it fails as Kafka unavailable (tried again later), not skipped as no linked session', async () => {
+    const { deps, calls } = harness();
+    const stale: ApplyDeps = { ...deps, links: { ...deps.links, catchUp: async () => false } };
+    await assert.rejects(applyDomainEvent(others[1]!.event, stale), (error: unknown) => {
+      assert.ok(error instanceof PipelineError);
+      assert.equal(error.code, ErrorCode.kafkaUnavailable);
+      return true;
+    });
+    assert.deepEqual(calls, []);
+  });
+
   it('given a handoff, then the link records it (so later AI replies are not posted)', async () => {
     const { deps, links } = harness({ links: withLinks });
     await applyDomainEvent(others[1]!.event, deps);

@@ -228,6 +228,29 @@ describe('processor: what becomes of a raw event (the keyed consumer acts on it)
     assert.equal(published.length, 1, 'the ticket change is emitted');
   });
 
+  it('regression (soak): given a ticket change whose links cannot catch up in time (the broker restarting), then the same event again later, not skipped on a stale view', async () => {
+    const published: unknown[] = [];
+    const { handle } = handlerWith({
+      raw: {
+        ...raw,
+        subscriptionType: 'ticket.propertyChange',
+        event: JSON.stringify(
+          fixtures.ticketPropertyChangeEvent({
+            portalId: 42,
+            objectId: 777,
+            propertyName: 'hs_pipeline_stage',
+          }),
+        ),
+      },
+      links: { forThread: () => undefined, forTicket: () => undefined, catchUp: async () => false },
+      publish: async (events?: unknown) => void published.push(events),
+    });
+    const outcome = await handle(record);
+    assert.equal(outcome.kind, 'retry');
+    assert.match(outcome.kind === 'retry' ? outcome.error : '', /session links not caught up/);
+    assert.equal(published.length, 0);
+  });
+
   it('given Kafka unavailable, Redis failing the claim or the confirm, then the same event again later', async () => {
     const cases = [
       handlerWith({

@@ -9,6 +9,7 @@ import type {
   TicketFieldChanged,
 } from '../../../lib/domain-events.ts';
 import { ErrorCode, PipelineError, describeError } from '../../../lib/errors.ts';
+import { catchUpOrRetryLater } from '../../../lib/kafka/table.ts';
 import type { HubSpotApi } from '../../../lib/hubspot/index.ts';
 import type { Logger } from '../../../lib/log.ts';
 import type { Org } from '../../../lib/orgs/index.ts';
@@ -95,10 +96,12 @@ const saveLink = (deps: ApplyDeps, link: SessionLink): Promise<void> =>
  */
 const linkedThread = async (deps: ApplyDeps, orgId: string, threadId: string) =>
   deps.links.forThread(orgId, threadId) ??
-  ((await deps.links.catchUp?.()) ? deps.links.forThread(orgId, threadId) : undefined);
+  (deps.links.catchUp && (await catchUpOrRetryLater(deps.links.catchUp, 'session links')),
+  deps.links.forThread(orgId, threadId));
 const linkedTicket = async (deps: ApplyDeps, orgId: string, ticketId: string) =>
   deps.links.forTicket(orgId, ticketId) ??
-  ((await deps.links.catchUp?.()) ? deps.links.forTicket(orgId, ticketId) : undefined);
+  (deps.links.catchUp && (await catchUpOrRetryLater(deps.links.catchUp, 'session links')),
+  deps.links.forTicket(orgId, ticketId));
 
 type TicketLookUp =
   | { readonly kind: 'found'; readonly ticketId: string | null }

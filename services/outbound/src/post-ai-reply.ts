@@ -1,5 +1,6 @@
 import type { AiReply } from '../../../lib/domain-events.ts';
 import { ErrorCode, PipelineError } from '../../../lib/errors.ts';
+import { catchUpOrRetryLater } from '../../../lib/kafka/table.ts';
 import { claimOrWait, type DedupStore } from '../../../lib/dedup-store.ts';
 import type { HubSpotApi, OutgoingMessage } from '../../../lib/hubspot/index.ts';
 import type { Org } from '../../../lib/orgs/index.ts';
@@ -108,7 +109,8 @@ export const postAiReply = async (
   try {
     // Posted moments ago by the replica that had the thread before a rebalance, and not in this
     // replica's table yet: with the Redis claims gone too (a restart), only the table can say so.
-    if ((await deps.posted.catchUp?.()) && deps.posted.alreadyPosted(reply)) {
+    if (deps.posted.catchUp) await catchUpOrRetryLater(deps.posted.catchUp, 'posted AI replies');
+    if (deps.posted.alreadyPosted(reply)) {
       await deps.dedup.confirm(key);
       return { kind: 'skipped', reason: SkipReason.duplicate };
     }

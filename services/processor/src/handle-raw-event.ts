@@ -9,6 +9,7 @@ import {
   type HubSpotApi,
 } from '../../../lib/hubspot/index.ts';
 import { done, type HandlerOutcome } from '../../../lib/kafka/index.ts';
+import { catchUpOrRetryLater } from '../../../lib/kafka/table.ts';
 import type { PropertyClock, PropertyClockKey } from '../../../lib/property-clock.ts';
 import type { Logger } from '../../../lib/log.ts';
 import type { Org, OrgDirectory, OrgLookup } from '../../../lib/orgs/index.ts';
@@ -153,10 +154,12 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
    */
   const linkedThread = async (orgId: string, threadId: string) =>
     deps.links.forThread(orgId, threadId) ??
-    ((await deps.links.catchUp()) ? deps.links.forThread(orgId, threadId) : undefined);
+    (await catchUpOrRetryLater(() => deps.links.catchUp(), 'session links'),
+    deps.links.forThread(orgId, threadId));
   const linkedTicket = async (orgId: string, ticketId: string) =>
     deps.links.forTicket(orgId, ticketId) ??
-    ((await deps.links.catchUp()) ? deps.links.forTicket(orgId, ticketId) : undefined);
+    (await catchUpOrRetryLater(() => deps.links.catchUp(), 'session links'),
+    deps.links.forTicket(orgId, ticketId));
 
   const planFor = (
     event: Exclude<WebhookEvent, { subscriptionType: 'unsupported' }>,
@@ -229,10 +232,12 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
             let syncedTicketId = tickets.find(
               (ticketId) => deps.links.forTicket(orgId, ticketId) !== undefined,
             );
-            if (syncedTicketId === undefined && tickets.length > 0 && (await deps.links.catchUp()))
+            if (syncedTicketId === undefined && tickets.length > 0) {
+              await catchUpOrRetryLater(() => deps.links.catchUp(), 'session links');
               syncedTicketId = tickets.find(
                 (ticketId) => deps.links.forTicket(orgId, ticketId) !== undefined,
               );
+            }
             return decideNoteMirror(event, note, { orgId, syncedTicketId });
           },
         };
