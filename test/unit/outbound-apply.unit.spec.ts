@@ -564,6 +564,20 @@ describe('outbound: posting an AI reply when an earlier attempt may have posted 
     assert.deepEqual(states, ['confirmed']);
   });
 
+  it("regression (soak): given a handoff the previous owner of the thread applied, not yet in this replica's links, then the links catch up first and nothing is posted", async () => {
+    const { postDeps, posted } = deps([], true);
+    let handedOff = false;
+    const lagging: PostAiReplyDeps = {
+      ...postDeps,
+      links: {
+        forThread: () => (handedOff ? { ...linked, handedOff: true } : undefined),
+        catchUp: async () => ((handedOff = true), true),
+      },
+    };
+    assert.deepEqual(await postAiReply(reply, lagging), { kind: 'skipped', reason: 'handed_off' });
+    assert.deepEqual(posted, []);
+  });
+
   it('given a retry whose earlier attempt did not post, then it posts', async () => {
     const { postDeps, posted } = deps([`Other\n\n${AI_MARKER}${replyIdMarker('someone-else')}`], false);
     assert.deepEqual(await postAiReply(reply, postDeps), { kind: 'applied', posted: 'message' });

@@ -182,7 +182,7 @@ export const startOutbound = async (
   };
   const postDeps = {
     orgs,
-    links,
+    links: { forThread: links.forThread.bind(links), catchUp: () => links.catchUp() },
     hubspotFor,
     posted: {
       alreadyPosted: (reply: AiReply) => postedReplies.alreadyPosted(reply),

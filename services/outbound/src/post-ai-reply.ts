@@ -42,7 +42,11 @@ export const hubspotMessageFor = (reply: AiReply, org: Org): OutgoingMessage => 
 
 export type PostAiReplyDeps = {
   readonly orgs: { byId: (orgId: string) => Org | undefined };
-  readonly links: { forThread: (orgId: string, threadId: string) => SessionLink | undefined };
+  readonly links: {
+    forThread: (orgId: string, threadId: string) => SessionLink | undefined;
+    /** Until this replica's links hold what is on their topic now (false: not in time). */
+    catchUp?: () => Promise<boolean>;
+  };
   readonly hubspotFor: (org: Org) => HubSpotApi;
   /** The last reply posted per thread, durable (Kafka): survives a Redis restart, unlike the claim. */
   readonly posted: {
@@ -109,7 +113,18 @@ export const postAiReply = async (
   try {
     // Posted moments ago by the replica that had the thread before a rebalance, and not in this
     // replica's table yet: with the Redis claims gone too (a restart), only the table can say so.
-    if (deps.posted.catchUp) await catchUpOrRetryLater(deps.posted.catchUp, 'posted AI replies');
+    // Likewise a handoff the thread's previous owner applied moments ago: after a handoff
+    // nothing is posted (both tables lag most after a rebalance or a broker restart).
+    const { catchUp: linksCatchUp } = deps.links;
+    const { catchUp: postedCatchUp } = deps.posted;
+    await Promise.all([
+      linksCatchUp && catchUpOrRetryLater(linksCatchUp, 'session links'),
+      postedCatchUp && catchUpOrRetryLater(postedCatchUp, 'posted AI replies'),
+    ]);
+    if (deps.links.forThread(reply.orgId, reply.threadId)?.handedOff) {
+      await deps.dedup.confirm(key);
+      return { kind: 'skipped', reason: SkipReason.handedOff };
+    }
     if (deps.posted.alreadyPosted(reply)) {
       await deps.dedup.confirm(key);
       return { kind: 'skipped', reason: SkipReason.duplicate };
