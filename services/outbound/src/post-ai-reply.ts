@@ -77,12 +77,7 @@ export type PostAiReplyDeps = {
     readonly sleep: (ms: number) => Promise<void>;
   };
   readonly retry: <T>(target: 'hubspot', work: () => Promise<T>) => Promise<T>;
-  /** How long to let an ambiguous post (timed out, 5xx) land before the history check (tests). */
-  readonly ambiguousPostSettleMs?: number;
 };
-
-/** HubSpot has no idempotency key: after an ambiguous post, wait this long, then read the thread. */
-export const AMBIGUOUS_POST_SETTLE_MS = 5000;
 
 export const postAiReply = async (
   reply: AiReply,
@@ -143,15 +138,6 @@ export const postAiReply = async (
     try {
       await deps.retry('hubspot', async () => {
         await stillOurs();
-        if (maybeSent) {
-          // An earlier try timed out or got a 5xx: HubSpot may have created the message anyway,
-          // even after we gave up on the answer (the soak's overloaded fake stored such a post
-          // a second after the timeout). Let it land, then look before posting again.
-          await deps.claim.sleep(deps.ambiguousPostSettleMs ?? AMBIGUOUS_POST_SETTLE_MS);
-          await stillOurs();
-          // Posted by that try: this attempt's post, applied once.
-          if (await alreadyPosted(reply, org, deps)) return undefined;
-        }
         try {
           return await deps.hubspotFor(org).postMessage(reply.threadId, message);
         } catch (error) {
