@@ -147,7 +147,7 @@ export const createPipelineEventHandler =
       case 'applied':
         metrics.applied.inc({ type: event.type });
         if (outcome.posted) metrics.aiRepliesPosted.inc({ kind: outcome.posted });
-        log.debug('applied');
+        log.info('applied');
         return done;
       default: {
         const unreachable: never = outcome;
