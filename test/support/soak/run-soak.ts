@@ -572,7 +572,7 @@ const runFaults = async (context: FaultContext): Promise<void> => {
 
   const throttled = orgs[2 % orgs.length] as TestOrg;
   const throttleMs =
-    options.profile === 'short' ? Math.min(10_000, 0.12 * load) : Math.min(60_000, 0.2 * load);
+    options.profile === 'short' ? Math.min(10_000, 0.12 * load) : Math.min(120_000, 0.2 * load);
   const throttleAt = between(0.3, Math.max(0.3, 0.85 - throttleMs / load)) * load;
   if (!skipped('hubspot'))
     at(throttleAt, async () => {
