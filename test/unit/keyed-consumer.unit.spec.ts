@@ -14,9 +14,15 @@ type Commit = { topic: string; partition: number; offset: string };
 const fakeConsumer = (failCommits: { count: number }) => {
   let eachBatch: ((payload: EachBatchPayload) => Promise<void>) | undefined;
   const attempts: Commit[][] = [];
+  /** The listeners KeyedConsumer registered, by kafkajs event name: the test emits them. */
+  const listeners = new Map<string, (event: unknown) => void>();
+  const disconnects = { count: 0 };
   const consumer = {
     events: { GROUP_JOIN: 'consumer.group_join', CRASH: 'consumer.crash' },
-    on: () => () => undefined,
+    on: (name: string, listener: (event: unknown) => void) => (
+      listeners.set(name, listener),
+      () => undefined
+    ),
     connect: async () => undefined,
     subscribe: async () => undefined,
     run: async (options: { eachBatch: (payload: EachBatchPayload) => Promise<void> }) => {
@@ -24,7 +30,7 @@ const fakeConsumer = (failCommits: { count: number }) => {
     },
     pause: () => undefined,
     resume: () => undefined,
-    disconnect: async () => undefined,
+    disconnect: async () => void disconnects.count++,
     commitOffsets: async (offsets: Commit[]) => {
       attempts.push(offsets);
       if (failCommits.count > 0) {
@@ -43,7 +49,8 @@ const fakeConsumer = (failCommits: { count: number }) => {
       heartbeat: async () => undefined,
     } as unknown as EachBatchPayload);
   };
-  return { consumer: consumer as unknown as Consumer, attempts, deliver };
+  const batch = (payload: EachBatchPayload): Promise<void> | undefined => eachBatch?.(payload);
+  return { consumer: consumer as unknown as Consumer, attempts, deliver, listeners, disconnects, batch };
 };
 
 describe('keyed consumer (driven by hand): commits and redeliveries', () => {
@@ -104,28 +111,11 @@ describe('keyed consumer (driven by hand): commits and redeliveries', () => {
   });
 
   it('regression (soak): given a stopped consumer that kafkajs restarted after a crash, when it rejoins its group, then it leaves again instead of holding partitions nothing handles', async () => {
-    const listeners = new Map<string, (event: unknown) => void>();
-    let disconnects = 0;
+    const fake = fakeConsumer({ count: 0 });
+    const { listeners, disconnects } = fake;
     const handled: string[] = [];
-    let eachBatch: ((payload: EachBatchPayload) => Promise<void>) | undefined;
-    const consumer = {
-      events: { GROUP_JOIN: 'consumer.group_join', CRASH: 'consumer.crash' },
-      on: (name: string, listener: (event: unknown) => void) => (
-        listeners.set(name, listener),
-        () => undefined
-      ),
-      connect: async () => undefined,
-      subscribe: async () => undefined,
-      run: async (options: { eachBatch: (payload: EachBatchPayload) => Promise<void> }) => {
-        eachBatch = options.eachBatch;
-      },
-      pause: () => undefined,
-      resume: () => undefined,
-      disconnect: async () => void disconnects++,
-      commitOffsets: async () => undefined,
-    } as unknown as Consumer;
     const keyed = new KeyedConsumer({
-      consumer,
+      consumer: fake.consumer,
       topics: ['raw'],
       orderingKey: () => 'one-conversation',
       handle: async (message) => (handled.push(message.offset), { kind: 'done' }),
@@ -135,20 +125,20 @@ describe('keyed consumer (driven by hand): commits and redeliveries', () => {
     });
     await keyed.start();
     await keyed.stop();
-    assert.equal(disconnects, 1);
+    assert.equal(disconnects.count, 1);
     // kafkajs's restart after a crash: the consumer joins again and is handed a batch.
     listeners.get('consumer.group_join')?.({ payload: { groupId: 'g', memberAssignment: { raw: [0] } } });
-    await waitFor('the stopped consumer to leave again', () => disconnects === 2, 2000, 10);
+    await waitFor('the stopped consumer to leave again', () => disconnects.count === 2, 2000, 10);
     // Its crash while stopping, with kafkajs about to restart it: the restart timer is cleared by
     // another disconnect on the next turn (kafkajs sets the timer right after the event).
     listeners.get('consumer.crash')?.({
       payload: { error: new Error('rebalancing'), groupId: 'g', restart: true },
     });
-    await waitFor('the restart cancelled by a disconnect', () => disconnects === 3, 2000, 10);
+    await waitFor('the restart cancelled by a disconnect', () => disconnects.count === 3, 2000, 10);
     listeners.get('consumer.crash')?.({ payload: { error: new Error('bad'), groupId: 'g', restart: false } });
     await new Promise((resolve) => setTimeout(resolve, 20));
-    assert.equal(disconnects, 3, 'no restart coming: nothing to cancel');
-    await eachBatch?.({
+    assert.equal(disconnects.count, 3, 'no restart coming: nothing to cancel');
+    await fake.batch({
       batch: {
         topic: 'raw',
         partition: 0,

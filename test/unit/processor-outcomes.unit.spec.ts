@@ -192,6 +192,15 @@ describe('processor: what becomes of a raw event (the keyed consumer acts on it)
     }
   });
 
+  /** A ticket.propertyChange of ticket 777 on portal 42 (the soak's links-lag regressions). */
+  const ticketChangeRaw: RawWebhookEvent = {
+    ...raw,
+    subscriptionType: 'ticket.propertyChange',
+    event: JSON.stringify(
+      fixtures.ticketPropertyChangeEvent({ portalId: 42, objectId: 777, propertyName: 'hs_pipeline_stage' }),
+    ),
+  };
+
   it('regression (soak): given a ticket change whose session link this replica has not read yet (a broker restart slowed its links table), then it waits for the links to catch up and applies it, not skipped as no linked session', async () => {
     const link = {
       orgId: 'org-1',
@@ -204,17 +213,7 @@ describe('processor: what becomes of a raw event (the keyed consumer acts on it)
     let caughtUp = false;
     const published: unknown[] = [];
     const { handle } = handlerWith({
-      raw: {
-        ...raw,
-        subscriptionType: 'ticket.propertyChange',
-        event: JSON.stringify(
-          fixtures.ticketPropertyChangeEvent({
-            portalId: 42,
-            objectId: 777,
-            propertyName: 'hs_pipeline_stage',
-          }),
-        ),
-      },
+      raw: ticketChangeRaw,
       links: {
         forThread: () => undefined,
         // The link is on the topic, but this replica's table only has it once caught up.
@@ -231,17 +230,7 @@ describe('processor: what becomes of a raw event (the keyed consumer acts on it)
   it('regression (soak): given a ticket change whose links cannot catch up in time (the broker restarting), then the same event again later, not skipped on a stale view', async () => {
     const published: unknown[] = [];
     const { handle } = handlerWith({
-      raw: {
-        ...raw,
-        subscriptionType: 'ticket.propertyChange',
-        event: JSON.stringify(
-          fixtures.ticketPropertyChangeEvent({
-            portalId: 42,
-            objectId: 777,
-            propertyName: 'hs_pipeline_stage',
-          }),
-        ),
-      },
+      raw: ticketChangeRaw,
       links: { forThread: () => undefined, forTicket: () => undefined, catchUp: async () => false },
       publish: async (events?: unknown) => void published.push(events),
     });
