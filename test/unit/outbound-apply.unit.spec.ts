@@ -16,6 +16,7 @@ import {
   type PostAiReplyDeps,
 } from '../../services/outbound/src/post-ai-reply.ts';
 import type { ClaimResult } from '../../lib/dedup-store.ts';
+import { withRetry } from '../../lib/retry.ts';
 
 const org = (settings: Partial<Org['settings']> = {}): Org => ({
   orgId: OrgId('org-1'),
@@ -437,6 +438,7 @@ describe('outbound: posting an AI reply when an earlier attempt may have posted 
       dedup,
       markAttempt: async () => firstAttempt,
       clearAttempt: async () => undefined,
+      maybePostedSettleMs: 7000,
       claim: { leaseMs: 100, now: Date.now, sleep: async () => undefined },
       retry: (_target, work) => work(),
     };
@@ -546,6 +548,53 @@ describe('outbound: posting an AI reply when an earlier attempt may have posted 
     assert.deepEqual(await postAiReply(reply, withMarker), { kind: 'applied', posted: 'message' });
     assert.equal(historyReads(), 1);
     assert.equal(posted.length, 1);
+  });
+
+  it('regression (soak): given a post that timed out and HubSpot stored moments later, then it is not posted again in memory: the reply waits the settle time, and its next attempt finds it on the thread', async () => {
+    const thread: string[] = [];
+    const marked = new Set<string>();
+    let posts = 0;
+    let historyReads = 0;
+    const slow = {
+      listMessages: async () => (
+        historyReads++,
+        thread.map((text) => ({ id: 'x', type: 'MESSAGE', text, senders: [], recipients: [] }))
+      ),
+      postMessage: async (_thread: string, message: { text: string }) => {
+        posts++;
+        // HubSpot stores every post, but answers the first one too late for our timeout.
+        thread.push(message.text);
+        if (posts === 1)
+          throw new PipelineError(ErrorCode.upstreamUnavailable, 'POST message: timed out after 10000 ms', {
+            retriable: true,
+            upstream: 'hubspot',
+          });
+        return { id: `m${posts}` };
+      },
+    } as unknown as HubSpotApi;
+    const { postDeps } = deps([], true);
+    const realRetries: PostAiReplyDeps = {
+      ...postDeps,
+      hubspotFor: () => slow,
+      markAttempt: async (key) => !marked.has(key) && Boolean(marked.add(key)),
+      clearAttempt: async (key) => void marked.delete(key),
+      // The deployed in-memory retry: three attempts.
+      retry: (_target, work) =>
+        withRetry({ attempts: 3, initialDelayMs: 1, maxDelayMs: 1 }, work, { sleep: async () => undefined }),
+    };
+    await assert.rejects(postAiReply(reply, realRetries), (error: unknown) => {
+      assert.ok(error instanceof PipelineError);
+      assert.equal(error.retriable, true, 'retriable: the organisation waits (parked), never a dead letter');
+      assert.equal(error.upstream, 'hubspot');
+      assert.equal(error.retryAfterMs, 7000, 'waits the settle time');
+      assert.match(error.message, /may have been posted/);
+      return true;
+    });
+    assert.equal(posts, 1, 'not posted a second time in memory');
+    assert.deepEqual(await postAiReply(reply, realRetries), { kind: 'skipped', reason: 'duplicate' });
+    assert.equal(historyReads, 1, 'the next attempt read the thread');
+    assert.equal(posts, 1);
+    assert.equal(thread.length, 1, 'the customer sees the answer once');
   });
 
   it("regression (soak): given a reply another replica posted and recorded, not yet in this replica's table, with Redis's claims and markers gone, then it waits for the table and does not post again", async () => {

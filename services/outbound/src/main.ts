@@ -196,6 +196,7 @@ export const startOutbound = async (
     clearAttempt: async (key: string) => {
       await redis.del(`${config.REDIS_KEY_PREFIX}attempt:${key}`);
     },
+    maybePostedSettleMs: config.HUBSPOT_TIMEOUT_MS,
     retry,
     claim: { leaseMs: config.DEDUP_CLAIM_LEASE_MS, now: Date.now, sleep },
   };

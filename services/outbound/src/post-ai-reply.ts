@@ -71,6 +71,12 @@ export type PostAiReplyDeps = {
    * post, and do the same after every park, for ever.
    */
   readonly clearAttempt: (key: string) => Promise<void>;
+  /**
+   * How long a reply whose post may have gone out (a timeout, a dropped connection, a 5xx) waits
+   * before its next attempt reads the thread's history: long enough for a post HubSpot was still
+   * working on to show there (the HubSpot call timeout).
+   */
+  readonly maybePostedSettleMs: number;
   readonly claim: {
     readonly leaseMs: number;
     readonly now: () => number;
@@ -141,12 +147,29 @@ export const postAiReply = async (
         try {
           return await deps.hubspotFor(org).postMessage(reply.threadId, message);
         } catch (error) {
-          if (!provesNotPosted(error)) maybeSent = true;
+          if (provesNotPosted(error)) throw error;
+          maybeSent = true;
+          // Never posted again in memory: HubSpot may store a post that timed out here seconds
+          // later, and a second post would then show the customer the answer twice. Stop the
+          // in-memory retries; below, the reply waits, and its next attempt reads the thread.
+          if (error instanceof PipelineError)
+            throw new PipelineError(error.code, error.message, {
+              retriable: false,
+              upstream: 'hubspot',
+              cause: error,
+            });
           throw error;
         }
       });
     } catch (error) {
       if (!maybeSent) await deps.clearAttempt(key);
+      if (maybeSent && error instanceof PipelineError)
+        throw new PipelineError(
+          ErrorCode.upstreamUnavailable,
+          `AI reply ${reply.eventId}: ${error.message}; it may have been posted, so it is not posted again ` +
+            `before the thread's history is read, in ${deps.maybePostedSettleMs} ms (the organisation's replies wait meanwhile)`,
+          { retriable: true, upstream: 'hubspot', retryAfterMs: deps.maybePostedSettleMs, cause: error },
+        );
       throw error;
     }
     // Durable before the claim is confirmed; a crash in between is caught by the attempt marker
