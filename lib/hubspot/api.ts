@@ -1,6 +1,6 @@
-import { Client } from '@hubspot/api-client';
 import { z } from 'zod';
 import { ErrorCode, PipelineError } from '../errors.ts';
+import { httpRequest, type HttpAnswer } from '../http.ts';
 import { CallClass } from '../rate-limiter.ts';
 import {
   HubSpotMessage,
@@ -73,41 +73,29 @@ export type HubSpotApiOptions = {
   readonly beforeRequest?: (purpose: HubSpotCallPurpose) => Promise<void>;
 };
 
-const withTimeout = async <T>(work: Promise<T>, ms: number, what: string): Promise<T> => {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      work,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () =>
-            reject(
-              new PipelineError(ErrorCode.upstreamUnavailable, `${what}: no answer within ${ms} ms`, {
-                upstream: 'hubspot',
-                retriable: true,
-              }),
-            ),
-          ms,
-        );
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-};
-
 /**
- * Turns a HubSpot answer into a value or a classified error. `client.apiRequest` neither throws
- * nor retries on non-2xx, so every status is handled here: 429 and 5xx are retriable (429 with
- * HubSpot's interval as the wait), 401 means the token is gone, other 4xx are the input's fault.
+ * Turns a HubSpot answer into a value or a classified error. Every status is handled here: 429
+ * and 5xx are retriable (429 with HubSpot's interval as the wait), 401 means the token is gone,
+ * other 4xx are the input's fault.
  */
-export const classifyHubSpotResponse = async (response: Response, what: string): Promise<unknown> => {
-  if (response.ok) return response.status === 204 ? undefined : response.json();
-  const body = await response.text().catch(() => '');
+export const classifyHubSpotResponse = (response: HttpAnswer, what: string): unknown => {
+  if (response.ok) {
+    if (response.status === 204 || response.text === '') return undefined;
+    try {
+      return JSON.parse(response.text) as unknown;
+    } catch {
+      throw new PipelineError(
+        ErrorCode.upstreamRejected,
+        `${what}: HubSpot answered ${response.status} with a body that is not JSON: ${response.text.slice(0, 300)}`,
+        { upstream: 'hubspot', retriable: false },
+      );
+    }
+  }
+  const body = response.text;
   if (response.status === 429) {
     const daily = body.includes('"DAILY"');
-    const interval = Number(response.headers.get('x-hubspot-ratelimit-interval-milliseconds') ?? '');
-    const retryAfter = Number(response.headers.get('retry-after') ?? '');
+    const interval = Number(response.header('x-hubspot-ratelimit-interval-milliseconds') ?? '');
+    const retryAfter = Number(response.header('retry-after') ?? '');
     const retryAfterMs = daily
       ? 60 * 60 * 1000
       : Number.isFinite(retryAfter) && retryAfter > 0
@@ -115,48 +103,37 @@ export const classifyHubSpotResponse = async (response: Response, what: string):
         : Number.isFinite(interval) && interval > 0
           ? Math.min(interval, 10000)
           : 1000;
-    return Promise.reject(
-      new PipelineError(
-        ErrorCode.upstreamRateLimited,
-        `${what}: HubSpot rate limit (${daily ? 'DAILY' : 'TEN_SECONDLY_ROLLING'})`,
-        { upstream: 'hubspot', retriable: true, retryAfterMs },
-      ),
+    throw new PipelineError(
+      ErrorCode.upstreamRateLimited,
+      `${what}: HubSpot rate limit (${daily ? 'DAILY' : 'TEN_SECONDLY_ROLLING'})`,
+      { upstream: 'hubspot', retriable: true, retryAfterMs },
     );
   }
   if (response.status >= 500) {
-    return Promise.reject(
-      new PipelineError(ErrorCode.upstreamUnavailable, `${what}: HubSpot answered ${response.status}`, {
-        upstream: 'hubspot',
-        retriable: true,
-      }),
-    );
+    throw new PipelineError(ErrorCode.upstreamUnavailable, `${what}: HubSpot answered ${response.status}`, {
+      upstream: 'hubspot',
+      retriable: true,
+    });
   }
   if (response.status === 401) {
-    return Promise.reject(
-      new PipelineError(
-        ErrorCode.upstreamUnauthorized,
-        `${what}: HubSpot rejected the access token (401): reconnect the HubSpot app`,
-        { upstream: 'hubspot', retriable: false },
-      ),
+    throw new PipelineError(
+      ErrorCode.upstreamUnauthorized,
+      `${what}: HubSpot rejected the access token (401): reconnect the HubSpot app`,
+      { upstream: 'hubspot', retriable: false },
     );
   }
-  return Promise.reject(
-    new PipelineError(
-      ErrorCode.upstreamRejected,
-      `${what}: HubSpot answered ${response.status}: ${body.slice(0, 300)}`,
-      { upstream: 'hubspot', retriable: false },
-    ),
+  throw new PipelineError(
+    ErrorCode.upstreamRejected,
+    `${what}: HubSpot answered ${response.status}: ${body.slice(0, 300)}`,
+    { upstream: 'hubspot', retriable: false },
   );
 };
 
 export const createHubSpotApi = (options: HubSpotApiOptions): HubSpotApi => {
-  // Retries and the limiter stay off: the SDK keeps them on a process-wide singleton that every
-  // new Client overwrites, so with many portals in one process they are done here instead.
-  const client = new Client({
-    accessToken: options.accessToken,
-    basePath: options.baseUrl.replace(/\/$/, ''),
-    numberOfApiCallRetries: 0,
-  });
+  // Retries and the per-portal limiter are done by the callers (withRetry, beforeRequest).
+  const base = options.baseUrl.replace(/\/$/, '');
+  const headers = { authorization: `Bearer ${options.accessToken}`, accept: 'application/json' };
+  const jsonHeaders = { ...headers, 'content-type': 'application/json' };
 
   const call = async <S extends z.ZodType>(
     purpose: HubSpotCallPurpose,
@@ -167,22 +144,26 @@ export const createHubSpotApi = (options: HubSpotApiOptions): HubSpotApi => {
     body?: unknown,
   ): Promise<z.infer<S>> => {
     await options.beforeRequest?.(purpose);
-    let response: Response;
+    let response: HttpAnswer;
     try {
-      response = await withTimeout(
-        client.apiRequest({ method, path, ...(body === undefined ? {} : { body }) }),
-        options.timeoutMs,
-        what,
-      );
+      response = await httpRequest(`${base}${path}`, {
+        method,
+        headers: body === undefined ? headers : jsonHeaders,
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        timeoutMs: options.timeoutMs,
+      });
     } catch (error) {
-      if (error instanceof PipelineError) throw error;
+      const timedOut =
+        error instanceof Error && (error.name === 'TimeoutError' || error.name === 'AbortError');
       throw new PipelineError(
         ErrorCode.upstreamUnavailable,
-        `${what}: HubSpot unreachable: ${String(error)}`,
+        timedOut
+          ? `${what}: no answer within ${options.timeoutMs} ms`
+          : `${what}: HubSpot unreachable: ${String(error)}`,
         { upstream: 'hubspot', retriable: true, cause: error },
       );
     }
-    const json = await classifyHubSpotResponse(response, what);
+    const json = classifyHubSpotResponse(response, what);
     const parsed = schema.safeParse(json);
     if (!parsed.success) {
       throw new PipelineError(

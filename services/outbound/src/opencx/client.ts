@@ -1,4 +1,5 @@
 import { ErrorCode, PipelineError } from '../../../../lib/errors.ts';
+import { httpRequest, type HttpAnswer } from '../../../../lib/http.ts';
 
 /** OpenCX calls the pipeline makes (contract.md; schemas/opencx-api.yaml documents every one). */
 export type OpenCxApi = {
@@ -42,35 +43,39 @@ export type OpenCxOptions = {
 };
 
 /** 5xx, 429 and timeouts are retriable (429 with its Retry-After); other answers are final. */
-export const classifyOpenCxResponse = async (response: Response, what: string): Promise<unknown> => {
+export const classifyOpenCxResponse = (response: HttpAnswer, what: string): unknown => {
   if (response.ok) {
-    const text = await response.text();
-    return text === '' ? undefined : (JSON.parse(text) as unknown);
+    if (response.text === '') return undefined;
+    try {
+      return JSON.parse(response.text) as unknown;
+    } catch {
+      throw new PipelineError(
+        ErrorCode.upstreamRejected,
+        `${what}: OpenCX answered ${response.status} with a body that is not JSON: ${response.text.slice(0, 300)}`,
+        { upstream: 'opencx', retriable: false },
+      );
+    }
   }
-  const body = (await response.text().catch(() => '')).slice(0, 300);
+  const body = response.text.slice(0, 300);
   if (response.status === 429 || response.status >= 500) {
-    const retryAfter = Number(response.headers.get('retry-after') ?? '');
-    return Promise.reject(
-      new PipelineError(
-        response.status === 429 ? ErrorCode.upstreamRateLimited : ErrorCode.upstreamUnavailable,
-        `${what}: OpenCX answered ${response.status} ${body}`,
-        {
-          retriable: true,
-          ...(Number.isFinite(retryAfter) && retryAfter > 0 ? { retryAfterMs: retryAfter * 1000 } : {}),
-        },
-      ),
+    const retryAfter = Number(response.header('retry-after') ?? '');
+    throw new PipelineError(
+      response.status === 429 ? ErrorCode.upstreamRateLimited : ErrorCode.upstreamUnavailable,
+      `${what}: OpenCX answered ${response.status} ${body}`,
+      {
+        retriable: true,
+        ...(Number.isFinite(retryAfter) && retryAfter > 0 ? { retryAfterMs: retryAfter * 1000 } : {}),
+      },
     );
   }
   const code =
     response.status === 401 || response.status === 403
       ? ErrorCode.upstreamUnauthorized
       : ErrorCode.upstreamRejected;
-  return Promise.reject(
-    new PipelineError(code, `${what}: OpenCX answered ${response.status} ${body}`, {
-      upstream: 'opencx',
-      retriable: false,
-    }),
-  );
+  throw new PipelineError(code, `${what}: OpenCX answered ${response.status} ${body}`, {
+    upstream: 'opencx',
+    retriable: false,
+  });
 };
 
 export const createOpenCxApi = (options: OpenCxOptions): OpenCxApi => {
@@ -83,9 +88,9 @@ export const createOpenCxApi = (options: OpenCxOptions): OpenCxApi => {
     idempotencyKey: string,
   ): Promise<unknown> => {
     await options.beforeRequest?.();
-    let response: Response;
+    let response: HttpAnswer;
     try {
-      response = await fetch(`${base}${path}`, {
+      response = await httpRequest(`${base}${path}`, {
         method,
         headers: {
           authorization: `Bearer ${options.apiKey}`,
@@ -94,7 +99,7 @@ export const createOpenCxApi = (options: OpenCxOptions): OpenCxApi => {
           'idempotency-key': idempotencyKey,
         },
         body: JSON.stringify(body),
-        signal: AbortSignal.timeout(options.timeoutMs),
+        timeoutMs: options.timeoutMs,
       });
     } catch (error) {
       throw new PipelineError(

@@ -1,0 +1,190 @@
+import assert from 'node:assert/strict';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { ErrorCode, PipelineError } from '../../lib/errors.ts';
+import { createHubSpotApi } from '../../lib/hubspot/index.ts';
+import { createOpenCxApi } from '../../services/outbound/src/opencx/client.ts';
+
+/**
+ * The HubSpot and OpenCX clients over real HTTP (a node:http server on loopback): every answer
+ * that is not a success becomes a classified PipelineError, a call that gets no answer in time
+ * is a retriable one, and what is sent carries the token and the body.
+ */
+describe('HTTP clients: HubSpot and OpenCX answers, classified', () => {
+  let server: Server;
+  let baseUrl: string;
+  let answer: (request: IncomingMessage, body: string, response: ServerResponse) => void;
+  const seen: { method: string; url: string; headers: IncomingMessage['headers']; body: string }[] = [];
+
+  before(async () => {
+    server = createServer((request, response) => {
+      let body = '';
+      request.setEncoding('utf8');
+      request.on('data', (chunk: string) => (body += chunk));
+      request.on('end', () => {
+        seen.push({ method: request.method ?? '', url: request.url ?? '', headers: request.headers, body });
+        answer(request, body, response);
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  after(async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+  beforeEach(() => (seen.length = 0));
+
+  const json = (status: number, value: unknown, headers: Record<string, string> = {}) =>
+    ((_request: IncomingMessage, _body: string, response: ServerResponse) => {
+      response.writeHead(status, { 'content-type': 'application/json', ...headers });
+      response.end(JSON.stringify(value));
+    }) as typeof answer;
+  const hubspot = (timeoutMs = 2000) => createHubSpotApi({ baseUrl, accessToken: 'tok-1', timeoutMs });
+  const opencx = (timeoutMs = 2000) => createOpenCxApi({ baseUrl, apiKey: 'key-1', timeoutMs });
+  const rejectsWith = async (
+    work: Promise<unknown>,
+    expected: { code: ErrorCode; retriable: boolean; retryAfterMs?: number; message: RegExp },
+  ) =>
+    assert.rejects(work, (error: unknown) => {
+      assert.ok(error instanceof PipelineError, String(error));
+      assert.equal(error.code, expected.code);
+      assert.equal(error.retriable, expected.retriable);
+      if (expected.retryAfterMs !== undefined) assert.equal(error.retryAfterMs, expected.retryAfterMs);
+      assert.match(error.message, expected.message);
+      return true;
+    });
+
+  it('given a HubSpot message, then it is fetched with the bearer token and parsed', async () => {
+    answer = json(200, {
+      id: 'm1',
+      type: 'MESSAGE',
+      text: 'hi',
+      senders: [],
+      recipients: [],
+      createdAt: '2026-01-01T00:00:00Z',
+    });
+    const message = await hubspot().getMessage('T1', 'm1');
+    assert.equal(message.id, 'm1');
+    assert.equal(seen[0]?.headers.authorization, 'Bearer tok-1');
+    assert.equal(seen[0]?.url, '/conversations/v3/conversations/threads/T1/messages/m1');
+  });
+
+  it('given a post, then HubSpot receives the JSON body', async () => {
+    answer = json(201, { id: 'p1', type: 'MESSAGE', senders: [], recipients: [] });
+    const posted = await hubspot().postMessage('T1', { type: 'COMMENT', text: 'x', attachments: [] });
+    assert.equal(posted.id, 'p1');
+    assert.equal(seen[0]?.method, 'POST');
+    assert.equal(seen[0]?.headers['content-type'], 'application/json');
+    assert.deepEqual(JSON.parse(seen[0]?.body ?? ''), { type: 'COMMENT', text: 'x', attachments: [] });
+  });
+
+  it("given HubSpot's 429 with its interval header, then retriable with that wait", async () => {
+    answer = json(
+      429,
+      { policyName: 'TEN_SECONDLY_ROLLING' },
+      { 'x-hubspot-ratelimit-interval-milliseconds': '10000' },
+    );
+    await rejectsWith(hubspot().getMessage('T1', 'm1'), {
+      code: ErrorCode.upstreamRateLimited,
+      retriable: true,
+      retryAfterMs: 10000,
+      message: /TEN_SECONDLY_ROLLING/,
+    });
+  });
+
+  it('given HubSpot 5xx, 401 and 404, then retriable, unauthorized and rejected', async () => {
+    answer = json(502, {});
+    await rejectsWith(hubspot().getThread('T1'), {
+      code: ErrorCode.upstreamUnavailable,
+      retriable: true,
+      message: /answered 502/,
+    });
+    answer = json(401, {});
+    await rejectsWith(hubspot().getThread('T1'), {
+      code: ErrorCode.upstreamUnauthorized,
+      retriable: false,
+      message: /reconnect the HubSpot app/,
+    });
+    answer = json(404, { message: 'no such thread' });
+    await rejectsWith(hubspot().getThread('T1'), {
+      code: ErrorCode.upstreamRejected,
+      retriable: false,
+      message: /answered 404: .*no such thread/,
+    });
+  });
+
+  it('given a 200 whose body is not JSON, or not a message, then rejected (never a crash)', async () => {
+    answer = (_request, _body, response) => {
+      response.writeHead(200, { 'content-type': 'application/json' });
+      response.end('<html>gateway</html>');
+    };
+    await rejectsWith(hubspot().getMessage('T1', 'm1'), {
+      code: ErrorCode.upstreamRejected,
+      retriable: false,
+      message: /not JSON/,
+    });
+    await rejectsWith(opencx().sendContactMessage('S1', 'hi', 'k1'), {
+      code: ErrorCode.upstreamRejected,
+      retriable: false,
+      message: /not JSON/,
+    });
+    answer = json(200, { unexpected: true });
+    await rejectsWith(hubspot().getMessage('T1', 'm1'), {
+      code: ErrorCode.upstreamRejected,
+      retriable: false,
+      message: /unexpected HubSpot answer/,
+    });
+  });
+
+  it('given no answer within the timeout, then a retriable error that says so (for HubSpot and OpenCX)', async () => {
+    answer = () => undefined; // never answers
+    await rejectsWith(hubspot(150).getMessage('T1', 'm1'), {
+      code: ErrorCode.upstreamUnavailable,
+      retriable: true,
+      message: /no answer within 150 ms/,
+    });
+    await rejectsWith(opencx(150).sendContactMessage('S1', 'hi', 'k1'), {
+      code: ErrorCode.upstreamUnavailable,
+      retriable: true,
+      message: /OpenCX unreachable or slow/,
+    });
+  });
+
+  it('given nothing listening, then retriable "unreachable"', async () => {
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise((resolve) => closed.close(resolve));
+    const api = createHubSpotApi({ baseUrl: `http://127.0.0.1:${port}`, accessToken: 't', timeoutMs: 2000 });
+    await rejectsWith(api.getThread('T1'), {
+      code: ErrorCode.upstreamUnavailable,
+      retriable: true,
+      message: /HubSpot unreachable/,
+    });
+  });
+
+  it("given OpenCX's 429 with Retry-After, a 503 and a 401, then classified", async () => {
+    answer = json(429, {}, { 'retry-after': '3' });
+    await rejectsWith(opencx().sendContactMessage('S1', 'hi', 'k1'), {
+      code: ErrorCode.upstreamRateLimited,
+      retriable: true,
+      retryAfterMs: 3000,
+      message: /answered 429/,
+    });
+    answer = json(503, {});
+    await rejectsWith(opencx().sendContactMessage('S1', 'hi', 'k1'), {
+      code: ErrorCode.upstreamUnavailable,
+      retriable: true,
+      message: /answered 503/,
+    });
+    answer = json(401, {});
+    await rejectsWith(opencx().sendContactMessage('S1', 'hi', 'k1'), {
+      code: ErrorCode.upstreamUnauthorized,
+      retriable: false,
+      message: /answered 401/,
+    });
+    assert.equal(seen.at(-1)?.headers['idempotency-key'], 'k1');
+    assert.equal(seen.at(-1)?.headers.authorization, 'Bearer key-1');
+  });
+});
