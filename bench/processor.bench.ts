@@ -11,6 +11,7 @@
  *   node bench/processor.bench.ts        (BENCH_EVENTS=5000 BENCH_RUNS=3 BENCH_THREADS=500 BENCH_ORGS=3)
  */
 import type { KafkaMessage } from 'kafkajs';
+import { createRedisDedupStore } from '../lib/dedup-store.ts';
 import { createRedis } from '../lib/redis.ts';
 import { AvroCodec } from '../lib/registry.ts';
 import { createDurableProducer, createKafka, topicsFor } from '../lib/kafka/index.ts';
@@ -40,11 +41,20 @@ import {
   waitUntil,
 } from './support.ts';
 
-const TOTAL = envInt('BENCH_EVENTS', 5000);
+/**
+ * BENCH_MIX=messages (default): customer messages re-fetched from the fake HubSpot, their retries
+ * and unsupported types. BENCH_MIX=no-hubspot: only events that need no HubSpot call (issue 10's
+ * 20k/s target): retries of messages handled earlier, ticket property changes, unsupported types
+ * and unknown portals.
+ */
+const MIX = process.env.BENCH_MIX ?? 'messages';
+if (MIX !== 'messages' && MIX !== 'no-hubspot')
+  throw new Error(`BENCH_MIX must be messages or no-hubspot, got ${MIX}`);
+const TOTAL = envInt('BENCH_EVENTS', MIX === 'no-hubspot' ? 40_000 : 5000);
 const RUNS = envInt('BENCH_RUNS', 3);
 const THREADS = envInt('BENCH_THREADS', 500);
 const ORGS = envInt('BENCH_ORGS', 3);
-const WARM_UP_EVENTS = envInt('BENCH_WARMUP_EVENTS', 2000);
+const WARM_UP_EVENTS = envInt('BENCH_WARMUP_EVENTS', MIX === 'no-hubspot' ? 10_000 : 2000);
 const DRAIN_TIMEOUT_MS = envInt('BENCH_TIMEOUT_MS', 180_000);
 /** Added to every fake HubSpot answer: 0 is loopback; a real HubSpot answers in tens of ms. */
 const HUBSPOT_LATENCY_MS = envInt('BENCH_HUBSPOT_LATENCY_MS', 0);
@@ -68,6 +78,10 @@ type Input = {
   readonly unique: number;
   readonly duplicates: number;
   readonly unsupported: number;
+  /** Dedup keys a delivery before the run confirmed (no-hubspot: the originals of its retries). */
+  readonly handledBefore: readonly string[];
+  /** Events the rules skip without a HubSpot call, by why (no-hubspot). */
+  readonly skippedOther: number;
 };
 
 const buildInput = (total: number): Input => {
@@ -124,7 +138,80 @@ const buildInput = (total: number): Input => {
     });
   }
   placed.sort((a, b) => a.at - b.at);
-  return { messages, events: placed.map((entry) => entry.event), unique, duplicates, unsupported };
+  return {
+    messages,
+    events: placed.map((entry) => entry.event),
+    unique,
+    duplicates,
+    unsupported,
+    handledBefore: [],
+    skippedOther: 0,
+  };
+};
+
+const UNSUPPORTED_TYPES = ['contact.propertyChange', 'deal.creation', 'company.propertyChange'];
+
+/**
+ * Events that need no HubSpot call, shuffled: 30% retries of messages a delivery before the run
+ * handled (their dedup keys are confirmed in Redis first), 30% property changes of tickets no
+ * session is linked to (claim, property clock, links, confirm), 20% unsupported types, 20% events
+ * of portals no organisation has.
+ */
+const buildNoHubSpotInput = (total: number): Input => {
+  const duplicates = Math.round(total * 0.3);
+  const propertyChanges = Math.round(total * 0.3);
+  const unsupported = Math.round(total * 0.2);
+  const unknownPortal = total - duplicates - propertyChanges - unsupported;
+  const events: object[] = [];
+  const handledBefore: string[] = [];
+  for (let index = 0; index < duplicates; index++) {
+    const org = orgs[index % orgs.length] ?? orgs[0]!;
+    const event = fixtures.webhookEvent({
+      portalId: org.portalId,
+      objectId: 7_000_000 + (index % THREADS),
+      messageId: `handled-${index}`,
+      attemptNumber: 1,
+    });
+    handledBefore.push(`${org.orgId}:message:${event.messageId}`);
+    events.push(event);
+  }
+  for (let index = 0; index < propertyChanges; index++) {
+    const org = orgs[index % orgs.length] ?? orgs[0]!;
+    events.push(
+      fixtures.ticketPropertyChangeEvent({ portalId: org.portalId, objectId: 8_000_000 + (index % THREADS) }),
+    );
+  }
+  for (let index = 0; index < unsupported; index++) {
+    const org = orgs[index % orgs.length] ?? orgs[0]!;
+    events.push({
+      eventId: 4_000_000_000 + index,
+      subscriptionId: 2_371_672,
+      portalId: org.portalId,
+      appId: fixtures.FIXTURE_APP_ID,
+      occurredAt: Date.now(),
+      attemptNumber: 0,
+      objectId: 51_000_000 + index,
+      subscriptionType: UNSUPPORTED_TYPES[index % UNSUPPORTED_TYPES.length],
+      propertyName: 'lifecyclestage',
+      propertyValue: 'customer',
+      changeSource: 'CRM_UI',
+    });
+  }
+  for (let index = 0; index < unknownPortal; index++)
+    events.push(fixtures.webhookEvent({ portalId: 99_000_000 + (index % 50), objectId: 9_000_000 + index }));
+  for (let index = events.length - 1; index > 0; index--) {
+    const other = Math.floor(Math.random() * (index + 1));
+    [events[index], events[other]] = [events[other]!, events[index]!];
+  }
+  return {
+    messages: [],
+    events,
+    unique: 0,
+    duplicates,
+    unsupported,
+    handledBefore,
+    skippedOther: propertyChanges + unknownPortal,
+  };
 };
 
 // One run: fresh prefixes, ingest + fakes, the input pre-produced ------------------------------
@@ -149,6 +236,18 @@ const prepare = async (input: Input, extraEnv: Record<string, string>): Promise<
     tokens.set(org.portalId, created.accessToken);
   }
   for (const { message, portalId } of input.messages) pipeline.hubspot.addMessage(message, { portalId });
+  if (input.handledBefore.length > 0) {
+    // What a delivery before the run left: the originals' dedup keys, confirmed.
+    const redis = createRedis(infra.redisUrl, createLogger('bench', 'silent'));
+    const store = createRedisDedupStore(redis, {
+      prefix: prefixes.redisPrefix,
+      owner: 'bench-seed',
+      leaseMs: 30_000,
+      doneTtlMs: 3_600_000,
+    });
+    await Promise.all(input.handledBefore.map((key) => store.confirm(key)));
+    redis.disconnect();
+  }
   pipeline.hubspot.setLatency(HUBSPOT_LATENCY_MS);
   // Signed batches of 100, as HubSpot sends them, four at a time.
   const batches: object[][] = [];
@@ -192,6 +291,8 @@ type RunResult = {
   readonly kind: 'processor' | 'baseline';
   readonly eventsPerSecond: number;
   readonly seconds: number;
+  /** The bench process's CPU (the consumer, the fakes, the polling) over the drain, per event. */
+  readonly cpuMsPerEvent: number;
   readonly handled: number;
   readonly emitted: number;
   readonly duplicatesSkipped: number;
@@ -207,13 +308,18 @@ const timeDrain = async (
   pipeline: TestPipeline,
   handled: () => Promise<number>,
   total: number,
-): Promise<{ seconds: number; handled: number }> => {
+): Promise<{ seconds: number; handled: number; measured: number; cpuMs: number }> => {
   let last = 0;
   let lastReport = Date.now();
+  // Without HubSpot calls (BENCH_MIX=no-hubspot) the clock starts at the first poll that sees an
+  // event handled, and only the events handled after it count.
+  let firstSeen: { at: number; handled: number; cpu: NodeJS.CpuUsage } | undefined;
   const finishedAt = await waitUntil(
     'every raw event handled',
     async () => {
       last = await handled();
+      if (firstSeen === undefined && last > 0)
+        firstSeen = { at: Date.now(), handled: last, cpu: process.cpuUsage() };
       if (Date.now() - lastReport > 2000) {
         progress(`  … ${last}/${total} handled`);
         lastReport = Date.now();
@@ -223,8 +329,18 @@ const timeDrain = async (
     DRAIN_TIMEOUT_MS,
     100,
   );
-  const firstFetch = pipeline.hubspot.requests[0]?.at ?? finishedAt;
-  return { seconds: (finishedAt - firstFetch) / 1000, handled: last };
+  const cpu = process.cpuUsage(firstSeen?.cpu);
+  const cpuMs = (cpu.user + cpu.system) / 1000;
+  const firstFetch = pipeline.hubspot.requests[0]?.at;
+  if (firstFetch !== undefined)
+    return { seconds: (finishedAt - firstFetch) / 1000, handled: last, measured: total, cpuMs };
+  const since = firstSeen ?? { at: finishedAt, handled: 0 };
+  return {
+    seconds: (finishedAt - since.at) / 1000,
+    handled: last,
+    measured: total - since.handled,
+    cpuMs,
+  };
 };
 
 const runProcessor = async (input: Input): Promise<RunResult> => {
@@ -246,8 +362,9 @@ const runProcessor = async (input: Input): Promise<RunResult> => {
     );
     return {
       kind: 'processor',
-      eventsPerSecond: input.events.length / drained.seconds,
+      eventsPerSecond: drained.measured / drained.seconds,
       seconds: drained.seconds,
+      cpuMsPerEvent: drained.cpuMs / drained.measured,
       handled: sumOf(samples, 'processor_events_total'),
       emitted: sumOf(samples, 'processor_domain_events_total'),
       duplicatesSkipped: sumOf(samples, 'processor_ignored_total', { reason: IgnoreReason.duplicate }),
@@ -303,13 +420,25 @@ const runBaseline = async (input: Input): Promise<RunResult> => {
         event: string;
       };
       const parsed = parseWebhookEvent(raw.event);
+      const org = orgByPortal.get(Number(raw.portalId));
+      if (parsed.ok && parsed.event.subscriptionType === 'ticket.propertyChange' && org) {
+        // A claim, then skipped: no session is linked to the ticket (the rule's answer here).
+        const { objectId, propertyName, occurredAt } = parsed.event;
+        await redis.set(
+          `${prefixes.redisPrefix}dedup:${org.orgId}:ticket:${objectId}:${propertyName}:${occurredAt}`,
+          'done',
+          'PX',
+          3_600_000,
+          'NX',
+        );
+        return;
+      }
       if (!parsed.ok || parsed.event.subscriptionType !== 'conversation.newMessage') {
         counts.unsupported++;
         return;
       }
       const event = parsed.event;
-      const org = orgByPortal.get(Number(raw.portalId));
-      if (!org) throw new Error(`no org for portal ${raw.portalId}`);
+      if (!org) return; // unknown portal: skipped
       const first = await redis.set(
         `${prefixes.redisPrefix}dedup:${org.orgId}:message:${event.messageId}`,
         'done',
@@ -352,8 +481,9 @@ const runBaseline = async (input: Input): Promise<RunResult> => {
     );
     return {
       kind: 'baseline',
-      eventsPerSecond: input.events.length / drained.seconds,
+      eventsPerSecond: drained.measured / drained.seconds,
       seconds: drained.seconds,
+      cpuMsPerEvent: drained.cpuMs / drained.measured,
       handled: counts.handled,
       emitted: counts.emitted,
       duplicatesSkipped: counts.duplicates,
@@ -371,14 +501,21 @@ const runBaseline = async (input: Input): Promise<RunResult> => {
 // Main -----------------------------------------------------------------------------------------
 
 const main = async (): Promise<void> => {
-  const input = buildInput(TOTAL);
-  progress(
-    `processor bench: ${input.events.length} raw events (${input.unique} unique customer messages on ${THREADS} threads across ${ORGS} orgs, ` +
-      `${input.duplicates} HubSpot retries, ${input.unsupported} unsupported), ${RUNS} runs each, alternating; warm-up ${WARM_UP_EVENTS} events each`,
-  );
+  const build = MIX === 'no-hubspot' ? buildNoHubSpotInput : buildInput;
+  const input = build(TOTAL);
+  if (MIX === 'no-hubspot')
+    progress(
+      `processor bench (no HubSpot calls): ${input.events.length} raw events (${input.duplicates} retries of messages handled before the run, ` +
+        `${input.unsupported} unsupported, ${input.skippedOther} ticket property changes with no session and events of unknown portals), ${RUNS} runs each, alternating`,
+    );
+  else
+    progress(
+      `processor bench: ${input.events.length} raw events (${input.unique} unique customer messages on ${THREADS} threads across ${ORGS} orgs, ` +
+        `${input.duplicates} HubSpot retries, ${input.unsupported} unsupported), ${RUNS} runs each, alternating; warm-up ${WARM_UP_EVENTS} events each`,
+    );
   // The first runs in a process (and on a freshly started broker) are slower while JIT compilers
   // warm up: one unmeasured round of each first, then the measured rounds alternate who goes first.
-  const warmUpInput = buildInput(WARM_UP_EVENTS);
+  const warmUpInput = build(WARM_UP_EVENTS);
   for (const kind of ['processor', 'baseline'] as const) {
     if (WARM_UP_EVENTS === 0 || (ONLY !== undefined && ONLY !== kind)) continue;
     progress(`warm-up (not measured): ${kind}, ${warmUpInput.events.length} events`);
@@ -414,13 +551,16 @@ const main = async (): Promise<void> => {
       consumer: result.kind,
       'events/s': fmt(result.eventsPerSecond),
       seconds: fmt(result.seconds, 2),
+      'CPU ms/event': fmt(result.cpuMsPerEvent, 3),
       handled: result.handled,
       'domain events': result.emitted,
       'records on domain topic': result.domainRecords,
       'duplicates skipped': result.duplicatesSkipped,
       'unsupported skipped': result.unsupportedSkipped,
       'dedup correct':
-        result.emitted === input.unique && result.domainRecords === input.unique
+        result.emitted === input.unique &&
+        result.domainRecords === input.unique &&
+        result.duplicatesSkipped === input.duplicates
           ? 'yes'
           : `NO (expected ${input.unique})`,
     })),
