@@ -144,7 +144,13 @@ const main = async (): Promise<void> => {
   };
   for (const [service, port] of Object.entries(ports)) {
     const child = spawn(process.execPath, [`${root}services/${service}/src/main.ts`], {
-      env: { ...env, METRICS_PORT: port },
+      // Outbound logs each applied event at debug (per-event lines cost CPU at volume): on this
+      // demo stack, where a newcomer watches a message go through, they are shown.
+      env: {
+        ...env,
+        METRICS_PORT: port,
+        ...(service === 'outbound' ? { LOG_LEVEL: process.env.LOG_LEVEL ?? 'debug' } : {}),
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const lastLines = new LastLines(LAST_LINES);

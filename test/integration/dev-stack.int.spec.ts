@@ -51,7 +51,8 @@ describe('npm start: readable logs, a sample webhook that works, a dead service 
       KAFKA_TOPIC_PREFIX: `test-devstack-${runId}-`,
       REDIS_KEY_PREFIX: `test:devstack:${runId}:`,
       SECRETS_KEY: randomBytes(32).toString('base64'),
-      LOG_LEVEL: 'info',
+      // npm start's own default: outbound at debug (each applied event shown), the others at info.
+      LOG_LEVEL: undefined,
       KAFKA_PARTITIONS: '1',
       PORT: String(port),
       PROCESSOR_METRICS_PORT: String(processorPort),
@@ -94,7 +95,7 @@ describe('npm start: readable logs, a sample webhook that works, a dead service 
     assert.equal(sent.code, 0, sent.text);
     assert.match(sent.text, new RegExp(`POST http://127\\.0\\.0\\.1:${port}/webhooks/hubspot → 200`));
     await waitFor('outbound to apply the customer message', () =>
-      /^\[outbound\] \[\d{2}:\d{2}:\d{2}\.\d{3}\] INFO: applied \{.*"type":"customer-message"/m.test(output),
+      /^\[outbound\] \[\d{2}:\d{2}:\d{2}\.\d{3}\] DEBUG: applied \{.*"type":"customer-message"/m.test(output),
     );
     assert.doesNotMatch(output, /^\[(ingest|processor|outbound)\] \{"level"/m, 'no raw JSON lines');
 

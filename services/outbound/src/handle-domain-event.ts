@@ -147,7 +147,9 @@ export const createPipelineEventHandler =
       case 'applied':
         metrics.applied.inc({ type: event.type });
         if (outcome.posted) metrics.aiRepliesPosted.inc({ kind: outcome.posted });
-        log.info('applied');
+        // Per event: debug (at volume an info line per event is a measurable share of the CPU);
+        // outbound_events_applied_total counts them. npm start's demo stack shows debug.
+        log.debug('applied');
         return done;
       default: {
         const unreachable: never = outcome;

@@ -42,6 +42,8 @@ export type FaultKind = (typeof FAULT_KINDS)[number];
 export interface FaultRecord {
   readonly at: number;
   readonly what: string;
+  /** The fault could not be injected (e.g. the broker did not come back): the run proves less. */
+  failed?: string;
 }
 
 export interface DeadLetterLine {
@@ -88,9 +90,11 @@ export const runSoak = async (options: SoakOptions): Promise<SoakReport> => {
   const started = Date.now();
   const clock = (): string => `[t+${((Date.now() - started) / 1000).toFixed(1)}s]`;
   const faults: FaultRecord[] = [];
-  const fault = (what: string): void => {
-    faults.push({ at: Date.now(), what });
+  const fault = (what: string): FaultRecord => {
+    const record: FaultRecord = { at: Date.now(), what };
+    faults.push(record);
     say(`${clock()} FAULT ${what}`);
+    return record;
   };
 
   const hubspot: FakeHubSpot = await startFakeHubSpot({ defaultRateLimit: null });
@@ -302,8 +306,14 @@ export const runSoak = async (options: SoakOptions): Promise<SoakReport> => {
     const unexpectedLetters = deadLetters.filter((letter) => !letter.expected).length;
     const replayFailed = replayed !== undefined && !/failed 0 \(exit 0\)$/.test(replayed);
     const crashes = replicas.flatMap((replica) => replica.unplannedExits);
+    const faultsFailed = faults.filter((record) => record.failed !== undefined).length;
     const ok =
-      !failed(verdict) && drained.drained && unexpectedLetters === 0 && !replayFailed && crashes.length === 0;
+      !failed(verdict) &&
+      drained.drained &&
+      unexpectedLetters === 0 &&
+      !replayFailed &&
+      crashes.length === 0 &&
+      faultsFailed === 0;
     say(`skips and ignores counted by the live replicas (restarted ones lost theirs): ${skips}`);
     const table = formatTable({
       verdict,
@@ -468,7 +478,7 @@ interface FaultContext {
   readonly hubspot: FakeHubSpot;
   readonly orgs: readonly TestOrg[];
   readonly outages: Outage[];
-  readonly fault: (what: string) => void;
+  readonly fault: (what: string) => FaultRecord;
   readonly clock: () => string;
   readonly say: (line: string) => void;
 }
@@ -589,10 +599,13 @@ const runFaults = async (context: FaultContext): Promise<void> => {
 
   if (options.kafkaRestart)
     at(between(0.45, 0.6) * load, async () => {
-      fault('Kafka broker restart (infra/local/down.sh kafka; infra/local/up.sh)');
+      const record = fault('Kafka broker restart (infra/local/down.sh kafka; infra/local/up.sh)');
       const down = await run('bash', [`${repoRoot}infra/local/down.sh`, 'kafka']);
       const up = await run('bash', [`${repoRoot}infra/local/up.sh`]);
       say(`${clock()} Kafka restarted (down exit ${down.code}, up exit ${up.code})`);
+      // A restart that did not happen must not pass for one (the soak then proves less than it says).
+      if (down.code !== 0 || up.code !== 0)
+        record.failed = `down.sh exit ${down.code}, up.sh exit ${up.code}: ${`${(up.code !== 0 ? up : down).stdout}${(up.code !== 0 ? up : down).stderr}`.trim().split('\n').slice(-2).join(' / ')}`;
     });
 
   await Promise.all(jobs);
@@ -610,6 +623,7 @@ const formatTable = (input: {
   ok: boolean;
 }): string => {
   const { verdict } = input;
+  const failedFaults = input.faults.filter((record) => record.failed !== undefined).length;
   const expectedLetters = input.deadLetters.filter((letter) => letter.expected).length;
   const rows: Array<[string, string]> = [
     ['offered', String(verdict.offered)],
@@ -640,7 +654,10 @@ const formatTable = (input: {
       'drain time',
       `${(input.drainMs / 1000).toFixed(1)} s${input.drained ? '' : ' (NOT drained: timed out)'}`,
     ],
-    ['faults injected', String(input.faults.length)],
+    [
+      'faults injected',
+      `${input.faults.length}${failedFaults > 0 ? ` (${failedFaults} NOT injected: see faults)` : ''}`,
+    ],
     ['unplanned exits', [String(input.crashes.length), ...input.crashes].join('; ')],
     ['verdict', input.ok ? 'PASS' : 'FAIL'],
   ];
@@ -651,7 +668,10 @@ const formatTable = (input: {
   const letters = input.deadLetters.map(
     (letter) => `  dead letter (${letter.expected ? 'expected' : 'UNEXPECTED'}): ${letter.line}`,
   );
-  const faultLines = input.faults.map((record) => `  ${new Date(record.at).toISOString()} ${record.what}`);
+  const faultLines = input.faults.map(
+    (record) =>
+      `  ${new Date(record.at).toISOString()} ${record.what}${record.failed === undefined ? '' : ` FAILED: ${record.failed}`}`,
+  );
   return [
     ...lines,
     'faults:',
