@@ -11,7 +11,7 @@ import {
 import { done, type HandlerOutcome } from '../../../lib/kafka/index.ts';
 import { catchUpOrRetryLater } from '../../../lib/kafka/table.ts';
 import type { PropertyClock, PropertyClockKey } from '../../../lib/property-clock.ts';
-import type { Logger } from '../../../lib/log.ts';
+import { lazyChild, type EventLog, type Logger } from '../../../lib/log.ts';
 import type { Org, OrgDirectory, OrgLookup } from '../../../lib/orgs/index.ts';
 import { withRetry, type RetryPolicy } from '../../../lib/retry.ts';
 import type { SessionLinks } from '../../../lib/session-links.ts';
@@ -77,7 +77,7 @@ type Plan = {
 export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
   const { metrics } = deps;
 
-  const skipped = (log: Logger, type: string, reason: IgnoreReason): HandlerOutcome => {
+  const skipped = (log: EventLog, type: string, reason: IgnoreReason): HandlerOutcome => {
     metrics.ignored.inc({ reason, subscription_type: type });
     metrics.events.inc({ subscription_type: type, outcome: 'ignored' });
     log.debug({ reason }, 'event ignored');
@@ -128,7 +128,7 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
   const claim = (key: string): Promise<'claimed' | 'duplicate'> =>
     claimOrWait(deps.dedup, key, { leaseMs: deps.settings.claimLeaseMs, now: deps.now, sleep: deps.sleep });
 
-  const callHubSpot = <T>(log: Logger, work: () => Promise<T>): Promise<T> =>
+  const callHubSpot = <T>(log: EventLog, work: () => Promise<T>): Promise<T> =>
     withRetry(deps.settings.retry, () => parkOnRateLimit(work), {
       sleep: deps.sleep,
       onRetry: ({ attempt, delayMs, error }) => {
@@ -138,7 +138,7 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
     });
 
   /** The re-fetched message, completed from its original content when HubSpot truncated it. */
-  const fetchWholeMessage = async (org: Org, threadId: string, messageId: string, log: Logger) => {
+  const fetchWholeMessage = async (org: Org, threadId: string, messageId: string, log: EventLog) => {
     const message = await callHubSpot(log, () => deps.hubspotFor(org).getMessage(threadId, messageId));
     if (!isTruncated(message)) return message;
     const content = await callHubSpot(log, () =>
@@ -165,7 +165,7 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
     event: Exclude<WebhookEvent, { subscriptionType: 'unsupported' }>,
     org: Org,
     raw: RawWebhookEvent,
-    log: Logger,
+    log: EventLog,
   ): Plan | IgnoreReason => {
     const orgId = org.orgId;
     switch (event.subscriptionType) {
@@ -329,7 +329,7 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
         attempts: 1,
       });
     const event = parsed.event;
-    const baseLog = deps.logger.child({ portalId: raw.portalId, subscriptionType: type });
+    const baseLog = lazyChild(deps.logger, { portalId: raw.portalId, subscriptionType: type });
     if (event.subscriptionType === 'unsupported') return skipped(baseLog, type, IgnoreReason.unsupportedType);
 
     const org = resolveOrg(raw);
