@@ -71,6 +71,17 @@ const CATEGORIES: readonly (readonly [string, (frame: CallFrame) => boolean])[] 
         f.url,
       ),
   ],
+  [
+    'redis (ioredis)',
+    (f) =>
+      /\/node_modules\/(ioredis|@ioredis|redis-errors|redis-parser|standard-as-callback|cluster-key-slot|denque)\//.test(
+        f.url,
+      ),
+  ],
+  [
+    'http client (undici)',
+    (f) => f.url.includes('/node_modules/undici/') || f.url.includes('internal/deps/undici'),
+  ],
   ['other npm', (f) => f.url.includes('/node_modules/')],
   [
     'json (native parse/stringify)',
