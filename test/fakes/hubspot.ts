@@ -203,6 +203,16 @@ export async function startFakeHubSpot(options: FakeHubSpotOptions = {}): Promis
     options.defaultRateLimit === undefined ? HUBSPOT_OAUTH_RATE_LIMIT : options.defaultRateLimit;
   const tokens = new Map<string, number>();
   const messages = new Map<string, Scoped<HubSpotMessage>>();
+  // Each thread's messages, so a history read or a post does not scan every portal's messages
+  // (a long soak holds 100,000s: a scan per AI reply made the fake, not the pipeline, the bottleneck).
+  const messagesByThread = new Map<string, Map<string, Scoped<HubSpotMessage>>>();
+  const storeMessage = (threadId: string, message: Scoped<HubSpotMessage>): void => {
+    const key = messageKey(threadId, message.value.id);
+    messages.set(key, message);
+    let thread = messagesByThread.get(threadId);
+    if (!thread) messagesByThread.set(threadId, (thread = new Map()));
+    thread.set(key, message);
+  };
   const originalContents = new Map<string, HubSpotMessageContent>();
   const threads = new Map<string, Scoped<HubSpotThread>>();
   const notes = new Map<string, Scoped<HubSpotNote>>();
@@ -355,10 +365,8 @@ export async function startFakeHubSpot(options: FakeHubSpotOptions = {}): Promis
     const [threadId = ''] = params;
     if (!threadIsKnown(threadId, caller))
       return hubSpotError(404, 'OBJECT_NOT_FOUND', `Thread ${threadId} not found`);
-    const all = [...messages.values()]
-      .filter(
-        (scoped) => scoped.value.conversationsThreadId === threadId && visible(scoped, caller) !== undefined,
-      )
+    const all = [...(messagesByThread.get(threadId)?.values() ?? [])]
+      .filter((scoped) => visible(scoped, caller) !== undefined)
       .map((scoped) => scoped.value)
       .sort((a, b) => Date.parse(a.createdAt) - Date.parse(b.createdAt));
     const limit = Math.max(1, Math.min(500, Number(request.query.get('limit') ?? '20') || 20));
@@ -387,9 +395,9 @@ export async function startFakeHubSpot(options: FakeHubSpotOptions = {}): Promis
 
   function threadIsKnown(threadId: string, caller: Caller): boolean {
     if (visible(threads.get(threadId), caller) !== undefined) return true;
-    return [...messages.values()].some(
-      (scoped) => scoped.value.conversationsThreadId === threadId && visible(scoped, caller) !== undefined,
-    );
+    for (const scoped of messagesByThread.get(threadId)?.values() ?? [])
+      if (visible(scoped, caller) !== undefined) return true;
+    return false;
   }
 
   function postMessage(
@@ -404,7 +412,7 @@ export async function startFakeHubSpot(options: FakeHubSpotOptions = {}): Promis
     if (!threadIsKnown(threadId, caller))
       return hubSpotError(404, 'OBJECT_NOT_FOUND', `Thread ${threadId} not found`);
     const message = storedOutgoingMessage(body as OutgoingMessageBody, threadId, appId);
-    messages.set(messageKey(threadId, message.id), { value: message, portalId: caller.portalId });
+    storeMessage(threadId, { value: message, portalId: caller.portalId });
     posted.push({ threadId, portalId: caller.portalId, body, message, at: Date.now() });
     return { status: 201, body: message };
   }
@@ -504,10 +512,7 @@ export async function startFakeHubSpot(options: FakeHubSpotOptions = {}): Promis
     requests,
     posted,
     addMessage: (message, scope = {}) => {
-      messages.set(messageKey(message.conversationsThreadId, message.id), {
-        value: message,
-        portalId: scope.portalId,
-      });
+      storeMessage(message.conversationsThreadId, { value: message, portalId: scope.portalId });
     },
     setOriginalContent: (threadId, messageId, content) => {
       originalContents.set(messageKey(threadId, messageId), content);

@@ -581,6 +581,52 @@ describe('fake HubSpot', () => {
     assert.equal(result.status, 404);
   });
 
+  it("given a thread's messages and a post on it, when its history is read, then only that thread's messages of this portal come, oldest first, in pages", async () => {
+    const first = message({ kind: 'customer-chat', threadId: '7001', createdAt: '2026-01-01T00:00:01Z' });
+    const second = message({ kind: 'customer-chat', threadId: '7001', createdAt: '2026-01-01T00:00:02Z' });
+    hubSpot.addMessage(second, { portalId: PORTAL_ID });
+    hubSpot.addMessage(first, { portalId: PORTAL_ID });
+    hubSpot.addMessage(message({ kind: 'customer-chat', threadId: '7002' }), { portalId: PORTAL_ID });
+    hubSpot.addMessage(message({ kind: 'customer-chat', threadId: '7003' }), { portalId: 999 });
+    const posted = await call(hubSpot.url, 'POST', '/conversations/v3/conversations/threads/7001/messages', {
+      headers: auth,
+      body: { type: 'COMMENT', text: 'note', attachments: [] },
+    });
+    assert.equal(posted.status, 201);
+    const history = await call(
+      hubSpot.url,
+      'GET',
+      '/conversations/v3/conversations/threads/7001/messages?limit=2',
+      {
+        headers: auth,
+      },
+    );
+    assert.equal(history.status, 200);
+    const page = history.body as { results: { id: string }[]; paging?: { next?: { after: string } } };
+    assert.deepEqual(
+      page.results.map((entry) => entry.id),
+      [first.id, second.id],
+    );
+    assert.equal(page.paging?.next?.after, '2');
+    const rest = await call(
+      hubSpot.url,
+      'GET',
+      '/conversations/v3/conversations/threads/7001/messages?limit=2&after=2',
+      {
+        headers: auth,
+      },
+    );
+    assert.deepEqual(
+      (rest.body as { results: { id: string }[] }).results.map((entry) => entry.id),
+      [idOf(posted)],
+    );
+    const other = await call(hubSpot.url, 'POST', '/conversations/v3/conversations/threads/7003/messages', {
+      headers: auth,
+      body: { type: 'COMMENT', text: 'note', attachments: [] },
+    });
+    assert.equal(other.status, 404, "another portal's thread is not found");
+  });
+
   it('given an OAuth install, when the code is exchanged and refreshed, then the tokens work and name the portal', async () => {
     hubSpot.addOAuthPortal({ portalId: 4242, code: 'code-1' });
     const form = (fields: Record<string, string>) =>
