@@ -1,5 +1,5 @@
 import { ErrorCode, PipelineError } from './errors.ts';
-import type { Redis } from './redis.ts';
+import { defineScript, type Redis } from './redis.ts';
 
 export type ClaimResult = 'claimed' | 'duplicate' | 'in-flight';
 
@@ -31,6 +31,8 @@ export const createRedisDedupStore = (
 ): DedupStore => {
   const full = (key: string): string => `${options.prefix}dedup:${key}`;
   const owner = `claim:${options.owner}`;
+  const releaseIfOwner = defineScript(redis, RELEASE_IF_OWNER, 1);
+  const renewIfOwner = defineScript(redis, RENEW_IF_OWNER, 1);
   return {
     claim: async (key) => {
       const set = await redis.set(full(key), owner, 'PX', options.leaseMs, 'NX');
@@ -53,10 +55,9 @@ export const createRedisDedupStore = (
       await redis.set(full(key), DONE, 'PX', options.doneTtlMs);
     },
     release: async (key) => {
-      await redis.eval(RELEASE_IF_OWNER, 1, full(key), owner);
+      await releaseIfOwner([full(key)], [owner]);
     },
-    renew: async (key) =>
-      Number(await redis.eval(RENEW_IF_OWNER, 1, full(key), owner, options.leaseMs)) === 1,
+    renew: async (key) => Number(await renewIfOwner([full(key)], [owner, options.leaseMs])) === 1,
   };
 };
 

@@ -1,4 +1,4 @@
-import type { Redis } from './redis.ts';
+import { defineScript, type Redis } from './redis.ts';
 
 /**
  * The newest `occurredAt` handled per organisation, object and property, so that a property
@@ -42,6 +42,7 @@ export const createRedisPropertyClock = (
 ): PropertyClock => {
   const full = (key: PropertyClockKey): string =>
     `${options.prefix}property-clock:${key.orgId}:${key.objectType}:${key.objectId}:${key.propertyName}`;
+  const raise = defineScript(redis, RAISE, 1);
   return {
     lastApplied: async (key) => {
       const value = await redis.get(full(key));
@@ -50,7 +51,7 @@ export const createRedisPropertyClock = (
       return Number.isFinite(parsed) ? parsed : undefined;
     },
     advance: async (key, occurredAt) => {
-      await redis.eval(RAISE, 1, full(key), String(occurredAt), String(options.ttlMs));
+      await raise([full(key)], [String(occurredAt), String(options.ttlMs)]);
     },
   };
 };

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { ErrorCode, PipelineError } from './errors.ts';
-import type { Redis } from './redis.ts';
+import { defineScript, type Redis } from './redis.ts';
 import { sleep } from './retry.ts';
 
 /**
@@ -99,23 +99,16 @@ export const createRedisRateLimiter = (
           Math.max(1, Math.ceil(options.max * (options.customerReserve ?? CUSTOMER_RESERVE))),
         )
       : 0;
+  const takeSlot = defineScript(redis, TAKE_SLOT, 2);
   return {
     acquire: async (bucket, { callClass = CallClass.customer, maxWaitMs } = {}) => {
       const waiter = randomUUID();
       let waited = 0;
       for (;;) {
         const waitMs = Number(
-          await redis.eval(
-            TAKE_SLOT,
-            2,
-            `${options.prefix}ratelimit:${bucket}`,
-            `${options.prefix}ratelimit:${bucket}:waiting`,
-            options.windowMs,
-            options.max,
-            randomUUID(),
-            callClass,
-            reserve,
-            waiter,
+          await takeSlot(
+            [`${options.prefix}ratelimit:${bucket}`, `${options.prefix}ratelimit:${bucket}:waiting`],
+            [options.windowMs, options.max, randomUUID(), callClass, reserve, waiter],
           ),
         );
         if (waitMs <= 0) return waited;

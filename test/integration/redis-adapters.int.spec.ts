@@ -4,7 +4,12 @@ import { claimOrWait, createRedisDedupStore } from '../../lib/dedup-store.ts';
 import { ErrorCode, PipelineError } from '../../lib/errors.ts';
 import { CallClass, createRedisRateLimiter } from '../../lib/rate-limiter.ts';
 import { createLogger } from '../../lib/log.ts';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createRedis, type Redis } from '../../lib/redis.ts';
+import { waitFor } from '../support/pipeline.ts';
+import { SoakRedis } from '../support/soak/cluster.ts';
 
 describe('Redis adapters (real Redis)', () => {
   let redis: Redis;
@@ -137,6 +142,42 @@ describe('Redis adapters (real Redis)', () => {
         assert.equal(order[0], 'customer', `slots went in this order: ${order.join(', ')}`);
       } finally {
         replicaB.disconnect();
+      }
+    });
+  });
+
+  describe('Lua scripts by SHA (defineScript)', () => {
+    it("given a Redis restart that empties the script cache (its own redis-server), then the rate limiter's and the dedup store's scripts still run", async function () {
+      this.timeout(30000);
+      const logDir = mkdtempSync(join(tmpdir(), 'redis-scripts-'));
+      const own = new SoakRedis(logDir);
+      await own.start();
+      const client = createRedis(own.url, createLogger('test', 'silent'));
+      try {
+        const limiter = createRedisRateLimiter(client, { prefix, max: 5, windowMs: 10000 });
+        const dedup = createRedisDedupStore(client, { prefix, owner: 'a', leaseMs: 5000, doneTtlMs: 60000 });
+        assert.equal(await limiter.acquire('portal-1'), 0);
+        assert.equal(await dedup.claim('k1'), 'claimed');
+        assert.equal(await dedup.renew('k1'), true);
+        const cachedScripts = async () =>
+          Number(/number_of_cached_scripts:(\d+)/.exec(await client.info('memory'))?.[1] ?? 'NaN');
+        assert.equal(await cachedScripts(), 2, 'called by SHA, loaded once each');
+        await own.restart(200);
+        await waitFor(
+          'the client to reconnect',
+          async () => (await client.ping().catch(() => '')) === 'PONG',
+          10000,
+        );
+        assert.equal(await cachedScripts(), 0, 'the restart emptied the script cache');
+        // Every key and every cached script is gone: the next calls load their scripts again.
+        assert.equal(await limiter.acquire('portal-1'), 0);
+        assert.equal(await dedup.claim('k1'), 'claimed');
+        assert.equal(await dedup.renew('k1'), true);
+        await dedup.release('k1');
+        assert.equal(await client.exists(`${prefix}dedup:k1`), 0, 'released by its script');
+      } finally {
+        client.disconnect();
+        await own.stop();
       }
     });
   });
