@@ -26,8 +26,10 @@ export type HttpRequest = {
   readonly timeoutMs: number;
 };
 
-// Keep-alive connections, reused across calls; as many per origin as calls in flight.
-const dispatcher = new Agent({ keepAliveTimeout: 10_000, keepAliveMaxTimeout: 60_000 });
+// Keep-alive connections, reused across calls. At most 256 per origin: when an upstream slows
+// down, calls beyond that wait here (inside their timeout) instead of opening ever more sockets
+// to a server that is already behind.
+const dispatcher = new Agent({ keepAliveTimeout: 10_000, keepAliveMaxTimeout: 60_000, connections: 256 });
 
 /** Rejects only when no answer came (refused, reset, timed out); any status resolves. */
 export const httpRequest = async (url: string, call: HttpRequest): Promise<HttpAnswer> => {

@@ -17,12 +17,13 @@ export type EventLog = Pick<Logger, 'debug' | 'info' | 'warn' | 'error'> & {
  */
 export const lazyChild = (parent: Logger, bindings: Record<string, unknown>): EventLog => {
   let child: Logger | undefined;
-  const at = (level: 'debug' | 'info' | 'warn' | 'error'): LogFn =>
-    ((...args: unknown[]) => {
+  const at =
+    (level: 'debug' | 'info' | 'warn' | 'error'): LogFn =>
+    (...args: unknown[]) => {
       if (!parent.isLevelEnabled(level)) return;
       child ??= parent.child(bindings);
-      (child[level] as (...line: unknown[]) => void)(...args);
-    }) as LogFn;
+      Reflect.apply(child[level], child, args);
+    };
   return {
     debug: at('debug'),
     info: at('info'),
