@@ -248,7 +248,7 @@ export const runSoak = async (options: SoakOptions): Promise<SoakReport> => {
     );
     await faultRun;
 
-    // Drain: every consumer group at the end of its topic, three checks in a row.
+    // Drain: every consumer group at the end of its topic with no tenant parked, three checks in a row.
     const topics = topicsFor(prefix);
     const groups: ReadonlyArray<readonly [string, string]> = [
       [`${prefix}processor`, topics.rawEvents.name],
@@ -261,14 +261,18 @@ export const runSoak = async (options: SoakOptions): Promise<SoakReport> => {
       let lastSaid = 0;
       while (Date.now() - from < options.drainTimeoutMs) {
         const lags = await Promise.all(
-          groups.map(([group, topic]) => lag(admin, group, topic).catch(() => -1)),
+          groups.map(([group, topic]) =>
+            lag(admin, group, topic).catch(() => ({ records: -1, parkedTenants: -1 })),
+          ),
         );
-        quiet = lags.every((value) => value === 0) ? quiet + 1 : 0;
+        quiet = lags.every((each) => each.records === 0 && each.parkedTenants === 0) ? quiet + 1 : 0;
         if (quiet >= 3) return { ms: Date.now() - from - 2000, drained: true };
         if (Date.now() - lastSaid >= 5000) {
           lastSaid = Date.now();
+          const show = (each: { records: number; parkedTenants: number } | undefined) =>
+            `${each?.records ?? '?'}${each?.parkedTenants ? ` (+${each.parkedTenants} parked tenant(s))` : ''}`;
           say(
-            `${clock()} ${label}: lag processor ${lags[0]}, outbound ${lags[1]}, ai-replies ${lags[2]}; OpenCX effects ${opencx.effects.length}`,
+            `${clock()} ${label}: lag processor ${show(lags[0])}, outbound ${show(lags[1])}, ai-replies ${show(lags[2])}; OpenCX effects ${opencx.effects.length}`,
           );
         }
         await sleep(1000);
@@ -437,17 +441,40 @@ const postSigned = async (ingestUrl: string, events: readonly object[]): Promise
 };
 
 /** Records not yet committed by the group (every partition from its start when it never committed). */
-const lag = async (admin: ReturnType<Kafka['admin']>, groupId: string, topic: string): Promise<number> => {
+/**
+ * What a consumer group has still to do on its topic: records past its committed offsets, and
+ * parked tenants (their cursors ride in the commit's metadata, behind the committed offset: a
+ * tenant waiting out its HubSpot budget leaves lag 0 with its messages still to be handled).
+ */
+export const lag = async (
+  admin: Pick<ReturnType<Kafka['admin']>, 'fetchTopicOffsets' | 'fetchOffsets'>,
+  groupId: string,
+  topic: string,
+): Promise<{ records: number; parkedTenants: number }> => {
   const [ends, [committed]] = await Promise.all([
     admin.fetchTopicOffsets(topic),
     admin.fetchOffsets({ groupId, topics: [topic] }),
   ]);
-  let total = 0;
+  let records = 0;
+  let parkedTenants = 0;
   for (const { partition, high, low } of ends) {
-    const offset = Number(committed?.partitions.find((each) => each.partition === partition)?.offset ?? -1);
-    total += offset < 0 ? Number(high) - Number(low) : Number(high) - offset;
+    const commit = committed?.partitions.find((each) => each.partition === partition);
+    const offset = Number(commit?.offset ?? -1);
+    records += offset < 0 ? Number(high) - Number(low) : Number(high) - offset;
+    parkedTenants += parkedIn(commit?.metadata ?? null);
   }
-  return total;
+  return { records, parkedTenants };
+};
+
+/** How many parked tenants' cursors a commit's metadata holds (lib/kafka/keyed-consumer.ts). */
+const parkedIn = (metadata: string | null): number => {
+  if (!metadata) return 0;
+  try {
+    const cursors = (JSON.parse(metadata) as { p?: unknown }).p;
+    return Array.isArray(cursors) ? cursors.length : 0;
+  } catch {
+    return 0;
+  }
 };
 
 /** HubSpot's own limit on events per webhook request. */
