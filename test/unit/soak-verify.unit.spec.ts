@@ -4,6 +4,7 @@ import { startFakeOpenCx, type FakeOpenCx, type OpenCxEffect } from '../fakes/op
 import type { LoadGenerator, OfferedEvent } from '../support/soak/load.ts';
 import { seededRandom } from '../support/soak/load.ts';
 import { failed, verify } from '../support/soak/verify.ts';
+import { lag } from '../support/soak/run-soak.ts';
 
 // The soak's verdict must be able to say "lost", "twice" and "out of order": checked here on
 // hand-made records, so a soak that passes is not a verifier that cannot fail.
@@ -143,5 +144,40 @@ describe('fake OpenCX: one API key down for a window', () => {
     assert.equal(opencx.effects.length, 1);
     await new Promise((resolve) => setTimeout(resolve, 350));
     assert.equal((await createSession('down-key')).status, 201);
+  });
+});
+
+describe('soak drain: what a consumer group has still to do', () => {
+  const admin = (commits: { partition: number; offset: string; metadata: string | null }[]) => ({
+    fetchTopicOffsets: async () => [
+      { partition: 0, high: '10', low: '0', offset: '10' },
+      { partition: 1, high: '5', low: '0', offset: '5' },
+    ],
+    fetchOffsets: async () => [{ topic: 't', partitions: commits }],
+  });
+
+  it('given every partition committed at its end with no cursor, then nothing is left', async () => {
+    const left = await lag(
+      admin([
+        { partition: 0, offset: '10', metadata: null },
+        { partition: 1, offset: '5', metadata: '' },
+      ]),
+      'g',
+      't',
+    );
+    assert.deepEqual(left, { records: 0, parkedTenants: 0 });
+  });
+
+  it('given a tenant parked behind a commit at the end (waiting out its HubSpot budget), then it is not drained', async () => {
+    const cursors = JSON.stringify({ v: 1, p: [['org-3', '7', 1000]] });
+    const left = await lag(
+      admin([
+        { partition: 0, offset: '10', metadata: cursors },
+        { partition: 1, offset: '3', metadata: null },
+      ]),
+      'g',
+      't',
+    );
+    assert.deepEqual(left, { records: 2, parkedTenants: 1 });
   });
 });
