@@ -84,6 +84,23 @@ type Input = {
   readonly skippedOther: number;
 };
 
+const UNSUPPORTED_TYPES = ['contact.propertyChange', 'deal.creation', 'company.propertyChange'];
+
+/** An event of a type the rules do not support, from one of the orgs' portals. */
+const unsupportedEvent = (index: number): object => ({
+  eventId: 4_000_000_000 + index,
+  subscriptionId: 2_371_672,
+  portalId: (orgs[index % orgs.length] ?? orgs[0]!).portalId,
+  appId: fixtures.FIXTURE_APP_ID,
+  occurredAt: Date.now(),
+  attemptNumber: 0,
+  objectId: 51_000_000 + index,
+  subscriptionType: UNSUPPORTED_TYPES[index % UNSUPPORTED_TYPES.length],
+  propertyName: 'lifecyclestage',
+  propertyValue: 'customer',
+  changeSource: 'CRM_UI',
+});
+
 const buildInput = (total: number): Input => {
   const unique = Math.round(total * 0.7);
   const duplicates = Math.round(total * 0.2);
@@ -117,26 +134,8 @@ const buildInput = (total: number): Input => {
     };
     placed.push({ at: original.at + 0.5 + Math.random() * (unique - original.at), event: retry });
   }
-  const unsupportedTypes = ['contact.propertyChange', 'deal.creation', 'company.propertyChange'];
-  for (let index = 0; index < unsupported; index++) {
-    const org = orgs[index % orgs.length] ?? orgs[0]!;
-    placed.push({
-      at: Math.random() * unique,
-      event: {
-        eventId: 4_000_000_000 + index,
-        subscriptionId: 2_371_672,
-        portalId: org.portalId,
-        appId: fixtures.FIXTURE_APP_ID,
-        occurredAt: Date.now(),
-        attemptNumber: 0,
-        objectId: 51_000_000 + index,
-        subscriptionType: unsupportedTypes[index % unsupportedTypes.length],
-        propertyName: 'lifecyclestage',
-        propertyValue: 'customer',
-        changeSource: 'CRM_UI',
-      },
-    });
-  }
+  for (let index = 0; index < unsupported; index++)
+    placed.push({ at: Math.random() * unique, event: unsupportedEvent(index) });
   placed.sort((a, b) => a.at - b.at);
   return {
     messages,
@@ -148,8 +147,6 @@ const buildInput = (total: number): Input => {
     skippedOther: 0,
   };
 };
-
-const UNSUPPORTED_TYPES = ['contact.propertyChange', 'deal.creation', 'company.propertyChange'];
 
 /**
  * Events that need no HubSpot call, shuffled: 30% retries of messages a delivery before the run
@@ -181,22 +178,7 @@ const buildNoHubSpotInput = (total: number): Input => {
       fixtures.ticketPropertyChangeEvent({ portalId: org.portalId, objectId: 8_000_000 + (index % THREADS) }),
     );
   }
-  for (let index = 0; index < unsupported; index++) {
-    const org = orgs[index % orgs.length] ?? orgs[0]!;
-    events.push({
-      eventId: 4_000_000_000 + index,
-      subscriptionId: 2_371_672,
-      portalId: org.portalId,
-      appId: fixtures.FIXTURE_APP_ID,
-      occurredAt: Date.now(),
-      attemptNumber: 0,
-      objectId: 51_000_000 + index,
-      subscriptionType: UNSUPPORTED_TYPES[index % UNSUPPORTED_TYPES.length],
-      propertyName: 'lifecyclestage',
-      propertyValue: 'customer',
-      changeSource: 'CRM_UI',
-    });
-  }
+  for (let index = 0; index < unsupported; index++) events.push(unsupportedEvent(index));
   for (let index = 0; index < unknownPortal; index++)
     events.push(fixtures.webhookEvent({ portalId: 99_000_000 + (index % 50), objectId: 9_000_000 + index }));
   for (let index = events.length - 1; index > 0; index--) {
