@@ -1,4 +1,5 @@
-import { Agent, request } from 'undici';
+import { Agent, request, type Dispatcher } from 'undici';
+import { ErrorCode, PipelineError } from './errors.ts';
 
 /**
  * HTTP calls to HubSpot and OpenCX through undici's `request`, not `fetch`.
@@ -18,8 +19,10 @@ export type HttpAnswer = {
   readonly text: string;
 };
 
+export type HttpMethod = Dispatcher.HttpMethod;
+
 export type HttpRequest = {
-  readonly method: string;
+  readonly method: HttpMethod;
   readonly headers: Record<string, string>;
   readonly body?: string;
   /** The whole call, body included: past it the call rejects (an AbortError, a TimeoutError). */
@@ -34,7 +37,7 @@ const dispatcher = new Agent({ keepAliveTimeout: 10_000, keepAliveMaxTimeout: 60
 /** Rejects only when no answer came (refused, reset, timed out); any status resolves. */
 export const httpRequest = async (url: string, call: HttpRequest): Promise<HttpAnswer> => {
   const response = await request(url, {
-    method: call.method as 'GET',
+    method: call.method,
     headers: call.headers,
     ...(call.body === undefined ? {} : { body: call.body }),
     signal: AbortSignal.timeout(call.timeoutMs),
@@ -51,4 +54,21 @@ export const httpRequest = async (url: string, call: HttpRequest): Promise<HttpA
     },
     text,
   };
+};
+
+/**
+ * A success's JSON body (undefined when empty). A 2xx whose body is not JSON is the upstream's
+ * fault, not ours: a classified rejection (dead-lettered with the reason), never a crash.
+ */
+export const jsonBodyOf = (answer: HttpAnswer, what: string, upstream: 'hubspot' | 'opencx'): unknown => {
+  if (answer.status === 204 || answer.text === '') return undefined;
+  try {
+    return JSON.parse(answer.text) as unknown;
+  } catch {
+    throw new PipelineError(
+      ErrorCode.upstreamRejected,
+      `${what}: ${upstream === 'hubspot' ? 'HubSpot' : 'OpenCX'} answered ${answer.status} with a body that is not JSON: ${answer.text.slice(0, 300)}`,
+      { upstream, retriable: false },
+    );
+  }
 };

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { ErrorCode, PipelineError } from '../errors.ts';
-import { httpRequest, type HttpAnswer } from '../http.ts';
+import { httpRequest, jsonBodyOf, type HttpAnswer, type HttpMethod } from '../http.ts';
 import { CallClass } from '../rate-limiter.ts';
 import {
   HubSpotMessage,
@@ -79,18 +79,7 @@ export type HubSpotApiOptions = {
  * other 4xx are the input's fault.
  */
 export const classifyHubSpotResponse = (response: HttpAnswer, what: string): unknown => {
-  if (response.ok) {
-    if (response.status === 204 || response.text === '') return undefined;
-    try {
-      return JSON.parse(response.text) as unknown;
-    } catch {
-      throw new PipelineError(
-        ErrorCode.upstreamRejected,
-        `${what}: HubSpot answered ${response.status} with a body that is not JSON: ${response.text.slice(0, 300)}`,
-        { upstream: 'hubspot', retriable: false },
-      );
-    }
-  }
+  if (response.ok) return jsonBodyOf(response, what, 'hubspot');
   const body = response.text;
   if (response.status === 429) {
     const daily = body.includes('"DAILY"');
@@ -139,7 +128,7 @@ export const createHubSpotApi = (options: HubSpotApiOptions): HubSpotApi => {
     purpose: HubSpotCallPurpose,
     what: string,
     schema: S,
-    method: string,
+    method: HttpMethod,
     path: string,
     body?: unknown,
   ): Promise<z.infer<S>> => {

@@ -1,5 +1,5 @@
 import { ErrorCode, PipelineError } from '../../../../lib/errors.ts';
-import { httpRequest, type HttpAnswer } from '../../../../lib/http.ts';
+import { httpRequest, jsonBodyOf, type HttpAnswer, type HttpMethod } from '../../../../lib/http.ts';
 
 /** OpenCX calls the pipeline makes (contract.md; schemas/opencx-api.yaml documents every one). */
 export type OpenCxApi = {
@@ -44,18 +44,7 @@ export type OpenCxOptions = {
 
 /** 5xx, 429 and timeouts are retriable (429 with its Retry-After); other answers are final. */
 export const classifyOpenCxResponse = (response: HttpAnswer, what: string): unknown => {
-  if (response.ok) {
-    if (response.text === '') return undefined;
-    try {
-      return JSON.parse(response.text) as unknown;
-    } catch {
-      throw new PipelineError(
-        ErrorCode.upstreamRejected,
-        `${what}: OpenCX answered ${response.status} with a body that is not JSON: ${response.text.slice(0, 300)}`,
-        { upstream: 'opencx', retriable: false },
-      );
-    }
-  }
+  if (response.ok) return jsonBodyOf(response, what, 'opencx');
   const body = response.text.slice(0, 300);
   if (response.status === 429 || response.status >= 500) {
     const retryAfter = Number(response.header('retry-after') ?? '');
@@ -82,7 +71,7 @@ export const createOpenCxApi = (options: OpenCxOptions): OpenCxApi => {
   const base = options.baseUrl.replace(/\/$/, '');
   const call = async (
     what: string,
-    method: string,
+    method: HttpMethod,
     path: string,
     body: unknown,
     idempotencyKey: string,
