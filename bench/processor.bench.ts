@@ -172,10 +172,16 @@ const buildNoHubSpotInput = (total: number): Input => {
     handledBefore.push(`${org.orgId}:message:${event.messageId}`);
     events.push(event);
   }
+  const changesFrom = Date.now() - propertyChanges;
   for (let index = 0; index < propertyChanges; index++) {
     const org = orgs[index % orgs.length] ?? orgs[0]!;
     events.push(
-      fixtures.ticketPropertyChangeEvent({ portalId: org.portalId, objectId: 8_000_000 + (index % THREADS) }),
+      // Distinct times: two changes of one property at the same millisecond are one change (its dedup key).
+      fixtures.ticketPropertyChangeEvent({
+        portalId: org.portalId,
+        objectId: 8_000_000 + (index % THREADS),
+        occurredAt: changesFrom + index,
+      }),
     );
   }
   for (let index = 0; index < unsupported; index++) events.push(unsupportedEvent(index));
