@@ -10,9 +10,17 @@
  * throughput. Runs alternate outbound / sequential; medians of BENCH_RUNS (3) each.
  * The per-org OpenCX limit (OPENCX_RATE_LIMIT_MAX, 50/s by default) and the per-portal HubSpot
  * limit are raised for the measured runs; BENCH_DEFAULT_LIMITS=1 adds one run with the defaults.
+ * Outbound runs as its own process (`node services/outbound/src/main.ts`), as deployed, so it does
+ * not share an event loop with the fake OpenCX (which validates every request against its
+ * OpenAPI document); BENCH_OUTBOUND_IN_PROCESS=1 runs it in the bench's process instead.
+ * BENCH_OUTBOUND_NODE_OPTIONS is its NODE_OPTIONS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"). Its CPU
+ * ms/event is its process's CPU time over the drain divided by the events. The figure is also
+ * compared with the per-thread ordering limit: each thread's events one after another, each one
+ * OpenCX call (the first two: the session is created first).
  *
  *   node bench/outbound.bench.ts
  */
+import type { ChildProcess } from 'node:child_process';
 import { applyDomainEvent, type ApplyDeps } from '../services/outbound/src/apply-domain-event.ts';
 import { createOpenCxApi, type OpenCxApi } from '../services/outbound/src/opencx/client.ts';
 import { createHubSpotApi, type HubSpotApi } from '../lib/hubspot/index.ts';
@@ -26,6 +34,7 @@ import { withRetry } from '../lib/retry.ts';
 import { threadLinkKey, ticketLinkKey, type SessionLink } from '../lib/session-links.ts';
 import * as fixtures from '../test/fakes/hubspot-fixtures.ts';
 import { startTestPipeline, type TestOrg, type TestPipeline } from '../test/support/pipeline.ts';
+import { kill, spawnService } from '../test/support/processes.ts';
 import {
   benchInfra,
   cleanUpRun,
@@ -40,6 +49,7 @@ import {
   percentile,
   pipelineEnv,
   printTable,
+  processCpuMs,
   progress,
   scrape,
   sumOf,
@@ -57,6 +67,7 @@ const TIMEOUT_MS = envInt('BENCH_TIMEOUT_MS', 300_000);
 const WARM_UP_EVENTS = envInt('BENCH_WARMUP_EVENTS', 300);
 /** For profiling one side: BENCH_ONLY=outbound or BENCH_ONLY=sequential. */
 const ONLY = process.env.BENCH_ONLY;
+const IN_PROCESS = process.env.BENCH_OUTBOUND_IN_PROCESS === '1';
 const infra = benchInfra();
 const logger = createLogger('bench-outbound', 'silent');
 const RAISED_LIMITS = { OPENCX_RATE_LIMIT_MAX: '1000000', HUBSPOT_RATE_LIMIT_MAX: '1000000' };
@@ -135,6 +146,8 @@ type RunResult = {
   readonly overOneSecond: number;
   readonly messagesSent: number;
   readonly sessions: number;
+  /** The outbound process's CPU over the drain per event (NaN in the bench's process or for the loop). */
+  readonly cpuMsPerEvent: number;
   /** A new thread's session set-up (see sessionSetUp). */
   readonly setUp: SetUp;
   readonly problems: string;
@@ -205,6 +218,7 @@ const problemsOf = (pipeline: TestPipeline, threadCount: number, samples: readon
 
 const runOutbound = async (events: readonly CustomerMessage[], defaults: boolean): Promise<RunResult> => {
   const { pipeline, prefixes } = await prepare(defaults ? {} : RAISED_LIMITS);
+  let child: Awaited<ReturnType<typeof spawnService>> | undefined;
   try {
     const kafka = createKafka({
       clientId: 'bench-outbound-producer',
@@ -229,7 +243,16 @@ const runOutbound = async (events: readonly CustomerMessage[], defaults: boolean
     await producer.disconnect();
     progress(`  ${events.length} customer-message events on ${topic}`);
 
-    const outbound = await pipeline.startOutbound();
+    const extraEnv = defaults ? {} : RAISED_LIMITS;
+    const outbound = IN_PROCESS
+      ? await pipeline.startOutbound(extraEnv)
+      : (child = await spawnService('outbound', {
+          ...pipeline.env,
+          ...extraEnv,
+          NODE_OPTIONS: process.env.BENCH_OUTBOUND_NODE_OPTIONS ?? '',
+        }));
+    const pid = child?.pid;
+    const cpuBefore = pid === undefined ? Number.NaN : processCpuMs(pid);
     let lastReport = Date.now();
     await waitUntil(
       'every message sent to OpenCX',
@@ -244,6 +267,7 @@ const runOutbound = async (events: readonly CustomerMessage[], defaults: boolean
       TIMEOUT_MS,
       100,
     );
+    const cpuMs = pid === undefined ? Number.NaN : processCpuMs(pid) - cpuBefore;
     const measured = span(pipeline);
     const setUp = sessionSetUp(pipeline);
     const samples = await scrape(outbound.metricsPort);
@@ -258,10 +282,12 @@ const runOutbound = async (events: readonly CustomerMessage[], defaults: boolean
       overOneSecond: histogramCountAbove(samples, 'outbound_apply_seconds', 1),
       messagesSent: measured.sent,
       sessions: measured.sessions,
+      cpuMsPerEvent: cpuMs / events.length,
       setUp,
       problems: problemsOf(pipeline, new Set(events.map((event) => event.threadId)).size, samples),
     };
   } finally {
+    if (child) await stopChild(child);
     await pipeline.stop();
     await cleanUpRun(infra, prefixes);
   }
@@ -359,6 +385,7 @@ const runSequential = async (events: readonly CustomerMessage[]): Promise<RunRes
       overOneSecond: latencies.filter((latency) => latency > 1).length,
       messagesSent: measured.sent,
       sessions: measured.sessions,
+      cpuMsPerEvent: Number.NaN,
       setUp,
       problems: problemsOf(pipeline, new Set(events.map((event) => event.threadId)).size),
     };
@@ -366,6 +393,27 @@ const runSequential = async (events: readonly CustomerMessage[]): Promise<RunRes
     await pipeline.stop();
     await cleanUpRun(infra, prefixes);
   }
+};
+
+/** SIGTERM (outbound stops cleanly, and writes its profile under --cpu-prof), SIGKILL after 10 s. */
+const stopChild = async (child: ChildProcess): Promise<void> => {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => void kill(child), 10_000);
+  await exited;
+  clearTimeout(timer);
+};
+
+/**
+ * The most any applier keeping each thread's order can do: the busiest thread's events one after
+ * another, each one OpenCX call (LATENCY_MS), its first preceded by the session create.
+ */
+const perThreadLimit = (events: readonly CustomerMessage[]): number => {
+  const perThread = new Map<string, number>();
+  for (const event of events) perThread.set(event.threadId, (perThread.get(event.threadId) ?? 0) + 1);
+  const busiest = Math.max(...perThread.values());
+  return events.length / (((busiest + 1) * LATENCY_MS) / 1000);
 };
 
 const main = async (): Promise<void> => {
@@ -418,6 +466,7 @@ const main = async (): Promise<void> => {
       'apply p99 ms (bucket ≤)': `${fmt(result.p99Ms)} (≤${fmt(result.p99BucketMs)})`,
       'exact p99 ms': fmt(result.exactP99Ms, 1),
       'applies > 1 s': result.overOneSecond,
+      'CPU ms/event': fmt(result.cpuMsPerEvent, 3),
       'new-thread set-up p50/p99 ms': `${fmt(percentile(result.setUp.total, 50))}/${fmt(percentile(result.setUp.total, 99))}`,
       '…create→look-up p50/p99': `${fmt(percentile(result.setUp.createToLookUp, 50))}/${fmt(percentile(result.setUp.createToLookUp, 99))}`,
       '…look-up→send p50/p99': `${fmt(percentile(result.setUp.lookUpToSend, 50))}/${fmt(percentile(result.setUp.lookUpToSend, 99))}`,
@@ -437,6 +486,11 @@ const main = async (): Promise<void> => {
   console.log(
     `\nper-round ratios outbound/sequential: ${roundRatios.map((ratio) => `${fmt(ratio, 1)}x`).join(', ')} (median ${fmt(median(roundRatios), 1)}x)`,
   );
+  const limit = perThreadLimit(events);
+  console.log(
+    `per-thread ordering limit: ${fmt(limit)} events/s (the busiest thread's events one after another, ${LATENCY_MS} ms each, its first two calls for the session); ` +
+      `outbound reaches ${fmt((100 * outboundRate) / limit)} % of it (median ${fmt(outboundRate)} events/s)`,
+  );
   printTable(
     `Figures (median of ${RUNS} runs each; ${events.length} events, ${THREADS} threads, OpenCX latency ${LATENCY_MS} ms)`,
     [
@@ -447,6 +501,7 @@ const main = async (): Promise<void> => {
         'median apply p50 ms': fmt(median(of('outbound').map((result) => result.p50Ms)), 1),
         'median apply p99 ms': fmt(median(of('outbound').map((result) => result.p99Ms)), 1),
         'median new-thread set-up p50/p99 ms': `${fmt(median(of('outbound').map((result) => percentile(result.setUp.total, 50))))}/${fmt(median(of('outbound').map((result) => percentile(result.setUp.total, 99))))}`,
+        'median CPU ms/event': fmt(median(of('outbound').map((result) => result.cpuMsPerEvent)), 3),
       },
       {
         applier: 'sequential loop (same client)',
@@ -455,6 +510,7 @@ const main = async (): Promise<void> => {
         'median apply p50 ms': fmt(median(of('sequential').map((result) => result.p50Ms)), 1),
         'median apply p99 ms': fmt(median(of('sequential').map((result) => result.p99Ms)), 1),
         'median new-thread set-up p50/p99 ms': `${fmt(median(of('sequential').map((result) => percentile(result.setUp.total, 50))))}/${fmt(median(of('sequential').map((result) => percentile(result.setUp.total, 99))))}`,
+        'median CPU ms/event': 'n/a',
       },
     ],
   );

@@ -1,3 +1,4 @@
+import DataLoader from 'dataloader';
 import type { IHeaders, KafkaMessage, Producer } from 'kafkajs';
 import type { Redis } from '../redis.ts';
 import type { AvroCodec } from '../registry.ts';
@@ -75,7 +76,7 @@ export const createDeadLetterWriter = (options: {
   readonly topic: string;
   readonly producer: Producer;
   readonly codec: AvroCodec;
-  readonly redis: Pick<Redis, 'get' | 'set'>;
+  readonly redis: Pick<Redis, 'get' | 'mget' | 'set'>;
   readonly keyPrefix: string;
   readonly now?: () => number;
 }): DeadLetterWriter => {
@@ -85,8 +86,15 @@ export const createDeadLetterWriter = (options: {
       options.keyPrefix,
       deadLetterId(options.service, source.topic, source.partition, source.message.offset),
     );
+  // The consumer asks for every message it handles. The markers asked within one turn of the
+  // event loop (a fetched batch's conversations starting together) are read with one MGET: one
+  // Redis command, not one per message (issue 10's profiles).
+  const markers = new DataLoader<string, boolean>(
+    async (keys) => (await options.redis.mget(...keys)).map((value) => value === WRITTEN),
+    { cache: false, maxBatchSize: 500 },
+  );
   return {
-    alreadyWritten: async (source) => (await options.redis.get(markerOf(source))) === WRITTEN,
+    alreadyWritten: (source) => markers.load(markerOf(source)),
     write: async (source, details) => {
       const id = deadLetterId(options.service, source.topic, source.partition, source.message.offset);
       const marker = markerOf(source);

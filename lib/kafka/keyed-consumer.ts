@@ -136,6 +136,12 @@ type Work = {
   readonly state: PartitionState;
   /** Set for a parked tenant's message read again; undefined for the live stream's. */
   readonly replay?: Replay;
+  /**
+   * Whether the message was dead-lettered before (see #handleUntilDone), asked as it is queued:
+   * a fetched batch's markers are read together (one MGET per turn), not one GET as each
+   * conversation reaches its message. False when Redis did not answer.
+   */
+  readonly deadLettered: Promise<boolean>;
 };
 
 /** What to do with a message at the head of its queue, before any handler is called. */
@@ -289,6 +295,7 @@ export class KeyedConsumer {
         epoch: state.epoch,
         tracked,
         state,
+        deadLettered: this.#deadLetteredBefore(message, batch.topic, batch.partition),
       });
       payload.resolveOffset(message.offset);
     }
@@ -363,6 +370,10 @@ export class KeyedConsumer {
     tracked.done = true;
     this.#options.observer?.parked?.('tenant_waiting');
     return true;
+  }
+
+  #deadLetteredBefore(message: KafkaMessage, topic: string, partition: number): Promise<boolean> {
+    return this.#options.deadLetters.alreadyWritten({ message, topic, partition }).catch(() => false);
   }
 
   #limit(): number {
@@ -554,8 +565,7 @@ export class KeyedConsumer {
     // Dead-lettered before a crash or rebalance redelivered it (its offset was not committed yet,
     // e.g. behind another conversation's unfinished message): it stays a dead letter until an
     // operator replays it, rather than being applied now, after later messages of its conversation.
-    const deadLettered = await this.#options.deadLetters.alreadyWritten(work).catch(() => false);
-    if (deadLettered) {
+    if (await work.deadLettered) {
       this.#options.logger.warn(where, 'message was dead-lettered before it was redelivered; left to replay');
       return true;
     }
@@ -988,6 +998,7 @@ export class KeyedConsumer {
         tracked,
         state,
         replay,
+        deadLettered: this.#deadLetteredBefore(message, batch.topic, batch.partition),
       });
     }
     this.#catchUp(state, replay);

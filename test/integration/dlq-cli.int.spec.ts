@@ -147,6 +147,47 @@ describe('the dlq command: show, --json, --dry-run, a rate cap; the topic keeps 
     redis?.disconnect();
   });
 
+  it('given 12 letters written, when the writer is asked about 20 source records in one turn, then one MGET answers all: the 12 written, the 8 others not', async () => {
+    let mgets = 0;
+    let gets = 0;
+    const counted = {
+      get: (key: string) => (gets++, redis.get(key)),
+      set: redis.set.bind(redis),
+      mget: (...keys: string[]) => (mgets++, redis.mget(...keys)),
+    } as unknown as Redis;
+    const writer = createDeadLetterWriter({
+      service: 'processor',
+      topic: topics.deadLetters.name,
+      producer,
+      codec,
+      redis: counted,
+      keyPrefix: env.REDIS_KEY_PREFIX ?? '',
+    });
+    const offsets = Array.from({ length: 20 }, (_, index) => 996 + index);
+    const written = await Promise.all(
+      offsets.map((offset) =>
+        writer.alreadyWritten({
+          topic: sourceTopic,
+          partition: 0,
+          message: {
+            key: null,
+            value: null,
+            offset: String(offset),
+            timestamp: '0',
+            attributes: 0,
+            headers: {},
+          },
+        }),
+      ),
+    );
+    assert.deepEqual(
+      offsets.filter((_, index) => written[index]),
+      Array.from({ length: 12 }, (_, index) => 1000 + index),
+    );
+    assert.equal(mgets, 1, 'one MGET for the turn');
+    assert.equal(gets, 0);
+  });
+
   it('given letters, when listed with --json, then each has its full id, its reason and source, and a count by reason', async () => {
     const run = await runCli(['list', '--org', orgId, '--json'], env);
 

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { createRedis, type Redis } from '../../lib/redis.ts';
 import { waitFor } from '../support/pipeline.ts';
 import { SoakRedis } from '../support/soak/cluster.ts';
+import { createRedisOwedTicketLookUps } from '../../services/outbound/src/owed-ticket-look-ups.ts';
 
 describe('Redis adapters (real Redis)', () => {
   let redis: Redis;
@@ -69,6 +70,41 @@ describe('Redis adapters (real Redis)', () => {
           sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
         }),
         { code: 'DEDUP_IN_FLIGHT', retriable: true },
+      );
+    });
+  });
+
+  describe('owed ticket look-ups', () => {
+    const owedIn = async (): Promise<string[]> => redis.zrange(`${prefix}ticket-lookups:owed`, 0, -1);
+
+    it('given a thread owed twice, then it is owed once and taken once (leased), and after it is settled another replica owing it again is a no-op', async () => {
+      const replicaA = createRedisOwedTicketLookUps(redis, prefix);
+      await replicaA.owe('org-1', 'thread-1');
+      await replicaA.owe('org-1', 'thread-1');
+      assert.deepEqual(await owedIn(), [JSON.stringify(['org-1', 'thread-1'])]);
+      assert.deepEqual(await replicaA.takeDue(10), [{ orgId: 'org-1', threadId: 'thread-1' }]);
+      assert.deepEqual(await replicaA.takeDue(10), [], 'leased: not due again at once');
+      await replicaA.settle({ orgId: 'org-1', threadId: 'thread-1' });
+      assert.deepEqual(await owedIn(), []);
+      await createRedisOwedTicketLookUps(redis, prefix).owe('org-1', 'thread-1');
+      assert.deepEqual(await owedIn(), [], 'settled lately: not owed again');
+    });
+
+    it('given a thread this replica owed, when owed again, then Redis is not asked (the owe it holds stands) unless forced; another replica asks', async () => {
+      const replicaA = createRedisOwedTicketLookUps(redis, prefix);
+      await replicaA.owe('org-1', 'thread-2');
+      // Behind the replica's back (as if Redis lost the key): only a call to Redis would owe it again.
+      await redis.del(`${prefix}ticket-lookups:owed`);
+      await replicaA.owe('org-1', 'thread-2');
+      assert.deepEqual(await owedIn(), [], 'remembered: no script call');
+      await createRedisOwedTicketLookUps(redis, prefix).owe('org-1', 'thread-2');
+      assert.deepEqual(await owedIn(), [JSON.stringify(['org-1', 'thread-2'])], 'another replica owes it');
+      await replicaA.settle({ orgId: 'org-1', threadId: 'thread-2' });
+      await replicaA.owe('org-1', 'thread-2', { force: true });
+      assert.deepEqual(
+        await owedIn(),
+        [JSON.stringify(['org-1', 'thread-2'])],
+        'forced: owed even when settled',
       );
     });
   });

@@ -2,7 +2,7 @@ import { ErrorCode, PipelineError, describeError } from '../../../lib/errors.ts'
 import type { HubSpotApi } from '../../../lib/hubspot/index.ts';
 import type { Logger } from '../../../lib/log.ts';
 import type { Org } from '../../../lib/orgs/index.ts';
-import type { Redis } from '../../../lib/redis.ts';
+import { defineScript, type Redis } from '../../../lib/redis.ts';
 import { ticketLinkKey, type SessionLink } from '../../../lib/session-links.ts';
 
 /**
@@ -16,6 +16,12 @@ import { ticketLinkKey, type SessionLink } from '../../../lib/session-links.ts';
  * moves it `LEASE_MS` ahead, so a replica that dies mid look-up leaves it to be taken again. A
  * settled thread is remembered for `SETTLED_TTL_MS`, so owing it again (every customer message
  * of a ticketless thread does, in case the first owe was lost) is a no-op for that long.
+ *
+ * A replica also remembers, for `OWED_MEMO_MS`, the threads it owed with success: a look-up that
+ * Redis holds (owed, or settled for the next hour) is not owed again from here meanwhile. Without
+ * it every customer message of a ticketless conversation cost a script call (issue 10: 9 of 10
+ * messages in the outbound bench). Lost only if Redis loses its data: the next message after the
+ * memo lapses owes it again, as before.
  */
 const OWE = `
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
@@ -39,6 +45,9 @@ return redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[2]), ARGV[1])
 `;
 
 const LEASE_MS = 30_000;
+const OWED_MEMO_MS = 5 * 60 * 1000;
+/** Threads remembered at most (the oldest forgotten first): bounded memory on a busy replica. */
+const OWED_MEMO_MAX = 100_000;
 const SETTLED_TTL_MS = 60 * 60 * 1000;
 /** HubSpot failures (not budget deferrals) before a look-up is given up; later rep replies look again. */
 const MAX_FAILURES = 6;
@@ -62,21 +71,31 @@ export const createRedisOwedTicketLookUps = (redis: Redis, prefix: string): Owed
   const settledKey = ({ orgId, threadId }: OwedLookUp) =>
     `${prefix}ticket-lookups:settled:${orgId}:${threadId}`;
   const member = ({ orgId, threadId }: OwedLookUp) => JSON.stringify([orgId, threadId]);
+  const oweScript = defineScript(redis, OWE, 2);
+  const takeDueScript = defineScript(redis, TAKE_DUE, 1);
+  const laterScript = defineScript(redis, LATER, 1);
+  /** Thread → until when an owe of it is known to be held by Redis (insertion order: oldest first). */
+  const owedMemo = new Map<string, number>();
   return {
     owe: async (orgId, threadId, { force = false } = {}) => {
       const entry = { orgId, threadId };
+      const memoKey = `${orgId}\u0000${threadId}`;
+      if (!force && (owedMemo.get(memoKey) ?? 0) > Date.now()) return;
+      owedMemo.delete(memoKey);
       if (force) await redis.del(settledKey(entry));
-      await redis.eval(OWE, 2, queue, settledKey(entry), member(entry), 0);
+      await oweScript([queue, settledKey(entry)], [member(entry), 0]);
+      owedMemo.set(memoKey, Date.now() + OWED_MEMO_MS);
+      if (owedMemo.size > OWED_MEMO_MAX) owedMemo.delete(owedMemo.keys().next().value ?? '');
     },
     takeDue: async (limit) => {
-      const due = (await redis.eval(TAKE_DUE, 1, queue, limit, LEASE_MS)) as string[];
+      const due = (await takeDueScript([queue], [limit, LEASE_MS])) as string[];
       return due.map((raw) => {
         const [orgId = '', threadId = ''] = JSON.parse(raw) as string[];
         return { orgId, threadId };
       });
     },
     later: async (entry, afterMs) => {
-      await redis.eval(LATER, 1, queue, member(entry), Math.max(1, Math.round(afterMs)));
+      await laterScript([queue], [member(entry), Math.max(1, Math.round(afterMs))]);
     },
     failed: async (entry) => (await redis.hincrby(failures, member(entry), 1)) >= MAX_FAILURES,
     settle: async (entry) => {
