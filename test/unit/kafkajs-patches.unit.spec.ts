@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 
 /**
- * patches/kafkajs+2.2.4.patch (applied by patch-package at `npm install`/`npm ci`): two costs of
- * kafkajs's producer that issue 10's ingest profiles put at ~25 % of a 100-event batch. These
+ * patches/kafkajs+2.2.4.patch (applied by patch-package at `npm install`/`npm ci`): three costs of
+ * kafkajs's producer that issue 10's ingest profiles put at ~35 % of a 100-event batch. These
  * tests fail on an install where the patch did not apply (postinstall skipped), not only on
  * wrong output. The producing paths themselves run against the real broker in the integration
  * tests.
@@ -25,6 +26,22 @@ describe('kafkajs patches (patches/kafkajs+2.2.4.patch)', () => {
     assert.equal(encoder.buf.buffer.byteLength, Buffer.poolSize, 'the 512-byte buffer comes from the pool');
     encoder.writeInt32(0x01020304).writeInt32(-1);
     assert.deepEqual([...encoder.buffer], [1, 2, 3, 4, 255, 255, 255, 255]);
+  });
+
+  it("given buffers of many sizes, then the record batch's CRC-32C is native (@node-rs/crc32) and equals kafkajs's own JavaScript loop", () => {
+    const crc = require('kafkajs/src/protocol/recordBatch/crc32C/index.js') as (buffer: Buffer) => number;
+    const javascript = require('kafkajs/src/protocol/recordBatch/crc32C/crc32C.js') as (
+      buffer: Buffer,
+    ) => number;
+    const { crc32c } = require('@node-rs/crc32') as { crc32c: (buffer: Buffer) => number };
+    assert.match(String(crc), /native\(buffer\)/, 'the patched checksum');
+    // The check value of CRC-32C (RFC 3720): "123456789" -> 0xE3069283.
+    assert.equal(crc(Buffer.from('123456789')), 0xe3069283);
+    for (let size = 0; size < 3000; size += 61) {
+      const buffer = randomBytes(size);
+      assert.equal(crc(buffer), javascript(buffer), `size ${size}`);
+      assert.equal(crc(buffer), crc32c(buffer));
+    }
   });
 
   it('given messages for three partitions, when grouped, then each partition gets its messages in order, and the grouping appends in place (no copy of the list per message)', () => {
