@@ -65,6 +65,8 @@ const LATENCY_MS = envInt('BENCH_OPENCX_LATENCY_MS', 20);
 const DEFAULT_LIMITS = process.env.BENCH_DEFAULT_LIMITS === '1';
 const TIMEOUT_MS = envInt('BENCH_TIMEOUT_MS', 300_000);
 const WARM_UP_EVENTS = envInt('BENCH_WARMUP_EVENTS', 300);
+/** Events each outbound replica applies, on conversations of their own, before the measured ones. */
+const PROCESS_WARM_UP_EVENTS = envInt('BENCH_PROCESS_WARMUP_EVENTS', 2000);
 /** For profiling one side: BENCH_ONLY=outbound or BENCH_ONLY=sequential. */
 const ONLY = process.env.BENCH_ONLY;
 const IN_PROCESS = process.env.BENCH_OUTBOUND_IN_PROCESS === '1';
@@ -78,15 +80,20 @@ const orgs: BenchOrg[] = Array.from({ length: ORGS }, (_, index) => ({
   orgId: `bench-org-${index}`,
   portalId: 93_000_001 + index,
 }));
-const threads = Array.from({ length: THREADS }, (_, index) => ({
-  threadId: fixtures.newThreadId(),
-  org: orgs[index % orgs.length] ?? orgs[0]!,
-}));
+type BenchThread = { readonly threadId: string; readonly org: BenchOrg };
+const threadsOf = (count: number): BenchThread[] =>
+  Array.from({ length: count }, (_, index) => ({
+    threadId: fixtures.newThreadId(),
+    org: orgs[index % orgs.length] ?? orgs[0]!,
+  }));
+const threads = threadsOf(THREADS);
+/** Conversations of the replica's own warm-up (PROCESS_WARM_UP_EVENTS), apart from the measured ones. */
+const warmUpThreads = threadsOf(Math.min(THREADS, 200));
 
 /** Round-robin over threads, so every partition carries many conversations at once. */
-const buildEvents = (): CustomerMessage[] =>
-  Array.from({ length: TOTAL }, (_, index) => {
-    const thread = threads[index % threads.length] ?? threads[0]!;
+const buildEvents = (count = TOTAL, on: readonly BenchThread[] = threads): CustomerMessage[] =>
+  Array.from({ length: count }, (_, index) => {
+    const thread = on[index % on.length] ?? on[0]!;
     const messageId = fixtures.newMessageId();
     return {
       type: 'customer-message',
@@ -125,7 +132,7 @@ const prepare = async (env: Record<string, string>): Promise<Prepared> => {
   const created = new Map<string, TestOrg>();
   for (const org of orgs)
     created.set(org.orgId, await pipeline.createOrg({ orgId: org.orgId, portalId: org.portalId }));
-  for (const thread of threads)
+  for (const thread of [...threads, ...warmUpThreads])
     pipeline.hubspot.setThread(fixtures.thread({ id: thread.threadId }), { portalId: thread.org.portalId });
   pipeline.opencx.setLatency(LATENCY_MS);
   // No ai-reply leg: the figure is the domain path (the loop does not post replies either).
@@ -160,7 +167,7 @@ type RunResult = {
  * durable link write (SessionLinks.write) before the message goes out.
  */
 type SetUp = { readonly total: number[]; readonly createToLookUp: number[]; readonly lookUpToSend: number[] };
-const sessionSetUp = (pipeline: TestPipeline): SetUp => {
+const sessionSetUp = (pipeline: TestPipeline, since = 0): SetUp => {
   const createdAt = new Map<string, number>();
   const firstSendAt = new Map<string, number>();
   const lookedUpAt = new Map<string, number>();
@@ -185,7 +192,7 @@ const sessionSetUp = (pipeline: TestPipeline): SetUp => {
     const created = createdAt.get(threadId);
     const lookedUp = lookedUpAt.get(threadId);
     const sent = firstSendAt.get(session.id);
-    if (created === undefined || sent === undefined) continue;
+    if (created === undefined || sent === undefined || created < since) continue;
     setUp.total.push(sent - created);
     if (lookedUp === undefined) continue;
     setUp.createToLookUp.push(lookedUp - created);
@@ -195,9 +202,11 @@ const sessionSetUp = (pipeline: TestPipeline): SetUp => {
 };
 
 /** From the first request OpenCX saw to the last message it stored. */
-const span = (pipeline: TestPipeline): { seconds: number; sent: number; sessions: number } => {
-  const sent = pipeline.opencx.effects.filter((effect) => effect.kind === 'message-sent');
-  const first = pipeline.opencx.requests[0]?.at ?? 0;
+const span = (pipeline: TestPipeline, since = 0): { seconds: number; sent: number; sessions: number } => {
+  const sent = pipeline.opencx.effects.filter(
+    (effect) => effect.kind === 'message-sent' && effect.at >= since,
+  );
+  const first = pipeline.opencx.requests.find((request) => request.at >= since)?.at ?? 0;
   const last = sent.at(-1)?.at ?? first;
   return { seconds: (last - first) / 1000, sent: sent.length, sessions: pipeline.opencx.sessions.size };
 };
@@ -219,29 +228,47 @@ const problemsOf = (pipeline: TestPipeline, threadCount: number, samples: readon
 const runOutbound = async (events: readonly CustomerMessage[], defaults: boolean): Promise<RunResult> => {
   const { pipeline, prefixes } = await prepare(defaults ? {} : RAISED_LIMITS);
   let child: Awaited<ReturnType<typeof spawnService>> | undefined;
+  const kafka = createKafka({
+    clientId: 'bench-outbound-producer',
+    brokers: infra.kafkaBrokers.split(','),
+    logger,
+  });
+  const producer = createDurableProducer(kafka);
   try {
-    const kafka = createKafka({
-      clientId: 'bench-outbound-producer',
-      brokers: infra.kafkaBrokers.split(','),
-      logger,
-    });
     const codec = new AvroCodec({ url: infra.schemaRegistryUrl, subjectPrefix: prefixes.topicPrefix });
     await codec.registerAll();
-    const producer = createDurableProducer(kafka);
     await producer.connect();
     const topic = topicsFor(prefixes.topicPrefix).domainEvents.name;
-    for (let index = 0; index < events.length; index += 500) {
-      const messages = await Promise.all(
-        events.slice(index, index + 500).map(async (event) => ({
-          key: orderingKeyOf(event),
-          value: await codec.encodeEvent(event),
-          headers: { 'event-type': event.type, 'event-id': event.eventId },
-        })),
+    const produce = async (list: readonly CustomerMessage[]): Promise<void> => {
+      for (let index = 0; index < list.length; index += 500) {
+        const messages = await Promise.all(
+          list.slice(index, index + 500).map(async (event) => ({
+            key: orderingKeyOf(event),
+            value: await codec.encodeEvent(event),
+            headers: { 'event-type': event.type, 'event-id': event.eventId },
+          })),
+        );
+        await producer.sendBatch({ topicMessages: [{ topic, messages }], acks: -1 });
+      }
+    };
+    const sentSince = (since: number): number =>
+      pipeline.opencx.effects.filter((effect) => effect.kind === 'message-sent' && effect.at >= since).length;
+    const waitForSent = async (what: string, since: number, count: number): Promise<void> => {
+      let lastReport = Date.now();
+      await waitUntil(
+        what,
+        () => {
+          const sent = sentSince(since);
+          if (Date.now() - lastReport > 2000) {
+            progress(`  … ${sent}/${count} messages sent to OpenCX`);
+            lastReport = Date.now();
+          }
+          return sent >= count;
+        },
+        TIMEOUT_MS,
+        20,
       );
-      await producer.sendBatch({ topicMessages: [{ topic, messages }], acks: -1 });
-    }
-    await producer.disconnect();
-    progress(`  ${events.length} customer-message events on ${topic}`);
+    };
 
     const extraEnv = defaults ? {} : RAISED_LIMITS;
     const outbound = IN_PROCESS
@@ -251,26 +278,27 @@ const runOutbound = async (events: readonly CustomerMessage[], defaults: boolean
           ...extraEnv,
           NODE_OPTIONS: process.env.BENCH_OUTBOUND_NODE_OPTIONS ?? '',
         }));
+    // The replica's own warm-up, on other conversations: a running replica's JIT is warm, and
+    // its group is joined; a fresh process's first second is neither.
+    const warmUp = buildEvents(PROCESS_WARM_UP_EVENTS, warmUpThreads);
+    if (warmUp.length > 0) {
+      await produce(warmUp);
+      await waitForSent('the warm-up at OpenCX', 0, warmUp.length);
+    }
+    const before = await scrape(outbound.metricsPort);
     const pid = child?.pid;
     const cpuBefore = pid === undefined ? Number.NaN : processCpuMs(pid);
-    let lastReport = Date.now();
-    await waitUntil(
-      'every message sent to OpenCX',
-      () => {
-        const sent = pipeline.opencx.effects.filter((effect) => effect.kind === 'message-sent').length;
-        if (Date.now() - lastReport > 2000) {
-          progress(`  … ${sent}/${events.length} messages sent to OpenCX`);
-          lastReport = Date.now();
-        }
-        return sent >= events.length;
-      },
-      TIMEOUT_MS,
-      100,
-    );
+    const since = Date.now();
+    await produce(events);
+    progress(`  ${events.length} customer-message events on ${topic}`);
+    await waitForSent('every message sent to OpenCX', since, events.length);
     const cpuMs = pid === undefined ? Number.NaN : processCpuMs(pid) - cpuBefore;
-    const measured = span(pipeline);
-    const setUp = sessionSetUp(pipeline);
-    const samples = await scrape(outbound.metricsPort);
+    const measured = span(pipeline, since);
+    const setUp = sessionSetUp(pipeline, since);
+    const all = await scrape(outbound.metricsPort);
+    const samples = minus(all, before);
+    const threadCount = new Set([...events, ...warmUp].map((event) => event.threadId)).size;
+    const measuredThreads = new Set(events.map((event) => event.threadId));
     return {
       kind: defaults ? 'outbound, default limits' : 'outbound',
       eventsPerSecond: events.length / measured.seconds,
@@ -281,16 +309,26 @@ const runOutbound = async (events: readonly CustomerMessage[], defaults: boolean
       p99BucketMs: histogramBucketBound(samples, 'outbound_apply_seconds', 0.99) * 1000,
       overOneSecond: histogramCountAbove(samples, 'outbound_apply_seconds', 1),
       messagesSent: measured.sent,
-      sessions: measured.sessions,
+      sessions: [...pipeline.opencx.sessions.values()].filter((session) =>
+        measuredThreads.has(session.customData.hubspot_thread_id ?? ''),
+      ).length,
       cpuMsPerEvent: cpuMs / events.length,
       setUp,
-      problems: problemsOf(pipeline, new Set(events.map((event) => event.threadId)).size, samples),
+      problems: problemsOf(pipeline, threadCount, all),
     };
   } finally {
+    await producer.disconnect().catch(() => undefined);
     if (child) await stopChild(child);
     await pipeline.stop();
     await cleanUpRun(infra, prefixes);
   }
+};
+
+/** Each sample's value less its value in `before` (same name and labels): what a window added. */
+const minus = (after: readonly Sample[], before: readonly Sample[]): Sample[] => {
+  const keyOf = (sample: Sample) => `${sample.name}${JSON.stringify(sample.labels)}`;
+  const earlier = new Map(before.map((sample) => [keyOf(sample), sample.value]));
+  return after.map((sample) => ({ ...sample, value: sample.value - (earlier.get(keyOf(sample)) ?? 0) }));
 };
 
 /** The same applyDomainEvent and OpenCX client, one event at a time, links kept in memory. */
