@@ -65,6 +65,34 @@ end
 return wait
 `;
 
+/**
+ * Up to ARGV[3] customer slots in one call, as many as the window has room for (members
+ * ARGV[4]..':'..i): what that many single customer calls arriving together would take, in one
+ * script call. Customer calls do not look at the waiting set (only bookkeeping ones do), so
+ * this is TAKE_SLOT's customer path for each. Returns how many were taken; the callers left
+ * over go through TAKE_SLOT one by one (their wait, their waiter entry).
+ */
+const TAKE_CUSTOMER_SLOTS = `
+local now_parts = redis.call('TIME')
+local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
+local window = tonumber(ARGV[1])
+local max = tonumber(ARGV[2])
+local wanted = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], 0, now - window)
+local taken = math.min(wanted, max - redis.call('ZCARD', KEYS[1]))
+if taken <= 0 then return 0 end
+local members = {}
+for i = 1, taken do
+  members[#members + 1] = now
+  members[#members + 1] = ARGV[4] .. ':' .. i
+end
+redis.call('ZADD', KEYS[1], unpack(members))
+redis.call('PEXPIRE', KEYS[1], window)
+return taken
+`;
+/** Customer calls of one bucket asked together, at most (Lua's unpack takes a few thousand). */
+const MAX_SLOTS_PER_CALL = 256;
+
 export type AcquireOptions = {
   /** Customer unless said otherwise. */
   readonly callClass?: CallClass;
@@ -100,8 +128,41 @@ export const createRedisRateLimiter = (
         )
       : 0;
   const takeSlot = defineScript(redis, TAKE_SLOT, 2);
+  const takeCustomerSlots = defineScript(redis, TAKE_CUSTOMER_SLOTS, 1);
+  /**
+   * Customer calls for a bucket that arrive in the same turn of the event loop (a fetched
+   * batch's conversations start together) ask Redis once, together (issue 10: one script call
+   * per OpenCX or HubSpot call was most of outbound's Redis time). Each resolves true when it got
+   * a slot that way, false when the window had no room for it (it then asks on its own).
+   */
+  const pending = new Map<string, ((taken: boolean) => void)[]>();
+  const askTogether = (bucket: string): Promise<boolean> =>
+    new Promise((resolve) => {
+      const waiting = pending.get(bucket);
+      if (waiting) {
+        waiting.push(resolve);
+        return;
+      }
+      pending.set(bucket, [resolve]);
+      setImmediate(() => {
+        const callers = pending.get(bucket) ?? [];
+        pending.delete(bucket);
+        for (let from = 0; from < callers.length; from += MAX_SLOTS_PER_CALL) {
+          const group = callers.slice(from, from + MAX_SLOTS_PER_CALL);
+          takeCustomerSlots(
+            [`${options.prefix}ratelimit:${bucket}`],
+            [options.windowMs, options.max, group.length, randomUUID()],
+          ).then(
+            (taken) => group.forEach((caller, index) => caller(index < Number(taken))),
+            // Redis failing: each asks on its own, and meets the error there.
+            () => group.forEach((caller) => caller(false)),
+          );
+        }
+      });
+    });
   return {
     acquire: async (bucket, { callClass = CallClass.customer, maxWaitMs } = {}) => {
+      if (callClass === CallClass.customer && (await askTogether(bucket))) return 0;
       const waiter = randomUUID();
       let waited = 0;
       for (;;) {

@@ -118,6 +118,43 @@ describe('Redis adapters (real Redis)', () => {
       assert.ok(Date.now() - started >= 350, 'the last three waited for the window to roll');
     });
 
+    it('given 300 customer calls at once on a window with room, then they ask Redis together (two script calls, of 256 and 44) and all get a slot; with room for 280, 280 get one at once and 20 wait for the window', async () => {
+      // Every command Redis runs for this bucket, as Redis saw it (MONITOR, filtered by key).
+      const bucketKey = `${prefix}ratelimit:portal-a`;
+      const monitor = await redis.monitor();
+      const seen: string[][] = [];
+      monitor.on('monitor', (_time: string, args: string[]) => {
+        if (args.includes(bucketKey)) seen.push(args);
+      });
+      try {
+        const roomy = createRedisRateLimiter(redis, { prefix, max: 1000, windowMs: 60000 });
+        const waits = await Promise.all(Array.from({ length: 300 }, () => roomy.acquire('portal-a')));
+        assert.deepEqual(new Set(waits), new Set([0]));
+        assert.equal(await redis.zcard(bucketKey), 300, 'one slot each');
+        // The ZCARD above ran after both calls: once MONITOR reports it, it has reported them.
+        await waitFor(
+          'MONITOR to report the calls',
+          () => seen.some(([command]) => command === 'zcard'),
+          5000,
+        );
+        const scriptCalls = seen.filter(([command]) => /^eval(sha)?$/i.test(command ?? ''));
+        // EVALSHA, and EVAL once when Redis did not have the script yet (NOSCRIPT): 2 or 3.
+        assert.deepEqual(
+          [...new Set(scriptCalls.map((args) => args.at(-2)))].sort(),
+          ['256', '44'],
+          'two calls: 256 callers and 44',
+        );
+      } finally {
+        monitor.disconnect();
+      }
+
+      const tight = createRedisRateLimiter(redis, { prefix, max: 280, windowMs: 600 });
+      const started = Date.now();
+      const tightWaits = await Promise.all(Array.from({ length: 300 }, () => tight.acquire('portal-b')));
+      assert.equal(tightWaits.filter((wait) => wait === 0).length, 280);
+      assert.ok(Date.now() - started >= 500, 'the last 20 waited for the window to roll');
+    });
+
     it('given one bucket at its limit, when another bucket asks, then it is not delayed', async () => {
       const limiter = createRedisRateLimiter(redis, { prefix, max: 1, windowMs: 5000 });
       await limiter.acquire('portal-a');
