@@ -66,7 +66,7 @@ const DEFAULT_LIMITS = process.env.BENCH_DEFAULT_LIMITS === '1';
 const TIMEOUT_MS = envInt('BENCH_TIMEOUT_MS', 300_000);
 const WARM_UP_EVENTS = envInt('BENCH_WARMUP_EVENTS', 300);
 /** Events each outbound replica applies, on conversations of their own, before the measured ones. */
-const PROCESS_WARM_UP_EVENTS = envInt('BENCH_PROCESS_WARMUP_EVENTS', 2000);
+const PROCESS_WARM_UP_EVENTS = envInt('BENCH_PROCESS_WARMUP_EVENTS', 10_000);
 /** For profiling one side: BENCH_ONLY=outbound or BENCH_ONLY=sequential. */
 const ONLY = process.env.BENCH_ONLY;
 const IN_PROCESS = process.env.BENCH_OUTBOUND_IN_PROCESS === '1';
