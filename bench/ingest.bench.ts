@@ -28,6 +28,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { topicsFor } from '../lib/kafka/topics.ts';
+import { stopGracefully } from '../test/support/processes.ts';
 import * as fixtures from '../test/fakes/hubspot-fixtures.ts';
 import { startFakeHubSpot } from '../test/fakes/hubspot.ts';
 import { ADMIN_TOKEN, CLIENT_SECRET, registerTestOrg } from '../test/support/pipeline.ts';
@@ -173,15 +174,7 @@ const spawnServer = async (
   return { target, child, port };
 };
 
-const stopServer = async (server: Server): Promise<void> => {
-  const { child } = server;
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
-  await exited;
-  clearTimeout(timer);
-};
+const stopServer = (server: Server): Promise<void> => stopGracefully(server.child, 20_000);
 
 /** Signed bodies of `events` conversation.newMessage events each, signed for `url` now. */
 const requestPool = (url: string, path: string, portalId: number, events: number): AutocannonRequest[] =>

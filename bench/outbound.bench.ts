@@ -20,7 +20,6 @@
  *
  *   node bench/outbound.bench.ts
  */
-import type { ChildProcess } from 'node:child_process';
 import { applyDomainEvent, type ApplyDeps } from '../services/outbound/src/apply-domain-event.ts';
 import { createOpenCxApi, type OpenCxApi } from '../services/outbound/src/opencx/client.ts';
 import { createHubSpotApi, type HubSpotApi } from '../lib/hubspot/index.ts';
@@ -34,7 +33,7 @@ import { withRetry } from '../lib/retry.ts';
 import { threadLinkKey, ticketLinkKey, type SessionLink } from '../lib/session-links.ts';
 import * as fixtures from '../test/fakes/hubspot-fixtures.ts';
 import { startTestPipeline, type TestOrg, type TestPipeline } from '../test/support/pipeline.ts';
-import { kill, spawnService } from '../test/support/processes.ts';
+import { spawnService, stopGracefully } from '../test/support/processes.ts';
 import {
   benchInfra,
   cleanUpRun,
@@ -318,7 +317,7 @@ const runOutbound = async (events: readonly CustomerMessage[], defaults: boolean
     };
   } finally {
     await producer.disconnect().catch(() => undefined);
-    if (child) await stopChild(child);
+    if (child) await stopGracefully(child, 10_000);
     await pipeline.stop();
     await cleanUpRun(infra, prefixes);
   }
@@ -431,16 +430,6 @@ const runSequential = async (events: readonly CustomerMessage[]): Promise<RunRes
     await pipeline.stop();
     await cleanUpRun(infra, prefixes);
   }
-};
-
-/** SIGTERM (outbound stops cleanly, and writes its profile under --cpu-prof), SIGKILL after 10 s. */
-const stopChild = async (child: ChildProcess): Promise<void> => {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => void kill(child), 10_000);
-  await exited;
-  clearTimeout(timer);
 };
 
 /**

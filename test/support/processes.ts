@@ -50,3 +50,13 @@ export const kill = async (child: ChildProcess): Promise<void> => {
   child.kill('SIGKILL');
   await exited;
 };
+
+/** SIGTERM (a service stops cleanly, and writes its profile under --cpu-prof), SIGKILL after `graceMs`. */
+export const stopGracefully = async (child: ChildProcess, graceMs: number): Promise<void> => {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(timer);
+};
