@@ -11,6 +11,9 @@ import { createRedis, type Redis } from '../../lib/redis.ts';
 import { waitFor } from '../support/pipeline.ts';
 import { SoakRedis } from '../support/soak/cluster.ts';
 import { createRedisOwedTicketLookUps } from '../../services/outbound/src/owed-ticket-look-ups.ts';
+import { createDeadLetterWriter } from '../../lib/dead-letters/writer.ts';
+import type { AvroCodec } from '../../lib/registry.ts';
+import type { Producer } from 'kafkajs';
 
 describe('Redis adapters (real Redis)', () => {
   let redis: Redis;
@@ -215,6 +218,57 @@ describe('Redis adapters (real Redis)', () => {
         assert.equal(order[0], 'customer', `slots went in this order: ${order.join(', ')}`);
       } finally {
         replicaB.disconnect();
+      }
+    });
+  });
+
+  describe('Redis gone: the batched paths fail, they do not hang', () => {
+    // Nothing listens on port 1: every command fails once ioredis's retries are spent.
+    const gone = () => createRedis('redis://127.0.0.1:1', createLogger('test', 'silent'));
+
+    it("given Redis unreachable, when 20 customer calls ask the rate limiter together, then each rejects with Redis's error (the conversation is retried, never stalled)", async () => {
+      const unreachable = gone();
+      try {
+        const limiter = createRedisRateLimiter(unreachable, { prefix, max: 100, windowMs: 1000 });
+        const outcomes = await Promise.allSettled(
+          Array.from({ length: 20 }, () => limiter.acquire('portal-a')),
+        );
+        assert.deepEqual(new Set(outcomes.map((outcome) => outcome.status)), new Set(['rejected']));
+      } finally {
+        unreachable.disconnect();
+      }
+    });
+
+    it('given Redis unreachable, when the dead-letter writer is asked about 20 records in one turn, then each ask rejects (the consumer counts it as not dead-lettered)', async () => {
+      const unreachable = gone();
+      try {
+        const writer = createDeadLetterWriter({
+          service: 'processor',
+          topic: 'unused',
+          producer: {} as Producer,
+          codec: {} as AvroCodec,
+          redis: unreachable,
+          keyPrefix: prefix,
+        });
+        const outcomes = await Promise.allSettled(
+          Array.from({ length: 20 }, (_, offset) =>
+            writer.alreadyWritten({
+              topic: 'raw',
+              partition: 0,
+              message: {
+                key: null,
+                value: null,
+                offset: String(offset),
+                timestamp: '0',
+                attributes: 0,
+                headers: {},
+              },
+            }),
+          ),
+        );
+        assert.deepEqual(new Set(outcomes.map((outcome) => outcome.status)), new Set(['rejected']));
+      } finally {
+        unreachable.disconnect();
       }
     });
   });
