@@ -78,6 +78,21 @@ describe('ingest HTTP answers', () => {
     );
   });
 
+  it('regression: given events whose type is an Object property name (toString, constructor, __proto__), when posted, then 200 like any unknown type (it was a 500)', async () => {
+    const odd = ['toString', 'constructor', '__proto__', 'hasOwnProperty'].map((subscriptionType) => ({
+      portalId: 77,
+      subscriptionType,
+      objectId: 1,
+      occurredAt: Date.now(),
+    }));
+    const response = await post('/webhooks/hubspot', odd);
+    assert.equal(response.status, 200);
+    assert.deepEqual(
+      ingest.deliveries[0]?.events.map(({ event }) => event.subscriptionType),
+      ['toString', 'constructor', '__proto__', 'hasOwnProperty'],
+    );
+  });
+
   it("given the private-app URL of an org, when signed with that org's private secret, then 200 and routed to the org", async () => {
     assert.equal((await post('/webhooks/hubspot/private/tok-123', events, PRIVATE_SECRET)).status, 200);
     assert.deepEqual(routedOrgs(), [{ route: 'PRIVATE_APP', orgs: ['acme', 'acme'] }]);

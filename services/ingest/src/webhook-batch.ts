@@ -98,12 +98,22 @@ export const eventCheckVerdicts = (item: unknown, now: number): { quick: boolean
   return { quick: plainlyValid(item), schema: eventFields.safeParse(item).success };
 };
 
-/** The fields the processor's rules require, per event type (others: only portalId and the type). */
-const requiredByType: Readonly<Record<string, readonly string[]>> = {
-  'conversation.newMessage': ['occurredAt', 'objectId', 'messageId'],
-  'conversation.propertyChange': ['occurredAt', 'objectId', 'propertyName'],
-  'ticket.propertyChange': ['occurredAt', 'objectId', 'propertyName'],
-  'object.creation': ['occurredAt', 'objectId'],
+/**
+ * The fields the processor's rules require, per event type (others: only portalId and the type).
+ * A Map: a type named `toString` or `__proto__` is one more unknown type, not Object's property.
+ */
+const requiredByType: ReadonlyMap<string, readonly string[]> = new Map([
+  ['conversation.newMessage', ['occurredAt', 'objectId', 'messageId']],
+  ['conversation.propertyChange', ['occurredAt', 'objectId', 'propertyName']],
+  ['ticket.propertyChange', ['occurredAt', 'objectId', 'propertyName']],
+  ['object.creation', ['occurredAt', 'objectId']],
+]);
+
+const missingRequiredField = (event: EventFields, subscriptionType: string): string | undefined => {
+  const required = requiredByType.get(subscriptionType);
+  if (required === undefined) return undefined;
+  for (const field of required) if ((event as Record<string, unknown>)[field] === undefined) return field;
+  return undefined;
 };
 
 /** conversation.* events are about a thread, ticket.* about a ticket, others about their object. */
@@ -143,8 +153,10 @@ export const parseWebhookBatch = (rawBody: Buffer, now: number): BatchParse => {
       detail: `${body.value.length} events: at most ${MAX_EVENTS_PER_BATCH} per request (HubSpot sends at most 100)`,
     };
   latestOccurredAt = now + FUTURE_SLACK_MS;
+  const items = body.value as unknown[];
   const events: AcceptedEvent[] = [];
-  for (const [index, item] of (body.value as unknown[]).entries()) {
+  for (let index = 0; index < items.length; index++) {
+    const item = items[index];
     let event: EventFields;
     if (plainlyValid(item)) event = item;
     else {
@@ -162,9 +174,7 @@ export const parseWebhookBatch = (rawBody: Buffer, now: number): BatchParse => {
     const subscriptionType = event.subscriptionType ?? event.eventType;
     if (subscriptionType === undefined)
       return { ok: false, detail: `event ${index}: subscriptionType: missing (nor is there an eventType)` };
-    const missing = (requiredByType[subscriptionType] ?? []).find(
-      (field) => (event as Record<string, unknown>)[field] === undefined,
-    );
+    const missing = missingRequiredField(event, subscriptionType);
     if (missing) return { ok: false, detail: `event ${index}: ${missing}: required for ${subscriptionType}` };
     events.push({
       portalId: event.portalId,

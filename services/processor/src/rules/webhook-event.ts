@@ -50,12 +50,13 @@ export type WebhookEvent =
 export type EventParse =
   { readonly ok: true; readonly event: WebhookEvent } | { readonly ok: false; readonly detail: string };
 
-const schemas: Record<string, z.ZodType<WebhookEvent>> = {
-  'conversation.newMessage': NewMessage,
-  'conversation.propertyChange': ConversationPropertyChange,
-  'ticket.propertyChange': TicketPropertyChange,
-  'object.creation': ObjectCreation,
-};
+/** A Map, not an object literal: a type named `toString` or `__proto__` must be unsupported, not Object's. */
+const schemas = new Map<string, z.ZodType<WebhookEvent>>([
+  ['conversation.newMessage', NewMessage],
+  ['conversation.propertyChange', ConversationPropertyChange],
+  ['ticket.propertyChange', TicketPropertyChange],
+  ['object.creation', ObjectCreation],
+]);
 
 /** `eventType` is accepted where `subscriptionType` is missing (HubSpot's docs table uses it). */
 export const parseWebhookEvent = (json: string): EventParse => {
@@ -68,7 +69,7 @@ export const parseWebhookEvent = (json: string): EventParse => {
   if (typeof value !== 'object' || value === null) return { ok: false, detail: 'event is not an object' };
   const record = value as Record<string, unknown>;
   const type = record.subscriptionType ?? record.eventType;
-  const schema = typeof type === 'string' ? schemas[type] : undefined;
+  const schema = typeof type === 'string' ? schemas.get(type) : undefined;
   if (!schema) return { ok: true, event: { subscriptionType: 'unsupported', original: String(type) } };
   const parsed = schema.safeParse({ ...record, subscriptionType: type });
   if (!parsed.success) {
