@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { ingestEnv } from '../../services/ingest/src/config.ts';
 import {
   decideHandoff,
+  handledEventTypes,
   NOTE_OBJECT_TYPE_ID,
   parseWebhookEvent,
   type ConversationPropertyChangeEvent,
@@ -56,20 +57,12 @@ const webhooks = JSON.parse(
 const { crmObjects = [], legacyCrmObjects = [], hubEvents = [] } = webhooks.config.subscriptions;
 const subscriptions = [...crmObjects, ...legacyCrmObjects, ...hubEvents];
 
-/** The event types the processor's rules parse: the keys of `schemas` in webhook-event.ts. */
-const handledEventTypes = (): string[] => {
-  const source = read('services/processor/src/rules/webhook-event.ts');
-  const block = /const schemas[^=]*=\s*\{([^}]*)\}/.exec(source)?.[1];
-  assert.ok(block, 'no `const schemas = { ... }` in webhook-event.ts');
-  return [...block.matchAll(/'([\w.]+)'\s*:/g)].map((match) => match[1]!);
-};
-
 /** HubSpot's object type ids for the crmObjects subscriptions this app may use. */
 const OBJECT_TYPE_IDS: Readonly<Record<string, string>> = { note: '0-46', ticket: '0-5', contact: '0-1' };
 
 describe('HubSpot app configuration (hubspot-app/) against the code', () => {
   it('given the webhook subscriptions, when compared with the rules, then they name exactly the event types the processor handles', () => {
-    const handled = handledEventTypes();
+    const handled = [...handledEventTypes];
     assert.ok(handled.length >= 4, `expected the rules' event types, found ${handled.join(', ')}`);
     const subscribed = [...new Set(subscriptions.map(({ subscriptionType }) => subscriptionType))];
     assert.deepEqual(subscribed.toSorted(), handled.toSorted());

@@ -2,6 +2,7 @@
 export { IgnoreReason } from './ignore-reasons.ts';
 export { emit, ignore, type Decision } from './decision.ts';
 export {
+  handledEventTypes,
   parseWebhookEvent,
   type WebhookEvent,
   type NewMessageEvent,

@@ -58,6 +58,9 @@ const schemas = new Map<string, z.ZodType<WebhookEvent>>([
   ['object.creation', ObjectCreation],
 ]);
 
+/** The event types these rules parse (others are unsupported); the HubSpot app subscribes to exactly these. */
+export const handledEventTypes: readonly string[] = [...schemas.keys()];
+
 /** `eventType` is accepted where `subscriptionType` is missing (HubSpot's docs table uses it). */
 export const parseWebhookEvent = (json: string): EventParse => {
   let value: unknown;
