@@ -1,5 +1,6 @@
 import { readFile, readdir } from 'node:fs/promises';
 import { SchemaRegistry } from '@kafkajs/confluent-schema-registry';
+import { ConfluentSchemaRegistryValidationError } from '@kafkajs/confluent-schema-registry/dist/errors.js';
 import { ErrorCode, PipelineError } from './errors.ts';
 import { sleep } from './retry.ts';
 import { avroRecordName, type PipelineEvent, type PipelineEventType } from './domain-events.ts';
@@ -23,6 +24,15 @@ const typeByRecordName = new Map<string, PipelineEventType>(
   Object.entries(avroRecordName).map(([type, name]) => [name, type as PipelineEventType]),
 );
 
+/** The part of an avsc Type used to write a record (the registry client compiles it). */
+type AvroWriter = {
+  encode(value: unknown, buffer: Buffer, position: number): number;
+  isValid(value: unknown, options: { errorHook: (path: string[]) => void }): boolean;
+};
+
+/** Confluent's wire format: a zero magic byte, then the schema id (4 bytes, big-endian), then Avro. */
+const WIRE_HEADER_BYTES = 5;
+
 /**
  * Avro encoding through a Confluent-compatible registry. Every schema in schemas/ is registered
  * at start under `<topic prefix><record full name>` (record-name strategy: one topic carries
@@ -32,8 +42,11 @@ export class AvroCodec {
   readonly #registry: SchemaRegistry;
   readonly #subjectPrefix: string;
   readonly #url: string;
-  readonly #idByName = new Map<string, number>();
   readonly #nameById = new Map<number, string>();
+  /** Each registered record's compiled schema, so encoding needs no promise and one buffer. */
+  readonly #writerByName = new Map<string, { readonly id: number; readonly type: AvroWriter }>();
+  /** Records are written here first (synchronously, so one is enough), then copied out at their size. */
+  #scratch = Buffer.allocUnsafe(64 * 1024);
 
   constructor(options: { url: string; subjectPrefix: string }) {
     this.#registry = new SchemaRegistry({ host: options.url, retry: { retries: 3 } });
@@ -52,11 +65,11 @@ export class AvroCodec {
     for (const schema of await readAvroSchemas()) {
       const subject = `${this.#subjectPrefix}${schema.name}`;
       const id = await this.#registerOne(subject, schema.text);
-      this.#idByName.set(schema.name, id);
       this.#nameById.set(id, schema.name);
       // Into the client's cache now: it caches a schema only once its fetch returns, so the
       // first burst of records would each fetch and compile it (thousands of requests at start).
-      await this.#registry.getSchema(id);
+      const type = (await this.#registry.getSchema(id)) as unknown as AvroWriter;
+      this.#writerByName.set(schema.name, { id, type });
     }
   }
 
@@ -94,15 +107,48 @@ export class AvroCodec {
     }
   }
 
+  /**
+   * The record in Confluent's wire format, written synchronously with the schema registerAll()
+   * compiled: one buffer of the record's size, where the registry client's `encode` takes a
+   * promise, a zero-filled buffer and a concatenation per record. A value the schema does not
+   * accept throws the client's own ConfluentSchemaRegistryValidationError, naming its paths.
+   */
+  encodeRecordNow(recordName: string, payload: object): Buffer {
+    const writer = this.#writerByName.get(recordName);
+    if (writer === undefined)
+      throw new Error(`schema ${recordName} is not registered: call registerAll() first`);
+    const scratch = this.#scratch;
+    scratch[0] = 0;
+    scratch.writeInt32BE(writer.id, 1);
+    let end: number;
+    try {
+      end = writer.type.encode(payload, scratch, WIRE_HEADER_BYTES);
+      if (end < 0) {
+        // Larger than the scratch buffer: written again into one of its exact size (avsc
+        // answered how many bytes were missing), which is also the buffer returned.
+        const record = Buffer.allocUnsafe(scratch.length - end);
+        record[0] = 0;
+        record.writeInt32BE(writer.id, 1);
+        writer.type.encode(payload, record, WIRE_HEADER_BYTES);
+        return record;
+      }
+    } catch (error) {
+      const paths: string[][] = [];
+      writer.type.isValid(payload, { errorHook: (path) => paths.push(path) });
+      throw new ConfluentSchemaRegistryValidationError(error, paths);
+    }
+    const record = Buffer.allocUnsafe(end);
+    scratch.copy(record, 0, 0, end);
+    return record;
+  }
+
   async encodeRecord(recordName: string, payload: object): Promise<Buffer> {
-    const id = this.#idByName.get(recordName);
-    if (id === undefined) throw new Error(`schema ${recordName} is not registered: call registerAll() first`);
-    return this.#registry.encode(id, payload);
+    return this.encodeRecordNow(recordName, payload);
   }
 
   async encodeEvent(event: PipelineEvent): Promise<Buffer> {
     const { type, ...record } = event;
-    return this.encodeRecord(avroRecordName[type], record);
+    return this.encodeRecordNow(avroRecordName[type], record);
   }
 
   /** Decodes any record of ours; throws a non-retriable `undecodable` error otherwise. */

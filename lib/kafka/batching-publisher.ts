@@ -163,37 +163,38 @@ const withTimeout = <T>(work: Promise<T>, ms: number, what: string): Promise<T> 
 /** Bytes per topic-partition of the send being assembled; keyless records count on every partition. */
 class SendBudget {
   count = 0;
-  readonly #perPartition = new Map<string, number>();
+  /** Bytes per partition, per topic (no string key is built per record: a send holds up to 1,000). */
+  readonly #perPartition = new Map<string, Map<number, number>>();
   readonly #anyPartition = new Map<string, number>();
-  readonly #partitions = new Set<string>();
+  #partitionCount = 0;
 
   fits(topic: string, record: PlannedRecord, limit: TopicLimit): boolean {
     const any = this.#anyPartition.get(topic) ?? 0;
+    const partitions = this.#perPartition.get(topic);
     const used =
       record.partition === undefined
-        ? Math.max(
-            0,
-            ...[...this.#perPartition].filter(([key]) => key.startsWith(`${topic}\0`)).map(([, b]) => b),
-          )
-        : (this.#perPartition.get(`${topic}\0${record.partition}`) ?? 0);
+        ? Math.max(0, ...(partitions?.values() ?? []))
+        : (partitions?.get(record.partition) ?? 0);
     return used + any + record.bytes <= recordBudgetOf(limit);
   }
 
   add(topic: string, record: PlannedRecord): void {
     this.count++;
     if (record.partition === undefined) {
-      this.#anyPartition.set(topic, (this.#anyPartition.get(topic) ?? 0) + record.bytes);
       // A keyless record may land anywhere: count the send as touching more than one partition.
-      this.#partitions.add(`${topic}\0?`).add(`${topic}\0??`);
+      if (!this.#anyPartition.has(topic)) this.#partitionCount += 2;
+      this.#anyPartition.set(topic, (this.#anyPartition.get(topic) ?? 0) + record.bytes);
     } else {
-      const key = `${topic}\0${record.partition}`;
-      this.#perPartition.set(key, (this.#perPartition.get(key) ?? 0) + record.bytes);
-      this.#partitions.add(key);
+      let partitions = this.#perPartition.get(topic);
+      if (partitions === undefined) this.#perPartition.set(topic, (partitions = new Map<number, number>()));
+      const used = partitions.get(record.partition);
+      if (used === undefined) this.#partitionCount++;
+      partitions.set(record.partition, (used ?? 0) + record.bytes);
     }
   }
 
   get partitionCount(): number {
-    return this.#partitions.size;
+    return this.#partitionCount;
   }
 }
 
@@ -255,6 +256,9 @@ export class BatchingPublisher {
     const known = this.#options.limits.get(topic);
     const limit = known ?? { maxBatchBytes: KAFKA_DEFAULT_MAX_BATCH_BYTES, partitions: 1 };
     const records: PlannedRecord[] = [];
+    // A caller's messages mostly share a key (one organisation): its partition is looked up once.
+    let lastKey: Message['key'] = undefined;
+    let lastPartition: number | undefined;
     for (const message of messages) {
       const bytes = encodedRecordBytes(message);
       if (bytes > recordBudgetOf(limit)) {
@@ -266,7 +270,14 @@ export class BatchingPublisher {
           ),
         );
       }
-      const partition = known && this.#partitionOf(topic, message, known);
+      let partition: number | undefined;
+      if (!known) partition = undefined;
+      else if (message.partition === undefined && typeof message.key === 'string' && message.key === lastKey)
+        partition = lastPartition;
+      else {
+        partition = this.#partitionOf(topic, message, known);
+        if (message.partition === undefined) [lastKey, lastPartition] = [message.key, partition];
+      }
       // The partition the size accounting assumed is the one the record goes to (kafkajs then
       // skips hashing the key again). The limits' partition count is read at start, as the
       // accounting's; a topic given more partitions later keeps each key where it was until restart.

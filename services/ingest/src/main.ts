@@ -67,13 +67,12 @@ export const startIngest = async (
   // The data path: a verified batch becomes raw records keyed by organisation, written durably.
   const sink: RawEventSink = async (route, events) => {
     const receivedAt = Date.now();
-    const messages = await Promise.all(
-      events.map(async ({ event, org }) => ({
-        key: org ? org.orgId : `portal:${event.portalId}`,
-        headers: {
-          [ORDERING_KEY_HEADER]: `${org ? org.orgId : `portal:${event.portalId}`}:${event.objectKey}`,
-        },
-        value: await codec.encodeRecord('io.opencx.pipeline.RawWebhookEvent', {
+    const messages = events.map(({ event, org }) => {
+      const key = org ? org.orgId : `portal:${event.portalId}`;
+      return {
+        key,
+        headers: { [ORDERING_KEY_HEADER]: `${key}:${event.objectKey}` },
+        value: codec.encodeRecordNow('io.opencx.pipeline.RawWebhookEvent', {
           receivedAt,
           route,
           orgId: org?.orgId ?? null,
@@ -81,8 +80,8 @@ export const startIngest = async (
           subscriptionType: event.subscriptionType,
           event: event.json,
         }),
-      })),
-    );
+      };
+    });
     // Rejects a record the topic cannot store (recordTooLarge → 413) before it joins a shared send.
     await publisher.publish(topics.rawEvents.name, messages);
   };

@@ -1,0 +1,98 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { SchemaRegistry } from '@kafkajs/confluent-schema-registry';
+import { ConfluentSchemaRegistryValidationError } from '@kafkajs/confluent-schema-registry/dist/errors.js';
+import type { CustomerMessage } from '../../lib/domain-events.ts';
+import { AvroCodec } from '../../lib/registry.ts';
+
+const RAW = 'io.opencx.pipeline.RawWebhookEvent';
+
+/**
+ * The codec writes records itself (issue 10: one buffer per record, no promise), with the schema
+ * the registry client compiled. Against the real registry: the bytes must be the client's own,
+ * whatever the record's size, and a value the schema refuses must fail as the client fails.
+ */
+describe('Avro codec: records written without the registry client', function () {
+  this.timeout(60000);
+  const registryUrl = process.env.SCHEMA_REGISTRY_URL ?? '';
+  const prefix = `test-${randomBytes(4).toString('hex')}-`;
+  let codec: AvroCodec;
+  let client: SchemaRegistry;
+
+  before(async () => {
+    codec = new AvroCodec({ url: registryUrl, subjectPrefix: prefix });
+    await codec.registerAll();
+    client = new SchemaRegistry({ host: registryUrl });
+  });
+
+  const rawEvent = (eventBytes: number) => ({
+    receivedAt: Date.now(),
+    route: 'OAUTH_APP',
+    orgId: eventBytes % 2 === 0 ? 'acme' : null,
+    portalId: 77,
+    subscriptionType: 'conversation.newMessage',
+    event: JSON.stringify({ portalId: 77, text: 'é'.repeat(eventBytes / 2) }),
+  });
+
+  it("given raw events from 0 bytes to 300 kB (past the 64 KiB scratch buffer), then each record is the registry client's bytes and decodes back", async () => {
+    for (const size of [0, 10, 500, 65_000, 65_536, 70_000, 300_000]) {
+      const payload = rawEvent(size);
+      const written = codec.encodeRecordNow(RAW, payload);
+      const schemaId = written.readInt32BE(1);
+      assert.deepEqual(written, await client.encode(schemaId, payload), `event of ~${size} bytes`);
+      const decoded = await codec.decodeRecord(written);
+      assert.equal(decoded.recordName, RAW);
+      assert.deepEqual({ ...decoded.record }, payload);
+    }
+  });
+
+  it('given two records written one after the other, then the first is not overwritten by the second (no shared buffer is returned)', () => {
+    const first = codec.encodeRecordNow(RAW, rawEvent(100));
+    const copy = Buffer.from(first);
+    const second = codec.encodeRecordNow(RAW, rawEvent(400));
+    assert.deepEqual(first, copy);
+    assert.notDeepEqual(second, first);
+  });
+
+  it('given a domain event, then encodeEvent writes it and decodeEvent reads it back', async () => {
+    const event: CustomerMessage = {
+      type: 'customer-message',
+      eventId: `evt-${randomBytes(4).toString('hex')}`,
+      orgId: 'acme',
+      portalId: 77,
+      occurredAt: 1_700_000_000_000,
+      threadId: 'thread-1',
+      messageId: 'msg-1',
+      text: 'hello ü',
+      subject: null,
+      channelId: '1000',
+      channelAccountId: '2000',
+      channelType: 'chat',
+      senderActorId: 'V-1',
+      senderName: 'Ada',
+      senderDeliveryType: null,
+      senderDeliveryValue: null,
+    };
+    const decoded = await codec.decodeEvent(await codec.encodeEvent(event));
+    assert.deepEqual(decoded, event);
+  });
+
+  it("given a value the schema refuses, then the registry client's validation error, naming the field", async () => {
+    assert.throws(
+      () => codec.encodeRecordNow(RAW, { ...rawEvent(10), portalId: 'seventy-seven' }),
+      (error: unknown) =>
+        error instanceof ConfluentSchemaRegistryValidationError &&
+        JSON.stringify((error as { paths?: unknown }).paths) === JSON.stringify([['portalId']]),
+    );
+    // The next record is written whole: the failed one left nothing behind.
+    const payload = rawEvent(20);
+    assert.deepEqual({ ...(await codec.decodeRecord(codec.encodeRecordNow(RAW, payload))).record }, payload);
+  });
+
+  it('given a record name never registered, then a clear error saying to register first', () => {
+    assert.throws(
+      () => codec.encodeRecordNow('io.opencx.pipeline.Nope', {}),
+      /not registered: call registerAll\(\) first/,
+    );
+  });
+});
