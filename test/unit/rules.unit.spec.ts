@@ -182,7 +182,9 @@ describe('rules: conversation.newMessage (contract event rules, in row order)', 
 
   it('regression: given a type that is an Object property name, when parsed, then it is unsupported (it threw)', () => {
     for (const type of ['toString', 'constructor', '__proto__', 'valueOf']) {
-      const result = parseWebhookEvent(JSON.stringify({ ...fixtures.webhookEvent(), subscriptionType: type }));
+      const result = parseWebhookEvent(
+        JSON.stringify({ ...fixtures.webhookEvent(), subscriptionType: type }),
+      );
       assert.deepEqual(result, { ok: true, event: { subscriptionType: 'unsupported', original: type } });
     }
   });
