@@ -14,12 +14,13 @@ const RAW = 'io.opencx.pipeline.RawWebhookEvent';
  */
 describe('Avro codec: records written without the registry client', function () {
   this.timeout(60000);
-  const registryUrl = process.env.SCHEMA_REGISTRY_URL ?? '';
   const prefix = `test-${randomBytes(4).toString('hex')}-`;
   let codec: AvroCodec;
   let client: SchemaRegistry;
 
   before(async () => {
+    // Read here, not when the file loads: test/setup.ts sets it in a root hook.
+    const registryUrl = process.env.SCHEMA_REGISTRY_URL ?? '';
     codec = new AvroCodec({ url: registryUrl, subjectPrefix: prefix });
     await codec.registerAll();
     client = new SchemaRegistry({ host: registryUrl });
