@@ -11,6 +11,7 @@ import { createRedis, type Redis } from '../../lib/redis.ts';
 import { waitFor } from '../support/pipeline.ts';
 import { SoakRedis } from '../support/soak/cluster.ts';
 import { createRedisOwedTicketLookUps } from '../../services/outbound/src/owed-ticket-look-ups.ts';
+import { createRedisReplyAttempts, MEMORY_MARGIN_MS } from '../../services/outbound/src/reply-attempts.ts';
 import { createDeadLetterWriter } from '../../lib/dead-letters/writer.ts';
 import type { AvroCodec } from '../../lib/registry.ts';
 import type { Producer } from 'kafkajs';
@@ -109,6 +110,85 @@ describe('Redis adapters (real Redis)', () => {
         [JSON.stringify(['org-1', 'thread-2'])],
         'forced: owed even when settled',
       );
+    });
+    it('regression (soak): given a thread this replica owed, when Redis restarts without its data, then the next owe reaches Redis again (the memo is forgotten)', async function () {
+      this.timeout(30000);
+      const own = new SoakRedis(mkdtempSync(join(tmpdir(), 'redis-owed-')));
+      await own.start();
+      const client = createRedis(own.url, createLogger('test', 'silent'));
+      try {
+        const replica = createRedisOwedTicketLookUps(client, prefix);
+        await replica.owe('org-1', 'thread-3');
+        await own.restart(200);
+        await waitFor(
+          'the client to reconnect',
+          async () => (await client.ping().catch(() => '')) === 'PONG',
+          10000,
+        );
+        assert.deepEqual(
+          await client.zrange(`${prefix}ticket-lookups:owed`, 0, -1),
+          [],
+          'the restart lost it',
+        );
+        await replica.owe('org-1', 'thread-3');
+        assert.deepEqual(await client.zrange(`${prefix}ticket-lookups:owed`, 0, -1), [
+          JSON.stringify(['org-1', 'thread-3']),
+        ]);
+      } finally {
+        client.disconnect();
+        await own.stop();
+      }
+    });
+  });
+
+  describe('AI reply attempt markers (reply-attempts.ts)', () => {
+    const MINUTE = 60_000;
+    const memorySince = () => `${prefix}attempt-memory-since`;
+
+    it('given Redis that has remembered for an hour, when a reply to a message of a minute ago is marked twice, then the first mark is a first attempt and the second is not', async () => {
+      const attempts = createRedisReplyAttempts(redis, prefix, 60_000);
+      await redis.set(memorySince(), String(Date.now() - 60 * MINUTE));
+      assert.equal(await attempts.mark('org:ai-reply:e1', Date.now() - MINUTE), true);
+      assert.equal(await attempts.mark('org:ai-reply:e1', Date.now() - MINUTE), false);
+      await attempts.clear('org:ai-reply:e1');
+      assert.equal(await attempts.mark('org:ai-reply:e1', Date.now() - MINUTE), true, 'cleared: first again');
+    });
+
+    it('regression (soak): given a reply attempted before Redis lost its data, when it is marked after, then it is not a first attempt (the thread is read before posting)', async () => {
+      const attempts = createRedisReplyAttempts(redis, prefix, 60_000);
+      await redis.set(memorySince(), String(Date.now() - 60 * MINUTE));
+      const occurredAt = Date.now() - 2 * MINUTE;
+      assert.equal(
+        await attempts.mark('org:ai-reply:e2', occurredAt),
+        true,
+        'posted; its record then failed',
+      );
+      // Redis restarts without its data: the marker and the time it remembered from are gone.
+      await redis.del(`${prefix}attempt:org:ai-reply:e2`, memorySince());
+      assert.equal(
+        await attempts.mark('org:ai-reply:e2', occurredAt),
+        false,
+        'may have been posted: read first',
+      );
+      assert.equal(
+        await attempts.mark('org:ai-reply:e3', occurredAt),
+        false,
+        'any reply to a message before the loss',
+      );
+      assert.equal(
+        await attempts.mark('org:ai-reply:e4', Date.now() + 2 * MINUTE),
+        true,
+        'a message after the loss (beyond the clock margin) cannot have been attempted before it',
+      );
+      const since = Number(await redis.get(memorySince()));
+      assert.ok(Math.abs(since - Date.now()) < 5000, 'Redis remembers from now (its own clock)');
+    });
+
+    it('given a reply whose message occurred within the clock margin of when Redis began remembering, then it is read first (HubSpot and Redis clocks may differ)', async () => {
+      const attempts = createRedisReplyAttempts(redis, prefix, 60_000);
+      await redis.set(memorySince(), String(Date.now() - 30_000));
+      assert.equal(await attempts.mark('org:ai-reply:e5', Date.now()), false);
+      assert.equal(await attempts.mark('org:ai-reply:e6', Date.now() + MEMORY_MARGIN_MS), true);
     });
   });
 

@@ -46,6 +46,7 @@ import { createOutboundMetrics } from './metrics.ts';
 import { createOpenCxApi, type OpenCxApi } from './opencx/client.ts';
 import { createRedisOwedTicketLookUps, startOwedTicketLookUps } from './owed-ticket-look-ups.ts';
 import { postAiReply } from './post-ai-reply.ts';
+import { createRedisReplyAttempts } from './reply-attempts.ts';
 
 export type RunningOutbound = { readonly metricsPort: number; readonly stop: () => Promise<void> };
 
@@ -90,6 +91,7 @@ export const startOutbound = async (
   await postedReplies.start();
   registerOrgDirectoryMetrics(registry, orgs);
   const redis = createRedis(config.REDIS_URL, logger);
+  const replyAttempts = createRedisReplyAttempts(redis, config.REDIS_KEY_PREFIX, config.DEDUP_TTL_MS);
   const events = await createDomainEventPublisher({ kafka, codec, topics: [topics.aiReplies.name], logger });
   // Session links and posted replies: many conversations write at once, sharing requests.
   const tableWrites = await createRecordWriter({
@@ -190,12 +192,8 @@ export const startOutbound = async (
       catchUp: () => postedReplies.catchUp(),
     },
     dedup,
-    markAttempt: async (key: string) =>
-      (await redis.set(`${config.REDIS_KEY_PREFIX}attempt:${key}`, '1', 'PX', config.DEDUP_TTL_MS, 'NX')) ===
-      'OK',
-    clearAttempt: async (key: string) => {
-      await redis.del(`${config.REDIS_KEY_PREFIX}attempt:${key}`);
-    },
+    markAttempt: replyAttempts.mark,
+    clearAttempt: replyAttempts.clear,
     maybePostedSettleMs: config.HUBSPOT_TIMEOUT_MS,
     retry,
     claim: { leaseMs: config.DEDUP_CLAIM_LEASE_MS, now: Date.now, sleep },

@@ -20,8 +20,10 @@ import { ticketLinkKey, type SessionLink } from '../../../lib/session-links.ts';
  * A replica also remembers, for `OWED_MEMO_MS`, the threads it owed with success: a look-up that
  * Redis holds (owed, or settled for the next hour) is not owed again from here meanwhile. Without
  * it every customer message of a ticketless conversation cost a script call (issue 10: 9 of 10
- * messages in the outbound bench). Lost only if Redis loses its data: the next message after the
- * memo lapses owes it again, as before.
+ * messages in the outbound bench). Redis can lose its data only by restarting (or a flush): the
+ * memo is forgotten whenever the connection to Redis closes, so the next message of such a
+ * thread owes its look-up again (a soak run lost a ticket change to a memo that outlived a Redis
+ * restart: the owe was gone, and no later message made it again).
  */
 const OWE = `
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
@@ -76,6 +78,7 @@ export const createRedisOwedTicketLookUps = (redis: Redis, prefix: string): Owed
   const laterScript = defineScript(redis, LATER, 1);
   /** Thread → until when an owe of it is known to be held by Redis (insertion order: oldest first). */
   const owedMemo = new Map<string, number>();
+  redis.on('close', () => owedMemo.clear());
   return {
     owe: async (orgId, threadId, { force = false } = {}) => {
       const entry = { orgId, threadId };

@@ -60,9 +60,10 @@ export type PostAiReplyDeps = {
   /**
    * Records, durably beyond the claim's lease, that a post was attempted: true the first time.
    * A later attempt (the earlier one's process died after posting, before confirming) checks the
-   * thread for the reply instead of posting blind.
+   * thread for the reply instead of posting blind. Also false when the store may have forgotten
+   * an earlier attempt (Redis lost its data since the reply's message occurred: reply-attempts.ts).
    */
-  readonly markAttempt: (key: string) => Promise<boolean>;
+  readonly markAttempt: (key: string, occurredAt: number) => Promise<boolean>;
   /**
    * Forgets the attempt marker: every try of this attempt ended in an answer that proves nothing
    * was posted (a 429, a refusal, a wait before sending). The next attempt then posts without
@@ -135,7 +136,7 @@ export const postAiReply = async (
       await deps.dedup.confirm(key);
       return { kind: 'skipped', reason: SkipReason.duplicate };
     }
-    if (!(await deps.markAttempt(key)) && (await alreadyPosted(reply, org, deps))) {
+    if (!(await deps.markAttempt(key, reply.occurredAt)) && (await alreadyPosted(reply, org, deps))) {
       await deps.posted.record(reply);
       await deps.dedup.confirm(key);
       return { kind: 'skipped', reason: SkipReason.duplicate };
