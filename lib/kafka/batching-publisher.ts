@@ -163,7 +163,7 @@ const withTimeout = <T>(work: Promise<T>, ms: number, what: string): Promise<T> 
 /** Bytes per topic-partition of the send being assembled; keyless records count on every partition. */
 class SendBudget {
   count = 0;
-  /** Bytes per partition, per topic (no string key is built per record: a send holds up to 1,000). */
+  /** Bytes per partition, per topic (no string key is built per record: a send holds thousands). */
   readonly #perPartition = new Map<string, Map<number, number>>();
   readonly #anyPartition = new Map<string, number>();
   #partitionCount = 0;
