@@ -910,6 +910,7 @@ export class KeyedConsumer {
       });
       reader.on(reader.events.GROUP_JOIN, () => {
         if (this.#stopping) void reader.disconnect().catch(() => undefined);
+        else this.#reseekReplays(reader);
       });
       await reader.connect();
       await reader.subscribe({ topics: [...this.#options.topics], fromBeginning: false });
@@ -923,6 +924,33 @@ export class KeyedConsumer {
       return reader;
     })();
     return this.#reader;
+  }
+
+  /**
+   * After kafkajs restarted the reader (it crashed: a broker restart), the new one starts every
+   * partition at the end (its group commits nothing) and forgets every seek and pause: a replay
+   * still reading would wait for ever for offsets that never come again, and its tenant's
+   * messages with it (soak run 17). Each such replay goes on from where it stood.
+   */
+  #reseekReplays(reader: Consumer): void {
+    for (const state of this.#partitions.values()) {
+      const replay = state.replay;
+      if (!replay?.reading || state.epoch !== this.#epoch) continue;
+      const where = { topic: state.topic, partition: state.partition };
+      try {
+        reader.seek({ ...where, offset: replay.position.toString() });
+        if (replay.paused) reader.pause([{ topic: state.topic, partitions: [state.partition] }]);
+        this.#options.logger.info(
+          { ...where, from: replay.position.toString() },
+          'replay reader (re)joined: reading parked tenants’ messages on from where the replay stood',
+        );
+      } catch (error) {
+        this.#options.logger.warn(
+          { ...where, err: error },
+          'could not point the replay reader back; trying at its next join',
+        );
+      }
+    }
   }
 
   async #resumeReader(state: PartitionState, seekTo?: bigint): Promise<void> {

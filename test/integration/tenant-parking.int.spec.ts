@@ -79,7 +79,9 @@ describe('keyed consumer: a waiting tenant is parked, not held in memory (real K
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
   });
 
-  const produce = async (messages: { key: string; value: string }[]): Promise<void> => {
+  const produce = async (
+    messages: { key: string; value: string; headers?: Record<string, string> }[],
+  ): Promise<void> => {
     const producer = kafka.producer();
     await producer.connect();
     for (let i = 0; i < messages.length; i += 2000)
@@ -96,7 +98,7 @@ describe('keyed consumer: a waiting tenant is parked, not held in memory (real K
   const consumerWith = (
     gate: TenantGate,
     handle: (message: KafkaMessage) => Promise<HandlerOutcome>,
-    options: { maxBufferedMessages?: number } = {},
+    options: { maxBufferedMessages?: number; parkingKafka?: Kafka } = {},
   ) => {
     const consumer = new KeyedConsumer({
       consumer: kafka.consumer({ groupId: group, sessionTimeout: 6000, heartbeatInterval: 500 }),
@@ -108,7 +110,7 @@ describe('keyed consumer: a waiting tenant is parked, not held in memory (real K
       commitIntervalMs: 50,
       maxBufferedMessages: options.maxBufferedMessages ?? 500,
       parking: {
-        kafka,
+        kafka: options.parkingKafka ?? kafka,
         groupId: group,
         gate,
         tenantOf: (message) => message.key?.toString().split(':')[0],
@@ -253,6 +255,66 @@ describe('keyed consumer: a waiting tenant is parked, not held in memory (real K
     await produce(recordsOf('A', 400, 8));
     await waitFor('A’s 400 handled over several windows', () => new Set(handledA).size >= 400, 60000);
     assertInOrder(handledA, 400, 8, { once: false });
+  });
+
+  it('regression (soak): given a replay whose reader kafkajs restarts after a crash (a broker restart), then the replay goes on from where it stood: every parked message is handled, in order', async () => {
+    const gate = createTenantGate({ initialBackoffMs: 300, maxBackoffMs: 300 });
+    // The replay reader's batches fail (retriably) from its second batch on until kafkajs gives
+    // up and restarts it: the new consumer starts at the partition's end, with no seek.
+    let readerBatches = 0;
+    let readerCrashed = false;
+    const parkingKafka = new Proxy(kafka, {
+      get: (target, property, receiver) => {
+        if (property !== 'consumer') return Reflect.get(target, property, receiver) as unknown;
+        return (config: Parameters<Kafka['consumer']>[0]) => {
+          const reader = target.consumer({ ...config, retry: { retries: 1, initialRetryTime: 100 } });
+          reader.on(reader.events.CRASH, () => {
+            readerCrashed = true;
+          });
+          const run = reader.run.bind(reader);
+          reader.run = (runConfig) =>
+            run({
+              ...runConfig,
+              eachBatch: async (payload) => {
+                if (payload.batch.messages.length > 0 && ++readerBatches >= 2 && !readerCrashed)
+                  throw Object.assign(new Error('test: the broker went away'), { retriable: true });
+                await runConfig?.eachBatch?.(payload);
+              },
+            });
+          return reader;
+        };
+      },
+    });
+    let aMayGo = false;
+    const handledA: string[] = [];
+    const consumer = consumerWith(
+      gate,
+      async (message) => {
+        const value = message.value?.toString() ?? '';
+        if (!value.startsWith('A')) return done;
+        if (!aMayGo) return { kind: 'wait-for-tenant', reason: 'test: A over budget' };
+        handledA.push(value);
+        return done;
+      },
+      { parkingKafka },
+    );
+    await consumer.start();
+    // 1 MB of A in record batches of 200: the reader takes several fetches (256 KiB each) to
+    // read it again. A waits until all of it is parked behind the commit.
+    const padded = recordsOf('A', 3000, 10).map((record) => ({
+      ...record,
+      headers: { pad: 'x'.repeat(300) },
+    }));
+    for (let i = 0; i < padded.length; i += 200) await produce(padded.slice(i, i + 200));
+    await produce(recordsOf('B', 50, 5));
+    await waitFor('A parked behind the commit', async () => {
+      const point = await committed();
+      return point.offset === 3050 && point.metadata?.includes('"A"');
+    });
+    aMayGo = true;
+    await waitFor('the reader crashed and was restarted by kafkajs', () => readerCrashed, 30000);
+    await waitFor('all of A handled after the reader’s restart', () => new Set(handledA).size >= 3000, 60000);
+    assertInOrder(handledA, 3000, 10, { once: false });
   });
 
   it('given a parked tenant whose gate opens while its upstream still refuses, then one message probes it (not a burst of calls), and once one succeeds the rest flow concurrently', async () => {
