@@ -22,6 +22,24 @@ export type SessionLink = z.infer<typeof SessionLink>;
 export const threadLinkKey = (orgId: string, threadId: string): string => `${orgId}:thread:${threadId}`;
 export const ticketLinkKey = (orgId: string, ticketId: string): string => `${orgId}:ticket:${ticketId}`;
 
+/**
+ * Threads whose link was written since `since` and whose ticket no link names (neither the
+ * thread's link nor a ticket's): their ticket look-up may still be owed.
+ */
+export const ticketlessThreads = (
+  links: Iterable<SessionLink>,
+  since: number,
+): { orgId: string; threadId: string }[] => {
+  const withTicket = new Set<string>();
+  const candidates: { orgId: string; threadId: string }[] = [];
+  for (const link of links) {
+    if (link.threadId === null) continue;
+    if (link.ticketId !== null) withTicket.add(`${link.orgId}\0${link.threadId}`);
+    else if (link.updatedAt >= since) candidates.push({ orgId: link.orgId, threadId: link.threadId });
+  }
+  return candidates.filter(({ orgId, threadId }) => !withTicket.has(`${orgId}\0${threadId}`));
+};
+
 export class SessionLinks {
   readonly #table: KafkaTable<SessionLink>;
   readonly #topic: string;
@@ -54,6 +72,11 @@ export class SessionLinks {
   }
   forTicket(orgId: string, ticketId: string): SessionLink | undefined {
     return this.#table.get(ticketLinkKey(orgId, ticketId));
+  }
+
+  /** See ticketlessThreads: recent sessions whose ticket is not known yet. */
+  ticketlessThreadsSince(since: number): { orgId: string; threadId: string }[] {
+    return ticketlessThreads(this.#table.values(), since);
   }
 
   /** Durable (acks=all) before it returns, and visible here at once. */

@@ -10,7 +10,10 @@ import { join } from 'node:path';
 import { createRedis, type Redis } from '../../lib/redis.ts';
 import { waitFor } from '../support/pipeline.ts';
 import { SoakRedis } from '../support/soak/cluster.ts';
-import { createRedisOwedTicketLookUps } from '../../services/outbound/src/owed-ticket-look-ups.ts';
+import {
+  createRedisOwedTicketLookUps,
+  oweAgainWhenRedisReturns,
+} from '../../services/outbound/src/owed-ticket-look-ups.ts';
 import { createRedisReplyAttempts, MEMORY_MARGIN_MS } from '../../services/outbound/src/reply-attempts.ts';
 import { createDeadLetterWriter } from '../../lib/dead-letters/writer.ts';
 import type { AvroCodec } from '../../lib/registry.ts';
@@ -134,6 +137,47 @@ describe('Redis adapters (real Redis)', () => {
         assert.deepEqual(await client.zrange(`${prefix}ticket-lookups:owed`, 0, -1), [
           JSON.stringify(['org-1', 'thread-3']),
         ]);
+      } finally {
+        client.disconnect();
+        await own.stop();
+      }
+    });
+
+    it('regression (soak): given recent sessions whose ticket is unknown, when Redis restarts without its data, then their look-ups are owed again once it is back', async function () {
+      this.timeout(30000);
+      const own = new SoakRedis(mkdtempSync(join(tmpdir(), 'redis-reowe-')));
+      await own.start();
+      const client = createRedis(own.url, createLogger('test', 'silent'));
+      try {
+        const owed = createRedisOwedTicketLookUps(client, prefix);
+        const asked: number[] = [];
+        oweAgainWhenRedisReturns({
+          redis: client,
+          owed,
+          ticketlessThreadsSince: (since) => {
+            asked.push(since);
+            return [
+              { orgId: 'org-1', threadId: 'thread-8' },
+              { orgId: 'org-2', threadId: 'thread-9' },
+            ];
+          },
+          logger: createLogger('test', 'silent'),
+          now: Date.now,
+        });
+        await owed.owe('org-1', 'thread-8');
+        await own.restart(200);
+        const owedNow = () =>
+          client.zrange(`${prefix}ticket-lookups:owed`, 0, -1).catch(() => [] as string[]);
+        await waitFor('both owed again', async () => (await owedNow()).length === 2, 10000);
+        assert.deepEqual((await owedNow()).sort(), [
+          JSON.stringify(['org-1', 'thread-8']),
+          JSON.stringify(['org-2', 'thread-9']),
+        ]);
+        assert.equal(asked.length, 1, 'once per return of Redis');
+        assert.ok(
+          Math.abs(Date.now() - 60 * 60 * 1000 - (asked[0] ?? 0)) < 10000,
+          'sessions of the last hour',
+        );
       } finally {
         client.disconnect();
         await own.stop();

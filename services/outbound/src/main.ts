@@ -44,7 +44,11 @@ import { loadOutboundConfig, type OutboundConfig } from './config.ts';
 import { createPipelineEventHandler } from './handle-domain-event.ts';
 import { createOutboundMetrics } from './metrics.ts';
 import { createOpenCxApi, type OpenCxApi } from './opencx/client.ts';
-import { createRedisOwedTicketLookUps, startOwedTicketLookUps } from './owed-ticket-look-ups.ts';
+import {
+  createRedisOwedTicketLookUps,
+  oweAgainWhenRedisReturns,
+  startOwedTicketLookUps,
+} from './owed-ticket-look-ups.ts';
 import { postAiReply } from './post-ai-reply.ts';
 import { createRedisReplyAttempts } from './reply-attempts.ts';
 
@@ -145,6 +149,13 @@ export const startOutbound = async (
     waitingUntil: (org) => hubspotGate.waitingUntil(org.orgId),
   });
   const owedTicketLookUps = createRedisOwedTicketLookUps(redis, config.REDIS_KEY_PREFIX);
+  oweAgainWhenRedisReturns({
+    redis,
+    owed: owedTicketLookUps,
+    ticketlessThreadsSince: (since) => links.ticketlessThreadsSince(since),
+    logger,
+    now: Date.now,
+  });
 
   const retryPolicy = {
     attempts: config.OPENCX_RETRY_ATTEMPTS,

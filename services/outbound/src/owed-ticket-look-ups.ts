@@ -112,6 +112,50 @@ export const createRedisOwedTicketLookUps = (redis: Redis, prefix: string): Owed
   };
 };
 
+/** How far back sessions whose ticket is unknown owe their look-up again after a Redis loss (as long as a settled look-up is remembered). */
+export const REOWE_WINDOW_MS = SETTLED_TTL_MS;
+
+/**
+ * Owed look-ups live only in Redis. Whenever the connection to Redis comes back (Redis may have
+ * restarted without its data), every session of the last hour whose ticket no link names owes
+ * its look-up again: a no-op for those Redis still holds or settled. Without it, a thread whose
+ * owe was lost kept no ticket link unless another message of it came, and its ticket's changes
+ * and notes were skipped (soak run 17 lost a note and a ticket change this way).
+ */
+export const oweAgainWhenRedisReturns = (deps: {
+  readonly redis: Redis;
+  readonly owed: Pick<OwedTicketLookUps, 'owe'>;
+  readonly ticketlessThreadsSince: (since: number) => readonly OwedLookUp[];
+  readonly logger: Logger;
+  readonly now: () => number;
+}): void => {
+  let reconnecting = false;
+  deps.redis.on('close', () => {
+    reconnecting = true;
+  });
+  deps.redis.on('ready', () => {
+    if (!reconnecting) return;
+    reconnecting = false;
+    void (async () => {
+      const threads = deps.ticketlessThreadsSince(deps.now() - REOWE_WINDOW_MS);
+      for (let index = 0; index < threads.length; index += 100)
+        await Promise.all(
+          threads.slice(index, index + 100).map(({ orgId, threadId }) => deps.owed.owe(orgId, threadId)),
+        );
+      if (threads.length > 0)
+        deps.logger.info(
+          { threads: threads.length },
+          'Redis is back: recent sessions without a known ticket owe their look-up again',
+        );
+    })().catch((error: unknown) =>
+      deps.logger.warn(
+        { err: describeError(error) },
+        'ticket look-ups not owed again after Redis came back; their next customer message owes them',
+      ),
+    );
+  });
+};
+
 export const TicketLookUpOutcome = {
   found: 'found',
   none: 'none',
