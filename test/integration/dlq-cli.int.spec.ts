@@ -12,7 +12,7 @@ import { connectToPipeline } from '../../lib/pipeline-connections.ts';
 import { createRedis, type Redis } from '../../lib/redis.ts';
 import { AvroCodec } from '../../lib/registry.ts';
 import * as fixtures from '../fakes/hubspot-fixtures.ts';
-import { readTopicToEnd } from '../support/topic-reader.ts';
+import { readTopicToEnd, bareMessageAt } from '../support/topic-reader.ts';
 
 const CLI = fileURLToPath(new URL('../../lib/dead-letters/dlq-cli.ts', import.meta.url));
 const TOPIC_RESOURCE = 2 as ConfigResourceTypes;
@@ -169,14 +169,7 @@ describe('the dlq command: show, --json, --dry-run, a rate cap; the topic keeps 
         writer.alreadyWritten({
           topic: sourceTopic,
           partition: 0,
-          message: {
-            key: null,
-            value: null,
-            offset: String(offset),
-            timestamp: '0',
-            attributes: 0,
-            headers: {},
-          },
+          message: bareMessageAt(offset),
         }),
       ),
     );

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRedis, type Redis } from '../../lib/redis.ts';
 import { waitFor } from '../support/pipeline.ts';
+import { bareMessageAt } from '../support/topic-reader.ts';
 import { SoakRedis } from '../support/soak/cluster.ts';
 import {
   createRedisOwedTicketLookUps,
@@ -33,6 +34,22 @@ describe('Redis adapters (real Redis)', () => {
     if (keys.length > 0) await redis.del(...keys);
     redis.disconnect();
   });
+
+  /** A redis-server of the test's own (restartable: SIGKILL, every key lost) and a client of it. */
+  const withOwnRedis = async (
+    name: string,
+    work: (client: Redis, own: SoakRedis) => Promise<void>,
+  ): Promise<void> => {
+    const own = new SoakRedis(mkdtempSync(join(tmpdir(), `redis-${name}-`)));
+    await own.start();
+    const client = createRedis(own.url, createLogger('test', 'silent'));
+    try {
+      await work(client, own);
+    } finally {
+      client.disconnect();
+      await own.stop();
+    }
+  };
 
   describe('dedup store: claim, emit, then confirm', () => {
     const store = (owner: string, leaseMs = 500) =>
@@ -116,10 +133,7 @@ describe('Redis adapters (real Redis)', () => {
     });
     it('regression (soak): given a thread this replica owed, when Redis restarts without its data, then the next owe reaches Redis again (the memo is forgotten)', async function () {
       this.timeout(30000);
-      const own = new SoakRedis(mkdtempSync(join(tmpdir(), 'redis-owed-')));
-      await own.start();
-      const client = createRedis(own.url, createLogger('test', 'silent'));
-      try {
+      await withOwnRedis('owed', async (client, own) => {
         const replica = createRedisOwedTicketLookUps(client, prefix);
         await replica.owe('org-1', 'thread-3');
         await own.restart(200);
@@ -137,18 +151,12 @@ describe('Redis adapters (real Redis)', () => {
         assert.deepEqual(await client.zrange(`${prefix}ticket-lookups:owed`, 0, -1), [
           JSON.stringify(['org-1', 'thread-3']),
         ]);
-      } finally {
-        client.disconnect();
-        await own.stop();
-      }
+      });
     });
 
     it('regression (soak): given recent sessions whose ticket is unknown, when Redis restarts without its data, then their look-ups are owed again once it is back', async function () {
       this.timeout(30000);
-      const own = new SoakRedis(mkdtempSync(join(tmpdir(), 'redis-reowe-')));
-      await own.start();
-      const client = createRedis(own.url, createLogger('test', 'silent'));
-      try {
+      await withOwnRedis('reowe', async (client, own) => {
         const owed = createRedisOwedTicketLookUps(client, prefix);
         const asked: number[] = [];
         oweAgainWhenRedisReturns({
@@ -178,10 +186,7 @@ describe('Redis adapters (real Redis)', () => {
           Math.abs(Date.now() - 60 * 60 * 1000 - (asked[0] ?? 0)) < 10000,
           'sessions of the last hour',
         );
-      } finally {
-        client.disconnect();
-        await own.stop();
-      }
+      });
     });
   });
 
@@ -379,14 +384,7 @@ describe('Redis adapters (real Redis)', () => {
             writer.alreadyWritten({
               topic: 'raw',
               partition: 0,
-              message: {
-                key: null,
-                value: null,
-                offset: String(offset),
-                timestamp: '0',
-                attributes: 0,
-                headers: {},
-              },
+              message: bareMessageAt(offset),
             }),
           ),
         );
@@ -400,11 +398,7 @@ describe('Redis adapters (real Redis)', () => {
   describe('Lua scripts by SHA (defineScript)', () => {
     it("given a Redis restart that empties the script cache (its own redis-server), then the rate limiter's and the dedup store's scripts still run", async function () {
       this.timeout(30000);
-      const logDir = mkdtempSync(join(tmpdir(), 'redis-scripts-'));
-      const own = new SoakRedis(logDir);
-      await own.start();
-      const client = createRedis(own.url, createLogger('test', 'silent'));
-      try {
+      await withOwnRedis('scripts', async (client, own) => {
         const limiter = createRedisRateLimiter(client, { prefix, max: 5, windowMs: 10000 });
         const dedup = createRedisDedupStore(client, { prefix, owner: 'a', leaseMs: 5000, doneTtlMs: 60000 });
         assert.equal(await limiter.acquire('portal-1'), 0);
@@ -426,10 +420,7 @@ describe('Redis adapters (real Redis)', () => {
         assert.equal(await dedup.renew('k1'), true);
         await dedup.release('k1');
         assert.equal(await client.exists(`${prefix}dedup:k1`), 0, 'released by its script');
-      } finally {
-        client.disconnect();
-        await own.stop();
-      }
+      });
     });
   });
 });

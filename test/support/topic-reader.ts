@@ -53,3 +53,13 @@ export const readTopicToEnd = async (
   }
   return records;
 };
+
+/** A record with nothing in it but its offset: where only a message's place on its topic counts. */
+export const bareMessageAt = (offset: number): KafkaMessage => ({
+  key: null,
+  value: null,
+  offset: String(offset),
+  timestamp: '0',
+  attributes: 0,
+  headers: {},
+});
