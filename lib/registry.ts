@@ -28,6 +28,30 @@ const typeByRecordName = new Map<string, PipelineEventType>(
 type AvroWriter = {
   encode(value: unknown, buffer: Buffer, position: number): number;
   isValid(value: unknown, options: { errorHook: (path: string[]) => void }): boolean;
+  readonly fields?: readonly { readonly name: string; readonly type: { readonly typeName?: string } }[];
+};
+
+/**
+ * A record whose last field, an Avro `string`, is given as UTF-8 bytes (`head` from
+ * AvroCodec.encodeRecordHead): Avro writes a string as its byte length (a zigzag varint) and
+ * then its bytes, and a record as its fields one after the other, so this is the whole record.
+ * The bytes must be valid UTF-8; nothing here checks them.
+ */
+export const withAvroStringTail = (head: Buffer, utf8: Buffer): Buffer => {
+  const length = utf8.length;
+  let zigzag = length * 2;
+  let varintBytes = 1;
+  for (let rest = zigzag; rest >= 0x80; rest = Math.floor(rest / 0x80)) varintBytes++;
+  const record = Buffer.allocUnsafe(head.length + varintBytes + length);
+  head.copy(record, 0);
+  let position = head.length;
+  while (zigzag >= 0x80) {
+    record[position++] = (zigzag % 0x80) | 0x80;
+    zigzag = Math.floor(zigzag / 0x80);
+  }
+  record[position++] = zigzag;
+  utf8.copy(record, position);
+  return record;
 };
 
 /** Confluent's wire format: a zero magic byte, then the schema id (4 bytes, big-endian), then Avro. */
@@ -140,6 +164,24 @@ export class AvroCodec {
     const record = Buffer.allocUnsafe(end);
     scratch.copy(record, 0, 0, end);
     return record;
+  }
+
+  /**
+   * A record without its last field, for `withAvroStringTail`: the fields before it written as
+   * encodeRecordNow writes them (validated, in Confluent's wire format). The last field must be
+   * an Avro `string`; `payload` must not hold it. Records that share everything but their last
+   * field (ingest's events of one batch) share one head.
+   */
+  encodeRecordHead(recordName: string, payload: object): Buffer {
+    const writer = this.#writerByName.get(recordName);
+    const last = writer?.type.fields?.at(-1);
+    if (writer && (last === undefined || last.type.typeName !== 'string'))
+      throw new Error(`schema ${recordName} does not end in a string field: encode it with encodeRecordNow`);
+    if (last && Object.hasOwn(payload, last.name))
+      throw new Error(`encodeRecordHead(${recordName}): the payload holds the last field ${last.name}`);
+    // The empty string is one byte, its length 0: the head is everything before it.
+    const whole = this.encodeRecordNow(recordName, { ...payload, [last?.name ?? '']: '' });
+    return whole.subarray(0, whole.length - 1);
   }
 
   async encodeRecord(recordName: string, payload: object): Promise<Buffer> {

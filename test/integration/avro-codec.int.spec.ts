@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { SchemaRegistry } from '@kafkajs/confluent-schema-registry';
 import { ConfluentSchemaRegistryValidationError } from '@kafkajs/confluent-schema-registry/dist/errors.js';
 import type { CustomerMessage } from '../../lib/domain-events.ts';
-import { AvroCodec } from '../../lib/registry.ts';
+import { AvroCodec, withAvroStringTail } from '../../lib/registry.ts';
 
 const RAW = 'io.opencx.pipeline.RawWebhookEvent';
 
@@ -88,6 +88,34 @@ describe('Avro codec: records written without the registry client', function () 
     // The next record is written whole: the failed one left nothing behind.
     const payload = rawEvent(20);
     assert.deepEqual({ ...(await codec.decodeRecord(codec.encodeRecordNow(RAW, payload))).record }, payload);
+  });
+
+  it("given a head and the event's UTF-8 bytes (ingest's path), then the record is the registry client's bytes, at every varint length boundary", async () => {
+    // 63/64 and 8191/8192 bytes: where the zigzag length takes a second and a third byte.
+    for (const size of [0, 1, 63, 64, 65, 500, 8191, 8192, 70_000, 1_048_000]) {
+      for (const fill of ['a', 'é', '😀']) {
+        const each = Buffer.byteLength(fill);
+        const text = fill.repeat(Math.floor(size / each)) + 'a'.repeat(size % each); // `size` bytes
+        const { event, ...rest } = { ...rawEvent(0), event: text };
+        const written = withAvroStringTail(codec.encodeRecordHead(RAW, rest), Buffer.from(event));
+        const expected = await client.encode(written.readInt32BE(1), { ...rest, event });
+        assert.deepEqual(written, expected, `${size} chars of ${fill}`);
+      }
+    }
+  });
+
+  it('given a head of a value the schema refuses, or of a payload that holds the last field, or of a record not ending in a string, then it throws', () => {
+    const { event, ...rest } = rawEvent(10);
+    assert.throws(
+      () => codec.encodeRecordHead(RAW, { ...rest, portalId: 'seventy-seven' }),
+      ConfluentSchemaRegistryValidationError,
+    );
+    assert.throws(() => codec.encodeRecordHead(RAW, { ...rest, event }), /holds the last field event/);
+    // DeadLetter ends in a long (failedAt).
+    assert.throws(
+      () => codec.encodeRecordHead('io.opencx.pipeline.DeadLetter', {}),
+      /does not end in a string field/,
+    );
   });
 
   it('given a record name never registered, then a clear error saying to register first', () => {

@@ -44,6 +44,16 @@ const fakeProducers = (
 
 const silent = pino({ level: 'silent' });
 
+const defaultOptions = (): BatchingPublisherOptions => ({
+  createProducer: fakeProducers().createProducer,
+  limits: new Map(),
+  lingerMs: 5,
+  maxBatchMessages: 100,
+  sendTimeoutMs: 1000,
+  failingForMs: 60000,
+  logger: silent,
+});
+
 const publisherWith = async (
   createProducer: () => Producer,
   options: Partial<BatchingPublisherOptions> = {},
@@ -250,6 +260,168 @@ describe('batching publisher (linger for kafkajs)', () => {
       await publisher.publish('raw', [{ value: 'next' }]);
       assert.equal(kafka.producers[0]?.disconnected, true);
       assert.deepEqual(kafka.producers[1]?.batches.map(valuesOf), [['next']]);
+    });
+  });
+
+  describe('lanes: sends in flight at once, each through its own producer (issue 10)', () => {
+    /** Sends wait until the test lets them go: `held` lists them in the order they were made. */
+    const heldProducers = () => {
+      const held: {
+        values: string[];
+        producer: number;
+        release: () => void;
+        fail: (error: Error) => void;
+      }[] = [];
+      const kafka = fakeProducers(
+        (batch, producer) =>
+          new Promise((resolve, reject) =>
+            held.push({
+              values: valuesOf(batch),
+              producer: producer.id,
+              release: () => resolve([]),
+              fail: reject,
+            }),
+          ),
+      );
+      return { kafka, held };
+    };
+    const until = async (condition: () => boolean, what: string): Promise<void> => {
+      for (const started = Date.now(); !condition(); await new Promise((resolve) => setTimeout(resolve, 1)))
+        if (Date.now() - started > 2000) assert.fail(`waited 2 s for ${what}`);
+    };
+
+    it('given two lanes and a send waiting for its acknowledgement, when another caller publishes, then it is sent at once on the other producer and each caller resolves with its own send', async () => {
+      const { kafka, held } = heldProducers();
+      const publisher = await publisherWith(kafka.createProducer, { lanes: 2, lingerMs: 0 });
+      let firstDone = false;
+      const first = publisher.publish('t', [{ value: 'first' }]).then(() => (firstDone = true));
+      await until(() => held.length === 1, 'the first send');
+      const second = publisher.publish('t', [{ value: 'second' }]);
+      await until(() => held.length === 2, 'the second send, while the first is in flight');
+      assert.deepEqual(
+        held.map(({ values, producer }) => [values, producer]),
+        [
+          [['first'], 1],
+          [['second'], 2],
+        ],
+      );
+      held[1]?.release();
+      await second;
+      assert.equal(firstDone, false, 'the first caller waits for its own acknowledgement');
+      held[0]?.release();
+      await first;
+    });
+
+    it('given one lane (the default), when a caller publishes while a send is in flight, then it waits for that send to end', async () => {
+      const { kafka, held } = heldProducers();
+      const publisher = await publisherWith(kafka.createProducer, { lingerMs: 0 });
+      const first = publisher.publish('t', [{ value: 'first' }]);
+      await until(() => held.length === 1, 'the first send');
+      const second = publisher.publish('t', [{ value: 'second' }]);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.equal(held.length, 1);
+      held[0]?.release();
+      await first;
+      await until(() => held.length === 2, 'the second send');
+      held[1]?.release();
+      await second;
+      assert.equal(kafka.producers.length, 1);
+    });
+
+    it('given a caller with more records than one send holds, when three lanes are free, then its sends go one after another, in order, never two at once', async () => {
+      const { kafka, held } = heldProducers();
+      const publisher = await publisherWith(kafka.createProducer, {
+        lanes: 3,
+        lingerMs: 0,
+        maxBatchMessages: 2,
+      });
+      const done = publisher.publish(
+        't',
+        ['r1', 'r2', 'r3', 'r4', 'r5'].map((value) => ({ value })),
+      );
+      for (let index = 0; index < 3; index++) {
+        await until(() => held.length === index + 1, `send ${index + 1}`);
+        await new Promise((resolve) => setTimeout(resolve, 10));
+        assert.equal(held.length, index + 1, 'no later slice while one is in flight');
+        held[index]?.release();
+      }
+      await done;
+      assert.deepEqual(
+        held.map(({ values }) => values),
+        [['r1', 'r2'], ['r3', 'r4'], ['r5']],
+      );
+    });
+
+    it("given a lane's send failing, when the next callers publish, then only that lane's producer is replaced", async () => {
+      const { kafka, held } = heldProducers();
+      const publisher = await publisherWith(kafka.createProducer, { lanes: 2, lingerMs: 0 });
+      const failed = rejectionOf(publisher.publish('t', [{ value: 'a' }]));
+      await until(() => held.length === 1, 'the first send');
+      const fine = publisher.publish('t', [{ value: 'b' }]);
+      await until(() => held.length === 2, 'the second send');
+      held[0]?.fail(kafkaError('OUT_OF_ORDER_SEQUENCE_NUMBER'));
+      assert.equal((await failed).code, ErrorCode.kafkaUnavailable);
+      held[1]?.release();
+      await fine;
+      // The failed lane's next send goes through a new producer 3; the other lane keeps producer 2.
+      const third = publisher.publish('t', [{ value: 'c' }]);
+      await until(() => held.length === 3, 'a third send');
+      const fourth = publisher.publish('t', [{ value: 'd' }]);
+      await until(() => held.length === 4, 'a fourth send, while the third is in flight');
+      assert.deepEqual(
+        held.slice(2).map(({ values, producer }) => [values, producer]),
+        [
+          [['c'], 3],
+          [['d'], 2],
+        ],
+      );
+      for (const send of held.slice(2)) send.release();
+      await Promise.all([third, fourth]);
+      assert.deepEqual(
+        kafka.producers.map(({ id, disconnected }) => [id, disconnected]),
+        [
+          [1, true],
+          [2, false],
+          [3, false],
+        ],
+      );
+    });
+
+    it('given a linger of 0, when callers publish in one turn of the event loop, then they share one send', async () => {
+      const kafka = fakeProducers();
+      const publisher = await publisherWith(kafka.createProducer, { lanes: 2, lingerMs: 0 });
+      await Promise.all(['a', 'b', 'c'].map((value) => publisher.publish('t', [{ value }])));
+      assert.deepEqual(kafka.batches().map(valuesOf), [['a', 'b', 'c']]);
+    });
+
+    it('given sends in flight on both lanes, when closed, then close waits for both and disconnects every producer', async () => {
+      const { kafka, held } = heldProducers();
+      const publisher = await publisherWith(kafka.createProducer, { lanes: 2, lingerMs: 0 });
+      const sent = [publisher.publish('t', [{ value: 'a' }])];
+      await until(() => held.length === 1, 'the first send');
+      sent.push(publisher.publish('t', [{ value: 'b' }]));
+      await until(() => held.length === 2, 'the second send');
+      let closed = false;
+      const closing = publisher.close().then(() => (closed = true));
+      held[0]?.release();
+      await sent[0];
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      assert.equal(closed, false, 'one send is still in flight');
+      held[1]?.release();
+      await closing;
+      await Promise.all(sent);
+      assert.deepEqual(
+        kafka.producers.map(({ disconnected }) => disconnected),
+        [true, true],
+      );
+    });
+
+    it('given lanes that are not a positive integer, when constructed, then it throws', () => {
+      for (const lanes of [0, -1, 1.5])
+        assert.throws(
+          () => new BatchingPublisher({ ...defaultOptions(), lanes }),
+          /lanes must be a positive integer/,
+        );
     });
   });
 

@@ -73,9 +73,24 @@ describe('ingest HTTP answers', () => {
     const response = await postBody('/webhooks/hubspot', `[${event}, ${JSON.stringify(events[1])}]`);
     assert.equal(response.status, 200);
     assert.deepEqual(
-      ingest.deliveries[0]?.events.map(({ event: accepted }) => accepted.json),
+      ingest.deliveries[0]?.events.map(({ event: accepted }) => accepted.json.toString('utf8')),
       [event.trim(), JSON.stringify(events[1])],
     );
+  });
+
+  it('given a body with non-ASCII text, a byte order mark and JSON whitespace between events, when accepted, then each event reaches the sink as its exact UTF-8 bytes', async () => {
+    const occurredAt = Date.now();
+    const first = `{"portalId":77,"subscriptionType":"conversation.newMessage","objectId":1,"messageId":"m-é😀","occurredAt":${occurredAt},"note":"\\u00e9 ü"}`;
+    const second = `{"portalId":77,"subscriptionType":"conversation.newMessage","objectId":2,"messageId":"m-2","occurredAt":${occurredAt}}`;
+    for (const body of [`[\t${first} ,\r\n ${second}\n]`, `\uFEFF[${first},${second}]`]) {
+      ingest.deliveries.length = 0;
+      const response = await postBody('/webhooks/hubspot', body);
+      assert.equal(response.status, 200, `answered ${response.status} for ${JSON.stringify(body)}`);
+      assert.deepEqual(
+        ingest.deliveries[0]?.events.map(({ event: accepted }) => accepted.json),
+        [Buffer.from(first), Buffer.from(second)],
+      );
+    }
   });
 
   it('regression: given events whose type is an Object property name (toString, constructor, __proto__), when posted, then 200 like any unknown type (it was a 500)', async () => {

@@ -10,10 +10,11 @@ export type JsonBody =
       readonly ok: true;
       readonly value: unknown;
       /**
-       * When the body is an array: each element's text exactly as sent, in order (so an event is
-       * kept byte for byte, unknown fields and number spellings included).
+       * When the body is an array: each element's UTF-8 bytes exactly as sent, in order (so an
+       * event is kept byte for byte, unknown fields and number spellings included). Views of the
+       * body where it is ASCII (the common case: no copy).
        */
-      readonly elementTexts: readonly string[] | undefined;
+      readonly elements: readonly Buffer[] | undefined;
     }
   | { readonly ok: false; readonly detail: string };
 
@@ -26,6 +27,10 @@ const CLOSE_OBJECT = 0x7d;
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 const COMMA = 0x2c;
+
+/** The only whitespace JSON allows between tokens: space, tab, line feed, carriage return. */
+const isJsonWhitespace = (char: number): boolean =>
+  char === 0x20 || char === 0x09 || char === 0x0a || char === 0x0d;
 
 /** The index of the quote closing the string opened at `open`; text.length when it is not closed. */
 const closingQuoteOf = (text: string, open: number): number => {
@@ -83,13 +88,25 @@ export const parseJsonBody = (raw: Buffer, maxDepth = MAX_JSON_DEPTH): JsonBody 
   } catch {
     return { ok: false, detail: 'body is not JSON' };
   }
-  if (!Array.isArray(value)) return { ok: true, value, elementTexts: undefined };
-  const elementTexts = spans.map(([start, end]) => text.slice(start, end).trim()).filter((t) => t !== '');
+  if (!Array.isArray(value)) return { ok: true, value, elements: undefined };
+  // An ASCII body (no BOM either: it would be 3 bytes and no char) has its chars at its bytes'
+  // offsets, so an element is a view of the body; otherwise its text is encoded again (a strict
+  // decode of valid UTF-8 encodes back to the same bytes).
+  const ascii = text.length === raw.length;
+  const elements: Buffer[] = [];
+  for (const [spanStart, spanEnd] of spans) {
+    let start = spanStart;
+    let end = spanEnd;
+    while (start < end && isJsonWhitespace(text.charCodeAt(start))) start++;
+    while (end > start && isJsonWhitespace(text.charCodeAt(end - 1))) end--;
+    if (start === end) continue; // `[]`: no element
+    elements.push(ascii ? raw.subarray(start, end) : Buffer.from(text.slice(start, end)));
+  }
   // Defensive: should the scan and JSON.parse ever disagree, fall back to re-serialising.
   return {
     ok: true,
     value,
-    elementTexts:
-      elementTexts.length === value.length ? elementTexts : value.map((item) => JSON.stringify(item)),
+    elements:
+      elements.length === value.length ? elements : value.map((item) => Buffer.from(JSON.stringify(item))),
   };
 };

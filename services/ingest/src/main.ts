@@ -12,9 +12,10 @@ import {
 } from '../../../lib/kafka/index.ts';
 import { createLogger, type Logger } from '../../../lib/log.ts';
 import { closeServer, createMetricsRegistry } from '../../../lib/metrics.ts';
-import { registerOrgDirectoryMetrics } from '../../../lib/orgs/index.ts';
+import { registerOrgDirectoryMetrics, type Org } from '../../../lib/orgs/index.ts';
 import { connectToPipeline } from '../../../lib/pipeline-connections.ts';
 import { createRedis } from '../../../lib/redis.ts';
+import { withAvroStringTail } from '../../../lib/registry.ts';
 import { isEntryPoint, runAsProcess } from '../../../lib/service.ts';
 import { createIngestApp, type RawEventSink } from './app.ts';
 import { CONSOLE_DEFAULT_LIMITS } from './console/index.ts';
@@ -46,18 +47,25 @@ export const startIngest = async (
   await admin.connect();
   const limits = await readTopicLimits(admin, [topics.rawEvents.name]).finally(() => admin.disconnect());
   // Concurrent webhook requests share acks=all writes; 4 s leaves an answer within HubSpot's 5 s.
-  // Its own producer (not the shared one that writes organisations): it may be replaced after a
-  // failed send.
+  // Its own producers (not the shared one that writes organisations): each may be replaced after
+  // a failed send.
   const publisher = new BatchingPublisher({
     createProducer: () => createDurableProducer(kafka),
     limits,
-    lingerMs: 2,
+    // No timer: a send starts at the end of the event loop's turn that read its first request
+    // (the requests read in that turn share it), or at once on a free lane while the other sends.
+    // A 2 ms linger held each 1-event request 1.9 ms: 14k requests/s against 21k at 0, side by side.
+    lingerMs: 0,
     // Up to 3,000 records a send (fewer acks=all round trips per event), now that the patched
     // kafkajs groups a send by partition in linear time. bench:ingest, 100-event batches,
     // alternating runs on one day: 3,000 gave 76k/81k/71k/66k events/s against 70k/55k at 1,000
     // and 62k/59k at 5,000. The publisher still splits a send at one record batch's bytes per partition.
     maxBatchMessages: 3000,
     sendTimeoutMs: 4000,
+    // Two sends in flight, each through its own idempotent producer: a send need not wait for the
+    // acknowledgement of the one before (webhook requests have no order between them; a request's
+    // own events stay in order). bench:ingest, 100-event batches: p99 45 ms against 62 with one.
+    lanes: 2,
     failingForMs: 30000,
     logger,
     onProducerRebuilt: () => metrics.producerRebuilds.inc(),
@@ -65,21 +73,43 @@ export const startIngest = async (
   await publisher.connect();
 
   // The data path: a verified batch becomes raw records keyed by organisation, written durably.
+  // Each record is the Avro of its envelope (written once per batch for the events that share it:
+  // time, route, organisation, portal, type) followed by the event's bytes exactly as received.
   const sink: RawEventSink = async (route, events) => {
     const receivedAt = Date.now();
+    const heads = new Map<string, Buffer>();
+    let last: { org: Org | undefined; portalId: number; subscriptionType: string; head: Buffer } | undefined;
     const messages = events.map(({ event, org }) => {
       const key = org ? org.orgId : `portal:${event.portalId}`;
+      let head: Buffer | undefined;
+      // Most events of a batch share the previous one's envelope: no look-up key to build then.
+      if (
+        last !== undefined &&
+        last.org === org &&
+        last.portalId === event.portalId &&
+        last.subscriptionType === event.subscriptionType
+      )
+        head = last.head;
+      else {
+        const headKey = `${key}\0${event.portalId}\0${event.subscriptionType}`;
+        head = heads.get(headKey);
+        if (head === undefined) {
+          head = codec.encodeRecordHead('io.opencx.pipeline.RawWebhookEvent', {
+            receivedAt,
+            route,
+            orgId: org?.orgId ?? null,
+            portalId: event.portalId,
+            subscriptionType: event.subscriptionType,
+          });
+          heads.set(headKey, head);
+        }
+        last = { org, portalId: event.portalId, subscriptionType: event.subscriptionType, head };
+      }
       return {
         key,
         headers: { [ORDERING_KEY_HEADER]: `${key}:${event.objectKey}` },
-        value: codec.encodeRecordNow('io.opencx.pipeline.RawWebhookEvent', {
-          receivedAt,
-          route,
-          orgId: org?.orgId ?? null,
-          portalId: event.portalId,
-          subscriptionType: event.subscriptionType,
-          event: event.json,
-        }),
+        // `event` is the body's bytes, which ingest decoded as strict UTF-8: a valid Avro string.
+        value: withAvroStringTail(head, event.json),
       };
     });
     // Rejects a record the topic cannot store (recordTooLarge → 413) before it joins a shared send.

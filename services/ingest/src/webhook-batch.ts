@@ -122,10 +122,13 @@ const objectKeyOf = (
   objectId: number | undefined,
   objectTypeId: string | undefined,
 ): string => {
+  // The two common families by prefix (no slice per event); the family is what precedes the dot.
+  if (subscriptionType.startsWith('conversation.') || subscriptionType === 'conversation')
+    return `thread:${objectId ?? ''}`;
+  if (subscriptionType.startsWith('ticket.') || subscriptionType === 'ticket')
+    return `ticket:${objectId ?? ''}`;
   const dot = subscriptionType.indexOf('.');
   const family = dot < 0 ? subscriptionType : subscriptionType.slice(0, dot);
-  if (family === 'conversation') return `thread:${objectId ?? ''}`;
-  if (family === 'ticket') return `ticket:${objectId ?? ''}`;
   return `${objectTypeId ?? family}:${objectId ?? ''}`;
 };
 
@@ -134,8 +137,8 @@ export type AcceptedEvent = {
   readonly subscriptionType: string;
   /** The HubSpot object the event is about (thread:…, ticket:…): the processor keeps each in order. */
   readonly objectKey: string;
-  /** The event's JSON exactly as received. */
-  readonly json: string;
+  /** The event's JSON exactly as received: its UTF-8 bytes (a view of the request body). */
+  readonly json: Buffer;
 };
 
 export type BatchParse =
@@ -145,7 +148,7 @@ export type BatchParse =
 export const parseWebhookBatch = (rawBody: Buffer, now: number): BatchParse => {
   const body = parseJsonBody(rawBody);
   if (!body.ok) return body;
-  if (!Array.isArray(body.value) || !body.elementTexts)
+  if (!Array.isArray(body.value) || !body.elements)
     return { ok: false, detail: 'body must be a JSON array of HubSpot events' };
   if (body.value.length > MAX_EVENTS_PER_BATCH)
     return {
@@ -180,7 +183,7 @@ export const parseWebhookBatch = (rawBody: Buffer, now: number): BatchParse => {
       portalId: event.portalId,
       subscriptionType,
       objectKey: objectKeyOf(subscriptionType, event.objectId, event.objectTypeId),
-      json: body.elementTexts[index] ?? JSON.stringify(item),
+      json: body.elements[index] ?? Buffer.from(JSON.stringify(item)),
     });
   }
   return { ok: true, events };
