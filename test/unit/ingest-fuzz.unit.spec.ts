@@ -61,7 +61,9 @@ describe('ingest HTTP surface, fuzzed', function () {
         const sunk: SinkRecord =
           ingest.deliveries.length === 0
             ? undefined
-            : ingest.deliveries.flatMap(({ events }) => events.map(({ event }) => ({ json: event.json.toString('utf8') })));
+            : ingest.deliveries.flatMap(({ events }) =>
+                events.map(({ event }) => ({ json: event.json.toString('utf8') })),
+              );
         assert.ok(ingest.deliveries.length <= 1, 'one request, at most one sink call');
         checkAnswer(fuzzCase, answer, sunk, now);
       }),
