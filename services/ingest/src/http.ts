@@ -24,17 +24,18 @@ export class HttpError extends Error {
   }
 }
 
-const bodyDeadlines = new WeakMap<Context, { signal: AbortSignal; timeoutMs: number }>();
+const bodyDeadlines = new WeakMap<Context, { readonly arrivedAt: number; readonly timeoutMs: number }>();
 
 /**
  * Starts each request's body clock when the request arrives. Node's `server.requestTimeout` is
  * only checked every `connectionsCheckingInterval` and answers in plain text, so a client that
- * sends headers and then trickles the body is cut off here, with a JSON 408.
+ * sends headers and then trickles the body is cut off here, with a JSON 408. Only the arrival
+ * time is kept: a timer is set when the body is read, and only for a body not already in.
  */
 export const bodyDeadline =
   (timeoutMs: number): Middleware =>
   (ctx, next) => {
-    bodyDeadlines.set(ctx, { signal: AbortSignal.timeout(timeoutMs), timeoutMs });
+    bodyDeadlines.set(ctx, { arrivedAt: performance.now(), timeoutMs });
     return next();
   };
 
@@ -51,8 +52,12 @@ export const readBody = (ctx: Context): Promise<Buffer> => {
         ),
       );
     // A body that already arrived in full is read, however late the handler asks for it.
-    if (deadline?.signal.aborted && !ctx.req.complete) return tooSlow();
-    if (!ctx.req.complete) deadline?.signal.addEventListener('abort', tooSlow, { once: true });
+    let timer: NodeJS.Timeout | undefined;
+    if (deadline && !ctx.req.complete) {
+      const leftMs = deadline.arrivedAt + deadline.timeoutMs - performance.now();
+      if (leftMs <= 0) return tooSlow();
+      timer = setTimeout(tooSlow, leftMs);
+    }
     getRawBody(ctx.req, { limit: MAX_BODY_BYTES })
       .then(resolve, (error: unknown) => {
         const type = (error as { type?: string }).type;
@@ -60,7 +65,7 @@ export const readBody = (ctx: Context): Promise<Buffer> => {
           reject(new HttpError(413, 'payload_too_large', `body over ${MAX_BODY_BYTES} bytes`));
         else reject(new HttpError(400, 'unreadable_body', String((error as Error).message)));
       })
-      .finally(() => deadline?.signal.removeEventListener('abort', tooSlow));
+      .finally(() => clearTimeout(timer));
   });
 };
 
