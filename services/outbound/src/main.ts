@@ -46,10 +46,11 @@ import { createOutboundMetrics } from './metrics.ts';
 import { createOpenCxApi, type OpenCxApi } from './opencx/client.ts';
 import {
   createRedisOwedTicketLookUps,
-  oweAgainWhenRedisReturns,
+  oweAgainWhenRedisForgets,
   startOwedTicketLookUps,
 } from './owed-ticket-look-ups.ts';
 import { postAiReply } from './post-ai-reply.ts';
+import { createRedisMemorySince } from './redis-memory.ts';
 import { createRedisReplyAttempts } from './reply-attempts.ts';
 
 export type RunningOutbound = { readonly metricsPort: number; readonly stop: () => Promise<void> };
@@ -149,9 +150,10 @@ export const startOutbound = async (
     waitingUntil: (org) => hubspotGate.waitingUntil(org.orgId),
   });
   const owedTicketLookUps = createRedisOwedTicketLookUps(redis, config.REDIS_KEY_PREFIX);
-  oweAgainWhenRedisReturns({
+  const stopMemoryChecks = oweAgainWhenRedisForgets({
     redis,
     owed: owedTicketLookUps,
+    memorySince: createRedisMemorySince(redis, config.REDIS_KEY_PREFIX),
     ticketlessThreadsSince: (since) => links.ticketlessThreadsSince(since),
     logger,
     now: Date.now,
@@ -330,6 +332,7 @@ export const startOutbound = async (
   return {
     metricsPort: typeof address === 'object' && address ? address.port : config.METRICS_PORT,
     stop: async () => {
+      stopMemoryChecks();
       await ticketLookUps.stop();
       await consumers.stop();
       await dependencies.stop();

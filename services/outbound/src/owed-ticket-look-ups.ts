@@ -65,6 +65,8 @@ export type OwedTicketLookUps = {
   /** Counts a failure; true once the entry is to be given up. */
   readonly failed: (entry: OwedLookUp) => Promise<boolean>;
   readonly settle: (entry: OwedLookUp) => Promise<void>;
+  /** Forgets which owes this replica knows Redis holds (after Redis lost its data). */
+  readonly forgetMemo: () => void;
 };
 
 export const createRedisOwedTicketLookUps = (redis: Redis, prefix: string): OwedTicketLookUps => {
@@ -109,51 +111,92 @@ export const createRedisOwedTicketLookUps = (redis: Redis, prefix: string): Owed
         .set(settledKey(entry), '1', 'PX', SETTLED_TTL_MS)
         .exec();
     },
+    forgetMemo: () => owedMemo.clear(),
   };
 };
 
 /** How far back sessions whose ticket is unknown owe their look-up again after a Redis loss (as long as a settled look-up is remembered). */
 export const REOWE_WINDOW_MS = SETTLED_TTL_MS;
 
+/** How often each replica asks whether Redis lost its data without a reconnect (a flush). */
+export const MEMORY_CHECK_MS = 30_000;
+
 /**
- * Owed look-ups live only in Redis. Whenever the connection to Redis comes back (Redis may have
- * restarted without its data), every session of the last hour whose ticket no link names owes
- * its look-up again: a no-op for those Redis still holds or settled. Without it, a thread whose
- * owe was lost kept no ticket link unless another message of it came, and its ticket's changes
- * and notes were skipped (soak run 17 lost a note and a ticket change this way).
+ * Owed look-ups live only in Redis. When Redis has lost its data, every session of the last
+ * hour whose ticket no link names owes its look-up again: a no-op for those Redis still holds or
+ * settled. Without it, a thread whose owe was lost kept no ticket link unless another message of
+ * it came, and its ticket's changes and notes were skipped (soak run 17 lost a note and a ticket
+ * change this way).
+ *
+ * A loss shows as a new time from which Redis remembers (redis-memory.ts). It is read at start,
+ * whenever the connection comes back (a restart), and every `checkEveryMs` (a FLUSHALL or an
+ * eviction, with no reconnect). A reconnect to a Redis that kept its data owes nothing again; a
+ * reconnect before the first read succeeded owes again, as the safe side. Returns a stop.
  */
-export const oweAgainWhenRedisReturns = (deps: {
+export const oweAgainWhenRedisForgets = (deps: {
   readonly redis: Redis;
-  readonly owed: Pick<OwedTicketLookUps, 'owe'>;
+  readonly owed: Pick<OwedTicketLookUps, 'owe' | 'forgetMemo'>;
+  readonly memorySince: () => Promise<number>;
   readonly ticketlessThreadsSince: (since: number) => readonly OwedLookUp[];
   readonly logger: Logger;
   readonly now: () => number;
-}): void => {
+  readonly checkEveryMs?: number;
+}): (() => void) => {
+  let known: number | undefined;
   let reconnecting = false;
+  let running: Promise<void> | undefined;
+
+  const oweAgain = async (why: string): Promise<void> => {
+    deps.owed.forgetMemo();
+    const threads = deps.ticketlessThreadsSince(deps.now() - REOWE_WINDOW_MS);
+    for (let index = 0; index < threads.length; index += 100)
+      await Promise.all(
+        threads.slice(index, index + 100).map(({ orgId, threadId }) => deps.owed.owe(orgId, threadId)),
+      );
+    deps.logger.info(
+      { threads: threads.length, why },
+      'Redis lost its data: recent sessions without a known ticket owe their look-up again',
+    );
+  };
+
+  const check = (afterReconnect: boolean): Promise<void> => {
+    // One read at a time; a reconnect during a read is checked again after it.
+    if (running) return running.then(() => check(afterReconnect));
+    running = (async () => {
+      const previous = known;
+      const since = await deps.memorySince();
+      known = since;
+      if (previous !== undefined && since !== previous)
+        await oweAgain(
+          `Redis remembers from ${new Date(since).toISOString()}, no longer from ${new Date(previous).toISOString()}`,
+        );
+      else if (previous === undefined && afterReconnect)
+        await oweAgain('Redis came back before this replica knew what it remembered');
+    })()
+      .catch((error: unknown) =>
+        deps.logger.warn(
+          { err: describeError(error) },
+          "could not tell whether Redis lost its data; asking again later (a thread's next customer message owes its look-up meanwhile)",
+        ),
+      )
+      .finally(() => {
+        running = undefined;
+      });
+    return running;
+  };
+
   deps.redis.on('close', () => {
     reconnecting = true;
   });
   deps.redis.on('ready', () => {
     if (!reconnecting) return;
     reconnecting = false;
-    void (async () => {
-      const threads = deps.ticketlessThreadsSince(deps.now() - REOWE_WINDOW_MS);
-      for (let index = 0; index < threads.length; index += 100)
-        await Promise.all(
-          threads.slice(index, index + 100).map(({ orgId, threadId }) => deps.owed.owe(orgId, threadId)),
-        );
-      if (threads.length > 0)
-        deps.logger.info(
-          { threads: threads.length },
-          'Redis is back: recent sessions without a known ticket owe their look-up again',
-        );
-    })().catch((error: unknown) =>
-      deps.logger.warn(
-        { err: describeError(error) },
-        'ticket look-ups not owed again after Redis came back; their next customer message owes them',
-      ),
-    );
+    void check(true);
   });
+  void check(false);
+  const timer = setInterval(() => void check(false), deps.checkEveryMs ?? MEMORY_CHECK_MS);
+  timer.unref();
+  return () => clearInterval(timer);
 };
 
 export const TicketLookUpOutcome = {

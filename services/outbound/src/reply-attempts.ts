@@ -1,4 +1,5 @@
 import { defineScript, type Redis } from '../../../lib/redis.ts';
+import { memorySinceKey } from './redis-memory.ts';
 
 /**
  * Attempt markers of AI reply posts (HubSpot's message API takes no idempotency key). A marker
@@ -38,7 +39,7 @@ export type ReplyAttempts = {
 
 export const createRedisReplyAttempts = (redis: Redis, prefix: string, ttlMs: number): ReplyAttempts => {
   const script = defineScript(redis, MARK, 2);
-  const memorySince = `${prefix}attempt-memory-since`;
+  const memorySince = memorySinceKey(prefix);
   return {
     mark: async (key, occurredAt) =>
       (await script([`${prefix}attempt:${key}`, memorySince], [ttlMs, occurredAt, MEMORY_MARGIN_MS])) === 1,
