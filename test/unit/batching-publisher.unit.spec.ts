@@ -58,16 +58,7 @@ const publisherWith = async (
   createProducer: () => Producer,
   options: Partial<BatchingPublisherOptions> = {},
 ): Promise<BatchingPublisher> => {
-  const publisher = new BatchingPublisher({
-    createProducer,
-    limits: new Map(),
-    lingerMs: 5,
-    maxBatchMessages: 100,
-    sendTimeoutMs: 1000,
-    failingForMs: 60000,
-    logger: silent,
-    ...options,
-  });
+  const publisher = new BatchingPublisher({ ...defaultOptions(), createProducer, ...options });
   await publisher.connect();
   return publisher;
 };
