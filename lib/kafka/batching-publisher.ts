@@ -28,7 +28,10 @@ export type BatchingPublisherOptions = {
   readonly createProducer: () => Producer;
   /** Limits of the topics this publisher writes; an unknown topic gets Kafka's default limit. */
   readonly limits: ReadonlyMap<string, TopicLimit>;
-  /** How long a message may wait for others to share its request. */
+  /**
+   * How long a message may wait for others to share its request. 0: until the end of the event
+   * loop's turn (the messages published in that turn share it), not a timer.
+   */
   readonly lingerMs: number;
   /** A send carries at most this many messages. */
   readonly maxBatchMessages: number;
@@ -36,14 +39,6 @@ export type BatchingPublisherOptions = {
   readonly sendTimeoutMs: number;
   /** After a failed write with no success since, the publisher reports failing writes this long. */
   readonly failingForMs: number;
-  /**
-   * How many sends may be in flight at once, each through its own idempotent producer (default 1).
-   * kafkajs allows an idempotent producer one request in flight; more lanes let a send start while
-   * another waits for its acknowledgement. Sends of different lanes to one partition may be
-   * stored in either order (a caller's own records stay in order): only for a topic whose
-   * concurrent callers have no order between them, as ingest's webhook requests.
-   */
-  readonly lanes?: number;
   readonly logger: Logger;
   readonly onProducerRebuilt?: (reason: string) => void;
 };
@@ -67,8 +62,6 @@ type Caller = {
   readonly records: readonly PlannedRecord[];
   /** The first record not handed to a send yet. */
   next: number;
-  /** A slice of it is in a send: its next records wait for that one (its own order is kept). */
-  sending: boolean;
   acknowledged: number;
   isolation: Isolation;
   settled: boolean;
@@ -78,15 +71,6 @@ type Caller = {
 };
 
 type Slice = { readonly caller: Caller; readonly from: number; readonly to: number };
-
-/** One send at a time through one idempotent producer. */
-type Lane = {
-  readonly id: number;
-  producer: Producer | undefined;
-  /** Why the producer must be replaced before its next write; undefined while it is sound. */
-  replaceBecause: string | undefined;
-  busy: boolean;
-};
 
 /** Kafka refused a record or the records of one partition, not the request as a whole. */
 const RECORD_LEVEL_ERRORS = new Set([
@@ -223,10 +207,8 @@ class SendBudget {
 
 /**
  * kafkajs has no linger: every `send` is its own request. This gathers the messages of concurrent
- * callers for up to `lingerMs` into shared sends (acks from all in-sync replicas), and resolves
- * each caller once its messages are durable. With `lanes` above 1, up to that many sends are in
- * flight at once, each through its own idempotent producer; a send starts on a free lane as soon
- * as another lane is busy (the linger is only for a publisher with nothing in flight).
+ * callers for up to `lingerMs` into shared sends (acks from all in-sync replicas, one at a time),
+ * and resolves each caller once its messages are durable.
  *
  * Sharing a send must not let one caller harm another:
  * - a record the topic cannot store is refused at `publish`, before it joins a send
@@ -237,46 +219,35 @@ class SendBudget {
  * - if Kafka still refuses a record of a shared send, its callers are sent again one by one, so
  *   only the guilty one fails;
  * - after a failed send that touched several partitions, or timed out, or any error but a
- *   record-level refusal of one partition, its lane's producer is replaced before the lane's next
- *   write. kafkajs rolls back the idempotent sequence numbers of every partition of a failed
- *   request, including partitions the broker already wrote: the next batch there would reuse a
- *   sequence (the broker answers "out of order sequence" or, worse, acknowledges it as a
- *   duplicate without storing it). A new producer gets a new producer id and starts its
- *   sequences at 0. Each lane's producer has its own id and sequences, so one lane's failure
- *   never touches another's.
+ *   record-level refusal of one partition, the producer is replaced before the next write.
+ *   kafkajs rolls back the idempotent sequence numbers of every partition of a failed request,
+ *   including partitions the broker already wrote: the next batch there would reuse a sequence
+ *   (the broker answers "out of order sequence" or, worse, acknowledges it as a duplicate
+ *   without storing it). A new producer gets a new producer id and starts its sequences at 0.
  */
 export class BatchingPublisher {
   readonly #options: BatchingPublisherOptions;
   /** Partition by topic and string key: keys are few (organisations), hashing each record was not. */
   readonly #partitionByKey = new Map<string, number>();
-  readonly #lanes: readonly Lane[];
+  #producer: Producer | undefined;
+  /** Why the producer must be replaced before its next write; undefined while it is sound. */
+  #replaceBecause: string | undefined;
   #queue: Caller[] = [];
   #queuedMessages = 0;
   /** Cancels the pending linger: a timer, or an immediate for a linger of 0. */
   #cancelLinger: (() => void) | undefined;
-  /** Sends in flight, and who waits for the publisher to have none (drain). */
-  #busyLanes = 0;
-  #idleWaiters: (() => void)[] = [];
+  #pumping: Promise<void> | undefined;
   #lastSuccessAt = 0;
   #lastFailureAt = 0;
   #closed = false;
 
   constructor(options: BatchingPublisherOptions) {
     this.#options = options;
-    const lanes = options.lanes ?? 1;
-    if (!Number.isInteger(lanes) || lanes < 1)
-      throw new Error(`lanes must be a positive integer, got ${lanes}`);
-    this.#lanes = Array.from({ length: lanes }, (_, id) => ({
-      id,
-      producer: undefined,
-      replaceBecause: undefined,
-      busy: false,
-    }));
   }
 
-  /** Connects every lane's producer (start-up fails here when Kafka is unreachable). */
+  /** Connects the first producer (start-up fails here when Kafka is unreachable). */
   async connect(): Promise<void> {
-    await Promise.all(this.#lanes.map((lane) => this.#ensureProducer(lane, this.#options.sendTimeoutMs)));
+    await this.#ensureProducer(this.#options.sendTimeoutMs);
   }
 
   /**
@@ -330,7 +301,6 @@ export class BatchingPublisher {
         topic,
         records,
         next: 0,
-        sending: false,
         acknowledged: 0,
         isolation: 'shared',
         settled: false,
@@ -339,10 +309,8 @@ export class BatchingPublisher {
         reject,
       });
       this.#queuedMessages += records.length;
-      if (this.#busyLanes === this.#lanes.length) return; // a lane takes it when its send ends
-      // Nothing in flight: wait up to the linger for others to share the send. Under way already
-      // (and a lane free): start now, the busy lanes hold the sends that are gathering.
-      if (this.#busyLanes > 0 || this.#queuedMessages >= this.#options.maxBatchMessages) this.#dispatch();
+      if (this.#pumping) return; // the running loop takes it with the next send
+      if (this.#queuedMessages >= this.#options.maxBatchMessages) this.#startPump();
       else this.#cancelLinger ??= this.#linger();
     });
   }
@@ -361,25 +329,17 @@ export class BatchingPublisher {
 
   /** Sends what is waiting and waits for it. */
   async drain(): Promise<void> {
-    this.#dispatch();
-    // With no send in flight after a dispatch, the queue is empty (a lane takes any caller then).
-    while (this.#busyLanes > 0) {
-      await new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
-      this.#dispatch();
-    }
+    this.#startPump();
+    await this.#pumping;
   }
 
-  /** Drains, then disconnects the producers; later publishes fail. */
+  /** Drains, then disconnects the producer; later publishes fail. */
   async close(): Promise<void> {
     await this.drain();
     this.#closed = true;
-    await Promise.all(
-      this.#lanes.map(async (lane) => {
-        const producer = lane.producer;
-        lane.producer = undefined;
-        await producer?.disconnect();
-      }),
-    );
+    const producer = this.#producer;
+    this.#producer = undefined;
+    await producer?.disconnect();
   }
 
   /** A topic whose limit was not read gets Kafka's default, and its records may land on any partition. */
@@ -405,44 +365,39 @@ export class BatchingPublisher {
   }
 
   /**
-   * Dispatches after the linger. A linger of 0 waits for the end of this turn of the event loop
-   * (setImmediate), so the requests read in the same turn share a send; a timer of 0 would wait
-   * a whole millisecond.
+   * Starts the pump after the linger. A linger of 0 waits for the end of this turn of the event
+   * loop (setImmediate), so the requests read in the same turn share a send; a timer of 0 would
+   * wait a whole millisecond.
    */
   #linger(): () => void {
     if (this.#options.lingerMs <= 0) {
-      const immediate = setImmediate(() => this.#dispatch());
+      const immediate = setImmediate(() => this.#startPump());
       return () => clearImmediate(immediate);
     }
-    const timer = setTimeout(() => this.#dispatch(), this.#options.lingerMs);
+    const timer = setTimeout(() => this.#startPump(), this.#options.lingerMs);
     return () => clearTimeout(timer);
   }
 
-  /** Starts a send on every free lane while there is something to send. */
-  #dispatch(): void {
+  #startPump(): void {
     this.#cancelLinger?.();
     this.#cancelLinger = undefined;
-    for (const lane of this.#lanes) {
-      if (lane.busy) continue;
-      const send = this.#takeSend();
-      if (send === undefined) break;
-      lane.busy = true;
-      this.#busyLanes++;
-      void this.#send(lane, send.slices, send.partitions).finally(() => {
-        lane.busy = false;
-        this.#busyLanes--;
-        // What arrived during the send (and callers whose next slice waited for it) goes next.
-        if (this.#queue.length > 0) this.#dispatch();
-        if (this.#busyLanes === 0) for (const wake of this.#idleWaiters.splice(0)) wake();
-      });
+    if (this.#pumping || this.#queue.length === 0) return;
+    this.#pumping = this.#pump().finally(() => {
+      this.#pumping = undefined;
+      // Callers that arrived during the last send and were not taken (none, normally).
+      if (this.#queue.length > 0) this.#startPump();
+    });
+  }
+
+  async #pump(): Promise<void> {
+    for (;;) {
+      const slices = this.#takeSend();
+      if (slices === undefined) return;
+      if (slices.slices.length > 0) await this.#send(slices.slices, slices.partitions);
     }
   }
 
-  /**
-   * The next send: whole callers in order while they fit; one that does not fit ends it. A caller
-   * whose earlier slice is still in a send ends it too (its records go in order, and so do the
-   * callers behind it); undefined when there is nothing to send now.
-   */
+  /** The next send: whole callers in order while they fit; one that does not fit ends it. */
   #takeSend(): { slices: Slice[]; partitions: number } | undefined {
     const now = Date.now();
     const budget = new SendBudget();
@@ -453,7 +408,6 @@ export class BatchingPublisher {
         this.#dequeue();
         continue;
       }
-      if (caller.sending) break;
       if (caller.next === 0 && caller.deadline <= now) {
         this.#dequeue();
         this.#fail(
@@ -491,16 +445,13 @@ export class BatchingPublisher {
         );
         continue;
       }
-      if (caller.next > from) {
-        slices.push({ caller, from, to: caller.next });
-        caller.sending = true;
-      }
-      // Its remaining records go in a later send, once this one is acknowledged: its order is kept.
+      if (caller.next > from) slices.push({ caller, from, to: caller.next });
+      // Its remaining records go in the next send, so its own order is kept.
       if (caller.next < caller.records.length) break;
       this.#dequeue();
       if (caller.isolation !== 'shared' || budget.count >= this.#options.maxBatchMessages) break;
     }
-    if (slices.length === 0) return undefined;
+    if (slices.length === 0 && this.#queue.length === 0) return undefined;
     return { slices, partitions: budget.partitionCount };
   }
 
@@ -509,7 +460,7 @@ export class BatchingPublisher {
     if (caller) this.#queuedMessages -= caller.records.length;
   }
 
-  async #send(lane: Lane, slices: readonly Slice[], partitions: number): Promise<void> {
+  async #send(slices: readonly Slice[], partitions: number): Promise<void> {
     const deadline = Math.min(...slices.map((slice) => slice.caller.deadline));
     // A send is given at least a second, so callers that waited long do not fail a healthy send.
     const timeoutMs = Math.max(Math.min(1000, this.#options.sendTimeoutMs), deadline - Date.now());
@@ -522,16 +473,14 @@ export class BatchingPublisher {
     const topicMessages: TopicMessages[] = [...byTopic].map(([topic, messages]) => ({ topic, messages }));
 
     try {
-      const producer = await this.#ensureProducer(lane, timeoutMs);
+      const producer = await this.#ensureProducer(timeoutMs);
       await withTimeout(producer.sendBatch({ topicMessages, acks: -1 }), timeoutMs, 'Kafka acknowledgement');
     } catch (error) {
-      for (const { caller } of slices) caller.sending = false;
-      this.#onSendFailed(lane, slices, partitions, error);
+      this.#onSendFailed(slices, partitions, error);
       return;
     }
     this.#lastSuccessAt = Date.now();
     for (const { caller, from, to } of slices) {
-      caller.sending = false;
       caller.acknowledged += to - from;
       if (!caller.settled && caller.acknowledged === caller.records.length) {
         caller.settled = true;
@@ -540,12 +489,12 @@ export class BatchingPublisher {
     }
   }
 
-  #onSendFailed(lane: Lane, slices: readonly Slice[], partitions: number, error: unknown): void {
+  #onSendFailed(slices: readonly Slice[], partitions: number, error: unknown): void {
     const type = kafkaErrorTypeOf(error);
     const recordLevel = type !== undefined && RECORD_LEVEL_ERRORS.has(type);
     // A record-level refusal of a one-partition request leaves nothing written and kafkajs's
     // rollback of that partition's sequence correct; anything else may not.
-    if (!(recordLevel && partitions === 1)) lane.replaceBecause ??= `send failed: ${describeError(error)}`;
+    if (!(recordLevel && partitions === 1)) this.#replaceBecause ??= `send failed: ${describeError(error)}`;
 
     const records = slices.reduce((sum, slice) => sum + slice.to - slice.from, 0);
     if (recordLevel && (slices.length > 1 || records > 1)) {
@@ -582,10 +531,7 @@ export class BatchingPublisher {
           });
     if (!recordLevel) {
       this.#lastFailureAt = Date.now();
-      this.#options.logger.warn(
-        { err: error, callers: slices.length, records, lane: lane.id },
-        'Kafka send failed',
-      );
+      this.#options.logger.warn({ err: error, callers: slices.length, records }, 'Kafka send failed');
     }
     for (const { caller } of slices) this.#fail(caller, failure);
   }
@@ -596,19 +542,16 @@ export class BatchingPublisher {
     caller.reject(error);
   }
 
-  async #ensureProducer(lane: Lane, timeoutMs: number): Promise<Producer> {
-    if (lane.producer && lane.replaceBecause === undefined) return lane.producer;
-    const reason = lane.replaceBecause ?? 'start';
-    const previous = lane.producer;
-    lane.producer = undefined;
+  async #ensureProducer(timeoutMs: number): Promise<Producer> {
+    if (this.#producer && this.#replaceBecause === undefined) return this.#producer;
+    const reason = this.#replaceBecause ?? 'start';
+    const previous = this.#producer;
+    this.#producer = undefined;
     if (previous) {
       // Its requests still under way (a timed-out send) end here; their callers already failed.
       await withTimeout(previous.disconnect(), timeoutMs, 'disconnecting the replaced producer').catch(
         (error: unknown) =>
-          this.#options.logger.warn(
-            { err: error, lane: lane.id },
-            'the replaced producer did not disconnect',
-          ),
+          this.#options.logger.warn({ err: error }, 'the replaced producer did not disconnect'),
       );
     }
     const next = this.#options.createProducer();
@@ -618,11 +561,11 @@ export class BatchingPublisher {
       void next.disconnect().catch(() => undefined);
       throw error;
     }
-    lane.producer = next;
-    lane.replaceBecause = undefined;
+    this.#producer = next;
+    this.#replaceBecause = undefined;
     if (reason !== 'start') {
       this.#options.logger.warn(
-        { reason, lane: lane.id },
+        { reason },
         'Kafka producer replaced: its sequence numbers may have been out of step',
       );
       this.#options.onProducerRebuilt?.(reason);

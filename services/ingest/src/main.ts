@@ -47,14 +47,14 @@ export const startIngest = async (
   await admin.connect();
   const limits = await readTopicLimits(admin, [topics.rawEvents.name]).finally(() => admin.disconnect());
   // Concurrent webhook requests share acks=all writes; 4 s leaves an answer within HubSpot's 5 s.
-  // Its own producers (not the shared one that writes organisations): each may be replaced after
-  // a failed send.
+  // Its own producer (not the shared one that writes organisations): it may be replaced after a
+  // failed send. One send at a time keeps the raw topic in the order requests arrived.
   const publisher = new BatchingPublisher({
     createProducer: () => createDurableProducer(kafka),
     limits,
     // No timer: a send starts at the end of the event loop's turn that read its first request
-    // (the requests read in that turn share it), or at once on a free lane while the other sends.
-    // A 2 ms linger held each 1-event request 1.9 ms: 14k requests/s against 21k at 0, side by side.
+    // (the requests read in that turn share it). A 2 ms linger held each 1-event request 1.9 ms:
+    // 14k requests/s against 21k at 0, side by side.
     lingerMs: 0,
     // Up to 3,000 records a send (fewer acks=all round trips per event), now that the patched
     // kafkajs groups a send by partition in linear time. bench:ingest, 100-event batches,
@@ -62,10 +62,6 @@ export const startIngest = async (
     // and 62k/59k at 5,000. The publisher still splits a send at one record batch's bytes per partition.
     maxBatchMessages: 3000,
     sendTimeoutMs: 4000,
-    // Two sends in flight, each through its own idempotent producer: a send need not wait for the
-    // acknowledgement of the one before (webhook requests have no order between them; a request's
-    // own events stay in order). bench:ingest, 100-event batches: p99 45 ms against 62 with one.
-    lanes: 2,
     failingForMs: 30000,
     logger,
     onProducerRebuilt: () => metrics.producerRebuilds.inc(),
