@@ -165,13 +165,14 @@ export const oweAgainWhenRedisForgets = (deps: {
     running = (async () => {
       const previous = known;
       const since = await deps.memorySince();
-      known = since;
       if (previous !== undefined && since !== previous)
         await oweAgain(
           `Redis remembers from ${new Date(since).toISOString()}, no longer from ${new Date(previous).toISOString()}`,
         );
       else if (previous === undefined && afterReconnect)
         await oweAgain('Redis came back before this replica knew what it remembered');
+      // Only once the owes are made: should they fail, the next check makes them again.
+      known = since;
     })()
       .catch((error: unknown) =>
         deps.logger.warn(
