@@ -9,13 +9,23 @@ import { defineScript, type Redis } from '../../../lib/redis.ts';
  */
 export const memorySinceKey = (prefix: string): string => `${prefix}attempt-memory-since`;
 
-const READ_OR_START = `
-local since = redis.call('GET', KEYS[1])
-if since then return since end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('SET', KEYS[1], now)
-return tostring(now)
+/**
+ * Lua: `memorySince(key)` returns the time Redis remembers from (ms), setting it to Redis's clock
+ * when missing. Every script that asks it starts with this text.
+ */
+export const MEMORY_SINCE_LUA = `
+local function memorySince(key)
+  local since = tonumber(redis.call('GET', key))
+  if since then return since end
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('SET', key, now)
+  return now
+end
+`;
+
+const READ_OR_START = `${MEMORY_SINCE_LUA}
+return tostring(memorySince(KEYS[1]))
 `;
 
 /** Reads the time Redis remembers from, starting it now when Redis has none. */

@@ -1,5 +1,5 @@
 import { defineScript, type Redis } from '../../../lib/redis.ts';
-import { memorySinceKey } from './redis-memory.ts';
+import { MEMORY_SINCE_LUA, memorySinceKey } from './redis-memory.ts';
 
 /**
  * Attempt markers of AI reply posts (HubSpot's message API takes no idempotency key). A marker
@@ -15,14 +15,8 @@ import { memorySinceKey } from './redis-memory.ts';
  * history is read first. After a Redis data loss that costs one HubSpot read per reply to a
  * message from before it; nothing before.
  */
-const MARK = `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local since = tonumber(redis.call('GET', KEYS[2]))
-if not since then
-  redis.call('SET', KEYS[2], now)
-  since = now
-end
+const MARK = `${MEMORY_SINCE_LUA}
+local since = memorySince(KEYS[2])
 local fresh = redis.call('SET', KEYS[1], '1', 'PX', tonumber(ARGV[1]), 'NX')
 if fresh and tonumber(ARGV[2]) >= since + tonumber(ARGV[3]) then return 1 end
 return 0
