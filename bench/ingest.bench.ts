@@ -149,16 +149,27 @@ const serveBaseline = async (kind: string): Promise<void> => {
 
 /**
  * The floor's one design change from naive: the requests read in one turn of the event loop share
- * one send, and the next send starts when the last one is acknowledged (one in flight, as an
- * idempotent producer allows). A bench baseline only: a bad record fails every request of its send.
+ * one send (up to SHARED_SEND_BYTES of values, under the broker's 1 MiB batch limit), and the next
+ * send starts when the last one is acknowledged (one in flight, as an idempotent producer allows).
+ * A bench baseline only: a bad record fails every request of its send.
  */
-const sharedSends = <M>(send: (messages: M[]) => Promise<unknown>): ((messages: M[]) => Promise<void>) => {
-  let waiting: { messages: M[]; settle: (error?: Error) => void }[] = [];
+const SHARED_SEND_BYTES = 512 * 1024;
+const sharedSends = <M extends { value: string }>(
+  send: (messages: M[]) => Promise<unknown>,
+): ((messages: M[]) => Promise<void>) => {
+  let waiting: { messages: M[]; bytes: number; settle: (error?: Error) => void }[] = [];
   let sending = false;
   const flush = (): void => {
     if (sending || waiting.length === 0) return;
-    const batch = waiting;
-    waiting = [];
+    let bytes = 0;
+    let taken = 0;
+    while (
+      taken < waiting.length &&
+      (taken === 0 || bytes + (waiting[taken]?.bytes ?? 0) <= SHARED_SEND_BYTES)
+    )
+      bytes += waiting[taken++]?.bytes ?? 0;
+    const batch = waiting.slice(0, taken);
+    waiting = waiting.slice(taken);
     sending = true;
     send(batch.flatMap((each) => each.messages))
       .then(
@@ -173,7 +184,8 @@ const sharedSends = <M>(send: (messages: M[]) => Promise<unknown>): ((messages: 
   };
   return (messages) =>
     new Promise<void>((resolve, reject) => {
-      waiting.push({ messages, settle: (error) => (error === undefined ? resolve() : reject(error)) });
+      const bytes = messages.reduce((sum, message) => sum + message.value.length, 0);
+      waiting.push({ messages, bytes, settle: (error) => (error === undefined ? resolve() : reject(error)) });
       if (waiting.length === 1) setImmediate(flush);
     });
 };
