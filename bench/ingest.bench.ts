@@ -151,7 +151,9 @@ const serveBaseline = async (kind: string): Promise<void> => {
  * The floor's one design change from naive: the requests read in one turn of the event loop share
  * one send (up to SHARED_SEND_BYTES of values, under the broker's 1 MiB batch limit), and the next
  * send starts when the last one is acknowledged (one in flight, as an idempotent producer allows).
- * A bench baseline only: a bad record fails every request of its send.
+ * A bench baseline only: a bad record fails every request of its send. Not ingest's
+ * BatchingPublisher (lib/kafka), whose per-caller isolation and size checks are part of what the
+ * floor leaves out.
  */
 const SHARED_SEND_BYTES = 512 * 1024;
 const sharedSends = <M extends { value: string }>(
