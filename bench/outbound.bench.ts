@@ -34,6 +34,7 @@ import { threadLinkKey, ticketLinkKey, type SessionLink } from '../lib/session-l
 import * as fixtures from '../test/fakes/hubspot-fixtures.ts';
 import { startTestPipeline, type TestOrg, type TestPipeline } from '../test/support/pipeline.ts';
 import { spawnService, stopGracefully } from '../test/support/processes.ts';
+import { heldTicketsInMemory } from '../test/support/held-tickets.ts';
 import {
   benchInfra,
   cleanUpRun,
@@ -369,6 +370,7 @@ const runSequential = async (events: readonly CustomerMessage[]): Promise<RunRes
         },
       },
       owedTicketLookUps: { owe: async () => undefined, settle: async () => undefined },
+      held: heldTicketsInMemory().deps,
       openCxFor: (org) => {
         const api =
           openCx.get(org.orgId) ??

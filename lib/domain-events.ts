@@ -66,8 +66,15 @@ export type AiReply = OnThread & {
   readonly recipientDeliveryValue: string | null;
 };
 
+/**
+ * Outbound's note to itself, written to the domain topic under the ticket's key so that it runs
+ * in the ticket's own queue: look at the ticket's held events again (lib/held-ticket-events.ts).
+ * It changes nothing by itself, so it is not a DomainEvent the rules emit.
+ */
+export type TicketHoldCheck = OnTicket & { readonly type: 'ticket-hold-check' };
+
 export type DomainEvent = CustomerMessage | RepReply | Handoff | TicketFieldChanged | NoteMirrored;
-export type PipelineEvent = DomainEvent | AiReply;
+export type PipelineEvent = DomainEvent | AiReply | TicketHoldCheck;
 export type PipelineEventType = PipelineEvent['type'];
 
 /** Avro record name (in schemas/<type>.avsc) of each event type. */
@@ -78,6 +85,7 @@ export const avroRecordName = {
   'ticket-field-changed': 'io.opencx.pipeline.TicketFieldChanged',
   'note-mirrored': 'io.opencx.pipeline.NoteMirrored',
   'ai-reply': 'io.opencx.pipeline.AiReply',
+  'ticket-hold-check': 'io.opencx.pipeline.TicketHoldCheck',
 } as const satisfies Record<PipelineEventType, string>;
 
 /** The organisation (outbound's tenant) of a domain topic's key, `<orgId>:thread:…` or `<orgId>:ticket:…`. */
@@ -94,6 +102,7 @@ export const orderingKeyOf = (event: PipelineEvent): string => {
       return `${event.orgId}:thread:${event.threadId}`;
     case 'ticket-field-changed':
     case 'note-mirrored':
+    case 'ticket-hold-check':
       return `${event.orgId}:ticket:${event.ticketId}`;
     default: {
       const unreachable: never = event;

@@ -29,11 +29,19 @@ export class PipelineError extends Error {
   readonly retryAfterMs: number | undefined;
   /** Which outside system failed, when one did ('hubspot', 'opencx'). */
   readonly upstream: 'hubspot' | 'opencx' | undefined;
+  /** The HTTP status the outside system answered, when it answered. */
+  readonly status: number | undefined;
 
   constructor(
     code: ErrorCode,
     message: string,
-    options: { retriable: boolean; cause?: unknown; retryAfterMs?: number; upstream?: 'hubspot' | 'opencx' },
+    options: {
+      retriable: boolean;
+      cause?: unknown;
+      retryAfterMs?: number;
+      upstream?: 'hubspot' | 'opencx';
+      status?: number;
+    },
   ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'PipelineError';
@@ -41,6 +49,7 @@ export class PipelineError extends Error {
     this.retriable = options.retriable;
     this.retryAfterMs = options.retryAfterMs;
     this.upstream = options.upstream;
+    this.status = options.status;
   }
 }
 

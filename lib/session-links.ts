@@ -74,6 +74,14 @@ export class SessionLinks {
     return this.#table.get(ticketLinkKey(orgId, ticketId));
   }
 
+  /** Calls `listener` whenever a ticket's link arrives (written here or read from the topic). */
+  onTicketLinked(listener: (orgId: string, ticketId: string) => void): void {
+    this.#table.onChange(({ key, value }) => {
+      if (value?.ticketId && key === ticketLinkKey(value.orgId, value.ticketId))
+        listener(value.orgId, value.ticketId);
+    });
+  }
+
   /** See ticketlessThreads: recent sessions whose ticket is not known yet. */
   ticketlessThreadsSince(since: number): { orgId: string; threadId: string }[] {
     return ticketlessThreads(this.#table.values(), since);

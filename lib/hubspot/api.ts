@@ -23,6 +23,7 @@ export const HubSpotCallPurpose = {
   originalContent: 'original_content',
   note: 'note',
   ticketLookup: 'ticket_lookup',
+  ticketLookupAwaited: 'ticket_lookup_awaited',
   postReply: 'post_reply',
   threadHistory: 'thread_history',
 } as const;
@@ -31,8 +32,9 @@ export type HubSpotCallPurpose = (typeof HubSpotCallPurpose)[keyof typeof HubSpo
 /**
  * Who waits on each purpose. A customer waits on the re-fetch of their message, its original
  * content, the AI's answer and the history read that guards that answer against a double post.
- * Nobody waits on a ticket look-up: its link is needed only by later ticket events, and it can
- * be made when the portal has room. Note fetches stay customer-class: they are rare (one per
+ * Nobody waits on a ticket look-up while no ticket event waits for its link: it can be made when
+ * the portal has room. Once the portal holds ticket or note events for a link, its look-ups are
+ * awaited (a help desk's first changes of a new ticket wait on them) and take customer slots. Note fetches stay customer-class: they are rare (one per
  * note a rep writes on a linked ticket), the processor has no later moment to fetch them (its
  * event would be given up), and a rep reads them in OpenCX next to the conversation.
  */
@@ -41,6 +43,7 @@ export const callClassOf = {
   original_content: CallClass.customer,
   note: CallClass.customer,
   ticket_lookup: CallClass.bookkeeping,
+  ticket_lookup_awaited: CallClass.customer,
   post_reply: CallClass.customer,
   thread_history: CallClass.customer,
 } as const satisfies Record<HubSpotCallPurpose, CallClass>;
@@ -50,7 +53,8 @@ export type HubSpotApi = {
   readonly getMessage: (threadId: string, messageId: string) => Promise<HubSpotMessage>;
   /** The full body of a truncated message (long emails): `…/messages/{id}/original-content`. */
   readonly getOriginalContent: (threadId: string, messageId: string) => Promise<HubSpotMessageContent>;
-  readonly getThread: (threadId: string) => Promise<HubSpotThread>;
+  /** `awaited`: ticket or note events wait for what it tells (customer class, not bookkeeping). */
+  readonly getThread: (threadId: string, options?: { readonly awaited?: boolean }) => Promise<HubSpotThread>;
   readonly getNote: (noteId: string) => Promise<HubSpotNote>;
   readonly postMessage: (threadId: string, message: OutgoingMessage) => Promise<{ id: string }>;
   /** The thread's message history (all pages, up to `maxPages` of 100). */
@@ -183,9 +187,9 @@ export const createHubSpotApi = (options: HubSpotApiOptions): HubSpotApi => {
         'GET',
         `${threads}/${enc(threadId)}/messages/${enc(messageId)}/original-content`,
       ),
-    getThread: (threadId) =>
+    getThread: (threadId, { awaited = false } = {}) =>
       call(
-        HubSpotCallPurpose.ticketLookup,
+        awaited ? HubSpotCallPurpose.ticketLookupAwaited : HubSpotCallPurpose.ticketLookup,
         `GET thread ${threadId}`,
         HubSpotThread,
         'GET',

@@ -26,6 +26,8 @@ export type Topics = {
   readonly deadLetters: TopicSpec;
   /** The last AI reply posted to each HubSpot thread (outbound's guard against posting twice). */
   readonly postedReplies: TopicSpec;
+  /** Ticket and note events waiting for their ticket's session link, one record per ticket. */
+  readonly heldTicketEvents: TopicSpec;
 };
 
 /**
@@ -49,6 +51,7 @@ export const topicsFor = (
     retentionMs: options.deadLetterRetentionMs ?? DEFAULT_DEAD_LETTER_RETENTION_MS,
   },
   postedReplies: { name: `${prefix}pipeline.ai-replies-posted`, compacted: true, partitions: 1 },
+  heldTicketEvents: { name: `${prefix}pipeline.held-ticket-events`, compacted: true, partitions: 1 },
 });
 
 /** Header naming the conversation (or object) a record belongs to: consumers keep each in order. */

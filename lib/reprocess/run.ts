@@ -201,7 +201,8 @@ export const reprocessWindow = async (
   for (const record of domain.records) {
     if (!record.value) continue;
     const event = await deps.codec.decodeEvent(record.value).catch(() => undefined);
-    if (!event || event.type === 'ai-reply' || event.orgId !== orgId) continue;
+    if (!event || event.type === 'ai-reply' || event.type === 'ticket-hold-check' || event.orgId !== orgId)
+      continue;
     existingIds.add(event.eventId);
     const key = sourceKeyOfDomainEvent(event);
     previousBySource.set(key, [...(previousBySource.get(key) ?? []), event.eventId]);

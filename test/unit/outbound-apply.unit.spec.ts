@@ -8,6 +8,7 @@ import type { Org } from '../../lib/orgs/index.ts';
 import { threadLinkKey, ticketLinkKey, type SessionLink } from '../../lib/session-links.ts';
 import { applyDomainEvent, type ApplyDeps } from '../../services/outbound/src/apply-domain-event.ts';
 import type { OpenCxApi } from '../../services/outbound/src/opencx/client.ts';
+import { heldTicketsInMemory } from '../support/held-tickets.ts';
 import {
   AI_MARKER,
   hubspotMessageFor,
@@ -49,6 +50,7 @@ const harness = (
   const calls: { name: string; args: unknown[] }[] = [];
   const links = new Map(Object.entries(options.links ?? {}));
   const replies: AiReply[] = [];
+  const held = heldTicketsInMemory();
   const record =
     (name: string) =>
     async (...args: unknown[]) =>
@@ -91,12 +93,13 @@ const harness = (
       owe: async (...args) => void calls.push({ name: 'oweTicketLookUp', args }),
       settle: async (...args) => void calls.push({ name: 'settleTicketLookUp', args }),
     },
+    held: held.deps,
     emitAiReply: async (reply) => void replies.push(reply),
     retry: (_target, work) => work(),
     logger: pino({ level: 'silent' }),
     now: () => 1_700_000_000_000,
   };
-  return { deps, calls, links, replies };
+  return { deps, calls, links, replies, held };
 };
 
 const common = { orgId: 'org-1', portalId: 42, occurredAt: 1_700_000_000_000 };
@@ -257,12 +260,133 @@ describe('outbound: applying each domain event to OpenCX', () => {
       assert.deepEqual(await applyDomainEvent(event, deps), { kind: 'applied' });
       assert.deepEqual(calls, [{ name: call, args }]);
     });
-    it(`given a ${event.type} with no linked session, then it is skipped and counted as such`, async () => {
-      const { deps, calls } = harness();
-      assert.deepEqual(await applyDomainEvent(event, deps), { kind: 'skipped', reason: 'no_linked_session' });
+    if (event.type === 'ticket-field-changed' || event.type === 'note-mirrored')
+      it(`given a ${event.type} whose ticket has no known session link, then it is held (nothing called) and the organisation's look-ups are awaited`, async () => {
+        const { deps, calls, held } = harness();
+        assert.deepEqual(await applyDomainEvent(event, deps), { kind: 'held' });
+        assert.deepEqual(calls, []);
+        assert.deepEqual(
+          held.tickets.get(ticketLinkKey('org-1', 'K1'))?.events.map((entry) => entry.event),
+          [event],
+        );
+        assert.deepEqual(held.awaited, ['org-1']);
+      });
+    else
+      it(`given a ${event.type} with no linked session, then it is skipped and counted as such`, async () => {
+        const { deps, calls } = harness();
+        assert.deepEqual(await applyDomainEvent(event, deps), { kind: 'skipped', reason: 'no_linked_session' });
+        assert.deepEqual(calls, []);
+      });
+  }
+
+  describe('ticket and note events held until their ticket is linked', () => {
+    const change = (value: string, occurredAt: number): DomainEvent => ({
+      type: 'ticket-field-changed',
+      eventId: `e-${value}`,
+      ...common,
+      occurredAt,
+      ticketId: 'K1',
+      property: 'hs_ticket_priority',
+      value,
+    });
+    const note: DomainEvent = { ...others[3]!.event } as DomainEvent;
+    const check = {
+      type: 'ticket-hold-check',
+      eventId: 'e-check',
+      ...common,
+      ticketId: 'K1',
+    } as const;
+    const linkTicket = (links: Map<string, SessionLink>) => {
+      links.set(ticketLinkKey('org-1', 'K1'), linked);
+    };
+
+    it('given held events and then the link, when the hold is checked, then each is applied once in order and the hold is cleared', async () => {
+      const { deps, calls, links, held } = harness();
+      await applyDomainEvent(change('LOW', 1_000), deps);
+      await applyDomainEvent(note, deps);
+      linkTicket(links);
+      assert.deepEqual(await applyDomainEvent(check, deps), { kind: 'applied' });
+      assert.deepEqual(
+        calls.map(({ name, args }) => [name, args[2]]),
+        [
+          ['setCustomData', 'e-LOW'],
+          ['addAgentComment', 'e-nm'],
+        ],
+      );
+      assert.equal(held.tickets.size, 0);
+      assert.equal(held.counts.get('released'), 2);
+      assert.deepEqual(await applyDomainEvent(check, deps), { kind: 'skipped', reason: 'nothing_held' });
+      assert.equal(calls.length, 2, 'a second check applies nothing again');
+    });
+
+    it('given two changes of one property held, then only the newer is kept and applied', async () => {
+      const { deps, calls, links, held } = harness();
+      await applyDomainEvent(change('HIGH', 2_000), deps);
+      await applyDomainEvent(change('LOW', 1_000), deps);
+      linkTicket(links);
+      await applyDomainEvent(check, deps);
+      assert.deepEqual(calls, [{ name: 'setCustomData', args: ['S-1', { hs_ticket_priority: 'HIGH' }, 'e-HIGH'] }]);
+      assert.equal(held.counts.get('superseded'), 1);
+    });
+
+    it('given a held change and another event arriving once the link is known, then the held one is applied first and the new one last', async () => {
+      const { deps, calls, links, held } = harness();
+      await applyDomainEvent(change('LOW', 1_000), deps);
+      linkTicket(links);
+      assert.deepEqual(await applyDomainEvent(note, deps), { kind: 'applied' });
+      assert.deepEqual(
+        calls.map(({ args }) => args[2]),
+        ['e-LOW', 'e-nm'],
+      );
+      assert.equal(held.tickets.size, 0);
+    });
+
+    it('given a held change and a newer change of the same property arriving once the link is known, then only the newer is applied (the held one would be overwritten at once)', async () => {
+      const { deps, calls, links } = harness();
+      await applyDomainEvent(change('LOW', 1_000), deps);
+      linkTicket(links);
+      assert.deepEqual(await applyDomainEvent(change('HIGH', 2_000), deps), { kind: 'applied' });
+      assert.deepEqual(
+        calls.map(({ args }) => args[2]),
+        ['e-HIGH'],
+      );
+    });
+
+    it('given a release that fails part-way (OpenCX down), then the hold is kept and the next check applies all of it again', async () => {
+      const { deps, calls, links, held } = harness();
+      await applyDomainEvent(change('LOW', 1_000), deps);
+      await applyDomainEvent(note, deps);
+      linkTicket(links);
+      const failing: ApplyDeps = {
+        ...deps,
+        openCxFor: (o) => ({
+          ...deps.openCxFor(o),
+          addAgentComment: async () => {
+            throw new PipelineError(ErrorCode.upstreamUnavailable, 'OpenCX 503', { retriable: true });
+          },
+        }),
+      };
+      await assert.rejects(applyDomainEvent(check, failing), PipelineError);
+      assert.equal(held.tickets.size, 1);
+      await applyDomainEvent(check, deps);
+      assert.deepEqual(
+        calls.map(({ args }) => args[2]),
+        ['e-LOW', 'e-LOW', 'e-nm'],
+      );
+      assert.equal(held.tickets.size, 0);
+    });
+
+    it('given a ticket never linked, when checked before the hold ends, then it is still held; after, skipped as no_linked_session and cleared', async () => {
+      const { deps, calls, held } = harness();
+      await applyDomainEvent(change('LOW', 1_000), deps);
+      assert.deepEqual(await applyDomainEvent(check, deps), { kind: 'skipped', reason: 'still_held' });
+      const later: ApplyDeps = { ...deps, now: () => deps.now() + deps.held.holdMs };
+      assert.deepEqual(await applyDomainEvent(check, later), { kind: 'skipped', reason: 'no_linked_session' });
+      assert.equal(held.tickets.size, 0);
+      assert.equal(held.counts.get('expired'), 1);
       assert.deepEqual(calls, []);
     });
-  }
+  });
 
   it('regression (soak): given a handoff whose thread is not in the links and the links cannot catch up in time (a broker restart), then it fails as Kafka unavailable (tried again later), not skipped as no linked session', async () => {
     const { deps, calls } = harness();
@@ -293,6 +417,64 @@ describe('outbound: applying each domain event to OpenCX', () => {
     } as const;
     assert.deepEqual(await applyDomainEvent(reassigned, deps), { kind: 'skipped', reason: 'handed_off' });
     assert.deepEqual(calls, []);
+  });
+
+  it('regression (outside soak): given a handoff whose link in this view is not handed off yet but is on the topic, then the view is caught up first and OpenCX is not called', async () => {
+    const { deps, calls, links } = harness({ links: withLinks });
+    const caughtUp: ApplyDeps = {
+      ...deps,
+      links: {
+        ...deps.links,
+        catchUp: async () => {
+          links.set(threadLinkKey('org-1', 'T1'), { ...linked, handedOff: true });
+          return true;
+        },
+      },
+    };
+    const reassigned = { ...others[1]!.event, assigneeActorId: 'A-6' } as DomainEvent;
+    assert.deepEqual(await applyDomainEvent(reassigned, caughtUp), { kind: 'skipped', reason: 'handed_off' });
+    assert.deepEqual(calls, []);
+  });
+
+  it('regression (outside soak): given a second handoff that OpenCX refuses with 409 (its key used by an earlier handoff of the thread), then it is skipped as handed off and the link records the handoff', async () => {
+    const { deps, links } = harness({ links: withLinks });
+    const conflicting: ApplyDeps = {
+      ...deps,
+      openCxFor: (o) => ({
+        ...deps.openCxFor(o),
+        handOff: async () => {
+          throw new PipelineError(ErrorCode.upstreamRejected, 'OpenCX answered 409', {
+            retriable: false,
+            upstream: 'opencx',
+            status: 409,
+          });
+        },
+      }),
+    };
+    assert.deepEqual(await applyDomainEvent(others[1]!.event, conflicting), {
+      kind: 'skipped',
+      reason: 'handed_off',
+    });
+    assert.equal(links.get(threadLinkKey('org-1', 'T1'))?.handedOff, true);
+  });
+
+  it('given a handoff that OpenCX refuses with another 4xx, then the error is not taken for a handoff', async () => {
+    const { deps, links } = harness({ links: withLinks });
+    const refusing: ApplyDeps = {
+      ...deps,
+      openCxFor: (o) => ({
+        ...deps.openCxFor(o),
+        handOff: async () => {
+          throw new PipelineError(ErrorCode.upstreamRejected, 'OpenCX answered 422', {
+            retriable: false,
+            upstream: 'opencx',
+            status: 422,
+          });
+        },
+      }),
+    };
+    await assert.rejects(applyDomainEvent(others[1]!.event, refusing), PipelineError);
+    assert.equal(links.get(threadLinkKey('org-1', 'T1'))?.handedOff, false);
   });
 
   it('given a handoff on a thread whose session has no ticket yet, then the ticket HubSpot now associates is linked', async () => {

@@ -97,7 +97,6 @@ describe('reprocess: a decision against what the domain topic holds (lib/reproce
     const decided = decideTicketFieldChange(ticket, {
       orgId: 'acme',
       ticketingEnabled: true,
-      ticketLinked: true,
       lastAppliedAt: undefined,
     });
     assert.equal(decided.kind, 'emit');

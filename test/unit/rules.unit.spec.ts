@@ -5,6 +5,7 @@ import {
   checkDeliveryPortal,
   decideHandoff,
   decideNoteMirror,
+  ticketOfNote,
   decideTicketFieldChange,
   isStaleChange,
   parseWebhookEvent,
@@ -297,11 +298,8 @@ describe('rules: ticket.propertyChange', () => {
       IgnoreReason.emptyValue,
     );
   });
-  it('given a ticket linked to no session, when decided, then it is ignored', () => {
-    assert.equal(
-      ignoredBecause(decideTicketFieldChange(change(), { ...base, ticketLinked: false })),
-      IgnoreReason.noSession,
-    );
+  it('given a ticket whose session link is not known, when decided, then it is emitted (outbound holds it until the link is)', () => {
+    assert.deepEqual(emittedTypes(decideTicketFieldChange(change(), base)), ['ticket-field-changed']);
   });
   it('given a change older than the last handled change of that property, when decided, then it is stale', () => {
     assert.equal(
@@ -344,7 +342,7 @@ describe('rules: object.creation (notes)', () => {
   const aNote = HubSpotNote.parse(fixtures.note({ ticketId: '1501' }));
 
   it('given a note on a synced ticket, when decided, then it is mirrored as text without markup', () => {
-    const decision = decideNoteMirror(creation(), aNote, { orgId: ORG, syncedTicketId: '1501' });
+    const decision = decideNoteMirror(creation(), aNote, { orgId: ORG, ticketId: '1501' });
     const event = decision.kind === 'emit' ? decision.events[0] : undefined;
     assert.equal(event?.type === 'note-mirrored' && event.text, 'Called the customer; refund approved.');
     assert.equal(event?.type === 'note-mirrored' && event.ticketId, '1501');
@@ -352,15 +350,29 @@ describe('rules: object.creation (notes)', () => {
   it('given another object type, when decided, then it is ignored', () => {
     assert.equal(
       ignoredBecause(
-        decideNoteMirror(creation({ objectTypeId: '0-5' }), aNote, { orgId: ORG, syncedTicketId: '1501' }),
+        decideNoteMirror(creation({ objectTypeId: '0-5' }), aNote, { orgId: ORG, ticketId: '1501' }),
       ),
       IgnoreReason.notANote,
     );
   });
-  it('given a note on no synced ticket, when decided, then it is ignored', () => {
+  it('given a note on no ticket, when decided, then it is ignored', () => {
     assert.equal(
-      ignoredBecause(decideNoteMirror(creation(), aNote, { orgId: ORG, syncedTicketId: undefined })),
-      IgnoreReason.noteOnNoSyncedTicket,
+      ignoredBecause(decideNoteMirror(creation(), aNote, { orgId: ORG, ticketId: undefined })),
+      IgnoreReason.noteOnNoTicket,
+    );
+  });
+  it("given a note's tickets, when its ticket is chosen, then a linked one comes first, else the first one", () => {
+    assert.equal(
+      ticketOfNote(['1', '2', '3'], (id) => id === '2'),
+      '2',
+    );
+    assert.equal(
+      ticketOfNote(['1', '2'], () => false),
+      '1',
+    );
+    assert.equal(
+      ticketOfNote([], () => true),
+      undefined,
     );
   });
 });

@@ -26,6 +26,7 @@ const tsFields = async (): Promise<Map<string, Set<string>>> => {
     'ticket-field-changed': 'TicketFieldChanged',
     'note-mirrored': 'NoteMirrored',
     'ai-reply': 'AiReply',
+    'ticket-hold-check': 'TicketHoldCheck',
   };
   return new Map(Object.entries(typeNames).map(([type, name]) => [type, fieldsOf(name)]));
 };

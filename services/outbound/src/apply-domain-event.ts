@@ -4,12 +4,18 @@ import type {
   CustomerMessage,
   DomainEvent,
   Handoff,
-  NoteMirrored,
   RepReply,
-  TicketFieldChanged,
+  TicketHoldCheck,
 } from '../../../lib/domain-events.ts';
 import { ErrorCode, PipelineError, describeError } from '../../../lib/errors.ts';
 import { catchUpOrRetryLater } from '../../../lib/kafka/table.ts';
+import {
+  eventsToRelease,
+  holdEvent,
+  type HeldEvent,
+  type HeldTicket,
+  type HoldableEvent,
+} from '../../../lib/held-ticket-events.ts';
 import type { HubSpotApi } from '../../../lib/hubspot/index.ts';
 import type { Logger } from '../../../lib/log.ts';
 import type { Org } from '../../../lib/orgs/index.ts';
@@ -18,18 +24,26 @@ import type { OpenCxApi } from './opencx/client.ts';
 
 export const SkipReason = {
   unknownOrg: 'unknown_org',
+  /** A thread with no session; a ticket's held events whose hold ended with no link. */
   noLinkedSession: 'no_linked_session',
   handedOff: 'handed_off',
   duplicate: 'duplicate',
+  /** A hold check of a ticket that holds nothing (released already, or by another check). */
+  nothingHeld: 'nothing_held',
+  /** A hold check of a ticket still unlinked whose hold has not ended: it holds on. */
+  stillHeld: 'still_held',
 } as const;
 export type SkipReason = (typeof SkipReason)[keyof typeof SkipReason];
 
 export type ApplyOutcome =
   | { readonly kind: 'applied' }
+  /** A ticket or note event whose ticket has no session link yet: held (held-ticket-events.ts). */
+  | { readonly kind: 'held' }
   | { readonly kind: 'skipped'; readonly reason: SkipReason }
   /** The event itself is wrong (no retry fixes it): dead-lettered as malformed_event. */
   | { readonly kind: 'malformed'; readonly detail: string };
 const applied: ApplyOutcome = { kind: 'applied' };
+const held: ApplyOutcome = { kind: 'held' };
 const skipped = (reason: SkipReason): ApplyOutcome => ({ kind: 'skipped', reason });
 export const malformed = (detail: string): ApplyOutcome => ({ kind: 'malformed', detail });
 
@@ -53,11 +67,35 @@ export type ApplyDeps = {
     /** The thread was looked up: owing it again is a no-op for a while. */
     readonly settle: (entry: { orgId: string; threadId: string }) => Promise<void>;
   };
+  /** Ticket and note events waiting for their ticket's link (lib/held-ticket-events.ts). */
+  readonly held: HeldTicketDeps;
   readonly emitAiReply: (reply: AiReply) => Promise<void>;
   /** Retries retriable failures of one call with backoff; throws once the budget is spent. */
   readonly retry: <T>(target: 'opencx' | 'hubspot', work: () => Promise<T>) => Promise<T>;
   readonly logger: Logger;
   readonly now: () => number;
+};
+
+export const HeldOutcome = {
+  held: 'held',
+  released: 'released',
+  superseded: 'superseded',
+  dropped: 'dropped',
+  expired: 'expired',
+} as const;
+export type HeldOutcome = (typeof HeldOutcome)[keyof typeof HeldOutcome];
+
+export type HeldTicketDeps = {
+  /** The ticket's held record, from a view caught up since this replica got its partitions. */
+  readonly current: (orgId: string, ticketId: string) => Promise<HeldTicket | undefined>;
+  /** Durable before it returns. */
+  readonly write: (ticket: HeldTicket) => Promise<void>;
+  readonly clear: (orgId: string, ticketId: string) => Promise<void>;
+  /** How long a ticket's events are held for a link that does not come (TICKET_HOLD_MS). */
+  readonly holdMs: number;
+  /** An event of the organisation now waits for a ticket link: its look-ups are owed (best effort). */
+  readonly linkAwaited: (orgId: string) => void;
+  readonly counted: (outcome: HeldOutcome, events: readonly HeldEvent[] | readonly HoldableEvent[]) => void;
 };
 
 /**
@@ -71,7 +109,7 @@ const isIsoDate = (ms: number): boolean => Number.isInteger(ms) && ms >= 0 && ms
 const iso = (ms: number): string => new Date(ms).toISOString();
 
 /** The timestamp this event sends to OpenCX that is not a date, if any. */
-const unsendableTimestamp = (event: DomainEvent): string | undefined => {
+const unsendableTimestamp = (event: DomainEvent | TicketHoldCheck): string | undefined => {
   const sent: readonly (readonly [string, number])[] =
     event.type === 'rep-reply'
       ? [['occurredAt', event.occurredAt]]
@@ -296,14 +334,30 @@ const applyRepReply = async (event: RepReply, org: Org, deps: ApplyDeps): Promis
   return applied;
 };
 
+/**
+ * A 409 from OpenCX to a handoff: its Idempotency-Key (one per thread) was used with another
+ * request, i.e. OpenCX took a handoff of this thread to another assignee. The session is handed
+ * off; there is nothing more to apply.
+ */
+const isEarlierHandoff = (error: unknown): boolean =>
+  error instanceof PipelineError && error.upstream === 'opencx' && error.status === 409;
+
 const applyHandoff = async (event: Handoff, org: Org, deps: ApplyDeps): Promise<ApplyOutcome> => {
-  const link = await linkedThread(deps, event.orgId, event.threadId);
+  let link = await linkedThread(deps, event.orgId, event.threadId);
   if (!link) return skipped(SkipReason.noLinkedSession);
+  // Whether the session is handed off decides the call, so it is read from a view that holds
+  // every link written until now: another replica may have applied the thread's first handoff
+  // moments ago (or before a broker restart slowed this replica's table).
+  if (!link.handedOff && deps.links.catchUp) {
+    await catchUpOrRetryLater(deps.links.catchUp, 'session links');
+    link = deps.links.forThread(event.orgId, event.threadId) ?? link;
+  }
   // Handed off once is handed off (the rules' "session not yet handed off"): a second handoff of
   // the thread (a reassignment the processor emitted before it saw the first applied) carries
   // the same event id (one per thread) with another assignee, which OpenCX refuses with a 409
   // (the Idempotency-Key used with a different request). The link is saved only after OpenCX
-  // took the first one, so a crash in between still repeats the first, identical request.
+  // took the first one, so a crash in between still repeats the first, identical request; a
+  // second one that meets such a crash gets the 409, which says the same: handed off.
   if (link.handedOff) {
     if (link.ticketId === null) {
       const ticketId = await lookUpTicket(deps, org, event.threadId);
@@ -311,55 +365,139 @@ const applyHandoff = async (event: Handoff, org: Org, deps: ApplyDeps): Promise<
     }
     return skipped(SkipReason.handedOff);
   }
-  await deps.retry('opencx', () =>
-    deps
-      .openCxFor(org)
-      .handOff(
-        link.sessionId,
-        { reason: 'assigned_away', assignee_actor_id: event.assigneeActorId },
-        event.eventId,
-      ),
-  );
+  let earlier = false;
+  try {
+    await deps.retry('opencx', () =>
+      deps
+        .openCxFor(org)
+        .handOff(
+          link.sessionId,
+          { reason: 'assigned_away', assignee_actor_id: event.assigneeActorId },
+          event.eventId,
+        ),
+    );
+  } catch (error) {
+    if (!isEarlierHandoff(error)) throw error;
+    deps.logger.info(
+      { orgId: event.orgId, threadId: event.threadId, sessionId: link.sessionId },
+      'session already handed off (OpenCX took an earlier handoff of the thread)',
+    );
+    earlier = true;
+  }
   // A handoff is when a ticket usually appears on the thread: look it up if the link has none.
   const ticketId = link.ticketId ?? (await lookUpTicket(deps, org, event.threadId));
-  if (!link.handedOff || ticketId !== link.ticketId)
-    await saveLink(deps, { ...link, handedOff: true, ticketId, updatedAt: deps.now() });
-  return applied;
+  await saveLink(deps, { ...link, handedOff: true, ticketId, updatedAt: deps.now() });
+  return earlier ? skipped(SkipReason.handedOff) : applied;
 };
 
-const applyTicketFieldChanged = async (
-  event: TicketFieldChanged,
+/** One ticket or note event onto its linked session: one OpenCX call, Idempotency-Key = event id. */
+const applyToSession = (event: HoldableEvent, link: SessionLink, org: Org, deps: ApplyDeps): Promise<unknown> =>
+  event.type === 'ticket-field-changed'
+    ? deps.retry('opencx', () =>
+        deps
+          .openCxFor(org)
+          .setCustomData(link.sessionId, { [event.property]: event.value }, event.eventId),
+      )
+    : deps.retry('opencx', () =>
+        deps.openCxFor(org).addAgentComment(
+          link.sessionId,
+          {
+            text: event.text,
+            hubspot_note_id: event.noteId,
+            author_owner_id: event.authorOwnerId,
+            created_at: iso(event.createdAt),
+          },
+          event.eventId,
+        ),
+      );
+
+/**
+ * Applies a ticket's held events in order (with `incoming` in its place among them), then clears
+ * the hold. A crash or a failed call part-way leaves the hold as it was: the next attempt applies
+ * them all again, each a no-op at OpenCX by its Idempotency-Key.
+ */
+const releaseHeld = async (
+  ticket: HeldTicket,
+  link: SessionLink,
   org: Org,
   deps: ApplyDeps,
-): Promise<ApplyOutcome> => {
-  const link = await linkedTicket(deps, event.orgId, event.ticketId);
-  if (!link) return skipped(SkipReason.noLinkedSession);
-  await deps.retry('opencx', () =>
-    deps.openCxFor(org).setCustomData(link.sessionId, { [event.property]: event.value }, event.eventId),
+  incoming?: HoldableEvent,
+): Promise<void> => {
+  const events = eventsToRelease(ticket, incoming);
+  for (const { event } of events) await applyToSession(event, link, org, deps);
+  await deps.held.clear(ticket.orgId, ticket.ticketId);
+  deps.held.counted(
+    HeldOutcome.released,
+    events.filter(({ heldAt }) => Number.isFinite(heldAt)),
   );
-  return applied;
+  deps.logger.info(
+    { orgId: ticket.orgId, ticketId: ticket.ticketId, sessionId: link.sessionId, events: events.length },
+    'held ticket events applied: the ticket is linked now',
+  );
 };
 
-const applyNoteMirrored = async (event: NoteMirrored, org: Org, deps: ApplyDeps): Promise<ApplyOutcome> => {
+/**
+ * ticket-field-changed and note-mirrored. A ticket whose session link is not known yet (its
+ * thread's look-up not made yet, or a ticket created later on the thread) holds the event
+ * instead of skipping it; while a ticket holds events, a new one joins them and they are applied
+ * together once the link is known, so a newer change is never overwritten by an older one.
+ */
+const applyTicketEvent = async (event: HoldableEvent, org: Org, deps: ApplyDeps): Promise<ApplyOutcome> => {
   const link = await linkedTicket(deps, event.orgId, event.ticketId);
-  if (!link) return skipped(SkipReason.noLinkedSession);
-  await deps.retry('opencx', () =>
-    deps.openCxFor(org).addAgentComment(
-      link.sessionId,
-      {
-        text: event.text,
-        hubspot_note_id: event.noteId,
-        author_owner_id: event.authorOwnerId,
-        created_at: iso(event.createdAt),
-      },
-      event.eventId,
-    ),
+  const ticket = await deps.held.current(event.orgId, event.ticketId);
+  if (link) {
+    if (ticket) await releaseHeld(ticket, link, org, deps, event);
+    else await applyToSession(event, link, org, deps);
+    return applied;
+  }
+  const result = holdEvent(ticket, event, deps.now());
+  if (result.changed) await deps.held.write(result.ticket);
+  if (result.changed && result.dropped.length === 0) deps.held.counted(HeldOutcome.held, [event]);
+  if (result.superseded.length > 0) deps.held.counted(HeldOutcome.superseded, result.superseded);
+  if (result.dropped.length > 0) {
+    deps.held.counted(HeldOutcome.dropped, result.dropped);
+    deps.logger.warn(
+      { orgId: event.orgId, ticketId: event.ticketId, dropped: result.dropped.map((dropped) => dropped.eventId) },
+      'held notes let go: the ticket holds more than a record can carry',
+    );
+  }
+  deps.held.linkAwaited(event.orgId);
+  return held;
+};
+
+/**
+ * A look at a ticket's held events, in the ticket's queue: applied when the ticket is linked now,
+ * dropped when the hold has lasted `holdMs` with no link (the ticket is on no synced
+ * conversation), else held on.
+ */
+const applyHoldCheck = async (check: TicketHoldCheck, org: Org, deps: ApplyDeps): Promise<ApplyOutcome> => {
+  const ticket = await deps.held.current(check.orgId, check.ticketId);
+  if (!ticket) return skipped(SkipReason.nothingHeld);
+  const link = await linkedTicket(deps, check.orgId, check.ticketId);
+  if (link) {
+    await releaseHeld(ticket, link, org, deps);
+    return applied;
+  }
+  if (deps.now() - ticket.heldSince < deps.held.holdMs) return skipped(SkipReason.stillHeld);
+  await deps.held.clear(check.orgId, check.ticketId);
+  deps.held.counted(HeldOutcome.expired, ticket.events);
+  deps.logger.warn(
+    {
+      orgId: check.orgId,
+      ticketId: check.ticketId,
+      events: ticket.events.length,
+      heldSince: new Date(ticket.heldSince).toISOString(),
+    },
+    'held ticket events skipped: no session was linked to the ticket within TICKET_HOLD_MS',
   );
-  return applied;
+  return skipped(SkipReason.noLinkedSession);
 };
 
 /** Applies one domain event to OpenCX (contract.md, "OpenCX calls"): one function per row. */
-export const applyDomainEvent = (event: DomainEvent, deps: ApplyDeps): Promise<ApplyOutcome> => {
+export const applyDomainEvent = (
+  event: DomainEvent | TicketHoldCheck,
+  deps: ApplyDeps,
+): Promise<ApplyOutcome> => {
   const org = deps.orgs.byId(event.orgId);
   if (!org) return Promise.resolve(skipped(SkipReason.unknownOrg));
   const badTimestamp = unsendableTimestamp(event);
@@ -372,9 +510,10 @@ export const applyDomainEvent = (event: DomainEvent, deps: ApplyDeps): Promise<A
     case 'handoff':
       return applyHandoff(event, org, deps);
     case 'ticket-field-changed':
-      return applyTicketFieldChanged(event, org, deps);
     case 'note-mirrored':
-      return applyNoteMirrored(event, org, deps);
+      return applyTicketEvent(event, org, deps);
+    case 'ticket-hold-check':
+      return applyHoldCheck(event, org, deps);
     default: {
       const unreachable: never = event;
       throw new Error(`unknown domain event ${JSON.stringify(unreachable)}`);

@@ -22,6 +22,11 @@ export const outboundEnv = {
   /** Per organisation, across replicas. */
   OPENCX_RATE_LIMIT_MAX: z.coerce.number().int().min(1).default(50),
   OPENCX_RATE_LIMIT_WINDOW_MS: z.coerce.number().int().min(1).default(1000),
+  /**
+   * How long a ticket's events wait for a session link before they are skipped (no_linked_session):
+   * HubSpot's own retry window, past which nothing about the ticket is still on its way.
+   */
+  TICKET_HOLD_MS: z.coerce.number().int().min(1000).default(24 * 60 * 60 * 1000),
 };
 
 export type OutboundConfig = ReturnType<typeof loadOutboundConfig>;

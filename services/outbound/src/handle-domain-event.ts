@@ -136,6 +136,10 @@ export const createPipelineEventHandler =
         metrics.skipped.inc({ type: event.type, reason: outcome.reason });
         log.debug({ reason: outcome.reason }, 'nothing to apply');
         return { kind: 'skipped', reason: outcome.reason };
+      case 'held':
+        // Counted by outcome in outbound_held_ticket_events_total; applied once its ticket is linked.
+        log.debug('held until its ticket is linked to a session');
+        return done;
       case 'malformed':
         return {
           kind: 'dead-letter',

@@ -19,6 +19,12 @@ import { createGroupMembership, readinessProbe, watchDependencies } from '../../
 import { createDomainEventPublisher } from '../../../lib/domain-event-publisher.ts';
 import { createRecordWriter } from '../../../lib/kafka/record-writer.ts';
 import { orgOfOrderingKey, type AiReply } from '../../../lib/domain-events.ts';
+import {
+  HeldTicketEvents,
+  type HeldEvent,
+  type HoldableEvent,
+} from '../../../lib/held-ticket-events.ts';
+import { deriveEventId } from '../../../lib/ids.ts';
 import { ErrorCode, PipelineError, describeError } from '../../../lib/errors.ts';
 import { createPortalClients, parkOnRateLimit } from '../../../lib/hubspot/index.ts';
 import {
@@ -39,7 +45,8 @@ import { createRedis } from '../../../lib/redis.ts';
 import { sleep, withRetry } from '../../../lib/retry.ts';
 import { isEntryPoint, runAsProcess } from '../../../lib/service.ts';
 import type { SessionLinks } from '../../../lib/session-links.ts';
-import { applyDomainEvent, malformed } from './apply-domain-event.ts';
+import { applyDomainEvent, malformed, type HeldOutcome } from './apply-domain-event.ts';
+import { startHeldTicketChecks } from './held-ticket-checks.ts';
 import { loadOutboundConfig, type OutboundConfig } from './config.ts';
 import { createPipelineEventHandler } from './handle-domain-event.ts';
 import { createOutboundMetrics } from './metrics.ts';
@@ -47,6 +54,7 @@ import { createOpenCxApi, type OpenCxApi } from './opencx/client.ts';
 import {
   createRedisOwedTicketLookUps,
   oweAgainWhenRedisForgets,
+  REOWE_WINDOW_MS,
   startOwedTicketLookUps,
 } from './owed-ticket-look-ups.ts';
 import { postAiReply } from './post-ai-reply.ts';
@@ -72,10 +80,6 @@ export const startOutbound = async (
   const openCxGate = createTenantGate(gateOptions);
   /** HubSpot budget spent or HubSpot failing (AI replies wait; ticket look-ups are owed). */
   const hubspotGate = createTenantGate(gateOptions);
-  const metrics = createOutboundMetrics(registry, (now) => [
-    ...openCxGate.waiting(now),
-    ...hubspotGate.waiting(now),
-  ]);
 
   // Adapters: Kafka (topics, Avro, producer), organisations and session links, Redis, OpenCX, HubSpot.
   const connections = await connectToPipeline(config, {
@@ -85,6 +89,19 @@ export const startOutbound = async (
   });
   const { kafka, topics, codec, producer, orgs, links } = connections;
   if (!links) throw new Error('session links were not started');
+  // Ticket and note events waiting for their ticket's link (Kafka, compacted): read whole here.
+  const heldTickets = new HeldTicketEvents({
+    kafka,
+    topic: topics.heldTicketEvents.name,
+    groupPrefix: config.KAFKA_TOPIC_PREFIX,
+    logger,
+  });
+  await heldTickets.start();
+  const metrics = createOutboundMetrics(
+    registry,
+    (now) => [...openCxGate.waiting(now), ...hubspotGate.waiting(now)],
+    () => heldTickets.size,
+  );
   // The last AI reply posted per thread (Kafka, compacted): no reply is posted twice even when
   // Redis, which holds the claims, lost its data.
   const postedReplies = new PostedReplies({
@@ -97,11 +114,16 @@ export const startOutbound = async (
   registerOrgDirectoryMetrics(registry, orgs);
   const redis = createRedis(config.REDIS_URL, logger);
   const replyAttempts = createRedisReplyAttempts(redis, config.REDIS_KEY_PREFIX, config.DEDUP_TTL_MS);
-  const events = await createDomainEventPublisher({ kafka, codec, topics: [topics.aiReplies.name], logger });
-  // Session links and posted replies: many conversations write at once, sharing requests.
+  const events = await createDomainEventPublisher({
+    kafka,
+    codec,
+    topics: [topics.aiReplies.name, topics.domainEvents.name],
+    logger,
+  });
+  // Session links, posted replies, held ticket events: many conversations write at once, sharing requests.
   const tableWrites = await createRecordWriter({
     kafka,
-    topics: [topics.sessionLinks.name, topics.postedReplies.name],
+    topics: [topics.sessionLinks.name, topics.postedReplies.name, topics.heldTicketEvents.name],
     logger,
   });
   const openCxLimiter = createRedisRateLimiter(redis, {
@@ -179,6 +201,40 @@ export const startOutbound = async (
     doneTtlMs: config.DEDUP_TTL_MS,
   });
 
+  // When this replica was last given partitions of the domain topic: a held record written by
+  // their previous owner must be in the held table before a miss in it is trusted.
+  let domainPartitionsSince = Date.now();
+  const heldChecks = startHeldTicketChecks({
+    held: heldTickets,
+    isLinked: (orgId, ticketId) => links.forTicket(orgId, ticketId) !== undefined,
+    publishCheck: (ticket) =>
+      events.publish(topics.domainEvents.name, [
+        {
+          type: 'ticket-hold-check',
+          eventId: deriveEventId('ticket-hold-check', instance, ticket.orgId, ticket.ticketId, Date.now()),
+          orgId: ticket.orgId,
+          portalId: ticket.portalId,
+          ticketId: ticket.ticketId,
+          occurredAt: Date.now(),
+        },
+      ]),
+    oweAgain: async (orgIds) => {
+      const threads = links
+        .ticketlessThreadsSince(Date.now() - REOWE_WINDOW_MS)
+        .filter(({ orgId }) => orgIds.has(orgId));
+      for (let index = 0; index < threads.length; index += 100)
+        await Promise.all(
+          threads
+            .slice(index, index + 100)
+            .map(({ orgId, threadId }) => owedTicketLookUps.owe(orgId, threadId, { checkRedis: true })),
+        );
+    },
+    holdMs: config.TICKET_HOLD_MS,
+    now: Date.now,
+    logger,
+  });
+  links.onTicketLinked(heldChecks.linked);
+
   const applyDeps = {
     orgs,
     links: {
@@ -190,6 +246,20 @@ export const startOutbound = async (
     openCxFor,
     hubspotFor,
     owedTicketLookUps,
+    held: {
+      current: (orgId: string, ticketId: string) => heldTickets.current(orgId, ticketId, domainPartitionsSince),
+      write: (ticket: Parameters<HeldTicketEvents['write']>[1]) => heldTickets.write(tableWrites, ticket),
+      clear: (orgId: string, ticketId: string) => heldTickets.clear(tableWrites, orgId, ticketId),
+      holdMs: config.TICKET_HOLD_MS,
+      linkAwaited: heldChecks.awaited,
+      counted: (outcome: HeldOutcome, held: readonly (HeldEvent | HoldableEvent)[]) => {
+        metrics.heldTicketEvents.inc({ outcome }, held.length);
+        if (outcome !== 'released') return;
+        const now = Date.now();
+        for (const entry of held)
+          if ('heldAt' in entry) metrics.heldTicketEventWait.observe(Math.max(0, now - entry.heldAt) / 1000);
+      },
+    },
     emitAiReply: (reply: AiReply) => events.publish(topics.aiReplies.name, [reply]),
     retry,
     logger,
@@ -260,14 +330,18 @@ export const startOutbound = async (
   const domainGroup = `${config.KAFKA_TOPIC_PREFIX}outbound`;
   const repliesGroup = `${config.KAFKA_TOPIC_PREFIX}outbound.ai-replies`;
   const joinBothGroups = () => {
+    const domainKafkaConsumer = kafka.consumer({
+      groupId: domainGroup,
+      allowAutoTopicCreation: false,
+      sessionTimeout: config.KAFKA_SESSION_TIMEOUT_MS,
+      heartbeatInterval: 1000,
+      maxWaitTimeInMs: CONSUMER_FETCH_MAX_WAIT_MS,
+    });
+    domainKafkaConsumer.on(domainKafkaConsumer.events.GROUP_JOIN, () => {
+      domainPartitionsSince = Date.now();
+    });
     const domainConsumer = new KeyedConsumer({
-      consumer: kafka.consumer({
-        groupId: domainGroup,
-        allowAutoTopicCreation: false,
-        sessionTimeout: config.KAFKA_SESSION_TIMEOUT_MS,
-        heartbeatInterval: 1000,
-        maxWaitTimeInMs: CONSUMER_FETCH_MAX_WAIT_MS,
-      }),
+      consumer: domainKafkaConsumer,
       topics: [topics.domainEvents.name],
       orderingKey: (message) => message.key?.toString() ?? '',
       parking: parkingIn(domainGroup, openCxGate),
@@ -317,6 +391,7 @@ export const startOutbound = async (
     orgs,
     links: applyDeps.links,
     hubspotFor,
+    awaited: (orgId) => heldTickets.isWaiting(orgId),
     logger,
     now: Date.now,
     counted: (outcome) => metrics.ticketLookUps.inc({ outcome }),
@@ -333,11 +408,12 @@ export const startOutbound = async (
     metricsPort: typeof address === 'object' && address ? address.port : config.METRICS_PORT,
     stop: async () => {
       stopMemoryChecks();
+      heldChecks.stop();
       await ticketLookUps.stop();
       await consumers.stop();
       await dependencies.stop();
       await Promise.all([events.drain(), tableWrites.close()]);
-      await Promise.all([connections.close(), postedReplies.stop()]);
+      await Promise.all([connections.close(), postedReplies.stop(), heldTickets.stop()]);
       redis.disconnect();
       await closeServer(metricsServer);
     },

@@ -1,10 +1,14 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { TenantGate } from '../../../lib/kafka/index.ts';
 
-/** `tenantsWaiting`: the tenants the service's gate waits for now (a gauge read at scrape time). */
+/**
+ * `tenantsWaiting`: the tenants the service's gate waits for now; `heldTickets`: tickets whose
+ * events wait for a session link (gauges read at scrape time).
+ */
 export const createOutboundMetrics = (
   registry: Registry,
   tenantsWaiting: TenantGate['waiting'] = () => [],
+  heldTickets: () => number = () => 0,
 ) => ({
   applied: new Counter({
     name: 'outbound_events_applied_total',
@@ -68,6 +72,26 @@ export const createOutboundMetrics = (
     help: "Owed ticket look-ups made off the customer's path, by outcome (found, none, deferred: no room in the budget, failed, given_up)",
     labelNames: ['outcome'] as const,
     registers: [registry],
+  }),
+  heldTicketEvents: new Counter({
+    name: 'outbound_held_ticket_events_total',
+    help: 'Ticket and note events whose ticket had no session link yet, by outcome: held, released (applied once the link came), superseded (a newer change of the property replaced it), dropped (a note over the record size), expired (no link within TICKET_HOLD_MS)',
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+  }),
+  heldTicketEventWait: new Histogram({
+    name: 'outbound_held_ticket_event_wait_seconds',
+    help: 'How long a held ticket or note event waited for its ticket link before it was applied',
+    buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800, 3600, 86400],
+    registers: [registry],
+  }),
+  heldTickets: new Gauge({
+    name: 'outbound_held_tickets',
+    help: 'Tickets whose events wait for a session link now (the held-ticket-events table)',
+    registers: [registry],
+    collect() {
+      this.set(heldTickets());
+    },
   }),
   applyLatency: new Histogram({
     name: 'outbound_apply_seconds',

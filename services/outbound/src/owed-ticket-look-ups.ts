@@ -57,8 +57,16 @@ const MAX_FAILURES = 6;
 export type OwedLookUp = { readonly orgId: string; readonly threadId: string };
 
 export type OwedTicketLookUps = {
-  /** Owes a look-up for the thread, due now, unless one is owed or it was settled lately (`force`: even then). */
-  readonly owe: (orgId: string, threadId: string, options?: { force?: boolean }) => Promise<void>;
+  /**
+   * Owes a look-up for the thread, due now, unless one is owed or it was settled lately (`force`:
+   * even then). `checkRedis`: asks Redis even when this replica owed it lately (Redis may have
+   * lost it since).
+   */
+  readonly owe: (
+    orgId: string,
+    threadId: string,
+    options?: { force?: boolean; checkRedis?: boolean },
+  ) => Promise<void>;
   /** Takes up to `limit` due look-ups for this replica (leased). */
   readonly takeDue: (limit: number) => Promise<OwedLookUp[]>;
   readonly later: (entry: OwedLookUp, afterMs: number) => Promise<void>;
@@ -82,10 +90,10 @@ export const createRedisOwedTicketLookUps = (redis: Redis, prefix: string): Owed
   const owedMemo = new Map<string, number>();
   redis.on('close', () => owedMemo.clear());
   return {
-    owe: async (orgId, threadId, { force = false } = {}) => {
+    owe: async (orgId, threadId, { force = false, checkRedis = false } = {}) => {
       const entry = { orgId, threadId };
       const memoKey = `${orgId}\u0000${threadId}`;
-      if (!force && (owedMemo.get(memoKey) ?? 0) > Date.now()) return;
+      if (!force && !checkRedis && (owedMemo.get(memoKey) ?? 0) > Date.now()) return;
       owedMemo.delete(memoKey);
       if (force) await redis.del(settledKey(entry));
       await oweScript([queue, settledKey(entry)], [member(entry), 0]);
@@ -217,6 +225,8 @@ export type SettleDeps = {
     write: (links: readonly { key: string; link: SessionLink }[]) => Promise<void>;
   };
   readonly hubspotFor: (org: Org) => HubSpotApi;
+  /** Whether ticket or note events of the organisation wait for a link: its look-ups are then awaited. */
+  readonly awaited?: (orgId: string) => boolean;
   readonly logger: Logger;
   readonly now: () => number;
   readonly counted?: (outcome: TicketLookUpOutcome) => void;
@@ -244,7 +254,9 @@ const settleOne = async (deps: SettleDeps, entry: OwedLookUp): Promise<void> => 
     return;
   }
   try {
-    const thread = await deps.hubspotFor(org).getThread(entry.threadId);
+    const thread = await deps
+      .hubspotFor(org)
+      .getThread(entry.threadId, { awaited: deps.awaited?.(entry.orgId) ?? false });
     const ticketId = thread.threadAssociations?.associatedTicketId ?? null;
     if (ticketId !== null) {
       const ticketLink = { ...link, ticketId, updatedAt: deps.now() };

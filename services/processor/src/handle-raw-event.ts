@@ -26,6 +26,7 @@ import {
   isNoteCreation,
   parseWebhookEvent,
   routeNewMessage,
+  ticketOfNote,
   type Decision,
   type WebhookEvent,
 } from './rules/index.ts';
@@ -156,10 +157,6 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
     deps.links.forThread(orgId, threadId) ??
     (await catchUpOrRetryLater(() => deps.links.catchUp(), 'session links'),
     deps.links.forThread(orgId, threadId));
-  const linkedTicket = async (orgId: string, ticketId: string) =>
-    deps.links.forTicket(orgId, ticketId) ??
-    (await catchUpOrRetryLater(() => deps.links.catchUp(), 'session links'),
-    deps.links.forTicket(orgId, ticketId));
 
   const planFor = (
     event: Exclude<WebhookEvent, { subscriptionType: 'unsupported' }>,
@@ -215,7 +212,6 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
             decideTicketFieldChange(event, {
               orgId,
               ticketingEnabled: org.settings.ticketingEnabled,
-              ticketLinked: (await linkedTicket(orgId, event.objectId)) !== undefined,
               lastAppliedAt: await deps.propertyClock.lastApplied(key),
             }),
           clock: { key, occurredAt: event.occurredAt },
@@ -229,16 +225,12 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
           decide: async () => {
             const note = await callHubSpot(log, () => deps.hubspotFor(org).getNote(event.objectId));
             const tickets = note.associations?.tickets?.results.map((ticket) => ticket.id) ?? [];
-            let syncedTicketId = tickets.find(
-              (ticketId) => deps.links.forTicket(orgId, ticketId) !== undefined,
-            );
-            if (syncedTicketId === undefined && tickets.length > 0) {
+            const isLinked = (ticketId: string) => deps.links.forTicket(orgId, ticketId) !== undefined;
+            // A note on several tickets goes through the linked one; when none is linked in this
+            // replica's view, the view is caught up first (one may have been linked moments ago).
+            if (tickets.length > 1 && !tickets.some(isLinked))
               await catchUpOrRetryLater(() => deps.links.catchUp(), 'session links');
-              syncedTicketId = tickets.find(
-                (ticketId) => deps.links.forTicket(orgId, ticketId) !== undefined,
-              );
-            }
-            return decideNoteMirror(event, note, { orgId, syncedTicketId });
+            return decideNoteMirror(event, note, { orgId, ticketId: ticketOfNote(tickets, isLinked) });
           },
         };
       default: {

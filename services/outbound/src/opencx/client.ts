@@ -64,6 +64,7 @@ export const classifyOpenCxResponse = (response: HttpAnswer, what: string): unkn
   throw new PipelineError(code, `${what}: OpenCX answered ${response.status} ${body}`, {
     upstream: 'opencx',
     retriable: false,
+    status: response.status,
   });
 };
 

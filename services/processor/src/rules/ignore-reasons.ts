@@ -12,11 +12,10 @@ export const IgnoreReason = {
   assistMode: 'assist_mode',
   assignedToAi: 'assigned_to_ai',
   alreadyHandedOff: 'already_handed_off',
-  noSession: 'no_linked_session',
   ticketingDisabled: 'ticketing_disabled',
   emptyValue: 'empty_property_value',
   notANote: 'object_not_a_note',
-  noteOnNoSyncedTicket: 'note_on_no_synced_ticket',
+  noteOnNoTicket: 'note_on_no_ticket',
   malformedEvent: 'malformed_event',
   /** An older change of a property than one already handled (HubSpot does not order deliveries). */
   stale: 'stale',

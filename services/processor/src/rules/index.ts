@@ -21,6 +21,6 @@ export {
 } from './new-message.ts';
 export { decideHandoff, type HandoffContext } from './conversation-change.ts';
 export { decideTicketFieldChange, type TicketChangeContext } from './ticket-change.ts';
-export { decideNoteMirror, isNoteCreation, NOTE_OBJECT_TYPE_ID } from './note-creation.ts';
+export { decideNoteMirror, isNoteCreation, NOTE_OBJECT_TYPE_ID, ticketOfNote } from './note-creation.ts';
 export { isStaleChange } from './property-order.ts';
 export { checkDeliveryPortal, PRIVATE_APP_ROUTE, type Delivery } from './delivery-portal.ts';

@@ -10,16 +10,26 @@ export const isNoteCreation = (event: ObjectCreationEvent): boolean =>
   event.objectTypeId === NOTE_OBJECT_TYPE_ID;
 
 /**
- * object.creation of a note (0-46) attached to a synced ticket: mirrored as an internal agent
- * comment. `syncedTicketId` is the first of the note's tickets that is linked to a session.
+ * The ticket a note is mirrored through: the first of its tickets linked to a session, else its
+ * first ticket (whose link may still come: outbound holds the note until then).
+ */
+export const ticketOfNote = (
+  ticketIds: readonly string[],
+  isLinked: (ticketId: string) => boolean,
+): string | undefined => ticketIds.find(isLinked) ?? ticketIds[0];
+
+/**
+ * object.creation of a note (0-46) attached to a ticket: mirrored as an internal agent comment
+ * on the ticket's session (`ticketId`, see ticketOfNote). A note on no ticket is not the help
+ * desk's.
  */
 export const decideNoteMirror = (
   event: ObjectCreationEvent,
   note: HubSpotNote,
-  context: { readonly orgId: string; readonly syncedTicketId: string | undefined },
+  context: { readonly orgId: string; readonly ticketId: string | undefined },
 ): Decision => {
   if (!isNoteCreation(event)) return ignore(IgnoreReason.notANote);
-  if (context.syncedTicketId === undefined) return ignore(IgnoreReason.noteOnNoSyncedTicket);
+  if (context.ticketId === undefined) return ignore(IgnoreReason.noteOnNoTicket);
   const createdAt = Date.parse(note.properties.hs_timestamp ?? '');
   return emit([
     {
@@ -27,7 +37,7 @@ export const decideNoteMirror = (
       eventId: deriveEventId('note-mirrored', context.orgId, note.id),
       orgId: context.orgId,
       portalId: event.portalId,
-      ticketId: context.syncedTicketId,
+      ticketId: context.ticketId,
       occurredAt: event.occurredAt,
       noteId: note.id,
       text: (note.properties.hs_note_body ?? '')

@@ -7,7 +7,6 @@ import type { TicketPropertyChangeEvent } from './webhook-event.ts';
 export type TicketChangeContext = {
   readonly orgId: string;
   readonly ticketingEnabled: boolean;
-  readonly ticketLinked: boolean;
   /** occurredAt of the newest change of this ticket property already handled, if any. */
   readonly lastAppliedAt: number | undefined;
 };
@@ -15,7 +14,8 @@ export type TicketChangeContext = {
 /**
  * ticket.propertyChange: synced onto the session when ticketing is on and the value is not
  * empty, unless a newer change of the same property was already handled (it would overwrite
- * the newer value).
+ * the newer value). Whether the ticket is linked to a session is outbound's to know: a ticket
+ * whose link is not known yet holds the change until it is (contract.md).
  */
 export const decideTicketFieldChange = (
   event: TicketPropertyChangeEvent,
@@ -25,7 +25,6 @@ export const decideTicketFieldChange = (
   if (!context.ticketingEnabled) return ignore(IgnoreReason.ticketingDisabled);
   const value = event.propertyValue;
   if (value === null || value === undefined || value === '') return ignore(IgnoreReason.emptyValue);
-  if (!context.ticketLinked) return ignore(IgnoreReason.noSession);
   return emit([
     {
       type: 'ticket-field-changed',

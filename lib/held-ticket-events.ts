@@ -1,0 +1,227 @@
+import type { Kafka } from 'kafkajs';
+import { z } from 'zod';
+import type { NoteMirrored, TicketFieldChanged } from './domain-events.ts';
+import { KafkaTable, catchUpOrRetryLater } from './kafka/table.ts';
+import type { RecordWriter } from './kafka/record-writer.ts';
+import type { Logger } from './log.ts';
+import { ticketLinkKey } from './session-links.ts';
+
+/**
+ * Ticket and note events whose ticket has no known session link yet, held until it has one
+ * (contract.md: "held, durably and per ticket"). One record per ticket on a compacted topic, so a
+ * crash, a rebalance or a Redis that lost its data changes nothing: every outbound replica reads
+ * the topic whole, and the ticket's queue (the domain topic's `<org>:ticket:<id>` key) is the
+ * only writer of its record. Released (applied in order, then a tombstone) in that queue once
+ * the link is known; dropped (a tombstone) once the hold has lasted `TICKET_HOLD_MS`.
+ *
+ * What is held and no more: the newest change per property (by occurredAt) and each note once.
+ */
+const TicketFieldChangedRecord = z.object({
+  type: z.literal('ticket-field-changed'),
+  eventId: z.string(),
+  orgId: z.string(),
+  portalId: z.number(),
+  occurredAt: z.number(),
+  ticketId: z.string(),
+  property: z.string(),
+  value: z.string(),
+});
+const NoteMirroredRecord = z.object({
+  type: z.literal('note-mirrored'),
+  eventId: z.string(),
+  orgId: z.string(),
+  portalId: z.number(),
+  occurredAt: z.number(),
+  ticketId: z.string(),
+  noteId: z.string(),
+  text: z.string(),
+  authorOwnerId: z.string().nullable(),
+  createdAt: z.number(),
+});
+
+export type HoldableEvent = TicketFieldChanged | NoteMirrored;
+
+export const HeldEvent = z.object({
+  event: z.discriminatedUnion('type', [TicketFieldChangedRecord, NoteMirroredRecord]),
+  /** When outbound held it (its clock): how long it waited is counted at release. */
+  heldAt: z.number(),
+});
+export type HeldEvent = { readonly event: HoldableEvent; readonly heldAt: number };
+
+export const HeldTicket = z.object({
+  orgId: z.string(),
+  ticketId: z.string(),
+  portalId: z.number(),
+  /** When the ticket's first held event was held: the hold ends `TICKET_HOLD_MS` after it. */
+  heldSince: z.number(),
+  /** In the order they are to be applied. */
+  events: z.array(HeldEvent),
+});
+export type HeldTicket = {
+  readonly orgId: string;
+  readonly ticketId: string;
+  readonly portalId: number;
+  readonly heldSince: number;
+  readonly events: readonly HeldEvent[];
+};
+
+/**
+ * A held record stays well under the broker's 1 MiB record limit: notes are the only part that
+ * can grow (each may be long), and the oldest is let go first when a new one would not fit.
+ */
+export const MAX_HELD_TICKET_BYTES = 512 * 1024;
+
+export type HoldResult = {
+  readonly ticket: HeldTicket;
+  /** False when the event changes nothing held (already held, or older than the held value). */
+  readonly changed: boolean;
+  /** Held events a newer change of the same property replaced, and an event older than the held value. */
+  readonly superseded: readonly HoldableEvent[];
+  /** Notes let go because the record would be over MAX_HELD_TICKET_BYTES. */
+  readonly dropped: readonly HoldableEvent[];
+};
+
+const sameSlot = (a: HoldableEvent, b: HoldableEvent): boolean =>
+  a.type === 'ticket-field-changed'
+    ? b.type === 'ticket-field-changed' && a.property === b.property
+    : b.type === 'note-mirrored' && a.noteId === b.noteId;
+
+/**
+ * Adds one event to a ticket's held record (pure). A change replaces the held change of the same
+ * property unless that one is newer; a note is held once; an event already held is a no-op, so a
+ * redelivered event holds nothing twice.
+ */
+export const holdEvent = (
+  held: HeldTicket | undefined,
+  event: HoldableEvent,
+  now: number,
+  maxBytes = MAX_HELD_TICKET_BYTES,
+): HoldResult => {
+  const ticket: HeldTicket = held ?? {
+    orgId: event.orgId,
+    ticketId: event.ticketId,
+    portalId: event.portalId,
+    heldSince: now,
+    events: [],
+  };
+  const existing = ticket.events.find((entry) => sameSlot(entry.event, event));
+  if (existing && (existing.event.eventId === event.eventId || existing.event.type === 'note-mirrored'))
+    return { ticket, changed: false, superseded: [], dropped: [] };
+  if (existing && existing.event.occurredAt > event.occurredAt)
+    return { ticket, changed: false, superseded: [event], dropped: [] };
+  const events = [...ticket.events.filter((entry) => entry !== existing), { event, heldAt: now }];
+  const dropped: HoldableEvent[] = [];
+  while (events.length > 1 && Buffer.byteLength(JSON.stringify({ ...ticket, events })) > maxBytes) {
+    const oldestNote = events.findIndex((entry) => entry.event.type === 'note-mirrored');
+    const [letGo] = events.splice(oldestNote === -1 ? 0 : oldestNote, 1);
+    if (letGo) dropped.push(letGo.event);
+  }
+  return {
+    ticket: { ...ticket, events },
+    changed: true,
+    superseded: existing ? [existing.event] : [],
+    dropped,
+  };
+};
+
+/** The held events a release applies: the incoming event (if any) joins them in its place. */
+export const eventsToRelease = (held: HeldTicket | undefined, incoming?: HoldableEvent): readonly HeldEvent[] => {
+  if (!incoming) return held?.events ?? [];
+  if (!held) return [{ event: incoming, heldAt: Number.NaN }];
+  return holdEvent(held, incoming, Number.NaN, Number.POSITIVE_INFINITY).ticket.events;
+};
+
+export class HeldTicketEvents {
+  readonly #table: KafkaTable<HeldTicket>;
+  readonly #topic: string;
+  /** Held tickets per organisation: whose owed ticket look-ups are awaited. */
+  readonly #perOrg = new Map<string, number>();
+  /** When the last catch-up that completed had started. */
+  #caughtUpFrom = 0;
+
+  constructor(options: { kafka: Kafka; topic: string; groupPrefix: string; logger: Logger }) {
+    this.#topic = options.topic;
+    this.#table = new KafkaTable<HeldTicket>({
+      kafka: options.kafka,
+      topic: options.topic,
+      groupPrefix: options.groupPrefix,
+      decode: (raw) => HeldTicket.parse(JSON.parse(raw.toString('utf8'))),
+      logger: options.logger,
+    });
+    this.#table.onChange(({ key, value }) => {
+      const orgId = value?.orgId ?? key.slice(0, key.lastIndexOf(':ticket:'));
+      const had = this.#keys.has(key);
+      if (value && !had) {
+        this.#keys.add(key);
+        this.#perOrg.set(orgId, (this.#perOrg.get(orgId) ?? 0) + 1);
+      } else if (!value && had) {
+        this.#keys.delete(key);
+        const left = (this.#perOrg.get(orgId) ?? 1) - 1;
+        if (left > 0) this.#perOrg.set(orgId, left);
+        else this.#perOrg.delete(orgId);
+      }
+    });
+  }
+
+  readonly #keys = new Set<string>();
+
+  async start(): Promise<void> {
+    const startedAt = Date.now();
+    await this.#table.start();
+    this.#caughtUpFrom = startedAt;
+  }
+  stop(): Promise<void> {
+    return this.#table.stop();
+  }
+
+  get(orgId: string, ticketId: string): HeldTicket | undefined {
+    return this.#table.get(ticketLinkKey(orgId, ticketId));
+  }
+
+  values(): IterableIterator<HeldTicket> {
+    return this.#table.values();
+  }
+
+  get size(): number {
+    return this.#keys.size;
+  }
+
+  /** Whether any event of the organisation waits for a ticket link. */
+  isWaiting(orgId: string): boolean {
+    return this.#perOrg.has(orgId);
+  }
+
+  /** Organisations with held events. */
+  waitingOrgs(): IterableIterator<string> {
+    return this.#perOrg.keys();
+  }
+
+  /**
+   * The ticket's held record, from a view that holds every record written before `since` (the
+   * last time this replica was given partitions): another replica's held record for a ticket
+   * this one just took over is not missed, and a newer change applied directly is not undone by
+   * an older one released later. Not caught up in time: tried again later.
+   */
+  async current(orgId: string, ticketId: string, since: number): Promise<HeldTicket | undefined> {
+    if (this.#caughtUpFrom < since) {
+      const startedAt = Date.now();
+      await catchUpOrRetryLater(() => this.#table.catchUp(), 'held ticket events');
+      this.#caughtUpFrom = Math.max(this.#caughtUpFrom, startedAt);
+    }
+    return this.get(orgId, ticketId);
+  }
+
+  /** Durable (acks=all) before it returns, and visible here at once. */
+  async write(writer: Pick<RecordWriter, 'write'>, ticket: HeldTicket): Promise<void> {
+    const key = ticketLinkKey(ticket.orgId, ticket.ticketId);
+    await writer.write(this.#topic, [{ key, value: JSON.stringify(ticket) }], `held events of ${key}`);
+    this.#table.applyLocal(key, ticket);
+  }
+
+  /** The ticket holds nothing any more (released or dropped): a tombstone. */
+  async clear(writer: Pick<RecordWriter, 'write'>, orgId: string, ticketId: string): Promise<void> {
+    const key = ticketLinkKey(orgId, ticketId);
+    await writer.write(this.#topic, [{ key, value: null }], `held events of ${key} (cleared)`);
+    this.#table.applyLocal(key, undefined);
+  }
+}
