@@ -1,6 +1,6 @@
 /**
  * The chaos soak (issue 9): `npm run soak -- [--minutes N] [--rate R] [--seed S] [--orgs K (default: rate / 5, at least 5)]
- * [--short] [--kafka-restart] [--skip-faults kill,redis,opencx,hubspot]`. Needs KAFKA_BROKERS and SCHEMA_REGISTRY_URL (as the tests do);
+ * [--short] [--kafka-restart] [--skip-faults kill,redis,flushall,opencx,hubspot]`. Needs KAFKA_BROKERS and SCHEMA_REGISTRY_URL (as the tests do);
  * starts its own Redis server, its own services as processes and the fakes. Prints one table and
  * exits 1 on any loss, duplicate or reordering (2 on bad usage).
  */
@@ -9,7 +9,7 @@ import { FAULT_KINDS, runSoak, type FaultKind } from '../test/support/soak/run-s
 import { killAllChildren } from '../test/support/soak/cluster.ts';
 
 const USAGE =
-  'usage: npm run soak -- [--minutes N] [--rate EVENTS_PER_S] [--seed S] [--orgs K (default: rate / 5, at least 5)] [--short] [--kafka-restart] [--skip-faults kill,redis,opencx,hubspot] [--claim-lease-ms MS]';
+  'usage: npm run soak -- [--minutes N] [--rate EVENTS_PER_S] [--seed S] [--orgs K (default: rate / 5, at least 5)] [--short] [--kafka-restart] [--skip-faults kill,redis,flushall,opencx,hubspot] [--claim-lease-ms MS]';
 
 const fmtRate = (value: number): string => value.toFixed(1);
 

@@ -4,6 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
 import { freePort } from '../processes.ts';
 import { sleep, waitFor } from '../pipeline.ts';
 
@@ -130,7 +131,10 @@ export class Replica {
   }
 }
 
-/** A redis-server of the soak's own on a free port, without persistence: a restart loses every key. */
+/**
+ * A redis-server of the soak's own on a free port, without persistence: a restart loses every
+ * key, and so does a FLUSHALL (flushAll).
+ */
 export class SoakRedis {
   readonly #log: WriteStream;
   #child: ChildProcess | undefined;
@@ -183,6 +187,38 @@ export class SoakRedis {
     await killHard(this.#child);
     await sleep(downMs);
     await this.start();
+  }
+
+  /**
+   * FLUSHALL on this server, the services' REDIS_URL (never another Redis: the server that
+   * answers must report the pid of the redis-server the soak started, or nothing is flushed).
+   * Throws when it could not be done.
+   */
+  async flushAll(): Promise<void> {
+    const child = this.#child;
+    if (child === undefined || !isRunning(child)) throw new Error("the soak's redis-server is not running");
+    const client = new Redis(this.url, {
+      lazyConnect: true,
+      connectTimeout: 2000,
+      commandTimeout: 5000,
+      maxRetriesPerRequest: 0,
+      enableOfflineQueue: false,
+      retryStrategy: () => null,
+    });
+    client.on('error', () => undefined);
+    try {
+      await client.connect();
+      const pid = /^process_id:(\d+)\r?$/m.exec(await client.info('server'))?.[1];
+      if (pid !== String(child.pid))
+        throw new Error(
+          `${this.url} answers as pid ${pid ?? '?'}, not the soak's redis-server (pid ${child.pid ?? '?'}): not flushed`,
+        );
+      this.#log.write(`===== soak: FLUSHALL at ${new Date().toISOString()}\n`);
+      const answer = await client.flushall();
+      if (answer !== 'OK') throw new Error(`FLUSHALL answered ${String(answer)}`);
+    } finally {
+      client.disconnect();
+    }
   }
 
   async stop(): Promise<void> {

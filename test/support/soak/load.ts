@@ -27,6 +27,16 @@ export interface Expectation {
   readonly conversation: string;
   readonly threadId: string;
   readonly orgId: string;
+  /**
+   * Set for a ticket property change. Until outbound knows which session the ticket is linked
+   * to, it holds such changes and keeps only the newest value per ticket property (by
+   * occurredAt): an older change superseded meanwhile may never be applied, and is not lost.
+   */
+  readonly ticketField?: {
+    readonly ticketId: string;
+    readonly property: string;
+    readonly occurredAt: number;
+  };
 }
 
 export interface OfferedEvent {
@@ -52,7 +62,26 @@ interface Conversation {
   lastAssignAt: number;
   lastTicketAt: number;
   closed: boolean;
+  /**
+   * Drawn when the conversation is made: how long after its first message is accepted its ticket
+   * change and its note are offered (so they often reach outbound before it linked the ticket).
+   */
+  readonly followUpMs: { readonly ticketChange: number; readonly note: number };
 }
+
+/** A ticket change or a note owed to a conversation shortly after its first message. */
+interface FollowUp {
+  readonly dueAt: number;
+  readonly label: 'first-ticket-change' | 'first-note';
+  readonly conversation: Conversation;
+}
+
+/** The ticket property the load changes (the rules sync any property; one is enough). */
+const TICKET_PROPERTY = 'hs_ticket_priority';
+
+/** Bounds of the delay between a conversation's first message and its ticket change and note. */
+const FOLLOW_UP_MIN_MS = 200;
+const FOLLOW_UP_MAX_MS = 1000;
 
 export interface LoadOptions {
   readonly runId: string;
@@ -60,10 +89,11 @@ export interface LoadOptions {
   readonly hubspot: FakeHubSpot;
   readonly opencx: FakeOpenCx;
   readonly random: () => number;
-  /** How long after the thread's ticket lookup ticket, note and handoff events may count on its link. */
-  readonly linkSettleMs: number;
-  /** Whether the soak had this portal's HubSpot answering 429 at that time (a lookup then fails). */
-  readonly throttled: (portalId: number, at: number) => boolean;
+  /**
+   * How long a thread's session must have existed before a handoff is offered on it, and its
+   * handoff been applied before a second assignment is.
+   */
+  readonly settleMs: number;
 }
 
 const weights: ReadonlyArray<readonly [string, number]> = [
@@ -95,8 +125,8 @@ export class LoadGenerator {
   readonly #conversations: Conversation[] = [];
   readonly #accepted: OfferedEvent[] = [];
   readonly #sessionCreatedAt = new Map<string, number>();
-  readonly #ticketLookedUpAt = new Map<string, number>();
-  #requestsSeen = 0;
+  /** Ticket changes and notes owed to conversations that just started, by due time. */
+  readonly #followUps: FollowUp[] = [];
   readonly #handoffAppliedAt = new Map<string, number>();
   readonly #echoed = new Set<string>();
   readonly #started = new Set<string>();
@@ -111,7 +141,10 @@ export class LoadGenerator {
 
   /** The first event of a new conversation for this org (the warm-up uses it). */
   newConversation(org: TestOrg): OfferedEvent {
-    const email = this.#options.random() < 0.25;
+    const { random } = this.#options;
+    const email = random() < 0.25;
+    const delay = (): number => FOLLOW_UP_MIN_MS + random() * (FOLLOW_UP_MAX_MS - FOLLOW_UP_MIN_MS);
+    const followUpMs = { ticketChange: delay(), note: delay() };
     const threadId = fixtures.newThreadId();
     const ticketId = String(1_700_000_000 + this.#conversations.length + 1);
     this.#options.hubspot.setThread(
@@ -131,6 +164,7 @@ export class LoadGenerator {
       lastAssignAt: 0,
       lastTicketAt: 0,
       closed: false,
+      followUpMs,
     };
     this.#conversations.push(conversation);
     return this.#customerMessage(conversation, 'new-conversation');
@@ -138,6 +172,8 @@ export class LoadGenerator {
 
   next(): OfferedEvent {
     this.#followEffects();
+    const followUp = this.#dueFollowUp();
+    if (followUp !== undefined) return followUp;
     for (let tries = 0; tries < 10; tries++) {
       const made = this.#make(this.#pick());
       if (made !== undefined) return made;
@@ -156,7 +192,15 @@ export class LoadGenerator {
     if (threadId !== undefined && !this.#started.has(threadId)) {
       this.#started.add(threadId);
       const conversation = this.#conversations.find((each) => each.threadId === threadId);
-      if (conversation !== undefined) this.#runningList.push(conversation);
+      if (conversation !== undefined) {
+        this.#runningList.push(conversation);
+        // Right after the first message: a ticket change and a note on the conversation's
+        // ticket, before outbound has (most likely) looked the ticket up. Outbound must hold
+        // them until it knows the ticket's session, then apply them.
+        const { ticketChange, note } = conversation.followUpMs;
+        this.#scheduleFollowUp({ dueAt: at + ticketChange, label: 'first-ticket-change', conversation });
+        this.#scheduleFollowUp({ dueAt: at + note, label: 'first-note', conversation });
+      }
     }
   }
 
@@ -187,30 +231,31 @@ export class LoadGenerator {
     return this.#runningList;
   }
 
-  /**
-   * Threads whose session link holds their ticket. The outbound writes the link right after it
-   * looked the ticket up at HubSpot (GET …/threads/{id}?association=TICKET), which under load may
-   * be seconds after the session; a lookup answered 429 leaves the link without a ticket, and the
-   * rules then skip ticket and note events (no_linked_session): those are not expected to apply.
-   */
-  #linked(): Conversation[] {
-    const settledBefore = Date.now() - this.#options.linkSettleMs;
+  /** Threads whose session has existed for `settleMs` (a handoff is offered only on those). */
+  #sessionSettled(): Conversation[] {
+    const settledBefore = Date.now() - this.#options.settleMs;
     return this.#running().filter(
-      (conversation) =>
-        (this.#sessionCreatedAt.get(conversation.threadId) ?? Infinity) <= settledBefore &&
-        (this.#ticketLookedUpAt.get(conversation.threadId) ?? Infinity) <= settledBefore,
+      (conversation) => (this.#sessionCreatedAt.get(conversation.threadId) ?? Infinity) <= settledBefore,
     );
   }
 
+  /** The earliest follow-up that is due, offered now (it takes the place of a random event). */
+  #dueFollowUp(): OfferedEvent | undefined {
+    const first = this.#followUps[0];
+    if (first === undefined || first.dueAt > Date.now()) return undefined;
+    this.#followUps.shift();
+    return first.label === 'first-ticket-change'
+      ? this.#ticketChange(first.conversation, first.label)
+      : this.#note(first.conversation, first.label);
+  }
+
+  /** Kept in order of due time. */
+  #scheduleFollowUp(followUp: FollowUp): void {
+    const later = this.#followUps.findIndex((each) => each.dueAt > followUp.dueAt);
+    this.#followUps.splice(later < 0 ? this.#followUps.length : later, 0, followUp);
+  }
+
   #followEffects(): void {
-    const { requests } = this.#options.hubspot;
-    for (; this.#requestsSeen < requests.length; this.#requestsSeen++) {
-      const request = requests[this.#requestsSeen];
-      const threadId = /^\/conversations\/v3\/conversations\/threads\/(\d+)$/.exec(request?.path ?? '')?.[1];
-      if (request === undefined || threadId === undefined || request.query.association !== 'TICKET') continue;
-      if (request.portalId === null || this.#options.throttled(request.portalId, request.at)) continue;
-      if (!this.#ticketLookedUpAt.has(threadId)) this.#ticketLookedUpAt.set(threadId, request.at);
-    }
     const { effects } = this.#options.opencx;
     for (; this.#effectsSeen < effects.length; this.#effectsSeen++) {
       const effect = effects[this.#effectsSeen];
@@ -261,9 +306,11 @@ export class LoadGenerator {
         );
       }
       case 'handoff': {
-        // The processor hands off only a thread whose session link it already holds (contract:
-        // no linked session, nothing to apply), so a handoff is expected only once the link settled.
-        const conversation = this.#choose(this.#linked().filter((each) => each.handoffSeq === undefined));
+        // Offered once the thread's session has existed for a while (outbound skips a handoff on
+        // a thread that never got a session). Its ticket need not be linked.
+        const conversation = this.#choose(
+          this.#sessionSettled().filter((each) => each.handoffSeq === undefined),
+        );
         if (conversation === undefined) return undefined;
         const offered = this.#offer(label, conversation.org, this.#assignment(conversation, 'A-2620022'), {
           kind: 'handoff',
@@ -275,7 +322,7 @@ export class LoadGenerator {
       }
       case 'second-assignment': {
         // Only once the first handoff is applied: before that, two quick reassignments race by design.
-        const settled = Date.now() - this.#options.linkSettleMs;
+        const settled = Date.now() - this.#options.settleMs;
         const conversation = this.#choose(
           running.filter((each) => (this.#handoffAppliedAt.get(each.threadId) ?? Infinity) <= settled),
         );
@@ -304,42 +351,16 @@ export class LoadGenerator {
           }),
         );
       }
+      // Any started conversation: its ticket exists at HubSpot, and outbound holds a change or
+      // note on a ticket it has not linked yet until it learns the link, then applies it.
       case 'ticket-change':
       case 'ticket-empty-value': {
-        const conversation = this.#choose(this.#linked());
-        if (conversation === undefined) return undefined;
-        const value = label === 'ticket-change' ? `soak-${this.#options.runId}-v${this.#seq + 1}` : '';
-        conversation.lastTicketAt = Math.max(Date.now(), conversation.lastTicketAt + 1);
-        const event = fixtures.ticketPropertyChangeEvent({
-          ...this.#portal(conversation),
-          objectId: Number(conversation.ticketId),
-          propertyName: 'hs_ticket_priority',
-          propertyValue: value,
-          occurredAt: conversation.lastTicketAt,
-        });
-        return this.#offer(
-          label,
-          conversation.org,
-          event,
-          value === '' ? undefined : { kind: 'custom-data', key: value, conversation, onTicket: true },
-        );
+        const conversation = this.#choose(running);
+        return conversation && this.#ticketChange(conversation, label);
       }
       case 'note': {
-        const conversation = this.#choose(this.#linked());
-        if (conversation === undefined) return undefined;
-        const note = fixtures.note({
-          ticketId: conversation.ticketId,
-          properties: { hs_note_body: `<p>soak ${this.#options.runId} note #${this.#seq + 1}</p>` },
-        });
-        this.#options.hubspot.addNote(note, { portalId: conversation.org.portalId });
-        return this.#offer(
-          label,
-          conversation.org,
-          fixtures.noteCreationEvent({ ...this.#portal(conversation), objectId: Number(note.id) }),
-          // The processor can key a note's event only by the note (its ticket is known after the
-          // re-fetch), so notes are not ordered against each other: each is its own conversation.
-          { kind: 'agent-comment', key: note.id, conversation, orderKey: `note:${note.id}` },
-        );
+        const conversation = this.#choose(running);
+        return conversation && this.#note(conversation, label);
       }
       case 'duplicate': {
         const original = this.#choose(this.#accepted.slice(-400));
@@ -413,6 +434,55 @@ export class LoadGenerator {
     }
   }
 
+  /** A change of the conversation's ticket: a new value, or (ticket-empty-value) an empty one. */
+  #ticketChange(conversation: Conversation, label: string): OfferedEvent {
+    const value = label === 'ticket-empty-value' ? '' : `soak-${this.#options.runId}-v${this.#seq + 1}`;
+    conversation.lastTicketAt = Math.max(Date.now(), conversation.lastTicketAt + 1);
+    const event = fixtures.ticketPropertyChangeEvent({
+      ...this.#portal(conversation),
+      objectId: Number(conversation.ticketId),
+      propertyName: TICKET_PROPERTY,
+      propertyValue: value,
+      occurredAt: conversation.lastTicketAt,
+    });
+    return this.#offer(
+      label,
+      conversation.org,
+      event,
+      value === ''
+        ? undefined
+        : {
+            kind: 'custom-data',
+            key: value,
+            conversation,
+            // Ordered (and superseded) per ticket property, by occurredAt.
+            orderKey: `ticket:${conversation.ticketId}:${TICKET_PROPERTY}`,
+            ticketField: {
+              ticketId: conversation.ticketId,
+              property: TICKET_PROPERTY,
+              occurredAt: conversation.lastTicketAt,
+            },
+          },
+    );
+  }
+
+  /** A note on the conversation's ticket (its association to the ticket is in the note). */
+  #note(conversation: Conversation, label: string): OfferedEvent {
+    const note = fixtures.note({
+      ticketId: conversation.ticketId,
+      properties: { hs_note_body: `<p>soak ${this.#options.runId} note #${this.#seq + 1}</p>` },
+    });
+    this.#options.hubspot.addNote(note, { portalId: conversation.org.portalId });
+    return this.#offer(
+      label,
+      conversation.org,
+      fixtures.noteCreationEvent({ ...this.#portal(conversation), objectId: Number(note.id) }),
+      // The processor can key a note's event only by the note (its ticket is known after the
+      // re-fetch), so notes are not ordered against each other: each is its own conversation.
+      { kind: 'agent-comment', key: note.id, conversation, orderKey: `note:${note.id}` },
+    );
+  }
+
   #portal(conversation: Conversation): { portalId: number } {
     return { portalId: conversation.org.portalId };
   }
@@ -456,8 +526,8 @@ export class LoadGenerator {
       kind: OpenCxEffectKind;
       key: string;
       conversation: Conversation;
-      onTicket?: boolean;
       orderKey?: string;
+      ticketField?: Expectation['ticketField'];
     },
     customerText?: string,
   ): OfferedEvent {
@@ -473,13 +543,10 @@ export class LoadGenerator {
           : {
               kind: expect.kind,
               key: expect.key,
-              conversation:
-                expect.orderKey ??
-                (expect.onTicket
-                  ? `ticket:${expect.conversation.ticketId}`
-                  : `thread:${expect.conversation.threadId}`),
+              conversation: expect.orderKey ?? `thread:${expect.conversation.threadId}`,
               threadId: expect.conversation.threadId,
               orgId: org.orgId,
+              ...(expect.ticketField === undefined ? {} : { ticketField: expect.ticketField }),
             },
       ...(customerText === undefined ? {} : { customerText }),
     };

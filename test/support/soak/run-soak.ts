@@ -25,7 +25,7 @@ export interface SoakOptions {
   readonly rate: number;
   readonly seed: number;
   readonly orgs: number;
-  /** short: one kill -9 of each service kind, one Redis restart, short outage windows. */
+  /** short: one kill -9 of each service kind, one Redis restart, one FLUSHALL, short outage windows. */
   readonly profile: 'short' | 'long';
   readonly kafkaRestart: boolean;
   /** DEDUP_CLAIM_LEASE_MS of the services: short (5 s) so a killed replica's claims free up fast. */
@@ -36,7 +36,7 @@ export interface SoakOptions {
   readonly say: (line: string) => void;
 }
 
-export const FAULT_KINDS = ['kill', 'redis', 'opencx', 'hubspot'] as const;
+export const FAULT_KINDS = ['kill', 'redis', 'flushall', 'opencx', 'hubspot'] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
 export interface FaultRecord {
@@ -67,14 +67,6 @@ export interface SoakReport {
   readonly ok: boolean;
   readonly table: string;
 }
-
-type Outage = {
-  readonly orgId: string;
-  readonly from: number;
-  readonly to: number;
-  /** Set for a HubSpot 429 window (per portal). */
-  readonly portalId?: number;
-};
 
 export const runSoak = async (options: SoakOptions): Promise<SoakReport> => {
   const { say } = options;
@@ -149,21 +141,7 @@ export const runSoak = async (options: SoakOptions): Promise<SoakReport> => {
         ),
       );
     const random = seededRandom(options.seed);
-    const outages: Outage[] = [];
-    // A second either side: a request in flight when the window opened or closed may have got 429.
-    const throttledAt = (portalId: number, at: number): boolean =>
-      outages.some(
-        (outage) => outage.portalId === portalId && at >= outage.from - 1000 && at <= outage.to + 1000,
-      );
-    const load = new LoadGenerator({
-      runId,
-      orgs,
-      hubspot,
-      opencx,
-      random,
-      linkSettleMs: 3000,
-      throttled: throttledAt,
-    });
+    const load = new LoadGenerator({ runId, orgs, hubspot, opencx, random, settleMs: 3000 });
 
     let acceptedIndex = 0;
     const post = async (events: readonly OfferedEvent[]): Promise<number> => {
@@ -203,7 +181,6 @@ export const runSoak = async (options: SoakOptions): Promise<SoakReport> => {
       opencx,
       hubspot,
       orgs,
-      outages,
       fault,
       clock,
       say,
@@ -504,7 +481,6 @@ interface FaultContext {
   readonly opencx: FakeOpenCx;
   readonly hubspot: FakeHubSpot;
   readonly orgs: readonly TestOrg[];
-  readonly outages: Outage[];
   readonly fault: (what: string) => FaultRecord;
   readonly clock: () => string;
   readonly say: (line: string) => void;
@@ -512,8 +488,9 @@ interface FaultContext {
 
 /**
  * The fault plan, seeded: kill -9 of processor/outbound replicas (restarted after a few seconds,
- * one at a time), Redis restarts, one org's OpenCX answering 503 for a window, one portal's
- * HubSpot answering 429 for a window, and (only with --kafka-restart) a broker restart.
+ * one at a time), Redis restarts, FLUSHALLs of the soak's Redis, one org's OpenCX answering 503
+ * for a window, one portal's HubSpot answering 429 for a window, and (only with --kafka-restart)
+ * a broker restart.
  */
 const runFaults = async (context: FaultContext): Promise<void> => {
   const {
@@ -526,7 +503,6 @@ const runFaults = async (context: FaultContext): Promise<void> => {
     opencx,
     hubspot,
     orgs,
-    outages,
     fault,
     clock,
     say,
@@ -594,13 +570,34 @@ const runFaults = async (context: FaultContext): Promise<void> => {
       say(`${clock()} Redis back`);
     });
 
+  // FLUSHALL of the soak's own Redis (the server stays up, every key is gone at once): its own
+  // seeded sequence, so adding it moved none of the other kinds' times for a given seed. Apart
+  // from the restarts' windows, so each fault is seen on its own.
+  const flushRandom = seededRandom(options.seed ^ 0xf1005);
+  const flushBetween = (from: number, to: number): number => from + flushRandom() * (to - from);
+  const flushOffsets =
+    options.profile === 'short'
+      ? [flushBetween(0.35, 0.45) * load]
+      : [flushBetween(0.15, 0.28) * load, flushBetween(0.55, 0.68) * load];
+  for (const offset of skipped('flushall') ? [] : flushOffsets)
+    at(offset, async () => {
+      const record = fault(`FLUSHALL of the soak's Redis (${redis.url}; every key lost, server up)`);
+      try {
+        await redis.flushAll();
+        say(`${clock()} Redis flushed`);
+      } catch (error) {
+        // Not flushed is not injected: the run then proves less than it says.
+        record.failed = error instanceof Error ? error.message : String(error);
+        say(`${clock()} FLUSHALL not done: ${record.failed}`);
+      }
+    });
+
   const victim = orgs[1 % orgs.length] as TestOrg;
   const outageMs = options.profile === 'short' ? Math.min(15_000, 0.2 * load) : Math.min(120_000, 0.4 * load);
   const outageAt = between(0.2, Math.max(0.2, 0.85 - outageMs / load)) * load;
   if (!skipped('opencx'))
     at(outageAt, async () => {
       const from = Date.now();
-      outages.push({ orgId: victim.orgId, from, to: from + outageMs });
       fault(`OpenCX answers 503 to ${victim.orgId} for ${(outageMs / 1000).toFixed(0)} s`);
       opencx.failApiKeyUntil(victim.apiKey, from + outageMs, 503);
       await sleep(outageMs);
@@ -613,8 +610,6 @@ const runFaults = async (context: FaultContext): Promise<void> => {
   const throttleAt = between(0.3, Math.max(0.3, 0.85 - throttleMs / load)) * load;
   if (!skipped('hubspot'))
     at(throttleAt, async () => {
-      const from = Date.now();
-      outages.push({ orgId: throttled.orgId, portalId: throttled.portalId, from, to: from + throttleMs });
       fault(
         `HubSpot answers 429 to portal ${throttled.portalId} (${throttled.orgId}) for ${(throttleMs / 1000).toFixed(0)} s`,
       );
@@ -660,6 +655,7 @@ const formatTable = (input: {
     ],
     ['effects expected', String(verdict.effectsExpected)],
     ['applied', String(verdict.applied)],
+    ['superseded (ticket change, newer value applied)', String(verdict.superseded)],
     ['lost', String(verdict.lost)],
     ['duplicated', String(verdict.duplicated)],
     [

@@ -1,6 +1,12 @@
 // The soak's verdict, from what the fakes recorded: every accepted event the rules give an effect
 // has exactly one, in its conversation's order; nothing for the others; one session per thread;
 // no AI reply posted twice (or after a handoff).
+//
+// Ticket property changes differ: outbound holds those of a ticket whose session it does not
+// know yet, keeping only the newest value per ticket property (by occurredAt), so a change
+// superseded by a newer one of the same ticket property may never be applied. Such a change is
+// lost only when no newer one of its ticket property was applied either, and their order is
+// that of occurredAt: an older value applied after a newer one is out of order.
 import type { FakeHubSpot } from '../../fakes/hubspot.ts';
 import type { FakeOpenCx, OpenCxEffect } from '../../fakes/opencx.ts';
 import type { LoadGenerator, OfferedEvent } from './load.ts';
@@ -15,6 +21,8 @@ export interface Verdict {
   readonly accepted: number;
   readonly effectsExpected: number;
   readonly applied: number;
+  /** Ticket changes never applied because a newer value of the same ticket property was. */
+  readonly superseded: number;
   readonly lost: number;
   readonly duplicated: number;
   readonly outOfOrder: number;
@@ -99,12 +107,30 @@ export const verify = (options: {
     }
   }
 
+  // When the newest applied change of each ticket property occurred.
+  const newestAppliedAt = new Map<string, number>();
+  for (const [key, event] of expected) {
+    const field = ticketFieldOf(event);
+    if (field === undefined || (seen.get(key)?.length ?? 0) === 0) continue;
+    newestAppliedAt.set(field.name, Math.max(newestAppliedAt.get(field.name) ?? -Infinity, field.occurredAt));
+  }
+
   let applied = 0;
+  let superseded = 0;
   let lost = 0;
   let duplicated = 0;
   for (const [key, event] of expected) {
     const effects = seen.get(key) ?? [];
     if (effects.length >= 1) applied += 1;
+    const field = ticketFieldOf(event);
+    if (
+      effects.length === 0 &&
+      field !== undefined &&
+      (newestAppliedAt.get(field.name) ?? -Infinity) > field.occurredAt
+    ) {
+      superseded += 1;
+      continue;
+    }
     if (effects.length === 0) {
       lost += 1;
       note(
@@ -134,9 +160,13 @@ export const verify = (options: {
     }
   }
 
-  // Order: per conversation, the first effect of each event must follow acceptance order.
+  // Order: per conversation, the first effect of each event must follow acceptance order; per
+  // ticket property (its conversation), no value may be applied after a newer one (occurredAt).
   const position = new Map(opencx.effects.map((effect, index) => [effect, index] as const));
-  const byConversation = new Map<string, Array<{ index: number; at: number; key: string }>>();
+  const byConversation = new Map<
+    string,
+    Array<{ index: number; at: number; key: string; occurredAt: number | undefined }>
+  >();
   const deadLettered = new Set<string>();
   for (const [key, event] of expected) {
     const effects = seen.get(key) ?? [];
@@ -145,7 +175,12 @@ export const verify = (options: {
     if (effects.some((effect) => options.deadLetteredEventIds.has(effect.idempotencyKey)))
       deadLettered.add(event.expect.conversation);
     const list = byConversation.get(event.expect.conversation) ?? [];
-    list.push({ index: event.acceptedIndex ?? 0, at: position.get(first) ?? -1, key });
+    list.push({
+      index: event.acceptedIndex ?? 0,
+      at: position.get(first) ?? -1,
+      key,
+      occurredAt: ticketFieldOf(event)?.occurredAt,
+    });
     byConversation.set(event.expect.conversation, list);
   }
   let outOfOrder = 0;
@@ -160,6 +195,22 @@ export const verify = (options: {
       continue;
     }
     const inOpenCxOrder = [...list].sort((a, b) => a.at - b.at);
+    if (inOpenCxOrder.every((each) => each.occurredAt !== undefined)) {
+      // A ticket property: each value applied after a newer one is out of order.
+      let newest: (typeof inOpenCxOrder)[number] | undefined;
+      for (const each of inOpenCxOrder) {
+        if (newest !== undefined && (each.occurredAt ?? 0) < (newest.occurredAt ?? 0)) {
+          outOfOrder += 1;
+          note(
+            'out of order',
+            `${conversation}: "${each.key}" (occurred ${iso(each.occurredAt)}) applied after the newer "${newest.key}" (occurred ${iso(newest.occurredAt)})`,
+          );
+          continue;
+        }
+        newest = each;
+      }
+      continue;
+    }
     for (let i = 1; i < inOpenCxOrder.length; i++) {
       const before = inOpenCxOrder[i - 1];
       const after = inOpenCxOrder[i];
@@ -226,6 +277,7 @@ export const verify = (options: {
     accepted: accepted.length,
     effectsExpected: expected.size,
     applied,
+    superseded,
     lost,
     duplicated,
     outOfOrder,
@@ -240,6 +292,14 @@ export const verify = (options: {
     contractViolations: opencx.violations.length,
     findings,
   };
+};
+
+/** The ticket property a ticket change sets ("ticket <id> <property>") and when it occurred. */
+const ticketFieldOf = (event: OfferedEvent): { name: string; occurredAt: number } | undefined => {
+  const field = event.expect?.ticketField;
+  return field === undefined
+    ? undefined
+    : { name: `ticket ${field.ticketId} ${field.property}`, occurredAt: field.occurredAt };
 };
 
 const iso = (at: number | undefined): string => (at === undefined ? '?' : new Date(at).toISOString());
