@@ -125,7 +125,10 @@ export const holdEvent = (
 };
 
 /** The held events a release applies: the incoming event (if any) joins them in its place. */
-export const eventsToRelease = (held: HeldTicket | undefined, incoming?: HoldableEvent): readonly HeldEvent[] => {
+export const eventsToRelease = (
+  held: HeldTicket | undefined,
+  incoming?: HoldableEvent,
+): readonly HeldEvent[] => {
   if (!incoming) return held?.events ?? [];
   if (!held) return [{ event: incoming, heldAt: Number.NaN }];
   return holdEvent(held, incoming, Number.NaN, Number.POSITIVE_INFINITY).ticket.events;

@@ -274,7 +274,10 @@ describe('outbound: applying each domain event to OpenCX', () => {
     else
       it(`given a ${event.type} with no linked session, then it is skipped and counted as such`, async () => {
         const { deps, calls } = harness();
-        assert.deepEqual(await applyDomainEvent(event, deps), { kind: 'skipped', reason: 'no_linked_session' });
+        assert.deepEqual(await applyDomainEvent(event, deps), {
+          kind: 'skipped',
+          reason: 'no_linked_session',
+        });
         assert.deepEqual(calls, []);
       });
   }
@@ -289,7 +292,7 @@ describe('outbound: applying each domain event to OpenCX', () => {
       property: 'hs_ticket_priority',
       value,
     });
-    const note: DomainEvent = { ...others[3]!.event } as DomainEvent;
+    const note: DomainEvent = { ...others[3]!.event };
     const check = {
       type: 'ticket-hold-check',
       eventId: 'e-check',
@@ -325,7 +328,9 @@ describe('outbound: applying each domain event to OpenCX', () => {
       await applyDomainEvent(change('LOW', 1_000), deps);
       linkTicket(links);
       await applyDomainEvent(check, deps);
-      assert.deepEqual(calls, [{ name: 'setCustomData', args: ['S-1', { hs_ticket_priority: 'HIGH' }, 'e-HIGH'] }]);
+      assert.deepEqual(calls, [
+        { name: 'setCustomData', args: ['S-1', { hs_ticket_priority: 'HIGH' }, 'e-HIGH'] },
+      ]);
       assert.equal(held.counts.get('superseded'), 1);
     });
 
@@ -381,7 +386,10 @@ describe('outbound: applying each domain event to OpenCX', () => {
       await applyDomainEvent(change('LOW', 1_000), deps);
       assert.deepEqual(await applyDomainEvent(check, deps), { kind: 'skipped', reason: 'still_held' });
       const later: ApplyDeps = { ...deps, now: () => deps.now() + deps.held.holdMs };
-      assert.deepEqual(await applyDomainEvent(check, later), { kind: 'skipped', reason: 'no_linked_session' });
+      assert.deepEqual(await applyDomainEvent(check, later), {
+        kind: 'skipped',
+        reason: 'no_linked_session',
+      });
       assert.equal(held.tickets.size, 0);
       assert.equal(held.counts.get('expired'), 1);
       assert.deepEqual(calls, []);

@@ -391,12 +391,15 @@ const applyHandoff = async (event: Handoff, org: Org, deps: ApplyDeps): Promise<
 };
 
 /** One ticket or note event onto its linked session: one OpenCX call, Idempotency-Key = event id. */
-const applyToSession = (event: HoldableEvent, link: SessionLink, org: Org, deps: ApplyDeps): Promise<unknown> =>
+const applyToSession = (
+  event: HoldableEvent,
+  link: SessionLink,
+  org: Org,
+  deps: ApplyDeps,
+): Promise<unknown> =>
   event.type === 'ticket-field-changed'
     ? deps.retry('opencx', () =>
-        deps
-          .openCxFor(org)
-          .setCustomData(link.sessionId, { [event.property]: event.value }, event.eventId),
+        deps.openCxFor(org).setCustomData(link.sessionId, { [event.property]: event.value }, event.eventId),
       )
     : deps.retry('opencx', () =>
         deps.openCxFor(org).addAgentComment(
@@ -457,7 +460,11 @@ const applyTicketEvent = async (event: HoldableEvent, org: Org, deps: ApplyDeps)
   if (result.dropped.length > 0) {
     deps.held.counted(HeldOutcome.dropped, result.dropped);
     deps.logger.warn(
-      { orgId: event.orgId, ticketId: event.ticketId, dropped: result.dropped.map((dropped) => dropped.eventId) },
+      {
+        orgId: event.orgId,
+        ticketId: event.ticketId,
+        dropped: result.dropped.map((dropped) => dropped.eventId),
+      },
       'held notes let go: the ticket holds more than a record can carry',
     );
   }

@@ -26,7 +26,11 @@ export const outboundEnv = {
    * How long a ticket's events wait for a session link before they are skipped (no_linked_session):
    * HubSpot's own retry window, past which nothing about the ticket is still on its way.
    */
-  TICKET_HOLD_MS: z.coerce.number().int().min(1000).default(24 * 60 * 60 * 1000),
+  TICKET_HOLD_MS: z.coerce
+    .number()
+    .int()
+    .min(1000)
+    .default(24 * 60 * 60 * 1000),
 };
 
 export type OutboundConfig = ReturnType<typeof loadOutboundConfig>;

@@ -88,7 +88,8 @@ export const startHeldTicketChecks = (
     const held = new Set<string>();
     for (const ticket of deps.held.values()) {
       held.add(ticketLinkKey(ticket.orgId, ticket.ticketId));
-      if (deps.isLinked(ticket.orgId, ticket.ticketId) || now - ticket.heldSince >= deps.holdMs) check(ticket);
+      if (deps.isLinked(ticket.orgId, ticket.ticketId) || now - ticket.heldSince >= deps.holdMs)
+        check(ticket);
     }
     for (const key of checkedAt.keys()) if (!held.has(key)) checkedAt.delete(key);
     const due = new Set<string>();
@@ -97,7 +98,8 @@ export const startHeldTicketChecks = (
         reowedAt.set(orgId, now);
         due.add(orgId);
       }
-    for (const orgId of reowedAt.keys()) if (now - (reowedAt.get(orgId) ?? 0) > REOWE_EVERY_MS * 4) reowedAt.delete(orgId);
+    for (const orgId of reowedAt.keys())
+      if (now - (reowedAt.get(orgId) ?? 0) > REOWE_EVERY_MS * 4) reowedAt.delete(orgId);
     oweAgain(due);
   };
 

@@ -19,11 +19,7 @@ import { createGroupMembership, readinessProbe, watchDependencies } from '../../
 import { createDomainEventPublisher } from '../../../lib/domain-event-publisher.ts';
 import { createRecordWriter } from '../../../lib/kafka/record-writer.ts';
 import { orgOfOrderingKey, type AiReply } from '../../../lib/domain-events.ts';
-import {
-  HeldTicketEvents,
-  type HeldEvent,
-  type HoldableEvent,
-} from '../../../lib/held-ticket-events.ts';
+import { HeldTicketEvents, type HeldEvent, type HoldableEvent } from '../../../lib/held-ticket-events.ts';
 import { deriveEventId } from '../../../lib/ids.ts';
 import { ErrorCode, PipelineError, describeError } from '../../../lib/errors.ts';
 import { createPortalClients, parkOnRateLimit } from '../../../lib/hubspot/index.ts';
@@ -247,7 +243,8 @@ export const startOutbound = async (
     hubspotFor,
     owedTicketLookUps,
     held: {
-      current: (orgId: string, ticketId: string) => heldTickets.current(orgId, ticketId, domainPartitionsSince),
+      current: (orgId: string, ticketId: string) =>
+        heldTickets.current(orgId, ticketId, domainPartitionsSince),
       write: (ticket: Parameters<HeldTicketEvents['write']>[1]) => heldTickets.write(tableWrites, ticket),
       clear: (orgId: string, ticketId: string) => heldTickets.clear(tableWrites, orgId, ticketId),
       holdMs: config.TICKET_HOLD_MS,
