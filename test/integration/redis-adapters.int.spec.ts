@@ -11,12 +11,8 @@ import { createRedis, type Redis } from '../../lib/redis.ts';
 import { waitFor } from '../support/pipeline.ts';
 import { bareMessageAt } from '../support/topic-reader.ts';
 import { SoakRedis } from '../support/soak/cluster.ts';
-import {
-  createRedisOwedTicketLookUps,
-  oweAgainWhenRedisForgets,
-} from '../../services/outbound/src/owed-ticket-look-ups.ts';
+import { createRedisOwedTicketLookUps } from '../../services/outbound/src/owed-ticket-look-ups.ts';
 import { createRedisReplyAttempts, MEMORY_MARGIN_MS } from '../../services/outbound/src/reply-attempts.ts';
-import { createRedisMemorySince } from '../../services/outbound/src/redis-memory.ts';
 import { createDeadLetterWriter } from '../../lib/dead-letters/writer.ts';
 import type { AvroCodec } from '../../lib/registry.ts';
 import type { Producer } from 'kafkajs';
@@ -122,6 +118,13 @@ describe('Redis adapters (real Redis)', () => {
       await redis.del(`${prefix}ticket-lookups:owed`);
       await replicaA.owe('org-1', 'thread-2');
       assert.deepEqual(await owedIn(), [], 'remembered: no script call');
+      await replicaA.owe('org-1', 'thread-2', { checkRedis: true });
+      assert.deepEqual(
+        await owedIn(),
+        [JSON.stringify(['org-1', 'thread-2'])],
+        'checkRedis: owed again past the memo (what held ticket events do)',
+      );
+      await redis.del(`${prefix}ticket-lookups:owed`);
       await createRedisOwedTicketLookUps(redis, prefix).owe('org-1', 'thread-2');
       assert.deepEqual(await owedIn(), [JSON.stringify(['org-1', 'thread-2'])], 'another replica owes it');
       await replicaA.settle({ orgId: 'org-1', threadId: 'thread-2' });
@@ -152,96 +155,6 @@ describe('Redis adapters (real Redis)', () => {
         assert.deepEqual(await client.zrange(`${prefix}ticket-lookups:owed`, 0, -1), [
           JSON.stringify(['org-1', 'thread-3']),
         ]);
-      });
-    });
-
-    /** Owes of the two ticketless sessions below, as the outbound wires them. */
-    const watchMemory = (client: Redis, asked: number[] = [], checkEveryMs = 30_000) => {
-      const owed = createRedisOwedTicketLookUps(client, prefix);
-      const stop = oweAgainWhenRedisForgets({
-        redis: client,
-        owed,
-        memorySince: createRedisMemorySince(client, prefix),
-        ticketlessThreadsSince: (since) => {
-          asked.push(since);
-          return [
-            { orgId: 'org-1', threadId: 'thread-8' },
-            { orgId: 'org-2', threadId: 'thread-9' },
-          ];
-        },
-        logger: createLogger('test', 'silent'),
-        now: Date.now,
-        checkEveryMs,
-      });
-      const owedNow = () => client.zrange(`${prefix}ticket-lookups:owed`, 0, -1).catch(() => [] as string[]);
-      return { owed, stop, owedNow };
-    };
-    const bothOwed = [JSON.stringify(['org-1', 'thread-8']), JSON.stringify(['org-2', 'thread-9'])];
-
-    it('regression (soak): given recent sessions whose ticket is unknown, when Redis restarts without its data, then their look-ups are owed again once it is back', async function () {
-      this.timeout(30000);
-      await withOwnRedis('reowe', async (client, own) => {
-        const asked: number[] = [];
-        const { owed, stop, owedNow } = watchMemory(client, asked);
-        try {
-          await owed.owe('org-1', 'thread-8');
-          await own.restart(200);
-          await waitFor('both owed again', async () => (await owedNow()).length === 2, 10000);
-          assert.deepEqual((await owedNow()).sort(), bothOwed);
-          assert.equal(asked.length, 1, 'once per return of Redis');
-          assert.ok(
-            Math.abs(Date.now() - 60 * 60 * 1000 - (asked[0] ?? 0)) < 10000,
-            'sessions of the last hour',
-          );
-        } finally {
-          stop();
-        }
-      });
-    });
-
-    it('given Redis flushed without a restart (FLUSHALL: no reconnect), when the next memory check runs, then the recent ticketless sessions owe their look-ups again, past the replica memo', async function () {
-      this.timeout(30000);
-      // FLUSHALL on the test's own redis-server only: the shared one is never flushed.
-      await withOwnRedis('flush', async (client) => {
-        const { owed, stop, owedNow } = watchMemory(client, [], 200);
-        try {
-          await owed.owe('org-1', 'thread-8'); // remembered by this replica's memo from here on
-          await waitFor(
-            'the memory check to start',
-            async () => (await client.exists(`${prefix}attempt-memory-since`)) === 1,
-            5000,
-          );
-          await new Promise((resolve) => setTimeout(resolve, 300)); // a check has read it
-          await client.flushall();
-          await waitFor('both owed again', async () => (await owedNow()).length === 2, 10000);
-          assert.deepEqual((await owedNow()).sort(), bothOwed);
-        } finally {
-          stop();
-        }
-      });
-    });
-
-    it('given the connection dropped to a Redis that kept its data, when it is back, then nothing is owed again', async function () {
-      this.timeout(30000);
-      await withOwnRedis('kept', async (client) => {
-        const asked: number[] = [];
-        const { stop, owedNow } = watchMemory(client, asked);
-        try {
-          await waitFor(
-            'the memory check to start',
-            async () => (await client.exists(`${prefix}attempt-memory-since`)) === 1,
-            5000,
-          );
-          await new Promise((resolve) => setTimeout(resolve, 100));
-          const back = new Promise((resolve) => client.once('ready', resolve));
-          client.disconnect(true); // close, then reconnect to the same server and data
-          await back;
-          await new Promise((resolve) => setTimeout(resolve, 500));
-          assert.deepEqual(asked, [], 'no re-owe for a Redis that remembers');
-          assert.deepEqual(await owedNow(), []);
-        } finally {
-          stop();
-        }
       });
     });
   });

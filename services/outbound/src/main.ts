@@ -49,12 +49,10 @@ import { createOutboundMetrics } from './metrics.ts';
 import { createOpenCxApi, type OpenCxApi } from './opencx/client.ts';
 import {
   createRedisOwedTicketLookUps,
-  oweAgainWhenRedisForgets,
   REOWE_WINDOW_MS,
   startOwedTicketLookUps,
 } from './owed-ticket-look-ups.ts';
 import { postAiReply } from './post-ai-reply.ts';
-import { createRedisMemorySince } from './redis-memory.ts';
 import { createRedisReplyAttempts } from './reply-attempts.ts';
 
 export type RunningOutbound = { readonly metricsPort: number; readonly stop: () => Promise<void> };
@@ -168,14 +166,6 @@ export const startOutbound = async (
     waitingUntil: (org) => hubspotGate.waitingUntil(org.orgId),
   });
   const owedTicketLookUps = createRedisOwedTicketLookUps(redis, config.REDIS_KEY_PREFIX);
-  const stopMemoryChecks = oweAgainWhenRedisForgets({
-    redis,
-    owed: owedTicketLookUps,
-    memorySince: createRedisMemorySince(redis, config.REDIS_KEY_PREFIX),
-    ticketlessThreadsSince: (since) => links.ticketlessThreadsSince(since),
-    logger,
-    now: Date.now,
-  });
 
   const retryPolicy = {
     attempts: config.OPENCX_RETRY_ATTEMPTS,
@@ -404,7 +394,6 @@ export const startOutbound = async (
   return {
     metricsPort: typeof address === 'object' && address ? address.port : config.METRICS_PORT,
     stop: async () => {
-      stopMemoryChecks();
       heldChecks.stop();
       await ticketLookUps.stop();
       await consumers.stop();

@@ -18,12 +18,15 @@ import { ticketLinkKey, type SessionLink } from '../../../lib/session-links.ts';
  * of a ticketless thread does, in case the first owe was lost) is a no-op for that long.
  *
  * A replica also remembers, for `OWED_MEMO_MS`, the threads it owed with success: a look-up that
- * Redis holds (owed, or settled for the next hour) is not owed again from here meanwhile. Without
- * it every customer message of a ticketless conversation cost a script call (issue 10: 9 of 10
- * messages in the outbound bench). Redis can lose its data only by restarting (or a flush): the
- * memo is forgotten whenever the connection to Redis closes, so the next message of such a
- * thread owes its look-up again (a soak run lost a ticket change to a memo that outlived a Redis
- * restart: the owe was gone, and no later message made it again).
+ * Redis holds (owed, or settled for the next hour) is not owed again from here meanwhile, so a
+ * ticketless conversation does not cost a script call per customer message. The memo is
+ * forgotten whenever the connection to Redis closes (a restart that lost the owes).
+ *
+ * Redis may lose the owes at any moment (a restart without persistence, a FLUSHALL, an
+ * eviction). What depends on them does not rely on Redis: ticket and note events wait in the log
+ * (held-ticket-events), and while they wait, the look-ups of their organisation's recent
+ * ticketless sessions (from the session-links table, also the log) are owed again past the memo
+ * (held-ticket-checks.ts). A lost owe that nothing waits on changes no outcome.
  */
 const OWE = `
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
@@ -73,8 +76,6 @@ export type OwedTicketLookUps = {
   /** Counts a failure; true once the entry is to be given up. */
   readonly failed: (entry: OwedLookUp) => Promise<boolean>;
   readonly settle: (entry: OwedLookUp) => Promise<void>;
-  /** Forgets which owes this replica knows Redis holds (after Redis lost its data). */
-  readonly forgetMemo: () => void;
 };
 
 export const createRedisOwedTicketLookUps = (redis: Redis, prefix: string): OwedTicketLookUps => {
@@ -119,94 +120,14 @@ export const createRedisOwedTicketLookUps = (redis: Redis, prefix: string): Owed
         .set(settledKey(entry), '1', 'PX', SETTLED_TTL_MS)
         .exec();
     },
-    forgetMemo: () => owedMemo.clear(),
   };
 };
-
-/** How far back sessions whose ticket is unknown owe their look-up again after a Redis loss (as long as a settled look-up is remembered). */
-export const REOWE_WINDOW_MS = SETTLED_TTL_MS;
-
-/** How often each replica asks whether Redis lost its data without a reconnect (a flush). */
-export const MEMORY_CHECK_MS = 30_000;
 
 /**
- * Owed look-ups live only in Redis. When Redis has lost its data, every session of the last
- * hour whose ticket no link names owes its look-up again: a no-op for those Redis still holds or
- * settled. Without it, a thread whose owe was lost kept no ticket link unless another message of
- * it came, and its ticket's changes and notes were skipped (soak run 17 lost a note and a ticket
- * change this way).
- *
- * A loss shows as a new time from which Redis remembers (redis-memory.ts). It is read at start,
- * whenever the connection comes back (a restart), and every `checkEveryMs` (a FLUSHALL or an
- * eviction, with no reconnect). A reconnect to a Redis that kept its data owes nothing again; a
- * reconnect before the first read succeeded owes again, as the safe side. Returns a stop.
+ * How far back sessions whose ticket is unknown owe their look-up again while ticket events wait
+ * (held-ticket-checks.ts): as long as a settled look-up is remembered.
  */
-export const oweAgainWhenRedisForgets = (deps: {
-  readonly redis: Redis;
-  readonly owed: Pick<OwedTicketLookUps, 'owe' | 'forgetMemo'>;
-  readonly memorySince: () => Promise<number>;
-  readonly ticketlessThreadsSince: (since: number) => readonly OwedLookUp[];
-  readonly logger: Logger;
-  readonly now: () => number;
-  readonly checkEveryMs?: number;
-}): (() => void) => {
-  let known: number | undefined;
-  let reconnecting = false;
-  let running: Promise<void> | undefined;
-
-  const oweAgain = async (why: string): Promise<void> => {
-    deps.owed.forgetMemo();
-    const threads = deps.ticketlessThreadsSince(deps.now() - REOWE_WINDOW_MS);
-    for (let index = 0; index < threads.length; index += 100)
-      await Promise.all(
-        threads.slice(index, index + 100).map(({ orgId, threadId }) => deps.owed.owe(orgId, threadId)),
-      );
-    deps.logger.info(
-      { threads: threads.length, why },
-      'Redis lost its data: recent sessions without a known ticket owe their look-up again',
-    );
-  };
-
-  const check = (afterReconnect: boolean): Promise<void> => {
-    // One read at a time; a reconnect during a read is checked again after it.
-    if (running) return running.then(() => check(afterReconnect));
-    running = (async () => {
-      const previous = known;
-      const since = await deps.memorySince();
-      if (previous !== undefined && since !== previous)
-        await oweAgain(
-          `Redis remembers from ${new Date(since).toISOString()}, no longer from ${new Date(previous).toISOString()}`,
-        );
-      else if (previous === undefined && afterReconnect)
-        await oweAgain('Redis came back before this replica knew what it remembered');
-      // Only once the owes are made: should they fail, the next check makes them again.
-      known = since;
-    })()
-      .catch((error: unknown) =>
-        deps.logger.warn(
-          { err: describeError(error) },
-          "could not tell whether Redis lost its data; asking again later (a thread's next customer message owes its look-up meanwhile)",
-        ),
-      )
-      .finally(() => {
-        running = undefined;
-      });
-    return running;
-  };
-
-  deps.redis.on('close', () => {
-    reconnecting = true;
-  });
-  deps.redis.on('ready', () => {
-    if (!reconnecting) return;
-    reconnecting = false;
-    void check(true);
-  });
-  void check(false);
-  const timer = setInterval(() => void check(false), deps.checkEveryMs ?? MEMORY_CHECK_MS);
-  timer.unref();
-  return () => clearInterval(timer);
-};
+export const REOWE_WINDOW_MS = SETTLED_TTL_MS;
 
 export const TicketLookUpOutcome = {
   found: 'found',
