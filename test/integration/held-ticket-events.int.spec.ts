@@ -7,106 +7,26 @@ import { createKafka, topicsFor } from '../../lib/kafka/index.ts';
 import { createLogger } from '../../lib/log.ts';
 import { createRedis } from '../../lib/redis.ts';
 import * as fixtures from '../fakes/hubspot-fixtures.ts';
+import {
+  BUSY_PORTAL_CONVERSATIONS as CONVERSATIONS,
+  busyPortal,
+  sendBusyPortal,
+  ticketEffectsAt,
+  type BusyConversation,
+} from '../support/busy-portal.ts';
 import { SoakRedis } from '../support/soak/cluster.ts';
-import { sleep, startTestPipeline, waitFor, type TestOrg, type TestPipeline } from '../support/pipeline.ts';
+import { startTestPipeline, waitFor, type TestPipeline } from '../support/pipeline.ts';
 import { kill, spawnService } from '../support/processes.ts';
 import { readTopicToEnd } from '../support/topic-reader.ts';
-
-/**
- * A help desk changes a new ticket and writes on it within a second of its conversation's first
- * message, on a portal that just took 100 new conversations: the ticket's session link is not
- * known yet (its look-up waits behind the customers' calls in the portal's HubSpot budget). Every
- * change and every note must still reach its session, once.
- */
-const CONVERSATIONS = 100;
-
-type Conversation = {
-  readonly threadId: string;
-  readonly ticketId: string;
-  readonly noteId: string;
-  readonly value: string;
-  readonly firstMessage: object;
-  readonly change: object;
-  readonly noteCreated: object;
-};
-
-const busyPortal = (pipeline: TestPipeline, org: TestOrg): Conversation[] =>
-  Array.from({ length: CONVERSATIONS }, (_, index) => {
-    const threadId = fixtures.newThreadId();
-    const ticketId = String(1_600_000_000 + Math.floor(Math.random() * 100_000_000));
-    pipeline.hubspot.setThread(
-      fixtures.thread({ id: threadId, threadAssociations: { associatedTicketId: ticketId } }),
-      { portalId: org.portalId },
-    );
-    const message = fixtures.message({ threadId, kind: 'customer-chat', text: `Help #${index}` });
-    pipeline.hubspot.addMessage(message, { portalId: org.portalId });
-    const note = fixtures.note({ ticketId, properties: { hs_note_body: `<p>Note on ticket #${index}</p>` } });
-    pipeline.hubspot.addNote(note, { portalId: org.portalId });
-    const value = `priority-${index}`;
-    return {
-      threadId,
-      ticketId,
-      noteId: note.id,
-      value,
-      firstMessage: fixtures.webhookEventFor(message, { portalId: org.portalId }),
-      change: fixtures.ticketPropertyChangeEvent({
-        portalId: org.portalId,
-        objectId: Number(ticketId),
-        propertyName: 'hs_ticket_priority',
-        propertyValue: value,
-        occurredAt: Date.now(),
-      }),
-      noteCreated: fixtures.noteCreationEvent({ portalId: org.portalId, objectId: Number(note.id) }),
-    };
-  });
-
-/** Posts the first messages, then within a second each ticket's change and note; `meanwhile` runs after. */
-const sendBusyPortal = async (
-  pipeline: TestPipeline,
-  conversations: readonly Conversation[],
-): Promise<void> => {
-  assert.equal((await pipeline.postBatch(conversations.map((c) => c.firstMessage))).status, 200);
-  await sleep(200);
-  assert.equal((await pipeline.postBatch(conversations.map((c) => c.change))).status, 200);
-  assert.equal((await pipeline.postBatch(conversations.map((c) => c.noteCreated))).status, 200);
-};
 
 /** Every change and note at its own thread's session, none twice (OpenCX's effects exclude replays). */
 const assertAllReachedOnce = async (
   pipeline: TestPipeline,
-  conversations: readonly Conversation[],
+  conversations: readonly BusyConversation[],
   timeoutMs: number,
 ): Promise<void> => {
-  const sessionOfThread = () => {
-    const sessions = new Map<string, string>();
-    for (const effect of pipeline.opencx.effects)
-      if (effect.kind === 'session-created')
-        sessions.set(
-          (effect.body as { custom_data: { hubspot_thread_id: string } }).custom_data.hubspot_thread_id,
-          effect.sessionId,
-        );
-    return sessions;
-  };
-  const reached = () => {
-    const sessions = sessionOfThread();
-    const changes = pipeline.opencx.effects.filter((effect) => effect.kind === 'custom-data');
-    const comments = pipeline.opencx.effects.filter((effect) => effect.kind === 'agent-comment');
-    return conversations.filter((conversation) => {
-      const sessionId = sessions.get(conversation.threadId);
-      return (
-        changes.some(
-          (effect) =>
-            effect.sessionId === sessionId &&
-            (effect.body as Record<string, string>).hs_ticket_priority === conversation.value,
-        ) &&
-        comments.some(
-          (effect) =>
-            effect.sessionId === sessionId &&
-            (effect.body as { hubspot_note_id: string }).hubspot_note_id === conversation.noteId,
-        )
-      );
-    }).length;
-  };
+  const reached = () =>
+    ticketEffectsAt(pipeline, conversations).filter(({ changeAt, noteAt }) => changeAt && noteAt).length;
   await waitFor(
     `all ${CONVERSATIONS} ticket changes and notes at their sessions`,
     () => reached() === conversations.length,
@@ -115,7 +35,9 @@ const assertAllReachedOnce = async (
   ).catch((error: unknown) => {
     throw new Error(`${String(error)} (${reached()} of ${conversations.length} reached)`);
   });
-  const sessions = sessionOfThread();
+  const sessions = new Set(
+    pipeline.opencx.effects.filter((effect) => effect.kind === 'session-created').map((e) => e.sessionId),
+  );
   assert.equal(sessions.size, CONVERSATIONS, 'one session per thread');
   for (const kind of ['custom-data', 'agent-comment'] as const) {
     const effects = pipeline.opencx.effects.filter((effect) => effect.kind === kind);
