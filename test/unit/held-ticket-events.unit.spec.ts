@@ -149,7 +149,7 @@ describe('held ticket checks: when a held ticket is sent back through its queue'
   };
   const tick = () => new Promise((resolve) => setTimeout(resolve, 40));
 
-  it('given held tickets, when the sweep runs, then only the linked one and the one whose hold ended are checked, each once per RECHECK_MS', async () => {
+  it('given held tickets, when the sweep runs, then only the linked one and the one whose hold ended are checked, each again after RECHECK_MS, then twice as long each time', async () => {
     const now = { at: 100_000 };
     const { checks, checked } = harness(
       [ticket('linked', 90_000), ticket('waiting', 90_000), ticket('expired', 30_000)],
@@ -164,6 +164,12 @@ describe('held ticket checks: when a held ticket is sent back through its queue'
       now.at += RECHECK_MS;
       await tick();
       assert.equal(checked.length, 4, 'again after RECHECK_MS: a check may have been lost');
+      now.at += RECHECK_MS;
+      await tick();
+      assert.equal(checked.length, 4, 'a ticket still held after two checks waits twice as long');
+      now.at += RECHECK_MS;
+      await tick();
+      assert.equal(checked.length, 6);
     } finally {
       checks.stop();
     }

@@ -381,6 +381,16 @@ describe('outbound: applying each domain event to OpenCX', () => {
       assert.equal(held.tickets.size, 0);
     });
 
+    it('given a ticket of an organisation since deleted, when checked, then its held events are let go (discarded) and nothing is called', async () => {
+      const { deps, calls, held } = harness();
+      await applyDomainEvent(change('LOW', 1_000), deps);
+      const gone: ApplyDeps = { ...deps, orgs: { byId: () => undefined } };
+      assert.deepEqual(await applyDomainEvent(check, gone), { kind: 'skipped', reason: 'unknown_org' });
+      assert.equal(held.tickets.size, 0);
+      assert.equal(held.counts.get('discarded'), 1);
+      assert.deepEqual(calls, []);
+    });
+
     it('given a ticket never linked, when checked before the hold ends, then it is still held; after, skipped as no_linked_session and cleared', async () => {
       const { deps, calls, held } = harness();
       await applyDomainEvent(change('LOW', 1_000), deps);

@@ -82,6 +82,8 @@ export const HeldOutcome = {
   superseded: 'superseded',
   dropped: 'dropped',
   expired: 'expired',
+  /** The ticket's organisation is unknown or deleted. */
+  discarded: 'discarded',
 } as const;
 export type HeldOutcome = (typeof HeldOutcome)[keyof typeof HeldOutcome];
 
@@ -500,13 +502,30 @@ const applyHoldCheck = async (check: TicketHoldCheck, org: Org, deps: ApplyDeps)
   return skipped(SkipReason.noLinkedSession);
 };
 
+/** The organisation is unknown or deleted: what its ticket holds is let go with it. */
+const discardHeld = async (check: TicketHoldCheck, deps: ApplyDeps): Promise<ApplyOutcome> => {
+  const ticket = await deps.held.current(check.orgId, check.ticketId);
+  if (ticket) {
+    await deps.held.clear(check.orgId, check.ticketId);
+    deps.held.counted(HeldOutcome.discarded, ticket.events);
+    deps.logger.warn(
+      { orgId: check.orgId, ticketId: check.ticketId, events: ticket.events.length },
+      'held ticket events skipped: the organisation is unknown or deleted',
+    );
+  }
+  return skipped(SkipReason.unknownOrg);
+};
+
 /** Applies one domain event to OpenCX (contract.md, "OpenCX calls"): one function per row. */
 export const applyDomainEvent = (
   event: DomainEvent | TicketHoldCheck,
   deps: ApplyDeps,
 ): Promise<ApplyOutcome> => {
   const org = deps.orgs.byId(event.orgId);
-  if (!org) return Promise.resolve(skipped(SkipReason.unknownOrg));
+  if (!org)
+    return event.type === 'ticket-hold-check'
+      ? discardHeld(event, deps)
+      : Promise.resolve(skipped(SkipReason.unknownOrg));
   const badTimestamp = unsendableTimestamp(event);
   if (badTimestamp !== undefined) return Promise.resolve(malformed(badTimestamp));
   switch (event.type) {

@@ -5,8 +5,13 @@ import { ticketLinkKey } from '../../../lib/session-links.ts';
 
 /** How often every held ticket is looked at: linked since, or its hold over. */
 export const HELD_SWEEP_MS = 1000;
-/** A ticket is not checked again sooner than this while its check is on its way. */
+/**
+ * A ticket is not checked again sooner than this while its check is on its way; each further
+ * check of a ticket that still holds events waits twice as long (its queue may be parked behind
+ * an OpenCX outage), up to RECHECK_MAX_MS.
+ */
 export const RECHECK_MS = 5000;
+export const RECHECK_MAX_MS = 5 * 60 * 1000;
 /** How often the look-ups that held events wait on are owed again (they live in Redis only). */
 export const REOWE_EVERY_MS = 15_000;
 
@@ -49,15 +54,20 @@ export const startHeldTicketChecks = (
   readonly awaited: (orgId: string) => void;
   readonly stop: () => void;
 } => {
-  const checkedAt = new Map<string, number>();
+  /** Per held ticket: when it was last checked, and how long until it may be again. */
+  const checkedAt = new Map<string, { at: number; everyMs: number }>();
   const reowedAt = new Map<string, number>();
   let failing = false;
 
   const check = (ticket: HeldTicket): void => {
     const key = ticketLinkKey(ticket.orgId, ticket.ticketId);
     const now = deps.now();
-    if ((checkedAt.get(key) ?? -Infinity) + RECHECK_MS > now) return;
-    checkedAt.set(key, now);
+    const last = checkedAt.get(key);
+    if (last && last.at + last.everyMs > now) return;
+    checkedAt.set(key, {
+      at: now,
+      everyMs: last ? Math.min(RECHECK_MAX_MS, last.everyMs * 2) : RECHECK_MS,
+    });
     deps.publishCheck(ticket).then(
       () => {
         if (failing) deps.logger.info('held ticket checks written again');
