@@ -124,14 +124,20 @@ export const holdEvent = (
   };
 };
 
-/** The held events a release applies: the incoming event (if any) joins them in its place. */
+/**
+ * What a release applies, in order: the held events, with `incoming` (an event that arrived once
+ * the link was known) in its place among them, replacing an older held change of its property.
+ */
 export const eventsToRelease = (
   held: HeldTicket | undefined,
   incoming?: HoldableEvent,
-): readonly HeldEvent[] => {
-  if (!incoming) return held?.events ?? [];
-  if (!held) return [{ event: incoming, heldAt: Number.NaN }];
-  return holdEvent(held, incoming, Number.NaN, Number.POSITIVE_INFINITY).ticket.events;
+): readonly HoldableEvent[] => {
+  const events = held?.events.map(({ event }) => event) ?? [];
+  if (!incoming) return events;
+  if (!held) return [incoming];
+  return holdEvent(held, incoming, held.heldSince, Number.POSITIVE_INFINITY).ticket.events.map(
+    ({ event }) => event,
+  );
 };
 
 export class HeldTicketEvents {

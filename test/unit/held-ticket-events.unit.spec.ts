@@ -106,15 +106,15 @@ describe('held ticket events: what a ticket holds (pure)', () => {
   it('given held events and an incoming one at release, then the incoming one joins in its place (replacing an older value of its property)', () => {
     const ticket = holdAll([change('stage', '1', 10), note('N1')]);
     assert.deepEqual(
-      eventsToRelease(ticket, change('stage', '2', 20)).map(({ event }) => event.eventId),
+      eventsToRelease(ticket, change('stage', '2', 20)).map((event) => event.eventId),
       ['e-note-N1', 'e-stage-20'],
     );
     assert.deepEqual(
-      eventsToRelease(undefined, note('N9')).map(({ event }) => event.eventId),
+      eventsToRelease(undefined, note('N9')).map((event) => event.eventId),
       ['e-note-N9'],
     );
     assert.deepEqual(
-      eventsToRelease(ticket).map(({ event }) => event.eventId),
+      eventsToRelease(ticket).map((event) => event.eventId),
       ['e-stage-10', 'e-note-N1'],
     );
   });

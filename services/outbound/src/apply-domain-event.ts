@@ -429,11 +429,12 @@ const releaseHeld = async (
   incoming?: HoldableEvent,
 ): Promise<void> => {
   const events = eventsToRelease(ticket, incoming);
-  for (const { event } of events) await applyToSession(event, link, org, deps);
+  for (const event of events) await applyToSession(event, link, org, deps);
   await deps.held.clear(ticket.orgId, ticket.ticketId);
+  const released = new Set(events);
   deps.held.counted(
     HeldOutcome.released,
-    events.filter(({ heldAt }) => Number.isFinite(heldAt)),
+    ticket.events.filter(({ event }) => released.has(event)),
   );
   deps.logger.info(
     { orgId: ticket.orgId, ticketId: ticket.ticketId, sessionId: link.sessionId, events: events.length },
