@@ -19,8 +19,6 @@ import { createGroupMembership, readinessProbe, watchDependencies } from '../../
 import { createDomainEventPublisher } from '../../../lib/domain-event-publisher.ts';
 import { createRecordWriter } from '../../../lib/kafka/record-writer.ts';
 import { orgOfOrderingKey, type AiReply } from '../../../lib/domain-events.ts';
-import { HeldTicketEvents, type HeldEvent, type HoldableEvent } from '../../../lib/held-ticket-events.ts';
-import { deriveEventId } from '../../../lib/ids.ts';
 import { ErrorCode, PipelineError, describeError } from '../../../lib/errors.ts';
 import { createPortalClients, parkOnRateLimit } from '../../../lib/hubspot/index.ts';
 import {
@@ -41,17 +39,13 @@ import { createRedis } from '../../../lib/redis.ts';
 import { sleep, withRetry } from '../../../lib/retry.ts';
 import { isEntryPoint, runAsProcess } from '../../../lib/service.ts';
 import type { SessionLinks } from '../../../lib/session-links.ts';
-import { applyDomainEvent, malformed, type HeldOutcome } from './apply-domain-event.ts';
-import { startHeldTicketChecks } from './held-ticket-checks.ts';
+import { applyDomainEvent, malformed } from './apply-domain-event.ts';
+import { startHeldTickets } from './held-tickets.ts';
 import { loadOutboundConfig, type OutboundConfig } from './config.ts';
 import { createPipelineEventHandler } from './handle-domain-event.ts';
 import { createOutboundMetrics } from './metrics.ts';
 import { createOpenCxApi, type OpenCxApi } from './opencx/client.ts';
-import {
-  createRedisOwedTicketLookUps,
-  REOWE_WINDOW_MS,
-  startOwedTicketLookUps,
-} from './owed-ticket-look-ups.ts';
+import { createRedisOwedTicketLookUps, startOwedTicketLookUps } from './owed-ticket-look-ups.ts';
 import { postAiReply } from './post-ai-reply.ts';
 import { createRedisReplyAttempts } from './reply-attempts.ts';
 
@@ -83,18 +77,11 @@ export const startOutbound = async (
   });
   const { kafka, topics, codec, producer, orgs, links } = connections;
   if (!links) throw new Error('session links were not started');
-  // Ticket and note events waiting for their ticket's link (Kafka, compacted): read whole here.
-  const heldTickets = new HeldTicketEvents({
-    kafka,
-    topic: topics.heldTicketEvents.name,
-    groupPrefix: config.KAFKA_TOPIC_PREFIX,
-    logger,
-  });
-  await heldTickets.start();
+  let heldTicketCount = (): number => 0;
   const metrics = createOutboundMetrics(
     registry,
     (now) => [...openCxGate.waiting(now), ...hubspotGate.waiting(now)],
-    () => heldTickets.size,
+    () => heldTicketCount(),
   );
   // The last AI reply posted per thread (Kafka, compacted): no reply is posted twice even when
   // Redis, which holds the claims, lost its data.
@@ -187,39 +174,21 @@ export const startOutbound = async (
     doneTtlMs: config.DEDUP_TTL_MS,
   });
 
-  // When this replica was last given partitions of the domain topic: a held record written by
-  // their previous owner must be in the held table before a miss in it is trusted.
-  let domainPartitionsSince = Date.now();
-  const heldChecks = startHeldTicketChecks({
-    held: heldTickets,
-    isLinked: (orgId, ticketId) => links.forTicket(orgId, ticketId) !== undefined,
-    publishCheck: (ticket) =>
-      events.publish(topics.domainEvents.name, [
-        {
-          type: 'ticket-hold-check',
-          eventId: deriveEventId('ticket-hold-check', instance, ticket.orgId, ticket.ticketId, Date.now()),
-          orgId: ticket.orgId,
-          portalId: ticket.portalId,
-          ticketId: ticket.ticketId,
-          occurredAt: Date.now(),
-        },
-      ]),
-    oweAgain: async (orgIds) => {
-      const threads = links
-        .ticketlessThreadsSince(Date.now() - REOWE_WINDOW_MS)
-        .filter(({ orgId }) => orgIds.has(orgId));
-      for (let index = 0; index < threads.length; index += 100)
-        await Promise.all(
-          threads
-            .slice(index, index + 100)
-            .map(({ orgId, threadId }) => owedTicketLookUps.owe(orgId, threadId, { checkRedis: true })),
-        );
-    },
+  // Ticket and note events waiting for their ticket's link (Kafka, compacted), and their checks.
+  const heldTickets = await startHeldTickets({
+    kafka,
+    topics: { held: topics.heldTicketEvents.name, domainEvents: topics.domainEvents.name },
+    groupPrefix: config.KAFKA_TOPIC_PREFIX,
+    links,
+    writer: tableWrites,
+    publish: events.publish,
+    owed: owedTicketLookUps,
+    metrics,
     holdMs: config.TICKET_HOLD_MS,
-    now: Date.now,
+    instance,
     logger,
   });
-  links.onTicketLinked(heldChecks.linked);
+  heldTicketCount = heldTickets.size;
 
   const applyDeps = {
     orgs,
@@ -232,21 +201,7 @@ export const startOutbound = async (
     openCxFor,
     hubspotFor,
     owedTicketLookUps,
-    held: {
-      current: (orgId: string, ticketId: string) =>
-        heldTickets.current(orgId, ticketId, domainPartitionsSince),
-      write: (ticket: Parameters<HeldTicketEvents['write']>[1]) => heldTickets.write(tableWrites, ticket),
-      clear: (orgId: string, ticketId: string) => heldTickets.clear(tableWrites, orgId, ticketId),
-      holdMs: config.TICKET_HOLD_MS,
-      linkAwaited: heldChecks.awaited,
-      counted: (outcome: HeldOutcome, held: readonly (HeldEvent | HoldableEvent)[]) => {
-        metrics.heldTicketEvents.inc({ outcome }, held.length);
-        if (outcome !== 'released') return;
-        const now = Date.now();
-        for (const entry of held)
-          if ('heldAt' in entry) metrics.heldTicketEventWait.observe(Math.max(0, now - entry.heldAt) / 1000);
-      },
-    },
+    held: heldTickets.applyDeps,
     emitAiReply: (reply: AiReply) => events.publish(topics.aiReplies.name, [reply]),
     retry,
     logger,
@@ -325,7 +280,7 @@ export const startOutbound = async (
       maxWaitTimeInMs: CONSUMER_FETCH_MAX_WAIT_MS,
     });
     domainKafkaConsumer.on(domainKafkaConsumer.events.GROUP_JOIN, () => {
-      domainPartitionsSince = Date.now();
+      heldTickets.partitionsAssigned();
     });
     const domainConsumer = new KeyedConsumer({
       consumer: domainKafkaConsumer,
@@ -378,7 +333,7 @@ export const startOutbound = async (
     orgs,
     links: applyDeps.links,
     hubspotFor,
-    awaited: (orgId) => heldTickets.isWaiting(orgId),
+    awaited: heldTickets.isWaiting,
     logger,
     now: Date.now,
     counted: (outcome) => metrics.ticketLookUps.inc({ outcome }),
@@ -394,7 +349,7 @@ export const startOutbound = async (
   return {
     metricsPort: typeof address === 'object' && address ? address.port : config.METRICS_PORT,
     stop: async () => {
-      heldChecks.stop();
+      heldTickets.stopChecks();
       await ticketLookUps.stop();
       await consumers.stop();
       await dependencies.stop();
