@@ -437,7 +437,14 @@ const releaseHeld = async (
     ticket.events.filter(({ event }) => released.has(event)),
   );
   deps.logger.info(
-    { orgId: ticket.orgId, ticketId: ticket.ticketId, sessionId: link.sessionId, events: events.length },
+    {
+      orgId: ticket.orgId,
+      ticketId: ticket.ticketId,
+      sessionId: link.sessionId,
+      events: events.length,
+      heldEvents: ticket.events.length,
+      waitedMs: deps.now() - ticket.heldSince,
+    },
     'held ticket events applied: the ticket is linked now',
   );
 };
