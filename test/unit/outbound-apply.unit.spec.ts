@@ -381,6 +381,38 @@ describe('outbound: applying each domain event to OpenCX', () => {
       assert.equal(held.tickets.size, 0);
     });
 
+    it('given a held note OpenCX refuses for good at release (a 4xx), then the other held events are applied, the note written back to the domain topic on its own (to be dead-lettered there), and the hold cleared', async () => {
+      const { deps, calls, links, held } = harness();
+      await applyDomainEvent(note, deps);
+      await applyDomainEvent(change('LOW', 1_000), deps);
+      linkTicket(links);
+      const refusing: ApplyDeps = {
+        ...deps,
+        openCxFor: (o) => ({
+          ...deps.openCxFor(o),
+          addAgentComment: async () => {
+            throw new PipelineError(ErrorCode.upstreamRejected, 'OpenCX answered 422', {
+              retriable: false,
+              upstream: 'opencx',
+              status: 422,
+            });
+          },
+        }),
+      };
+      assert.deepEqual(await applyDomainEvent(check, refusing), { kind: 'applied' });
+      assert.deepEqual(
+        calls.map(({ args }) => args[2]),
+        ['e-LOW'],
+      );
+      assert.deepEqual(
+        held.requeued.map((event) => event.eventId),
+        ['e-nm'],
+      );
+      assert.equal(held.tickets.size, 0);
+      assert.equal(held.counts.get('refused'), 1);
+      assert.equal(held.counts.get('released'), 1);
+    });
+
     it('given a ticket of an organisation since deleted, when checked, then its held events are let go (discarded) and nothing is called', async () => {
       const { deps, calls, held } = harness();
       await applyDomainEvent(change('LOW', 1_000), deps);

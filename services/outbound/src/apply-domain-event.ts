@@ -84,6 +84,8 @@ export const HeldOutcome = {
   expired: 'expired',
   /** The ticket's organisation is unknown or deleted. */
   discarded: 'discarded',
+  /** OpenCX refused it at release (a 4xx): written back to the domain topic to be dead-lettered. */
+  refused: 'refused',
 } as const;
 export type HeldOutcome = (typeof HeldOutcome)[keyof typeof HeldOutcome];
 
@@ -93,6 +95,8 @@ export type HeldTicketDeps = {
   /** Durable before it returns. */
   readonly write: (ticket: HeldTicket) => Promise<void>;
   readonly clear: (orgId: string, ticketId: string) => Promise<void>;
+  /** Writes a held event back to the domain topic on its own (durable before it returns). */
+  readonly requeue: (event: HoldableEvent) => Promise<void>;
   /** How long a ticket's events are held for a link that does not come (TICKET_HOLD_MS). */
   readonly holdMs: number;
   /** An event of the organisation now waits for a ticket link: its look-ups are owed (best effort). */
@@ -416,6 +420,13 @@ const applyToSession = (
         ),
       );
 
+/** A failure no retry of the same call fixes, and that is no outage to wait out. */
+const isRefusal = (error: unknown): boolean =>
+  error instanceof PipelineError &&
+  !error.retriable &&
+  error.code !== ErrorCode.tenantWaiting &&
+  error.code !== ErrorCode.kafkaUnavailable;
+
 /**
  * Applies a ticket's held events in order (with `incoming` in its place among them), then clears
  * the hold. A crash or a failed call part-way leaves the hold as it was: the next attempt applies
@@ -429,13 +440,30 @@ const releaseHeld = async (
   incoming?: HoldableEvent,
 ): Promise<void> => {
   const events = eventsToRelease(ticket, incoming);
-  for (const event of events) await applyToSession(event, link, org, deps);
+  const refused = new Set<HoldableEvent>();
+  for (const event of events) {
+    try {
+      await applyToSession(event, link, org, deps);
+    } catch (error) {
+      if (event === incoming || !isRefusal(error)) throw error;
+      // OpenCX refuses this held event for good (a 4xx): it goes back to the domain topic on its
+      // own, where it is refused again and dead-lettered with its own content (replayable),
+      // instead of holding the ticket's other events or being tried again at every check.
+      await deps.held.requeue(event);
+      refused.add(event);
+      deps.logger.warn(
+        { orgId: event.orgId, ticketId: event.ticketId, eventId: event.eventId, err: describeError(error) },
+        'held ticket event refused by OpenCX: written back to the domain topic, to be dead-lettered',
+      );
+    }
+  }
   await deps.held.clear(ticket.orgId, ticket.ticketId);
-  const released = new Set(events);
+  const released = ticket.events.filter(({ event }) => events.includes(event));
   deps.held.counted(
     HeldOutcome.released,
-    ticket.events.filter(({ event }) => released.has(event)),
+    released.filter(({ event }) => !refused.has(event)),
   );
+  if (refused.size > 0) deps.held.counted(HeldOutcome.refused, [...refused]);
   deps.logger.info(
     {
       orgId: ticket.orgId,

@@ -76,6 +76,7 @@ export const startHeldTickets = async (deps: {
     current: (orgId, ticketId) => table.current(orgId, ticketId, partitionsSince),
     write: (ticket) => table.write(deps.writer, ticket),
     clear: (orgId, ticketId) => table.clear(deps.writer, orgId, ticketId),
+    requeue: (event) => deps.publish(deps.topics.domainEvents, [event]),
     holdMs: deps.holdMs,
     linkAwaited: checks.awaited,
     counted: (outcome, events) => {

@@ -75,7 +75,7 @@ export const createOutboundMetrics = (
   }),
   heldTicketEvents: new Counter({
     name: 'outbound_held_ticket_events_total',
-    help: 'Ticket and note events whose ticket had no session link yet, by outcome: held, released (applied once the link came), superseded (a newer change of the property replaced it), dropped (a note over the record size), expired (no link within TICKET_HOLD_MS), discarded (organisation deleted)',
+    help: 'Ticket and note events whose ticket had no session link yet, by outcome: held, released (applied once the link came), superseded (a newer change of the property replaced it), dropped (a note over the record size), expired (no link within TICKET_HOLD_MS), discarded (organisation deleted), refused (OpenCX answered 4xx at release: written back to be dead-lettered)',
     labelNames: ['outcome'] as const,
     registers: [registry],
   }),
