@@ -11,10 +11,17 @@ import { ticketLinkKey } from './session-links.ts';
  * (contract.md: "held, durably and per ticket"). One record per ticket on a compacted topic, so a
  * crash, a rebalance or a Redis that lost its data changes nothing: every outbound replica reads
  * the topic whole, and the ticket's queue (the domain topic's `<org>:ticket:<id>` key) is the
- * only writer of its record. Released (applied in order, then a tombstone) in that queue once
- * the link is known; dropped (a tombstone) once the hold has lasted `TICKET_HOLD_MS`.
+ * only writer of its record. Released (applied in order) in that queue once the link is known;
+ * dropped once the hold has lasted `TICKET_HOLD_MS`.
  *
  * What is held and no more: the newest change per property (by occurredAt) and each note once.
+ *
+ * The record also keeps, per property, when the newest change applied to the session occurred
+ * (`applied`), for as long as a late delivery may come (DEDUP_TTL_MS). A change that was never
+ * applied (superseded while held, or skipped as stale by the processor) and comes again later
+ * (HubSpot's retries, a redelivery) would otherwise be applied over the newer value whenever the
+ * processor's Redis clock has lost its data; an applied one coming again is a no-op at OpenCX
+ * anyway (its Idempotency-Key).
  */
 const TicketFieldChangedRecord = z.object({
   type: z.literal('ticket-field-changed'),
@@ -52,10 +59,14 @@ export const HeldTicket = z.object({
   orgId: z.string(),
   ticketId: z.string(),
   portalId: z.number(),
-  /** When the ticket's first held event was held: the hold ends `TICKET_HOLD_MS` after it. */
+  /** When the first of the events held now was held: the hold ends `TICKET_HOLD_MS` after it. */
   heldSince: z.number(),
-  /** In the order they are to be applied. */
+  /** In the order they are to be applied; empty once released. */
   events: z.array(HeldEvent),
+  /** Per property, occurredAt of the newest change applied to the session. */
+  applied: z.record(z.string(), z.number()).default({}),
+  /** When the record was last written (its clocks are let go DEDUP_TTL_MS after). */
+  updatedAt: z.number().default(0),
 });
 export type HeldTicket = {
   readonly orgId: string;
@@ -63,6 +74,38 @@ export type HeldTicket = {
   readonly portalId: number;
   readonly heldSince: number;
   readonly events: readonly HeldEvent[];
+  readonly applied: Readonly<Record<string, number>>;
+  readonly updatedAt: number;
+};
+
+/** Whether the ticket holds events (a record with none keeps only its applied clocks). */
+export const isHolding = (ticket: HeldTicket | undefined): boolean =>
+  ticket !== undefined && ticket.events.length > 0;
+
+/** A change older than the newest change of its property already applied to the session. */
+export const isStaleChange = (ticket: HeldTicket | undefined, event: HoldableEvent): boolean =>
+  event.type === 'ticket-field-changed' && (ticket?.applied[event.property] ?? -Infinity) > event.occurredAt;
+
+/** The record once `events` are applied: nothing held, their changes' clocks raised (pure). */
+export const afterApplied = (
+  ticket: HeldTicket | undefined,
+  events: readonly HoldableEvent[],
+  now: number,
+  of: { readonly orgId: string; readonly ticketId: string; readonly portalId: number },
+): HeldTicket => {
+  const applied: Record<string, number> = { ...ticket?.applied };
+  for (const event of events)
+    if (event.type === 'ticket-field-changed')
+      applied[event.property] = Math.max(applied[event.property] ?? -Infinity, event.occurredAt);
+  return {
+    orgId: of.orgId,
+    ticketId: of.ticketId,
+    portalId: of.portalId,
+    heldSince: now,
+    events: [],
+    applied,
+    updatedAt: now,
+  };
 };
 
 /**
@@ -97,13 +140,18 @@ export const holdEvent = (
   now: number,
   maxBytes = MAX_HELD_TICKET_BYTES,
 ): HoldResult => {
-  const ticket: HeldTicket = held ?? {
-    orgId: event.orgId,
-    ticketId: event.ticketId,
-    portalId: event.portalId,
-    heldSince: now,
-    events: [],
-  };
+  const ticket: HeldTicket =
+    held && isHolding(held)
+      ? { ...held, updatedAt: now }
+      : {
+          orgId: event.orgId,
+          ticketId: event.ticketId,
+          portalId: event.portalId,
+          heldSince: now,
+          events: [],
+          applied: held?.applied ?? {},
+          updatedAt: now,
+        };
   const existing = ticket.events.find((entry) => sameSlot(entry.event, event));
   if (existing && (existing.event.eventId === event.eventId || existing.event.type === 'note-mirrored'))
     return { ticket, changed: false, superseded: [], dropped: [] };
@@ -143,7 +191,7 @@ export const eventsToRelease = (
 export class HeldTicketEvents {
   readonly #table: KafkaTable<HeldTicket>;
   readonly #topic: string;
-  /** Held tickets per organisation: whose owed ticket look-ups are awaited. */
+  /** Tickets holding events, per organisation: whose owed ticket look-ups are awaited. */
   readonly #perOrg = new Map<string, number>();
   /** When the last catch-up that completed had started. */
   #caughtUpFrom = 0;
@@ -160,10 +208,11 @@ export class HeldTicketEvents {
     this.#table.onChange(({ key, value }) => {
       const orgId = value?.orgId ?? key.slice(0, key.lastIndexOf(':ticket:'));
       const had = this.#keys.has(key);
-      if (value && !had) {
+      const holding = isHolding(value);
+      if (holding && !had) {
         this.#keys.add(key);
         this.#perOrg.set(orgId, (this.#perOrg.get(orgId) ?? 0) + 1);
-      } else if (!value && had) {
+      } else if (!holding && had) {
         this.#keys.delete(key);
         const left = (this.#perOrg.get(orgId) ?? 1) - 1;
         if (left > 0) this.#perOrg.set(orgId, left);
@@ -191,6 +240,7 @@ export class HeldTicketEvents {
     return this.#table.values();
   }
 
+  /** Tickets holding events now. */
   get size(): number {
     return this.#keys.size;
   }
@@ -227,7 +277,7 @@ export class HeldTicketEvents {
     this.#table.applyLocal(key, ticket);
   }
 
-  /** The ticket holds nothing any more (released or dropped): a tombstone. */
+  /** Nothing of the ticket is kept any more (its hold dropped, or its clocks old): a tombstone. */
   async clear(writer: Pick<RecordWriter, 'write'>, orgId: string, ticketId: string): Promise<void> {
     const key = ticketLinkKey(orgId, ticketId);
     await writer.write(this.#topic, [{ key, value: null }], `held events of ${key} (cleared)`);

@@ -171,4 +171,73 @@ describe('ticket and note events whose ticket link is learned late (real Kafka, 
     assert.ok(last, 'the ticket was held on the topic');
     assert.equal(last.value, null, 'its last record is a tombstone');
   });
+
+  it('regression (soak): given a change superseded while held, when Redis loses every key and HubSpot delivers the older change again, then it is not applied over the newer value', async () => {
+    ownRedis = new SoakRedis(mkdtempSync(join(tmpdir(), 'redis-stale-')));
+    await ownRedis.start();
+    pipeline = await startTestPipeline({ env: { REDIS_URL: ownRedis.url } });
+    const org = await pipeline.createOrg();
+    const ticketId = '1698888888';
+    const change = (value: string, occurredAt: number) =>
+      fixtures.ticketPropertyChangeEvent({
+        portalId: org.portalId,
+        objectId: Number(ticketId),
+        propertyName: 'hs_ticket_priority',
+        propertyValue: value,
+        occurredAt,
+      });
+    const now = Date.now();
+    const older = change('LOW', now - 2000);
+    // Held (no conversation has the ticket yet): the newer replaces the older.
+    assert.equal((await pipeline.postBatch([older, change('HIGH', now - 1000)])).status, 200);
+    const p = pipeline;
+    await waitFor(
+      'the older change superseded while held',
+      async () =>
+        (await p.counter('outbound', 'outbound_held_ticket_events_total', { outcome: 'superseded' })) === 1,
+      30000,
+    );
+    // The conversation comes: its look-up links the ticket and the held value is applied.
+    const threadId = fixtures.newThreadId();
+    pipeline.hubspot.setThread(
+      fixtures.thread({ id: threadId, threadAssociations: { associatedTicketId: ticketId } }),
+      {
+        portalId: org.portalId,
+      },
+    );
+    const message = fixtures.message({ threadId, kind: 'customer-chat', text: 'Hi' });
+    pipeline.hubspot.addMessage(message, { portalId: org.portalId });
+    assert.equal(
+      (await pipeline.postBatch([fixtures.webhookEventFor(message, { portalId: org.portalId })])).status,
+      200,
+    );
+    const values = () =>
+      p.opencx.effects
+        .filter((effect) => effect.kind === 'custom-data')
+        .map((effect) => (effect.body as Record<string, string>).hs_ticket_priority)
+        .filter((value) => value !== undefined);
+    await waitFor('the newer value at the session', () => values().includes('HIGH'), 60000);
+
+    const client = createRedis(ownRedis.url, createLogger('test', 'silent'));
+    try {
+      assert.equal(await client.flushall(), 'OK');
+    } finally {
+      client.disconnect();
+    }
+    // HubSpot's retry of the older change, then a newer change of another property as a marker.
+    const marker = fixtures.ticketPropertyChangeEvent({
+      portalId: org.portalId,
+      objectId: Number(ticketId),
+      propertyName: 'subject',
+      propertyValue: 'marker',
+      occurredAt: Date.now(),
+    });
+    assert.equal((await pipeline.postBatch([{ ...older, attemptNumber: 1 }])).status, 200);
+    assert.equal((await pipeline.postBatch([marker])).status, 200);
+    await waitFor('the marker at the session', () =>
+      p.opencx.effects.some((effect) => (effect.body as Record<string, string>).subject === 'marker'),
+    );
+    assert.deepEqual(values(), ['HIGH'], 'the older value was never applied');
+    assert.equal(await p.counter('outbound', 'outbound_events_skipped_total', { reason: 'stale' }), 1);
+  });
 });

@@ -17,6 +17,7 @@ export const heldTicketsInMemory = (options: { holdMs?: number } = {}) => {
     clear: async (orgId, ticketId) => void tickets.delete(ticketLinkKey(orgId, ticketId)),
     requeue: async (event) => void requeued.push(event),
     holdMs: options.holdMs ?? 24 * 60 * 60 * 1000,
+    clockTtlMs: 48 * 60 * 60 * 1000,
     linkAwaited: (orgId) => void awaited.push(orgId),
     counted: (outcome, events) => void counts.set(outcome, (counts.get(outcome) ?? 0) + events.length),
   };

@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { pino } from 'pino';
 import type { NoteMirrored, TicketFieldChanged } from '../../lib/domain-events.ts';
 import {
+  afterApplied,
   eventsToRelease,
+  isStaleChange,
   HeldTicket,
   holdEvent,
   type HeldTicket as Held,
@@ -120,6 +122,40 @@ describe('held ticket events: what a ticket holds (pure)', () => {
   });
 });
 
+describe('held ticket events: the applied clocks (pure)', () => {
+  it('given changes applied, then the record holds nothing and keeps the newest occurredAt per property', () => {
+    const ticket = afterApplied(
+      undefined,
+      [change('stage', '2', 20), change('stage', '1', 10), note('N1'), change('priority', 'HIGH', 15)],
+      500,
+      change('stage', '2', 20),
+    );
+    assert.deepEqual(ticket.events, []);
+    assert.deepEqual(ticket.applied, { stage: 20, priority: 15 });
+    assert.equal(ticket.updatedAt, 500);
+  });
+
+  it('given an applied clock, then only an older change of that property is stale (an equal one is a repeat, a note never)', () => {
+    const ticket = afterApplied(undefined, [change('stage', '2', 20)], 500, change('stage', '2', 20));
+    assert.equal(isStaleChange(ticket, change('stage', '1', 19)), true);
+    assert.equal(isStaleChange(ticket, change('stage', '2', 20)), false);
+    assert.equal(isStaleChange(ticket, change('priority', 'LOW', 1)), false);
+    assert.equal(isStaleChange(ticket, note('N1')), false);
+    assert.equal(isStaleChange(undefined, change('stage', '1', 1)), false);
+  });
+
+  it('given a record with clocks only, when an event is held, then the hold starts now and the clocks stay', () => {
+    const clocks = afterApplied(undefined, [change('stage', '2', 20)], 500, change('stage', '2', 20));
+    const held = holdEvent(clocks, change('priority', 'HIGH', 30), 900).ticket;
+    assert.equal(held.heldSince, 900);
+    assert.deepEqual(held.applied, { stage: 20 });
+    assert.deepEqual(
+      held.events.map(({ event }) => event.eventId),
+      ['e-priority-30'],
+    );
+  });
+});
+
 describe('held ticket checks: when a held ticket is sent back through its queue', () => {
   const ticket = (ticketId: string, heldSince: number): Held => ({
     orgId: 'org-1',
@@ -127,6 +163,8 @@ describe('held ticket checks: when a held ticket is sent back through its queue'
     portalId: 42,
     heldSince,
     events: [{ event: { ...change('stage', '1', 10), ticketId }, heldAt: heldSince }],
+    applied: {},
+    updatedAt: heldSince,
   });
   const harness = (tickets: Held[], linked: Set<string>, now: { at: number }) => {
     const checked: string[] = [];
@@ -141,6 +179,7 @@ describe('held ticket checks: when a held ticket is sent back through its queue'
       publishCheck: async (held) => void checked.push(held.ticketId),
       oweAgain: async (orgIds) => void reowed.push([...orgIds]),
       holdMs: 60_000,
+      clockTtlMs: 120_000,
       now: () => now.at,
       logger: pino({ level: 'silent' }),
       sweepEveryMs: 10,
@@ -170,6 +209,26 @@ describe('held ticket checks: when a held ticket is sent back through its queue'
       now.at += RECHECK_MS;
       await tick();
       assert.equal(checked.length, 6);
+    } finally {
+      checks.stop();
+    }
+  });
+
+  it('given records that hold nothing, then only one whose clocks are older than their TTL is checked (to be let go)', async () => {
+    const now = { at: 500_000 };
+    const clocksOnly = (ticketId: string, updatedAt: number): Held => ({
+      ...ticket(ticketId, updatedAt),
+      events: [],
+      updatedAt,
+    });
+    const { checks, checked } = harness(
+      [clocksOnly('old', 500_000 - 120_000), clocksOnly('fresh', 499_000)],
+      new Set(),
+      now,
+    );
+    try {
+      await tick();
+      assert.deepEqual(checked, ['old']);
     } finally {
       checks.stop();
     }

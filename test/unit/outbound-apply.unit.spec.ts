@@ -299,6 +299,9 @@ describe('outbound: applying each domain event to OpenCX', () => {
       ...common,
       ticketId: 'K1',
     } as const;
+    /** Tickets that hold events (a record with none keeps only its applied clocks). */
+    const holding = (held: ReturnType<typeof heldTicketsInMemory>): number =>
+      [...held.tickets.values()].filter((ticket) => ticket.events.length > 0).length;
     const linkTicket = (links: Map<string, SessionLink>) => {
       links.set(ticketLinkKey('org-1', 'K1'), linked);
     };
@@ -316,7 +319,7 @@ describe('outbound: applying each domain event to OpenCX', () => {
           ['addAgentComment', 'e-nm'],
         ],
       );
-      assert.equal(held.tickets.size, 0);
+      assert.equal(holding(held), 0);
       assert.equal(held.counts.get('released'), 2);
       assert.deepEqual(await applyDomainEvent(check, deps), { kind: 'skipped', reason: 'nothing_held' });
       assert.equal(calls.length, 2, 'a second check applies nothing again');
@@ -343,7 +346,7 @@ describe('outbound: applying each domain event to OpenCX', () => {
         calls.map(({ args }) => args[2]),
         ['e-LOW', 'e-nm'],
       );
-      assert.equal(held.tickets.size, 0);
+      assert.equal(holding(held), 0);
     });
 
     it('given a held change and a newer change of the same property arriving once the link is known, then only the newer is applied (the held one would be overwritten at once)', async () => {
@@ -372,13 +375,13 @@ describe('outbound: applying each domain event to OpenCX', () => {
         }),
       };
       await assert.rejects(applyDomainEvent(check, failing), PipelineError);
-      assert.equal(held.tickets.size, 1);
+      assert.equal(holding(held), 1);
       await applyDomainEvent(check, deps);
       assert.deepEqual(
         calls.map(({ args }) => args[2]),
         ['e-LOW', 'e-LOW', 'e-nm'],
       );
-      assert.equal(held.tickets.size, 0);
+      assert.equal(holding(held), 0);
     });
 
     it('given a held note OpenCX refuses for good at release (a 4xx), then the other held events are applied, the note written back to the domain topic on its own (to be dead-lettered there), and the hold cleared', async () => {
@@ -408,9 +411,51 @@ describe('outbound: applying each domain event to OpenCX', () => {
         held.requeued.map((event) => event.eventId),
         ['e-nm'],
       );
-      assert.equal(held.tickets.size, 0);
+      assert.equal(holding(held), 0);
       assert.equal(held.counts.get('refused'), 1);
       assert.equal(held.counts.get('released'), 1);
+    });
+
+    it('given a change older than the newest applied change of its property (superseded while held, delivered again), then it is skipped as stale, not applied over the newer one', async () => {
+      const { deps, calls, links } = harness();
+      await applyDomainEvent(change('HIGH', 2_000), deps);
+      await applyDomainEvent(change('LOW', 1_000), deps); // superseded while held
+      linkTicket(links);
+      await applyDomainEvent(check, deps);
+      assert.deepEqual(await applyDomainEvent(change('LOW', 1_000), deps), {
+        kind: 'skipped',
+        reason: 'stale',
+      });
+      assert.deepEqual(
+        calls.map(({ args }) => args[2]),
+        ['e-HIGH'],
+      );
+    });
+
+    it('given changes applied directly on a linked ticket, then an older one delivered later is stale and a newer one is applied', async () => {
+      const { deps, calls, links } = harness();
+      linkTicket(links);
+      await applyDomainEvent(change('HIGH', 2_000), deps);
+      assert.deepEqual(await applyDomainEvent(change('LOW', 1_000), deps), {
+        kind: 'skipped',
+        reason: 'stale',
+      });
+      assert.deepEqual(await applyDomainEvent(change('URGENT', 3_000), deps), { kind: 'applied' });
+      assert.deepEqual(
+        calls.map(({ args }) => args[2]),
+        ['e-HIGH', 'e-URGENT'],
+      );
+    });
+
+    it('given a record that holds nothing, when checked after its clocks are old (DEDUP_TTL_MS), then it is let go; before, it stays', async () => {
+      const { deps, links, held } = harness();
+      linkTicket(links);
+      await applyDomainEvent(change('HIGH', 2_000), deps);
+      assert.deepEqual(await applyDomainEvent(check, deps), { kind: 'skipped', reason: 'nothing_held' });
+      assert.equal(held.tickets.size, 1, 'the clock is kept');
+      const later: ApplyDeps = { ...deps, now: () => deps.now() + deps.held.clockTtlMs };
+      assert.deepEqual(await applyDomainEvent(check, later), { kind: 'skipped', reason: 'nothing_held' });
+      assert.equal(held.tickets.size, 0);
     });
 
     it('given a ticket of an organisation since deleted, when checked, then its held events are let go (discarded) and nothing is called', async () => {

@@ -10,8 +10,11 @@ import type {
 import { ErrorCode, PipelineError, describeError } from '../../../lib/errors.ts';
 import { catchUpOrRetryLater } from '../../../lib/kafka/table.ts';
 import {
+  afterApplied,
   eventsToRelease,
   holdEvent,
+  isHolding,
+  isStaleChange,
   type HeldEvent,
   type HeldTicket,
   type HoldableEvent,
@@ -32,6 +35,11 @@ export const SkipReason = {
   nothingHeld: 'nothing_held',
   /** A hold check of a ticket still unlinked whose hold has not ended: it holds on. */
   stillHeld: 'still_held',
+  /**
+   * A ticket change older than the newest change of its property applied to the session (one
+   * never applied, delivered again): applying it would overwrite the newer value.
+   */
+  stale: 'stale',
 } as const;
 export type SkipReason = (typeof SkipReason)[keyof typeof SkipReason];
 
@@ -99,6 +107,8 @@ export type HeldTicketDeps = {
   readonly requeue: (event: HoldableEvent) => Promise<void>;
   /** How long a ticket's events are held for a link that does not come (TICKET_HOLD_MS). */
   readonly holdMs: number;
+  /** How long a ticket's applied clocks are kept after its last change (DEDUP_TTL_MS). */
+  readonly clockTtlMs: number;
   /** An event of the organisation now waits for a ticket link: its look-ups are owed (best effort). */
   readonly linkAwaited: (orgId: string) => void;
   readonly counted: (outcome: HeldOutcome, events: readonly HeldEvent[] | readonly HoldableEvent[]) => void;
@@ -457,7 +467,8 @@ const releaseHeld = async (
       );
     }
   }
-  await deps.held.clear(ticket.orgId, ticket.ticketId);
+  const applied = events.filter((event) => !refused.has(event));
+  await deps.held.write(afterApplied(ticket, applied, deps.now(), ticket));
   const released = ticket.events.filter(({ event }) => events.includes(event));
   deps.held.counted(
     HeldOutcome.released,
@@ -486,9 +497,15 @@ const releaseHeld = async (
 const applyTicketEvent = async (event: HoldableEvent, org: Org, deps: ApplyDeps): Promise<ApplyOutcome> => {
   const link = await linkedTicket(deps, event.orgId, event.ticketId);
   const ticket = await deps.held.current(event.orgId, event.ticketId);
+  if (isStaleChange(ticket, event)) return skipped(SkipReason.stale);
   if (link) {
-    if (ticket) await releaseHeld(ticket, link, org, deps, event);
-    else await applyToSession(event, link, org, deps);
+    if (ticket && isHolding(ticket)) await releaseHeld(ticket, link, org, deps, event);
+    else {
+      await applyToSession(event, link, org, deps);
+      // Only a change moves a clock; a note comes again as a no-op (its Idempotency-Key).
+      if (event.type === 'ticket-field-changed')
+        await deps.held.write(afterApplied(ticket, [event], deps.now(), event));
+    }
     return applied;
   }
   const result = holdEvent(ticket, event, deps.now());
@@ -518,6 +535,12 @@ const applyTicketEvent = async (event: HoldableEvent, org: Org, deps: ApplyDeps)
 const applyHoldCheck = async (check: TicketHoldCheck, org: Org, deps: ApplyDeps): Promise<ApplyOutcome> => {
   const ticket = await deps.held.current(check.orgId, check.ticketId);
   if (!ticket) return skipped(SkipReason.nothingHeld);
+  if (!isHolding(ticket)) {
+    // Only clocks are kept: let go once no late delivery can come any more.
+    if (deps.now() - ticket.updatedAt >= deps.held.clockTtlMs)
+      await deps.held.clear(check.orgId, check.ticketId);
+    return skipped(SkipReason.nothingHeld);
+  }
   const link = await linkedTicket(deps, check.orgId, check.ticketId);
   if (link) {
     await releaseHeld(ticket, link, org, deps);
@@ -543,7 +566,7 @@ const discardHeld = async (check: TicketHoldCheck, deps: ApplyDeps): Promise<App
   const ticket = await deps.held.current(check.orgId, check.ticketId);
   if (ticket) {
     await deps.held.clear(check.orgId, check.ticketId);
-    deps.held.counted(HeldOutcome.discarded, ticket.events);
+    if (isHolding(ticket)) deps.held.counted(HeldOutcome.discarded, ticket.events);
     deps.logger.warn(
       { orgId: check.orgId, ticketId: check.ticketId, events: ticket.events.length },
       'held ticket events skipped: the organisation is unknown or deleted',

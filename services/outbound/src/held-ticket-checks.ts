@@ -1,5 +1,5 @@
 import { describeError } from '../../../lib/errors.ts';
-import type { HeldTicket } from '../../../lib/held-ticket-events.ts';
+import { isHolding, type HeldTicket } from '../../../lib/held-ticket-events.ts';
 import type { Logger } from '../../../lib/log.ts';
 import { ticketLinkKey } from '../../../lib/session-links.ts';
 
@@ -30,6 +30,8 @@ export type HeldTicketChecksDeps = {
    */
   readonly oweAgain: (orgIds: ReadonlySet<string>) => Promise<void>;
   readonly holdMs: number;
+  /** A record that holds nothing keeps its applied clocks this long after its last change. */
+  readonly clockTtlMs: number;
   readonly now: () => number;
   readonly logger: Logger;
   readonly sweepEveryMs?: number;
@@ -38,7 +40,7 @@ export type HeldTicketChecksDeps = {
 /**
  * Sends a held ticket back through its own queue when something changed for it: its link is
  * known now (whoever learned it: an owed look-up, a handoff, a rep reply, another replica), or
- * its hold has ended. The check itself decides in the queue, in order with the ticket's other
+ * its hold has ended; and a record that holds nothing once its clocks are old enough to go. The check itself decides in the queue, in order with the ticket's other
  * events; this only says when to look. Every replica sweeps every held ticket (the table is read
  * whole), so a crash or a rebalance leaves no held ticket unlooked-at; a check that finds
  * nothing to do is a no-op.
@@ -98,8 +100,10 @@ export const startHeldTicketChecks = (
     const held = new Set<string>();
     for (const ticket of deps.held.values()) {
       held.add(ticketLinkKey(ticket.orgId, ticket.ticketId));
-      if (deps.isLinked(ticket.orgId, ticket.ticketId) || now - ticket.heldSince >= deps.holdMs)
-        check(ticket);
+      const due = isHolding(ticket)
+        ? deps.isLinked(ticket.orgId, ticket.ticketId) || now - ticket.heldSince >= deps.holdMs
+        : now - ticket.updatedAt >= deps.clockTtlMs;
+      if (due) check(ticket);
     }
     for (const key of checkedAt.keys()) if (!held.has(key)) checkedAt.delete(key);
     const due = new Set<string>();
@@ -119,7 +123,7 @@ export const startHeldTicketChecks = (
     /** A ticket's link was just written or read here: check its held events now, if it has any. */
     linked: (orgId, ticketId) => {
       const ticket = deps.held.get(orgId, ticketId);
-      if (ticket) check(ticket);
+      if (ticket && isHolding(ticket)) check(ticket);
     },
     /** An event of the organisation was just held: its look-ups are owed again now, unless lately. */
     awaited: (orgId) => {

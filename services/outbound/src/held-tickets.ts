@@ -24,6 +24,8 @@ export const startHeldTickets = async (deps: {
   readonly owed: Pick<OwedTicketLookUps, 'owe'>;
   readonly metrics: Pick<OutboundMetrics, 'heldTicketEvents' | 'heldTicketEventWait'>;
   readonly holdMs: number;
+  /** How long a ticket's applied clocks are kept after its last change (DEDUP_TTL_MS). */
+  readonly clockTtlMs: number;
   /** This replica, in its checks' event ids. */
   readonly instance: string;
   readonly logger: Logger;
@@ -67,6 +69,7 @@ export const startHeldTickets = async (deps: {
         );
     },
     holdMs: deps.holdMs,
+    clockTtlMs: deps.clockTtlMs,
     now: Date.now,
     logger: deps.logger,
   });
@@ -78,6 +81,7 @@ export const startHeldTickets = async (deps: {
     clear: (orgId, ticketId) => table.clear(deps.writer, orgId, ticketId),
     requeue: (event) => deps.publish(deps.topics.domainEvents, [event]),
     holdMs: deps.holdMs,
+    clockTtlMs: deps.clockTtlMs,
     linkAwaited: checks.awaited,
     counted: (outcome, events) => {
       metrics.heldTicketEvents.inc({ outcome }, events.length);

@@ -185,6 +185,7 @@ export const startOutbound = async (
     owed: owedTicketLookUps,
     metrics,
     holdMs: config.TICKET_HOLD_MS,
+    clockTtlMs: config.DEDUP_TTL_MS,
     instance,
     logger,
   });
