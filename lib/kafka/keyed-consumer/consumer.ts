@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import type { Admin, Consumer, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
-import { DeadLetterReason, type DeadLetterDetails, type DeadLetterWriter } from '../dead-letters/index.ts';
-import { describeError } from '../errors.ts';
-import type { Logger } from '../log.ts';
-import { backoffDelay, sleep, type RetryPolicy } from '../retry.ts';
-import type { HandlerOutcome } from './handler-outcome.ts';
-import type { TenantGate } from './tenant-gate.ts';
+import { DeadLetterReason, type DeadLetterDetails, type DeadLetterWriter } from '../../dead-letters/index.ts';
+import { describeError } from '../../errors.ts';
+import type { Logger } from '../../log.ts';
+import { backoffDelay, sleep, type RetryPolicy } from '../../retry.ts';
+import type { HandlerOutcome } from '../handler-outcome.ts';
+import type { TenantGate } from '../tenant-gate.ts';
 
 /** Says what became of one message; throws only for what it cannot classify (a bug). */
 export type KeyedHandler = (
