@@ -6,6 +6,9 @@ import type { Logger } from '../../log.ts';
 import { backoffDelay, sleep, type RetryPolicy } from '../../retry.ts';
 import type { HandlerOutcome } from '../handler-outcome.ts';
 import type { TenantGate } from '../tenant-gate.ts';
+import { dispositionOf, type Disposition } from './disposition.ts';
+import { finishedRun, nextCommit, type Tracked } from './offset-tracking.ts';
+import { cursorCommitPoint, cursorsOf, decodeCursors } from './parking-cursors.ts';
 
 /** Says what became of one message; throws only for what it cannot classify (a bug). */
 export type KeyedHandler = (
@@ -62,8 +65,6 @@ export const TENANT_CONCURRENCY = 64;
 
 /** The replay reader's fetch size per partition (a few hundred typical records). */
 const REPLAY_FETCH_MAX_BYTES = 256 * 1024;
-/** Kafka refuses commit metadata over offset.metadata.max.bytes (4096 by default). */
-const MAX_CURSOR_METADATA_CHARS = 3500;
 
 export const DEFAULT_CRASH_BUDGET: RetryPolicy = { attempts: 5, initialDelayMs: 500, maxDelayMs: 10000 };
 
@@ -86,7 +87,6 @@ export type KeyedConsumerOptions = {
   readonly parking?: TenantParking;
 };
 
-type Tracked = { readonly offset: bigint; done: boolean };
 /**
  * A re-read of one partition for tenants whose gate opened: from the lowest of their cursors
  * until it reaches what the live stream has read (`handoverAt`).
@@ -143,11 +143,6 @@ type Work = {
    */
   readonly deadLettered: Promise<boolean>;
 };
-
-/** What to do with a message at the head of its queue, before any handler is called. */
-type Disposition = 'handle' | 'park' | 'covered';
-
-type CursorMetadata = { v: 1; p: [tenant: string, from: string, since: number][] };
 
 /**
  * A consumer that never lets one conversation hold up another, never lets one message hold up
@@ -509,31 +504,16 @@ export class KeyedConsumer {
     if (slots.inFlight === 0 && slots.waiters.length === 0) this.#tenantSlots.delete(tenant);
   }
 
-  /**
-   * Per-conversation order across parking: while a tenant waits (on any partition of this
-   * process) or is parked here, each of its messages joins the parked ones; while a replay of it
-   * runs, a live message the replay will read again is passed over (the replay's copy follows
-   * the earlier messages of its conversation in the same queue).
-   */
   #disposition(work: Work, tenant: string): Disposition {
     const { state } = work;
-    const offset = work.tracked.offset;
-    const waiting = this.#options.parking?.gate.waitingUntil(tenant) !== undefined;
-    if (work.replay) {
-      if (work.replay !== state.replay) return 'covered';
-      return waiting || state.parked.has(tenant) ? 'park' : 'handle';
-    }
-    if (waiting || state.parked.has(tenant)) return 'park';
     const replay = state.replay;
-    const from = replay?.tenants.get(tenant);
-    if (
-      replay &&
-      from !== undefined &&
-      offset >= from &&
-      (replay.handoverAt === undefined || offset < replay.handoverAt)
-    )
-      return 'covered';
-    return 'handle';
+    const from = work.replay ? undefined : replay?.tenants.get(tenant);
+    return dispositionOf({
+      offset: work.tracked.offset,
+      tenantWaits: this.#options.parking?.gate.waitingUntil(tenant) !== undefined || state.parked.has(tenant),
+      replayed: work.replay ? (work.replay === replay ? 'current' : 'ended') : undefined,
+      replaying: replay && from !== undefined ? { from, handoverAt: replay.handoverAt } : undefined,
+    });
   }
 
   /** The tenant's messages from `offset` on (or from its earlier cursor) are to be read again. */
@@ -747,78 +727,23 @@ export class KeyedConsumer {
   }
 
   #adoptCursors(state: PartitionState, metadata: string | null): void {
-    if (!metadata) return;
-    let parsed: CursorMetadata;
-    try {
-      parsed = JSON.parse(metadata) as CursorMetadata;
-    } catch {
+    const cursors = decodeCursors(metadata);
+    if (cursors === 'foreign') {
       this.#options.logger.warn(
         { topic: state.topic, partition: state.partition, metadata },
         'committed offset metadata is not ours; ignored',
       );
       return;
     }
-    if (parsed.v !== 1 || !Array.isArray(parsed.p)) return;
-    for (const [tenant, from, since] of parsed.p) {
-      state.parked.set(tenant, { from: BigInt(from) });
+    for (const { tenant, from, since } of cursors) {
+      state.parked.set(tenant, { from });
       state.waitingSince.set(tenant, since);
     }
-    if (parsed.p.length > 0)
+    if (cursors.length > 0)
       this.#options.logger.info(
-        { topic: state.topic, partition: state.partition, tenants: parsed.p.map(([tenant]) => tenant) },
+        { topic: state.topic, partition: state.partition, tenants: cursors.map(({ tenant }) => tenant) },
         'parked tenants taken over from the partition’s last owner; they are read again when their gates open',
       );
-  }
-
-  /** Each parked tenant's cursor: where its messages must be read again from after a restart. */
-  #cursors(state: PartitionState): Map<string, bigint> {
-    const cursors = new Map<string, bigint>();
-    for (const [tenant, { from }] of state.parked) cursors.set(tenant, from);
-    const replay = state.replay;
-    if (replay) {
-      while (replay.entries.length > 0 && replay.entries[0]?.done) replay.entries.shift();
-      const unfinished = replay.entries[0]?.offset;
-      const reading = replay.reading ? replay.position : undefined;
-      const low =
-        unfinished === undefined
-          ? reading
-          : reading === undefined || unfinished < reading
-            ? unfinished
-            : reading;
-      if (low !== undefined)
-        for (const [tenant, from] of replay.tenants) {
-          const cursor = low > from ? low : from;
-          const parked = cursors.get(tenant);
-          cursors.set(tenant, parked === undefined || cursor < parked ? cursor : parked);
-        }
-    }
-    return cursors;
-  }
-
-  /**
-   * The offset to commit and the metadata that goes with it. Cursors that do not fit in the
-   * metadata hold the offset back instead (the live stream redelivers them, in order).
-   */
-  #commitPoint(state: PartitionState, next: bigint): { offset: bigint; metadata: string | null } {
-    const cursors = [...this.#cursors(state)].sort(([, a], [, b]) => (a < b ? -1 : a > b ? 1 : 0));
-    if (cursors.length === 0) return { offset: next, metadata: null };
-    const kept: CursorMetadata['p'] = [];
-    let offset = next;
-    let size = 20;
-    for (const [tenant, from] of cursors) {
-      const entry: CursorMetadata['p'][number] = [
-        tenant,
-        from.toString(),
-        state.waitingSince.get(tenant) ?? Date.now(),
-      ];
-      size += JSON.stringify(entry).length + 1;
-      if (size > MAX_CURSOR_METADATA_CHARS) {
-        if (from < offset) offset = from;
-        break;
-      }
-      kept.push(entry);
-    }
-    return { offset, metadata: JSON.stringify({ v: 1, p: kept } satisfies CursorMetadata) };
   }
 
   /** Starts a replay on each partition that has parked tenants whose gates have opened. */
@@ -1056,32 +981,38 @@ export class KeyedConsumer {
     const offsets: { topic: string; partition: number; offset: string; metadata: string | null }[] = [];
     for (const partition of this.#partitions.values()) {
       if (partition.epoch !== this.#epoch) continue;
-      while (partition.entries.length > 0 && partition.entries[0]?.done) {
-        partition.committable = (partition.entries.shift()?.offset ?? 0n) + 1n;
+      const run = finishedRun(partition.entries);
+      if (run.count > 0) {
+        partition.entries.splice(0, run.count);
+        partition.committable = run.next;
       }
+      const replay = partition.replay;
+      if (replay) replay.entries.splice(0, finishedRun(replay.entries).count);
       const next = partition.committable ?? partition.committed;
       if (next === undefined) continue;
-      const point = this.#options.parking
-        ? this.#commitPoint(partition, next)
-        : { offset: next, metadata: null };
-      const moved = partition.committed === undefined || point.offset > partition.committed;
-      if (!moved && point.metadata === partition.committedMetadata) continue;
-      // Never move the commit back: a cursor that did not fit holds it where it is.
-      const offset =
-        partition.committed !== undefined && point.offset < partition.committed
-          ? partition.committed
-          : point.offset;
+      const point = cursorCommitPoint(
+        next,
+        cursorsOf(partition.parked, replay),
+        partition.waitingSince,
+        Date.now(),
+      );
+      const commit = nextCommit(
+        { offset: partition.committed, metadata: partition.committedMetadata },
+        point,
+      );
+      if (!commit) continue;
       offsets.push({
         topic: partition.topic,
         partition: partition.partition,
-        offset: offset.toString(),
-        metadata: point.metadata,
+        offset: commit.offset.toString(),
+        metadata: commit.metadata,
       });
     }
     if (offsets.length === 0) return;
-    // Without parking, the commit carries no metadata at all (as a plain consumer's would).
+    // The metadata only when there are cursors: kafkajs sends a missing one as null, and a
+    // consumer that parks nothing commits as a plain consumer would.
     await this.#options.consumer.commitOffsets(
-      this.#options.parking ? offsets : offsets.map(({ metadata: _metadata, ...offset }) => offset),
+      offsets.map(({ metadata, ...offset }) => (metadata === null ? offset : { ...offset, metadata })),
     );
     // Only once Kafka took it: a failed commit is tried again with the same (or a later) offset.
     for (const { topic, partition, offset, metadata } of offsets) {
