@@ -1,148 +1,31 @@
 import { randomUUID } from 'node:crypto';
-import type { Admin, Consumer, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
-import { DeadLetterReason, type DeadLetterDetails, type DeadLetterWriter } from '../../dead-letters/index.ts';
-import { describeError } from '../../errors.ts';
-import type { Logger } from '../../log.ts';
-import { backoffDelay, sleep, type RetryPolicy } from '../../retry.ts';
-import type { HandlerOutcome } from '../handler-outcome.ts';
-import type { TenantGate } from '../tenant-gate.ts';
+import type { Admin, Consumer, EachBatchPayload, KafkaMessage } from 'kafkajs';
+import { DeadLetterReason } from '../../dead-letters/index.ts';
+import { sleep } from '../../retry.ts';
 import { dispositionOf, type Disposition } from './disposition.ts';
+import {
+  onGroupJoinUnlessStopped,
+  pointBackAfterRestart,
+  resumeAfterRebalance,
+} from './kafkajs-workarounds.ts';
+import { BackPressure, KeyQueues } from './key-queues.ts';
 import { finishedRun, nextCommit, type Tracked } from './offset-tracking.ts';
+import {
+  DEFAULT_COMMIT_INTERVAL_MS,
+  DEFAULT_CRASH_BUDGET,
+  DEFAULT_MAX_BUFFERED_MESSAGES,
+  DEFAULT_MAX_TENANT_WAIT_MS,
+  TENANT_CONCURRENCY,
+  type ConsumerSettings,
+  type KeyedConsumerOptions,
+} from './options.ts';
+import { OutcomeRunner, type DeadLetterOutcome, type WaitForTenant } from './outcome-runner.ts';
 import { cursorCommitPoint, cursorsOf, decodeCursors } from './parking-cursors.ts';
-
-/** Says what became of one message; throws only for what it cannot classify (a bug). */
-export type KeyedHandler = (
-  message: KafkaMessage,
-  partition: number,
-  topic: string,
-) => Promise<HandlerOutcome>;
-
-/** What the consumer did with a message, for the service's metrics. */
-export type ConsumerObserver = {
-  /** The handler asked for the same message again (classified transient trouble). */
-  readonly retried?: (error: string) => void;
-  /** The handler threw (attempt counts from 1); after the crash budget the message is dead-lettered. */
-  readonly crashed?: (error: unknown, attempt: number) => void;
-  /** A dead letter was written for the message (not counted again when a restart finds it written). */
-  readonly deadLettered?: (reason: DeadLetterReason) => void;
-  /** A message was parked because its tenant must wait (by its handler's outcome, or a closed gate). */
-  readonly parked?: (reason: string) => void;
-  /** A parked tenant's messages were read again: how many were handed to the handler. */
-  readonly replayed?: (messages: number) => void;
-};
-
-/**
- * Parking a tenant that must wait (see HandlerOutcome 'wait-for-tenant'). Nothing parked is
- * kept in memory: the consumer commits past the tenant's messages and records, in the same
- * commit (Kafka offset metadata, atomic with the offset), from which offset each parked tenant
- * must be read again. When the tenant's gate opens, a reader of its own (one consumer group of
- * one member per process, never committing) reads the partition again from that cursor and
- * hands that tenant's messages, in offset order, to the same per-conversation queues; the live
- * stream skips the tenant's messages until the reader has caught up with it, then takes over.
- */
-export type TenantParking = {
-  readonly kafka: Kafka;
-  /** The live consumer's group (its committed offsets carry the cursors). */
-  readonly groupId: string;
-  /** The tenant of a record, from its key or headers (no decoding); undefined: never parked. */
-  readonly tenantOf: (message: KafkaMessage) => string | undefined;
-  readonly gate: TenantGate;
-  /**
-   * A tenant that keeps waiting this long with no message handled in between gets its message
-   * dead-lettered (retries_exhausted) rather than parked again: a tenant never waits forever on
-   * one message that always fails.
-   */
-  readonly maxWaitMs?: number;
-};
-
-export const DEFAULT_MAX_TENANT_WAIT_MS = 24 * 60 * 60 * 1000;
-/**
- * With parking, the handler calls one tenant's conversations may have running at once (per
- * consumer). Enough for any one organisation's steady traffic (64 conversations at 20 ms each:
- * 3,200 events/s), and a bound on what a tenant that is failing right now can put in flight.
- */
-export const TENANT_CONCURRENCY = 64;
+import { partitionState, type PartitionState, type Replay, type Work } from './state.ts';
+import { TenantSlots } from './tenant-slots.ts';
 
 /** The replay reader's fetch size per partition (a few hundred typical records). */
 const REPLAY_FETCH_MAX_BYTES = 256 * 1024;
-
-export const DEFAULT_CRASH_BUDGET: RetryPolicy = { attempts: 5, initialDelayMs: 500, maxDelayMs: 10000 };
-
-export type KeyedConsumerOptions = {
-  readonly consumer: Consumer;
-  readonly topics: readonly string[];
-  /** Messages with the same ordering key (one conversation) are handled one after another. */
-  readonly orderingKey: (message: KafkaMessage) => string;
-  readonly handle: KeyedHandler;
-  /** Where dead-lettered messages go (the handler's 'dead-letter' outcomes and spent crash budgets). */
-  readonly deadLetters: DeadLetterWriter;
-  readonly logger: Logger;
-  /** How often a throwing handler is tried on one message before it is dead-lettered as handler_crashed. */
-  readonly crashBudget?: RetryPolicy;
-  /** How many messages of one partition may wait in memory before that partition is paused. */
-  readonly maxBufferedMessages?: number;
-  readonly commitIntervalMs?: number;
-  readonly observer?: ConsumerObserver;
-  /** Without it, a 'wait-for-tenant' outcome waits in memory (until its time) like a retry. */
-  readonly parking?: TenantParking;
-};
-
-/**
- * A re-read of one partition for tenants whose gate opened: from the lowest of their cursors
- * until it reaches what the live stream has read (`handoverAt`).
- */
-type Replay = {
-  /** Tenant → the offset its parked messages start at. */
-  readonly tenants: Map<string, bigint>;
-  /** The next offset the reader expects. */
-  position: bigint;
-  /** Set once the reader caught up: live messages from here on are the live stream's. */
-  handoverAt: bigint | undefined;
-  reading: boolean;
-  /** Messages handed to the queues and not finished, in offset order. */
-  readonly entries: Tracked[];
-  waiting: number;
-  paused: boolean;
-  handed: number;
-};
-/** One assigned partition: what it has in flight, and whether fetching it is paused. */
-type PartitionState = {
-  readonly topic: string;
-  readonly partition: number;
-  readonly epoch: number;
-  readonly entries: Tracked[];
-  committed: bigint | undefined;
-  /** The offset after the last message of an unbroken run of finished ones: what to commit next. */
-  committable: bigint | undefined;
-  /** Messages of this partition queued or being handled. */
-  waiting: number;
-  paused: boolean;
-  /** One past the highest offset the live stream has queued. */
-  nextOffset: bigint | undefined;
-  /** Tenants parked on this partition: their messages from `from` on are to be read again. */
-  readonly parked: Map<string, { from: bigint }>;
-  /** Since when each tenant has waited with no message of it handled (for maxWaitMs). */
-  readonly waitingSince: Map<string, number>;
-  replay: Replay | undefined;
-  /** The cursor metadata last committed (a change is committed even when the offset is not). */
-  committedMetadata: string | null;
-};
-type Work = {
-  readonly message: KafkaMessage;
-  readonly topic: string;
-  readonly partition: number;
-  readonly epoch: number;
-  readonly tracked: Tracked;
-  readonly state: PartitionState;
-  /** Set for a parked tenant's message read again; undefined for the live stream's. */
-  readonly replay?: Replay;
-  /**
-   * Whether the message was dead-lettered before (see #handleUntilDone), asked as it is queued:
-   * a fetched batch's markers are read together (one MGET per turn), not one GET as each
-   * conversation reaches its message. False when Redis did not answer.
-   */
-  readonly deadLettered: Promise<boolean>;
-};
 
 /**
  * A consumer that never lets one conversation hold up another, never lets one message hold up
@@ -160,10 +43,12 @@ type Work = {
  */
 export class KeyedConsumer {
   readonly #options: KeyedConsumerOptions;
-  readonly #queues = new Map<string, Work[]>();
+  readonly #settings: ConsumerSettings;
   readonly #partitions = new Map<string, PartitionState>();
-  readonly #running = new Set<Promise<void>>();
-  #buffered = 0;
+  readonly #queues: KeyQueues<Work>;
+  readonly #backPressure: BackPressure;
+  readonly #runner: OutcomeRunner<Work>;
+  readonly #tenantSlots: TenantSlots;
   #epoch = 0;
   #commitTimer: NodeJS.Timeout | undefined;
   #stopping = false;
@@ -176,10 +61,44 @@ export class KeyedConsumer {
 
   constructor(options: KeyedConsumerOptions) {
     this.#options = options;
+    const { parking: _parking, observer, ...rest } = options;
+    this.#settings = {
+      ...rest,
+      crashBudget: options.crashBudget ?? DEFAULT_CRASH_BUDGET,
+      maxBufferedMessages: options.maxBufferedMessages ?? DEFAULT_MAX_BUFFERED_MESSAGES,
+      commitIntervalMs: options.commitIntervalMs ?? DEFAULT_COMMIT_INTERVAL_MS,
+      observer: observer ?? {},
+      now: options.now ?? Date.now,
+      random: options.random ?? Math.random,
+      sleep,
+    };
+    this.#backPressure = new BackPressure(this.#settings.maxBufferedMessages);
+    this.#queues = new KeyQueues<Work>({
+      stopping: () => this.#stopping,
+      inAssignment: (work) => work.epoch === this.#epoch,
+      settle: (work) => this.#settle(work),
+      finished: (work) => {
+        work.tracked.done = true;
+        this.#scheduleCommit();
+      },
+      released: (work) => this.#release(work),
+    });
+    this.#runner = new OutcomeRunner<Work>({
+      ...this.#settings,
+      current: (work) => this.#current(work),
+      tenants: {
+        waitForTenant: (work, tenant, outcome) => this.#waitForTenant(work, tenant, outcome),
+        ended: (work, tenant, kind) => {
+          work.state.waitingSince.delete(tenant);
+          if (kind === 'done') this.#options.parking?.gate.recovered(tenant);
+        },
+      },
+    });
+    this.#tenantSlots = new TenantSlots((tenant) => this.#tenantLimit(tenant));
   }
 
   get buffered(): number {
-    return this.#buffered;
+    return this.#queues.buffered;
   }
 
   /** Tenants parked on this consumer's partitions (tests, metrics). */
@@ -195,47 +114,27 @@ export class KeyedConsumer {
 
   async start(): Promise<void> {
     const { consumer, parking } = this.#options;
-    // kafkajs restarts a consumer that crashed (a broker restart, a rebalance during its stop)
-    // even when it was told to disconnect meanwhile: its crash handler schedules the restart
-    // after the disconnect cleared the timer. Disconnecting once the timer is set (the next
-    // turn) clears it; a restart that got through anyway is caught at its join, below.
-    consumer.on(consumer.events.CRASH, (event) => {
-      if (this.#stopping && event.payload.restart)
-        setImmediate(() => void consumer.disconnect().catch(() => undefined));
-    });
-    consumer.on(consumer.events.GROUP_JOIN, (event) => {
-      if (this.#stopping) {
-        // kafkajs restarts a consumer that crashed (a broker restart) even after it was told to
-        // disconnect: back in the group, it would hold partitions that nothing handles, for ever
-        // (the soak's stall). Leave again, so a live member gets them.
-        this.#options.logger.warn(
-          { groupId: event.payload.groupId },
-          'a stopped consumer rejoined its group (kafkajs restarted it after a crash): leaving again',
+    onGroupJoinUnlessStopped(
+      consumer,
+      () => this.#stopping,
+      (event) => {
+        // New assignment: whatever is queued belongs to the old one.
+        this.#epoch++;
+        resumeAfterRebalance(
+          consumer,
+          [...this.#partitions.values()].filter((state) => state.paused),
         );
-        void consumer
-          .disconnect()
-          .catch((error: unknown) =>
-            this.#options.logger.warn(
-              { err: error },
-              'stopped consumer did not leave its group; it will when its session times out',
-            ),
-          );
-        return;
-      }
-      // New assignment: whatever is queued belongs to the old one.
-      this.#epoch++;
-      const paused = [...this.#partitions.values()].filter((state) => state.paused);
-      if (paused.length > 0)
-        consumer.resume(paused.map((state) => ({ topic: state.topic, partitions: [state.partition] })));
-      this.#partitions.clear();
-      this.#initializing.clear();
-      this.#restored.clear();
-      void this.#pauseReader();
-      // Parked tenants of a partition with no new traffic are read again all the same.
-      if (parking)
-        for (const [topic, partitions] of Object.entries(event.payload.memberAssignment))
-          for (const partition of partitions) void this.#stateFor(topic, partition);
-    });
+        this.#partitions.clear();
+        this.#initializing.clear();
+        this.#restored.clear();
+        void this.#pauseReader();
+        // Parked tenants of a partition with no new traffic are read again all the same.
+        if (parking)
+          for (const [topic, partitions] of Object.entries(event.payload.memberAssignment))
+            for (const partition of partitions) void this.#stateFor(topic, partition);
+      },
+      this.#options.logger,
+    );
     if (parking) {
       this.#admin = parking.kafka.admin();
       await this.#admin.connect();
@@ -255,7 +154,7 @@ export class KeyedConsumer {
   async stop(): Promise<void> {
     this.#stopping = true;
     clearInterval(this.#replayTimer);
-    await Promise.race([Promise.allSettled([...this.#running]), sleep(5000)]);
+    await Promise.race([this.#queues.idle(), sleep(5000)]);
     clearTimeout(this.#commitTimer);
     await this.#commit().catch(() => undefined);
     const reader = this.#reader;
@@ -283,7 +182,7 @@ export class KeyedConsumer {
         continue;
       }
       state.waiting++;
-      this.#push(key, {
+      this.#queues.push(key, {
         message,
         topic: batch.topic,
         partition: batch.partition,
@@ -297,7 +196,7 @@ export class KeyedConsumer {
     if (parkedNow > 0) this.#scheduleCommit();
     // Back-pressure per partition: never wait inside eachBatch (kafkajs fetches again only when
     // every partition's batch has returned, so one slow partition would stop all of them).
-    if (state.waiting > this.#limit() && !state.paused) {
+    if (this.#backPressure.full(state.waiting) && !state.paused) {
       state.paused = true;
       this.#options.consumer.pause([{ topic: batch.topic, partitions: [batch.partition] }]);
       this.#options.logger.warn(
@@ -323,22 +222,7 @@ export class KeyedConsumer {
       pending = (async () => {
         const restored = await this.#restoreCursors(topic, partition);
         if (epoch !== this.#epoch) return undefined;
-        const state: PartitionState = {
-          topic,
-          partition,
-          epoch,
-          entries: [],
-          committed: restored?.offset,
-          committable: undefined,
-          waiting: 0,
-          paused: false,
-          // The live stream goes on from the commit.
-          nextOffset: restored?.offset,
-          parked: new Map(),
-          waitingSince: new Map(),
-          replay: undefined,
-          committedMetadata: restored?.metadata ?? null,
-        };
+        const state = partitionState(topic, partition, epoch, restored);
         this.#adoptCursors(state, restored?.metadata ?? null);
         this.#partitions.set(key, state);
         return state;
@@ -371,16 +255,17 @@ export class KeyedConsumer {
     return this.#options.deadLetters.alreadyWritten({ message, topic, partition }).catch(() => false);
   }
 
-  #limit(): number {
-    return this.#options.maxBufferedMessages ?? 5000;
-  }
-
   /** A message of `state` is finished (or dropped): resume its partition once half drained. */
   #release(work: Work): void {
     const { state, replay } = work;
     if (replay) {
       replay.waiting--;
-      if (replay.paused && replay.waiting <= this.#limit() / 2 && state.replay === replay && replay.reading) {
+      if (
+        replay.paused &&
+        this.#backPressure.drained(replay.waiting) &&
+        state.replay === replay &&
+        replay.reading
+      ) {
         replay.paused = false;
         void this.#resumeReader(state);
       }
@@ -388,51 +273,13 @@ export class KeyedConsumer {
       return;
     }
     state.waiting--;
-    if (state.paused && state.waiting <= this.#limit() / 2 && state.epoch === this.#epoch) {
+    if (state.paused && this.#backPressure.drained(state.waiting) && state.epoch === this.#epoch) {
       state.paused = false;
       this.#options.consumer.resume([{ topic: state.topic, partitions: [state.partition] }]);
       this.#options.logger.info(
         { topic: state.topic, partition: state.partition, waiting: state.waiting },
         'partition resumed',
       );
-    }
-  }
-
-  #push(key: string, work: Work): void {
-    this.#buffered++;
-    const queue = this.#queues.get(key);
-    if (queue) {
-      queue.push(work);
-      return;
-    }
-    this.#queues.set(key, [work]);
-    const runner = this.#drain(key).finally(() => this.#running.delete(runner));
-    this.#running.add(runner);
-  }
-
-  async #drain(key: string): Promise<void> {
-    const queue = this.#queues.get(key) ?? [];
-    while (queue.length > 0 && !this.#stopping) {
-      const work = queue[0];
-      if (!work) break;
-      const current = work.epoch === this.#epoch;
-      const finished = current && (await this.#settle(work));
-      // Stopping mid-message: leave it unfinished (uncommitted, so redelivered) and stop here.
-      if (!finished && this.#stopping && work.epoch === this.#epoch) break;
-      // Either done, or from an assignment this consumer lost (its new owner redoes it): move on,
-      // so newer messages of the same key behind it are not stranded.
-      queue.shift();
-      this.#buffered--;
-      if (finished) {
-        work.tracked.done = true;
-        this.#scheduleCommit();
-      }
-      this.#release(work);
-    }
-    this.#queues.delete(key);
-    for (const work of queue) {
-      this.#buffered--;
-      this.#release(work);
     }
   }
 
@@ -443,19 +290,19 @@ export class KeyedConsumer {
   /** Parks, passes over (a replay has it) or handles the message; true once it is finished. */
   async #settle(work: Work): Promise<boolean> {
     const tenant = this.#options.parking?.tenantOf(work.message);
-    if (tenant === undefined) return this.#handleUntilDone(work, undefined);
+    if (tenant === undefined) return this.#runner.run(work, undefined);
     // A tenant's conversations take at most TENANT_CONCURRENCY handler slots at a time: a burst
     // of one tenant's new conversations (each its own queue) must not all call its failing
     // upstream at once before the first answer parks the tenant; behind the slots they are
     // parked without a call. Decided again after the wait: the tenant may be parked by then.
-    if (this.#disposition(work, tenant) === 'handle') await this.#tenantSlot(tenant);
+    if (this.#disposition(work, tenant) === 'handle') await this.#tenantSlots.acquire(tenant);
     else return this.#settleWithout(work, tenant);
     try {
       if (!this.#current(work)) return false;
       if (this.#disposition(work, tenant) !== 'handle') return this.#settleWithout(work, tenant);
-      return await this.#handleUntilDone(work, tenant);
+      return await this.#runner.run(work, tenant);
     } finally {
-      this.#releaseTenantSlot(tenant);
+      this.#tenantSlots.release(tenant);
     }
   }
 
@@ -468,8 +315,6 @@ export class KeyedConsumer {
     return true;
   }
 
-  readonly #tenantSlots = new Map<string, { inFlight: number; waiters: (() => void)[] }>();
-
   /**
    * How many of the tenant's messages may be in its handler at once: TENANT_CONCURRENCY, or
    * fewer while its gate's slow start runs (one probe after a wait, one more per success).
@@ -479,29 +324,6 @@ export class KeyedConsumer {
       TENANT_CONCURRENCY,
       Math.max(1, this.#options.parking?.gate.allowance(tenant) ?? TENANT_CONCURRENCY),
     );
-  }
-
-  #tenantSlot(tenant: string): Promise<void> {
-    const slots = this.#tenantSlots.get(tenant) ?? { inFlight: 0, waiters: [] };
-    this.#tenantSlots.set(tenant, slots);
-    if (slots.inFlight < this.#tenantLimit(tenant)) {
-      slots.inFlight++;
-      return Promise.resolve();
-    }
-    return new Promise((resolve) => slots.waiters.push(resolve));
-  }
-
-  #releaseTenantSlot(tenant: string): void {
-    const slots = this.#tenantSlots.get(tenant);
-    if (!slots) return;
-    slots.inFlight--;
-    // Waiters take the freed slot, and more once a probe succeeded (the limit is back up).
-    const limit = this.#tenantLimit(tenant);
-    while (slots.inFlight < limit && slots.waiters.length > 0) {
-      slots.inFlight++;
-      slots.waiters.shift()?.();
-    }
-    if (slots.inFlight === 0 && slots.waiters.length === 0) this.#tenantSlots.delete(tenant);
   }
 
   #disposition(work: Work, tenant: string): Disposition {
@@ -524,95 +346,19 @@ export class KeyedConsumer {
       return;
     }
     state.parked.set(tenant, { from: offset });
-    if (!state.waitingSince.has(tenant)) state.waitingSince.set(tenant, Date.now());
+    if (!state.waitingSince.has(tenant)) state.waitingSince.set(tenant, this.#settings.now());
     this.#options.logger.warn(
       {
         topic: state.topic,
         partition: state.partition,
         tenant,
         from: offset.toString(),
-        until: new Date(this.#options.parking?.gate.waitingUntil(tenant) ?? Date.now()).toISOString(),
+        until: new Date(
+          this.#options.parking?.gate.waitingUntil(tenant) ?? this.#settings.now(),
+        ).toISOString(),
       },
       'tenant parked: its messages leave memory and are read again, in order, when it can take them',
     );
-  }
-
-  /** True once the message is finished; false when it gave up because the consumer is stopping or lost the partition. */
-  async #handleUntilDone(work: Work, tenant: string | undefined): Promise<boolean> {
-    const budget = this.#options.crashBudget ?? DEFAULT_CRASH_BUDGET;
-    const where = { topic: work.topic, partition: work.partition, offset: work.message.offset };
-    let crashes = 0;
-    // Dead-lettered before a crash or rebalance redelivered it (its offset was not committed yet,
-    // e.g. behind another conversation's unfinished message): it stays a dead letter until an
-    // operator replays it, rather than being applied now, after later messages of its conversation.
-    if (await work.deadLettered) {
-      this.#options.logger.warn(where, 'message was dead-lettered before it was redelivered; left to replay');
-      return true;
-    }
-    while (this.#current(work)) {
-      let outcome: HandlerOutcome;
-      try {
-        outcome = await this.#options.handle(work.message, work.partition, work.topic);
-      } catch (error) {
-        crashes++;
-        this.#options.observer?.crashed?.(error, crashes);
-        if (crashes < budget.attempts) {
-          const delayMs = backoffDelay(budget, crashes, Math.random);
-          this.#options.logger.error(
-            { err: error, ...where, attempt: crashes, of: budget.attempts, delayMs },
-            'handler threw; trying the same message again (later messages of its conversation wait)',
-          );
-          await sleep(delayMs);
-          continue;
-        }
-        outcome = {
-          kind: 'dead-letter',
-          reason: DeadLetterReason.handlerCrashed,
-          error: describeError(error),
-          attempts: crashes,
-          orgId: null,
-          eventType: null,
-          eventId: null,
-        };
-      }
-      if (outcome.kind === 'wait-for-tenant') {
-        const waited = this.#waitForTenant(work, tenant, outcome);
-        if (waited === 'parked') return true;
-        if (waited === 'in-memory') {
-          // Nowhere to park: wait here (this conversation only), then the same message again.
-          this.#options.observer?.retried?.(outcome.reason);
-          await sleep(Math.max(1000, (outcome.untilMs ?? 0) - Date.now()));
-          continue;
-        }
-        outcome = waited;
-      }
-      if (tenant !== undefined && outcome.kind !== 'retry') {
-        work.state.waitingSince.delete(tenant);
-        if (outcome.kind === 'done') this.#options.parking?.gate.recovered(tenant);
-      }
-      switch (outcome.kind) {
-        case 'done':
-        case 'skipped':
-          return true;
-        case 'retry':
-          this.#options.observer?.retried?.(outcome.error);
-          this.#options.logger.warn(
-            { ...where, error: outcome.error, afterMs: outcome.afterMs },
-            'transient failure; the same message again later (later messages of its conversation wait)',
-          );
-          await sleep(outcome.afterMs);
-          continue;
-        case 'dead-letter': {
-          const { kind: _kind, ...details } = outcome;
-          return this.#deadLetter(work, details);
-        }
-        default: {
-          const unreachable: never = outcome;
-          throw new Error(`unknown handler outcome ${JSON.stringify(unreachable)}`);
-        }
-      }
-    }
-    return false;
   }
 
   /**
@@ -623,13 +369,13 @@ export class KeyedConsumer {
   #waitForTenant(
     work: Work,
     tenant: string | undefined,
-    outcome: Extract<HandlerOutcome, { kind: 'wait-for-tenant' }>,
-  ): 'parked' | 'in-memory' | Extract<HandlerOutcome, { kind: 'dead-letter' }> {
+    outcome: WaitForTenant,
+  ): 'parked' | 'in-memory' | DeadLetterOutcome {
     const { parking } = this.#options;
     if (!parking || tenant === undefined) return 'in-memory';
-    const since = work.state.waitingSince.get(tenant) ?? Date.now();
+    const since = work.state.waitingSince.get(tenant) ?? this.#settings.now();
     const maxWaitMs = parking.maxWaitMs ?? DEFAULT_MAX_TENANT_WAIT_MS;
-    if (Date.now() - since > maxWaitMs) {
+    if (this.#settings.now() - since > maxWaitMs) {
       return {
         kind: 'dead-letter',
         reason: DeadLetterReason.retriesExhausted,
@@ -651,41 +397,6 @@ export class KeyedConsumer {
     this.#park(work.state, tenant, work.tracked.offset);
     this.#options.observer?.parked?.(outcome.reason);
     return 'parked';
-  }
-
-  /**
-   * Writes the letter (once, even across restarts: the writer remembers it), then the message is
-   * done. Kafka or Redis failing here is transient: try again, holding only this conversation.
-   */
-  async #deadLetter(work: Work, details: DeadLetterDetails): Promise<boolean> {
-    const where = { topic: work.topic, partition: work.partition, offset: work.message.offset };
-    for (let attempt = 1; this.#current(work); attempt++) {
-      try {
-        const written = await this.#options.deadLetters.write(work, details);
-        if (written === 'written') this.#options.observer?.deadLettered?.(details.reason);
-        this.#options.logger.warn(
-          {
-            ...where,
-            reason: details.reason,
-            error: details.error,
-            orgId: details.orgId,
-            eventId: details.eventId,
-          },
-          written === 'written'
-            ? 'message dead-lettered'
-            : 'message was already dead-lettered (before a restart)',
-        );
-        return true;
-      } catch (error) {
-        const delayMs = backoffDelay(DEFAULT_CRASH_BUDGET, Math.min(attempt, 6), Math.random);
-        this.#options.logger.error(
-          { err: error, ...where, attempt, delayMs },
-          'dead letter not written; trying again (later messages of its conversation wait)',
-        );
-        await sleep(delayMs);
-      }
-    }
-    return false;
   }
 
   // --- Parked tenants: cursors in the commit, and replays --------------------------------------
@@ -828,15 +539,11 @@ export class KeyedConsumer {
         // the process's time that the other tenants' live messages need.
         maxBytesPerPartition: REPLAY_FETCH_MAX_BYTES,
       });
-      // Restarted by kafkajs after a crash although this consumer stopped: leave (as the live one does).
-      reader.on(reader.events.CRASH, (event) => {
-        if (this.#stopping && event.payload.restart)
-          setImmediate(() => void reader.disconnect().catch(() => undefined));
-      });
-      reader.on(reader.events.GROUP_JOIN, () => {
-        if (this.#stopping) void reader.disconnect().catch(() => undefined);
-        else this.#reseekReplays(reader);
-      });
+      onGroupJoinUnlessStopped(
+        reader,
+        () => this.#stopping,
+        () => this.#reseekReplays(reader),
+      );
       await reader.connect();
       await reader.subscribe({ topics: [...this.#options.topics], fromBeginning: false });
       await reader.run({
@@ -851,31 +558,20 @@ export class KeyedConsumer {
     return this.#reader;
   }
 
-  /**
-   * After kafkajs restarted the reader (it crashed: a broker restart), the new one starts every
-   * partition at the end (its group commits nothing) and forgets every seek and pause: a replay
-   * still reading would wait for ever for offsets that never come again, and its tenant's
-   * messages with it (soak run 17). Each such replay goes on from where it stood.
-   */
+  /** Replays still reading go on from where they stood when kafkajs restarted the reader. */
   #reseekReplays(reader: Consumer): void {
+    const positions = [];
     for (const state of this.#partitions.values()) {
       const replay = state.replay;
       if (!replay?.reading || state.epoch !== this.#epoch) continue;
-      const where = { topic: state.topic, partition: state.partition };
-      try {
-        reader.seek({ ...where, offset: replay.position.toString() });
-        if (replay.paused) reader.pause([{ topic: state.topic, partitions: [state.partition] }]);
-        this.#options.logger.info(
-          { ...where, from: replay.position.toString() },
-          'replay reader (re)joined: reading parked tenants’ messages on from where the replay stood',
-        );
-      } catch (error) {
-        this.#options.logger.warn(
-          { ...where, err: error },
-          'could not point the replay reader back; trying at its next join',
-        );
-      }
+      positions.push({
+        topic: state.topic,
+        partition: state.partition,
+        offset: replay.position,
+        paused: replay.paused,
+      });
     }
+    pointBackAfterRestart(reader, positions, this.#options.logger);
   }
 
   async #resumeReader(state: PartitionState, seekTo?: bigint): Promise<void> {
@@ -943,7 +639,7 @@ export class KeyedConsumer {
       replay.entries.push(tracked);
       replay.waiting++;
       replay.handed++;
-      this.#push(this.#options.orderingKey(message), {
+      this.#queues.push(this.#options.orderingKey(message), {
         message,
         topic: batch.topic,
         partition: batch.partition,
@@ -955,7 +651,7 @@ export class KeyedConsumer {
       });
     }
     this.#catchUp(state, replay);
-    if (replay.reading && replay.waiting > this.#limit() && !replay.paused) {
+    if (replay.reading && this.#backPressure.full(replay.waiting) && !replay.paused) {
       replay.paused = true;
       reader.pause([{ topic: batch.topic, partitions: [batch.partition] }]);
     }
@@ -974,7 +670,7 @@ export class KeyedConsumer {
         this.#options.logger.warn({ err: error }, 'offset commit failed; trying again');
         this.#scheduleCommit();
       });
-    }, this.#options.commitIntervalMs ?? 200);
+    }, this.#settings.commitIntervalMs);
   }
 
   async #commit(): Promise<void> {
@@ -994,7 +690,7 @@ export class KeyedConsumer {
         next,
         cursorsOf(partition.parked, replay),
         partition.waitingSince,
-        Date.now(),
+        this.#settings.now(),
       );
       const commit = nextCommit(
         { offset: partition.committed, metadata: partition.committedMetadata },

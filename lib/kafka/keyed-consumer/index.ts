@@ -1,10 +1,10 @@
+export { KeyedConsumer } from './consumer.ts';
 export {
   DEFAULT_CRASH_BUDGET,
   DEFAULT_MAX_TENANT_WAIT_MS,
-  KeyedConsumer,
   TENANT_CONCURRENCY,
   type ConsumerObserver,
   type KeyedConsumerOptions,
   type KeyedHandler,
   type TenantParking,
-} from './consumer.ts';
+} from './options.ts';
