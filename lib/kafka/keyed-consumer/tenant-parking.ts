@@ -1,10 +1,11 @@
-import type { Admin, KafkaMessage } from 'kafkajs';
+import type { KafkaMessage } from 'kafkajs';
 import { DeadLetterReason } from '../../dead-letters/index.ts';
+import { CommittedCursors } from './committed-cursors.ts';
 import { dispositionOf, type Disposition } from './disposition.ts';
-import { finishedRun, type CommitPoint, type Tracked } from './offset-tracking.ts';
+import { finishedRun, type Tracked } from './offset-tracking.ts';
 import { DEFAULT_MAX_TENANT_WAIT_MS, TENANT_CONCURRENCY, type TenantParking } from './options.ts';
 import type { DeadLetterOutcome, WaitForTenant } from './outcome-runner.ts';
-import { cursorCommitPoint, cursorsOf, decodeCursors } from './parking-cursors.ts';
+import { cursorCommitPoint, cursorsOf } from './parking-cursors.ts';
 import type { Parking, ParkingHost } from './parking.ts';
 import { ReplayReader } from './replay-reader.ts';
 import type { PartitionState, Work } from './state.ts';
@@ -19,9 +20,7 @@ export const createTenantParking = (parking: TenantParking, host: ParkingHost): 
   const { gate, tenantOf } = parking;
   const { logger, observer, now } = host.settings;
   const maxWaitMs = parking.maxWaitMs ?? DEFAULT_MAX_TENANT_WAIT_MS;
-  let admin: Admin | undefined;
-  /** Committed offsets and cursors per topic, read once per assignment. */
-  const restored = new Map<string, Promise<Map<number, CommitPoint>>>();
+  const committed = new CommittedCursors(parking.kafka, parking.groupId, logger, host.settings.sleep);
 
   /** The tenant's messages from `offset` on (or from its earlier cursor) are to be read again. */
   const park = (state: PartitionState, tenant: string, offset: bigint): void => {
@@ -74,73 +73,23 @@ export const createTenantParking = (parking: TenantParking, host: ParkingHost): 
     return true;
   };
 
-  const readCommitted = async (from: Admin, topic: string): Promise<Map<number, CommitPoint>> => {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const [fetched] = await from.fetchOffsets({ groupId: parking.groupId, topics: [topic] });
-        return new Map(
-          (fetched?.partitions ?? [])
-            .filter((entry) => Number(entry.offset) >= 0)
-            .map((entry) => [
-              entry.partition,
-              { offset: BigInt(entry.offset), metadata: entry.metadata ?? null },
-            ]),
-        );
-      } catch (error) {
-        // Without the cursors a parked tenant's messages would be skipped: never go on blind.
-        logger.warn(
-          { err: error, topic, attempt },
-          'could not read the committed parked-tenant cursors; trying again',
-        );
-        await host.settings.sleep(Math.min(5000, 200 * attempt));
-      }
-    }
-  };
-
   return {
     start: async () => {
-      admin = parking.kafka.admin();
-      await admin.connect();
+      await committed.connect();
       replays.start();
     },
     stop: async () => {
-      await Promise.allSettled([replays.stop(), admin?.disconnect()]);
+      await Promise.allSettled([replays.stop(), committed.disconnect()]);
     },
     assigned: (assignment) => {
-      restored.clear();
+      committed.forget();
       void replays.pause();
       // Parked tenants of a partition with no new traffic are read again all the same.
       for (const [topic, partitions] of Object.entries(assignment))
         for (const partition of partitions) void host.stateFor(topic, partition);
     },
-    restore: async (topic, partition) => {
-      if (!admin) return undefined;
-      let pending = restored.get(topic);
-      if (!pending) {
-        pending = readCommitted(admin, topic);
-        restored.set(topic, pending);
-      }
-      return (await pending).get(partition);
-    },
-    adopt: (state) => {
-      const cursors = decodeCursors(state.committedMetadata);
-      if (cursors === 'foreign') {
-        logger.warn(
-          { topic: state.topic, partition: state.partition, metadata: state.committedMetadata },
-          'committed offset metadata is not ours; ignored',
-        );
-        return;
-      }
-      for (const { tenant, from, since } of cursors) {
-        state.parked.set(tenant, { from });
-        state.waitingSince.set(tenant, since);
-      }
-      if (cursors.length > 0)
-        logger.info(
-          { topic: state.topic, partition: state.partition, tenants: cursors.map(({ tenant }) => tenant) },
-          'parked tenants taken over from the partition’s last owner; they are read again when their gates open',
-        );
-    },
+    restore: (topic, partition) => committed.of(topic, partition),
+    adopt: (state) => committed.adopt(state),
     /**
      * A parked tenant's message whose conversation has nothing in memory is parked as it arrives,
      * with no queue and no handler slot: what its queue head would decide, without the cost (a
