@@ -21,7 +21,7 @@ export {
   type KeyedConsumerOptions,
   type KeyedHandler,
   type TenantParking,
-} from './keyed-consumer.ts';
+} from './keyed-consumer/index.ts';
 export { KafkaTable, type TableEntry } from './table.ts';
 export { done, type HandlerOutcome } from './handler-outcome.ts';
 export { createTenantGate, type TenantGate } from './tenant-gate.ts';

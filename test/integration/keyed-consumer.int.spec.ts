@@ -20,7 +20,7 @@ import { sleep, waitFor } from '../support/pipeline.ts';
 
 const logger = createLogger('keyed-consumer-test', 'silent');
 
-/** The consumer contract of lib/kafka/keyed-consumer.ts, on the real broker. */
+/** The consumer contract of lib/kafka/keyed-consumer/, on the real broker. */
 describe('keyed consumer (real Kafka)', function () {
   this.timeout(60000);
   // Built in before(): KAFKA_BROKERS is set by the global setup, after this file is loaded.

@@ -18,7 +18,7 @@ import { waitFor } from '../support/pipeline.ts';
 const logger = createLogger('tenant-parking-test', process.env.TEST_LOG_LEVEL ?? 'silent');
 
 /**
- * Parking a tenant that must wait (lib/kafka/keyed-consumer.ts, TenantParking), on the real
+ * Parking a tenant that must wait (lib/kafka/keyed-consumer/tenant-parking.ts, TenantParking), on the real
  * broker: one partition shared by a waiting tenant A and a flowing tenant B. Records are keyed
  * `<tenant>:<conversation>` and their value is `<conversation>#<sequence>`.
  */
