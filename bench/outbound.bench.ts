@@ -390,6 +390,7 @@ const runSequential = async (events: readonly CustomerMessage[]): Promise<RunRes
         return api;
       },
       emitAiReply: async () => undefined,
+      sessionsCreated: { inc: () => undefined },
       retry: (_target, work) => withRetry({ attempts: 8, initialDelayMs: 20, maxDelayMs: 200 }, work),
       logger,
       now: Date.now,

@@ -124,6 +124,8 @@ export interface OAuthPortal {
   readonly user?: string;
   readonly hubDomain?: string;
   readonly scopes?: readonly string[];
+  /** expires_in of every access token issued for this portal; 1800 (HubSpot's 30 minutes) by default. */
+  readonly tokenLifetimeSeconds?: number;
 }
 
 export interface OAuthTokens {
@@ -476,7 +478,7 @@ export async function startFakeHubSpot(options: FakeHubSpotOptions = {}): Promis
     return {
       access_token: accessToken,
       refresh_token: refreshToken,
-      expires_in: ACCESS_TOKEN_LIFETIME_SECONDS,
+      expires_in: portal.tokenLifetimeSeconds ?? ACCESS_TOKEN_LIFETIME_SECONDS,
       token_type: 'bearer',
     };
   }
@@ -498,7 +500,7 @@ export async function startFakeHubSpot(options: FakeHubSpotOptions = {}): Promis
         scopes: portal.scopes ?? ['conversations.read', 'conversations.write', 'tickets', 'oauth'],
         hub_id: portal.portalId,
         app_id: appId,
-        expires_in: ACCESS_TOKEN_LIFETIME_SECONDS,
+        expires_in: portal.tokenLifetimeSeconds ?? ACCESS_TOKEN_LIFETIME_SECONDS,
         user_id: 1,
         token_type: 'access',
       },

@@ -9,11 +9,55 @@ import {
   type TestPipeline,
 } from '../support/pipeline.ts';
 
+const admin = { authorization: `Bearer ${ADMIN_TOKEN}` };
+
+/** Installs the app for `org` on a new portal of the fake HubSpot: install link, consent, callback. */
+const connect = async (
+  pipeline: TestPipeline,
+  org: TestOrg,
+  portal: { portalId: number; code: string; tokenLifetimeSeconds?: number },
+): Promise<void> => {
+  const response = await fetch(`${pipeline.ingestUrl}/oauth/hubspot/install?orgId=${org.orgId}`, {
+    headers: admin,
+    redirect: 'manual',
+  });
+  const state = new URL(response.headers.get('location') ?? '').searchParams.get('state') ?? '';
+  pipeline.hubspot.addOAuthPortal(portal);
+  assert.equal(
+    (
+      await fetch(
+        `${pipeline.ingestUrl}/oauth/hubspot/callback?code=${portal.code}&state=${encodeURIComponent(state)}`,
+      )
+    ).status,
+    200,
+  );
+};
+
+const refreshes = async (pipeline: TestPipeline, outcome: string): Promise<number> =>
+  sumCounter(
+    await (await fetch(`${pipeline.ingestUrl}/metrics`)).text(),
+    'ingest_oauth_token_refreshes_total',
+    { outcome },
+  );
+
+const hubspotView = async (pipeline: TestPipeline, orgId: string) =>
+  (
+    (await (await fetch(`${pipeline.ingestUrl}/admin/orgs/${orgId}`, { headers: admin })).json()) as {
+      hubspot: { portalId: number; reconnectRequired: boolean; tokenExpiresAt: number };
+    }
+  ).hubspot;
+
+/** The token requests HubSpot got with this grant type, by the refresh token they carried, in order. */
+const tokenRequests = (pipeline: TestPipeline, grantType: 'authorization_code' | 'refresh_token') =>
+  pipeline.hubspot.requests
+    .filter((request) => request.method === 'POST' && request.path === '/oauth/v1/token')
+    .map((request) => new URLSearchParams(String(request.body)))
+    .filter((form) => form.get('grant_type') === grantType);
+
 describe('OAuth install, callback and token refresh', function () {
   this.timeout(60000);
   let pipeline: TestPipeline;
   let org: TestOrg;
-  const admin = { authorization: `Bearer ${ADMIN_TOKEN}` };
 
   before(async () => {
     pipeline = await startTestPipeline({
@@ -81,14 +125,39 @@ describe('OAuth install, callback and token refresh', function () {
   });
 
   it('given a fresh 30-minute token, when the refresher runs, then it leaves it alone', async () => {
-    await new Promise((resolve) => setTimeout(resolve, 1000));
-    const metrics = await (await fetch(`${pipeline.ingestUrl}/metrics`)).text();
-    assert.equal(sumCounter(metrics, 'ingest_oauth_token_refreshes_total', {}), 0);
-    assert.equal(
-      pipeline.hubspot.requests.filter((request) => request.path === '/oauth/v1/token').length,
-      1,
-      'only the code exchange',
+    const { tokenExpiresAt } = await hubspotView(pipeline, org.orgId);
+    // That the refresher ran, with this organisation in its directory: another one's 30-second
+    // token (inside the 60-second margin) is refreshed on each pass. Its second refresh is in a
+    // later pass than its first, so one whole pass over every organisation came after it connected.
+    const due = await pipeline.createOrg();
+    await connect(pipeline, due, {
+      portalId: 34_000_000 + Math.floor(Math.random() * 500_000),
+      code: 'code-due',
+      tokenLifetimeSeconds: 30,
+    });
+    await waitFor(
+      'two refreshes of the token that is due',
+      async () => (await refreshes(pipeline, 'refreshed')) >= 2,
+      15000,
     );
+    // Deleted, it is refreshed no more: the passes below this test see a quiet refresher.
+    assert.equal(
+      (await fetch(`${pipeline.ingestUrl}/admin/orgs/${due.orgId}`, { method: 'DELETE', headers: admin }))
+        .status,
+      204,
+    );
+
+    assert.equal(
+      (await hubspotView(pipeline, org.orgId)).tokenExpiresAt,
+      tokenExpiresAt,
+      'the fresh token was not replaced',
+    );
+    assert.equal(
+      new Set(tokenRequests(pipeline, 'refresh_token').map((form) => form.get('refresh_token'))).size,
+      1,
+      'every refresh carried one refresh token: the due one',
+    );
+    assert.equal(await refreshes(pipeline, 'failed'), 0);
   });
 
   it('regression: given one install state, when two callbacks (two portals) race with it, then exactly one completes and the other is 400 state_used', async () => {
@@ -100,7 +169,7 @@ describe('OAuth install, callback and token refresh', function () {
     portals.forEach((portalId, index) =>
       pipeline.hubspot.addOAuthPortal({ portalId, code: `race-${index}` }),
     );
-    const exchangesBefore = pipeline.hubspot.requests.filter((r) => r.path === '/oauth/v1/token').length;
+    const exchangesBefore = tokenRequests(pipeline, 'authorization_code').length;
 
     const answers = await Promise.all(
       [0, 1].map((index) =>
@@ -114,7 +183,7 @@ describe('OAuth install, callback and token refresh', function () {
     assert.equal(((await refused?.json()) as { error: string }).error, 'state_used');
     const winner = (await answers.find((answer) => answer.status === 200)?.json()) as { portalId: number };
     assert.equal(
-      pipeline.hubspot.requests.filter((r) => r.path === '/oauth/v1/token').length - exchangesBefore,
+      tokenRequests(pipeline, 'authorization_code').length - exchangesBefore,
       1,
       'the refused callback never exchanged its code',
     );
@@ -133,7 +202,6 @@ describe('OAuth install, callback and token refresh', function () {
 describe('OAuth token refresh', function () {
   this.timeout(60000);
   let pipeline: TestPipeline;
-  const admin = { authorization: `Bearer ${ADMIN_TOKEN}` };
 
   before(async () => {
     // A margin of 30 minutes minus 1 s: every token is "about to expire" a second after it is issued.
@@ -147,33 +215,10 @@ describe('OAuth token refresh', function () {
   });
   after(async () => pipeline?.stop());
 
-  const connect = async (org: TestOrg, portalId: number, code: string): Promise<void> => {
-    const response = await fetch(`${pipeline.ingestUrl}/oauth/hubspot/install?orgId=${org.orgId}`, {
-      headers: admin,
-      redirect: 'manual',
-    });
-    const state = new URL(response.headers.get('location') ?? '').searchParams.get('state') ?? '';
-    pipeline.hubspot.addOAuthPortal({ portalId, code });
-    assert.equal(
-      (
-        await fetch(
-          `${pipeline.ingestUrl}/oauth/hubspot/callback?code=${code}&state=${encodeURIComponent(state)}`,
-        )
-      ).status,
-      200,
-    );
-  };
-  const refreshes = async (outcome: string): Promise<number> =>
-    sumCounter(
-      await (await fetch(`${pipeline.ingestUrl}/metrics`)).text(),
-      'ingest_oauth_token_refreshes_total',
-      { outcome },
-    );
-
   it('given a token near expiry, when the refresher runs, then HubSpot is asked with the refresh token and the new token is stored', async () => {
     const org = await pipeline.createOrg();
-    await connect(org, 32_000_001, 'code-refresh');
-    await waitFor('a refresh', async () => (await refreshes('refreshed')) >= 1, 15000);
+    await connect(pipeline, org, { portalId: 32_000_001, code: 'code-refresh' });
+    await waitFor('a refresh', async () => (await refreshes(pipeline, 'refreshed')) >= 1, 15000);
     const refreshCall = pipeline.hubspot.requests.find(
       (request) =>
         request.path === '/oauth/v1/token' &&
@@ -181,33 +226,48 @@ describe('OAuth token refresh', function () {
         pipeline.hubspot.requests.indexOf(request) > 0,
     );
     assert.ok(refreshCall);
-    const view = (await (
-      await fetch(`${pipeline.ingestUrl}/admin/orgs/${org.orgId}`, { headers: admin })
-    ).json()) as { hubspot: { reconnectRequired: boolean; tokenExpiresAt: number } };
-    assert.equal(view.hubspot.reconnectRequired, false);
-    assert.ok(view.hubspot.tokenExpiresAt > Date.now() + 1700_000);
+    const view = await hubspotView(pipeline, org.orgId);
+    assert.equal(view.reconnectRequired, false);
+    assert.ok(view.tokenExpiresAt > Date.now() + 1700_000);
   });
 
   it('given HubSpot refusing the refresh token, when the refresher runs, then the org is marked reconnect-required and refreshing stops', async () => {
     const org = await pipeline.createOrg();
-    await connect(org, 32_000_002, 'code-revoked');
-    pipeline.hubspot.reset(); // forgets every grant: the refresh token is now unknown (400 BAD_REFRESH_TOKEN)
+    await connect(pipeline, org, { portalId: 32_000_002, code: 'code-revoked' });
+    pipeline.hubspot.reset(); // forgets every grant (and its request log): each refresh token is now unknown (400 BAD_REFRESH_TOKEN)
     await waitFor(
       'reconnect required',
-      async () => {
-        const view = (await (
-          await fetch(`${pipeline.ingestUrl}/admin/orgs/${org.orgId}`, { headers: admin })
-        ).json()) as { hubspot: { reconnectRequired: boolean } };
-        return view.hubspot.reconnectRequired;
-      },
+      async () => (await hubspotView(pipeline, org.orgId)).reconnectRequired,
       15000,
     );
-    const refused = await refreshes('reconnect_required');
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const refused = await refreshes(pipeline, 'reconnect_required');
+
+    // That the refresher went on running: an organisation connected now (every token is due a
+    // second after it is issued) is refreshed twice, so at least one whole pass over every
+    // organisation came after the refusal.
+    const refreshedBefore = await refreshes(pipeline, 'refreshed');
+    await connect(pipeline, await pipeline.createOrg(), { portalId: 32_000_003, code: 'code-control' });
+    await waitFor(
+      'two refreshes of the organisation connected since',
+      async () => (await refreshes(pipeline, 'refreshed')) >= refreshedBefore + 2,
+      15000,
+    );
+
     assert.equal(
-      await refreshes('reconnect_required'),
+      await refreshes(pipeline, 'reconnect_required'),
       refused,
       'no more attempts once reconnect is required',
+    );
+    // The refresh tokens HubSpot was asked with since it forgot them: the last is the working
+    // one (asked with again and again); each refused one was asked with once.
+    const asked = tokenRequests(pipeline, 'refresh_token').map((form) => form.get('refresh_token'));
+    const working = asked.at(-1);
+    const refusedTokens = asked.filter((token) => token !== working);
+    assert.ok(refusedTokens.length >= 1, 'the revoked refresh token was tried');
+    assert.equal(
+      new Set(refusedTokens).size,
+      refusedTokens.length,
+      'each refused refresh token was tried once',
     );
   });
 });

@@ -87,9 +87,20 @@ describe('outbound on real Kafka: every domain event applied to OpenCX once, AI 
             (await pipeline.counter('processor', 'processor_ignored_total', { reason: 'own_ai_echo' })) >=
           1,
       );
-      await sleep(500);
-      assert.equal(pipeline.opencx.effects.length, effectsBefore);
-      assert.equal(pipeline.hubspot.posted.length, 1, 'no reply to our own reply');
+      // A customer message on the thread after the echo: both services take a thread's events in
+      // order, so once its AI answer is in HubSpot the echo has had its turn in both.
+      await chat.say({ kind: 'customer-chat', text: 'After the echo' });
+      await waitFor('the AI answer to the message after the echo in HubSpot', () =>
+        pipeline.hubspot.posted.some((entry) =>
+          (entry.body as { text: string }).text.startsWith('AI: After the echo'),
+        ),
+      );
+      assert.deepEqual(
+        pipeline.opencx.effects.slice(effectsBefore).map((effect) => effect.kind),
+        ['message-sent'],
+        'only the message after the echo reached OpenCX',
+      );
+      assert.equal(pipeline.hubspot.posted.length, 2, 'no reply to our own reply');
     });
 
     it("given an agent's reply and an internal comment, then both are stored on the session, the comment as internal", async () => {
@@ -122,14 +133,31 @@ describe('outbound on real Kafka: every domain event applied to OpenCX once, AI 
         propertyName: 'subject',
         propertyValue: '',
       });
-      assert.equal((await pipeline.postBatch([change, empty])).status, 200);
+      // After the empty value in the ticket's order, in the processor and in outbound: once the
+      // marker is on the session, the empty value has had its turn in both.
+      const marker = fixtures.ticketPropertyChangeEvent({
+        portalId: org.portalId,
+        objectId: Number(ticketId),
+        propertyName: 'hs_pipeline_stage',
+        propertyValue: 'marker-after-empty',
+      });
+      assert.equal((await pipeline.postBatch([change, empty, marker])).status, 200);
       await waitFor(
-        'the custom data',
-        () => pipeline.opencx.sessions.get(sessionId)?.customData.hs_ticket_priority === 'HIGH',
+        'the marker after the empty value on the session',
+        () => pipeline.opencx.sessions.get(sessionId)?.customData.hs_pipeline_stage === 'marker-after-empty',
       );
-      await sleep(500);
-      assert.equal(effectsOf(pipeline, 'custom-data').length, 1);
+      assert.equal(pipeline.opencx.sessions.get(sessionId)?.customData.hs_ticket_priority, 'HIGH');
       assert.equal(pipeline.opencx.sessions.get(sessionId)?.customData.subject, undefined);
+      assert.equal(
+        effectsOf(pipeline, 'custom-data').length,
+        2,
+        'the change and the marker, not the empty value',
+      );
+      assert.equal(
+        await pipeline.counter('processor', 'processor_ignored_total', { reason: 'empty_property_value' }),
+        1,
+        'the empty value was skipped as empty',
+      );
     });
 
     it('given a note created on the linked ticket, then it is mirrored as an internal agent comment', async () => {
@@ -150,6 +178,7 @@ describe('outbound on real Kafka: every domain event applied to OpenCX once, AI 
     });
 
     it('given the thread assigned away from the AI, then the session is handed off once, and later AI answers are not posted', async () => {
+      const postedBefore = pipeline.hubspot.posted.length;
       const assign = (value: string) =>
         fixtures.propertyChangeEvent({
           portalId: org.portalId,
@@ -180,7 +209,7 @@ describe('outbound on real Kafka: every domain event applied to OpenCX once, AI 
           })) === 1,
       );
       assert.equal(effectsOf(pipeline, 'handoff').length, 1, 'handed off once');
-      assert.equal(pipeline.hubspot.posted.length, 1, 'no AI reply after the handoff');
+      assert.equal(pipeline.hubspot.posted.length, postedBefore, 'no AI reply after the handoff');
       assert.deepEqual(pipeline.opencx.violations, []);
     });
   });
@@ -230,13 +259,18 @@ describe('outbound on real Kafka: every domain event applied to OpenCX once, AI 
       for (let index = 0; index < 4; index++)
         for (const [which, thread] of threads.entries()) await thread.say({ text: `t${which}-m${index}` });
 
-      await waitFor('all 8 messages at OpenCX', () => sentTexts(pipeline).length === 8, 60000);
-      await sleep(500);
-      assert.equal(sentTexts(pipeline).length, 8, 'each once');
+      await waitFor('all 8 messages at OpenCX', () => sentTexts(pipeline).length >= 8, 60000);
+      // A marker on each thread comes after any second copy of its messages in both services'
+      // per-conversation order: once the markers are at OpenCX, the lists below are final.
+      for (const [which, thread] of threads.entries()) await thread.say({ text: `t${which}-marker` });
+      await waitFor('both markers at OpenCX', () =>
+        threads.every((_thread, which) => sentTexts(pipeline).includes(`t${which}-marker`)),
+      );
       for (const [which] of threads.entries()) {
         assert.deepEqual(
           sentTexts(pipeline).filter((text) => text.startsWith(`t${which}-`)),
-          [0, 1, 2, 3].map((index) => `t${which}-m${index}`),
+          [...[0, 1, 2, 3].map((index) => `t${which}-m${index}`), `t${which}-marker`],
+          'each once, in order',
         );
       }
       assert.ok((await pipeline.counter('outbound', 'outbound_retries_total', { target: 'opencx' })) >= 8);
@@ -285,22 +319,34 @@ describe('outbound on real Kafka: every domain event applied to OpenCX once, AI 
       const appliedBeforeKill = sentTexts(pipeline).length;
       children.push(await spawnService('outbound', pipeline.env));
       await waitFor('all 30 messages at OpenCX', () => sentTexts(pipeline).length >= 30, 60000);
-      await sleep(2000);
+      // A marker on each thread, after the restart: it comes after any redelivered copy of the
+      // thread's messages (and of their AI replies) in both services' per-conversation order, so
+      // once every marker's AI reply is in HubSpot the lists below are final.
+      const markers = threads.map((_thread, which) => `k${which}-marker`);
+      for (const [which, thread] of threads.entries()) await thread.say({ text: markers[which]! });
+      const threadIds = new Set(threads.map((thread) => thread.threadId));
+      const postedTexts = (): string[] =>
+        pipeline.hubspot.posted
+          .filter((entry) => threadIds.has(entry.threadId))
+          .map((entry) => (entry.body as { text: string }).text);
+      await waitFor(
+        "every marker's AI reply in HubSpot",
+        () => markers.every((marker) => postedTexts().some((text) => text.startsWith(`AI: ${marker}\n`))),
+        60000,
+      );
       const texts = sentTexts(pipeline);
       assert.ok(appliedBeforeKill < 30, 'the kill happened mid-stream');
-      assert.deepEqual([...texts].sort(), [...expected].sort(), 'every message exactly once');
+      assert.deepEqual([...texts].sort(), [...expected, ...markers].sort(), 'every message exactly once');
       assert.equal(effectsOf(pipeline, 'session-created').length, 5, 'one session per thread');
       for (const [which] of threads.entries()) {
         assert.deepEqual(
           texts.filter((text) => text.startsWith(`k${which}-`)),
-          [0, 1, 2, 3, 4, 5].map((index) => `k${which}-${index}`),
+          [...[0, 1, 2, 3, 4, 5].map((index) => `k${which}-${index}`), `k${which}-marker`],
           'in order per thread',
         );
       }
-      await waitFor('every AI reply posted', () => pipeline.hubspot.posted.length >= 30, 30000);
-      await sleep(1000);
-      const postedTexts = pipeline.hubspot.posted.map((entry) => (entry.body as { text: string }).text);
-      assert.equal(new Set(postedTexts).size, postedTexts.length, 'no AI reply posted twice');
+      assert.equal(postedTexts().length, 35, 'one AI reply per message');
+      assert.equal(new Set(postedTexts()).size, 35, 'no AI reply posted twice');
     });
   });
 });

@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import * as fixtures from '../fakes/hubspot-fixtures.ts';
 import {
-  sleep,
   startTestPipeline,
   sumCounter,
   waitFor,
@@ -52,29 +51,30 @@ const assertEachOnceInOrder = (texts: readonly string[], threads: number, perThr
     );
 };
 
-/** `threads` conversations of `org` in the fake HubSpot, `perThread` customer messages each. */
-const conversationEvents = (
-  pipeline: TestPipeline,
-  org: TestOrg,
-  name: string,
-  threads: number,
-  perThread: number,
-) => {
-  const events: fixtures.NewMessageWebhookEvent[] = [];
+/**
+ * `threads` conversations of `org` in the fake HubSpot. `messages(from, to)`: each thread's
+ * customer messages `from` to `to - 1` (texts `<name><thread>#<sequence>`), as webhook events.
+ */
+const conversations = (pipeline: TestPipeline, org: TestOrg, name: string, threads: number) => {
   const threadIds = Array.from({ length: threads }, () => fixtures.newThreadId());
   for (const threadId of threadIds)
     pipeline.hubspot.setThread(fixtures.thread({ id: threadId }), { portalId: org.portalId });
-  for (let sequence = 0; sequence < perThread; sequence++)
-    for (const [index, threadId] of threadIds.entries()) {
-      const message = fixtures.message({
-        threadId,
-        kind: 'customer-chat',
-        text: `${name}${index}#${sequence}`,
-      });
-      pipeline.hubspot.addMessage(message, { portalId: org.portalId });
-      events.push(fixtures.webhookEventFor(message, { portalId: org.portalId }));
-    }
-  return events;
+  return {
+    messages(from: number, to: number): fixtures.NewMessageWebhookEvent[] {
+      const events: fixtures.NewMessageWebhookEvent[] = [];
+      for (let sequence = from; sequence < to; sequence++)
+        for (const [index, threadId] of threadIds.entries()) {
+          const message = fixtures.message({
+            threadId,
+            kind: 'customer-chat',
+            text: `${name}${index}#${sequence}`,
+          });
+          pipeline.hubspot.addMessage(message, { portalId: org.portalId });
+          events.push(fixtures.webhookEventFor(message, { portalId: org.portalId }));
+        }
+      return events;
+    },
+  };
 };
 
 const postAll = async (pipeline: TestPipeline, events: readonly object[]): Promise<void> => {
@@ -82,6 +82,31 @@ const postAll = async (pipeline: TestPipeline, events: readonly object[]): Promi
     const response = await pipeline.postBatch(events.slice(index, index + 100));
     assert.equal(response.status, 200, await response.text());
   }
+};
+
+/**
+ * Posts one more message on each thread and waits for all of them at OpenCX. Each comes after
+ * any second copy of its thread's earlier messages in both services' per-conversation order, so
+ * once they are all there the thread's list is final: a positive signal instead of a sleep.
+ */
+const postMarkers = async (
+  pipeline: TestPipeline,
+  org: TestOrg,
+  threads: { messages: (from: number, to: number) => fixtures.NewMessageWebhookEvent[] },
+  name: string,
+  count: number,
+  sequence: number,
+): Promise<void> => {
+  await postAll(pipeline, threads.messages(sequence, sequence + 1));
+  const markers = Array.from({ length: count }, (_, index) => `${name}${index}#${sequence}`);
+  await waitFor(
+    `the ${count} markers of ${name} at OpenCX`,
+    () => {
+      const sent = new Set(sentTexts(pipeline, org));
+      return markers.every((marker) => sent.has(marker));
+    },
+    60000,
+  );
 };
 
 /**
@@ -118,12 +143,12 @@ describe('tenant isolation: a waiting tenant is parked, others flow (real Kafka)
     const first = await spawnService('processor', pipeline.env);
     children.push(first);
 
-    await postAll(pipeline, conversationEvents(pipeline, orgA, 'a', A_THREADS, A_EVENTS / A_THREADS));
-    const bEvents = conversationEvents(pipeline, orgB, 'b', 5, 4);
-    const bPostedAt = Date.now();
-    await postAll(pipeline, bEvents);
+    const threadsA = conversations(pipeline, orgA, 'a', A_THREADS);
+    await postAll(pipeline, threadsA.messages(0, A_EVENTS / A_THREADS));
+    await postAll(pipeline, conversations(pipeline, orgB, 'b', 5).messages(0, 4));
     await waitFor('all of B’s 20 messages at OpenCX', () => sentTexts(pipeline, orgB).length >= 20, 60000);
-    const bTook = Date.now() - bPostedAt;
+    // Order, not a stopwatch: B's messages are behind all of A's in the partition, and they were
+    // all applied while most of A's still waited.
     const aBefore = sentTexts(pipeline, orgA).length;
     assert.ok(aBefore < 500, `${aBefore} of A's applied: A was not waiting on its budget`);
     assert.ok(
@@ -143,9 +168,8 @@ describe('tenant isolation: a waiting tenant is parked, others flow (real Kafka)
       () => sentTexts(pipeline, orgA).length >= A_EVENTS,
       150_000,
     );
-    await sleep(500);
-    assertEachOnceInOrder(sentTexts(pipeline, orgA), A_THREADS, A_EVENTS / A_THREADS);
-    assert.ok(bTook < 30_000, `B took ${bTook} ms behind A's backlog`);
+    await postMarkers(pipeline, orgA, threadsA, 'a', A_THREADS, A_EVENTS / A_THREADS);
+    assertEachOnceInOrder(sentTexts(pipeline, orgA), A_THREADS, A_EVENTS / A_THREADS + 1);
   });
 
   it('given one organisation’s OpenCX answering 503 far past the retry budget, then others flow, nothing is dead-lettered, and after a kill -9 of outbound every message arrives once and in order', async () => {
@@ -167,11 +191,18 @@ describe('tenant isolation: a waiting tenant is parked, others flow (real Kafka)
     // Down until the test ends the outage (after the kill): a condition, not a clock.
     pipeline.opencx.failApiKeyUntil(orgC.apiKey, Number.MAX_SAFE_INTEGER);
 
-    await postAll(pipeline, conversationEvents(pipeline, orgC, 'c', 10, 5));
-    await waitFor('C parked', async () => (await scrape(first, 'outbound_parked_messages_total')) > 0, 30000);
-    await postAll(pipeline, conversationEvents(pipeline, orgD, 'd', 5, 4));
+    const threadsC = conversations(pipeline, orgC, 'c', 10);
+    const threadsD = conversations(pipeline, orgD, 'd', 5);
+    await postAll(pipeline, threadsC.messages(0, 5));
+    // Every one of C's 50 reaches the park (none dropped, none dead-lettered, none held in a
+    // retry loop); D has sent nothing yet, so these are all C's.
+    await waitFor(
+      'all of C’s 50 parked',
+      async () => (await scrape(first, 'outbound_parked_messages_total')) >= 50,
+      30000,
+    );
+    await postAll(pipeline, threadsD.messages(0, 4));
     await waitFor('all of D’s 20 at OpenCX', () => sentTexts(pipeline, orgD).length >= 20, 30000);
-    assert.equal(sentTexts(pipeline, orgC).length, 0);
     assert.equal(await scrape(first, 'outbound_dead_letters_total'), 0, 'an outage is not dead-lettered');
 
     await kill(first);
@@ -182,16 +213,23 @@ describe('tenant isolation: a waiting tenant is parked, others flow (real Kafka)
       async () => (await scrape(second, 'outbound_parked_messages_total')) > 0,
       30000,
     );
-    assert.equal(sentTexts(pipeline, orgC).length, 0, 'nothing of C while it is down');
+    // C's parked messages outlived the kill: the new outbound reads them again from the cursor
+    // in the commit and, C still down, parks them again.
+    await waitFor(
+      'C’s parked messages read again by the new outbound',
+      async () => (await scrape(second, 'outbound_parked_messages_replayed_total')) > 0,
+      30000,
+    );
     pipeline.opencx.failApiKeyUntil(orgC.apiKey, Date.now());
     await waitFor(
       'all of C’s 50 at OpenCX after the outage',
       () => sentTexts(pipeline, orgC).length >= 50,
       90000,
     );
-    await sleep(1000);
-    assertEachOnceInOrder(sentTexts(pipeline, orgC), 10, 5);
-    assertEachOnceInOrder(sentTexts(pipeline, orgD), 5, 4);
+    await postMarkers(pipeline, orgC, threadsC, 'c', 10, 5);
+    await postMarkers(pipeline, orgD, threadsD, 'd', 5, 4);
+    assertEachOnceInOrder(sentTexts(pipeline, orgC), 10, 6);
+    assertEachOnceInOrder(sentTexts(pipeline, orgD), 5, 5);
     assert.equal(await scrape(second, 'outbound_dead_letters_total'), 0, 'an outage is not dead-lettered');
     const sessions = pipeline.opencx.effects.filter(
       (effect) =>

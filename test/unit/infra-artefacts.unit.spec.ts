@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
+import { referencesIn } from '../support/promql-references.ts';
 import {
   dashboardQueries,
   recordingRulesFile,
@@ -72,71 +73,6 @@ const seriesOf = (declared: readonly DeclaredMetric[]): Map<string, readonly str
     }
   }
   return series;
-};
-
-const PROMQL_KEYWORDS = new Set([
-  'by',
-  'without',
-  'on',
-  'ignoring',
-  'group_left',
-  'group_right',
-  'and',
-  'or',
-  'unless',
-  'bool',
-  'offset',
-  'inf',
-  'nan',
-]);
-
-type Reference = {
-  readonly metrics: readonly { readonly name: string; readonly matcherLabels: readonly string[] }[];
-  readonly groupingLabels: readonly string[];
-};
-
-/** The metric names and label names one PromQL expression (or Grafana label_values query) uses. */
-const referencesIn = (expression: string): Reference => {
-  const metrics: { name: string; matcherLabels: string[] }[] = [];
-  const groupingLabels: string[] = [];
-  let rest = expression.replace(
-    /\blabel_values\(\s*([a-zA-Z_:][\w:]*)\s*,\s*([a-zA-Z_]\w*)\s*\)/g,
-    (_all, metric: string, label: string) => {
-      metrics.push({ name: metric, matcherLabels: [label] });
-      return ' ';
-    },
-  );
-  rest = rest.replace(
-    /([a-zA-Z_:][\w:]*)?\s*\{([^}]*)\}/g,
-    (_all, metric: string | undefined, matchers: string) => {
-      const matcherLabels = [...matchers.matchAll(/([a-zA-Z_]\w*)\s*(?:=~|!~|!=|=)/g)].map(
-        (match) => match[1]!,
-      );
-      if (metric && !PROMQL_KEYWORDS.has(metric)) metrics.push({ name: metric, matcherLabels });
-      return ' ';
-    },
-  );
-  rest = rest.replace(
-    /\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)/g,
-    (_all, labels: string) => {
-      groupingLabels.push(
-        ...labels
-          .split(',')
-          .map((label) => label.trim())
-          .filter(Boolean),
-      );
-      return ' ';
-    },
-  );
-  rest = rest.replace(/"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|\[[^\]]*\]|\$\w+/g, ' ');
-  for (const match of rest.matchAll(/[a-zA-Z_:][\w:]*/g)) {
-    const identifier = match[0];
-    const followedByParenthesis = /^\s*\(/.test(rest.slice(match.index + identifier.length));
-    const partOfNumber = match.index > 0 && /[\d.]/.test(rest[match.index - 1]!);
-    if (followedByParenthesis || partOfNumber || PROMQL_KEYWORDS.has(identifier.toLowerCase())) continue;
-    metrics.push({ name: identifier, matcherLabels: [] });
-  }
-  return { metrics, groupingLabels };
 };
 
 /** What is wrong with one expression: unknown metrics, or labels its metrics do not have. */

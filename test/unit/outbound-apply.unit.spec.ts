@@ -51,6 +51,7 @@ const harness = (
   const links = new Map(Object.entries(options.links ?? {}));
   const replies: AiReply[] = [];
   const held = heldTicketsInMemory();
+  const sessionsCreated = { count: 0, inc: () => void (sessionsCreated.count += 1) };
   const record =
     (name: string) =>
     async (...args: unknown[]) =>
@@ -95,11 +96,12 @@ const harness = (
     },
     held: held.deps,
     emitAiReply: async (reply) => void replies.push(reply),
+    sessionsCreated,
     retry: (_target, work) => work(),
     logger: pino({ level: 'silent' }),
     now: () => 1_700_000_000_000,
   };
-  return { deps, calls, links, replies, held };
+  return { deps, calls, links, replies, held, sessionsCreated };
 };
 
 const common = { orgId: 'org-1', portalId: 42, occurredAt: 1_700_000_000_000 };
@@ -131,8 +133,9 @@ const withLinks = { [threadLinkKey('org-1', 'T1')]: linked, [ticketLinkKey('org-
 
 describe('outbound: applying each domain event to OpenCX', () => {
   it('given the first customer message of a thread, then a session is created with a thread-derived key, the message sent, and only then its ticket looked up and linked (before the AI answer goes out)', async () => {
-    const { deps, calls, links, replies } = harness({ ticketOfThread: 'K9' });
+    const { deps, calls, links, replies, sessionsCreated } = harness({ ticketOfThread: 'K9' });
     assert.deepEqual(await applyDomainEvent(customerMessage, deps), { kind: 'applied' });
+    assert.equal(sessionsCreated.count, 1, 'the session is counted');
     assert.deepEqual(
       calls.map((call) => call.name),
       ['createSession', 'sendContactMessage', 'getThread', 'settleTicketLookUp'],
@@ -171,9 +174,10 @@ describe('outbound: applying each domain event to OpenCX', () => {
     );
   });
 
-  it('given a thread with a session, then no new session is created', async () => {
-    const { deps, calls } = harness({ links: withLinks });
+  it('given a thread with a session, then no new session is created (nor counted)', async () => {
+    const { deps, calls, sessionsCreated } = harness({ links: withLinks });
     await applyDomainEvent(customerMessage, deps);
+    assert.equal(sessionsCreated.count, 0);
     assert.deepEqual(
       calls.map((call) => call.name),
       ['sendContactMessage'],

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { ErrorCode } from '../../lib/errors.ts';
 import { createSecretBox } from '../../lib/orgs/index.ts';
 
 describe('secrets at rest', () => {
@@ -22,11 +23,15 @@ describe('secrets at rest', () => {
     );
   });
 
-  it('given a tampered ciphertext, when opening, then it fails', () => {
+  it('given a tampered ciphertext, when opening, then it fails as undecryptable (the tag check), not as malformed', () => {
     const sealed = box.seal('value');
     const parts = sealed.split('.');
     const tampered = [parts[0], parts[1], parts[2], Buffer.from('other').toString('base64url')].join('.');
-    assert.throws(() => box.open(tampered));
+    assert.throws(() => box.open(tampered), {
+      name: 'PipelineError',
+      code: ErrorCode.secrets,
+      message: /^cannot decrypt a stored secret/,
+    });
   });
 });
 

@@ -78,6 +78,8 @@ export type ApplyDeps = {
   /** Ticket and note events waiting for their ticket's link (lib/held-ticket-events.ts). */
   readonly held: HeldTicketDeps;
   readonly emitAiReply: (reply: AiReply) => Promise<void>;
+  /** Counts the sessions this replica created at OpenCX (outbound_sessions_created_total). */
+  readonly sessionsCreated: { readonly inc: () => void };
   /** Retries retriable failures of one call with backoff; throws once the budget is spent. */
   readonly retry: <T>(target: 'opencx' | 'hubspot', work: () => Promise<T>) => Promise<T>;
   readonly logger: Logger;
@@ -261,6 +263,7 @@ const ensureSession = async (
     updatedAt: deps.now(),
   };
   await saveLink(deps, link);
+  deps.sessionsCreated.inc();
   deps.logger.info(
     { orgId: event.orgId, threadId: event.threadId, sessionId: id },
     'session created for thread',

@@ -204,6 +204,7 @@ export const startOutbound = async (
     owedTicketLookUps,
     held: heldTickets.applyDeps,
     emitAiReply: (reply: AiReply) => events.publish(topics.aiReplies.name, [reply]),
+    sessionsCreated: metrics.sessionsCreated,
     retry,
     logger,
     now: Date.now,
