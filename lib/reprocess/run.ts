@@ -17,6 +17,7 @@
  */
 import type { Kafka, KafkaMessage } from 'kafkajs';
 import { Registry } from 'prom-client';
+import { decodeRawWebhookEvent } from '../contracts/index.ts';
 import type { DedupStore } from '../dedup-store.ts';
 import type { DomainEvent } from '../domain-events.ts';
 import type { HubSpotApi } from '../hubspot/index.ts';
@@ -28,7 +29,6 @@ import type { SessionLinks } from '../session-links.ts';
 import {
   createRawEventHandler,
   type RawEventHandlerDeps,
-  type RawWebhookEvent,
 } from '../../services/processor/src/handle-raw-event.ts';
 import { createProcessorMetrics } from '../../services/processor/src/metrics.ts';
 import { parseWebhookEvent } from '../../services/processor/src/rules/index.ts';
@@ -212,7 +212,7 @@ export const reprocessWindow = async (
   let captured: DomainEvent[] = [];
   let reconnectRequired = false;
   const handle = createRawEventHandler({
-    decodeRaw: async (value) => (await deps.codec.decodeRecord(value)).record as RawWebhookEvent,
+    decodeRaw: async (value) => decodeRawWebhookEvent(await deps.codec.decodeRecord(value)),
     orgs: deps.orgs,
     links: deps.links,
     dedup: runDedupStore(),
@@ -271,8 +271,10 @@ export const reprocessWindow = async (
     let sourceKey: string | undefined;
     let belongs = true;
     if (record.value) {
-      const decoded = await deps.codec.decodeRecord(record.value).catch(() => undefined);
-      const rawEvent = decoded?.record as RawWebhookEvent | undefined;
+      const rawEvent = await deps.codec
+        .decodeRecord(record.value)
+        .then(decodeRawWebhookEvent)
+        .catch(() => undefined);
       if (rawEvent) {
         subscriptionType = rawEvent.subscriptionType;
         // A portal-keyed record of another organisation with the same portal cannot be, but a
