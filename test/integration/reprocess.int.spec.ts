@@ -17,7 +17,7 @@ import { Registry } from 'prom-client';
 import { loadProcessorConfig } from '../../services/processor/src/config.ts';
 import { createRawEventHandler } from '../../services/processor/src/handle-raw-event.ts';
 import { createProcessorMetrics } from '../../services/processor/src/metrics.ts';
-import { runReprocess, type Output } from '../../lib/reprocess/cli.ts';
+import { runReprocess, type Output } from '../../tools/reprocess/cli.ts';
 import * as fixtures from '../fakes/hubspot-fixtures.ts';
 import { startTestPipeline, waitFor, type TestOrg, type TestPipeline } from '../support/pipeline.ts';
 

@@ -2,25 +2,25 @@
  * `npm run reprocess -- --org X --since 2h [--until T] [--dry-run] [--max-records N]`
  * Re-runs an organisation's raw HubSpot events of a time window through the processor's current
  * rules, prints what changed against the domain topic (new effects, newly skipped, ...) and, unless
- * --dry-run, writes the missing domain events (lib/reprocess/run.ts says why that is safe).
+ * --dry-run, writes the missing domain events (run.ts says why that is safe).
  * It reads the processor's configuration (KAFKA_*, SCHEMA_REGISTRY_URL, REDIS_*, SECRETS_KEY,
- * HUBSPOT_*, EMAIL_DELAY_MS): run it where the processor runs, with its environment. It sits in
- * lib/ (like the dlq command) so that it is in every service's image: `node lib/reprocess/cli.ts`.
+ * HUBSPOT_*, EMAIL_DELAY_MS): run it where the processor runs, with its environment (every
+ * service's image holds tools/: `node tools/reprocess/cli.ts`).
  * Exit codes: 0 done, 1 an outside system failed or some events could not be decided, 2 bad usage.
  */
 import { parseArgs } from 'node:util';
 import { SingleBar } from 'cli-progress';
-import { resolveSecretsKey } from '../config.ts';
-import { createDomainEventPublisher } from '../domain-event-publisher.ts';
-import type { DomainEvent } from '../domain-events.ts';
-import { createPortalClients } from '../hubspot/index.ts';
-import { createKafka, topicsFor } from '../kafka/index.ts';
-import { createLogger } from '../log.ts';
-import { OrgDirectory, createSecretBox } from '../orgs/index.ts';
-import { createRedisPropertyClock } from '../property-clock.ts';
-import { createRedisRateLimiter } from '../rate-limiter.ts';
-import { createRedis } from '../redis.ts';
-import { AvroCodec } from '../registry.ts';
+import { resolveSecretsKey } from '../../lib/config.ts';
+import { createDomainEventPublisher } from '../../lib/domain-event-publisher.ts';
+import type { DomainEvent } from '../../lib/domain-events.ts';
+import { createPortalClients } from '../../lib/hubspot/index.ts';
+import { createKafka, topicsFor } from '../../lib/kafka/index.ts';
+import { createLogger } from '../../lib/log.ts';
+import { OrgDirectory, createSecretBox } from '../../lib/orgs/index.ts';
+import { createRedisPropertyClock } from '../../lib/property-clock.ts';
+import { createRedisRateLimiter } from '../../lib/rate-limiter.ts';
+import { createRedis } from '../../lib/redis.ts';
+import { AvroCodec } from '../../lib/registry.ts';
 import {
   Change,
   ReprocessError,
@@ -30,9 +30,9 @@ import {
   type ReprocessPhase,
   type TimeWindow,
 } from './index.ts';
-import { sleep } from '../retry.ts';
-import { isEntryPoint } from '../service.ts';
-import { SessionLinks } from '../session-links.ts';
+import { sleep } from '../../lib/retry.ts';
+import { isEntryPoint } from '../../lib/service.ts';
+import { SessionLinks } from '../../lib/session-links.ts';
 import {
   handlerSettings,
   loadProcessorConfig,

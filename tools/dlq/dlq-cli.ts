@@ -14,21 +14,21 @@
 import { parseArgs } from 'node:util';
 import { SingleBar } from 'cli-progress';
 import { z } from 'zod';
-import { commonEnv, loadConfig } from '../config.ts';
-import { createDurableProducer, createKafka, topicsFor } from '../kafka/index.ts';
-import { createLogger } from '../log.ts';
-import { createRedis } from '../redis.ts';
-import { AvroCodec } from '../registry.ts';
-import { isEntryPoint } from '../service.ts';
-import { deadLetterId } from './letter.ts';
-import { DEFAULT_REPLAY_RATE, planReplay, replayAtRate } from './paced-replay.ts';
+import { commonEnv, loadConfig } from '../../lib/config.ts';
+import { createDurableProducer, createKafka, topicsFor } from '../../lib/kafka/index.ts';
+import { createLogger } from '../../lib/log.ts';
+import { createRedis } from '../../lib/redis.ts';
+import { AvroCodec } from '../../lib/registry.ts';
+import { isEntryPoint } from '../../lib/service.ts';
 import {
+  deadLetterId,
   parseSince,
   readDeadLetters,
   type ArchivedDeadLetter,
   type DeadLetterFilter,
   type ReplaySummary,
-} from './archive.ts';
+} from '../../lib/dead-letters/index.ts';
+import { DEFAULT_REPLAY_RATE, planReplay, replayAtRate } from './paced-replay.ts';
 
 export const USAGE = [
   'usage: npm run dlq -- list|replay [--org ORG_ID] [--since 2h|2024-05-01T00:00:00Z|EPOCH_MS] [--reason REASON] [--limit N] [--json]',

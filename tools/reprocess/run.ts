@@ -17,15 +17,15 @@
  */
 import type { Kafka, KafkaMessage } from 'kafkajs';
 import { Registry } from 'prom-client';
-import { decodeRawWebhookEvent } from '../contracts/index.ts';
-import type { DedupStore } from '../dedup-store.ts';
-import type { DomainEvent } from '../domain-events.ts';
-import type { HubSpotApi } from '../hubspot/index.ts';
-import { createLogger } from '../log.ts';
-import type { Org, OrgDirectory } from '../orgs/index.ts';
-import type { PropertyClock, PropertyClockKey } from '../property-clock.ts';
-import type { AvroCodec } from '../registry.ts';
-import type { SessionLinks } from '../session-links.ts';
+import { decodeRawWebhookEvent } from '../../lib/contracts/index.ts';
+import type { DedupStore } from '../../lib/dedup-store.ts';
+import type { DomainEvent } from '../../lib/domain-events.ts';
+import type { HubSpotApi } from '../../lib/hubspot/index.ts';
+import { createLogger } from '../../lib/log.ts';
+import type { Org, OrgDirectory } from '../../lib/orgs/index.ts';
+import type { PropertyClock, PropertyClockKey } from '../../lib/property-clock.ts';
+import type { AvroCodec } from '../../lib/registry.ts';
+import type { SessionLinks } from '../../lib/session-links.ts';
 import {
   createRawEventHandler,
   type RawEventHandlerDeps,
