@@ -34,6 +34,13 @@ import { sleep } from '../../lib/retry.ts';
 import { isEntryPoint } from '../../lib/service.ts';
 import { SessionLinks } from '../../lib/session-links.ts';
 import {
+  REGISTRY_CHECK_TIMEOUT_MS,
+  UpstreamUnavailable,
+  checkHubSpot,
+  checkSchemaRegistry,
+  explainUnavailable,
+} from '../upstreams.ts';
+import {
   handlerSettings,
   loadProcessorConfig,
   type ProcessorConfig,
@@ -136,6 +143,11 @@ const progressReporter = (
 /** An outside system's failure as the one line an operator can act on. */
 const explain = (error: unknown, config: ProcessorConfig): string => {
   if (error instanceof ReprocessError) return error.message;
+  if (error instanceof UpstreamUnavailable)
+    return explainUnavailable(
+      error,
+      error.upstream === 'hubspot' ? config.HUBSPOT_API_BASE_URL : config.SCHEMA_REGISTRY_URL,
+    );
   const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
   if (/KafkaJS|broker/i.test(message))
     return `cannot reach Kafka at ${config.KAFKA_BROKERS.join(',')} (${message.slice(0, 160)}); check KAFKA_BROKERS`;
@@ -181,6 +193,11 @@ export const runReprocess = async (
   const stops: (() => Promise<void>)[] = [];
   const progress = progressReporter(output);
   try {
+    // Without HubSpot or the registry no event can be decided: checked before the topics are read.
+    await Promise.all([
+      checkHubSpot(config.HUBSPOT_API_BASE_URL, config.HUBSPOT_TIMEOUT_MS),
+      checkSchemaRegistry(config.SCHEMA_REGISTRY_URL, REGISTRY_CHECK_TIMEOUT_MS),
+    ]);
     const admin = kafka.admin();
     await admin.connect();
     const existing = await admin.listTopics().finally(() => admin.disconnect());
