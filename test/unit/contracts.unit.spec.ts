@@ -99,35 +99,25 @@ const idsBothWays = (
 };
 
 describe('contracts: the event-id recipes the rules mint and the console expects', () => {
-  it('given a customer message, when the rules route it, then its id is among those the console expects', () => {
-    const sent = fixtures.message({ kind: 'customer-chat' });
-    const message = HubSpotMessage.parse(sent);
-    const { emitted, expected } = idsBothWays(fixtures.webhookEventFor(sent), (event) =>
-      routeNewMessage(event as NewMessageEvent, message, {
-        orgId: ORG,
-        aiActorId: 'A-111',
-        receivedAt: rawFields.receivedAt,
-        emailDelayMs: 0,
-      }),
-    );
-    assert.deepEqual(emitted, [eventIdOf.customerMessage(ORG, message.id)]);
-    assert.ok(expected.includes(emitted[0]!), `${emitted[0]} in ${expected.join(', ')}`);
-  });
-
-  it("given an agent's reply, when the rules route it, then its id is among those the console expects", () => {
-    const sent = fixtures.message({ kind: 'agent-reply' });
-    const message = HubSpotMessage.parse(sent);
-    const { emitted, expected } = idsBothWays(fixtures.webhookEventFor(sent), (event) =>
-      routeNewMessage(event as NewMessageEvent, message, {
-        orgId: ORG,
-        aiActorId: 'A-111',
-        receivedAt: rawFields.receivedAt,
-        emailDelayMs: 0,
-      }),
-    );
-    assert.deepEqual(emitted, [eventIdOf.repReply(ORG, message.id)]);
-    assert.ok(expected.includes(emitted[0]!));
-  });
+  for (const [name, kind, recipe] of [
+    ['a customer message', 'customer-chat', eventIdOf.customerMessage],
+    ["an agent's reply", 'agent-reply', eventIdOf.repReply],
+  ] as const) {
+    it(`given ${name}, when the rules route it, then its id is among those the console expects`, () => {
+      const sent = fixtures.message({ kind });
+      const message = HubSpotMessage.parse(sent);
+      const { emitted, expected } = idsBothWays(fixtures.webhookEventFor(sent), (event) =>
+        routeNewMessage(event as NewMessageEvent, message, {
+          orgId: ORG,
+          aiActorId: 'A-111',
+          receivedAt: rawFields.receivedAt,
+          emailDelayMs: 0,
+        }),
+      );
+      assert.deepEqual(emitted, [recipe(ORG, message.id)]);
+      assert.ok(expected.includes(emitted[0]!), `${emitted[0]} in ${expected.join(', ')}`);
+    });
+  }
 
   it('given an assignment away from the AI, when the rules decide, then the handoff id is the one the console expects', () => {
     const { emitted, expected } = idsBothWays(fixtures.propertyChangeEvent(), (event) =>
