@@ -21,8 +21,6 @@ import type { AcceptedEvent } from './webhook-batch.ts';
 
 export { MAX_BODY_BYTES } from './http.ts';
 
-export type { WebhookRoute };
-
 /** Writes a batch's events durably (acks from all in-sync replicas); rejects when Kafka cannot. */
 export type RawEventSink = (
   route: WebhookRoute,
