@@ -35,10 +35,15 @@ export type SubscriptionType = (typeof SubscriptionType)[keyof typeof Subscripti
 const routes: ReadonlySet<unknown> = new Set(Object.values(WebhookRoute));
 const isWebhookRoute = (value: unknown): value is WebhookRoute => routes.has(value);
 
-const fieldError = (field: string, value: unknown): Error =>
-  new Error(
-    `${RAW_WEBHOOK_EVENT_RECORD}: ${field} is ${value === null ? 'null' : typeof value}, not what the schema says`,
-  );
+const fieldError = (field: string, value: unknown): Error => {
+  const shown =
+    typeof value === 'string' || typeof value === 'number'
+      ? JSON.stringify(value)
+      : value === null
+        ? 'null'
+        : typeof value;
+  return new Error(`${RAW_WEBHOOK_EVENT_RECORD}: ${field} is ${shown}, not what the schema says`);
+};
 
 /**
  * A decoded Avro record as a RawWebhookEvent, each field checked: a record of another type, or
