@@ -12,7 +12,7 @@
  * - a publish that only collects: events are written (real run) after every decision is made,
  *   and only those whose id the domain topic does not hold yet.
  * Running it twice is safe: the second run finds the first one's events on the domain topic (ids
- * are derived from the HubSpot source, lib/ids.ts), and were one written twice, outbound sends
+ * are derived from the HubSpot source, lib/contracts), and were one written twice, outbound sends
  * it with the same Idempotency-Key, which OpenCX answers without applying it again.
  */
 import type { Kafka } from 'kafkajs';
