@@ -17,6 +17,8 @@ RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY lib ./lib
 COPY services ./services
 COPY schemas ./schemas
+# the operators' commands (npm run dlq, reprocess, orgs:reseal), run inside a service's pod
+COPY tools ./tools
 
 USER node
 # ingest: webhooks, admin API, /healthz, /readyz, /metrics; processor / outbound: METRICS_PORT

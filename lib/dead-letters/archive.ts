@@ -1,7 +1,7 @@
 /**
  * The dead-letter topic as an operator sees it: read it whole, pick letters, put them back.
  * Letters of every service (processor, outbound) share the topic and this reader.
- * No process, argv or console here (dlq-cli.ts does that), so tests drive it directly.
+ * No process, argv or console here (tools/dlq/dlq-cli.ts does that), so tests drive it directly.
  */
 import { randomUUID } from 'node:crypto';
 import type { Kafka, Producer } from 'kafkajs';

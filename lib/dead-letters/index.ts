@@ -1,15 +1,10 @@
 /**
- * Dead letters, for every service: the one list of reasons, the idempotent writer the keyed
- * consumer uses, and the archive the operator command (`npm run dlq`, dlq-cli.ts) reads and
- * replays.
+ * Dead letters, for every service: their reasons (the list lives in lib/contracts, with the
+ * pipeline's other reasons), the idempotent writer the keyed consumer uses, and the archive the
+ * operator command (`npm run dlq`, tools/dlq) and the console read and replay.
  */
-export {
-  DeadLetterReason,
-  DEAD_LETTER_ID_HEADER,
-  DEAD_LETTER_RECORD,
-  deadLetterId,
-  type DeadLetter,
-} from './letter.ts';
+export { DeadLetterReason } from '../contracts/index.ts';
+export { DEAD_LETTER_ID_HEADER, DEAD_LETTER_RECORD, deadLetterId, type DeadLetter } from './letter.ts';
 export {
   createDeadLetterWriter,
   writtenMarkerKey,

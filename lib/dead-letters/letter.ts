@@ -1,29 +1,5 @@
 import { deriveEventId } from '../ids.ts';
 
-/**
- * Why an event went to the dead-letter topic: one list for every service, each reason a metric
- * label and a filter of the operator command. Dead letters are for events no retry can fix.
- */
-export const DeadLetterReason = {
-  /** The record cannot be decoded (not Avro, unknown schema, no value). */
-  undecodable: 'undecodable',
-  /** The HubSpot event inside the raw record does not have the fields its type needs. */
-  malformedEvent: 'malformed_event',
-  /** An effect's record is larger than its topic accepts. */
-  recordTooLarge: 'record_too_large',
-  /** No configured SECRETS_KEY (nor SECRETS_KEY_PREVIOUS) opens the organisation's record. */
-  orgUnreadable: 'org_unreadable',
-  hubspotRejected: 'hubspot_rejected',
-  hubspotUnauthorized: 'hubspot_unauthorized',
-  opencxRejected: 'opencx_rejected',
-  opencxUnauthorized: 'opencx_unauthorized',
-  /** A retriable failure that outlived its retry budget. */
-  retriesExhausted: 'retries_exhausted',
-  /** The handler threw something unclassified (a bug) on every attempt of its budget. */
-  handlerCrashed: 'handler_crashed',
-} as const;
-export type DeadLetterReason = (typeof DeadLetterReason)[keyof typeof DeadLetterReason];
-
 /** What a dead letter holds (schemas/dead-letter.avsc): the original record and why it failed. */
 export type DeadLetter = {
   readonly service: string;

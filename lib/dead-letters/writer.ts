@@ -1,14 +1,9 @@
 import DataLoader from 'dataloader';
 import type { IHeaders, KafkaMessage, Producer } from 'kafkajs';
 import type { Redis } from '../redis.ts';
+import type { DeadLetterReason } from '../contracts/index.ts';
 import type { AvroCodec } from '../registry.ts';
-import {
-  DEAD_LETTER_ID_HEADER,
-  DEAD_LETTER_RECORD,
-  deadLetterId,
-  type DeadLetter,
-  type DeadLetterReason,
-} from './letter.ts';
+import { DEAD_LETTER_ID_HEADER, DEAD_LETTER_RECORD, deadLetterId, type DeadLetter } from './letter.ts';
 
 /** The record that failed, where the consumer read it. */
 export type DeadLetterSource = {

@@ -22,7 +22,7 @@ import type { HubSpotMessage } from '../fakes/hubspot.ts';
 import * as fixtures from '../fakes/hubspot-fixtures.ts';
 import { sleep, startTestPipeline, waitFor, type TestOrg, type TestPipeline } from '../support/pipeline.ts';
 
-const CLI = fileURLToPath(new URL('../../lib/dead-letters/dlq-cli.ts', import.meta.url));
+const CLI = fileURLToPath(new URL('../../tools/dlq/dlq-cli.ts', import.meta.url));
 
 type CliRun = { code: number | null; stdout: string; stderr: string };
 

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import type { Admin, ConfigResourceTypes, Kafka, KafkaMessage, Producer } from 'kafkajs';
 import { createDeadLetterWriter, deadLetterId } from '../../lib/dead-letters/index.ts';
-import { replayAtRate } from '../../lib/dead-letters/paced-replay.ts';
+import { replayAtRate } from '../../tools/dlq/paced-replay.ts';
 import { createDurableProducer, createKafka, ensureTopics, topicsFor } from '../../lib/kafka/index.ts';
 import { DEFAULT_DEAD_LETTER_RETENTION_MS } from '../../lib/kafka/topics.ts';
 import { createLogger } from '../../lib/log.ts';
@@ -14,7 +14,7 @@ import { AvroCodec } from '../../lib/registry.ts';
 import * as fixtures from '../fakes/hubspot-fixtures.ts';
 import { readTopicToEnd, bareMessageAt } from '../support/topic-reader.ts';
 
-const CLI = fileURLToPath(new URL('../../lib/dead-letters/dlq-cli.ts', import.meta.url));
+const CLI = fileURLToPath(new URL('../../tools/dlq/dlq-cli.ts', import.meta.url));
 const TOPIC_RESOURCE = 2 as ConfigResourceTypes;
 
 type CliRun = { code: number | null; stdout: string; stderr: string };

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import type { KafkaMessage } from 'kafkajs';
+import { decodeRawWebhookEvent } from '../../lib/contracts/index.ts';
 import { createDeadLetterWriter } from '../../lib/dead-letters/index.ts';
 import { createRedisDedupStore } from '../../lib/dedup-store.ts';
 import { createDomainEventPublisher } from '../../lib/domain-event-publisher.ts';
@@ -14,12 +15,9 @@ import { createRedis } from '../../lib/redis.ts';
 import { sleep } from '../../lib/retry.ts';
 import { Registry } from 'prom-client';
 import { loadProcessorConfig } from '../../services/processor/src/config.ts';
-import {
-  createRawEventHandler,
-  type RawWebhookEvent,
-} from '../../services/processor/src/handle-raw-event.ts';
+import { createRawEventHandler } from '../../services/processor/src/handle-raw-event.ts';
 import { createProcessorMetrics } from '../../services/processor/src/metrics.ts';
-import { runReprocess, type Output } from '../../lib/reprocess/cli.ts';
+import { runReprocess, type Output } from '../../tools/reprocess/cli.ts';
 import * as fixtures from '../fakes/hubspot-fixtures.ts';
 import { startTestPipeline, waitFor, type TestOrg, type TestPipeline } from '../support/pipeline.ts';
 
@@ -51,7 +49,7 @@ const startProcessorWithRuleBug = async (
     logger,
   });
   const handle = createRawEventHandler({
-    decodeRaw: async (value) => (await codec.decodeRecord(value)).record as RawWebhookEvent,
+    decodeRaw: async (value) => decodeRawWebhookEvent(await codec.decodeRecord(value)),
     orgs,
     links,
     dedup: createRedisDedupStore(redis, {

@@ -166,7 +166,7 @@ const deployment = async () => {
     args: readonly string[] = [],
   ): Promise<{ code: number | null; stdout: string; stderr: string }> =>
     new Promise((resolve, reject) => {
-      const entry = fileURLToPath(new URL('../../lib/orgs/reseal-cli.ts', import.meta.url));
+      const entry = fileURLToPath(new URL('../../tools/orgs/reseal-cli.ts', import.meta.url));
       const child = spawn(process.execPath, [entry, ...args], {
         env: { ...process.env, ...env, ...keys },
         stdio: ['ignore', 'pipe', 'pipe'],

@@ -3,6 +3,7 @@ import { ConfluentSchemaRegistryValidationError } from '@kafkajs/confluent-schem
 import type { KafkaMessage } from 'kafkajs';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
+import type { RawWebhookEvent } from '../../lib/contracts/index.ts';
 import type { DedupStore } from '../../lib/dedup-store.ts';
 import { ErrorCode, PipelineError } from '../../lib/errors.ts';
 import type { HubSpotApi } from '../../lib/hubspot/index.ts';
@@ -11,7 +12,6 @@ import type { Org, OrgLookup } from '../../lib/orgs/index.ts';
 import {
   createRawEventHandler,
   type RawEventHandlerDeps,
-  type RawWebhookEvent,
 } from '../../services/processor/src/handle-raw-event.ts';
 import { createProcessorMetrics } from '../../services/processor/src/metrics.ts';
 import * as fixtures from '../fakes/hubspot-fixtures.ts';

@@ -7,7 +7,7 @@ import {
   parseWindow,
   sourceKeyOfDomainEvent,
   sourceKeyOfWebhookEvent,
-} from '../../lib/reprocess/index.ts';
+} from '../../tools/reprocess/index.ts';
 import {
   decideHandoff,
   decideTicketFieldChange,
@@ -33,7 +33,7 @@ const webhook = (event: object) => {
   return parsed.event;
 };
 
-describe('reprocess: a decision against what the domain topic holds (lib/reprocess/compare.ts)', () => {
+describe('reprocess: a decision against what the domain topic holds (tools/reprocess/compare.ts)', () => {
   it('given each HubSpot event type, when keyed, then it meets the key of the domain event it produces', () => {
     assert.equal(
       sourceKeyOfWebhookEvent(

@@ -6,6 +6,7 @@
 import Koa from 'koa';
 import Router from '@koa/router';
 import type { Registry } from 'prom-client';
+import type { WebhookRoute } from '../../../lib/contracts/index.ts';
 import type { Logger } from '../../../lib/log.ts';
 import type { Org, OrgDirectory, OrgRepository } from '../../../lib/orgs/index.ts';
 import type { IngestConfig } from './config.ts';
@@ -19,8 +20,6 @@ import { webhookRoutes } from './routes/webhooks.ts';
 import type { AcceptedEvent } from './webhook-batch.ts';
 
 export { MAX_BODY_BYTES } from './http.ts';
-
-export type WebhookRoute = 'OAUTH_APP' | 'PRIVATE_APP';
 
 /** Writes a batch's events durably (acks from all in-sync replicas); rejects when Kafka cannot. */
 export type RawEventSink = (

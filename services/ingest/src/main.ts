@@ -10,6 +10,7 @@ import {
   createDurableProducer,
   readTopicLimits,
 } from '../../../lib/kafka/index.ts';
+import { RAW_WEBHOOK_EVENT_RECORD } from '../../../lib/contracts/index.ts';
 import { createLogger, type Logger } from '../../../lib/log.ts';
 import { closeServer, createMetricsRegistry } from '../../../lib/metrics.ts';
 import { registerOrgDirectoryMetrics, type Org } from '../../../lib/orgs/index.ts';
@@ -90,7 +91,7 @@ export const startIngest = async (
         const headKey = `${key}\0${event.portalId}\0${event.subscriptionType}`;
         head = heads.get(headKey);
         if (head === undefined) {
-          head = codec.encodeRecordHead('io.opencx.pipeline.RawWebhookEvent', {
+          head = codec.encodeRecordHead(RAW_WEBHOOK_EVENT_RECORD, {
             receivedAt,
             route,
             orgId: org?.orgId ?? null,

@@ -1,3 +1,4 @@
+import { SkipReason, eventIdOf } from '../../../lib/contracts/index.ts';
 import { deriveEventId } from '../../../lib/ids.ts';
 import type {
   AiReply,
@@ -24,24 +25,6 @@ import type { Logger } from '../../../lib/log.ts';
 import type { Org } from '../../../lib/orgs/index.ts';
 import { threadLinkKey, ticketLinkKey, type SessionLink } from '../../../lib/session-links.ts';
 import type { OpenCxApi } from './opencx/client.ts';
-
-export const SkipReason = {
-  unknownOrg: 'unknown_org',
-  /** A thread with no session; a ticket's held events whose hold ended with no link. */
-  noLinkedSession: 'no_linked_session',
-  handedOff: 'handed_off',
-  duplicate: 'duplicate',
-  /** A hold check of a ticket that holds nothing (released already, or by another check). */
-  nothingHeld: 'nothing_held',
-  /** A hold check of a ticket still unlinked whose hold has not ended: it holds on. */
-  stillHeld: 'still_held',
-  /**
-   * A ticket change older than the newest change of its property applied to the session (one
-   * never applied, delivered again): applying it would overwrite the newer value.
-   */
-  stale: 'stale',
-} as const;
-export type SkipReason = (typeof SkipReason)[keyof typeof SkipReason];
 
 export type ApplyOutcome =
   | { readonly kind: 'applied' }
@@ -316,7 +299,7 @@ const applyCustomerMessage = async (
   if (aiText !== null) {
     await deps.emitAiReply({
       type: 'ai-reply',
-      eventId: deriveEventId('ai-reply', event.eventId),
+      eventId: eventIdOf.aiReply(event.eventId),
       orgId: event.orgId,
       portalId: event.portalId,
       threadId: event.threadId,

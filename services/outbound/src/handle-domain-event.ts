@@ -1,5 +1,5 @@
 import type { KafkaMessage } from 'kafkajs';
-import { DeadLetterReason } from '../../../lib/dead-letters/index.ts';
+import { DeadLetterReason, WaitReason } from '../../../lib/contracts/index.ts';
 import type { PipelineEvent } from '../../../lib/domain-events.ts';
 import { ErrorCode, PipelineError, describeError, isDependencyUnavailable } from '../../../lib/errors.ts';
 import { done, type HandlerOutcome } from '../../../lib/kafka/index.ts';
@@ -23,6 +23,11 @@ export type PipelineEventHandlerDeps = {
   readonly now?: () => number;
 };
 
+const upstreamWaitReason = {
+  hubspot: { rateLimited: WaitReason.hubspotRateLimited, unavailable: WaitReason.hubspotUnavailable },
+  opencx: { rateLimited: WaitReason.opencxRateLimited, unavailable: WaitReason.opencxUnavailable },
+} as const;
+
 /**
  * The organisation cannot take the event now: OpenCX (or HubSpot, for an AI reply) kept failing
  * with 5xx, 429 or timeouts through the in-memory retries, or the organisation is already
@@ -33,14 +38,14 @@ const waitForOrganisation = (error: PipelineError, now: number): HandlerOutcome 
   if (error.code === ErrorCode.tenantWaiting)
     return {
       kind: 'wait-for-tenant',
-      reason: error.upstream === 'hubspot' ? 'hubspot_budget' : 'tenant_waiting',
+      reason: error.upstream === 'hubspot' ? WaitReason.hubspotBudget : WaitReason.tenantWaiting,
       untilMs: now + (error.retryAfterMs ?? 1000),
     };
   if (!error.retriable || error.code === ErrorCode.recordTooLarge) return undefined;
-  const upstream = error.upstream ?? 'opencx';
+  const failing = upstreamWaitReason[error.upstream ?? 'opencx'];
   return {
     kind: 'wait-for-tenant',
-    reason: `${upstream}_${error.code === ErrorCode.upstreamRateLimited ? 'rate_limited' : 'unavailable'}`,
+    reason: error.code === ErrorCode.upstreamRateLimited ? failing.rateLimited : failing.unavailable,
     ...(error.retryAfterMs === undefined ? {} : { untilMs: now + error.retryAfterMs }),
   };
 };

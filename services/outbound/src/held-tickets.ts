@@ -1,7 +1,7 @@
 import type { Kafka } from 'kafkajs';
 import type { PipelineEvent } from '../../../lib/domain-events.ts';
 import { HeldTicketEvents } from '../../../lib/held-ticket-events.ts';
-import { deriveEventId } from '../../../lib/ids.ts';
+import { eventIdOf } from '../../../lib/contracts/index.ts';
 import type { RecordWriter } from '../../../lib/kafka/record-writer.ts';
 import type { Logger } from '../../../lib/log.ts';
 import type { SessionLinks } from '../../../lib/session-links.ts';
@@ -49,7 +49,7 @@ export const startHeldTickets = async (deps: {
       return deps.publish(deps.topics.domainEvents, [
         {
           type: 'ticket-hold-check',
-          eventId: deriveEventId('ticket-hold-check', deps.instance, ticket.orgId, ticket.ticketId, now),
+          eventId: eventIdOf.ticketHoldCheck(deps.instance, ticket.orgId, ticket.ticketId, now),
           orgId: ticket.orgId,
           portalId: ticket.portalId,
           ticketId: ticket.ticketId,

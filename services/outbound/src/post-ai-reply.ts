@@ -1,3 +1,4 @@
+import { SkipReason } from '../../../lib/contracts/index.ts';
 import type { AiReply } from '../../../lib/domain-events.ts';
 import { ErrorCode, PipelineError } from '../../../lib/errors.ts';
 import { catchUpOrRetryLater } from '../../../lib/kafka/table.ts';
@@ -5,7 +6,7 @@ import { claimOrWait, type DedupStore } from '../../../lib/dedup-store.ts';
 import type { HubSpotApi, OutgoingMessage } from '../../../lib/hubspot/index.ts';
 import type { Org } from '../../../lib/orgs/index.ts';
 import type { SessionLink } from '../../../lib/session-links.ts';
-import { SkipReason, type ApplyOutcome } from './apply-domain-event.ts';
+import type { ApplyOutcome } from './apply-domain-event.ts';
 
 /** The processor skips any message carrying this: our own reply's echo webhook. */
 export const AI_MARKER = '<!-- OpenCX-AI-Response -->';

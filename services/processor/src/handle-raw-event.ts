@@ -1,5 +1,10 @@
 import type { KafkaMessage } from 'kafkajs';
-import { DeadLetterReason } from '../../../lib/dead-letters/index.ts';
+import {
+  DeadLetterReason,
+  IgnoreReason,
+  WaitReason,
+  type RawWebhookEvent,
+} from '../../../lib/contracts/index.ts';
 import type { DomainEvent } from '../../../lib/domain-events.ts';
 import { ErrorCode, PipelineError, describeError, isDependencyUnavailable } from '../../../lib/errors.ts';
 import {
@@ -18,7 +23,6 @@ import type { SessionLinks } from '../../../lib/session-links.ts';
 import type { ProcessorMetrics } from './metrics.ts';
 import { claimOrWait, type DedupStore } from '../../../lib/dedup-store.ts';
 import {
-  IgnoreReason,
   checkDeliveryPortal,
   decideHandoff,
   decideNoteMirror,
@@ -31,17 +35,8 @@ import {
   type WebhookEvent,
 } from './rules/index.ts';
 
-/** The raw topic's record (schemas/raw-webhook-event.avsc). */
-export type RawWebhookEvent = {
-  readonly receivedAt: number;
-  readonly route: string;
-  readonly orgId: string | null;
-  readonly portalId: number;
-  readonly subscriptionType: string;
-  readonly event: string;
-};
-
 export type RawEventHandlerDeps = {
+  /** The raw record's bytes as a RawWebhookEvent; throws when they are not one. */
   readonly decodeRaw: (value: Buffer) => Promise<RawWebhookEvent>;
   readonly orgs: Pick<OrgDirectory, 'lookupById' | 'lookupByPortal'>;
   /** `catchUp` before trusting a miss: a link written moments ago may not have reached this replica yet. */
@@ -281,13 +276,16 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
     if (error.code === ErrorCode.tenantWaiting)
       return {
         kind: 'wait-for-tenant',
-        reason: 'hubspot_budget',
+        reason: WaitReason.hubspotBudget,
         untilMs: deps.now() + (error.retryAfterMs ?? 1000),
       };
     if (error.retriable && error.upstream === 'hubspot')
       return {
         kind: 'wait-for-tenant',
-        reason: error.code === ErrorCode.upstreamRateLimited ? 'hubspot_rate_limited' : 'hubspot_unavailable',
+        reason:
+          error.code === ErrorCode.upstreamRateLimited
+            ? WaitReason.hubspotRateLimited
+            : WaitReason.hubspotUnavailable,
         ...(error.retryAfterMs === undefined ? {} : { untilMs: deps.now() + error.retryAfterMs }),
       };
     return undefined;

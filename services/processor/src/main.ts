@@ -9,6 +9,7 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { KafkaMessage } from 'kafkajs';
+import { decodeRawWebhookEvent } from '../../../lib/contracts/index.ts';
 import { createDeadLetterWriter } from '../../../lib/dead-letters/index.ts';
 import { createRedisDedupStore } from '../../../lib/dedup-store.ts';
 import { createGroupMembership, readinessProbe, watchDependencies } from '../../../lib/dependency-health.ts';
@@ -31,7 +32,7 @@ import { createRedis } from '../../../lib/redis.ts';
 import { sleep } from '../../../lib/retry.ts';
 import { isEntryPoint, runAsProcess } from '../../../lib/service.ts';
 import { handlerSettings, loadProcessorConfig, type ProcessorConfig } from './config.ts';
-import { createRawEventHandler, type RawWebhookEvent } from './handle-raw-event.ts';
+import { createRawEventHandler } from './handle-raw-event.ts';
 import { createProcessorMetrics } from './metrics.ts';
 
 export type RunningProcessor = { readonly metricsPort: number; readonly stop: () => Promise<void> };
@@ -83,7 +84,7 @@ export const startProcessor = async (
   });
 
   const handleRawEvent = createRawEventHandler({
-    decodeRaw: async (value) => (await codec.decodeRecord(value)).record as RawWebhookEvent,
+    decodeRaw: async (value) => decodeRawWebhookEvent(await codec.decodeRecord(value)),
     orgs,
     links,
     dedup: createRedisDedupStore(redis, {

@@ -391,7 +391,7 @@ const run = (command: string, args: readonly string[], env: Record<string, strin
   });
 
 const dlq = (env: Record<string, string>, args: readonly string[]) =>
-  run(process.execPath, [`${repoRoot}lib/dead-letters/dlq-cli.ts`, ...args], {
+  run(process.execPath, [`${repoRoot}tools/dlq/dlq-cli.ts`, ...args], {
     ...env,
     LOG_LEVEL: 'silent',
   });

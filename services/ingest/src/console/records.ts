@@ -3,23 +3,24 @@
  * letters, and how a raw event is tied to what the processor made of it.
  */
 import {
+  IgnoreReason,
+  SubscriptionType,
+  decodeRawWebhookEvent,
+  eventIdOf,
+  type RawWebhookEvent,
+} from '../../../../lib/contracts/index.ts';
+import {
   DEAD_LETTER_ID_HEADER,
   DEAD_LETTER_RECORD,
   type ArchivedDeadLetter,
   type DeadLetter,
 } from '../../../../lib/dead-letters/index.ts';
-import { deriveEventId } from '../../../../lib/ids.ts';
 import type { AvroCodec } from '../../../../lib/registry.ts';
 import type { WindowRecord } from './topic-window.ts';
 
-/** schemas/raw-webhook-event.avsc, with the HubSpot event's JSON parsed (when it parses). */
-export type RawRecord = {
+/** A raw topic's record, with the HubSpot event's JSON parsed (when it parses). */
+export type RawRecord = Omit<RawWebhookEvent, 'event'> & {
   readonly position: WindowRecord;
-  readonly receivedAt: number;
-  readonly route: string;
-  readonly orgId: string | null;
-  readonly portalId: number;
-  readonly subscriptionType: string;
   readonly eventJson: string;
   readonly event: Readonly<Record<string, unknown>>;
 };
@@ -45,18 +46,8 @@ const parseObject = (json: string): Record<string, unknown> => {
 
 export const decodeRaw = async (codec: AvroCodec, position: WindowRecord): Promise<RawRecord> => {
   if (!position.value) throw new Error('no value');
-  const { record } = await codec.decodeRecord(position.value);
-  const eventJson = String(record.event);
-  return {
-    position,
-    receivedAt: epochMs(record.receivedAt),
-    route: String(record.route),
-    orgId: typeof record.orgId === 'string' ? record.orgId : null,
-    portalId: Number(record.portalId),
-    subscriptionType: String(record.subscriptionType),
-    eventJson,
-    event: parseObject(eventJson),
-  };
+  const { event, ...fields } = decodeRawWebhookEvent(await codec.decodeRecord(position.value));
+  return { ...fields, position, eventJson: event, event: parseObject(event) };
 };
 
 export const decodeDomain = async (codec: AvroCodec, position: WindowRecord): Promise<DomainRecord> => {
@@ -89,53 +80,51 @@ const text = (value: unknown): string | undefined =>
 export const hubspotField = (raw: RawRecord, name: string): string | undefined => text(raw.event[name]);
 
 /**
- * The ids of the domain events the processor's rules derive from this raw event
- * (services/processor/src/rules: deterministic ids). A domain event on the topic with one of
- * them is what became of it; none means skipped, not processed yet, or dead-lettered.
+ * The ids of the domain events the processor's rules derive from this raw event (the same
+ * recipes, lib/contracts). A domain event on the topic with one of them is what became of it;
+ * none means skipped, not processed yet, or dead-lettered.
  */
 export const expectedEventIds = (raw: RawRecord, orgId: string | undefined): readonly string[] => {
   if (orgId === undefined) return [];
   const objectId = hubspotField(raw, 'objectId');
   switch (raw.subscriptionType) {
-    case 'conversation.newMessage': {
+    case SubscriptionType.newMessage: {
       const messageId = hubspotField(raw, 'messageId');
       return messageId === undefined
         ? []
-        : [deriveEventId('customer-message', orgId, messageId), deriveEventId('rep-reply', orgId, messageId)];
+        : [eventIdOf.customerMessage(orgId, messageId), eventIdOf.repReply(orgId, messageId)];
     }
-    case 'conversation.propertyChange':
-      return objectId === undefined ? [] : [deriveEventId('handoff', orgId, objectId)];
-    case 'ticket.propertyChange': {
+    case SubscriptionType.conversationPropertyChange:
+      return objectId === undefined ? [] : [eventIdOf.handoff(orgId, objectId)];
+    case SubscriptionType.ticketPropertyChange: {
       const property = hubspotField(raw, 'propertyName');
       const occurredAt = raw.event.occurredAt;
       return objectId === undefined || property === undefined || typeof occurredAt !== 'number'
         ? []
-        : [deriveEventId('ticket-field-changed', orgId, objectId, property, occurredAt)];
+        : [eventIdOf.ticketFieldChanged(orgId, objectId, property, occurredAt)];
     }
-    case 'object.creation':
-      return objectId === undefined ? [] : [deriveEventId('note-mirrored', orgId, objectId)];
+    case SubscriptionType.objectCreation:
+      return objectId === undefined ? [] : [eventIdOf.noteMirrored(orgId, objectId)];
     default:
       return [];
   }
 };
 
-const SUPPORTED = new Set([
-  'conversation.newMessage',
-  'conversation.propertyChange',
-  'ticket.propertyChange',
-  'object.creation',
-]);
+const SUPPORTED: ReadonlySet<string> = new Set(Object.values(SubscriptionType));
 
 /**
  * Why the processor did nothing with an event, when the raw record alone tells (the rest of its
  * skip reasons need HubSpot's data or Redis, and are only in its log and processor_ignored_total).
  */
 export const evidentSkipReason = (raw: RawRecord, orgKnown: boolean): string | undefined => {
-  if (!SUPPORTED.has(raw.subscriptionType)) return 'unsupported_subscription_type';
-  if (!orgKnown) return 'unknown_portal (no organisation has this portal)';
-  if (raw.subscriptionType === 'conversation.propertyChange' && raw.event.propertyName !== 'assignedTo')
-    return 'property_not_assignment';
-  if (raw.subscriptionType === 'object.creation' && raw.event.objectTypeId !== '0-46')
-    return 'object_not_a_note';
+  if (!SUPPORTED.has(raw.subscriptionType)) return IgnoreReason.unsupportedType;
+  if (!orgKnown) return `${IgnoreReason.unknownPortal} (no organisation has this portal)`;
+  if (
+    raw.subscriptionType === SubscriptionType.conversationPropertyChange &&
+    raw.event.propertyName !== 'assignedTo'
+  )
+    return IgnoreReason.notAssignment;
+  if (raw.subscriptionType === SubscriptionType.objectCreation && raw.event.objectTypeId !== '0-46')
+    return IgnoreReason.notANote;
   return undefined;
 };

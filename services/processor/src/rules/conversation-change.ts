@@ -1,6 +1,5 @@
-import { deriveEventId } from '../../../../lib/ids.ts';
+import { IgnoreReason, eventIdOf } from '../../../../lib/contracts/index.ts';
 import { emit, ignore, type Decision } from './decision.ts';
-import { IgnoreReason } from './ignore-reasons.ts';
 import { isStaleChange } from './property-order.ts';
 import type { ConversationPropertyChangeEvent } from './webhook-event.ts';
 
@@ -35,7 +34,7 @@ export const decideHandoff = (event: ConversationPropertyChangeEvent, context: H
   return emit([
     {
       type: 'handoff',
-      eventId: deriveEventId('handoff', context.orgId, event.objectId),
+      eventId: eventIdOf.handoff(context.orgId, event.objectId),
       orgId: context.orgId,
       portalId: event.portalId,
       threadId: event.objectId,

@@ -1,5 +1,5 @@
 import type { DomainEvent } from '../../../../lib/domain-events.ts';
-import type { IgnoreReason } from './ignore-reasons.ts';
+import type { IgnoreReason } from '../../../../lib/contracts/index.ts';
 
 /** What a rule decides: events to emit (not before `notBefore`, when set), or nothing, and why. */
 export type Decision =

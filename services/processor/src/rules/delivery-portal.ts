@@ -1,9 +1,7 @@
-import { IgnoreReason } from './ignore-reasons.ts';
+import { IgnoreReason, WebhookRoute } from '../../../../lib/contracts/index.ts';
 
 /** Where a raw record came from: ingest's route, and the portal the event names. */
-export type Delivery = { readonly route: string; readonly portalId: number };
-
-export const PRIVATE_APP_ROUTE = 'PRIVATE_APP';
+export type Delivery = { readonly route: WebhookRoute; readonly portalId: number };
 
 /**
  * A private-app URL belongs to one organisation, so ingest routes its events to that
@@ -12,6 +10,6 @@ export const PRIVATE_APP_ROUTE = 'PRIVATE_APP';
  * HubSpot account's objects with this organisation's token: skipped.
  */
 export const checkDeliveryPortal = (delivery: Delivery, orgPortalId: number): IgnoreReason | undefined =>
-  delivery.route === PRIVATE_APP_ROUTE && delivery.portalId !== orgPortalId
+  delivery.route === WebhookRoute.privateApp && delivery.portalId !== orgPortalId
     ? IgnoreReason.portalMismatch
     : undefined;

@@ -1,5 +1,5 @@
 /** The seed's rules: pure functions of (event, re-fetched data, org settings) → Decision. No I/O here. */
-export { IgnoreReason } from './ignore-reasons.ts';
+export { IgnoreReason } from '../../../../lib/contracts/index.ts';
 export { emit, ignore, type Decision } from './decision.ts';
 export {
   handledEventTypes,
@@ -23,4 +23,4 @@ export { decideHandoff, type HandoffContext } from './conversation-change.ts';
 export { decideTicketFieldChange, type TicketChangeContext } from './ticket-change.ts';
 export { decideNoteMirror, isNoteCreation, NOTE_OBJECT_TYPE_ID, ticketOfNote } from './note-creation.ts';
 export { isStaleChange } from './property-order.ts';
-export { checkDeliveryPortal, PRIVATE_APP_ROUTE, type Delivery } from './delivery-portal.ts';
+export { checkDeliveryPortal, type Delivery } from './delivery-portal.ts';

@@ -1,7 +1,6 @@
-import { deriveEventId } from '../../../../lib/ids.ts';
+import { IgnoreReason, eventIdOf } from '../../../../lib/contracts/index.ts';
 import type { HubSpotMessage } from '../../../../lib/hubspot/messages.ts';
 import { emit, ignore, type Decision } from './decision.ts';
-import { IgnoreReason } from './ignore-reasons.ts';
 import type { NewMessageEvent } from './webhook-event.ts';
 
 export const AI_MARKERS = ['<!-- OpenCX-AI-Response -->', '🔄 AI decided to handoff'] as const;
@@ -71,7 +70,7 @@ export const routeNewMessage = (
     return emit([
       {
         type: 'rep-reply',
-        eventId: deriveEventId('rep-reply', context.orgId, message.id),
+        eventId: eventIdOf.repReply(context.orgId, message.id),
         ...base,
         text,
         actorId: sender,
@@ -86,7 +85,7 @@ export const routeNewMessage = (
     return emit([
       {
         type: 'rep-reply',
-        eventId: deriveEventId('rep-reply', context.orgId, message.id),
+        eventId: eventIdOf.repReply(context.orgId, message.id),
         ...base,
         text,
         actorId: sender,
@@ -101,7 +100,7 @@ export const routeNewMessage = (
   const events = [
     {
       type: 'customer-message',
-      eventId: deriveEventId('customer-message', context.orgId, message.id),
+      eventId: eventIdOf.customerMessage(context.orgId, message.id),
       ...base,
       text,
       subject: message.subject ?? null,

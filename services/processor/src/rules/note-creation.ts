@@ -1,7 +1,6 @@
-import { deriveEventId } from '../../../../lib/ids.ts';
+import { IgnoreReason, eventIdOf } from '../../../../lib/contracts/index.ts';
 import type { HubSpotNote } from '../../../../lib/hubspot/messages.ts';
 import { emit, ignore, type Decision } from './decision.ts';
-import { IgnoreReason } from './ignore-reasons.ts';
 import type { ObjectCreationEvent } from './webhook-event.ts';
 
 export const NOTE_OBJECT_TYPE_ID = '0-46';
@@ -34,7 +33,7 @@ export const decideNoteMirror = (
   return emit([
     {
       type: 'note-mirrored',
-      eventId: deriveEventId('note-mirrored', context.orgId, note.id),
+      eventId: eventIdOf.noteMirrored(context.orgId, note.id),
       orgId: context.orgId,
       portalId: event.portalId,
       ticketId: context.ticketId,

@@ -1,6 +1,5 @@
-import { deriveEventId } from '../../../../lib/ids.ts';
+import { IgnoreReason, eventIdOf } from '../../../../lib/contracts/index.ts';
 import { emit, ignore, type Decision } from './decision.ts';
-import { IgnoreReason } from './ignore-reasons.ts';
 import { isStaleChange } from './property-order.ts';
 import type { TicketPropertyChangeEvent } from './webhook-event.ts';
 
@@ -28,8 +27,7 @@ export const decideTicketFieldChange = (
   return emit([
     {
       type: 'ticket-field-changed',
-      eventId: deriveEventId(
-        'ticket-field-changed',
+      eventId: eventIdOf.ticketFieldChanged(
         context.orgId,
         event.objectId,
         event.propertyName,

@@ -1,10 +1,11 @@
 import { z } from 'zod';
+import { SubscriptionType } from '../../../../lib/contracts/index.ts';
 
 const id = z.union([z.string().min(1), z.number()]).transform(String);
 
 /** The HubSpot webhook events the rules read (facts file, section 1), as a discriminated union. */
 const NewMessage = z.looseObject({
-  subscriptionType: z.literal('conversation.newMessage'),
+  subscriptionType: z.literal(SubscriptionType.newMessage),
   portalId: z.number(),
   occurredAt: z.number(),
   objectId: id,
@@ -12,7 +13,7 @@ const NewMessage = z.looseObject({
   messageType: z.string().nullish(),
 });
 const ConversationPropertyChange = z.looseObject({
-  subscriptionType: z.literal('conversation.propertyChange'),
+  subscriptionType: z.literal(SubscriptionType.conversationPropertyChange),
   portalId: z.number(),
   occurredAt: z.number(),
   objectId: id,
@@ -20,7 +21,7 @@ const ConversationPropertyChange = z.looseObject({
   propertyValue: z.string().nullish(),
 });
 const TicketPropertyChange = z.looseObject({
-  subscriptionType: z.literal('ticket.propertyChange'),
+  subscriptionType: z.literal(SubscriptionType.ticketPropertyChange),
   portalId: z.number(),
   occurredAt: z.number(),
   objectId: id,
@@ -28,7 +29,7 @@ const TicketPropertyChange = z.looseObject({
   propertyValue: z.union([z.string(), z.number(), z.boolean()]).transform(String).nullish(),
 });
 const ObjectCreation = z.looseObject({
-  subscriptionType: z.literal('object.creation'),
+  subscriptionType: z.literal(SubscriptionType.objectCreation),
   portalId: z.number(),
   occurredAt: z.number(),
   objectId: id,
@@ -52,10 +53,10 @@ export type EventParse =
 
 /** A Map, not an object literal: a type named `toString` or `__proto__` must be unsupported, not Object's. */
 const schemas = new Map<string, z.ZodType<WebhookEvent>>([
-  ['conversation.newMessage', NewMessage],
-  ['conversation.propertyChange', ConversationPropertyChange],
-  ['ticket.propertyChange', TicketPropertyChange],
-  ['object.creation', ObjectCreation],
+  [SubscriptionType.newMessage, NewMessage],
+  [SubscriptionType.conversationPropertyChange, ConversationPropertyChange],
+  [SubscriptionType.ticketPropertyChange, TicketPropertyChange],
+  [SubscriptionType.objectCreation, ObjectCreation],
 ]);
 
 /** The event types these rules parse (others are unsupported); the HubSpot app subscribes to exactly these. */

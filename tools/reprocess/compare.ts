@@ -2,7 +2,7 @@
  * What changed: the current rules' decision for each raw event against the domain events the
  * domain topic already holds for the same HubSpot source. Pure: no Kafka, no clock.
  */
-import type { DomainEvent } from '../domain-events.ts';
+import type { DomainEvent } from '../../lib/domain-events.ts';
 import type { WebhookEvent } from '../../services/processor/src/rules/index.ts';
 
 /**

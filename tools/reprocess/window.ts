@@ -4,8 +4,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Kafka, KafkaMessage } from 'kafkajs';
-import { parseSince } from '../dead-letters/archive.ts';
-import { deleteThrowawayGroup as deleteGroup } from '../kafka/index.ts';
+import { parseSince } from '../../lib/dead-letters/index.ts';
+import { deleteThrowawayGroup as deleteGroup } from '../../lib/kafka/index.ts';
 
 export type TimeWindow = {
   /** Epoch ms, inclusive (Kafka record timestamps). */

@@ -3,14 +3,14 @@
  * (claim → produce → confirm, one letter at a time), which this module does not change.
  */
 import type { Producer } from 'kafkajs';
-import type { Redis } from '../redis.ts';
+import type { Redis } from '../../lib/redis.ts';
 import {
   replayDeadLetters,
   replayedMarkerKey,
   type ArchivedDeadLetter,
   type ReplayOutcome,
   type ReplaySummary,
-} from './archive.ts';
+} from '../../lib/dead-letters/index.ts';
 
 /**
  * Letters per second a replay writes unless told otherwise: a replayed burst lands on the

@@ -10,14 +10,17 @@
  */
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
-import { commonEnv, loadConfig, resolveSecretsKey } from '../config.ts';
-import { createDurableProducer, createKafka, topicsFor } from '../kafka/index.ts';
-import { createLogger } from '../log.ts';
-import { isEntryPoint } from '../service.ts';
-import { OrgDirectory } from './directory.ts';
-import { openStoredOrg } from './model.ts';
-import { createOrgRepository, type ResealResult } from './repository.ts';
-import { createSecretBox } from './secrets.ts';
+import { commonEnv, loadConfig, resolveSecretsKey } from '../../lib/config.ts';
+import { createDurableProducer, createKafka, topicsFor } from '../../lib/kafka/index.ts';
+import { createLogger } from '../../lib/log.ts';
+import { isEntryPoint } from '../../lib/service.ts';
+import {
+  OrgDirectory,
+  createOrgRepository,
+  createSecretBox,
+  openStoredOrg,
+  type ResealResult,
+} from '../../lib/orgs/index.ts';
 
 export const USAGE = 'usage: npm run orgs:reseal [-- --dry-run]';
 

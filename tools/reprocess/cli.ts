@@ -2,25 +2,25 @@
  * `npm run reprocess -- --org X --since 2h [--until T] [--dry-run] [--max-records N]`
  * Re-runs an organisation's raw HubSpot events of a time window through the processor's current
  * rules, prints what changed against the domain topic (new effects, newly skipped, ...) and, unless
- * --dry-run, writes the missing domain events (lib/reprocess/run.ts says why that is safe).
+ * --dry-run, writes the missing domain events (run.ts says why that is safe).
  * It reads the processor's configuration (KAFKA_*, SCHEMA_REGISTRY_URL, REDIS_*, SECRETS_KEY,
- * HUBSPOT_*, EMAIL_DELAY_MS): run it where the processor runs, with its environment. It sits in
- * lib/ (like the dlq command) so that it is in every service's image: `node lib/reprocess/cli.ts`.
+ * HUBSPOT_*, EMAIL_DELAY_MS): run it where the processor runs, with its environment (every
+ * service's image holds tools/: `node tools/reprocess/cli.ts`).
  * Exit codes: 0 done, 1 an outside system failed or some events could not be decided, 2 bad usage.
  */
 import { parseArgs } from 'node:util';
 import { SingleBar } from 'cli-progress';
-import { resolveSecretsKey } from '../config.ts';
-import { createDomainEventPublisher } from '../domain-event-publisher.ts';
-import type { DomainEvent } from '../domain-events.ts';
-import { createPortalClients } from '../hubspot/index.ts';
-import { createKafka, topicsFor } from '../kafka/index.ts';
-import { createLogger } from '../log.ts';
-import { OrgDirectory, createSecretBox } from '../orgs/index.ts';
-import { createRedisPropertyClock } from '../property-clock.ts';
-import { createRedisRateLimiter } from '../rate-limiter.ts';
-import { createRedis } from '../redis.ts';
-import { AvroCodec } from '../registry.ts';
+import { resolveSecretsKey } from '../../lib/config.ts';
+import { createDomainEventPublisher } from '../../lib/domain-event-publisher.ts';
+import type { DomainEvent } from '../../lib/domain-events.ts';
+import { createPortalClients } from '../../lib/hubspot/index.ts';
+import { createKafka, topicsFor } from '../../lib/kafka/index.ts';
+import { createLogger } from '../../lib/log.ts';
+import { OrgDirectory, createSecretBox } from '../../lib/orgs/index.ts';
+import { createRedisPropertyClock } from '../../lib/property-clock.ts';
+import { createRedisRateLimiter } from '../../lib/rate-limiter.ts';
+import { createRedis } from '../../lib/redis.ts';
+import { AvroCodec } from '../../lib/registry.ts';
 import {
   Change,
   ReprocessError,
@@ -30,9 +30,16 @@ import {
   type ReprocessPhase,
   type TimeWindow,
 } from './index.ts';
-import { sleep } from '../retry.ts';
-import { isEntryPoint } from '../service.ts';
-import { SessionLinks } from '../session-links.ts';
+import { sleep } from '../../lib/retry.ts';
+import { isEntryPoint } from '../../lib/service.ts';
+import { SessionLinks } from '../../lib/session-links.ts';
+import {
+  REGISTRY_CHECK_TIMEOUT_MS,
+  UpstreamUnavailable,
+  checkHubSpot,
+  checkSchemaRegistry,
+  explainUnavailable,
+} from '../upstreams.ts';
 import {
   handlerSettings,
   loadProcessorConfig,
@@ -136,6 +143,11 @@ const progressReporter = (
 /** An outside system's failure as the one line an operator can act on. */
 const explain = (error: unknown, config: ProcessorConfig): string => {
   if (error instanceof ReprocessError) return error.message;
+  if (error instanceof UpstreamUnavailable)
+    return explainUnavailable(
+      error,
+      error.upstream === 'hubspot' ? config.HUBSPOT_API_BASE_URL : config.SCHEMA_REGISTRY_URL,
+    );
   const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
   if (/KafkaJS|broker/i.test(message))
     return `cannot reach Kafka at ${config.KAFKA_BROKERS.join(',')} (${message.slice(0, 160)}); check KAFKA_BROKERS`;
@@ -181,6 +193,11 @@ export const runReprocess = async (
   const stops: (() => Promise<void>)[] = [];
   const progress = progressReporter(output);
   try {
+    // Without HubSpot or the registry no event can be decided: checked before the topics are read.
+    await Promise.all([
+      checkHubSpot(config.HUBSPOT_API_BASE_URL, config.HUBSPOT_TIMEOUT_MS),
+      checkSchemaRegistry(config.SCHEMA_REGISTRY_URL, REGISTRY_CHECK_TIMEOUT_MS),
+    ]);
     const admin = kafka.admin();
     await admin.connect();
     const existing = await admin.listTopics().finally(() => admin.disconnect());

@@ -14,21 +14,27 @@
 import { parseArgs } from 'node:util';
 import { SingleBar } from 'cli-progress';
 import { z } from 'zod';
-import { commonEnv, loadConfig } from '../config.ts';
-import { createDurableProducer, createKafka, topicsFor } from '../kafka/index.ts';
-import { createLogger } from '../log.ts';
-import { createRedis } from '../redis.ts';
-import { AvroCodec } from '../registry.ts';
-import { isEntryPoint } from '../service.ts';
-import { deadLetterId } from './letter.ts';
-import { DEFAULT_REPLAY_RATE, planReplay, replayAtRate } from './paced-replay.ts';
+import { commonEnv, loadConfig } from '../../lib/config.ts';
+import { createDurableProducer, createKafka, topicsFor } from '../../lib/kafka/index.ts';
+import { createLogger } from '../../lib/log.ts';
+import { createRedis } from '../../lib/redis.ts';
+import { AvroCodec } from '../../lib/registry.ts';
+import { isEntryPoint } from '../../lib/service.ts';
 import {
+  deadLetterId,
   parseSince,
   readDeadLetters,
   type ArchivedDeadLetter,
   type DeadLetterFilter,
   type ReplaySummary,
-} from './archive.ts';
+} from '../../lib/dead-letters/index.ts';
+import {
+  REGISTRY_CHECK_TIMEOUT_MS,
+  UpstreamUnavailable,
+  checkSchemaRegistry,
+  explainUnavailable,
+} from '../upstreams.ts';
+import { DEFAULT_REPLAY_RATE, planReplay, replayAtRate } from './paced-replay.ts';
 
 export const USAGE = [
   'usage: npm run dlq -- list|replay [--org ORG_ID] [--since 2h|2024-05-01T00:00:00Z|EPOCH_MS] [--reason REASON] [--limit N] [--json]',
@@ -307,6 +313,7 @@ type DlqConfig = ReturnType<typeof loadConfig<typeof dlqEnv>>;
 
 /** Turns a failure of an outside system into the one line an operator can act on. */
 const explain = (error: unknown, config: DlqConfig): string => {
+  if (error instanceof UpstreamUnavailable) return explainUnavailable(error, config.SCHEMA_REGISTRY_URL);
   const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
   if (/^Error: topic .* does not exist$/.test(message))
     return `${oneLine(message, 200).replace(/^Error: /, '')}; check KAFKA_TOPIC_PREFIX (the services create the topic when they start)`;
@@ -451,6 +458,8 @@ export const runDlq = async (argv: readonly string[], env: NodeJS.ProcessEnv): P
   });
   const codec = new AvroCodec({ url: config.SCHEMA_REGISTRY_URL, subjectPrefix: config.KAFKA_TOPIC_PREFIX });
   try {
+    // Without the registry every letter would read as undecodable: checked before the topic is read.
+    await checkSchemaRegistry(config.SCHEMA_REGISTRY_URL, REGISTRY_CHECK_TIMEOUT_MS);
     const { letters, undecodable, firstUndecodableError } = await readDeadLetters({
       kafka,
       codec,

@@ -12,23 +12,24 @@
  * - a publish that only collects: events are written (real run) after every decision is made,
  *   and only those whose id the domain topic does not hold yet.
  * Running it twice is safe: the second run finds the first one's events on the domain topic (ids
- * are derived from the HubSpot source, lib/ids.ts), and were one written twice, outbound sends
+ * are derived from the HubSpot source, lib/contracts), and were one written twice, outbound sends
  * it with the same Idempotency-Key, which OpenCX answers without applying it again.
  */
-import type { Kafka, KafkaMessage } from 'kafkajs';
+import type { Kafka } from 'kafkajs';
 import { Registry } from 'prom-client';
-import type { DedupStore } from '../dedup-store.ts';
-import type { DomainEvent } from '../domain-events.ts';
-import type { HubSpotApi } from '../hubspot/index.ts';
-import { createLogger } from '../log.ts';
-import type { Org, OrgDirectory } from '../orgs/index.ts';
-import type { PropertyClock, PropertyClockKey } from '../property-clock.ts';
-import type { AvroCodec } from '../registry.ts';
-import type { SessionLinks } from '../session-links.ts';
+import { WaitReason, decodeRawWebhookEvent } from '../../lib/contracts/index.ts';
+import type { DedupStore } from '../../lib/dedup-store.ts';
+import type { DomainEvent } from '../../lib/domain-events.ts';
+import type { HubSpotApi } from '../../lib/hubspot/index.ts';
+import type { HandlerOutcome } from '../../lib/kafka/index.ts';
+import { createLogger } from '../../lib/log.ts';
+import type { Org, OrgDirectory } from '../../lib/orgs/index.ts';
+import type { PropertyClock, PropertyClockKey } from '../../lib/property-clock.ts';
+import type { AvroCodec } from '../../lib/registry.ts';
+import type { SessionLinks } from '../../lib/session-links.ts';
 import {
   createRawEventHandler,
   type RawEventHandlerDeps,
-  type RawWebhookEvent,
 } from '../../services/processor/src/handle-raw-event.ts';
 import { createProcessorMetrics } from '../../services/processor/src/metrics.ts';
 import { parseWebhookEvent } from '../../services/processor/src/rules/index.ts';
@@ -40,7 +41,8 @@ import {
   type ComparedEvent,
   type CurrentOutcome,
 } from './compare.ts';
-import { ReprocessError, readTopicWindow, type TimeWindow } from './window.ts';
+import { UpstreamUnavailable } from '../upstreams.ts';
+import { ReprocessError, readTopicWindow, type TimeWindow, type WindowRecord } from './window.ts';
 
 export type ReprocessDeps = {
   readonly kafka: Kafka;
@@ -156,6 +158,25 @@ const resolveOrg = (orgs: ReprocessDeps['orgs'], orgId: string): Org => {
   }
 };
 
+/** The same client, each failure of a call handed to `failed` on its way to the caller. */
+const watchingFailures = (api: HubSpotApi, failed: (error: unknown) => void): HubSpotApi => {
+  const watched =
+    <A extends unknown[], R>(call: (...args: A) => Promise<R>) =>
+    (...args: A): Promise<R> =>
+      call(...args).catch((error: unknown) => {
+        failed(error);
+        throw error;
+      });
+  return {
+    getMessage: watched(api.getMessage),
+    getOriginalContent: watched(api.getOriginalContent),
+    getThread: watched(api.getThread),
+    getNote: watched(api.getNote),
+    postMessage: watched(api.postMessage),
+    listMessages: watched(api.listMessages),
+  };
+};
+
 const emptyCounts = (): Record<Change, number> =>
   Object.fromEntries(Object.values(Change).map((change) => [change, 0])) as Record<Change, number>;
 
@@ -211,13 +232,15 @@ export const reprocessWindow = async (
   // 2. Each through the processor's handler, as the processor builds it, with this run's stores.
   let captured: DomainEvent[] = [];
   let reconnectRequired = false;
+  let lastHubSpotFailure: string | undefined;
   const handle = createRawEventHandler({
-    decodeRaw: async (value) => (await deps.codec.decodeRecord(value)).record as RawWebhookEvent,
+    decodeRaw: async (value) => decodeRawWebhookEvent(await deps.codec.decodeRecord(value)),
     orgs: deps.orgs,
     links: deps.links,
     dedup: runDedupStore(),
     propertyClock: runPropertyClock(deps.propertyClock),
-    hubspotFor: deps.hubspotFor,
+    hubspotFor: (org) =>
+      watchingFailures(deps.hubspotFor(org), (error) => void (lastHubSpotFailure = describe(error))),
     publish: async (events) => void captured.push(...events),
     markReconnectRequired: async () => void (reconnectRequired = true),
     metrics: createProcessorMetrics(new Registry()),
@@ -227,37 +250,46 @@ export const reprocessWindow = async (
     sleep: deps.sleep,
   });
   const attempts = options.attempts ?? 5;
-  const decide = async (message: KafkaMessage): Promise<CurrentOutcome> => {
+  const decide = async (message: WindowRecord): Promise<CurrentOutcome> => {
     let lastError = '';
     for (let attempt = 1; attempt <= attempts; attempt++) {
       captured = [];
+      let outcome: HandlerOutcome;
       try {
-        const outcome = await handle(message);
-        switch (outcome.kind) {
-          case 'done':
-            return { kind: 'emitted', events: captured };
-          case 'skipped':
-            return { kind: 'skipped', reason: outcome.reason };
-          case 'dead-letter':
-            return { kind: 'dead-letter', reason: outcome.reason, error: outcome.error };
-          case 'retry':
-            lastError = outcome.error;
-            await deps.sleep(outcome.afterMs);
-            break;
-          case 'wait-for-tenant':
-            // The portal's HubSpot budget is spent, or HubSpot keeps failing: wait (at most 10 s
-            // a time) and try again; after the attempts the event is reported failed (run again).
-            lastError = `the portal must wait: ${outcome.reason}`;
-            await deps.sleep(Math.min(10_000, Math.max(1000, (outcome.untilMs ?? 0) - deps.now())));
-            break;
-          default: {
-            const unreachable: never = outcome;
-            return unreachable;
-          }
-        }
+        outcome = await handle(message);
       } catch (error) {
         // Unclassified (a bug): the processor would try a few times, then dead-letter it.
         return { kind: 'failed', error: `the handler threw: ${describe(error)}` };
+      }
+      switch (outcome.kind) {
+        case 'done':
+          return { kind: 'emitted', events: captured };
+        case 'skipped':
+          return { kind: 'skipped', reason: outcome.reason };
+        case 'dead-letter':
+          return { kind: 'dead-letter', reason: outcome.reason, error: outcome.error };
+        case 'retry':
+          lastError = outcome.error;
+          await deps.sleep(outcome.afterMs);
+          break;
+        case 'wait-for-tenant':
+          // HubSpot failed (no answer, 5xx) through the handler's own retries: every later event
+          // would go the same way, each through its retries again. The run stops; nothing is
+          // written before every event is decided, so it stops having written nothing.
+          if (outcome.reason === WaitReason.hubspotUnavailable)
+            throw new UpstreamUnavailable(
+              'hubspot',
+              `kept failing through ${deps.settings.retry.attempts} attempts of one call (${lastHubSpotFailure ?? outcome.reason}): stopped at raw event ${message.partition}@${message.offset}, nothing written`,
+            );
+          // The portal's HubSpot budget is spent, or HubSpot rate-limits it: wait (at most 10 s a
+          // time) and try again; after the attempts the event is reported failed (run again).
+          lastError = `the portal must wait: ${outcome.reason}`;
+          await deps.sleep(Math.min(10_000, Math.max(1000, (outcome.untilMs ?? 0) - deps.now())));
+          break;
+        default: {
+          const unreachable: never = outcome;
+          return unreachable;
+        }
       }
     }
     return { kind: 'failed', error: `still failing after ${attempts} attempts: ${lastError}` };
@@ -271,8 +303,10 @@ export const reprocessWindow = async (
     let sourceKey: string | undefined;
     let belongs = true;
     if (record.value) {
-      const decoded = await deps.codec.decodeRecord(record.value).catch(() => undefined);
-      const rawEvent = decoded?.record as RawWebhookEvent | undefined;
+      const rawEvent = await deps.codec
+        .decodeRecord(record.value)
+        .then(decodeRawWebhookEvent)
+        .catch(() => undefined);
       if (rawEvent) {
         subscriptionType = rawEvent.subscriptionType;
         // A portal-keyed record of another organisation with the same portal cannot be, but a
