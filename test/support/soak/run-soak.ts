@@ -443,7 +443,7 @@ export const lag = async (
   return { records, parkedTenants };
 };
 
-/** How many parked tenants' cursors a commit's metadata holds (lib/kafka/keyed-consumer.ts). */
+/** How many parked tenants' cursors a commit's metadata holds (lib/kafka/keyed-consumer/parking-cursors.ts). */
 const parkedIn = (metadata: string | null): number => {
   if (!metadata) return 0;
   try {
