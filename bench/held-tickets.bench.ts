@@ -12,7 +12,15 @@ import {
   ticketEffectsAt,
 } from '../test/support/busy-portal.ts';
 import { startTestPipeline, waitFor } from '../test/support/pipeline.ts';
-import { benchInfra, envInt, median, percentile, printTable, progress } from './support.ts';
+import {
+  benchInfra,
+  envInt,
+  median,
+  percentile,
+  printTable,
+  progress,
+  hubspotCallsByPurpose,
+} from './support.ts';
 
 const ROUNDS = envInt('BENCH_ROUNDS', 3);
 
@@ -25,15 +33,6 @@ type Run = {
   messagesMs: number;
   repliesMs: number;
   calls: string;
-};
-
-const purposeOf = (method: string, path: string, query: Record<string, string>): string => {
-  if (method === 'POST') return 'post_reply';
-  if (query.association === 'TICKET') return 'ticket_lookup';
-  if (path.startsWith('/crm/v3/objects/notes/')) return 'note';
-  if (/\/messages\/[^/]+$/.test(path)) return 'refetch_message';
-  if (path.endsWith('/messages')) return 'thread_history';
-  return `${method} ${path}`;
 };
 
 const oneRun = async (): Promise<Run> => {
@@ -63,11 +62,6 @@ const oneRun = async (): Promise<Run> => {
       300_000,
       100,
     );
-    const calls: Record<string, number> = {};
-    for (const request of pipeline.hubspot.requests) {
-      const purpose = purposeOf(request.method, request.path, request.query);
-      calls[purpose] = (calls[purpose] ?? 0) + 1;
-    }
     return {
       held: await pipeline.counter('outbound', 'outbound_held_ticket_events_total', { outcome: 'held' }),
       released: await pipeline.counter('outbound', 'outbound_held_ticket_events_total', {
@@ -78,9 +72,7 @@ const oneRun = async (): Promise<Run> => {
       lastMs: Math.max(...waits),
       messagesMs: Math.max(...sent.map((effect) => effect.at)) - started,
       repliesMs: Math.max(...pipeline.hubspot.posted.map((entry) => entry.at)) - started,
-      calls: Object.entries(calls)
-        .map(([purpose, n]) => `${purpose}=${n}`)
-        .join(' '),
+      calls: hubspotCallsByPurpose(pipeline.hubspot.requests),
     };
   } finally {
     await pipeline.stop();

@@ -5,21 +5,13 @@
 // Prints figures; asserts nothing (test/integration/hubspot-budget.int.spec.ts asserts the order).
 import * as fixtures from '../test/fakes/hubspot-fixtures.ts';
 import { startTestPipeline, waitFor } from '../test/support/pipeline.ts';
-import { benchInfra, envInt, median, progress } from './support.ts';
+import { benchInfra, envInt, median, progress, hubspotCallsByPurpose } from './support.ts';
 
 const CONVERSATIONS = envInt('BENCH_CONVERSATIONS', 100);
 const ROUNDS = envInt('BENCH_ROUNDS', 3);
 const THREADS = '/conversations/v3/conversations/threads/';
 
 type Run = { opencxMs: number; postedMs: number; lookedUpMs: number; callsBeforeOpencx: string };
-
-const purposeOf = (method: string, path: string, query: Record<string, string>): string => {
-  if (method === 'POST') return 'post_reply';
-  if (query.association === 'TICKET') return 'ticket_lookup';
-  if (/\/messages\/[^/]+$/.test(path)) return 'refetch_message';
-  if (path.endsWith('/messages')) return 'thread_history';
-  return `${method} ${path}`;
-};
 
 const oneRun = async (): Promise<Run> => {
   benchInfra();
@@ -47,11 +39,6 @@ const oneRun = async (): Promise<Run> => {
     const sent = () => pipeline.opencx.effects.filter((effect) => effect.kind === 'message-sent');
     await waitFor('every message at OpenCX', () => sent().length >= CONVERSATIONS, 120_000, 50);
     const opencxAt = Math.max(...sent().map((effect) => effect.at));
-    const calls: Record<string, number> = {};
-    for (const request of pipeline.hubspot.requests.filter((r) => r.at <= opencxAt)) {
-      const purpose = purposeOf(request.method, request.path, request.query);
-      calls[purpose] = (calls[purpose] ?? 0) + 1;
-    }
     await waitFor(
       'every AI answer posted',
       () => pipeline.hubspot.posted.length >= CONVERSATIONS,
@@ -72,9 +59,7 @@ const oneRun = async (): Promise<Run> => {
       opencxMs: opencxAt - started,
       postedMs: postedAt - started,
       lookedUpMs: lookedUpAt - started,
-      callsBeforeOpencx: Object.entries(calls)
-        .map(([purpose, n]) => `${purpose}=${n}`)
-        .join(' '),
+      callsBeforeOpencx: hubspotCallsByPurpose(pipeline.hubspot.requests.filter((r) => r.at <= opencxAt)),
     };
   } finally {
     await pipeline.stop();

@@ -315,3 +315,24 @@ export const measureWithOneRetry = async <T>(label: string, run: () => Promise<T
     return run();
   }
 };
+
+/** HubSpot requests the fake recorded, counted by the pipeline's purpose: "refetch_message=100 note=100 …". */
+export const hubspotCallsByPurpose = (
+  requests: readonly {
+    readonly method: string;
+    readonly path: string;
+    readonly query: Record<string, string>;
+  }[],
+): string => {
+  const purposeOf = ({ method, path, query }: (typeof requests)[number]): string => {
+    if (method === 'POST') return 'post_reply';
+    if (query.association === 'TICKET') return 'ticket_lookup';
+    if (path.startsWith('/crm/v3/objects/notes/')) return 'note';
+    if (/\/messages\/[^/]+$/.test(path)) return 'refetch_message';
+    if (path.endsWith('/messages')) return 'thread_history';
+    return `${method} ${path}`;
+  };
+  const calls = new Map<string, number>();
+  for (const request of requests) calls.set(purposeOf(request), (calls.get(purposeOf(request)) ?? 0) + 1);
+  return [...calls].map(([purpose, n]) => `${purpose}=${n}`).join(' ');
+};
