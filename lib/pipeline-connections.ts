@@ -1,6 +1,13 @@
 import type { Kafka, Producer } from 'kafkajs';
 import { resolveSecretsKey } from './config.ts';
-import { createDurableProducer, createKafka, ensureTopics, topicsFor, type Topics } from './kafka/index.ts';
+import {
+  createDurableProducer,
+  createKafka,
+  ensureTopics,
+  topicsFor,
+  whileLeadersSettle,
+  type Topics,
+} from './kafka/index.ts';
 import type { Logger } from './log.ts';
 import {
   OrgDirectory,
@@ -81,7 +88,8 @@ export const connectToPipeline = async (
   const codec = new AvroCodec({ url: config.SCHEMA_REGISTRY_URL, subjectPrefix: config.KAFKA_TOPIC_PREFIX });
   await codec.registerAll();
   const producer = createDurableProducer(kafka);
-  await producer.connect();
+  // The broker may restart between the first answer and here: waited out, not an exit.
+  await whileLeadersSettle('connecting the producer', () => producer.connect(), 60_000);
 
   if (secretsKey.previous)
     logger.info(

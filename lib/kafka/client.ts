@@ -7,6 +7,7 @@ import {
   type ITopicConfig,
   type Producer,
 } from 'kafkajs';
+import { isDependencyUnavailable } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { KAFKA_DEFAULT_MAX_BATCH_BYTES, type TopicLimit } from './batching-publisher.ts';
 import type { TopicSpec } from './topics.ts';
@@ -247,11 +248,12 @@ export const readTopicLimits = async (
 };
 
 /**
- * Runs a start-up read of a topic (offsets, configs) again while Kafka answers with a retriable
- * error, for up to `timeoutMs`. A topic another service created a moment ago has a leader in the
- * metadata before that broker serves it ("This server is not the leader for that
- * topic-partition"); kafkajs's own retries (about 3 s) run out on a loaded machine, and the
- * service then failed to start (found by the start-up test in CI).
+ * Runs a start-up step that talks to Kafka (a connect, a read of offsets or configs) again while
+ * Kafka answers with a retriable error or does not answer, for up to `timeoutMs`. A topic another
+ * service created a moment ago has a leader in the metadata before that broker serves it ("This
+ * server is not the leader for that topic-partition"), and a broker restarting while a replica
+ * starts refuses connections for seconds; kafkajs's own retries (about 3 s) run out before
+ * either is over, and the service would exit half started.
  */
 export const whileLeadersSettle = async <T>(
   what: string,
@@ -263,7 +265,8 @@ export const whileLeadersSettle = async <T>(
     try {
       return await read();
     } catch (error) {
-      const retriable = (error as { retriable?: unknown }).retriable === true;
+      const retriable =
+        (error as { retriable?: unknown }).retriable === true || isDependencyUnavailable(error);
       if (!retriable) throw error;
       if (Date.now() > deadline)
         throw new Error(`${what}: Kafka still refuses after ${timeoutMs} ms: ${String(error)}`, {

@@ -5,6 +5,7 @@ export {
   createDurableProducer,
   deleteThrowawayGroup,
   readTopicLimits,
+  whileLeadersSettle,
   type KafkaOptions,
 } from './client.ts';
 export { topicsFor, ORDERING_KEY_HEADER, type Topics, type TopicSpec } from './topics.ts';

@@ -2,7 +2,7 @@ import type { Kafka, Message } from 'kafkajs';
 import { ErrorCode, PipelineError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { BatchingPublisher } from './batching-publisher.ts';
-import { createDurableProducer, readTopicLimits } from './client.ts';
+import { createDurableProducer, readTopicLimits, whileLeadersSettle } from './client.ts';
 
 /**
  * Durable writes (acks=all) of many concurrent callers, sharing requests: kafkajs has no linger,
@@ -21,6 +21,9 @@ export type RecordWriter = {
   readonly close: () => Promise<void>;
 };
 
+/** How long a starting writer waits out a broker that does not answer (a restart takes seconds). */
+const STARTUP_KAFKA_WAIT_MS = 60_000;
+
 /** Its own producer: after a failed send it may be replaced, which must not cut other writers. */
 export const createRecordWriter = async (options: {
   readonly kafka: Kafka;
@@ -29,9 +32,16 @@ export const createRecordWriter = async (options: {
   readonly logger: Logger;
 }): Promise<RecordWriter> => {
   const { kafka } = options;
-  const admin = kafka.admin();
-  await admin.connect();
-  const limits = await readTopicLimits(admin, options.topics).finally(() => admin.disconnect());
+  // Start-up steps: a broker restarting meanwhile is waited out (STARTUP_KAFKA_WAIT_MS), not an exit.
+  const limits = await whileLeadersSettle(
+    `reading the size limits of ${options.topics.join(', ')}`,
+    async () => {
+      const admin = kafka.admin();
+      await admin.connect();
+      return readTopicLimits(admin, options.topics).finally(() => admin.disconnect());
+    },
+    STARTUP_KAFKA_WAIT_MS,
+  );
   const batching = new BatchingPublisher({
     createProducer: () => createDurableProducer(kafka),
     limits,
@@ -41,7 +51,7 @@ export const createRecordWriter = async (options: {
     failingForMs: 30000,
     logger: options.logger,
   });
-  await batching.connect();
+  await whileLeadersSettle('connecting a producer', () => batching.connect(), STARTUP_KAFKA_WAIT_MS);
   return {
     write: (topic, messages, what = `${messages.length} records`) =>
       batching.publish(topic, messages).catch((error: unknown) => {

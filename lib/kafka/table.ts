@@ -62,7 +62,7 @@ export class KafkaTable<V> {
   async start(timeoutMs = 60000): Promise<void> {
     const admin = this.#kafka.admin();
     this.#admin = admin;
-    await admin.connect();
+    await whileLeadersSettle(`connecting to read ${this.#topic}`, () => admin.connect(), timeoutMs);
     const ends = await whileLeadersSettle(`reading the end of ${this.#topic}`, () =>
       admin.fetchTopicOffsets(this.#topic),
     );
@@ -86,7 +86,7 @@ export class KafkaTable<V> {
       maxWaitTimeInMs: TABLE_FETCH_MAX_WAIT_MS,
     });
     this.#consumer = consumer;
-    await consumer.connect();
+    await whileLeadersSettle(`connecting the reader of ${this.#topic}`, () => consumer.connect(), timeoutMs);
     await consumer.subscribe({ topic: this.#topic, fromBeginning: true });
     await consumer.run({
       autoCommit: false,

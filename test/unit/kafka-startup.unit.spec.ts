@@ -22,6 +22,21 @@ describe('start-up reads of a topic that was just created', () => {
     assert.equal(calls, 3);
   });
 
+  it('regression (soak): given the broker restarting while a replica starts (connection refused, as kafkajs reports it after its own retries), when connecting, then it connects again until the broker answers', async () => {
+    let calls = 0;
+    const refused = (): Error =>
+      Object.assign(new Error('Connection error: connect ECONNREFUSED 127.0.0.1:9092'), {
+        name: 'KafkaJSNumberOfRetriesExceeded',
+      });
+    const answer = await whileLeadersSettle('connecting a producer', async () => {
+      calls++;
+      if (calls < 3) throw refused();
+      return 'connected';
+    });
+    assert.equal(answer, 'connected');
+    assert.equal(calls, 3);
+  });
+
   it('given an error that is not retriable, when read, then it is thrown at once', async () => {
     let calls = 0;
     await assert.rejects(
