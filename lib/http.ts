@@ -5,9 +5,9 @@ import { ErrorCode, PipelineError } from './errors.ts';
  * HTTP calls to HubSpot and OpenCX through undici's `request`, not `fetch`.
  *
  * Node's `fetch` is built on undici too, but wraps every call in WHATWG Request, Headers and
- * Response objects and a web stream for the body. In CPU profiles of the processor and outbound
- * at saturation it was the largest single cost: about 0.45 ms of CPU per call here, against
- * about 0.08 ms for `request` on the same keep-alive connections (bench/README.md, issue 10).
+ * Response objects and a web stream for the body: several times the CPU per call of `request`
+ * on the same keep-alive connections, and the largest single cost of the processor and outbound
+ * at saturation (figures in bench/README.md).
  */
 
 /** One answer, its body read whole (HubSpot's and OpenCX's answers are small JSON documents). */

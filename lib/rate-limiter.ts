@@ -131,8 +131,8 @@ export const createRedisRateLimiter = (
   const takeCustomerSlots = defineScript(redis, TAKE_CUSTOMER_SLOTS, 1);
   /**
    * Customer calls for a bucket that arrive in the same turn of the event loop (a fetched
-   * batch's conversations start together) ask Redis once, together (issue 10: one script call
-   * per OpenCX or HubSpot call was most of outbound's Redis time). Each resolves true when it got
+   * batch's conversations start together) ask Redis once, together: one script call per OpenCX
+   * or HubSpot call would be most of outbound's Redis time. Each resolves true when it got
    * a slot that way, false when the window had no room for it (it then asks on its own).
    */
   const pending = new Map<string, ((taken: boolean) => void)[]>();

@@ -83,7 +83,7 @@ export const createDeadLetterWriter = (options: {
     );
   // The consumer asks for every message it handles. The markers asked within one turn of the
   // event loop (a fetched batch's conversations starting together) are read with one MGET: one
-  // Redis command, not one per message (issue 10's profiles).
+  // Redis command, not one per message.
   const markers = new DataLoader<string, boolean>(
     async (keys) => (await options.redis.mget(...keys)).map((value) => value === WRITTEN),
     { cache: false, maxBatchSize: 500 },

@@ -7,8 +7,8 @@ import { createDurableProducer, readTopicLimits, whileLeadersSettle } from './cl
 /**
  * Durable writes (acks=all) of many concurrent callers, sharing requests: kafkajs has no linger,
  * and its idempotent producer sends one request at a time, so callers that each `send` on their
- * own queue behind each other (a new session's link waited ~0.5 s behind the others at a few
- * hundred events/s). One caller's refused record never fails another's (BatchingPublisher).
+ * own queue behind each other (at a few hundred events/s, a new session's link would wait about
+ * 0.5 s behind the others). One caller's refused record never fails another's (BatchingPublisher).
  */
 export type RecordWriter = {
   /**

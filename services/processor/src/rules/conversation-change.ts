@@ -28,8 +28,8 @@ export const decideHandoff = (event: ConversationPropertyChangeEvent, context: H
   // No session in this replica's links is not "no session": the thread's first message may be
   // on its way to OpenCX right now (emitted, not yet applied by outbound). The handoff follows
   // it on the same conversation's key, so outbound applies it after the session exists, and
-  // skips it (no_linked_session) when there never was one. Dropping it here let the AI answer
-  // a handed-off customer (the soak's "AI reply after handoff").
+  // skips it (no_linked_session) when there never was one. Dropping it here would let the AI
+  // answer a customer who was handed off.
   if (context.session?.handedOff) return ignore(IgnoreReason.alreadyHandedOff);
   return emit([
     {
