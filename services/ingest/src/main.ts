@@ -9,7 +9,7 @@ import { readTopicLimits } from '../../../lib/kafka/index.ts';
 import { listen } from '../../../lib/http-server.ts';
 import { createLogger, type Logger } from '../../../lib/log.ts';
 import { closeServer, createMetricsRegistry } from '../../../lib/metrics.ts';
-import { registerOrgDirectoryMetrics } from '../../../lib/orgs/index.ts';
+import { registerOrgDirectoryMetrics, type OrgDirectory } from '../../../lib/orgs/index.ts';
 import { connectToPipeline } from '../../../lib/pipeline-connections.ts';
 import { createRedis } from '../../../lib/redis.ts';
 import { isEntryPoint, runAsProcess } from '../../../lib/service.ts';
@@ -21,7 +21,12 @@ import { createHubSpotOAuth, createRedisOAuthStateLedger } from './oauth.ts';
 import { createRawEventSink, createRawTopicPublisher } from './raw-event-sink.ts';
 import { refreshExpiringTokens } from './token-refresher.ts';
 
-export type RunningIngest = { readonly port: number; readonly stop: () => Promise<void> };
+export type RunningIngest = {
+  readonly port: number;
+  /** The organisations as this replica sees them: edits made on the console reach it through Kafka. */
+  readonly orgs: Pick<OrgDirectory, 'stored'>;
+  readonly stop: () => Promise<void>;
+};
 
 export const startIngest = async (
   config: IngestConfig,
@@ -108,6 +113,7 @@ export const startIngest = async (
 
   return {
     port,
+    orgs,
     stop: async () => {
       clearInterval(refresher);
       await closeServer(server);
