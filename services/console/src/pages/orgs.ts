@@ -105,7 +105,7 @@ export const orgsPage = (data: {
           ? html``
           : html`<p class="note">
               "Connect HubSpot" needs the OAuth app: set HUBSPOT_CLIENT_ID and HUBSPOT_CLIENT_SECRET on
-              ingest.
+              ingest, and HUBSPOT_CLIENT_ID on the console.
             </p>`
       }
       ${
