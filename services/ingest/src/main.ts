@@ -19,7 +19,7 @@ import { loadIngestConfig, type IngestConfig } from './config.ts';
 import { createIngestMetrics } from './metrics.ts';
 import { createHubSpotOAuth, createRedisOAuthStateLedger } from './oauth.ts';
 import { createRawEventSink, createRawTopicPublisher } from './raw-event-sink.ts';
-import { refreshExpiringTokens } from './token-refresher.ts';
+import { startTokenRefresher } from './token-refresher.ts';
 
 export type RunningIngest = {
   readonly port: number;
@@ -74,21 +74,22 @@ export const startIngest = async (
       : undefined;
 
   // OAuth tokens live 30 minutes: refresh them ahead of time (one replica per org, via a Redis lock).
-  const refresher = oauth
-    ? setInterval(() => {
-        refreshExpiringTokens({
-          orgs,
-          oauth: oauth.client,
-          orgRepository,
-          redis,
-          lockPrefix: config.REDIS_KEY_PREFIX,
-          marginMs: config.OAUTH_REFRESH_MARGIN_MS,
-          now: Date.now,
-          logger,
-          onRefreshed: (outcome) => metrics.tokenRefreshes.inc({ outcome }),
-        }).catch((error: unknown) => logger.error({ err: error }, 'token refresh pass failed'));
-      }, config.OAUTH_REFRESH_CHECK_MS)
-    : undefined;
+  const refresher =
+    oauth &&
+    startTokenRefresher(
+      {
+        orgs,
+        oauth: oauth.client,
+        orgRepository,
+        redis,
+        lockPrefix: config.REDIS_KEY_PREFIX,
+        marginMs: config.OAUTH_REFRESH_MARGIN_MS,
+        now: Date.now,
+        logger,
+        onRefreshed: (outcome) => metrics.tokenRefreshes.inc({ outcome }),
+      },
+      config.OAUTH_REFRESH_CHECK_MS,
+    );
 
   const app = createIngestApp({
     config,
@@ -115,7 +116,7 @@ export const startIngest = async (
     port,
     orgs,
     stop: async () => {
-      clearInterval(refresher);
+      refresher?.stop();
       await closeServer(server);
       await publisher.close();
       await connections.close();
