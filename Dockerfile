@@ -1,5 +1,5 @@
-# One image for the three services; infra/compose/docker-compose.yml (and the Helm chart) pick
-# the service with the command, e.g. `node services/ingest/src/main.ts`.
+# One image for the three services and the console; infra/compose/docker-compose.yml (and the Helm
+# chart) pick the service with the command, e.g. `node services/ingest/src/main.ts`.
 # Node >= 22.18 runs the TypeScript sources directly (type stripping), so there is no build
 # step and no tsx: the same command as `npm run start:ingest`.
 FROM node:22-slim
@@ -21,6 +21,7 @@ COPY schemas ./schemas
 COPY tools ./tools
 
 USER node
-# ingest: webhooks, admin API, /healthz, /readyz, /metrics; processor / outbound: METRICS_PORT
-EXPOSE 3000 9465 9466
+# ingest (3000): webhooks, OAuth install, /healthz, /readyz, /metrics; console (8090): /console, the
+# admin API, /healthz, /readyz, /metrics; processor / outbound: METRICS_PORT
+EXPOSE 3000 9465 9466 8090
 CMD ["node", "services/ingest/src/main.ts"]

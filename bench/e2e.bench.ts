@@ -125,15 +125,17 @@ const main = async (): Promise<void> => {
   const ingest = new Replica('ingest', 1, env, logDir);
   const processor = new Replica('processor', 1, env, logDir);
   const outbound = new Replica('outbound', 1, env, logDir);
+  const consoleReplica = new Replica('console', 1, env, logDir);
   const results: StepResult[] = [];
   try {
     await ingest.start();
-    await Promise.all([processor.start(), outbound.start()]);
+    await Promise.all([processor.start(), outbound.start(), consoleReplica.start()]);
     const ingestUrl = `http://127.0.0.1:${ingest.port}`;
+    const consoleUrl = `http://127.0.0.1:${consoleReplica.port}`;
     const orgs: TestOrg[] = [];
     for (let index = 0; index < orgCount; index++)
       orgs.push(
-        await registerTestOrg(ingestUrl, hubspot, {
+        await registerTestOrg(consoleUrl, hubspot, {
           orgId: `bench-e2e-${prefixes.runId}-${index + 1}`,
           portalId: 96_000_000 + (parseInt(prefixes.runId.slice(0, 4), 16) % 1000) * 100 + index,
         }),
@@ -271,7 +273,7 @@ const main = async (): Promise<void> => {
       await sleep(2000);
     }
   } finally {
-    await Promise.allSettled([ingest.stop(), processor.stop(), outbound.stop()]);
+    await Promise.allSettled([ingest.stop(), processor.stop(), outbound.stop(), consoleReplica.stop()]);
     await Promise.allSettled([hubspot.close(), opencx.close()]);
     await cleanUpRun(infra, prefixes);
   }

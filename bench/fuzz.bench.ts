@@ -13,6 +13,8 @@
  */
 import fc from 'fast-check';
 import { createLogger } from '../lib/log.ts';
+import { loadConsoleConfig } from '../services/console/src/config.ts';
+import { startConsole } from '../services/console/src/main.ts';
 import { loadIngestConfig } from '../services/ingest/src/config.ts';
 import { startIngest } from '../services/ingest/src/main.ts';
 import { OAUTH_SECRET, PRIVATE_SECRET } from '../test/support/ingest-app.ts';
@@ -24,7 +26,16 @@ import {
   signedHeaders,
   type FuzzCase,
 } from '../test/support/ingest-fuzz.ts';
-import { benchInfra, cleanUpRun, envInt, fmt, newRunPrefixes, printTable, progress } from './support.ts';
+import {
+  benchInfra,
+  cleanUpRun,
+  envInt,
+  fmt,
+  newRunPrefixes,
+  printTable,
+  progress,
+  waitUntil,
+} from './support.ts';
 
 const REQUESTS = envInt('BENCH_FUZZ_REQUESTS', 100_000);
 const CONCURRENCY = envInt('BENCH_FUZZ_CONCURRENCY', 16);
@@ -44,27 +55,32 @@ const main = async (): Promise<void> => {
   if (!(globalThis as { gc?: unknown }).gc)
     progress('warning: no --expose-gc, memory is measured without a full GC first');
   const prefixes = newRunPrefixes('fuzz');
+  const env = {
+    KAFKA_BROKERS: infra.kafkaBrokers,
+    SCHEMA_REGISTRY_URL: infra.schemaRegistryUrl,
+    REDIS_URL: infra.redisUrl,
+    KAFKA_TOPIC_PREFIX: prefixes.topicPrefix,
+    REDIS_KEY_PREFIX: prefixes.redisPrefix,
+    KAFKA_REPLICATION_FACTOR: '1',
+    PORT: '0',
+    NODE_ENV: 'test',
+    HUBSPOT_CLIENT_ID: 'bench-client-id',
+    HUBSPOT_CLIENT_SECRET: OAUTH_SECRET,
+    ADMIN_TOKEN,
+    HUBSPOT_API_BASE_URL: 'http://127.0.0.1:9',
+  };
   const ingest = await startIngest(
-    loadIngestConfig({
-      KAFKA_BROKERS: infra.kafkaBrokers,
-      SCHEMA_REGISTRY_URL: infra.schemaRegistryUrl,
-      REDIS_URL: infra.redisUrl,
-      KAFKA_TOPIC_PREFIX: prefixes.topicPrefix,
-      REDIS_KEY_PREFIX: prefixes.redisPrefix,
-      KAFKA_REPLICATION_FACTOR: '1',
-      PORT: '0',
-      NODE_ENV: 'test',
-      HUBSPOT_CLIENT_ID: 'bench-client-id',
-      HUBSPOT_CLIENT_SECRET: OAUTH_SECRET,
-      ADMIN_TOKEN,
-      HUBSPOT_API_BASE_URL: 'http://127.0.0.1:9',
-    }),
+    loadIngestConfig(env),
     createLogger('ingest', process.env.BENCH_LOG_LEVEL ?? 'silent'),
   );
   const base = `http://127.0.0.1:${ingest.port}`;
+  const consoleService = await startConsole(
+    loadConsoleConfig({ ...env, PORT: '0', INGEST_PUBLIC_URL: base }),
+    createLogger('console', process.env.BENCH_LOG_LEVEL ?? 'silent'),
+  );
   try {
     // The generators' private-app URL is /webhooks/hubspot/private/tok-123: a real org's stands in.
-    const created = await fetch(`${base}/admin/orgs/acme`, {
+    const created = await fetch(`http://127.0.0.1:${consoleService.port}/admin/orgs/acme`, {
       method: 'PUT',
       headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
       body: JSON.stringify({
@@ -81,6 +97,8 @@ const main = async (): Promise<void> => {
     if (created.status !== 201) throw new Error(`PUT /admin/orgs/acme answered ${created.status}`);
     const privatePath = new URL(((await created.json()) as { legacyWebhookUrl: string }).legacyWebhookUrl)
       .pathname;
+    // Ingest learns of the organisation through the orgs topic.
+    await waitUntil('ingest to know the organisation', () => ingest.orgs.stored('acme') !== undefined);
     const onRealIngest = (fuzzCase: FuzzCase): FuzzCase =>
       // A real Kafka cannot be made to fail on cue: the sink-failure cases run with a working sink.
       ({ ...fuzzCase, sinkFails: false });
@@ -169,6 +187,7 @@ const main = async (): Promise<void> => {
     for (const violation of violations.slice(0, 10)) console.log(`  ${violation}`);
     if (violations.length > 0 || !healthy) process.exitCode = 1;
   } finally {
+    await consoleService.stop();
     await ingest.stop();
     await cleanUpRun(infra, prefixes);
   }

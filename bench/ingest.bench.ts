@@ -55,6 +55,7 @@ import {
   type Sample,
   topicRecordCount,
   waitUntil,
+  withConsole,
 } from './support.ts';
 
 const TARGETS = ['hello', 'naive', 'floor', 'ingest'] as const;
@@ -367,33 +368,29 @@ const main = async (): Promise<void> => {
     };
     const portalId = 95_000_000 + Math.floor(Math.random() * 900_000);
     if (targets.includes('ingest')) {
-      const ingest = await spawnServer(
-        'ingest',
-        {
-          ...common,
-          NODE_ENV: 'production',
-          LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'info',
-          KAFKA_TOPIC_PREFIX: prefixes.topicPrefix,
-          REDIS_KEY_PREFIX: prefixes.redisPrefix,
-          KAFKA_PARTITIONS: String(PARTITIONS),
-          KAFKA_REPLICATION_FACTOR: '1',
-          HUBSPOT_API_BASE_URL: hubspot.url,
-          HUBSPOT_CLIENT_SECRET: CLIENT_SECRET,
-          ADMIN_TOKEN,
-          SECRETS_KEY: randomBytes(32).toString('base64'),
-          METRICS_PORT: '0',
-        },
-        {
-          argv: [...profiled('ingest'), join(repoRoot, 'services/ingest/src/main.ts')],
-          readyPath: '/readyz',
-          logFile: join(workDir, 'ingest.log'),
-        },
-      );
-      servers.push(ingest);
-      await registerTestOrg(`http://127.0.0.1:${ingest.port}`, hubspot, {
-        orgId: `bench-ingest-${prefixes.runId}`,
-        portalId,
+      const ingestEnv = {
+        ...common,
+        NODE_ENV: 'production',
+        LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'info',
+        KAFKA_TOPIC_PREFIX: prefixes.topicPrefix,
+        REDIS_KEY_PREFIX: prefixes.redisPrefix,
+        KAFKA_PARTITIONS: String(PARTITIONS),
+        KAFKA_REPLICATION_FACTOR: '1',
+        HUBSPOT_API_BASE_URL: hubspot.url,
+        HUBSPOT_CLIENT_SECRET: CLIENT_SECRET,
+        ADMIN_TOKEN,
+        SECRETS_KEY: randomBytes(32).toString('base64'),
+        METRICS_PORT: '0',
+      };
+      const ingest = await spawnServer('ingest', ingestEnv, {
+        argv: [...profiled('ingest'), join(repoRoot, 'services/ingest/src/main.ts')],
+        readyPath: '/readyz',
+        logFile: join(workDir, 'ingest.log'),
       });
+      servers.push(ingest);
+      await withConsole(ingestEnv, (consoleUrl) =>
+        registerTestOrg(consoleUrl, hubspot, { orgId: `bench-ingest-${prefixes.runId}`, portalId }),
+      );
     }
     if (targets.includes('naive') || targets.includes('floor')) {
       const admin = kafka.admin();

@@ -5,6 +5,8 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Kafka, logLevel } from 'kafkajs';
 import { Redis } from 'ioredis';
+import { loadConsoleConfig } from '../services/console/src/config.ts';
+import { startConsole } from '../services/console/src/main.ts';
 import { waitFor } from '../test/support/pipeline.ts';
 
 /** The infrastructure, from the environment as the services read it, defaulting to the local stack. */
@@ -335,4 +337,23 @@ export const hubspotCallsByPurpose = (
   const calls = new Map<string, number>();
   for (const request of requests) calls.set(purposeOf(request), (calls.get(purposeOf(request)) ?? 0) + 1);
   return [...calls].map(([purpose, n]) => `${purpose}=${n}`).join(' ');
+};
+
+/**
+ * Registers organisations through a console of this process's own (the admin API lives on the
+ * console service, not on ingest), with the services' environment (the same SECRETS_KEY), then
+ * stops it. The services learn of the organisations through the orgs topic.
+ */
+export const withConsole = async <T>(
+  env: Record<string, string>,
+  use: (consoleUrl: string) => Promise<T>,
+): Promise<T> => {
+  const running = await startConsole(
+    loadConsoleConfig({ ...env, PORT: '0', METRICS_PORT: '0', LOG_LEVEL: 'silent' }),
+  );
+  try {
+    return await use(`http://127.0.0.1:${running.port}`);
+  } finally {
+    await running.stop();
+  }
 };

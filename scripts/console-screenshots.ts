@@ -1,7 +1,7 @@
 /**
  * Screenshots of every console page for the README: docs/console/*.png.
  *   node scripts/console-screenshots.ts
- * Starts what it needs in this process: the three services on their own topics and Redis keys
+ * Starts what it needs in this process: the services and the console on their own topics and Redis keys
  * (test/support/pipeline.ts), the HubSpot and OpenCX fakes, two organisations, a few
  * conversations (one that OpenCX refuses, so there is a dead letter), then drives Debian's
  * chromium (scripts/ci/ensure-chromium.sh) with playwright-core. Needs Kafka, the registry and
@@ -85,7 +85,7 @@ try {
     await page.screenshot({ path: `${outDir}${name}.png`, fullPage: true });
     process.stdout.write(`docs/console/${name}.png\n`);
   };
-  await page.goto(`${pipeline.ingestUrl}/console/orgs`);
+  await page.goto(`${pipeline.consoleUrl}/console/orgs`);
   await shoot('sign-in');
   await page.fill('input[name=token]', ADMIN_TOKEN);
   await page.click('button[type=submit]');
@@ -96,9 +96,9 @@ try {
     return (await page.innerText(`tr[data-org="acme-support"] td.dead-letters`)).trim() !== '0';
   });
   await shoot('organisations');
-  await page.goto(`${pipeline.ingestUrl}/console/events?org=acme-support&message=${searched}&search=1`);
+  await page.goto(`${pipeline.consoleUrl}/console/events?org=acme-support&message=${searched}&search=1`);
   await shoot('event-search');
-  await page.goto(`${pipeline.ingestUrl}/console/dead-letters?since=1h`);
+  await page.goto(`${pipeline.consoleUrl}/console/dead-letters?since=1h`);
   await shoot('dead-letters');
   await page.locator('tr.letter a').first().click();
   await shoot('dead-letter');

@@ -1,5 +1,6 @@
 /**
- * `npm start`: the local stack and all three services, each its own process, on loopback.
+ * `npm start`: the local stack, the three pipeline services and the console, each its own
+ * process, on loopback.
  * When HUBSPOT_API_BASE_URL / OPENCX_API_BASE_URL are not set, local sandboxes of both run here
  * (the test fakes), a demo organisation is registered, and a command is printed that sends a
  * signed sample webhook; its effect shows in the services' logs.
@@ -7,7 +8,8 @@
  * service exits on its own, the others are stopped and the exit is explained (dev-supervisor.ts).
  * With KAFKA_BROKERS, SCHEMA_REGISTRY_URL and REDIS_URL all set, that infrastructure is used and
  * infra/local is not started. Ports: PORT (ingest, 3000), PROCESSOR_METRICS_PORT (9465),
- * OUTBOUND_METRICS_PORT (9466), SANDBOX_CONTROL_PORT (4099).
+ * OUTBOUND_METRICS_PORT (9466), CONSOLE_PORT (the console and the admin API, 8090),
+ * SANDBOX_CONTROL_PORT (4099).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -136,12 +138,16 @@ const main = async (): Promise<void> => {
 
   const format = createLineFormatter({ pretty: !jsonLogs, colorize: process.stdout.isTTY === true });
   const supervised: SupervisedService[] = [];
-  // Each service and the port its /readyz answers on (ingest: its own; the others: metrics).
+  // Each service and the port its /readyz answers on (ingest and the console: their own; the
+  // others: metrics).
   const ports = {
     ingest: env.PORT ?? '3000',
     processor: process.env.PROCESSOR_METRICS_PORT ?? '9465',
     outbound: process.env.OUTBOUND_METRICS_PORT ?? '9466',
+    console: process.env.CONSOLE_PORT ?? '8090',
   };
+  const ingestUrl = `http://127.0.0.1:${env.PORT}`;
+  const consoleUrl = `http://127.0.0.1:${ports.console}`;
   for (const [service, port] of Object.entries(ports)) {
     const child = spawn(process.execPath, [`${root}services/${service}/src/main.ts`], {
       // Outbound logs each applied event at debug (per-event lines cost CPU at volume): on this
@@ -150,6 +156,7 @@ const main = async (): Promise<void> => {
         ...env,
         METRICS_PORT: port,
         ...(service === 'outbound' ? { LOG_LEVEL: process.env.LOG_LEVEL ?? 'debug' } : {}),
+        ...(service === 'console' ? { PORT: port, INGEST_PUBLIC_URL: ingestUrl } : {}),
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -174,13 +181,12 @@ const main = async (): Promise<void> => {
       void closeSandboxes().finally(() => process.exit(1));
     },
   });
-  const ingestUrl = `http://127.0.0.1:${env.PORT}`;
   // Started = every service answers /readyz.
   await Promise.all(Object.values(ports).map((port) => waitForReady(`http://127.0.0.1:${port}/readyz`)));
   started = true;
 
   if (sandbox) {
-    const response = await fetch(`${ingestUrl}/admin/orgs/${DEMO.orgId}`, {
+    const response = await fetch(`${consoleUrl}/admin/orgs/${DEMO.orgId}`, {
       method: 'PUT',
       headers: { authorization: `Bearer ${env.ADMIN_TOKEN}`, 'content-type': 'application/json' },
       body: JSON.stringify({
@@ -201,9 +207,10 @@ const main = async (): Promise<void> => {
       })}`,
     );
     say('then watch the processor emit a customer-message and outbound apply it and post the AI reply.');
-  } else {
-    say(`ready: ingest on ${ingestUrl} (admin API: Authorization: Bearer $ADMIN_TOKEN)`);
-  }
+  } else say(`ready: ingest on ${ingestUrl}`);
+  say(
+    `console on ${consoleUrl}/console: sign in with the admin token (ADMIN_TOKEN${process.env.ADMIN_TOKEN ? ', as you set it' : `, here ${env.ADMIN_TOKEN}`}); the admin API is ${consoleUrl}/admin/orgs/{orgId} with Authorization: Bearer $ADMIN_TOKEN`,
+  );
 
   const shutdown = async (): Promise<void> => {
     say('stopping services (infra keeps running; npm run infra:down stops it)');

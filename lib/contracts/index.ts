@@ -4,6 +4,8 @@
  * it, the rules included.
  */
 export {
+  HANDOFF_PROPERTY,
+  NOTE_OBJECT_TYPE_ID,
   RAW_WEBHOOK_EVENT_RECORD,
   SubscriptionType,
   WebhookRoute,

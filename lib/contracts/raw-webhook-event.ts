@@ -23,6 +23,12 @@ export type RawWebhookEvent = {
   readonly event: string;
 };
 
+/** The conversation property whose change is a handoff (the processor's rule; the console's "why skipped"). */
+export const HANDOFF_PROPERTY = 'assignedTo';
+
+/** HubSpot's object type id of a note: the only `object.creation` the pipeline mirrors. */
+export const NOTE_OBJECT_TYPE_ID = '0-46';
+
 /** The HubSpot subscription types the pipeline handles; the HubSpot app subscribes to exactly these. */
 export const SubscriptionType = {
   newMessage: 'conversation.newMessage',

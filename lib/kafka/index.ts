@@ -26,3 +26,20 @@ export {
 export { KafkaTable, type TableEntry } from './table.ts';
 export { done, type HandlerOutcome } from './handler-outcome.ts';
 export { createTenantGate, type TenantGate } from './tenant-gate.ts';
+export {
+  MissingTopicError,
+  TopicRead,
+  headersAsText,
+  rangesBetween,
+  rangesOfRecordAt,
+  readRanges,
+  readRecordAt,
+  readTopicWindows,
+  recordsIn,
+  windowRanges,
+  type PartitionRange,
+  type PartitionRanges,
+  type TopicWindow,
+  type WindowReadSummary,
+  type WindowRecord,
+} from './topic-window.ts';

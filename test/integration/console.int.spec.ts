@@ -3,14 +3,13 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { Kafka } from 'kafkajs';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
-import { createKafka, topicsFor } from '../../lib/kafka/index.ts';
+import { createKafka, readTopicWindows, topicsFor } from '../../lib/kafka/index.ts';
 import { createLogger } from '../../lib/log.ts';
 import * as fixtures from '../fakes/hubspot-fixtures.ts';
 import type { HubSpotMessage } from '../fakes/hubspot.ts';
-import { html } from '../../services/ingest/src/console/html.ts';
-import { eventSearchPage } from '../../services/ingest/src/console/pages.ts';
-import { createSessionSigner } from '../../services/ingest/src/console/session.ts';
-import { readTopicWindows } from '../../services/ingest/src/console/topic-window.ts';
+import { html } from '../../services/console/src/html.ts';
+import { eventSearchPage } from '../../services/console/src/pages/index.ts';
+import { createSessionSigner } from '../../services/console/src/session.ts';
 import { freePort } from '../support/processes.ts';
 import {
   ADMIN_TOKEN,
@@ -21,7 +20,7 @@ import {
 } from '../support/pipeline.ts';
 
 const ENSURE_CHROMIUM = fileURLToPath(new URL('../../scripts/ci/ensure-chromium.sh', import.meta.url));
-const INGEST = fileURLToPath(new URL('../../services/ingest/src/main.ts', import.meta.url));
+const CONSOLE = fileURLToPath(new URL('../../services/console/src/main.ts', import.meta.url));
 const WRONG_TOKEN = 'wrong-token-that-must-never-show-4f1e9c';
 
 /**
@@ -34,13 +33,13 @@ const ensureChromium = (): { path: string } | { why: string } => {
   return { why: (run.stderr || run.error?.message || 'ensure-chromium.sh failed').trim() };
 };
 
-/** An ingest of its own, as an OS process, so its log (stdout and stderr) can be read whole. */
-const spawnIngest = async (
+/** The console service, as an OS process, so its log (stdout and stderr) can be read whole. */
+const spawnConsole = async (
   env: Record<string, string>,
 ): Promise<{ child: ChildProcess; url: string; log: () => string }> => {
   const port = await freePort();
   let log = '';
-  const child = spawn(process.execPath, [INGEST], {
+  const child = spawn(process.execPath, [CONSOLE], {
     env: { ...process.env, ...env, PORT: String(port), LOG_LEVEL: 'debug' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -48,10 +47,10 @@ const spawnIngest = async (
   child.stderr?.on('data', (chunk: Buffer) => (log += chunk.toString()));
   const url = `http://127.0.0.1:${port}`;
   await waitFor(
-    'the console ingest to serve /healthz',
+    'the console to serve /healthz',
     async () => {
       if (child.exitCode !== null)
-        throw new Error(`ingest exited with ${child.exitCode}: ${log.slice(-2000)}`);
+        throw new Error(`the console exited with ${child.exitCode}: ${log.slice(-2000)}`);
       return fetch(`${url}/healthz`).then(
         (response) => response.ok,
         () => false,
@@ -67,7 +66,7 @@ describe('console: an operator signs in, finds an event and replays a dead lette
   let browserPath: string | undefined;
   let pipeline: TestPipeline;
   let org: TestOrg;
-  let ingest: Awaited<ReturnType<typeof spawnIngest>>;
+  let consoleService: Awaited<ReturnType<typeof spawnConsole>>;
   let browser: Browser;
   let context: BrowserContext;
   let page: Page;
@@ -99,7 +98,7 @@ describe('console: an operator signs in, finds an event and replays a dead lette
     return message;
   };
   const signIn = async (token: string): Promise<void> => {
-    await page.goto(`${ingest.url}/console/sign-in`);
+    await page.goto(`${consoleService.url}/console/sign-in`);
     await page.fill('input[name=token]', token);
     await page.click('button[type=submit]');
   };
@@ -114,7 +113,8 @@ describe('console: an operator signs in, finds an event and replays a dead lette
       this.skip();
     }
     browserPath = found.path;
-    pipeline = await startTestPipeline();
+    // The OAuth app configured on ingest (its install link) and the console (its install grants).
+    pipeline = await startTestPipeline({ env: { HUBSPOT_CLIENT_ID: 'console-test-client' } });
     org = await pipeline.createOrg();
     kafka = createKafka({
       clientId: 'console-test',
@@ -122,8 +122,12 @@ describe('console: an operator signs in, finds an event and replays a dead lette
       logger: createLogger('console-test', 'silent'),
     });
     // HUBSPOT_CLIENT_ID: the OAuth app is configured, so the "Connect HubSpot" link is offered.
-    [ingest, browser] = await Promise.all([
-      spawnIngest({ ...pipeline.env, HUBSPOT_CLIENT_ID: 'console-test-client' }),
+    [consoleService, browser] = await Promise.all([
+      spawnConsole({
+        ...pipeline.env,
+        HUBSPOT_CLIENT_ID: 'console-test-client',
+        INGEST_PUBLIC_URL: pipeline.ingestUrl,
+      }),
       chromium.launch({ executablePath: browserPath, args: ['--no-sandbox'] }),
     ]);
     context = await browser.newContext();
@@ -132,21 +136,21 @@ describe('console: an operator signs in, finds an event and replays a dead lette
   });
   after(async () => {
     await browser?.close();
-    if (ingest && ingest.child.exitCode === null) {
-      const exited = new Promise((resolve) => ingest.child.once('exit', resolve));
-      ingest.child.kill('SIGTERM');
+    if (consoleService && consoleService.child.exitCode === null) {
+      const exited = new Promise((resolve) => consoleService.child.once('exit', resolve));
+      consoleService.child.kill('SIGTERM');
       await exited;
     }
     await pipeline?.stop();
   });
 
   it('given no session, when a console page or form is asked for, then it answers with the sign-in page', async () => {
-    await page.goto(`${ingest.url}/console/dead-letters?since=1h`);
+    await page.goto(`${consoleService.url}/console/dead-letters?since=1h`);
 
     assert.equal(new URL(page.url()).pathname, '/console/sign-in');
     assert.equal(new URL(page.url()).searchParams.get('next'), '/console/dead-letters?since=1h');
     assert.ok(await page.isVisible('input[name=token][type=password]'));
-    const post = await fetch(`${ingest.url}/console/orgs/${org.orgId}/settings`, {
+    const post = await fetch(`${consoleService.url}/console/orgs/${org.orgId}/settings`, {
       method: 'POST',
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
       body: 'assistMode=on',
@@ -164,8 +168,8 @@ describe('console: an operator signs in, finds an event and replays a dead lette
     assert.ok(!(await page.content()).includes(WRONG_TOKEN), 'not echoed in the page');
     assert.deepEqual(await context.cookies(), [], 'no session');
     assert.ok(!urls.some((url) => url.includes(WRONG_TOKEN)), 'in no URL');
-    await waitFor('the refusal in the log', () => ingest.log().includes('sign-in refused'));
-    assert.ok(!ingest.log().includes(WRONG_TOKEN), 'in no log line');
+    await waitFor('the refusal in the log', () => consoleService.log().includes('sign-in refused'));
+    assert.ok(!consoleService.log().includes(WRONG_TOKEN), 'in no log line');
   });
 
   it('given the admin token, when signing in, then the organisations page lists the org and the session cookie holds no token', async () => {
@@ -201,7 +205,7 @@ describe('console: an operator signs in, finds an event and replays a dead lette
 
     assert.match((await page.innerText('[role=status]')) ?? '', new RegExp(`Settings of ${org.orgId} saved`));
     const stored = (await (
-      await fetch(`${pipeline.ingestUrl}/admin/orgs/${org.orgId}`, {
+      await fetch(`${pipeline.consoleUrl}/admin/orgs/${org.orgId}`, {
         headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
       })
     ).json()) as { settings: unknown; hubspot: { hasAccessToken: boolean; portalId: number } };
@@ -222,7 +226,7 @@ describe('console: an operator signs in, finds an event and replays a dead lette
     assert.equal((await answer).status(), 403);
     assert.match((await page.innerText('[role=alert]')) ?? '', /missing its CSRF token/);
     const stored = (await (
-      await fetch(`${pipeline.ingestUrl}/admin/orgs/${org.orgId}`, {
+      await fetch(`${pipeline.consoleUrl}/admin/orgs/${org.orgId}`, {
         headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
       })
     ).json()) as { settings: { ticketingEnabled: boolean } };
@@ -236,7 +240,7 @@ describe('console: an operator signs in, finds an event and replays a dead lette
       () => deliveredTexts('Console: where is my parcel? <b>now</b>') === 1,
     );
 
-    await page.goto(`${ingest.url}/console/events`);
+    await page.goto(`${consoleService.url}/console/events`);
     await page.selectOption('select[name=org]', org.orgId);
     await page.fill('input[name=message]', message.id);
     await page.click('fieldset button[type=submit]');
@@ -271,7 +275,7 @@ describe('console: an operator signs in, finds an event and replays a dead lette
     await postCustomerMessage(text);
     await waitFor('the dead letter', async () => (await deadLettersOnTopic()) > before);
 
-    await page.goto(`${ingest.url}/console/dead-letters?since=1h`);
+    await page.goto(`${consoleService.url}/console/dead-letters?since=1h`);
     const group = page.locator('tr.letter-group', { hasText: org.orgId });
     assert.match((await group.innerText()) ?? '', /opencx_rejected[\s\S]*1/);
     await page.locator('tr.letter', { hasText: 'opencx_rejected' }).locator('a').first().click();
@@ -297,7 +301,7 @@ describe('console: an operator signs in, finds an event and replays a dead lette
     await page.click('text=Replay this letter');
     assert.match((await page.innerText('[data-testid=dry-run]')) ?? '', /already replayed/);
     assert.match((await page.innerText('[data-testid=dry-run-summary]')) ?? '', /0 letters would be/);
-    await page.goto(`${ingest.url}/console/dead-letters?since=1h`);
+    await page.goto(`${consoleService.url}/console/dead-letters?since=1h`);
     await page.locator('tr.letter-group', { hasText: org.orgId }).locator('button').click();
     assert.match(
       (await page.innerText('[data-testid=dry-run-summary]')) ?? '',
@@ -316,6 +320,7 @@ describe('console: an operator signs in, finds an event and replays a dead lette
       windows: [{ topic: rawTopic, from: 0 }],
       maxRecords: 1,
       timeoutMs: 10000,
+      groupPrefix: 'console-test',
       onRecord: (record) => {
         seen.push(record.offset);
       },
@@ -342,15 +347,15 @@ describe('console: an operator signs in, finds an event and replays a dead lette
   });
 
   it('given a signed-in operator, when signing out, then the console asks for the token again and the admin token appeared in no URL or log', async () => {
-    await page.goto(`${ingest.url}/console/orgs`);
+    await page.goto(`${consoleService.url}/console/orgs`);
     await page.click('header button[type=submit]');
 
     assert.equal(new URL(page.url()).pathname, '/console/sign-in');
-    await page.goto(`${ingest.url}/console/orgs`);
+    await page.goto(`${consoleService.url}/console/orgs`);
     assert.equal(new URL(page.url()).pathname, '/console/sign-in');
     assert.ok(!urls.some((url) => url.includes(ADMIN_TOKEN)));
-    assert.ok(!ingest.log().includes(ADMIN_TOKEN));
-    assert.match(ingest.log(), /console: signed in/);
+    assert.ok(!consoleService.log().includes(ADMIN_TOKEN));
+    assert.match(consoleService.log(), /console: signed in/);
   });
 });
 

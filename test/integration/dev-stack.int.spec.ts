@@ -40,7 +40,8 @@ describe('npm start: readable logs, a sample webhook that works, a dead service 
 
   it('given npm start, when the printed command is run, then the webhook reaches OpenCX in readable logs; when the processor is killed, the others stop and the exit is explained', async () => {
     const runId = randomBytes(4).toString('hex');
-    const [port, processorPort, outboundPort, controlPort] = await Promise.all([
+    const [port, processorPort, outboundPort, consolePort, controlPort] = await Promise.all([
+      freePort(),
       freePort(),
       freePort(),
       freePort(),
@@ -57,6 +58,8 @@ describe('npm start: readable logs, a sample webhook that works, a dead service 
       PORT: String(port),
       PROCESSOR_METRICS_PORT: String(processorPort),
       OUTBOUND_METRICS_PORT: String(outboundPort),
+      CONSOLE_PORT: String(consolePort),
+      ADMIN_TOKEN: undefined,
       SANDBOX_CONTROL_PORT: String(controlPort),
       HUBSPOT_API_BASE_URL: undefined,
       OPENCX_API_BASE_URL: undefined,
@@ -74,9 +77,24 @@ describe('npm start: readable logs, a sample webhook that works, a dead service 
       () => /^\[dev-stack\] {5}(cd .+ && .+)$/m.exec(output)?.[1],
       40000,
     );
-    for (const [, service, pid] of output.matchAll(/(ingest|processor|outbound) \(pid (\d+)\)/g))
+    for (const [, service, pid] of output.matchAll(/(ingest|processor|outbound|console) \(pid (\d+)\)/g))
       pids.set(service ?? '', Number(pid));
-    assert.equal(pids.size, 3, output);
+    assert.equal(pids.size, 4, output);
+    // The console: where it is and how to sign in, and it answers there with that token.
+    const consoleLine = await waitFor(
+      'npm start to print the console line',
+      () =>
+        /^\[dev-stack\] console on (http:\S+)\/console: sign in with the admin token \(ADMIN_TOKEN, here (\S+)\);/m.exec(
+          output,
+        ) ?? undefined,
+    );
+    assert.equal(consoleLine[1], `http://127.0.0.1:${consolePort}`);
+    const signIn = await fetch(`${consoleLine[1]}/console/sign-in`, {
+      method: 'POST',
+      body: new URLSearchParams({ token: consoleLine[2] ?? '', next: '/console/orgs' }),
+      redirect: 'manual',
+    });
+    assert.equal(signIn.status, 303, 'the printed token signs in');
     assert.match(
       command,
       new RegExp(
@@ -97,7 +115,7 @@ describe('npm start: readable logs, a sample webhook that works, a dead service 
     await waitFor('outbound to apply the customer message', () =>
       /^\[outbound\] \[\d{2}:\d{2}:\d{2}\.\d{3}\] DEBUG: applied \{.*"type":"customer-message"/m.test(output),
     );
-    assert.doesNotMatch(output, /^\[(ingest|processor|outbound)\] \{"level"/m, 'no raw JSON lines');
+    assert.doesNotMatch(output, /^\[(ingest|processor|outbound|console)\] \{"level"/m, 'no raw JSON lines');
 
     process.kill(pids.get('processor') ?? 0, 'SIGKILL');
 
@@ -107,11 +125,13 @@ describe('npm start: readable logs, a sample webhook that works, a dead service 
       output,
       /\[dev-stack\] Its last \d+ lines?:\n\[dev-stack\] {5}\[\d{2}:\d{2}:\d{2}\.\d{3}\] [A-Z]+: /,
     );
-    assert.match(output, /\[dev-stack\] Stopped the others \(ingest, outbound\)/);
+    assert.match(output, /\[dev-stack\] Stopped the others \(ingest, outbound, console\)/);
     assert.match(output, /\[dev-stack\] Next: fix what its last lines say/);
     assert.ok(
-      !alive(pids.get('ingest') ?? 0) && !alive(pids.get('outbound') ?? 0),
-      'ingest and outbound stopped',
+      !alive(pids.get('ingest') ?? 0) &&
+        !alive(pids.get('outbound') ?? 0) &&
+        !alive(pids.get('console') ?? 0),
+      'ingest, outbound and the console stopped',
     );
   });
 });

@@ -6,12 +6,13 @@ import { fileURLToPath } from 'node:url';
 import { freePort } from '../support/processes.ts';
 import { waitFor } from '../support/pipeline.ts';
 
-const entry = fileURLToPath(new URL('../../services/ingest/src/main.ts', import.meta.url));
+const entryOf = (service: 'ingest' | 'console'): string =>
+  fileURLToPath(new URL(`../../services/${service}/src/main.ts`, import.meta.url));
 
-/** Runs ingest as its own process until it exits; what it wrote to stderr and its exit code. */
-const runIngest = (env: Record<string, string>) =>
+/** Runs a service as its own process until it exits; what it wrote to stderr and its exit code. */
+const runService = (service: 'ingest' | 'console', env: Record<string, string>) =>
   new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
-    const child = spawn(process.execPath, [entry], {
+    const child = spawn(process.execPath, [entryOf(service)], {
       env: { PATH: process.env.PATH ?? '', LOG_LEVEL: 'silent', NODE_ENV: 'test', ...env },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
@@ -22,6 +23,7 @@ const runIngest = (env: Record<string, string>) =>
     // A service that started instead of failing is the bug: stop it so mocha can report.
     setTimeout(() => child.kill('SIGKILL'), 45000).unref();
   });
+const runIngest = (env: Record<string, string>) => runService('ingest', env);
 
 /**
  * Regression: a bad variable printed a PipelineError with its stack trace (thrown synchronously,
@@ -84,7 +86,7 @@ describe('ingest start-up failures', function () {
     const bootstrapPort = await freePort();
     const httpPort = await freePort();
     const runId = randomBytes(4).toString('hex');
-    const child = spawn(process.execPath, [entry], {
+    const child = spawn(process.execPath, [entryOf('ingest')], {
       env: {
         PATH: process.env.PATH ?? '',
         LOG_LEVEL: 'silent',
@@ -146,5 +148,45 @@ describe('ingest start-up failures', function () {
         `^ingest: cannot start: Kafka at 127\\.0\\.0\\.1:${nothingThere} did not answer for \\d+ s \\(KAFKA_STARTUP_WAIT_MS\\): check that the brokers run and KAFKA_BROKERS names them`,
       ),
     );
+  });
+});
+
+describe('console start-up failures (the same one-line exits as ingest)', function () {
+  this.timeout(60000);
+
+  it('given PORT=abc, when the console starts, then it exits 1 with one stderr line naming PORT', async () => {
+    const { code, stderr } = await runService('console', { PORT: 'abc' });
+    assert.equal(code, 1);
+    const lines = stderr.trimEnd().split('\n');
+    assert.equal(lines.length, 1, stderr);
+    assert.match(lines[0] ?? '', /^console: cannot start: invalid configuration: PORT = "abc"/);
+  });
+
+  it('given the port already in use, when the console starts, then it exits 1 with one stderr line saying which port and what to do', async () => {
+    const blocker: Server = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '0.0.0.0', resolve));
+    const address = blocker.address();
+    const port = typeof address === 'object' && address ? address.port : 0;
+    try {
+      const runId = randomBytes(4).toString('hex');
+      const { code, stderr } = await runService('console', {
+        PORT: String(port),
+        KAFKA_BROKERS: process.env.KAFKA_BROKERS ?? '',
+        SCHEMA_REGISTRY_URL: process.env.SCHEMA_REGISTRY_URL ?? '',
+        REDIS_URL: process.env.REDIS_URL ?? '',
+        KAFKA_TOPIC_PREFIX: `startup-port-${runId}-`,
+        REDIS_KEY_PREFIX: `test:${runId}:`,
+        KAFKA_REPLICATION_FACTOR: '1',
+      });
+      assert.equal(code, 1);
+      const lines = stderr.trimEnd().split('\n');
+      assert.equal(lines.length, 1, stderr);
+      assert.equal(
+        lines[0],
+        `console: cannot start: port ${port} is already in use: stop the process listening on it, or set PORT to a free port`,
+      );
+    } finally {
+      await new Promise((resolve) => blocker.close(resolve));
+    }
   });
 });

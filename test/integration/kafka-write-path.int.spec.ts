@@ -7,7 +7,7 @@ import { ErrorCode, PipelineError } from '../../lib/errors.ts';
 import { createKafka, ensureTopics, topicsFor } from '../../lib/kafka/index.ts';
 import { createLogger } from '../../lib/log.ts';
 import { AvroCodec } from '../../lib/registry.ts';
-import { MAX_BODY_BYTES } from '../../services/ingest/src/http.ts';
+import { MAX_BODY_BYTES } from '../../lib/http-server.ts';
 import * as fixtures from '../fakes/hubspot-fixtures.ts';
 import { startTestPipeline, waitFor, type TestPipeline } from '../support/pipeline.ts';
 import { readTopicToEnd } from '../support/topic-reader.ts';

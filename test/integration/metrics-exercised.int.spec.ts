@@ -14,8 +14,8 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { startIngest } from '../../services/ingest/src/main.ts';
-import { loadIngestConfig } from '../../services/ingest/src/config.ts';
+import { startConsole } from '../../services/console/src/main.ts';
+import { loadConsoleConfig } from '../../services/console/src/config.ts';
 import { createLogger } from '../../lib/log.ts';
 import { createRedis, type Redis } from '../../lib/redis.ts';
 import * as fixtures from '../fakes/hubspot-fixtures.ts';
@@ -137,6 +137,7 @@ describe('every metric a dashboard panel or an alert names moves (real Kafka, fa
     assert.ok(processor);
     const w = watchMetrics(() => [
       `${p.ingestUrl}/metrics`,
+      `${p.consoleUrl}/metrics`,
       `http://127.0.0.1:${processor.metricsPort}/metrics`,
       `http://127.0.0.1:${outbound.metricsPort}/metrics`,
     ]);
@@ -294,9 +295,9 @@ describe('every metric a dashboard panel or an alert names moves (real Kafka, fa
 
     // An organisation written by a deployment with another SECRETS_KEY: unreadable here.
     const sealedElsewhere = async (): Promise<void> => {
-      const elsewhere = await startIngest(
-        loadIngestConfig({ ...p.env, SECRETS_KEY: randomBytes(32).toString('base64') }),
-        createLogger('ingest-elsewhere', 'silent'),
+      const elsewhere = await startConsole(
+        loadConsoleConfig({ ...p.env, SECRETS_KEY: randomBytes(32).toString('base64') }),
+        createLogger('console-elsewhere', 'silent'),
       );
       try {
         await registerTestOrg(`http://127.0.0.1:${elsewhere.port}`, p.hubspot, {

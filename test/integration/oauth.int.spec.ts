@@ -42,7 +42,7 @@ const refreshes = async (pipeline: TestPipeline, outcome: string): Promise<numbe
 
 const hubspotView = async (pipeline: TestPipeline, orgId: string) =>
   (
-    (await (await fetch(`${pipeline.ingestUrl}/admin/orgs/${orgId}`, { headers: admin })).json()) as {
+    (await (await fetch(`${pipeline.consoleUrl}/admin/orgs/${orgId}`, { headers: admin })).json()) as {
       hubspot: { portalId: number; reconnectRequired: boolean; tokenExpiresAt: number };
     }
   ).hubspot;
@@ -82,7 +82,7 @@ describe('OAuth install, callback and token refresh', function () {
 
   it("given the admin API's install link, when opened in a browser, then it redirects to HubSpot's consent screen", async () => {
     const view = (await (
-      await fetch(`${pipeline.ingestUrl}/admin/orgs/${org.orgId}`, { headers: admin })
+      await fetch(`${pipeline.consoleUrl}/admin/orgs/${org.orgId}`, { headers: admin })
     ).json()) as { oauthInstallUrl: string };
     const response = await fetch(view.oauthInstallUrl, { redirect: 'manual' });
     assert.equal(response.status, 302);
@@ -105,7 +105,7 @@ describe('OAuth install, callback and token refresh', function () {
     assert.equal(callback.status, 200);
     assert.deepEqual(await callback.json(), { connected: true, orgId: org.orgId, portalId });
     const view = (await (
-      await fetch(`${pipeline.ingestUrl}/admin/orgs/${org.orgId}`, { headers: admin })
+      await fetch(`${pipeline.consoleUrl}/admin/orgs/${org.orgId}`, { headers: admin })
     ).json()) as { hubspot: { portalId: number; hasAccessToken: boolean; tokenExpiresAt: number } };
     assert.equal(view.hubspot.portalId, portalId);
     assert.ok(view.hubspot.tokenExpiresAt > Date.now());
@@ -142,7 +142,7 @@ describe('OAuth install, callback and token refresh', function () {
     );
     // Deleted, it is refreshed no more: the passes below this test see a quiet refresher.
     assert.equal(
-      (await fetch(`${pipeline.ingestUrl}/admin/orgs/${due.orgId}`, { method: 'DELETE', headers: admin }))
+      (await fetch(`${pipeline.consoleUrl}/admin/orgs/${due.orgId}`, { method: 'DELETE', headers: admin }))
         .status,
       204,
     );
@@ -193,7 +193,7 @@ describe('OAuth install, callback and token refresh', function () {
     );
     assert.equal(replay.status, 400);
     const view = (await (
-      await fetch(`${pipeline.ingestUrl}/admin/orgs/${target.orgId}`, { headers: admin })
+      await fetch(`${pipeline.consoleUrl}/admin/orgs/${target.orgId}`, { headers: admin })
     ).json()) as { hubspot: { portalId: number } };
     assert.equal(view.hubspot.portalId, winner.portalId);
   });

@@ -236,7 +236,7 @@ describe('processor on real Kafka and Redis: dedup, email delay, rate limits, po
       await waitFor(
         'reconnectRequired in the admin API',
         async () => {
-          const response = await fetch(`${pipeline.ingestUrl}/admin/orgs/${org.orgId}`, {
+          const response = await fetch(`${pipeline.consoleUrl}/admin/orgs/${org.orgId}`, {
             headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
           });
           const body = (await response.json()) as { hubspot: { reconnectRequired: boolean } };
@@ -260,7 +260,7 @@ describe('processor on real Kafka and Redis: dedup, email delay, rate limits, po
 
     it('given an unknown portal, a deleted org and an unsupported type, when posted, then 200 and each is dropped and counted', async () => {
       const deleted = await pipeline.createOrg({ portalId: 8_400_001 });
-      const removal = await fetch(`${pipeline.ingestUrl}/admin/orgs/${deleted.orgId}`, {
+      const removal = await fetch(`${pipeline.consoleUrl}/admin/orgs/${deleted.orgId}`, {
         method: 'DELETE',
         headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
       });

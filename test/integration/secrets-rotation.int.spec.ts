@@ -7,6 +7,8 @@ import { createDurableProducer, createKafka, topicsFor } from '../../lib/kafka/i
 import { createLogger } from '../../lib/log.ts';
 import type { StoredOrg } from '../../lib/orgs/index.ts';
 import { OrgDirectory, createSecretBox, hashWebhookToken, type OrgLookup } from '../../lib/orgs/index.ts';
+import { startConsole } from '../../services/console/src/main.ts';
+import { loadConsoleConfig } from '../../services/console/src/config.ts';
 import { startIngest, type RunningIngest } from '../../services/ingest/src/main.ts';
 import { loadIngestConfig } from '../../services/ingest/src/config.ts';
 import { startProcessor, type RunningProcessor } from '../../services/processor/src/main.ts';
@@ -24,6 +26,8 @@ const key = (): string => randomBytes(32).toString('base64');
 
 type Services = {
   readonly ingestUrl: string;
+  /** The admin API. */
+  readonly consoleUrl: string;
   readonly ingest: RunningIngest;
   readonly stop: () => Promise<void>;
 };
@@ -65,13 +69,18 @@ const deployment = async () => {
   const start = async (keys: Record<string, string>): Promise<Services> => {
     const withKeys = { ...env, ...keys };
     const ingest = await startIngest(loadIngestConfig(withKeys), log('ingest'));
+    const consoleService = await startConsole(
+      loadConsoleConfig({ ...withKeys, INGEST_PUBLIC_URL: PUBLIC_BASE_URL }),
+      log('console'),
+    );
     const processor: RunningProcessor = await startProcessor(loadProcessorConfig(withKeys), log('processor'));
     const outbound: RunningOutbound = await startOutbound(loadOutboundConfig(withKeys), log('outbound'));
     running = {
       ingestUrl: `http://127.0.0.1:${ingest.port}`,
+      consoleUrl: `http://127.0.0.1:${consoleService.port}`,
       ingest,
       stop: async () => {
-        await Promise.allSettled([processor.stop(), outbound.stop()]);
+        await Promise.allSettled([processor.stop(), outbound.stop(), consoleService.stop()]);
         await ingest.stop();
         running = undefined;
       },
@@ -86,12 +95,21 @@ const deployment = async () => {
     orgId: string,
     body?: object,
   ): Promise<{ status: number; text: string; body: unknown }> => {
-    const response = await fetch(`${services.ingestUrl}/admin/orgs/${orgId}`, {
+    const response = await fetch(`${services.consoleUrl}/admin/orgs/${orgId}`, {
       method,
       headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
       ...(body ? { body: JSON.stringify(body) } : {}),
     });
     const text = await response.text();
+    // An edit is answered once it is on the orgs topic: wait until ingest has read it too.
+    if (method !== 'GET' && response.status < 300)
+      await waitFor(`the ${method} of ${orgId} at ingest`, () => {
+        const stored = services.ingest.orgs.stored(orgId);
+        const updatedAt = (JSON.parse(text || '{}') as { updatedAt?: string }).updatedAt;
+        return method === 'DELETE'
+          ? stored?.deleted === true
+          : (stored?.updatedAt ?? -1) >= Date.parse(updatedAt ?? '');
+      });
     return { status: response.status, text, body: text ? (JSON.parse(text) as unknown) : undefined };
   };
 

@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createLogger } from '../../lib/log.ts';
+import { loadConsoleConfig } from '../../services/console/src/config.ts';
+import { startConsole } from '../../services/console/src/main.ts';
 import { loadIngestConfig } from '../../services/ingest/src/config.ts';
 import { startIngest } from '../../services/ingest/src/main.ts';
 import { loadOutboundConfig } from '../../services/outbound/src/config.ts';
@@ -18,7 +20,7 @@ import { startProcessor } from '../../services/processor/src/main.ts';
 describe('start-up: every service at once on a fresh topic prefix', function () {
   this.timeout(90000);
 
-  it('given no topics and no subjects yet, when ingest, processor and outbound start together, then all three start', async () => {
+  it('given no topics and no subjects yet, when ingest, processor, outbound and the console start together, then all start', async () => {
     const runId = randomBytes(4).toString('hex');
     const env = {
       KAFKA_BROKERS: process.env.KAFKA_BROKERS,
@@ -55,13 +57,14 @@ describe('start-up: every service at once on a fresh topic prefix', function () 
       startProcessor(loadProcessorConfig(env), logger),
       startOutbound(loadOutboundConfig(env), logger),
       startProcessor(loadProcessorConfig(env), logger),
+      startConsole(loadConsoleConfig(env), logger),
     ]);
     await Promise.all(
       results.map((result) => (result.status === 'fulfilled' ? result.value.stop() : Promise.resolve())),
     );
     assert.deepEqual(
       results.map((result) => (result.status === 'rejected' ? String(result.reason) : 'started')),
-      ['started', 'started', 'started', 'started'],
+      ['started', 'started', 'started', 'started', 'started'],
     );
   });
 });

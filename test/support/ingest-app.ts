@@ -2,12 +2,12 @@ import type { Server } from 'node:http';
 import { Signature } from '@hubspot/api-client';
 import { pino } from 'pino';
 import { OrgId, PortalId } from '../../lib/ids.ts';
+import { listen } from '../../lib/http-server.ts';
 import { createMetricsRegistry } from '../../lib/metrics.ts';
 import type { Org, OrgDirectory, OrgLookup } from '../../lib/orgs/index.ts';
+import { createOAuthTokens } from '../../lib/signed-tokens.ts';
 import { createIngestApp, type IngestDeps, type RawEventSink } from '../../services/ingest/src/app.ts';
 import { loadIngestConfig } from '../../services/ingest/src/config.ts';
-import { listen } from '../../services/ingest/src/http.ts';
-import { createSignedTokens } from '../../services/ingest/src/oauth.ts';
 import { createIngestMetrics } from '../../services/ingest/src/metrics.ts';
 import { signV3 } from '../../services/ingest/src/signature.ts';
 
@@ -62,7 +62,7 @@ export const refusingOAuth = (): NonNullable<IngestDeps['oauth']> => {
   const refuse = () => Promise.reject(new Error('not in this test'));
   return {
     client: { exchangeCode: refuse, refresh: refuse, portalOf: refuse },
-    tokens: createSignedTokens(Buffer.alloc(32, 2), 'hubspot-oauth', Date.now),
+    tokens: createOAuthTokens(Buffer.alloc(32, 2), Date.now),
     states: { spend: async () => true },
   };
 };
@@ -86,7 +86,7 @@ export const startIngestApp = async (
       if (control.sinkFails) throw new Error('broker down');
       deliveries.push({ route, events });
     },
-    // The admin API is disabled here (no ADMIN_TOKEN): no edit reaches the repository.
+    // The OAuth callback never gets as far as storing tokens here.
     orgRepository: {} as IngestDeps['orgRepository'],
     isReady: () => control.ready,
     metrics: createIngestMetrics(registry),

@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { postSignedWebhook } from './signed-delivery.ts';
+import { startConsole, type RunningConsole } from '../../services/console/src/main.ts';
+import { loadConsoleConfig } from '../../services/console/src/config.ts';
 import { startIngest, type RunningIngest } from '../../services/ingest/src/main.ts';
 import { loadIngestConfig } from '../../services/ingest/src/config.ts';
 import { startProcessor, type RunningProcessor } from '../../services/processor/src/main.ts';
@@ -49,11 +51,12 @@ export const sumCounter = (exposition: string, name: string, labels: Record<stri
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
- * PUT /admin/orgs/{orgId} on a running ingest, with a fresh access token the fake HubSpot knows
+ * PUT /admin/orgs/{orgId} on a running console, with a fresh access token the fake HubSpot knows
  * and a fresh OpenCX key: the test pipeline and the chaos soak register organisations this way.
+ * With `reached`, waits until it says the edit reached the services (they follow the orgs topic).
  */
 export const registerTestOrg = async (
-  ingestUrl: string,
+  consoleUrl: string,
   hubspot: Pick<FakeHubSpot, 'setToken'>,
   spec: {
     orgId: string;
@@ -61,12 +64,13 @@ export const registerTestOrg = async (
     settings?: { assistMode?: boolean; ticketingEnabled?: boolean };
     privateAppClientSecret?: string;
   },
+  reached?: (orgId: string, updatedAt: number) => boolean,
 ): Promise<TestOrg> => {
   const { orgId, portalId } = spec;
   const accessToken = `pat-na1-${randomBytes(8).toString('hex')}`;
   const apiKey = `ocx-${randomBytes(8).toString('hex')}`;
   hubspot.setToken(accessToken, portalId);
-  const response = await fetch(`${ingestUrl}/admin/orgs/${orgId}`, {
+  const response = await fetch(`${consoleUrl}/admin/orgs/${orgId}`, {
     method: 'PUT',
     headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
     body: JSON.stringify({
@@ -83,7 +87,9 @@ export const registerTestOrg = async (
   });
   if (response.status !== 201 && response.status !== 200)
     throw new Error(`PUT /admin/orgs/${orgId} answered ${response.status}: ${await response.text()}`);
-  const body = (await response.json()) as { legacyWebhookUrl: string };
+  const body = (await response.json()) as { legacyWebhookUrl: string; updatedAt: string };
+  if (reached)
+    await waitFor(`organisation ${orgId} at the services`, () => reached(orgId, Date.parse(body.updatedAt)));
   return {
     orgId,
     portalId,
@@ -140,6 +146,14 @@ export const startTestPipeline = async (
 
   const ingest: RunningIngest = await startIngest(loadIngestConfig(env), log('ingest'));
   const ingestUrl = `http://127.0.0.1:${ingest.port}`;
+  const consoleService: RunningConsole = await startConsole(
+    loadConsoleConfig({ ...env, INGEST_PUBLIC_URL: ingestUrl }),
+    log('console'),
+  );
+  const consoleUrl = `http://127.0.0.1:${consoleService.port}`;
+  /** An edit made on the console has reached ingest (the others follow the same topic). */
+  const reachedIngest = (orgId: string, updatedAt: number): boolean =>
+    (ingest.orgs.stored(orgId)?.updatedAt ?? -1) >= updatedAt;
   let processors: RunningProcessor[] = [];
   let outbounds: RunningOutbound[] = [];
 
@@ -149,6 +163,10 @@ export const startTestPipeline = async (
     hubspot,
     opencx,
     ingestUrl,
+    /** The console service: the admin API and the operator's console. */
+    consoleUrl,
+    /** Waits until ingest has seen every edit of `orgId` up to `updatedAt`. */
+    reachedIngest,
     get processors(): readonly RunningProcessor[] {
       return processors;
     },
@@ -193,11 +211,16 @@ export const startTestPipeline = async (
         privateAppClientSecret?: string;
       } = {},
     ): Promise<TestOrg> {
-      return registerTestOrg(ingestUrl, hubspot, {
-        ...overrides,
-        orgId: overrides.orgId ?? `org-${randomBytes(3).toString('hex')}`,
-        portalId: overrides.portalId ?? 20_000_000 + Math.floor(Math.random() * 9_000_000),
-      });
+      return registerTestOrg(
+        consoleUrl,
+        hubspot,
+        {
+          ...overrides,
+          orgId: overrides.orgId ?? `org-${randomBytes(3).toString('hex')}`,
+          portalId: overrides.portalId ?? 20_000_000 + Math.floor(Math.random() * 9_000_000),
+        },
+        reachedIngest,
+      );
     },
 
     /** POSTs a batch signed (v3) with HubSpot's own SDK, as HubSpot would. */
@@ -215,7 +238,7 @@ export const startTestPipeline = async (
 
     async stop(): Promise<void> {
       await Promise.allSettled([...processors, ...outbounds].map((running) => running.stop()));
-      await ingest.stop();
+      await Promise.allSettled([consoleService.stop(), ingest.stop()]);
       await Promise.allSettled([hubspot.close(), opencx.close()]);
     },
   };

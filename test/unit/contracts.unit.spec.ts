@@ -9,7 +9,7 @@ import {
   type RawWebhookEvent,
 } from '../../lib/contracts/index.ts';
 import { HubSpotMessage, HubSpotNote } from '../../lib/hubspot/index.ts';
-import { expectedEventIds, type RawRecord } from '../../services/ingest/src/console/records.ts';
+import { expectedEventIds, type RawRecord } from '../../services/console/src/records.ts';
 import {
   decideHandoff,
   decideNoteMirror,

@@ -263,10 +263,14 @@ describe('ingest HTTP answers', () => {
     assert.equal((await fetch(`${ingest.base}/healthz`)).status, 200);
   });
 
-  it('given no ADMIN_TOKEN configured, when the admin API is called, then 503 saying how to enable it', async () => {
-    const response = await fetch(`${ingest.base}/admin/orgs/acme`);
-    assert.equal(response.status, 503);
-    assert.match(((await response.json()) as ErrorBody).detail, /ADMIN_TOKEN/);
+  it('given the admin API and the console, when asked of ingest, then 404 (they are the console service)', async () => {
+    for (const path of ['/admin/orgs/acme', '/console', '/console/sign-in', '/console/orgs']) {
+      const response = await fetch(`${ingest.base}${path}`);
+      assert.equal(response.status, 404, path);
+      assert.equal(((await response.json()) as ErrorBody).error, 'not_found', path);
+    }
+    const put = await fetch(`${ingest.base}/admin/orgs/acme`, { method: 'PUT', body: '{}' });
+    assert.equal(put.status, 404);
   });
 
   it('given an unknown route, then 404 with a JSON error', async () => {

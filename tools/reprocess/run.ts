@@ -42,7 +42,13 @@ import {
   type CurrentOutcome,
 } from './compare.ts';
 import { UpstreamUnavailable } from '../upstreams.ts';
-import { ReprocessError, readTopicWindow, type TimeWindow, type WindowRecord } from './window.ts';
+import {
+  ReprocessError,
+  asKafkaMessage,
+  readTopicWindow,
+  type TimeWindow,
+  type WindowRecord,
+} from './window.ts';
 
 export type ReprocessDeps = {
   readonly kafka: Kafka;
@@ -256,7 +262,7 @@ export const reprocessWindow = async (
       captured = [];
       let outcome: HandlerOutcome;
       try {
-        outcome = await handle(message);
+        outcome = await handle(asKafkaMessage(message));
       } catch (error) {
         // Unclassified (a bug): the processor would try a few times, then dead-letter it.
         return { kind: 'failed', error: `the handler threw: ${describe(error)}` };

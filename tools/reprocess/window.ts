@@ -1,11 +1,16 @@
 /**
- * A time window of a topic, read once and bounded: the offsets at its start and end come from
- * Kafka's time index (admin.fetchTopicOffsetsByTimestamp), so only the window is fetched.
+ * The time window reprocess reads: the options that name it, and one organisation's records of
+ * it (lib/kafka/topic-window.ts reads it; only the window is fetched).
  */
-import { randomUUID } from 'node:crypto';
 import type { Kafka, KafkaMessage } from 'kafkajs';
 import { parseSince } from '../../lib/dead-letters/index.ts';
-import { deleteThrowawayGroup as deleteGroup } from '../../lib/kafka/index.ts';
+import {
+  MissingTopicError,
+  readRanges,
+  recordsIn,
+  windowRanges,
+  type WindowRecord,
+} from '../../lib/kafka/index.ts';
 
 export type TimeWindow = {
   /** Epoch ms, inclusive (Kafka record timestamps). */
@@ -38,47 +43,21 @@ export const parseWindow = (since: string, until: string | undefined, now: numbe
   return { since: start, until: end };
 };
 
-export type WindowRecord = KafkaMessage & { readonly partition: number };
+export type { WindowRecord };
 
-/** [first, end) offsets per partition, and how many records that is. */
-const windowOffsets = async (
-  kafka: Kafka,
-  topic: string,
-  window: TimeWindow,
-): Promise<{ ranges: Map<number, { first: bigint; end: bigint }>; total: number }> => {
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    if (!(await admin.listTopics()).includes(topic))
-      throw new ReprocessError(
-        `topic ${topic} does not exist; check KAFKA_TOPIC_PREFIX (the services create it when they start)`,
-      );
-    const starts = await admin.fetchTopicOffsetsByTimestamp(topic, window.since);
-    // The offset of the first record at or after `until`, or the end when there is none.
-    const ends =
-      window.until === undefined
-        ? (await admin.fetchTopicOffsets(topic)).map(({ partition, high }) => ({ partition, offset: high }))
-        : await admin.fetchTopicOffsetsByTimestamp(topic, window.until);
-    const ranges = new Map<number, { first: bigint; end: bigint }>();
-    let total = 0;
-    for (const { partition, offset } of starts) {
-      const first = BigInt(offset);
-      const end = BigInt(ends.find((candidate) => candidate.partition === partition)?.offset ?? offset);
-      if (end <= first) continue;
-      ranges.set(partition, { first, end });
-      total += Number(end - first);
-    }
-    return { ranges, total };
-  } finally {
-    await admin.disconnect();
-  }
-};
+/** A record as the processor's handler takes it (kafkajs's message shape). */
+export const asKafkaMessage = (record: WindowRecord): KafkaMessage => ({
+  key: record.key,
+  value: record.value,
+  timestamp: String(record.timestamp),
+  attributes: 0,
+  offset: record.offset,
+  headers: { ...record.headers },
+});
 
 /**
  * The records of `topic` in the window whose key `keep` accepts, by partition, in offset order.
  * Refuses a window of more than `maxRecords` records before reading any (say how to narrow it).
- * kafkajs has no assign(): a throwaway consumer group seeks each partition to the window's
- * start, commits nothing, and is deleted afterwards.
  */
 export const readTopicWindow = async (options: {
   readonly kafka: Kafka;
@@ -90,7 +69,16 @@ export const readTopicWindow = async (options: {
   readonly timeoutMs?: number;
 }): Promise<{ readonly records: readonly WindowRecord[]; readonly scanned: number }> => {
   const { kafka, topic } = options;
-  const { ranges, total } = await windowOffsets(kafka, topic, options.window);
+  const ranges = await windowRanges(kafka, {
+    topic,
+    from: options.window.since,
+    to: options.window.until,
+  }).catch((error: unknown) => {
+    if (error instanceof MissingTopicError)
+      throw new ReprocessError(`${error.message} (the services create it when they start)`);
+    throw error;
+  });
+  const total = recordsIn(ranges);
   if (total > options.maxRecords)
     throw new ReprocessError(
       `the window holds ${total} records on ${topic}, more than --max-records ${options.maxRecords}: narrow --since/--until, or raise --max-records`,
@@ -98,58 +86,24 @@ export const readTopicWindow = async (options: {
   if (total === 0) return { records: [], scanned: 0 };
 
   const records: WindowRecord[] = [];
-  const pending = new Set(ranges.keys());
   let read = 0;
-  const groupId = `reprocess.${topic}.${randomUUID()}`;
-  // A short fetch wait: a partition at its window's end has nothing more to give, and
-  // disconnecting waits for the fetch under way (kafkajs's default wait is 5 s).
-  const consumer = kafka.consumer({
-    groupId,
-    allowAutoTopicCreation: false,
-    maxBytesPerPartition: 4 << 20,
-    maxWaitTimeInMs: 250,
-  });
   const timeoutMs = options.timeoutMs ?? 120000;
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    await consumer.connect();
-    await consumer.subscribe({ topic, fromBeginning: false });
-    const finished = new Promise<void>((resolve, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(
-            new ReprocessError(
-              `${topic}: partitions ${[...pending].join(', ')} not read to the window's end within ${timeoutMs} ms; is Kafka reachable?`,
-            ),
-          ),
-        timeoutMs,
-      );
-      consumer
-        .run({
-          autoCommit: false,
-          eachMessage: async ({ partition, message }) => {
-            const range = ranges.get(partition);
-            const offset = BigInt(message.offset);
-            if (!range || offset < range.first || offset >= range.end || !pending.has(partition)) return;
-            read += 1;
-            if (options.keep(message.key?.toString('utf8') ?? null)) records.push({ ...message, partition });
-            options.onProgress?.(read, total);
-            if (offset >= range.end - 1n) {
-              pending.delete(partition);
-              if (pending.size === 0) resolve();
-            }
-          },
-        })
-        .catch(reject);
-      // Seeks wait inside kafkajs until the partition is assigned to this consumer.
-      for (const [partition, { first }] of ranges) consumer.seek({ topic, partition, offset: String(first) });
-    });
-    await finished;
-  } finally {
-    clearTimeout(timer);
-    await consumer.disconnect();
-    await deleteGroup(kafka, groupId);
-  }
+  const [summary] = await readRanges({
+    kafka,
+    topics: [{ topic, ranges }],
+    maxRecords: total,
+    timeoutMs,
+    groupPrefix: `reprocess.${topic}`,
+    onRecord: (record) => {
+      read += 1;
+      if (options.keep(record.key?.toString('utf8') ?? null)) records.push(record);
+      options.onProgress?.(read, total);
+    },
+  });
+  if (summary?.timedOut)
+    throw new ReprocessError(
+      `${topic}: partitions ${summary.unfinished.join(', ')} not read to the window's end within ${timeoutMs} ms; is Kafka reachable?`,
+    );
   // Offset order within a partition is the order the processor saw them in (timestamps of
   // several ingest replicas need not be); partitions are independent of each other.
   records.sort((a, b) => a.partition - b.partition || Number(BigInt(a.offset) - BigInt(b.offset)));

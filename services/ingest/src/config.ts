@@ -37,6 +37,7 @@ export const ingestEnv = {
     .int()
     .min(100)
     .default(60 * 1000),
+  /** The OAuth install link opened without a signed grant (from the console) asks for it. */
   ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
 };
 

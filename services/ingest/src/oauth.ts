@@ -1,39 +1,11 @@
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import { ErrorCode, PipelineError } from '../../../lib/errors.ts';
 import type { Redis } from '../../../lib/redis.ts';
 
 /**
- * HubSpot OAuth (public app): the signed `state` that ties a callback to the organisation an
- * operator started the install for, and the token endpoint calls (code exchange, refresh,
- * token → portal).
+ * HubSpot OAuth (public app): the OAuth states already spent, and the token endpoint calls (code
+ * exchange, refresh, token → portal). The signed `state` is lib/signed-tokens.ts.
  */
-export type SignedToken = {
-  readonly sign: (payload: object, ttlMs: number) => string;
-  readonly verify: <T>(token: string) => T | undefined;
-};
-
-/** HMAC-signed, expiring, URL-safe tokens (OAuth state, install grants). */
-export const createSignedTokens = (key: Buffer, purpose: string, now: () => number): SignedToken => {
-  const mac = (data: string): Buffer => createHmac('sha256', key).update(`${purpose}\u001f${data}`).digest();
-  return {
-    sign: (payload, ttlMs) => {
-      const data = Buffer.from(
-        JSON.stringify({ ...payload, exp: now() + ttlMs, nonce: randomBytes(8).toString('hex') }),
-      ).toString('base64url');
-      return `${data}.${mac(data).toString('base64url')}`;
-    },
-    verify: <T>(token: string): T | undefined => {
-      const [data, signature] = token.split('.');
-      if (!data || !signature) return undefined;
-      const given = Buffer.from(signature, 'base64url');
-      const expected = mac(data);
-      if (given.length !== expected.length || !timingSafeEqual(given, expected)) return undefined;
-      const payload = JSON.parse(Buffer.from(data, 'base64url').toString('utf8')) as T & { exp: number };
-      return payload.exp >= now() ? payload : undefined;
-    },
-  };
-};
 
 /**
  * The OAuth states already spent. A state is signed and expires, but until it expires it could

@@ -58,3 +58,16 @@ export const refreshExpiringTokens = async (deps: {
     }
   }
 };
+
+/** Runs `refreshExpiringTokens` every `everyMs`; a failed pass is logged and the next one comes. */
+export const startTokenRefresher = (
+  deps: Parameters<typeof refreshExpiringTokens>[0],
+  everyMs: number,
+): { readonly stop: () => void } => {
+  const timer = setInterval(() => {
+    refreshExpiringTokens(deps).catch((error: unknown) =>
+      deps.logger.error({ err: error }, 'token refresh pass failed'),
+    );
+  }, everyMs);
+  return { stop: () => clearInterval(timer) };
+};

@@ -8,7 +8,7 @@ import { Redis } from 'ioredis';
 import { freePort } from '../processes.ts';
 import { sleep, waitFor } from '../pipeline.ts';
 
-export type ServiceName = 'ingest' | 'processor' | 'outbound';
+export type ServiceName = 'ingest' | 'processor' | 'outbound' | 'console';
 
 const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 
@@ -73,7 +73,9 @@ export class Replica {
     const portEnv =
       this.service === 'ingest'
         ? { PORT: String(this.#port), METRICS_PORT: String(await freePort()) }
-        : { METRICS_PORT: String(this.#port) };
+        : this.service === 'console'
+          ? { PORT: String(this.#port), METRICS_PORT: String(this.#port) }
+          : { METRICS_PORT: String(this.#port) };
     const child = spawn(process.execPath, [`${repoRoot}services/${this.service}/src/main.ts`], {
       cwd: repoRoot,
       env: { ...process.env, ...this.#env, ...portEnv },
@@ -92,7 +94,7 @@ export class Replica {
     child.stdout.pipe(this.#log, { end: false });
     child.stderr.pipe(this.#log, { end: false });
     this.#child = child;
-    const probe = this.service === 'ingest' ? '/readyz' : '/healthz';
+    const probe = this.service === 'ingest' || this.service === 'console' ? '/readyz' : '/healthz';
     await waitFor(
       `${this.name} to answer ${probe}`,
       async () => {

@@ -116,7 +116,9 @@ export const runSoak = async (options: SoakOptions): Promise<SoakReport> => {
   const ingest = new Replica('ingest', 1, env, logDir);
   const processors = [1, 2].map((index) => new Replica('processor', index, env, logDir));
   const outbounds = [1, 2].map((index) => new Replica('outbound', index, env, logDir));
-  const replicas = [ingest, ...processors, ...outbounds];
+  // The admin API the organisations are registered through; never killed.
+  const consoleReplica = new Replica('console', 1, env, logDir);
+  const replicas = [ingest, ...processors, ...outbounds, consoleReplica];
   const kafka = new Kafka({
     clientId: `soak-${runId}`,
     brokers: brokers.split(','),
@@ -125,16 +127,19 @@ export const runSoak = async (options: SoakOptions): Promise<SoakReport> => {
   const admin = kafka.admin();
 
   try {
-    say(`${clock()} starting ingest, 2 processors, 2 outbounds (redis ${redis.url}, topics ${prefix}*)`);
+    say(
+      `${clock()} starting ingest, 2 processors, 2 outbounds, the console (redis ${redis.url}, topics ${prefix}*)`,
+    );
     await ingest.start();
-    await Promise.all([...processors, ...outbounds].map((replica) => replica.start()));
+    await Promise.all([...processors, ...outbounds, consoleReplica].map((replica) => replica.start()));
     await admin.connect();
     const ingestUrl = `http://127.0.0.1:${ingest.port}`;
+    const consoleUrl = `http://127.0.0.1:${consoleReplica.port}`;
     const orgs: TestOrg[] = [];
     for (let index = 0; index < options.orgs; index++)
       orgs.push(
         await createOrg(
-          ingestUrl,
+          consoleUrl,
           hubspot,
           `soak-${runId}-org${index + 1}`,
           31_000_000 + index + 1 + (parseInt(runId.slice(0, 4), 16) % 1000) * 10,
@@ -397,11 +402,11 @@ const dlq = (env: Record<string, string>, args: readonly string[]) =>
   });
 
 const createOrg = (
-  ingestUrl: string,
+  consoleUrl: string,
   hubspot: FakeHubSpot,
   orgId: string,
   portalId: number,
-): Promise<TestOrg> => registerTestOrg(ingestUrl, hubspot, { orgId, portalId });
+): Promise<TestOrg> => registerTestOrg(consoleUrl, hubspot, { orgId, portalId });
 
 /** A batch signed (v3) with HubSpot's own SDK; the status. */
 const postSigned = async (ingestUrl: string, events: readonly object[]): Promise<number> => {

@@ -1,8 +1,17 @@
 {{/*
-The services this chart deploys, in data-path order. Each has a values block of the same name.
+The services this chart deploys, in data-path order, then the operators' console. Each has a
+values block of the same name.
 */}}
 {{- define "pipeline.components" -}}
-ingest processor outbound
+ingest processor outbound console
+{{- end }}
+
+{{/*
+"true" for the services with an HTTP API of their own (ingest, console): they serve /metrics and
+the probes on PORT too. Takes (dict "root" $ "component" "ingest").
+*/}}
+{{- define "pipeline.hasHttpApi" -}}
+{{- if has .component (list "ingest" "console") }}true{{ end }}
 {{- end }}
 
 {{/* Chart name, overridable with nameOverride. */}}
@@ -76,16 +85,16 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
 {{/*
-The container port that serves /metrics and /healthz: ingest serves them on its HTTP port, the
-others on METRICS_PORT. Takes (dict "root" $ "component" "ingest").
+The container port that serves /metrics and /healthz: ingest and the console serve them on their
+HTTP port, the others on METRICS_PORT. Takes (dict "root" $ "component" "ingest").
 */}}
 {{- define "pipeline.metricsPort" -}}
 {{- $values := index .root.Values .component }}
-{{- if eq .component "ingest" }}{{ $values.port }}{{ else }}{{ $values.metricsPort }}{{ end }}
+{{- if include "pipeline.hasHttpApi" . }}{{ $values.port }}{{ else }}{{ $values.metricsPort }}{{ end }}
 {{- end }}
 
 {{- define "pipeline.metricsPortName" -}}
-{{- if eq .component "ingest" }}http{{ else }}metrics{{ end }}
+{{- if include "pipeline.hasHttpApi" . }}http{{ else }}metrics{{ end }}
 {{- end }}
 
 {{/*
@@ -97,6 +106,16 @@ PUBLIC_BASE_URL: the configured value, else https://<first ingress host> when th
 {{- .Values.config.PUBLIC_BASE_URL }}
 {{- else if and .Values.ingress.enabled .Values.ingress.hosts }}
 {{- with (first .Values.ingress.hosts) }}{{ if .host }}{{ printf "https://%s" .host }}{{ end }}{{ end }}
+{{- end }}
+{{- end }}
+
+{{/*
+INGEST_PUBLIC_URL of the console (the admin API's webhook URLs and the install links point
+there): the public base URL, else ingest's Service inside the cluster.
+*/}}
+{{- define "pipeline.ingestPublicUrl" -}}
+{{- with include "pipeline.publicBaseUrl" . }}{{ . }}{{ else }}
+{{- printf "http://%s:%v" (include "pipeline.componentName" (dict "root" . "component" "ingest")) .Values.ingest.service.port }}
 {{- end }}
 {{- end }}
 

@@ -1,7 +1,8 @@
 import type { Context } from 'koa';
 import type Router from '@koa/router';
+import { HttpError, publicBaseUrl } from '../../../../lib/http-server.ts';
+import { isInstallGrantFor } from '../../../../lib/signed-tokens.ts';
 import type { IngestDeps } from '../app.ts';
-import { HttpError, publicBaseUrl } from '../http.ts';
 
 const OAUTH_STATE_TTL_MS = 15 * 60 * 1000;
 
@@ -24,16 +25,13 @@ export const oauthRoutes = (router: Router, deps: IngestDeps, authorise: (ctx: C
   router.get('/oauth/hubspot/install', (ctx) => {
     const oauth = requireOAuth();
     const orgId = typeof ctx.query.orgId === 'string' ? ctx.query.orgId : '';
-    const grant =
-      typeof ctx.query.grant === 'string'
-        ? oauth.tokens.verify<{ kind: string; orgId: string }>(ctx.query.grant)
-        : undefined;
-    if (!(grant?.kind === 'install' && grant.orgId === orgId)) authorise(ctx);
+    const grant = typeof ctx.query.grant === 'string' ? ctx.query.grant : undefined;
+    if (!isInstallGrantFor(oauth.tokens, grant, orgId)) authorise(ctx);
     if (!orgs.byId(orgId))
       throw new HttpError(
         404,
         'unknown_org',
-        `no organisation ${orgId}: create it with PUT /admin/orgs/${orgId} first`,
+        `no organisation ${orgId}: create it with PUT /admin/orgs/${orgId} (on the console) first`,
       );
     const state = oauth.tokens.sign({ kind: 'state', orgId }, OAUTH_STATE_TTL_MS);
     const target = new URL(config.HUBSPOT_AUTHORIZE_URL);

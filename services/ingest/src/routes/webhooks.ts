@@ -3,8 +3,8 @@ import type Router from '@koa/router';
 import { ErrorCode, PipelineError } from '../../../../lib/errors.ts';
 import type { Org } from '../../../../lib/orgs/index.ts';
 import type { WebhookRoute } from '../../../../lib/contracts/index.ts';
+import { HttpError, publicBaseUrl, readBody } from '../../../../lib/http-server.ts';
 import type { IngestDeps } from '../app.ts';
-import { HttpError, publicBaseUrl, readBody } from '../http.ts';
 import { verifyHubSpotSignature } from '../signature.ts';
 import { parseWebhookBatch } from '../webhook-batch.ts';
 

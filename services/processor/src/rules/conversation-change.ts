@@ -1,4 +1,4 @@
-import { IgnoreReason, eventIdOf } from '../../../../lib/contracts/index.ts';
+import { HANDOFF_PROPERTY, IgnoreReason, eventIdOf } from '../../../../lib/contracts/index.ts';
 import { emit, ignore, type Decision } from './decision.ts';
 import { isStaleChange } from './property-order.ts';
 import type { ConversationPropertyChangeEvent } from './webhook-event.ts';
@@ -20,7 +20,7 @@ export type HandoffContext = {
  * handled is stale: the thread may since have been assigned back to the AI.
  */
 export const decideHandoff = (event: ConversationPropertyChangeEvent, context: HandoffContext): Decision => {
-  if (event.propertyName !== 'assignedTo') return ignore(IgnoreReason.notAssignment);
+  if (event.propertyName !== HANDOFF_PROPERTY) return ignore(IgnoreReason.notAssignment);
   if (isStaleChange(event.occurredAt, context.lastAppliedAt)) return ignore(IgnoreReason.stale);
   if (context.assistMode) return ignore(IgnoreReason.assistMode);
   const assignee = event.propertyValue ?? '';

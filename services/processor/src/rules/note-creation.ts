@@ -1,9 +1,9 @@
-import { IgnoreReason, eventIdOf } from '../../../../lib/contracts/index.ts';
+import { IgnoreReason, NOTE_OBJECT_TYPE_ID, eventIdOf } from '../../../../lib/contracts/index.ts';
 import type { HubSpotNote } from '../../../../lib/hubspot/messages.ts';
 import { emit, ignore, type Decision } from './decision.ts';
 import type { ObjectCreationEvent } from './webhook-event.ts';
 
-export const NOTE_OBJECT_TYPE_ID = '0-46';
+export { NOTE_OBJECT_TYPE_ID };
 
 export const isNoteCreation = (event: ObjectCreationEvent): boolean =>
   event.objectTypeId === NOTE_OBJECT_TYPE_ID;

@@ -4,9 +4,9 @@
  * bounded read of three windows (raw, domain events, dead letters) per search.
  */
 import type { Kafka } from 'kafkajs';
-import type { ArchivedDeadLetter } from '../../../../lib/dead-letters/index.ts';
-import type { Topics } from '../../../../lib/kafka/index.ts';
-import type { AvroCodec } from '../../../../lib/registry.ts';
+import type { ArchivedDeadLetter } from '../../../lib/dead-letters/index.ts';
+import { readTopicWindows, type Topics, type WindowReadSummary } from '../../../lib/kafka/index.ts';
+import type { AvroCodec } from '../../../lib/registry.ts';
 import {
   decodeDomain,
   decodeLetter,
@@ -18,7 +18,6 @@ import {
   type DomainRecord,
   type RawRecord,
 } from './records.ts';
-import { readTopicWindows, type WindowReadSummary } from './topic-window.ts';
 
 export type EventQuery = {
   readonly orgId?: string | undefined;
@@ -105,6 +104,7 @@ export const searchEvents = async (deps: {
     kafka: deps.kafka,
     maxRecords: deps.maxRecords,
     timeoutMs: deps.timeoutMs,
+    groupPrefix: 'console',
     windows: [
       { topic: topics.rawEvents.name, from: query.from, to: Math.min(query.to, deps.now + 1) },
       {

@@ -1,17 +1,22 @@
 /**
  * Reads for the organisations and dead-letter pages: what arrived and what failed in a window,
- * per organisation, from the topics themselves (bounded reads, see topic-window.ts).
+ * per organisation, from the topics themselves (bounded reads, lib/kafka/topic-window.ts).
  */
 import type { Kafka } from 'kafkajs';
 import {
   matchesFilter,
   type ArchivedDeadLetter,
   type DeadLetterFilter,
-} from '../../../../lib/dead-letters/index.ts';
-import type { Topics } from '../../../../lib/kafka/index.ts';
-import type { AvroCodec } from '../../../../lib/registry.ts';
+} from '../../../lib/dead-letters/index.ts';
+import type { AvroCodec } from '../../../lib/registry.ts';
 import { decodeLetter, letterIdOf } from './records.ts';
-import { readRecordAt, readTopicWindows, type WindowReadSummary, type WindowRecord } from './topic-window.ts';
+import {
+  readRecordAt,
+  readTopicWindows,
+  type Topics,
+  type WindowReadSummary,
+  type WindowRecord,
+} from '../../../lib/kafka/index.ts';
 
 export type OrgActivity = {
   readonly events: number;
@@ -52,6 +57,7 @@ export const readActivity = async (deps: Reads & { readonly from: number }): Pro
     kafka: deps.kafka,
     maxRecords: deps.maxRecords,
     timeoutMs: deps.timeoutMs,
+    groupPrefix: 'console',
     windows: [
       { topic: deps.topics.rawEvents.name, from: deps.from },
       { topic: deps.topics.deadLetters.name, from: deps.from },
@@ -90,6 +96,7 @@ export const readLetterWindow = async (
     kafka: deps.kafka,
     maxRecords: deps.maxRecords,
     timeoutMs: deps.timeoutMs,
+    groupPrefix: 'console',
     windows: [{ topic: deps.topics.deadLetters.name, from: deps.filter.since ?? 0 }],
     onRecord: async (record: WindowRecord) => {
       const id = letterIdOf(record);
@@ -122,6 +129,7 @@ export const readLetterAt = async (
     partition: deps.partition,
     offset: deps.offset,
     timeoutMs: deps.timeoutMs,
+    groupPrefix: 'console',
   });
   return record ? decodeLetter(deps.codec, record) : undefined;
 };

@@ -1,11 +1,18 @@
+/**
+ * The HTTP plumbing of the services with an HTTP API (ingest, console): one error handler
+ * (every non-2xx is {"error","detail"}, a 5xx never shows internals), bounded request bodies,
+ * and a server with timeouts that answers malformed requests in the same shape.
+ */
 import { createServer, STATUS_CODES, type Server } from 'node:http';
 import type { Socket } from 'node:net';
 import type Koa from 'koa';
 import type { Context, Middleware } from 'koa';
+import type Router from '@koa/router';
 import getRawBody from 'raw-body';
-import { ErrorCode, PipelineError } from '../../../lib/errors.ts';
+import { ErrorCode, PipelineError } from './errors.ts';
+import type { Logger } from './log.ts';
 
-/** The largest webhook or admin body ingest reads (contract: 413 above 1 MiB). */
+/** The largest webhook or admin body a service reads (contract: 413 above 1 MiB). */
 export const MAX_BODY_BYTES = 1024 * 1024;
 
 /** Node's own header deadline; the body has its own (HTTP_BODY_TIMEOUT_MS, answered by the app). */
@@ -23,6 +30,60 @@ export class HttpError extends Error {
     this.detail = detail;
   }
 }
+
+/**
+ * Our own HttpError, or a client error thrown by koa or the router (an undecodable path is a
+ * 400 `URIError` there): both are the client's fault and answered as such.
+ */
+const asHttpError = (error: unknown): HttpError | undefined => {
+  if (error instanceof HttpError) return error;
+  const status = (error as { status?: unknown; expose?: unknown } | undefined)?.status;
+  if (typeof status === 'number' && status >= 400 && status < 500)
+    return new HttpError(status, 'bad_request', error instanceof Error ? error.message : 'bad request');
+  return undefined;
+};
+
+/** One error handler: every non-2xx is {"error","detail"}; a 5xx never shows internals. */
+export const jsonErrors =
+  (router: Router, logger: Logger): Middleware =>
+  async (ctx, next) => {
+    try {
+      await next();
+      if (ctx.status === 404 && ctx.body === undefined)
+        throw new HttpError(404, 'not_found', `no route for ${ctx.method} ${ctx.path}`);
+      // allowedMethods answers these with an empty body; its Allow header stays.
+      if (ctx.status === 405 && ctx.body === undefined)
+        throw new HttpError(
+          405,
+          'method_not_allowed',
+          `${ctx.method} is not allowed on ${ctx.path}; allowed: ${ctx.response.get('Allow')}`,
+        );
+      // koa-router answers a method it does not know at all (PROPFIND, ...) with 501. HubSpot and
+      // monitors read any 5xx as "the service is failing", so it is the 405 RFC 9110 also allows:
+      // the method is not supported on this resource, and Allow says which are.
+      if (ctx.status === 501 && ctx.body === undefined) {
+        const allowed = [...new Set(router.match(ctx.path, 'GET').path.flatMap((layer) => layer.methods))];
+        ctx.set('Allow', allowed.join(', '));
+        throw new HttpError(
+          405,
+          'method_not_allowed',
+          `${ctx.method} is not supported; allowed on ${ctx.path}: ${allowed.join(', ')}`,
+        );
+      }
+    } catch (error) {
+      const answer = asHttpError(error);
+      if (answer) {
+        ctx.status = answer.status;
+        ctx.body = { error: answer.code, detail: answer.detail };
+        // The rest of that body is never read: do not keep the connection for it.
+        if (answer.status === 408 || answer.status === 413) ctx.set('Connection', 'close');
+      } else {
+        logger.error({ err: error, path: ctx.path }, 'unhandled error in request');
+        ctx.status = 500;
+        ctx.body = { error: 'internal', detail: 'internal error; see the service log' };
+      }
+    }
+  };
 
 const bodyDeadlines = new WeakMap<Context, { readonly arrivedAt: number; readonly timeoutMs: number }>();
 
@@ -70,7 +131,7 @@ export const readBody = (ctx: Context): Promise<Buffer> => {
 };
 
 /**
- * The base URL HubSpot and browsers reach ingest on: PUBLIC_BASE_URL, else the request's own
+ * The base URL HubSpot and browsers reach a service on: PUBLIC_BASE_URL, else the request's own
  * (X-Forwarded-Proto/Host count only when the app was made with `proxy: true`, i.e. TRUST_PROXY).
  */
 export const publicBaseUrl = (ctx: Context, configured: string | undefined): string =>
@@ -139,5 +200,30 @@ export const listen = (
       server.off('error', failed);
       resolve(server);
     });
+  });
+};
+
+/**
+ * GET /healthz (the process answers), /readyz (200 when `isReady`, else 503 with why) and
+ * /metrics (the service's registry).
+ */
+export const healthRoutes = (
+  router: Router,
+  options: {
+    readonly isReady: () => boolean;
+    readonly notReadyDetail: string;
+    readonly registry: { readonly contentType: string; readonly metrics: () => Promise<string> };
+  },
+): void => {
+  router.get('/healthz', (ctx) => {
+    ctx.body = { status: 'ok' };
+  });
+  router.get('/readyz', (ctx) => {
+    if (!options.isReady()) throw new HttpError(503, 'not_ready', options.notReadyDetail);
+    ctx.body = { status: 'ready' };
+  });
+  router.get('/metrics', async (ctx) => {
+    ctx.type = options.registry.contentType;
+    ctx.body = await options.registry.metrics();
   });
 };

@@ -3,20 +3,22 @@
  * letters, and how a raw event is tied to what the processor made of it.
  */
 import {
+  HANDOFF_PROPERTY,
   IgnoreReason,
+  NOTE_OBJECT_TYPE_ID,
   SubscriptionType,
   decodeRawWebhookEvent,
   eventIdOf,
   type RawWebhookEvent,
-} from '../../../../lib/contracts/index.ts';
+} from '../../../lib/contracts/index.ts';
 import {
   DEAD_LETTER_ID_HEADER,
   DEAD_LETTER_RECORD,
   type ArchivedDeadLetter,
   type DeadLetter,
-} from '../../../../lib/dead-letters/index.ts';
-import type { AvroCodec } from '../../../../lib/registry.ts';
-import type { WindowRecord } from './topic-window.ts';
+} from '../../../lib/dead-letters/index.ts';
+import type { AvroCodec } from '../../../lib/registry.ts';
+import type { WindowRecord } from '../../../lib/kafka/index.ts';
 
 /** A raw topic's record, with the HubSpot event's JSON parsed (when it parses). */
 export type RawRecord = Omit<RawWebhookEvent, 'event'> & {
@@ -121,10 +123,13 @@ export const evidentSkipReason = (raw: RawRecord, orgKnown: boolean): string | u
   if (!orgKnown) return `${IgnoreReason.unknownPortal} (no organisation has this portal)`;
   if (
     raw.subscriptionType === SubscriptionType.conversationPropertyChange &&
-    raw.event.propertyName !== 'assignedTo'
+    raw.event.propertyName !== HANDOFF_PROPERTY
   )
     return IgnoreReason.notAssignment;
-  if (raw.subscriptionType === SubscriptionType.objectCreation && raw.event.objectTypeId !== '0-46')
+  if (
+    raw.subscriptionType === SubscriptionType.objectCreation &&
+    raw.event.objectTypeId !== NOTE_OBJECT_TYPE_ID
+  )
     return IgnoreReason.notANote;
   return undefined;
 };

@@ -3,7 +3,7 @@ import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypt
 /**
  * The console's sign-in: the operator types ADMIN_TOKEN once; the browser then holds a signed
  * session (an id and an expiry, HMAC-SHA256), never the token. The signing key is derived from
- * SECRETS_KEY (so every ingest replica accepts the same sessions) and from the admin token's
+ * SECRETS_KEY (so every console replica accepts the same sessions) and from the admin token's
  * hash (so changing ADMIN_TOKEN signs every session out).
  */
 export type ConsoleSession = { readonly sid: string; readonly expiresAt: number };

@@ -1,31 +1,49 @@
-import { timingSafeEqual, createHash } from 'node:crypto';
+/**
+ * The admin API: PUT, GET and DELETE /admin/orgs/{orgId}, with `Authorization: Bearer
+ * $ADMIN_TOKEN`. Every edit goes through the organisation repository (the orgs topic).
+ */
 import type { Context } from 'koa';
 import type Router from '@koa/router';
+import type { z } from 'zod';
+import { createAdminAuth } from '../../../../lib/admin-auth.ts';
 import { ErrorCode, PipelineError } from '../../../../lib/errors.ts';
-import { OrgInput, publicView } from '../../../../lib/orgs/index.ts';
-import type { IngestDeps } from '../app.ts';
-import { HttpError, publicBaseUrl, readBody } from '../http.ts';
+import { HttpError, readBody } from '../../../../lib/http-server.ts';
+import type { Logger } from '../../../../lib/log.ts';
+import { OrgInput, publicView, type OrgDirectory, type OrgRepository } from '../../../../lib/orgs/index.ts';
+import { installLink, type SignedToken } from '../../../../lib/signed-tokens.ts';
 
-const INSTALL_GRANT_TTL_MS = 15 * 60 * 1000;
+export type AdminDeps = {
+  readonly adminToken: string | undefined;
+  readonly orgs: Pick<OrgDirectory, 'lookupById'>;
+  readonly orgRepository: Pick<OrgRepository, 'put' | 'delete'>;
+  /** Where HubSpot and browsers reach ingest: the webhook and install URLs point there. */
+  readonly ingestPublicUrl: string;
+  /** Signs install links; undefined when the OAuth app is not configured. */
+  readonly installGrants: SignedToken | undefined;
+  readonly logger: Logger;
+};
 
-/** Checks `Authorization: Bearer $ADMIN_TOKEN` in constant time; 503 when no token is configured. */
-export const createAdminAuth = (token: string | undefined): ((ctx: Context) => void) => {
-  const adminToken = token === undefined ? undefined : createHash('sha256').update(token).digest();
-  return (ctx) => {
-    if (!adminToken) throw new HttpError(503, 'admin_disabled', 'set ADMIN_TOKEN to enable the admin API');
-    const given = /^Bearer (.+)$/.exec(ctx.get('authorization'))?.[1];
-    const digest = createHash('sha256')
-      .update(given ?? '')
-      .digest();
-    if (!given || !timingSafeEqual(digest, adminToken))
-      throw new HttpError(401, 'unauthorised', 'Authorization: Bearer $ADMIN_TOKEN required');
-  };
+/** The body as JSON of `schema`: 400 `malformed_body` when it is not JSON, `invalidCode` when not the schema. */
+const readJson = async <T>(ctx: Context, schema: z.ZodType<T>, invalidCode: string): Promise<T> => {
+  const raw = await readBody(ctx);
+  let json: unknown;
+  try {
+    json = JSON.parse(raw.toString('utf8'));
+  } catch {
+    throw new HttpError(400, 'malformed_body', 'body is not JSON');
+  }
+  const input = schema.safeParse(json);
+  if (!input.success) {
+    const issue = input.error.issues[0];
+    throw new HttpError(400, invalidCode, `${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}`);
+  }
+  return input.data;
 };
 
 /** PUT, GET and DELETE /admin/orgs/{orgId}. */
-export const adminRoutes = (router: Router, deps: IngestDeps, authorise: (ctx: Context) => void): void => {
-  const { config, orgs, orgRepository, logger } = deps;
-  const baseUrl = (ctx: Context): string => publicBaseUrl(ctx, config.PUBLIC_BASE_URL);
+export const adminRoutes = (router: Router, deps: AdminDeps): void => {
+  const { orgs, orgRepository, logger, ingestPublicUrl } = deps;
+  const authorise = createAdminAuth(deps.adminToken);
 
   const orgIdOf = (ctx: Context & { params: Record<string, string> }): string => {
     const orgId = ctx.params.orgId ?? '';
@@ -33,17 +51,12 @@ export const adminRoutes = (router: Router, deps: IngestDeps, authorise: (ctx: C
       throw new HttpError(400, 'invalid_org_id', 'orgId: 1-64 of A-Z a-z 0-9 . _ -');
     return orgId;
   };
-  /** A short-lived link an operator can open in a browser to connect the org's HubSpot portal. */
-  const withInstallUrl = <T extends { orgId: string }>(
-    view: T,
-    ctx: Context,
-  ): T & { oauthInstallUrl?: string } => {
-    if (!deps.oauth) return view;
-    const grant = deps.oauth.tokens.sign({ kind: 'install', orgId: view.orgId }, INSTALL_GRANT_TTL_MS);
-    return {
-      ...view,
-      oauthInstallUrl: `${baseUrl(ctx)}/oauth/hubspot/install?orgId=${encodeURIComponent(view.orgId)}&grant=${grant}`,
-    };
+  /** The organisation as the admin API shows it, with its install link when the OAuth app is configured. */
+  const viewOf = (org: Parameters<typeof publicView>[0]) => {
+    const view = publicView(org, ingestPublicUrl);
+    return deps.installGrants
+      ? { ...view, oauthInstallUrl: installLink(deps.installGrants, ingestPublicUrl, view.orgId) }
+      : view;
   };
 
   /** Only a failed Kafka write is a 503: once Kafka has the record, the change is made. */
@@ -60,24 +73,9 @@ export const adminRoutes = (router: Router, deps: IngestDeps, authorise: (ctx: C
   router.put('/admin/orgs/:orgId', async (ctx) => {
     authorise(ctx);
     const orgId = orgIdOf(ctx);
-    const raw = await readBody(ctx);
-    let json: unknown;
-    try {
-      json = JSON.parse(raw.toString('utf8'));
-    } catch {
-      throw new HttpError(400, 'malformed_body', 'body is not JSON');
-    }
-    const input = OrgInput.safeParse(json);
-    if (!input.success) {
-      const issue = input.error.issues[0];
-      throw new HttpError(
-        400,
-        'invalid_org',
-        `${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}`,
-      );
-    }
+    const input = await readJson(ctx, OrgInput, 'invalid_org');
     const result = await stored(
-      () => orgRepository.put(orgId, input.data),
+      () => orgRepository.put(orgId, input),
       orgId,
       'the organisation could not be stored; try again',
     );
@@ -86,7 +84,7 @@ export const adminRoutes = (router: Router, deps: IngestDeps, authorise: (ctx: C
         throw new HttpError(
           409,
           'portal_taken',
-          `portal ${input.data.hubspot.portalId} already belongs to organisation ${result.owner}`,
+          `portal ${input.hubspot.portalId} already belongs to organisation ${result.owner}`,
         );
       case 'secrets_unreadable':
         throw new HttpError(
@@ -97,11 +95,11 @@ export const adminRoutes = (router: Router, deps: IngestDeps, authorise: (ctx: C
       case 'created':
       case 'replaced': {
         logger.info(
-          { orgId, portalId: input.data.hubspot.portalId, oauthTokensDropped: result.oauthTokensDropped },
+          { orgId, portalId: input.hubspot.portalId, oauthTokensDropped: result.oauthTokensDropped },
           `organisation ${result.kind}`,
         );
         ctx.status = result.kind === 'created' ? 201 : 200;
-        ctx.body = withInstallUrl(publicView(result.org, baseUrl(ctx)), ctx);
+        ctx.body = viewOf(result.org);
         return;
       }
       default: {
@@ -117,7 +115,7 @@ export const adminRoutes = (router: Router, deps: IngestDeps, authorise: (ctx: C
     const found = orgs.lookupById(orgId);
     if (found.kind === 'unreadable') throw new HttpError(409, 'org_unreadable', found.detail);
     if (found.kind !== 'org') throw new HttpError(404, 'unknown_org', `no organisation ${orgId}`);
-    ctx.body = withInstallUrl(publicView(found.org, baseUrl(ctx)), ctx);
+    ctx.body = viewOf(found.org);
   });
 
   router.delete('/admin/orgs/:orgId', async (ctx) => {

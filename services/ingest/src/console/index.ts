@@ -1,2 +1,0 @@
-/** The operator's web console (/console): its routes and what they need. */
-export { CONSOLE_DEFAULT_LIMITS, consoleRoutes, type ConsoleDeps } from './routes.ts';
