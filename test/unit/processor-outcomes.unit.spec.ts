@@ -154,7 +154,7 @@ describe('processor: what becomes of a raw event (the keyed consumer acts on it)
     ]);
   });
 
-  it('given the portal’s HubSpot budget spent past the grace, or HubSpot failing through the retries, then the portal is waited for (never a dead letter), and the claim released', async () => {
+  it('given the portal’s HubSpot budget spent past the grace, or HubSpot’s own 429, then the portal is waited for (never a dead letter), and the claim released', async () => {
     const cases: [PipelineError, { reason: string; untilMs?: number }][] = [
       [
         new PipelineError(ErrorCode.tenantWaiting, 'no slot within 2000 ms', {
@@ -163,13 +163,6 @@ describe('processor: what becomes of a raw event (the keyed consumer acts on it)
           upstream: 'hubspot',
         }),
         { reason: 'hubspot_budget', untilMs: 1_700_000_000_000 + 4000 },
-      ],
-      [
-        new PipelineError(ErrorCode.upstreamUnavailable, 'HubSpot answered 502', {
-          retriable: true,
-          upstream: 'hubspot',
-        }),
-        { reason: 'hubspot_unavailable' },
       ],
       [
         new PipelineError(ErrorCode.upstreamRateLimited, 'HubSpot rate limit', {
