@@ -26,3 +26,12 @@ export {
 export { KafkaTable, type TableEntry } from './table.ts';
 export { done, type HandlerOutcome } from './handler-outcome.ts';
 export { createTenantGate, type TenantGate } from './tenant-gate.ts';
+export {
+  createConsumerMetrics,
+  createServiceConsumer,
+  observerCounting,
+  serviceGroupConfig,
+  type ConsumerMetrics,
+  type ServiceConsumerOptions,
+  type ServiceConsumerSettings,
+} from './service-consumer.ts';
