@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
-import type { CustomerMessage, PipelineEvent } from '../../lib/domain-events.ts';
+import type { PipelineEvent } from '../../lib/domain-events.ts';
+import { customerMessage } from '../support/fixtures.ts';
 import { ErrorCode, PipelineError } from '../../lib/errors.ts';
 import type { KafkaMessage } from 'kafkajs';
 import type { HandlerOutcome } from '../../lib/kafka/index.ts';
@@ -11,24 +12,7 @@ import { createOutboundMetrics } from '../../services/outbound/src/metrics.ts';
 import { OrgId, PortalId } from '../../lib/ids.ts';
 import type { OrgLookup } from '../../lib/orgs/index.ts';
 
-const event: CustomerMessage = {
-  type: 'customer-message',
-  eventId: 'e-1',
-  orgId: 'org-1',
-  portalId: 42,
-  occurredAt: 1_700_000_000_000,
-  threadId: 'T1',
-  messageId: 'm1',
-  text: 'Hi',
-  subject: null,
-  channelId: '1000',
-  channelAccountId: 'ca',
-  channelType: 'web',
-  senderActorId: 'V-1',
-  senderName: null,
-  senderDeliveryType: null,
-  senderDeliveryValue: null,
-};
+const event = customerMessage();
 const record = { key: Buffer.from('k'), value: Buffer.from('v'), offset: '7' } as unknown as KafkaMessage;
 
 const handlerWith = (

@@ -8,32 +8,16 @@ import type { DedupStore } from '../../lib/dedup-store.ts';
 import { ErrorCode, PipelineError } from '../../lib/errors.ts';
 import type { HubSpotApi } from '../../lib/hubspot/index.ts';
 import { OrgId, PortalId } from '../../lib/ids.ts';
-import type { Org, OrgLookup } from '../../lib/orgs/index.ts';
+import type { OrgLookup } from '../../lib/orgs/index.ts';
 import {
   createRawEventHandler,
   type RawEventHandlerDeps,
 } from '../../services/processor/src/handle-raw-event.ts';
 import { createProcessorMetrics } from '../../services/processor/src/metrics.ts';
 import * as fixtures from '../fakes/hubspot-fixtures.ts';
+import { testOrg } from '../support/fixtures.ts';
 
-const org: Org = {
-  orgId: OrgId('org-1'),
-  deleted: false,
-  updatedAt: 0,
-  hubspot: {
-    portalId: PortalId(42),
-    aiActorId: 'A-111',
-    defaultOwnerActorId: undefined,
-    accessToken: 't',
-    refreshToken: undefined,
-    tokenExpiresAt: undefined,
-    privateAppClientSecret: undefined,
-    reconnectRequired: false,
-  },
-  opencx: { apiKey: 'k' },
-  settings: { assistMode: false, ticketingEnabled: true },
-  webhookToken: 'w',
-};
+const org = testOrg();
 
 const message = fixtures.message({ kind: 'customer-chat', text: 'Where is my order?' });
 const raw: RawWebhookEvent = {
