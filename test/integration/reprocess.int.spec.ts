@@ -1,14 +1,12 @@
 import assert from 'node:assert/strict';
-import { createDomainEventPublisher } from '../../lib/domain-event-publisher.ts';
 import type { DomainEvent } from '../../lib/domain-events.ts';
 import { createTenantGate } from '../../lib/kafka/index.ts';
 import { createLogger } from '../../lib/log.ts';
-import { connectToPipeline } from '../../lib/pipeline-connections.ts';
 import { createRedis } from '../../lib/redis.ts';
 import { Registry } from 'prom-client';
 import { loadProcessorConfig } from '../../services/processor/src/config.ts';
 import { createProcessorMetrics } from '../../services/processor/src/metrics.ts';
-import { rawEventConsumer } from '../../services/processor/src/raw-event-consumer.ts';
+import { connectProcessor, rawEventConsumer } from '../../services/processor/src/raw-event-consumer.ts';
 import { runReprocess, type Output } from '../../tools/reprocess/cli.ts';
 import * as fixtures from '../fakes/hubspot-fixtures.ts';
 import { startTestPipeline, waitFor, type TestOrg, type TestPipeline } from '../support/pipeline.ts';
@@ -27,31 +25,16 @@ const startProcessorWithRuleBug = async (
 ): Promise<{ stop: () => Promise<void> }> => {
   const config = loadProcessorConfig(env);
   const logger = createLogger('old-processor', 'silent');
-  const { kafka, topics, codec, producer, orgs, orgRepository, links, close } = await connectToPipeline(
-    config,
-    {
-      clientId: 'old-processor',
-      logger,
-      withSessionLinks: true,
-    },
-  );
-  if (!links) throw new Error('session links were not started');
-  const redis = createRedis(config.REDIS_URL, logger);
-  const events = await createDomainEventPublisher({
-    kafka,
-    codec,
-    topics: [topics.domainEvents.name],
-    logger,
-  });
+  const { connections, redis, events, close } = await connectProcessor(config, 'old-processor', logger);
   const consumer = rawEventConsumer({
     config,
-    connections: { kafka, topics, codec, producer, orgs, orgRepository, links },
+    connections,
     redis,
     gate: createTenantGate({ initialBackoffMs: 1000, maxBackoffMs: 5000 }),
     metrics: createProcessorMetrics(new Registry()),
     publish: (decided) =>
       events.publish(
-        topics.domainEvents.name,
+        connections.topics.domainEvents.name,
         decided.filter((event) => !wronglySkips(event)),
       ),
     instance: 'old-processor',
@@ -61,9 +44,7 @@ const startProcessorWithRuleBug = async (
   return {
     stop: async () => {
       await consumer.stop();
-      await events.drain();
       await close();
-      redis.disconnect();
     },
   };
 };

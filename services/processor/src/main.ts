@@ -9,17 +9,14 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { createGroupMembership, readinessProbe, watchDependencies } from '../../../lib/dependency-health.ts';
-import { createDomainEventPublisher } from '../../../lib/domain-event-publisher.ts';
 import { createTenantGate } from '../../../lib/kafka/index.ts';
 import { createLogger, type Logger } from '../../../lib/log.ts';
 import { closeServer, createMetricsRegistry, serveMetrics } from '../../../lib/metrics.ts';
 import { registerOrgDirectoryMetrics } from '../../../lib/orgs/index.ts';
-import { connectToPipeline } from '../../../lib/pipeline-connections.ts';
-import { createRedis } from '../../../lib/redis.ts';
 import { isEntryPoint, runAsProcess } from '../../../lib/service.ts';
 import { loadProcessorConfig, type ProcessorConfig } from './config.ts';
 import { createProcessorMetrics } from './metrics.ts';
-import { rawEventConsumer } from './raw-event-consumer.ts';
+import { connectProcessor, rawEventConsumer } from './raw-event-consumer.ts';
 
 export type RunningProcessor = { readonly metricsPort: number; readonly stop: () => Promise<void> };
 
@@ -37,27 +34,16 @@ export const startProcessor = async (
   });
   const metrics = createProcessorMetrics(registry, gate.waiting);
 
-  // Connections: Kafka (topics, Avro, producer), organisations and session links, Redis.
-  const connections = await connectToPipeline(config, {
-    clientId: 'processor',
-    logger,
-    withSessionLinks: true,
-  });
-  const { kafka, topics, codec, orgs, links } = connections;
-  if (!links) throw new Error('session links were not started');
-  registerOrgDirectoryMetrics(registry, orgs);
-  const redis = createRedis(config.REDIS_URL, logger);
+  // Connections: Kafka (topics, Avro, producer, the domain events' publisher), organisations and
+  // session links, Redis.
+  const { connections, redis, events, close } = await connectProcessor(config, 'processor', logger);
+  const { topics } = connections;
+  registerOrgDirectoryMetrics(registry, connections.orgs);
 
   // Adapters and the data path: one queue per conversation, offsets committed behind the slowest.
-  const events = await createDomainEventPublisher({
-    kafka,
-    codec,
-    topics: [topics.domainEvents.name],
-    logger,
-  });
   const joinRawEvents = rawEventConsumer({
     config,
-    connections: { ...connections, links },
+    connections,
     redis,
     gate,
     metrics,
@@ -91,9 +77,7 @@ export const startProcessor = async (
     stop: async () => {
       await consumer.stop();
       await dependencies.stop();
-      await events.drain();
-      await connections.close();
-      redis.disconnect();
+      await close();
       await closeServer(metricsServer);
     },
   };

@@ -2,6 +2,7 @@ import type { KafkaMessage } from 'kafkajs';
 import { decodeRawWebhookEvent } from '../../../lib/contracts/index.ts';
 import { createDeadLetterWriter } from '../../../lib/dead-letters/index.ts';
 import { createRedisDedupStore } from '../../../lib/dedup-store.ts';
+import { createDomainEventPublisher } from '../../../lib/domain-event-publisher.ts';
 import type { DomainEvent } from '../../../lib/domain-events.ts';
 import { createBudgetedPortalClients } from '../../../lib/hubspot/index.ts';
 import {
@@ -11,14 +12,41 @@ import {
   type TenantGate,
 } from '../../../lib/kafka/index.ts';
 import type { Logger } from '../../../lib/log.ts';
-import type { PipelineConnections } from '../../../lib/pipeline-connections.ts';
+import { connectToPipeline, type PipelineConnections } from '../../../lib/pipeline-connections.ts';
 import { createRedisPropertyClock } from '../../../lib/property-clock.ts';
-import type { Redis } from '../../../lib/redis.ts';
+import { createRedis, type Redis } from '../../../lib/redis.ts';
 import { sleep } from '../../../lib/retry.ts';
 import type { SessionLinks } from '../../../lib/session-links.ts';
 import { handlerSettings, type ProcessorConfig } from './config.ts';
 import { createRawEventHandler } from './handle-raw-event.ts';
 import type { ProcessorMetrics } from './metrics.ts';
+
+/**
+ * The processor's connections: Kafka (topics, Avro, producer), organisations and session links,
+ * Redis, and the publisher of domain events. `close` drains the publisher, then lets go of them.
+ */
+export const connectProcessor = async (config: ProcessorConfig, clientId: string, logger: Logger) => {
+  const connections = await connectToPipeline(config, { clientId, logger, withSessionLinks: true });
+  const { kafka, topics, codec, links } = connections;
+  if (!links) throw new Error('session links were not started');
+  const redis = createRedis(config.REDIS_URL, logger);
+  const events = await createDomainEventPublisher({
+    kafka,
+    codec,
+    topics: [topics.domainEvents.name],
+    logger,
+  });
+  return {
+    connections: { ...connections, links },
+    redis,
+    events,
+    close: async () => {
+      await events.drain();
+      await connections.close();
+      redis.disconnect();
+    },
+  };
+};
 
 export type RawEventConsumerParts = {
   readonly config: ProcessorConfig;
