@@ -66,6 +66,28 @@ type Plan = {
   readonly clock?: { readonly key: PropertyClockKey; readonly occurredAt: number };
 };
 
+/**
+ * A property change's dedup key (one per object, property and occurrence) and the property clock
+ * it reads, and raises once its decision is durable.
+ */
+const propertyChange = (
+  orgId: string,
+  objectType: 'conversation' | 'ticket',
+  event: { readonly objectId: string; readonly propertyName: string; readonly occurredAt: number },
+) => {
+  const key: PropertyClockKey = {
+    orgId,
+    objectType,
+    objectId: event.objectId,
+    propertyName: event.propertyName,
+  };
+  return {
+    key,
+    dedupKey: `${orgId}:${objectType}:${event.objectId}:${event.propertyName}:${event.occurredAt}`,
+    clock: { key, occurredAt: event.occurredAt },
+  };
+};
+
 export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
   const { metrics } = deps;
 
@@ -174,14 +196,9 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
           },
         };
       case 'conversation.propertyChange': {
-        const key = {
-          orgId,
-          objectType: 'conversation',
-          objectId: event.objectId,
-          propertyName: event.propertyName,
-        };
+        const { key, dedupKey, clock } = propertyChange(orgId, 'conversation', event);
         return {
-          dedupKey: `${orgId}:conversation:${event.objectId}:${event.propertyName}:${event.occurredAt}`,
+          dedupKey,
           decide: async () =>
             decideHandoff(event, {
               orgId,
@@ -190,25 +207,20 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
               session: await linkedThread(orgId, event.objectId),
               lastAppliedAt: await deps.propertyClock.lastApplied(key),
             }),
-          clock: { key, occurredAt: event.occurredAt },
+          clock,
         };
       }
       case 'ticket.propertyChange': {
-        const key = {
-          orgId,
-          objectType: 'ticket',
-          objectId: event.objectId,
-          propertyName: event.propertyName,
-        };
+        const { key, dedupKey, clock } = propertyChange(orgId, 'ticket', event);
         return {
-          dedupKey: `${orgId}:ticket:${event.objectId}:${event.propertyName}:${event.occurredAt}`,
+          dedupKey,
           decide: async () =>
             decideTicketFieldChange(event, {
               orgId,
               ticketingEnabled: org.settings.ticketingEnabled,
               lastAppliedAt: await deps.propertyClock.lastApplied(key),
             }),
-          clock: { key, occurredAt: event.occurredAt },
+          clock,
         };
       }
       case 'object.creation':
