@@ -94,6 +94,17 @@ export const dedupEnv = {
     .default(48 * 60 * 60 * 1000),
 };
 
+/**
+ * What the processor and outbound read alike: the common variables, topic creation, HubSpot's
+ * client and dedup claims. Each adds its own (METRICS_PORT's default, its outside system).
+ */
+export const pipelineServiceEnv = {
+  ...commonEnv,
+  ...topicCreationEnv,
+  ...hubspotClientEnv,
+  ...dedupEnv,
+};
+
 export type ConfigSource = Readonly<Record<string, string | undefined>>;
 
 /**

@@ -13,4 +13,11 @@ export {
   type RawWebhookEvent,
 } from './raw-webhook-event.ts';
 export { eventIdOf } from './event-ids.ts';
-export { DeadLetterReason, IgnoreReason, SkipReason, WaitReason, type Reason } from './reasons.ts';
+export {
+  DeadLetterReason,
+  HeldOutcome,
+  IgnoreReason,
+  SkipReason,
+  WaitReason,
+  type Reason,
+} from './reasons.ts';

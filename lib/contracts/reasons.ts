@@ -94,3 +94,25 @@ export type DeadLetterReason = (typeof DeadLetterReason)[keyof typeof DeadLetter
 
 /** Any reason of the lists above. */
 export type Reason = IgnoreReason | SkipReason | WaitReason | DeadLetterReason;
+
+/**
+ * What became of a ticket or note event that waited for its ticket's session link:
+ * outbound_held_ticket_events_total{outcome}.
+ */
+export const HeldOutcome = {
+  /** Its ticket had no session link yet: it waits in the held-ticket-events table. */
+  held: 'held',
+  /** Applied once the link came. */
+  released: 'released',
+  /** A newer change of the same property replaced it while both waited. */
+  superseded: 'superseded',
+  /** A note let go: the ticket held more than a record can carry. */
+  dropped: 'dropped',
+  /** No link within TICKET_HOLD_MS. */
+  expired: 'expired',
+  /** The ticket's organisation is unknown or deleted. */
+  discarded: 'discarded',
+  /** OpenCX refused it at release (a 4xx): written back to the domain topic to be dead-lettered. */
+  refused: 'refused',
+} as const;
+export type HeldOutcome = (typeof HeldOutcome)[keyof typeof HeldOutcome];

@@ -17,3 +17,4 @@ export {
   type OutgoingMessage,
 } from './messages.ts';
 export { parkOnRateLimit, BOOKKEEPING_MAX_WAIT_MS, createPortalClients } from './portal-clients.ts';
+export { createBudgetedPortalClients, type HubSpotClientSettings } from './budgeted-clients.ts';

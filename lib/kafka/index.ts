@@ -43,3 +43,12 @@ export {
   type WindowReadSummary,
   type WindowRecord,
 } from './topic-window.ts';
+export {
+  createConsumerMetrics,
+  createServiceConsumer,
+  observerCounting,
+  serviceGroupConfig,
+  type ConsumerMetrics,
+  type ServiceConsumerOptions,
+  type ServiceConsumerSettings,
+} from './service-consumer.ts';

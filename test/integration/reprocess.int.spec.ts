@@ -1,29 +1,19 @@
 import assert from 'node:assert/strict';
-import type { KafkaMessage } from 'kafkajs';
-import { decodeRawWebhookEvent } from '../../lib/contracts/index.ts';
-import { createDeadLetterWriter } from '../../lib/dead-letters/index.ts';
-import { createRedisDedupStore } from '../../lib/dedup-store.ts';
-import { createDomainEventPublisher } from '../../lib/domain-event-publisher.ts';
 import type { DomainEvent } from '../../lib/domain-events.ts';
-import { createPortalClients } from '../../lib/hubspot/index.ts';
-import { KeyedConsumer, ORDERING_KEY_HEADER } from '../../lib/kafka/index.ts';
+import { createTenantGate } from '../../lib/kafka/index.ts';
 import { createLogger } from '../../lib/log.ts';
-import { connectToPipeline } from '../../lib/pipeline-connections.ts';
-import { createRedisPropertyClock } from '../../lib/property-clock.ts';
-import { createRedisRateLimiter } from '../../lib/rate-limiter.ts';
 import { createRedis } from '../../lib/redis.ts';
-import { sleep } from '../../lib/retry.ts';
 import { Registry } from 'prom-client';
 import { loadProcessorConfig } from '../../services/processor/src/config.ts';
-import { createRawEventHandler } from '../../services/processor/src/handle-raw-event.ts';
 import { createProcessorMetrics } from '../../services/processor/src/metrics.ts';
+import { connectProcessor, rawEventConsumer } from '../../services/processor/src/raw-event-consumer.ts';
 import { runReprocess, type Output } from '../../tools/reprocess/cli.ts';
 import * as fixtures from '../fakes/hubspot-fixtures.ts';
 import { startTestPipeline, waitFor, type TestOrg, type TestPipeline } from '../support/pipeline.ts';
 
 /**
  * The processor as it was before a rule fix: the real handler, consumer, dedup store and property
- * clock of services/processor/src/main.ts, except that the domain events `wronglySkips` picks are
+ * clock of services/processor/src/raw-event-consumer.ts, except that the domain events `wronglySkips` picks are
  * never written. That stands for a rule that ignored them: afterwards Redis and the topics are as
  * an `ignore` leaves them (dedup key confirmed, clock raised, nothing on the domain topic, so
  * nothing at OpenCX). The handler's own rules cannot be swapped from outside, and this seam
@@ -35,85 +25,26 @@ const startProcessorWithRuleBug = async (
 ): Promise<{ stop: () => Promise<void> }> => {
   const config = loadProcessorConfig(env);
   const logger = createLogger('old-processor', 'silent');
-  const { kafka, topics, codec, producer, orgs, links, close } = await connectToPipeline(config, {
-    clientId: 'old-processor',
-    logger,
-    withSessionLinks: true,
-  });
-  if (!links) throw new Error('session links were not started');
-  const redis = createRedis(config.REDIS_URL, logger);
-  const events = await createDomainEventPublisher({
-    kafka,
-    codec,
-    topics: [topics.domainEvents.name],
-    logger,
-  });
-  const handle = createRawEventHandler({
-    decodeRaw: async (value) => decodeRawWebhookEvent(await codec.decodeRecord(value)),
-    orgs,
-    links,
-    dedup: createRedisDedupStore(redis, {
-      prefix: config.REDIS_KEY_PREFIX,
-      owner: 'old-processor',
-      leaseMs: config.DEDUP_CLAIM_LEASE_MS,
-      doneTtlMs: config.DEDUP_TTL_MS,
-    }),
-    propertyClock: createRedisPropertyClock(redis, {
-      prefix: config.REDIS_KEY_PREFIX,
-      ttlMs: config.DEDUP_TTL_MS,
-    }),
-    hubspotFor: createPortalClients({
-      baseUrl: config.HUBSPOT_API_BASE_URL,
-      timeoutMs: config.HUBSPOT_TIMEOUT_MS,
-      limiter: createRedisRateLimiter(redis, {
-        prefix: config.REDIS_KEY_PREFIX,
-        max: config.HUBSPOT_RATE_LIMIT_MAX,
-        windowMs: config.HUBSPOT_RATE_LIMIT_WINDOW_MS,
-      }),
-    }),
+  const { connections, redis, events, close } = await connectProcessor(config, 'old-processor', logger);
+  const consumer = rawEventConsumer({
+    config,
+    connections,
+    redis,
+    gate: createTenantGate({ initialBackoffMs: 1000, maxBackoffMs: 5000 }),
+    metrics: createProcessorMetrics(new Registry()),
     publish: (decided) =>
       events.publish(
-        topics.domainEvents.name,
+        connections.topics.domainEvents.name,
         decided.filter((event) => !wronglySkips(event)),
       ),
-    markReconnectRequired: async () => undefined,
-    metrics: createProcessorMetrics(new Registry()),
+    instance: 'old-processor',
     logger,
-    settings: {
-      emailDelayMs: config.EMAIL_DELAY_MS,
-      claimLeaseMs: config.DEDUP_CLAIM_LEASE_MS,
-      retry: { attempts: 2, initialDelayMs: 20, maxDelayMs: 100 },
-      transientRetryMs: 200,
-    },
-    now: Date.now,
-    sleep,
-  });
-  const consumer = new KeyedConsumer({
-    consumer: kafka.consumer({
-      groupId: `${config.KAFKA_TOPIC_PREFIX}processor`,
-      allowAutoTopicCreation: false,
-    }),
-    topics: [topics.rawEvents.name],
-    orderingKey: (message: KafkaMessage) =>
-      message.headers?.[ORDERING_KEY_HEADER]?.toString() ?? message.key?.toString() ?? '',
-    handle,
-    deadLetters: createDeadLetterWriter({
-      service: 'processor',
-      topic: topics.deadLetters.name,
-      producer,
-      codec,
-      redis,
-      keyPrefix: config.REDIS_KEY_PREFIX,
-    }),
-    logger,
-  });
+  })();
   await consumer.start();
   return {
     stop: async () => {
       await consumer.stop();
-      await events.drain();
       await close();
-      redis.disconnect();
     },
   };
 };

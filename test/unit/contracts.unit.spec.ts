@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import {
   DeadLetterReason,
+  HeldOutcome,
   IgnoreReason,
   SkipReason,
   WaitReason,
@@ -215,6 +216,15 @@ describe('contracts: reasons are metric labels that dashboards and alerts name',
       'opencx_unauthorized',
       'retries_exhausted',
       'handler_crashed',
+    ]);
+    assert.deepEqual(Object.values(HeldOutcome), [
+      'held',
+      'released',
+      'superseded',
+      'dropped',
+      'expired',
+      'discarded',
+      'refused',
     ]);
   });
 });

@@ -138,7 +138,22 @@ const DASHBOARD = 'infra/grafana/pipeline-dashboard.json';
 const ALERTS = 'infra/prometheus/alerts.yml';
 const ALERT_TESTS = 'infra/prometheus/alerts.test.yml';
 
-const declared = METRICS_FILES.flatMap((path) => metricsDeclaredIn(read(path)));
+/** The consumer metrics every service declares by calling createConsumerMetrics with its name. */
+const CONSUMER_METRICS = 'lib/kafka/service-consumer.ts';
+const consumerMetricsOf = (source: string): DeclaredMetric[] => {
+  const service = /createConsumerMetrics\(\s*registry,\s*'([^']+)'/.exec(source)?.[1];
+  if (service === undefined) return [];
+  const named = read(CONSUMER_METRICS).replace(
+    /\bname:\s*`\$\{service\}_([^`]+)`/g,
+    (_all, rest: string) => `name: '${service}_${rest}'`,
+  );
+  return metricsDeclaredIn(named.slice(named.indexOf('export const createConsumerMetrics')));
+};
+
+const declared = METRICS_FILES.flatMap((path) => [
+  ...metricsDeclaredIn(read(path)),
+  ...consumerMetricsOf(read(path)),
+]);
 const series = seriesOf(declared);
 
 const panelsOf = (panels: readonly GrafanaPanel[]): GrafanaPanel[] =>

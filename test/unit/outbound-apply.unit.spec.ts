@@ -1,13 +1,12 @@
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
-import type { AiReply, CustomerMessage, DomainEvent } from '../../lib/domain-events.ts';
+import type { AiReply, DomainEvent } from '../../lib/domain-events.ts';
 import { ErrorCode, PipelineError } from '../../lib/errors.ts';
 import type { HubSpotApi } from '../../lib/hubspot/index.ts';
-import { OrgId, PortalId } from '../../lib/ids.ts';
-import type { Org } from '../../lib/orgs/index.ts';
 import { threadLinkKey, ticketLinkKey, type SessionLink } from '../../lib/session-links.ts';
 import { applyDomainEvent, type ApplyDeps } from '../../services/outbound/src/apply-domain-event.ts';
 import type { OpenCxApi } from '../../services/outbound/src/opencx/client.ts';
+import { customerMessage as customerMessageOf, testOrg } from '../support/fixtures.ts';
 import { heldTicketsInMemory } from '../support/held-tickets.ts';
 import {
   AI_MARKER,
@@ -19,24 +18,7 @@ import {
 import type { ClaimResult } from '../../lib/dedup-store.ts';
 import { withRetry } from '../../lib/retry.ts';
 
-const org = (settings: Partial<Org['settings']> = {}): Org => ({
-  orgId: OrgId('org-1'),
-  deleted: false,
-  updatedAt: 0,
-  hubspot: {
-    portalId: PortalId(42),
-    aiActorId: 'A-111',
-    defaultOwnerActorId: undefined,
-    accessToken: 't',
-    refreshToken: undefined,
-    tokenExpiresAt: undefined,
-    privateAppClientSecret: undefined,
-    reconnectRequired: false,
-  },
-  opencx: { apiKey: 'k' },
-  settings: { assistMode: false, ticketingEnabled: true, ...settings },
-  webhookToken: 'w',
-});
+const org = testOrg;
 
 /** In-memory stand-ins for the adapters: these tests are about which call each event makes. */
 const harness = (
@@ -105,22 +87,7 @@ const harness = (
 };
 
 const common = { orgId: 'org-1', portalId: 42, occurredAt: 1_700_000_000_000 };
-const customerMessage: CustomerMessage = {
-  type: 'customer-message',
-  eventId: 'e-cm',
-  ...common,
-  threadId: 'T1',
-  messageId: 'm1',
-  text: 'Hi',
-  subject: null,
-  channelId: '1000',
-  channelAccountId: 'ca',
-  channelType: 'web',
-  senderActorId: 'V-1',
-  senderName: 'Jane',
-  senderDeliveryType: null,
-  senderDeliveryValue: null,
-};
+const customerMessage = customerMessageOf({ eventId: 'e-cm', senderName: 'Jane' });
 const linked: SessionLink = {
   orgId: 'org-1',
   sessionId: 'S-1',

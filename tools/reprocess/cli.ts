@@ -13,12 +13,11 @@ import { SingleBar } from 'cli-progress';
 import { resolveSecretsKey } from '../../lib/config.ts';
 import { createDomainEventPublisher } from '../../lib/domain-event-publisher.ts';
 import type { DomainEvent } from '../../lib/domain-events.ts';
-import { createPortalClients } from '../../lib/hubspot/index.ts';
+import { createBudgetedPortalClients } from '../../lib/hubspot/index.ts';
 import { createKafka, topicsFor } from '../../lib/kafka/index.ts';
 import { createLogger } from '../../lib/log.ts';
 import { OrgDirectory, createSecretBox } from '../../lib/orgs/index.ts';
 import { createRedisPropertyClock } from '../../lib/property-clock.ts';
-import { createRedisRateLimiter } from '../../lib/rate-limiter.ts';
 import { createRedis } from '../../lib/redis.ts';
 import { AvroCodec } from '../../lib/registry.ts';
 import {
@@ -253,15 +252,7 @@ export const runReprocess = async (
         }),
         // The processor's per-portal budget, shared through Redis: a reprocess re-fetches each
         // message from HubSpot and must not starve live traffic of its calls.
-        hubspotFor: createPortalClients({
-          baseUrl: config.HUBSPOT_API_BASE_URL,
-          timeoutMs: config.HUBSPOT_TIMEOUT_MS,
-          limiter: createRedisRateLimiter(redis, {
-            prefix: config.REDIS_KEY_PREFIX,
-            max: config.HUBSPOT_RATE_LIMIT_MAX,
-            windowMs: config.HUBSPOT_RATE_LIMIT_WINDOW_MS,
-          }),
-        }),
+        hubspotFor: createBudgetedPortalClients(redis, config),
         publish,
         settings: handlerSettings(config),
         now: Date.now,

@@ -1,18 +1,8 @@
 import { z } from 'zod';
-import {
-  commonEnv,
-  dedupEnv,
-  hubspotClientEnv,
-  loadConfig,
-  topicCreationEnv,
-  type ConfigSource,
-} from '../../../lib/config.ts';
+import { loadConfig, pipelineServiceEnv, type ConfigSource } from '../../../lib/config.ts';
 
 export const outboundEnv = {
-  ...commonEnv,
-  ...topicCreationEnv,
-  ...hubspotClientEnv,
-  ...dedupEnv,
+  ...pipelineServiceEnv,
   METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9466),
   OPENCX_TIMEOUT_MS: z.coerce.number().int().min(100).default(10000),
   /** Attempts of one OpenCX call (5xx, 429, timeouts) before the event is dead-lettered. */

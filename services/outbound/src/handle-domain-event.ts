@@ -1,7 +1,8 @@
 import type { KafkaMessage } from 'kafkajs';
-import { DeadLetterReason, WaitReason } from '../../../lib/contracts/index.ts';
+import { DeadLetterReason } from '../../../lib/contracts/index.ts';
 import type { PipelineEvent } from '../../../lib/domain-events.ts';
-import { ErrorCode, PipelineError, describeError, isDependencyUnavailable } from '../../../lib/errors.ts';
+import { describeError } from '../../../lib/errors.ts';
+import { classifyDecodeFailure, classifyFailure } from '../../../lib/failure-outcome.ts';
 import { done, type HandlerOutcome } from '../../../lib/kafka/index.ts';
 import type { Logger } from '../../../lib/log.ts';
 import type { OrgDirectory } from '../../../lib/orgs/index.ts';
@@ -23,46 +24,6 @@ export type PipelineEventHandlerDeps = {
   readonly now?: () => number;
 };
 
-const upstreamWaitReason = {
-  hubspot: { rateLimited: WaitReason.hubspotRateLimited, unavailable: WaitReason.hubspotUnavailable },
-  opencx: { rateLimited: WaitReason.opencxRateLimited, unavailable: WaitReason.opencxUnavailable },
-} as const;
-
-/**
- * The organisation cannot take the event now: OpenCX (or HubSpot, for an AI reply) kept failing
- * with 5xx, 429 or timeouts through the in-memory retries, or the organisation is already
- * waited for. The consumer parks the organisation: an outage of any length is waited out, never
- * dead-lettered. Undefined for what is not the organisation's trouble.
- */
-const waitForOrganisation = (error: PipelineError, now: number): HandlerOutcome | undefined => {
-  if (error.code === ErrorCode.tenantWaiting)
-    return {
-      kind: 'wait-for-tenant',
-      reason: error.upstream === 'hubspot' ? WaitReason.hubspotBudget : WaitReason.tenantWaiting,
-      untilMs: now + (error.retryAfterMs ?? 1000),
-    };
-  if (!error.retriable || error.code === ErrorCode.recordTooLarge) return undefined;
-  const failing = upstreamWaitReason[error.upstream ?? 'opencx'];
-  return {
-    kind: 'wait-for-tenant',
-    reason: error.code === ErrorCode.upstreamRateLimited ? failing.rateLimited : failing.unavailable,
-    ...(error.retryAfterMs === undefined ? {} : { untilMs: now + error.retryAfterMs }),
-  };
-};
-
-/** Why a failure of OpenCX or HubSpot cannot be fixed by trying the same event again. */
-const deadLetterReasonOf = (error: PipelineError): DeadLetterReason => {
-  if (error.code === ErrorCode.recordTooLarge) return DeadLetterReason.recordTooLarge;
-  if (error.retriable) return DeadLetterReason.retriesExhausted;
-  if (error.upstream === 'hubspot')
-    return error.code === ErrorCode.upstreamUnauthorized
-      ? DeadLetterReason.hubspotUnauthorized
-      : DeadLetterReason.hubspotRejected;
-  return error.code === ErrorCode.upstreamUnauthorized
-    ? DeadLetterReason.opencxUnauthorized
-    : DeadLetterReason.opencxRejected;
-};
-
 /**
  * Decode, apply, count, and say what became of the record; the keyed consumer acts on that
  * (writes the dead letter, waits and tries again, or commits past it). Throws only what it
@@ -77,18 +38,7 @@ export const createPipelineEventHandler =
       if (!message.value) throw new Error('record has no value');
       event = await deps.decode(message.value);
     } catch (error) {
-      // The registry unreachable for a moment is not an undecodable record.
-      if (isDependencyUnavailable(error))
-        return { kind: 'retry', error: describeError(error), afterMs: deps.transientRetryMs };
-      return {
-        kind: 'dead-letter',
-        reason: DeadLetterReason.undecodable,
-        error: describeError(error),
-        attempts: 1,
-        orgId: null,
-        eventType: null,
-        eventId: null,
-      };
+      return classifyDecodeFailure(error, deps.transientRetryMs);
     }
     const log = deps.logger.child({
       orgId: event.orgId,
@@ -115,25 +65,18 @@ export const createPipelineEventHandler =
     try {
       outcome = await deps.apply(event);
     } catch (error) {
-      // Kafka or Redis unreachable for a moment (a restart): the same event again later, never a
-      // crash (whose budget ends in a dead letter).
-      if (isDependencyUnavailable(error))
-        return { kind: 'retry', error: describeError(error), afterMs: deps.transientRetryMs };
-      if (!(error instanceof PipelineError)) throw error;
-      if (error.code === ErrorCode.kafkaUnavailable || error.code === ErrorCode.dedupInFlight)
-        return { kind: 'retry', error: describeError(error), afterMs: deps.transientRetryMs };
-      const waiting = waitForOrganisation(error, (deps.now ?? Date.now)());
-      if (waiting) {
+      const failed = classifyFailure(error, {
+        upstream: 'opencx',
+        now: (deps.now ?? Date.now)(),
+        transientRetryMs: deps.transientRetryMs,
+        retryAttempts: deps.retryAttempts,
+        event: about,
+      });
+      // Unclassified is a bug: the consumer tries it a few times, then dead-letters it as handler_crashed.
+      if (failed.kind === 'unclassified') throw error;
+      if (failed.kind === 'wait-for-tenant')
         log.info({ err: describeError(error) }, 'organisation cannot take the event now; parked');
-        return waiting;
-      }
-      return {
-        kind: 'dead-letter',
-        reason: deadLetterReasonOf(error),
-        error: error.message,
-        attempts: error.retriable ? deps.retryAttempts : 1,
-        ...about,
-      };
+      return failed;
     }
     metrics.applyLatency.observe({ type: event.type }, (performance.now() - started) / 1000);
     switch (outcome.kind) {

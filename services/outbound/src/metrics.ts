@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import type { TenantGate } from '../../../lib/kafka/index.ts';
+import { createConsumerMetrics, type TenantGate } from '../../../lib/kafka/index.ts';
 
 /**
  * `tenantsWaiting`: the tenants the service's gate waits for now; `heldTickets`: tickets whose
@@ -10,6 +10,12 @@ export const createOutboundMetrics = (
   tenantsWaiting: TenantGate['waiting'] = () => [],
   heldTickets: () => number = () => 0,
 ) => ({
+  ...createConsumerMetrics(
+    registry,
+    'outbound',
+    { messages: 'Events', tenants: 'organisations', transient: "Kafka or another replica's claim" },
+    tenantsWaiting,
+  ),
   applied: new Counter({
     name: 'outbound_events_applied_total',
     help: 'Domain events applied to OpenCX, by type',
@@ -28,12 +34,6 @@ export const createOutboundMetrics = (
     labelNames: ['target', 'code'] as const,
     registers: [registry],
   }),
-  deadLettered: new Counter({
-    name: 'outbound_dead_letters_total',
-    help: 'Events sent to the dead-letter topic, by reason',
-    labelNames: ['reason'] as const,
-    registers: [registry],
-  }),
   sessionsCreated: new Counter({
     name: 'outbound_sessions_created_total',
     help: 'OpenCX sessions created for HubSpot threads',
@@ -43,16 +43,6 @@ export const createOutboundMetrics = (
     name: 'outbound_ai_replies_posted_total',
     help: 'AI replies posted to HubSpot, by kind (message, comment for Assist Mode)',
     labelNames: ['kind'] as const,
-    registers: [registry],
-  }),
-  handlerFailures: new Counter({
-    name: 'outbound_handler_failures_total',
-    help: 'Handler throws (unclassified: a bug): retried a few times, then dead-lettered as handler_crashed',
-    registers: [registry],
-  }),
-  transientRetries: new Counter({
-    name: 'outbound_transient_retries_total',
-    help: "Events tried again because Kafka or another replica's claim was in the way",
     registers: [registry],
   }),
   hubspotCalls: new Counter({
@@ -99,27 +89,6 @@ export const createOutboundMetrics = (
     labelNames: ['type'] as const,
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     registers: [registry],
-  }),
-  parked: new Counter({
-    name: 'outbound_parked_messages_total',
-    help: 'Messages parked because their tenant must wait, by reason (hubspot_budget, opencx_unavailable, ...; tenant_waiting: parked behind an earlier one of its tenant)',
-    labelNames: ['reason'] as const,
-    registers: [registry],
-  }),
-  parkedReplayed: new Counter({
-    name: 'outbound_parked_messages_replayed_total',
-    help: 'Parked messages read again and handed to the handler once their tenant could take them',
-    registers: [registry],
-  }),
-  tenantsWaiting: new Gauge({
-    name: 'outbound_tenants_waiting',
-    help: 'Tenants (organisations) this replica is waiting for now, by reason: their events are parked',
-    labelNames: ['reason'] as const,
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const { reason } of tenantsWaiting()) this.inc({ reason });
-    },
   }),
 });
 export type OutboundMetrics = ReturnType<typeof createOutboundMetrics>;

@@ -1,18 +1,8 @@
 import { z } from 'zod';
-import {
-  commonEnv,
-  dedupEnv,
-  hubspotClientEnv,
-  loadConfig,
-  topicCreationEnv,
-  type ConfigSource,
-} from '../../../lib/config.ts';
+import { loadConfig, pipelineServiceEnv, type ConfigSource } from '../../../lib/config.ts';
 
 export const processorEnv = {
-  ...commonEnv,
-  ...topicCreationEnv,
-  ...hubspotClientEnv,
-  ...dedupEnv,
+  ...pipelineServiceEnv,
   METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9465),
   EMAIL_DELAY_MS: z.coerce.number().int().min(0).default(5000),
   /** Attempts of one HubSpot call (429/5xx/timeouts) before the event is dead-lettered. */

@@ -1,12 +1,8 @@
 import type { KafkaMessage } from 'kafkajs';
-import {
-  DeadLetterReason,
-  IgnoreReason,
-  WaitReason,
-  type RawWebhookEvent,
-} from '../../../lib/contracts/index.ts';
+import { DeadLetterReason, IgnoreReason, type RawWebhookEvent } from '../../../lib/contracts/index.ts';
 import type { DomainEvent } from '../../../lib/domain-events.ts';
-import { ErrorCode, PipelineError, describeError, isDependencyUnavailable } from '../../../lib/errors.ts';
+import { ErrorCode, PipelineError, describeError } from '../../../lib/errors.ts';
+import { classifyDecodeFailure, classifyFailure } from '../../../lib/failure-outcome.ts';
 import {
   isTruncated,
   parkOnRateLimit,
@@ -70,6 +66,28 @@ type Plan = {
   readonly clock?: { readonly key: PropertyClockKey; readonly occurredAt: number };
 };
 
+/**
+ * A property change's dedup key (one per object, property and occurrence) and the property clock
+ * it reads, and raises once its decision is durable.
+ */
+const propertyChange = (
+  orgId: string,
+  objectType: 'conversation' | 'ticket',
+  event: { readonly objectId: string; readonly propertyName: string; readonly occurredAt: number },
+) => {
+  const key: PropertyClockKey = {
+    orgId,
+    objectType,
+    objectId: event.objectId,
+    propertyName: event.propertyName,
+  };
+  return {
+    key,
+    dedupKey: `${orgId}:${objectType}:${event.objectId}:${event.propertyName}:${event.occurredAt}`,
+    clock: { key, occurredAt: event.occurredAt },
+  };
+};
+
 export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
   const { metrics } = deps;
 
@@ -80,14 +98,17 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
     return { kind: 'skipped', reason };
   };
 
+  const countDeadLetter = (eventType: string | null): void =>
+    metrics.events.inc({ subscription_type: eventType ?? 'unknown', outcome: 'dead_lettered' });
+
   /** The consumer writes the letter; this counts the event and says why. */
   const deadLetter = (
     reason: DeadLetterReason,
     error: string,
-    context: { orgId: string | null; eventType: string | null; attempts: number },
+    context: { orgId: string | null; eventType: string | null },
   ): HandlerOutcome => {
-    metrics.events.inc({ subscription_type: context.eventType ?? 'unknown', outcome: 'dead_lettered' });
-    return { kind: 'dead-letter', reason, error, eventId: null, ...context };
+    countDeadLetter(context.eventType);
+    return { kind: 'dead-letter', reason, error, eventId: null, attempts: 1, ...context };
   };
 
   /** Kafka, Redis or another replica's claim in the way: the same event again shortly. */
@@ -175,14 +196,9 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
           },
         };
       case 'conversation.propertyChange': {
-        const key = {
-          orgId,
-          objectType: 'conversation',
-          objectId: event.objectId,
-          propertyName: event.propertyName,
-        };
+        const { key, dedupKey, clock } = propertyChange(orgId, 'conversation', event);
         return {
-          dedupKey: `${orgId}:conversation:${event.objectId}:${event.propertyName}:${event.occurredAt}`,
+          dedupKey,
           decide: async () =>
             decideHandoff(event, {
               orgId,
@@ -191,25 +207,20 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
               session: await linkedThread(orgId, event.objectId),
               lastAppliedAt: await deps.propertyClock.lastApplied(key),
             }),
-          clock: { key, occurredAt: event.occurredAt },
+          clock,
         };
       }
       case 'ticket.propertyChange': {
-        const key = {
-          orgId,
-          objectType: 'ticket',
-          objectId: event.objectId,
-          propertyName: event.propertyName,
-        };
+        const { key, dedupKey, clock } = propertyChange(orgId, 'ticket', event);
         return {
-          dedupKey: `${orgId}:ticket:${event.objectId}:${event.propertyName}:${event.occurredAt}`,
+          dedupKey,
           decide: async () =>
             decideTicketFieldChange(event, {
               orgId,
               ticketingEnabled: org.settings.ticketingEnabled,
               lastAppliedAt: await deps.propertyClock.lastApplied(key),
             }),
-          clock: { key, occurredAt: event.occurredAt },
+          clock,
         };
       }
       case 'object.creation':
@@ -249,66 +260,15 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
     if (plan.clock) await deps.propertyClock.advance(plan.clock.key, plan.clock.occurredAt);
   };
 
-  /**
-   * Why an event's failure cannot be fixed by trying again, or undefined when it can (or when it
-   * is not ours to classify: a bug, which the consumer's crash budget handles).
-   */
-  const deadLetterReasonOf = (error: unknown): DeadLetterReason | undefined => {
-    // avsc refused the domain event (e.g. 'invalid "long": 1.5'): the raw event held a value
-    // its type cannot carry. The same input fails the same way on every attempt.
-    if (error instanceof Error && error.name === 'ConfluentSchemaRegistryValidationError')
-      return DeadLetterReason.malformedEvent;
-    if (!(error instanceof PipelineError)) return undefined;
-    if (error.code === ErrorCode.recordTooLarge) return DeadLetterReason.recordTooLarge;
-    if (error.code === ErrorCode.kafkaUnavailable || error.code === ErrorCode.dedupInFlight) return undefined;
-    if (error.code === ErrorCode.upstreamUnauthorized) return DeadLetterReason.hubspotUnauthorized;
-    if (error.retriable) return DeadLetterReason.retriesExhausted;
-    return DeadLetterReason.hubspotRejected;
-  };
-
-  /**
-   * The portal cannot take the event now: its HubSpot budget is spent for longer than the park
-   * grace (TENANT_WAITING), or HubSpot kept failing (429, 5xx, timeouts) through the in-memory
-   * retries. The consumer parks the tenant; dead letters are for what no retry can fix.
-   */
-  const waitForPortal = (error: unknown): HandlerOutcome | undefined => {
-    if (!(error instanceof PipelineError)) return undefined;
-    if (error.code === ErrorCode.tenantWaiting)
-      return {
-        kind: 'wait-for-tenant',
-        reason: WaitReason.hubspotBudget,
-        untilMs: deps.now() + (error.retryAfterMs ?? 1000),
-      };
-    if (error.retriable && error.upstream === 'hubspot')
-      return {
-        kind: 'wait-for-tenant',
-        reason:
-          error.code === ErrorCode.upstreamRateLimited
-            ? WaitReason.hubspotRateLimited
-            : WaitReason.hubspotUnavailable,
-        ...(error.retryAfterMs === undefined ? {} : { untilMs: deps.now() + error.retryAfterMs }),
-      };
-    return undefined;
-  };
-
-  const isTransient = (error: unknown): boolean =>
-    isDependencyUnavailable(error) ||
-    (error instanceof PipelineError &&
-      (error.code === ErrorCode.kafkaUnavailable || error.code === ErrorCode.dedupInFlight));
-
   return async (message: KafkaMessage): Promise<HandlerOutcome> => {
     let raw: RawWebhookEvent;
     try {
       if (!message.value) throw new Error('record has no value');
       raw = await deps.decodeRaw(message.value);
     } catch (error) {
-      // The registry unreachable for a moment is not an undecodable record.
-      if (isDependencyUnavailable(error)) return retryLater(error);
-      return deadLetter(DeadLetterReason.undecodable, describeError(error), {
-        orgId: null,
-        eventType: null,
-        attempts: 1,
-      });
+      const outcome = classifyDecodeFailure(error, deps.settings.transientRetryMs);
+      if (outcome.kind === 'dead-letter') countDeadLetter(null);
+      return outcome;
     }
     const type = raw.subscriptionType;
     const parsed = parseWebhookEvent(raw.event);
@@ -316,7 +276,6 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
       return deadLetter(DeadLetterReason.malformedEvent, parsed.detail, {
         orgId: raw.orgId,
         eventType: type,
-        attempts: 1,
       });
     const event = parsed.event;
     const baseLog = lazyChild(deps.logger, { portalId: raw.portalId, subscriptionType: type });
@@ -332,7 +291,6 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
       return deadLetter(DeadLetterReason.orgUnreadable, org.detail, {
         orgId: org.orgId,
         eventType: type,
-        attempts: 1,
       });
     }
     const portalMismatch = checkDeliveryPortal(raw, org.hubspot.portalId);
@@ -375,20 +333,19 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
           return retryLater(markError);
         }
       }
-      if (isTransient(error)) return retryLater(error);
-      const waiting = waitForPortal(error);
-      if (waiting) {
-        log.info({ err: describeError(error) }, 'portal cannot take the event now; parked');
-        return waiting;
-      }
-      const reason = deadLetterReasonOf(error);
-      // Not classified: a bug. The consumer tries it a few times, then dead-letters it as handler_crashed.
-      if (reason === undefined) throw error;
-      return deadLetter(reason, describeError(error), {
-        orgId: org.orgId,
-        eventType: type,
-        attempts: error instanceof PipelineError && error.retriable ? deps.settings.retry.attempts : 1,
+      const outcome = classifyFailure(error, {
+        upstream: 'hubspot',
+        now: deps.now(),
+        transientRetryMs: deps.settings.transientRetryMs,
+        retryAttempts: deps.settings.retry.attempts,
+        event: { orgId: org.orgId, eventType: type, eventId: null },
       });
+      // Unclassified is a bug: the consumer tries it a few times, then dead-letters it as handler_crashed.
+      if (outcome.kind === 'unclassified') throw error;
+      if (outcome.kind === 'wait-for-tenant')
+        log.info({ err: describeError(error) }, 'portal cannot take the event now; parked');
+      if (outcome.kind === 'dead-letter') countDeadLetter(type);
+      return outcome;
     }
     // Confirmed only now that the effect is durable (claim, emit, then confirm).
     try {

@@ -1,11 +1,21 @@
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import type { TenantGate } from '../../../lib/kafka/index.ts';
+import { Counter, Histogram, type Registry } from 'prom-client';
+import { createConsumerMetrics, type TenantGate } from '../../../lib/kafka/index.ts';
 
 /** `tenantsWaiting`: the tenants the service's gate waits for now (a gauge read at scrape time). */
 export const createProcessorMetrics = (
   registry: Registry,
   tenantsWaiting: TenantGate['waiting'] = () => [],
 ) => ({
+  ...createConsumerMetrics(
+    registry,
+    'processor',
+    {
+      messages: 'Raw events',
+      tenants: 'portals or organisations',
+      transient: "Kafka, Redis or another replica's claim",
+    },
+    tenantsWaiting,
+  ),
   events: new Counter({
     name: 'processor_events_total',
     help: 'Raw HubSpot events handled, by subscription type and outcome (emitted, ignored, dead_lettered)',
@@ -22,12 +32,6 @@ export const createProcessorMetrics = (
     name: 'processor_domain_events_total',
     help: 'Domain events written, by type',
     labelNames: ['type'] as const,
-    registers: [registry],
-  }),
-  deadLettered: new Counter({
-    name: 'processor_dead_letters_total',
-    help: 'Raw events sent to the dead-letter topic, by reason (written once; a restart that finds a letter written does not count it again)',
-    labelNames: ['reason'] as const,
     registers: [registry],
   }),
   hubspotRetries: new Counter({
@@ -54,42 +58,11 @@ export const createProcessorMetrics = (
     labelNames: ['org_id'] as const,
     registers: [registry],
   }),
-  handlerFailures: new Counter({
-    name: 'processor_handler_failures_total',
-    help: 'Handler throws (unclassified: a bug): retried a few times, then dead-lettered as handler_crashed',
-    registers: [registry],
-  }),
-  transientRetries: new Counter({
-    name: 'processor_transient_retries_total',
-    help: "Raw events tried again because Kafka, Redis or another replica's claim was in the way",
-    registers: [registry],
-  }),
   endToEndDelay: new Histogram({
     name: 'processor_event_delay_seconds',
     help: 'From ingest accepting an event to the processor finishing it',
     buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
     registers: [registry],
-  }),
-  parked: new Counter({
-    name: 'processor_parked_messages_total',
-    help: 'Messages parked because their tenant must wait, by reason (hubspot_budget, opencx_unavailable, ...; tenant_waiting: parked behind an earlier one of its tenant)',
-    labelNames: ['reason'] as const,
-    registers: [registry],
-  }),
-  parkedReplayed: new Counter({
-    name: 'processor_parked_messages_replayed_total',
-    help: 'Parked messages read again and handed to the handler once their tenant could take them',
-    registers: [registry],
-  }),
-  tenantsWaiting: new Gauge({
-    name: 'processor_tenants_waiting',
-    help: 'Tenants (portals (organisations)) this replica is waiting for now, by reason: their events are parked',
-    labelNames: ['reason'] as const,
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const { reason } of tenantsWaiting()) this.inc({ reason });
-    },
   }),
 });
 export type ProcessorMetrics = ReturnType<typeof createProcessorMetrics>;

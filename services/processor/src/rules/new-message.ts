@@ -66,34 +66,24 @@ export const routeNewMessage = (
   const sender = senderOf(message) ?? 'unknown';
   const channelId = message.channelId ?? null;
 
-  if (message.type === 'COMMENT') {
-    return emit([
+  /** A rep's message: internal when it is a comment (a note between reps), else sent to the customer. */
+  const repReply = (internal: boolean) =>
+    emit([
       {
         type: 'rep-reply',
         eventId: eventIdOf.repReply(context.orgId, message.id),
         ...base,
         text,
         actorId: sender,
-        internal: true,
+        internal,
         channelId,
       },
     ]);
-  }
+
+  if (message.type === 'COMMENT') return repReply(true);
   if (message.type !== 'MESSAGE') return ignore(IgnoreReason.notAConversationMessage);
 
-  if (sender.startsWith('A-') || message.direction === 'OUTGOING') {
-    return emit([
-      {
-        type: 'rep-reply',
-        eventId: eventIdOf.repReply(context.orgId, message.id),
-        ...base,
-        text,
-        actorId: sender,
-        internal: false,
-        channelId,
-      },
-    ]);
-  }
+  if (sender.startsWith('A-') || message.direction === 'OUTGOING') return repReply(false);
   if (text === '') return ignore(IgnoreReason.emptyMessage);
 
   const customer = message.senders[0];
