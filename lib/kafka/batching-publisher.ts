@@ -1,6 +1,7 @@
 import type { Message, Producer, TopicMessages } from 'kafkajs';
 import { ErrorCode, PipelineError, describeError } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import { withTimeout } from '../timeout.ts';
 
 /** What a topic can store, read from the cluster at start (`readTopicLimits`). */
 export type TopicLimit = {
@@ -158,14 +159,6 @@ export const partitionOfKey = (key: Buffer | string, partitions: number): number
 
 /** The broker checks each partition's record batch against the topic's limit, envelope included. */
 const recordBudgetOf = (limit: TopicLimit): number => limit.maxBatchBytes - RECORD_BATCH_ENVELOPE_BYTES;
-
-const withTimeout = <T>(work: Promise<T>, ms: number, what: string): Promise<T> => {
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
-  });
-  return Promise.race([work, expired]).finally(() => clearTimeout(timer));
-};
 
 /** Bytes per topic-partition of the send being assembled; keyless records count on every partition. */
 class SendBudget {
@@ -474,7 +467,11 @@ export class BatchingPublisher {
 
     try {
       const producer = await this.#ensureProducer(timeoutMs);
-      await withTimeout(producer.sendBatch({ topicMessages, acks: -1 }), timeoutMs, 'Kafka acknowledgement');
+      await withTimeout(
+        producer.sendBatch({ topicMessages, acks: -1 }),
+        timeoutMs,
+        `Kafka acknowledgement did not finish within ${timeoutMs} ms`,
+      );
     } catch (error) {
       this.#onSendFailed(slices, partitions, error);
       return;
@@ -549,14 +546,21 @@ export class BatchingPublisher {
     this.#producer = undefined;
     if (previous) {
       // Its requests still under way (a timed-out send) end here; their callers already failed.
-      await withTimeout(previous.disconnect(), timeoutMs, 'disconnecting the replaced producer').catch(
-        (error: unknown) =>
-          this.#options.logger.warn({ err: error }, 'the replaced producer did not disconnect'),
+      await withTimeout(
+        previous.disconnect(),
+        timeoutMs,
+        `disconnecting the replaced producer did not finish within ${timeoutMs} ms`,
+      ).catch((error: unknown) =>
+        this.#options.logger.warn({ err: error }, 'the replaced producer did not disconnect'),
       );
     }
     const next = this.#options.createProducer();
     try {
-      await withTimeout(next.connect(), timeoutMs, 'connecting a Kafka producer');
+      await withTimeout(
+        next.connect(),
+        timeoutMs,
+        `connecting a Kafka producer did not finish within ${timeoutMs} ms`,
+      );
     } catch (error) {
       void next.disconnect().catch(() => undefined);
       throw error;

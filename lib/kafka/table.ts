@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { ErrorCode, PipelineError } from '../errors.ts';
 import type { Admin, Consumer, Kafka } from 'kafkajs';
 import type { Logger } from '../log.ts';
+import { withTimeout } from '../timeout.ts';
 import { whileLeadersSettle } from './client.ts';
 
 /** How long an idle table's fetch waits for records (kafkajs: 5,000 ms), and so its stop. */
@@ -112,18 +113,11 @@ export class KafkaTable<V> {
       },
     });
 
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new Error(`${this.#topic}: not caught up within ${timeoutMs} ms; is Kafka reachable?`)),
-        timeoutMs,
-      );
-    });
-    try {
-      await Promise.race([caughtUp, timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
+    await withTimeout(
+      caughtUp,
+      timeoutMs,
+      `${this.#topic}: not caught up within ${timeoutMs} ms; is Kafka reachable?`,
+    );
   }
 
   /**

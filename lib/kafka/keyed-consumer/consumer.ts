@@ -1,5 +1,6 @@
 import type { EachBatchPayload, KafkaMessage } from 'kafkajs';
 import { sleep } from '../../retry.ts';
+import { withTimeout } from '../../timeout.ts';
 import { OffsetCommits } from './commits.ts';
 import { onGroupJoinUnlessStopped, resumeAfterRebalance } from './kafkajs-workarounds.ts';
 import { BackPressure, KeyQueues } from './key-queues.ts';
@@ -150,7 +151,7 @@ export class KeyedConsumer {
   /** Lets each conversation finish the message it is on (5 s at most), commits, then leaves the group. */
   async stop(): Promise<void> {
     this.#stopping = true;
-    await Promise.race([this.#queues.idle(), sleep(STOP_GRACE_MS)]);
+    await withTimeout(this.#queues.idle(), STOP_GRACE_MS, () => undefined);
     this.#commits.cancel();
     await this.#commits.commit().catch(() => undefined);
     await Promise.allSettled([this.#settings.consumer.disconnect(), this.#parking.stop()]);
