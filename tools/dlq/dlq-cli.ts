@@ -17,6 +17,7 @@ import { createKafka, topicsFor } from '../../lib/kafka/index.ts';
 import { createLogger } from '../../lib/log.ts';
 import { AvroCodec } from '../../lib/registry.ts';
 import { isEntryPoint } from '../../lib/service.ts';
+import { exitWith } from '../command-line.ts';
 import {
   REGISTRY_CHECK_TIMEOUT_MS,
   UpstreamUnavailable,
@@ -101,16 +102,4 @@ export const runDlq = async (argv: readonly string[], env: NodeJS.ProcessEnv): P
   }
 };
 
-if (isEntryPoint(import.meta.url)) {
-  runDlq(process.argv.slice(2), process.env).then(
-    (code) => {
-      process.exitCode = code;
-      // kafkajs or ioredis may keep a timer alive; the work is done and the output written.
-      setTimeout(() => process.exit(code), 2000).unref();
-    },
-    (error: unknown) => {
-      process.stderr.write(`dlq: ${error instanceof Error ? error.message : String(error)}\n`);
-      process.exit(1);
-    },
-  );
-}
+if (isEntryPoint(import.meta.url)) exitWith('dlq', runDlq(process.argv.slice(2), process.env));

@@ -13,6 +13,7 @@ import {
   type KeyedConsumerOptions,
 } from './options.ts';
 import { OutcomeRunner } from './outcome-runner.ts';
+import { runBatches } from './run-batches.ts';
 import { noParking, type Parking, type ParkingHost } from './parking.ts';
 import { partitionState, type PartitionState, type Work } from './state.ts';
 import { createTenantParking } from './tenant-parking.ts';
@@ -138,14 +139,7 @@ export class KeyedConsumer {
       logger,
     );
     await this.#parking.start();
-    await consumer.connect();
-    await consumer.subscribe({ topics: [...topics], fromBeginning: true });
-    await consumer.run({
-      autoCommit: false,
-      eachBatchAutoResolve: false,
-      partitionsConsumedConcurrently: 4,
-      eachBatch: (payload) => this.#enqueueBatch(payload),
-    });
+    await runBatches(consumer, { topics, fromBeginning: true }, (payload) => this.#enqueueBatch(payload));
   }
 
   /** Lets each conversation finish the message it is on (5 s at most), commits, then leaves the group. */
