@@ -9,7 +9,7 @@ import {
 } from 'kafkajs';
 import { isDependencyUnavailable } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { linearDelay, withRetry } from '../retry.ts';
+import { linearDelay, sleep, withRetry } from '../retry.ts';
 import { KAFKA_DEFAULT_MAX_BATCH_BYTES, type TopicLimit } from './batching-publisher.ts';
 import type { TopicSpec } from './topics.ts';
 
@@ -174,7 +174,7 @@ const waitForLeaders = async (admin: Admin, topics: readonly string[], timeoutMs
       throw new Error(
         `topics ${topics.join(', ')} have no partition leaders after ${timeoutMs} ms: is the Kafka cluster healthy?`,
       );
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await sleep(200);
   }
 };
 

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { ErrorCode, PipelineError } from '../errors.ts';
 import type { Admin, Consumer, Kafka } from 'kafkajs';
 import type { Logger } from '../log.ts';
+import { sleep } from '../retry.ts';
 import { withTimeout } from '../timeout.ts';
 import { whileLeadersSettle } from './client.ts';
 
@@ -151,7 +152,7 @@ export class KafkaTable<V> {
         this.#logger.warn({ topic: this.#topic, timeoutMs }, 'table not caught up in time');
         return false;
       }
-      await new Promise((resolve) => setTimeout(resolve, 20));
+      await sleep(20);
     }
     return true;
   }
