@@ -3,6 +3,7 @@ import { describeError } from './errors.ts';
 import { createKafka } from './kafka/index.ts';
 import type { Logger } from './log.ts';
 import type { Redis } from './redis.ts';
+import { withTimeout } from './timeout.ts';
 
 /**
  * Whether this replica can reach what its data path needs (Redis, Kafka). A dependency that
@@ -98,17 +99,7 @@ export class DependencyHealth {
 
 /** Resolves with `work`'s outcome, or rejects after `ms` (the work itself cannot be cancelled). */
 const within = <T>(work: Promise<T>, ms: number, what: string): Promise<T> =>
-  Promise.race([
-    work,
-    new Promise<never>((_, reject) => {
-      const timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
-      timer.unref();
-      void work.then(
-        () => clearTimeout(timer),
-        () => clearTimeout(timer),
-      );
-    }),
-  ]);
+  withTimeout(work, ms, `${what}: no answer within ${ms} ms`);
 
 /**
  * Redis: ioredis's connection events say at once when the connection drops or comes back; a

@@ -1,9 +1,8 @@
-import type { Kafka } from 'kafkajs';
 import { z } from 'zod';
 import type { NoteMirrored, TicketFieldChanged } from './domain-events.ts';
-import { KafkaTable, catchUpOrRetryLater } from './kafka/table.ts';
+import { JsonTable, type JsonTableOptions } from './kafka/json-table.ts';
+import { catchUpOrRetryLater } from './kafka/table.ts';
 import type { RecordWriter } from './kafka/record-writer.ts';
-import type { Logger } from './log.ts';
 import { ticketLinkKey } from './session-links.ts';
 
 /**
@@ -188,24 +187,15 @@ export const eventsToRelease = (
   );
 };
 
-export class HeldTicketEvents {
-  readonly #table: KafkaTable<HeldTicket>;
-  readonly #topic: string;
+export class HeldTicketEvents extends JsonTable<HeldTicket> {
   /** Tickets holding events, per organisation: whose owed ticket look-ups are awaited. */
   readonly #perOrg = new Map<string, number>();
   /** When the last catch-up that completed had started. */
   #caughtUpFrom = 0;
 
-  constructor(options: { kafka: Kafka; topic: string; groupPrefix: string; logger: Logger }) {
-    this.#topic = options.topic;
-    this.#table = new KafkaTable<HeldTicket>({
-      kafka: options.kafka,
-      topic: options.topic,
-      groupPrefix: options.groupPrefix,
-      decode: (raw) => HeldTicket.parse(JSON.parse(raw.toString('utf8'))),
-      logger: options.logger,
-    });
-    this.#table.onChange(({ key, value }) => {
+  constructor(options: JsonTableOptions) {
+    super(HeldTicket, options);
+    this.table.onChange(({ key, value }) => {
       const orgId = value?.orgId ?? key.slice(0, key.lastIndexOf(':ticket:'));
       const had = this.#keys.has(key);
       const holding = isHolding(value);
@@ -223,21 +213,18 @@ export class HeldTicketEvents {
 
   readonly #keys = new Set<string>();
 
-  async start(): Promise<void> {
+  override async start(): Promise<void> {
     const startedAt = Date.now();
-    await this.#table.start();
+    await super.start();
     this.#caughtUpFrom = startedAt;
-  }
-  stop(): Promise<void> {
-    return this.#table.stop();
   }
 
   get(orgId: string, ticketId: string): HeldTicket | undefined {
-    return this.#table.get(ticketLinkKey(orgId, ticketId));
+    return this.table.get(ticketLinkKey(orgId, ticketId));
   }
 
   values(): IterableIterator<HeldTicket> {
-    return this.#table.values();
+    return this.table.values();
   }
 
   /** Tickets holding events now. */
@@ -264,7 +251,7 @@ export class HeldTicketEvents {
   async current(orgId: string, ticketId: string, since: number): Promise<HeldTicket | undefined> {
     if (this.#caughtUpFrom < since) {
       const startedAt = Date.now();
-      await catchUpOrRetryLater(() => this.#table.catchUp(), 'held ticket events');
+      await catchUpOrRetryLater(() => this.table.catchUp(), 'held ticket events');
       this.#caughtUpFrom = Math.max(this.#caughtUpFrom, startedAt);
     }
     return this.get(orgId, ticketId);
@@ -273,14 +260,12 @@ export class HeldTicketEvents {
   /** Durable (acks=all) before it returns, and visible here at once. */
   async write(writer: Pick<RecordWriter, 'write'>, ticket: HeldTicket): Promise<void> {
     const key = ticketLinkKey(ticket.orgId, ticket.ticketId);
-    await writer.write(this.#topic, [{ key, value: JSON.stringify(ticket) }], `held events of ${key}`);
-    this.#table.applyLocal(key, ticket);
+    await this.writeThrough(writer, [{ key, value: ticket }], `held events of ${key}`);
   }
 
   /** Nothing of the ticket is kept any more (its hold dropped, or its clocks old): a tombstone. */
   async clear(writer: Pick<RecordWriter, 'write'>, orgId: string, ticketId: string): Promise<void> {
     const key = ticketLinkKey(orgId, ticketId);
-    await writer.write(this.#topic, [{ key, value: null }], `held events of ${key} (cleared)`);
-    this.#table.applyLocal(key, undefined);
+    await this.writeThrough(writer, [{ key, value: undefined }], `held events of ${key} (cleared)`);
   }
 }

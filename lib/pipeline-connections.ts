@@ -8,6 +8,7 @@ import {
   whileLeadersSettle,
   type Topics,
 } from './kafka/index.ts';
+import { isDependencyUnavailable } from './errors.ts';
 import type { Logger } from './log.ts';
 import {
   OrgDirectory,
@@ -17,6 +18,7 @@ import {
   type SecretBox,
 } from './orgs/index.ts';
 import { AvroCodec } from './registry.ts';
+import { withRetry } from './retry.ts';
 import { SessionLinks } from './session-links.ts';
 
 /** The configuration every service shares (lib/config.ts commonEnv, plus topic creation settings). */
@@ -133,23 +135,6 @@ export const connectToPipeline = async (
 
 const DEFAULT_KAFKA_STARTUP_WAIT_MS = 120_000;
 
-/** kafkajs's errors for "no broker answered" (refused, reset, timed out), not for a refusal. */
-const isUnreachable = (error: unknown): boolean => {
-  for (let cause = error; cause instanceof Error; cause = (cause as Error & { cause?: unknown }).cause) {
-    if (
-      cause.name === 'KafkaJSConnectionError' ||
-      cause.name === 'KafkaJSBrokerNotFound' ||
-      cause.name === 'KafkaJSConnectionClosedError' ||
-      cause.name === 'KafkaJSRequestTimeoutError' ||
-      /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH/.test(cause.message)
-    )
-      return true;
-    if (cause.name === 'KafkaJSNumberOfRetriesExceeded' && /connect|Connection/.test(cause.message))
-      return true;
-  }
-  return false;
-};
-
 /**
  * Connects once Kafka answers: a service started while its broker restarts (or before it, when
  * a stack comes up in any order) waits up to `waitMs`, saying so, instead of exiting at once
@@ -161,35 +146,34 @@ export const untilKafkaAnswers = async (
   options: { brokers: readonly string[]; waitMs: number; logger: Logger },
 ): Promise<void> => {
   const started = Date.now();
-  for (let attempt = 1; ; attempt++) {
-    try {
+  await withRetry(
+    {
+      attempts: Number.POSITIVE_INFINITY,
+      delayMs: (attempt) => Math.min(5000, 500 * 2 ** Math.min(attempt - 1, 4)),
+      giveUpAfterMs: options.waitMs,
+    },
+    async (attempt) => {
       await connect();
       if (attempt > 1) options.logger.info({ waitedMs: Date.now() - started }, 'Kafka answers: starting');
-      return;
-    } catch (error) {
-      const waited = Date.now() - started;
-      if (!isUnreachable(error)) throw error;
-      if (waited >= options.waitMs)
-        throw new Error(
-          `Kafka at ${options.brokers.join(',')} did not answer for ${Math.round(waited / 1000)} s (KAFKA_STARTUP_WAIT_MS): check that the brokers run and KAFKA_BROKERS names them (${error instanceof Error ? error.message : String(error)})`,
+    },
+    {
+      retryIf: isDependencyUnavailable,
+      onRetry: ({ attempt, delayMs, error }) =>
+        options.logger.warn(
+          {
+            brokers: options.brokers,
+            attempt,
+            waitedMs: Date.now() - started,
+            delayMs,
+            err: error instanceof Error ? error.message : String(error),
+          },
+          'Kafka does not answer yet: trying again (a broker restarting, or the stack still starting)',
+        ),
+      giveUp: (error, { elapsedMs }) =>
+        new Error(
+          `Kafka at ${options.brokers.join(',')} did not answer for ${Math.round(elapsedMs / 1000)} s (KAFKA_STARTUP_WAIT_MS): check that the brokers run and KAFKA_BROKERS names them (${error instanceof Error ? error.message : String(error)})`,
           { cause: error },
-        );
-      const delayMs = Math.min(
-        5000,
-        500 * 2 ** Math.min(attempt - 1, 4),
-        Math.max(0, options.waitMs - waited),
-      );
-      options.logger.warn(
-        {
-          brokers: options.brokers,
-          attempt,
-          waitedMs: waited,
-          delayMs,
-          err: error instanceof Error ? error.message : String(error),
-        },
-        'Kafka does not answer yet: trying again (a broker restarting, or the stack still starting)',
-      );
-      await new Promise((resolve) => setTimeout(resolve, delayMs));
-    }
-  }
+        ),
+    },
+  );
 };

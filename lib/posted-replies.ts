@@ -1,8 +1,6 @@
-import type { Kafka } from 'kafkajs';
-import type { RecordWriter } from './kafka/record-writer.ts';
 import { z } from 'zod';
-import { KafkaTable } from './kafka/table.ts';
-import type { Logger } from './log.ts';
+import { JsonTable, type JsonTableOptions } from './kafka/json-table.ts';
+import type { RecordWriter } from './kafka/record-writer.ts';
 
 /**
  * The last AI reply posted to each HubSpot thread, on a compacted topic: HubSpot's message API
@@ -22,32 +20,9 @@ export type PostedReply = z.infer<typeof PostedReply>;
 
 const keyOf = (orgId: string, threadId: string): string => `${orgId}:thread:${threadId}`;
 
-export class PostedReplies {
-  readonly #table: KafkaTable<PostedReply>;
-  readonly #topic: string;
-
-  constructor(options: { kafka: Kafka; topic: string; groupPrefix: string; logger: Logger }) {
-    this.#topic = options.topic;
-    this.#table = new KafkaTable<PostedReply>({
-      kafka: options.kafka,
-      topic: options.topic,
-      groupPrefix: options.groupPrefix,
-      decode: (raw) => PostedReply.parse(JSON.parse(raw.toString('utf8'))),
-      logger: options.logger,
-    });
-  }
-
-  start(): Promise<void> {
-    return this.#table.start();
-  }
-
-  stop(): Promise<void> {
-    return this.#table.stop();
-  }
-
-  /** Waits (5 s at most) until the table holds everything on its topic now: before trusting "not posted". */
-  catchUp(): Promise<boolean> {
-    return this.#table.catchUp();
+export class PostedReplies extends JsonTable<PostedReply> {
+  constructor(options: JsonTableOptions) {
+    super(PostedReply, options);
   }
 
   /**
@@ -55,7 +30,7 @@ export class PostedReplies {
    * (Two customer messages of one thread in the same millisecond are told apart by id.)
    */
   alreadyPosted(reply: { orgId: string; threadId: string; eventId: string; occurredAt: number }): boolean {
-    const last = this.#table.get(keyOf(reply.orgId, reply.threadId));
+    const last = this.table.get(keyOf(reply.orgId, reply.threadId));
     if (!last) return false;
     return last.eventId === reply.eventId || reply.occurredAt < last.occurredAt;
   }
@@ -68,7 +43,6 @@ export class PostedReplies {
   ): Promise<void> {
     const key = keyOf(reply.orgId, reply.threadId);
     const value: PostedReply = { eventId: reply.eventId, occurredAt: reply.occurredAt, postedAt };
-    await writer.write(this.#topic, [{ key, value: JSON.stringify(value) }], `posted reply ${reply.eventId}`);
-    this.#table.applyLocal(key, value);
+    await this.writeThrough(writer, [{ key, value }], `posted reply ${reply.eventId}`);
   }
 }

@@ -2,7 +2,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import { SchemaRegistry } from '@kafkajs/confluent-schema-registry';
 import { ConfluentSchemaRegistryValidationError } from '@kafkajs/confluent-schema-registry/dist/errors.js';
 import { ErrorCode, PipelineError } from './errors.ts';
-import { sleep } from './retry.ts';
+import { linearDelay, withRetry } from './retry.ts';
 import { avroRecordName, type PipelineEvent, type PipelineEventType } from './domain-events.ts';
 
 const schemasDir = new URL('../schemas/', import.meta.url);
@@ -57,6 +57,9 @@ export const withAvroStringTail = (head: Buffer, utf8: Buffer): Buffer => {
 /** Confluent's wire format: a zero magic byte, then the schema id (4 bytes, big-endian), then Avro. */
 const WIRE_HEADER_BYTES = 5;
 
+/** The registry did not answer a registration, or answered 5xx: tried again. */
+class RegistryUnanswered extends Error {}
+
 /**
  * Avro encoding through a Confluent-compatible registry. Every schema in schemas/ is registered
  * at start under `<topic prefix><record full name>` (record-name strategy: one topic carries
@@ -99,36 +102,46 @@ export class AvroCodec {
 
   async #registerOne(subject: string, text: string): Promise<number> {
     const url = `${this.#url}/subjects/${encodeURIComponent(subject)}/versions`;
-    for (let attempt = 1; ; attempt++) {
-      let response: Response | undefined;
-      try {
-        response = await fetch(url, {
-          method: 'POST',
-          headers: { 'content-type': 'application/vnd.schemaregistry.v1+json', accept: 'application/json' },
-          body: JSON.stringify({ schema: text }),
-          signal: AbortSignal.timeout(10000),
-        });
-      } catch {
-        response = undefined;
-      }
-      if (response?.ok) return ((await response.json()) as { id: number }).id;
-      const detail = response ? `${response.status} ${(await response.text()).slice(0, 300)}` : 'unreachable';
-      if (response && response.status < 500) {
-        throw new PipelineError(
-          ErrorCode.config,
-          `schema ${subject} refused by the schema registry (${detail}): is it compatible with the registered versions?`,
-          { retriable: false },
-        );
-      }
-      if (attempt >= 8) {
-        throw new PipelineError(
-          ErrorCode.config,
-          `schema registry at ${this.#url} did not register ${subject} (${detail}): check SCHEMA_REGISTRY_URL`,
-          { retriable: false },
-        );
-      }
-      await sleep(250 * attempt);
-    }
+    return withRetry(
+      { attempts: 8, delayMs: linearDelay(250) },
+      async () => {
+        let response: Response | undefined;
+        try {
+          response = await fetch(url, {
+            method: 'POST',
+            headers: {
+              'content-type': 'application/vnd.schemaregistry.v1+json',
+              accept: 'application/json',
+            },
+            body: JSON.stringify({ schema: text }),
+            signal: AbortSignal.timeout(10000),
+          });
+        } catch {
+          response = undefined;
+        }
+        if (response?.ok) return ((await response.json()) as { id: number }).id;
+        const detail = response
+          ? `${response.status} ${(await response.text()).slice(0, 300)}`
+          : 'unreachable';
+        if (response && response.status < 500) {
+          throw new PipelineError(
+            ErrorCode.config,
+            `schema ${subject} refused by the schema registry (${detail}): is it compatible with the registered versions?`,
+            { retriable: false },
+          );
+        }
+        throw new RegistryUnanswered(detail);
+      },
+      {
+        retryIf: (error) => error instanceof RegistryUnanswered,
+        giveUp: (error) =>
+          new PipelineError(
+            ErrorCode.config,
+            `schema registry at ${this.#url} did not register ${subject} (${(error as Error).message}): check SCHEMA_REGISTRY_URL`,
+            { retriable: false },
+          ),
+      },
+    );
   }
 
   /**

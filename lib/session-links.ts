@@ -1,8 +1,6 @@
-import type { Kafka } from 'kafkajs';
-import type { RecordWriter } from './kafka/record-writer.ts';
 import { z } from 'zod';
-import { KafkaTable } from './kafka/table.ts';
-import type { Logger } from './log.ts';
+import { JsonTable, type JsonTableOptions } from './kafka/json-table.ts';
+import type { RecordWriter } from './kafka/record-writer.ts';
 
 /**
  * Which OpenCX session a HubSpot thread (or ticket) belongs to, and whether it was handed off.
@@ -40,43 +38,21 @@ export const ticketlessThreads = (
   return candidates.filter(({ orgId, threadId }) => !withTicket.has(`${orgId}\0${threadId}`));
 };
 
-export class SessionLinks {
-  readonly #table: KafkaTable<SessionLink>;
-  readonly #topic: string;
-
-  constructor(options: { kafka: Kafka; topic: string; groupPrefix: string; logger: Logger }) {
-    this.#topic = options.topic;
-    this.#table = new KafkaTable<SessionLink>({
-      kafka: options.kafka,
-      topic: options.topic,
-      groupPrefix: options.groupPrefix,
-      decode: (raw) => SessionLink.parse(JSON.parse(raw.toString('utf8'))),
-      logger: options.logger,
-    });
-  }
-
-  start(): Promise<void> {
-    return this.#table.start();
-  }
-  stop(): Promise<void> {
-    return this.#table.stop();
-  }
-
-  /** Waits (5 s at most) until the links hold everything on the topic now: before trusting a miss. */
-  catchUp(): Promise<boolean> {
-    return this.#table.catchUp();
+export class SessionLinks extends JsonTable<SessionLink> {
+  constructor(options: JsonTableOptions) {
+    super(SessionLink, options);
   }
 
   forThread(orgId: string, threadId: string): SessionLink | undefined {
-    return this.#table.get(threadLinkKey(orgId, threadId));
+    return this.table.get(threadLinkKey(orgId, threadId));
   }
   forTicket(orgId: string, ticketId: string): SessionLink | undefined {
-    return this.#table.get(ticketLinkKey(orgId, ticketId));
+    return this.table.get(ticketLinkKey(orgId, ticketId));
   }
 
   /** Calls `listener` whenever a ticket's link arrives (written here or read from the topic). */
   onTicketLinked(listener: (orgId: string, ticketId: string) => void): void {
-    this.#table.onChange(({ key, value }) => {
+    this.table.onChange(({ key, value }) => {
       if (value?.ticketId && key === ticketLinkKey(value.orgId, value.ticketId))
         listener(value.orgId, value.ticketId);
     });
@@ -84,7 +60,7 @@ export class SessionLinks {
 
   /** See ticketlessThreads: recent sessions whose ticket is not known yet. */
   ticketlessThreadsSince(since: number): { orgId: string; threadId: string }[] {
-    return ticketlessThreads(this.#table.values(), since);
+    return ticketlessThreads(this.table.values(), since);
   }
 
   /** Durable (acks=all) before it returns, and visible here at once. */
@@ -92,11 +68,10 @@ export class SessionLinks {
     writer: Pick<RecordWriter, 'write'>,
     links: readonly { key: string; link: SessionLink }[],
   ): Promise<void> {
-    await writer.write(
-      this.#topic,
-      links.map(({ key, link }) => ({ key, value: JSON.stringify(link) })),
+    await this.writeThrough(
+      writer,
+      links.map(({ key, link }) => ({ key, value: link })),
       `session links ${links.map(({ key }) => key).join(', ')}`,
     );
-    for (const { key, link } of links) this.#table.applyLocal(key, link);
   }
 }

@@ -9,6 +9,7 @@ import type { Redis } from '../redis.ts';
 import type { AvroCodec } from '../registry.ts';
 import { DEAD_LETTER_ID_HEADER, DEAD_LETTER_RECORD, type DeadLetter } from './letter.ts';
 import { deleteThrowawayGroup as deleteGroup } from '../kafka/client.ts';
+import { withTimeout } from '../timeout.ts';
 
 export type DeadLetterFilter = {
   readonly orgId?: string;
@@ -155,14 +156,7 @@ export const readDeadLetters = async (options: {
   const caughtUp = new Promise<void>((resolve) => {
     done = resolve;
   });
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    const ms = options.timeoutMs ?? 60000;
-    timer = setTimeout(
-      () => reject(new Error(`${topic}: not read to the end within ${ms} ms; is Kafka reachable?`)),
-      ms,
-    );
-  });
+  const timeoutMs = options.timeoutMs ?? 60000;
   try {
     await consumer.connect();
     await consumer.subscribe({ topic, fromBeginning: true });
@@ -183,9 +177,12 @@ export const readDeadLetters = async (options: {
         }
       },
     });
-    await Promise.race([caughtUp, timeout]);
+    await withTimeout(
+      caughtUp,
+      timeoutMs,
+      `${topic}: not read to the end within ${timeoutMs} ms; is Kafka reachable?`,
+    );
   } finally {
-    clearTimeout(timer);
     await consumer.disconnect();
     await deleteGroup(kafka, groupId);
   }

@@ -62,18 +62,7 @@ export const createPortalClients = (options: {
         } catch (error) {
           // A customer call over the grace: the portal's budget is spent for a while. Its event is
           // parked (TENANT_WAITING is not retried in memory); a bookkeeping caller tries later.
-          if (
-            callClass === 'customer' &&
-            error instanceof PipelineError &&
-            error.code === ErrorCode.upstreamRateLimited
-          )
-            throw new PipelineError(ErrorCode.tenantWaiting, error.message, {
-              retriable: false,
-              retryAfterMs: error.retryAfterMs ?? 1000,
-              upstream: 'hubspot',
-              cause: error,
-            });
-          throw error;
+          throw callClass === 'customer' ? asTenantWaiting(error) : error;
         }
         options.onCall?.(org.hubspot.portalId, purpose);
       },
@@ -82,6 +71,17 @@ export const createPortalClients = (options: {
     return api;
   };
 };
+
+/** HubSpot's 429 as TENANT_WAITING, with HubSpot's wait; any other error as it is. */
+const asTenantWaiting = (error: unknown): unknown =>
+  error instanceof PipelineError && error.code === ErrorCode.upstreamRateLimited
+    ? new PipelineError(ErrorCode.tenantWaiting, error.message, {
+        retriable: false,
+        retryAfterMs: error.retryAfterMs ?? 1000,
+        upstream: 'hubspot',
+        cause: error,
+      })
+    : error;
 
 /**
  * A HubSpot call whose 429 is not retried in memory: HubSpot says the portal's budget is spent
@@ -92,13 +92,6 @@ export const parkOnRateLimit = async <T>(work: () => Promise<T>): Promise<T> => 
   try {
     return await work();
   } catch (error) {
-    if (error instanceof PipelineError && error.code === ErrorCode.upstreamRateLimited)
-      throw new PipelineError(ErrorCode.tenantWaiting, error.message, {
-        retriable: false,
-        retryAfterMs: error.retryAfterMs ?? 1000,
-        upstream: 'hubspot',
-        cause: error,
-      });
-    throw error;
+    throw asTenantWaiting(error);
   }
 };

@@ -1,24 +1,27 @@
 import type { Message, Producer, TopicMessages } from 'kafkajs';
 import { ErrorCode, PipelineError, describeError } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import { withTimeout } from '../timeout.ts';
+import { KeyPartitions } from './batching/partitioner.ts';
+import {
+  KAFKA_DEFAULT_MAX_BATCH_BYTES,
+  RECORD_BATCH_ENVELOPE_BYTES,
+  SendBudget,
+  encodedRecordBytes,
+  recordBudgetOf,
+  type PlannedRecord,
+  type TopicLimit,
+} from './batching/record-budget.ts';
+import { afterFailedSend, type Isolation } from './batching/refused-records.ts';
+import { ReplaceableProducer } from './batching/replaceable-producer.ts';
 
-/** What a topic can store, read from the cluster at start (`readTopicLimits`). */
-export type TopicLimit = {
-  /** The largest record batch the broker stores for this topic: its `max.message.bytes`. */
-  readonly maxBatchBytes: number;
-  /** Its partition count: tells which records would share one partition's record batch. */
-  readonly partitions: number;
-};
-
-/** Kafka's default `message.max.bytes`; used for a topic whose limit was not read. */
-export const KAFKA_DEFAULT_MAX_BATCH_BYTES = 1_048_588;
-
-/**
- * Room kept in every record batch for what is not records: the v2 batch header is 61 bytes
- * (offset, length, epoch, magic, CRC, attributes, offsets, timestamps, producer id/epoch,
- * sequence, count); the rest is slack.
- */
-export const RECORD_BATCH_ENVELOPE_BYTES = 128;
+export { murmur2, partitionOfKey } from './batching/partitioner.ts';
+export {
+  KAFKA_DEFAULT_MAX_BATCH_BYTES,
+  RECORD_BATCH_ENVELOPE_BYTES,
+  encodedRecordBytes,
+  type TopicLimit,
+} from './batching/record-budget.ts';
 
 export type BatchingPublisherOptions = {
   /**
@@ -43,20 +46,6 @@ export type BatchingPublisherOptions = {
   readonly onProducerRebuilt?: (reason: string) => void;
 };
 
-type PlannedRecord = {
-  readonly message: Message;
-  readonly bytes: number;
-  /** undefined: kafkajs picks a partition round-robin, so it may land on any. */
-  readonly partition: number | undefined;
-};
-
-/**
- * How a caller's records may share a send. After a record-level refusal of a shared send, each
- * caller of it is sent on its own; if its own send is refused too, one record at a time: so only
- * the guilty caller fails.
- */
-type Isolation = 'shared' | 'caller' | 'record';
-
 type Caller = {
   readonly topic: string;
   readonly records: readonly PlannedRecord[];
@@ -71,139 +60,6 @@ type Caller = {
 };
 
 type Slice = { readonly caller: Caller; readonly from: number; readonly to: number };
-
-/** Kafka refused a record or the records of one partition, not the request as a whole. */
-const RECORD_LEVEL_ERRORS = new Set([
-  'MESSAGE_TOO_LARGE',
-  'RECORD_LIST_TOO_LARGE',
-  'INVALID_RECORD',
-  'CORRUPT_MESSAGE',
-]);
-const SIZE_ERRORS = new Set(['MESSAGE_TOO_LARGE', 'RECORD_LIST_TOO_LARGE']);
-
-/** kafkajs wraps a broker's error code (`type`) in retry errors; the first one found names it. */
-const kafkaErrorTypeOf = (error: unknown): string | undefined => {
-  for (let current = error, depth = 0; current instanceof Error && depth < 8; depth++) {
-    const type = (current as { type?: unknown }).type;
-    if (typeof type === 'string') return type;
-    current = current.cause;
-  }
-  return undefined;
-};
-
-const byteLength = (value: Buffer | string | null | undefined): number =>
-  value === null || value === undefined
-    ? 0
-    : typeof value === 'string'
-      ? Buffer.byteLength(value)
-      : value.length;
-
-/**
- * An upper bound of a message's size inside a v2 record batch: its key, value and headers plus
- * the varints and attributes around them (each varint counted at its largest).
- */
-export const encodedRecordBytes = (message: Message): number => {
-  let bytes = 36 + byteLength(message.key) + byteLength(message.value);
-  const headers = message.headers;
-  if (headers === undefined) return bytes;
-  // No entries array per record: this runs for every record published.
-  for (const name of Object.keys(headers)) {
-    const value = headers[name];
-    if (!Array.isArray(value)) bytes += 10 + Buffer.byteLength(name) + byteLength(value);
-    else for (const item of value) bytes += 10 + Buffer.byteLength(name) + byteLength(item);
-  }
-  return bytes;
-};
-
-/**
- * Kafka's murmur2 (the Java client's `Utils.murmur2`, which kafkajs's DefaultPartitioner also
- * implements, on emulated 64-bit Longs: a fifth of ingest's CPU at 100-event batches), in 32-bit
- * integer arithmetic. A unit test checks it against kafkajs's on many keys.
- */
-export const murmur2 = (key: Buffer | string): number => {
-  const data = typeof key === 'string' ? Buffer.from(key) : key;
-  const length = data.length;
-  const m = 0x5bd1e995;
-  let h = (0x9747b28c ^ length) | 0;
-  const length4 = length >>> 2;
-  for (let i = 0; i < length4; i++) {
-    const i4 = i * 4;
-    let k =
-      (data[i4] as number) |
-      ((data[i4 + 1] as number) << 8) |
-      ((data[i4 + 2] as number) << 16) |
-      ((data[i4 + 3] as number) << 24);
-    k = Math.imul(k, m);
-    k ^= k >>> 24;
-    k = Math.imul(k, m);
-    h = Math.imul(h, m) ^ k;
-  }
-  const tail = length & ~3;
-  const rest = length % 4;
-  if (rest === 3) h ^= (data[tail + 2] as number) << 16;
-  if (rest >= 2) h ^= (data[tail + 1] as number) << 8;
-  if (rest >= 1) {
-    h ^= data[tail] as number;
-    h = Math.imul(h, m);
-  }
-  h ^= h >>> 13;
-  h = Math.imul(h, m);
-  h ^= h >>> 15;
-  return h | 0;
-};
-
-/** The partition kafkajs's DefaultPartitioner (and Java's) gives a keyed record. */
-export const partitionOfKey = (key: Buffer | string, partitions: number): number =>
-  (murmur2(key) & 0x7fffffff) % partitions;
-
-/** The broker checks each partition's record batch against the topic's limit, envelope included. */
-const recordBudgetOf = (limit: TopicLimit): number => limit.maxBatchBytes - RECORD_BATCH_ENVELOPE_BYTES;
-
-const withTimeout = <T>(work: Promise<T>, ms: number, what: string): Promise<T> => {
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
-  });
-  return Promise.race([work, expired]).finally(() => clearTimeout(timer));
-};
-
-/** Bytes per topic-partition of the send being assembled; keyless records count on every partition. */
-class SendBudget {
-  count = 0;
-  /** Bytes per partition, per topic (no string key is built per record: a send holds thousands). */
-  readonly #perPartition = new Map<string, Map<number, number>>();
-  readonly #anyPartition = new Map<string, number>();
-  #partitionCount = 0;
-
-  fits(topic: string, record: PlannedRecord, limit: TopicLimit): boolean {
-    const any = this.#anyPartition.get(topic) ?? 0;
-    const partitions = this.#perPartition.get(topic);
-    const used =
-      record.partition === undefined
-        ? Math.max(0, ...(partitions?.values() ?? []))
-        : (partitions?.get(record.partition) ?? 0);
-    return used + any + record.bytes <= recordBudgetOf(limit);
-  }
-
-  add(topic: string, record: PlannedRecord): void {
-    this.count++;
-    if (record.partition === undefined) {
-      // A keyless record may land anywhere: count the send as touching more than one partition.
-      if (!this.#anyPartition.has(topic)) this.#partitionCount += 2;
-      this.#anyPartition.set(topic, (this.#anyPartition.get(topic) ?? 0) + record.bytes);
-    } else {
-      let partitions = this.#perPartition.get(topic);
-      if (partitions === undefined) this.#perPartition.set(topic, (partitions = new Map<number, number>()));
-      const used = partitions.get(record.partition);
-      if (used === undefined) this.#partitionCount++;
-      partitions.set(record.partition, (used ?? 0) + record.bytes);
-    }
-  }
-
-  get partitionCount(): number {
-    return this.#partitionCount;
-  }
-}
 
 /**
  * kafkajs has no linger: every `send` is its own request. This gathers the messages of concurrent
@@ -227,11 +83,8 @@ class SendBudget {
  */
 export class BatchingPublisher {
   readonly #options: BatchingPublisherOptions;
-  /** Partition by topic and string key: keys are few (organisations), hashing each record was not. */
-  readonly #partitionByKey = new Map<string, number>();
-  #producer: Producer | undefined;
-  /** Why the producer must be replaced before its next write; undefined while it is sound. */
-  #replaceBecause: string | undefined;
+  readonly #partitions = new KeyPartitions();
+  readonly #producer: ReplaceableProducer;
   #queue: Caller[] = [];
   #queuedMessages = 0;
   /** Cancels the pending linger: a timer, or an immediate for a linger of 0. */
@@ -243,11 +96,16 @@ export class BatchingPublisher {
 
   constructor(options: BatchingPublisherOptions) {
     this.#options = options;
+    this.#producer = new ReplaceableProducer({
+      create: options.createProducer,
+      logger: options.logger,
+      ...(options.onProducerRebuilt === undefined ? {} : { onReplaced: options.onProducerRebuilt }),
+    });
   }
 
   /** Connects the first producer (start-up fails here when Kafka is unreachable). */
   async connect(): Promise<void> {
-    await this.#ensureProducer(this.#options.sendTimeoutMs);
+    await this.#producer.current(this.#options.sendTimeoutMs);
   }
 
   /**
@@ -283,7 +141,7 @@ export class BatchingPublisher {
       else if (message.partition === undefined && typeof message.key === 'string' && message.key === lastKey)
         partition = lastPartition;
       else {
-        partition = this.#partitionOf(topic, message, known);
+        partition = this.#partitions.of(topic, message, known);
         if (message.partition === undefined) [lastKey, lastPartition] = [message.key, partition];
       }
       // The partition the size accounting assumed is the one the record goes to (kafkajs then
@@ -337,31 +195,12 @@ export class BatchingPublisher {
   async close(): Promise<void> {
     await this.drain();
     this.#closed = true;
-    const producer = this.#producer;
-    this.#producer = undefined;
-    await producer?.disconnect();
+    await this.#producer.close();
   }
 
   /** A topic whose limit was not read gets Kafka's default, and its records may land on any partition. */
   #limitOf(topic: string): TopicLimit {
     return this.#options.limits.get(topic) ?? { maxBatchBytes: KAFKA_DEFAULT_MAX_BATCH_BYTES, partitions: 1 };
-  }
-
-  /** The partition kafkajs's default partitioner would choose (murmur2 of the key, as Java's). */
-  #partitionOf(topic: string, message: Message, limit: TopicLimit): number | undefined {
-    if (message.partition !== undefined) return message.partition;
-    const key = message.key;
-    if (key === null || key === undefined) return undefined;
-    if (typeof key !== 'string') return partitionOfKey(key, limit.partitions);
-    const cacheKey = `${topic}\0${limit.partitions}\0${key}`;
-    let partition = this.#partitionByKey.get(cacheKey);
-    if (partition === undefined) {
-      partition = partitionOfKey(key, limit.partitions);
-      // Bounded: a publisher keyed by something with many values just hashes again.
-      if (this.#partitionByKey.size >= 10_000) this.#partitionByKey.clear();
-      this.#partitionByKey.set(cacheKey, partition);
-    }
-    return partition;
   }
 
   /**
@@ -473,8 +312,12 @@ export class BatchingPublisher {
     const topicMessages: TopicMessages[] = [...byTopic].map(([topic, messages]) => ({ topic, messages }));
 
     try {
-      const producer = await this.#ensureProducer(timeoutMs);
-      await withTimeout(producer.sendBatch({ topicMessages, acks: -1 }), timeoutMs, 'Kafka acknowledgement');
+      const producer = await this.#producer.current(timeoutMs);
+      await withTimeout(
+        producer.sendBatch({ topicMessages, acks: -1 }),
+        timeoutMs,
+        `Kafka acknowledgement did not finish within ${timeoutMs} ms`,
+      );
     } catch (error) {
       this.#onSendFailed(slices, partitions, error);
       return;
@@ -490,16 +333,10 @@ export class BatchingPublisher {
   }
 
   #onSendFailed(slices: readonly Slice[], partitions: number, error: unknown): void {
-    const type = kafkaErrorTypeOf(error);
-    const recordLevel = type !== undefined && RECORD_LEVEL_ERRORS.has(type);
-    // A record-level refusal of a one-partition request leaves nothing written and kafkajs's
-    // rollback of that partition's sequence correct; anything else may not.
-    if (!(recordLevel && partitions === 1)) this.#replaceBecause ??= `send failed: ${describeError(error)}`;
-
     const records = slices.reduce((sum, slice) => sum + slice.to - slice.from, 0);
-    if (recordLevel && (slices.length > 1 || records > 1)) {
-      // Try again in smaller sends so only the guilty caller fails (partitions the broker
-      // already wrote are written again: a duplicate, never a loss).
+    const next = afterFailedSend(error, { callers: slices.length, records, partitions });
+    if (next.replaceProducer) this.#producer.replaceBeforeNextWrite(`send failed: ${describeError(error)}`);
+    if (next.kind === 'isolate') {
       this.#options.logger.warn(
         { err: error, callers: slices.length, records },
         'Kafka refused a record of a shared send: sending its callers one by one',
@@ -508,68 +345,22 @@ export class BatchingPublisher {
       this.#queue = this.#queue.filter((queued) => !retry.includes(queued));
       for (const { caller, from } of slices) {
         caller.next = from;
-        caller.isolation = slices.length > 1 ? 'caller' : 'record';
+        caller.isolation = next.isolation;
       }
       this.#queue.unshift(...retry);
       this.#queuedMessages = this.#queue.reduce((sum, caller) => sum + caller.records.length, 0);
       return;
     }
-
-    const failure =
-      recordLevel && SIZE_ERRORS.has(type)
-        ? new PipelineError(
-            ErrorCode.recordTooLarge,
-            `Kafka refused a record as too large: ${describeError(error)}`,
-            {
-              retriable: false,
-              cause: error,
-            },
-          )
-        : new PipelineError(ErrorCode.kafkaUnavailable, `not written to Kafka: ${describeError(error)}`, {
-            retriable: true,
-            cause: error,
-          });
-    if (!recordLevel) {
+    if (next.writesFailing) {
       this.#lastFailureAt = Date.now();
       this.#options.logger.warn({ err: error, callers: slices.length, records }, 'Kafka send failed');
     }
-    for (const { caller } of slices) this.#fail(caller, failure);
+    for (const { caller } of slices) this.#fail(caller, next.error);
   }
 
   #fail(caller: Caller, error: PipelineError): void {
     if (caller.settled) return;
     caller.settled = true;
     caller.reject(error);
-  }
-
-  async #ensureProducer(timeoutMs: number): Promise<Producer> {
-    if (this.#producer && this.#replaceBecause === undefined) return this.#producer;
-    const reason = this.#replaceBecause ?? 'start';
-    const previous = this.#producer;
-    this.#producer = undefined;
-    if (previous) {
-      // Its requests still under way (a timed-out send) end here; their callers already failed.
-      await withTimeout(previous.disconnect(), timeoutMs, 'disconnecting the replaced producer').catch(
-        (error: unknown) =>
-          this.#options.logger.warn({ err: error }, 'the replaced producer did not disconnect'),
-      );
-    }
-    const next = this.#options.createProducer();
-    try {
-      await withTimeout(next.connect(), timeoutMs, 'connecting a Kafka producer');
-    } catch (error) {
-      void next.disconnect().catch(() => undefined);
-      throw error;
-    }
-    this.#producer = next;
-    this.#replaceBecause = undefined;
-    if (reason !== 'start') {
-      this.#options.logger.warn(
-        { reason },
-        'Kafka producer replaced: its sequence numbers may have been out of step',
-      );
-      this.#options.onProducerRebuilt?.(reason);
-    }
-    return next;
   }
 }

@@ -9,6 +9,7 @@ import {
 } from 'kafkajs';
 import { isDependencyUnavailable } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import { linearDelay, sleep, withRetry } from '../retry.ts';
 import { KAFKA_DEFAULT_MAX_BATCH_BYTES, type TopicLimit } from './batching-publisher.ts';
 import type { TopicSpec } from './topics.ts';
 
@@ -173,7 +174,7 @@ const waitForLeaders = async (admin: Admin, topics: readonly string[], timeoutMs
       throw new Error(
         `topics ${topics.join(', ')} have no partition leaders after ${timeoutMs} ms: is the Kafka cluster healthy?`,
       );
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await sleep(200);
   }
 };
 
@@ -259,23 +260,17 @@ export const whileLeadersSettle = async <T>(
   what: string,
   read: () => Promise<T>,
   timeoutMs = 30000,
-): Promise<T> => {
-  const deadline = Date.now() + timeoutMs;
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await read();
-    } catch (error) {
-      const retriable =
-        (error as { retriable?: unknown }).retriable === true || isDependencyUnavailable(error);
-      if (!retriable) throw error;
-      if (Date.now() > deadline)
-        throw new Error(`${what}: Kafka still refuses after ${timeoutMs} ms: ${String(error)}`, {
-          cause: error,
-        });
-      await new Promise((resolve) => setTimeout(resolve, Math.min(1000, 100 * attempt)));
-    }
-  }
-};
+): Promise<T> =>
+  withRetry(
+    { attempts: Number.POSITIVE_INFINITY, delayMs: linearDelay(100, 1000), giveUpAfterMs: timeoutMs },
+    read,
+    {
+      retryIf: (error) =>
+        (error as { retriable?: unknown }).retriable === true || isDependencyUnavailable(error),
+      giveUp: (error) =>
+        new Error(`${what}: Kafka still refuses after ${timeoutMs} ms: ${String(error)}`, { cause: error }),
+    },
+  );
 
 /** Removes a short-lived reader's consumer group now (best effort: an empty group also expires). */
 export const deleteThrowawayGroup = async (kafka: Kafka, groupId: string): Promise<void> => {

@@ -1,4 +1,4 @@
-import type { DeadLetterReason } from '../dead-letters/index.ts';
+import type { DeadLetterDetails } from '../dead-letters/index.ts';
 
 /**
  * What a consumer's handler says became of one message (in the spirit of Emmett's
@@ -12,15 +12,7 @@ export type HandlerOutcome =
   /** Deliberately not acted on, for a reason that is counted. */
   | { readonly kind: 'skipped'; readonly reason: string }
   /** No retry can fix it: the consumer writes the dead letter (once), then commits past it. */
-  | {
-      readonly kind: 'dead-letter';
-      readonly reason: DeadLetterReason;
-      readonly error: string;
-      readonly attempts: number;
-      readonly orgId: string | null;
-      readonly eventType: string | null;
-      readonly eventId: string | null;
-    }
+  | ({ readonly kind: 'dead-letter' } & DeadLetterDetails)
   /** A transient failure (Kafka, Redis, a claim held elsewhere): the same message again after `afterMs`. */
   | { readonly kind: 'retry'; readonly error: string; readonly afterMs: number }
   /**

@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { ErrorCode, PipelineError } from '../errors.ts';
 import type { Admin, Consumer, Kafka } from 'kafkajs';
 import type { Logger } from '../log.ts';
+import { sleep } from '../retry.ts';
+import { withTimeout } from '../timeout.ts';
 import { whileLeadersSettle } from './client.ts';
 
 /** How long an idle table's fetch waits for records (kafkajs: 5,000 ms), and so its stop. */
@@ -112,18 +114,11 @@ export class KafkaTable<V> {
       },
     });
 
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new Error(`${this.#topic}: not caught up within ${timeoutMs} ms; is Kafka reachable?`)),
-        timeoutMs,
-      );
-    });
-    try {
-      await Promise.race([caughtUp, timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
+    await withTimeout(
+      caughtUp,
+      timeoutMs,
+      `${this.#topic}: not caught up within ${timeoutMs} ms; is Kafka reachable?`,
+    );
   }
 
   /**
@@ -157,7 +152,7 @@ export class KafkaTable<V> {
         this.#logger.warn({ topic: this.#topic, timeoutMs }, 'table not caught up in time');
         return false;
       }
-      await new Promise((resolve) => setTimeout(resolve, 20));
+      await sleep(20);
     }
     return true;
   }

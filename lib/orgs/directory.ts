@@ -1,8 +1,8 @@
-import type { Kafka, Producer } from 'kafkajs';
+import type { Producer } from 'kafkajs';
 import { ErrorCode, PipelineError } from '../errors.ts';
 import { OrgId, PortalId } from '../ids.ts';
 import type { Logger } from '../log.ts';
-import { KafkaTable } from '../kafka/table.ts';
+import { JsonTable, type JsonTableOptions } from '../kafka/json-table.ts';
 import {
   StoredOrg,
   hashWebhookToken,
@@ -47,41 +47,18 @@ const unreadableDetail = (orgId: string, fields: readonly SealedField[]): string
  * followed live, so a change reaches every replica without a restart. Indexing never throws: a
  * record no key opens is still indexed by portal and webhook-token hash, as unreadable.
  */
-export class OrgDirectory {
-  readonly #table: KafkaTable<StoredOrg>;
+export class OrgDirectory extends JsonTable<StoredOrg> {
   readonly #secrets: SecretBox;
-  readonly #topic: string;
   readonly #logger: Logger;
   readonly #entries = new Map<string, Entry>();
   readonly #byPortal = new Map<number, OrgId>();
   readonly #byTokenHash = new Map<string, OrgId>();
 
-  constructor(options: {
-    kafka: Kafka;
-    topic: string;
-    groupPrefix: string;
-    secrets: SecretBox;
-    logger: Logger;
-  }) {
+  constructor(options: JsonTableOptions & { secrets: SecretBox }) {
+    super(StoredOrg, options);
     this.#secrets = options.secrets;
-    this.#topic = options.topic;
     this.#logger = options.logger;
-    this.#table = new KafkaTable<StoredOrg>({
-      kafka: options.kafka,
-      topic: options.topic,
-      groupPrefix: options.groupPrefix,
-      decode: (raw) => StoredOrg.parse(JSON.parse(raw.toString('utf8'))),
-      logger: options.logger,
-    });
-    this.#table.onChange(({ key, value }) => this.#index(key, value));
-  }
-
-  start(): Promise<void> {
-    return this.#table.start();
-  }
-
-  stop(): Promise<void> {
-    return this.#table.stop();
+    this.table.onChange(({ key, value }) => this.#index(key, value));
   }
 
   lookupById(orgId: string): OrgLookup {
@@ -152,12 +129,12 @@ export class OrgDirectory {
   }
 
   stored(orgId: string): StoredOrg | undefined {
-    return this.#table.get(orgId);
+    return this.table.get(orgId);
   }
 
   /** Every stored record, deleted ones included (the reseal command walks them). */
   storedRecords(): StoredOrg[] {
-    return [...this.#table.values()];
+    return [...this.table.values()];
   }
 
   /**
@@ -167,7 +144,7 @@ export class OrgDirectory {
   async write(producer: Producer, record: StoredOrg): Promise<void> {
     try {
       await producer.send({
-        topic: this.#topic,
+        topic: this.topic,
         acks: -1,
         messages: [{ key: record.orgId, value: JSON.stringify(record) }],
       });
@@ -177,7 +154,7 @@ export class OrgDirectory {
         cause: error,
       });
     }
-    this.#table.applyLocal(record.orgId, record);
+    this.table.applyLocal(record.orgId, record);
   }
 
   #index(key: string, stored: StoredOrg | undefined): void {

@@ -14,6 +14,7 @@ import { commonEnv, loadConfig, resolveSecretsKey } from '../../lib/config.ts';
 import { createDurableProducer, createKafka, topicsFor } from '../../lib/kafka/index.ts';
 import { createLogger } from '../../lib/log.ts';
 import { isEntryPoint } from '../../lib/service.ts';
+import { exitWith } from '../command-line.ts';
 import {
   OrgDirectory,
   createOrgRepository,
@@ -181,16 +182,4 @@ export const runReseal = async (argv: readonly string[], env: NodeJS.ProcessEnv)
   }
 };
 
-if (isEntryPoint(import.meta.url)) {
-  runReseal(process.argv.slice(2), process.env).then(
-    (code) => {
-      process.exitCode = code;
-      // kafkajs may keep a timer alive; the work is done and the output written.
-      setTimeout(() => process.exit(code), 2000).unref();
-    },
-    (error: unknown) => {
-      process.stderr.write(`orgs:reseal: ${error instanceof Error ? error.message : String(error)}\n`);
-      process.exit(1);
-    },
-  );
-}
+if (isEntryPoint(import.meta.url)) exitWith('orgs:reseal', runReseal(process.argv.slice(2), process.env));

@@ -31,6 +31,7 @@ import {
 } from './index.ts';
 import { sleep } from '../../lib/retry.ts';
 import { isEntryPoint } from '../../lib/service.ts';
+import { exitWith } from '../command-line.ts';
 import { SessionLinks } from '../../lib/session-links.ts';
 import {
   REGISTRY_CHECK_TIMEOUT_MS,
@@ -279,16 +280,4 @@ export const runReprocess = async (
   }
 };
 
-if (isEntryPoint(import.meta.url)) {
-  runReprocess(process.argv.slice(2), process.env).then(
-    (code) => {
-      process.exitCode = code;
-      // kafkajs or ioredis may keep a timer alive; the work is done and the output written.
-      setTimeout(() => process.exit(code), 2000).unref();
-    },
-    (error: unknown) => {
-      process.stderr.write(`reprocess: ${error instanceof Error ? error.message : String(error)}\n`);
-      process.exit(1);
-    },
-  );
-}
+if (isEntryPoint(import.meta.url)) exitWith('reprocess', runReprocess(process.argv.slice(2), process.env));

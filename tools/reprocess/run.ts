@@ -23,6 +23,7 @@ import type { DomainEvent } from '../../lib/domain-events.ts';
 import type { HubSpotApi } from '../../lib/hubspot/index.ts';
 import type { HandlerOutcome } from '../../lib/kafka/index.ts';
 import { createLogger } from '../../lib/log.ts';
+import { withRetry } from '../../lib/retry.ts';
 import type { Org, OrgDirectory } from '../../lib/orgs/index.ts';
 import type { PropertyClock, PropertyClockKey } from '../../lib/property-clock.ts';
 import type { AvroCodec } from '../../lib/registry.ts';
@@ -49,6 +50,16 @@ import {
   type TimeWindow,
   type WindowRecord,
 } from './window.ts';
+
+/** The handler asked for the same event again later (a transient failure, or its portal must wait). */
+class TryAgain extends Error {
+  readonly afterMs: number;
+
+  constructor(message: string, afterMs: number) {
+    super(message);
+    this.afterMs = afterMs;
+  }
+}
 
 export type ReprocessDeps = {
   readonly kafka: Kafka;
@@ -257,48 +268,54 @@ export const reprocessWindow = async (
   });
   const attempts = options.attempts ?? 5;
   const decide = async (message: WindowRecord): Promise<CurrentOutcome> => {
-    let lastError = '';
-    for (let attempt = 1; attempt <= attempts; attempt++) {
-      captured = [];
-      let outcome: HandlerOutcome;
-      try {
-        outcome = await handle(asKafkaMessage(message));
-      } catch (error) {
-        // Unclassified (a bug): the processor would try a few times, then dead-letter it.
-        return { kind: 'failed', error: `the handler threw: ${describe(error)}` };
-      }
-      switch (outcome.kind) {
-        case 'done':
-          return { kind: 'emitted', events: captured };
-        case 'skipped':
-          return { kind: 'skipped', reason: outcome.reason };
-        case 'dead-letter':
-          return { kind: 'dead-letter', reason: outcome.reason, error: outcome.error };
-        case 'retry':
-          lastError = outcome.error;
-          await deps.sleep(outcome.afterMs);
-          break;
-        case 'wait-for-tenant':
-          // HubSpot failed (no answer, 5xx) through the handler's own retries: every later event
-          // would go the same way, each through its retries again. The run stops; nothing is
-          // written before every event is decided, so it stops having written nothing.
-          if (outcome.reason === WaitReason.hubspotUnavailable)
-            throw new UpstreamUnavailable(
-              'hubspot',
-              `kept failing through ${deps.settings.retry.attempts} attempts of one call (${lastHubSpotFailure ?? outcome.reason}): stopped at raw event ${message.partition}@${message.offset}, nothing written`,
-            );
-          // The portal's HubSpot budget is spent, or HubSpot rate-limits it: wait (at most 10 s a
-          // time) and try again; after the attempts the event is reported failed (run again).
-          lastError = `the portal must wait: ${outcome.reason}`;
-          await deps.sleep(Math.min(10_000, Math.max(1000, (outcome.untilMs ?? 0) - deps.now())));
-          break;
-        default: {
-          const unreachable: never = outcome;
-          return unreachable;
-        }
-      }
+    try {
+      return await withRetry(
+        { attempts, delayMs: (_attempt, error) => (error as TryAgain).afterMs },
+        async (): Promise<CurrentOutcome> => {
+          captured = [];
+          let outcome: HandlerOutcome;
+          try {
+            outcome = await handle(asKafkaMessage(message));
+          } catch (error) {
+            // Unclassified (a bug): the processor would try a few times, then dead-letter it.
+            return { kind: 'failed', error: `the handler threw: ${describe(error)}` };
+          }
+          switch (outcome.kind) {
+            case 'done':
+              return { kind: 'emitted', events: captured };
+            case 'skipped':
+              return { kind: 'skipped', reason: outcome.reason };
+            case 'dead-letter':
+              return { kind: 'dead-letter', reason: outcome.reason, error: outcome.error };
+            case 'retry':
+              throw new TryAgain(outcome.error, outcome.afterMs);
+            case 'wait-for-tenant':
+              // HubSpot failed (no answer, 5xx) through the handler's own retries: every later event
+              // would go the same way, each through its retries again. The run stops; nothing is
+              // written before every event is decided, so it stops having written nothing.
+              if (outcome.reason === WaitReason.hubspotUnavailable)
+                throw new UpstreamUnavailable(
+                  'hubspot',
+                  `kept failing through ${deps.settings.retry.attempts} attempts of one call (${lastHubSpotFailure ?? outcome.reason}): stopped at raw event ${message.partition}@${message.offset}, nothing written`,
+                );
+              // The portal's HubSpot budget is spent, or HubSpot rate-limits it: wait (at most 10 s
+              // a time) and try again; after the attempts the event is reported failed (run again).
+              throw new TryAgain(
+                `the portal must wait: ${outcome.reason}`,
+                Math.min(10_000, Math.max(1000, (outcome.untilMs ?? 0) - deps.now())),
+              );
+            default: {
+              const unreachable: never = outcome;
+              return unreachable;
+            }
+          }
+        },
+        { retryIf: (error) => error instanceof TryAgain, sleep: deps.sleep },
+      );
+    } catch (error) {
+      if (!(error instanceof TryAgain)) throw error;
+      return { kind: 'failed', error: `still failing after ${attempts} attempts: ${error.message}` };
     }
-    return { kind: 'failed', error: `still failing after ${attempts} attempts: ${lastError}` };
   };
 
   const events: ReprocessedEvent[] = [];

@@ -1,5 +1,6 @@
 import type { Admin, Kafka } from 'kafkajs';
 import type { Logger } from '../../log.ts';
+import { linearDelay, withRetry } from '../../retry.ts';
 import type { CommitPoint } from './offset-tracking.ts';
 import { decodeCursors } from './parking-cursors.ts';
 import type { PartitionState } from './state.ts';
@@ -74,8 +75,10 @@ export class CommittedCursors {
   }
 
   async #readTopic(admin: Admin, topic: string): Promise<Map<number, CommitPoint>> {
-    for (let attempt = 1; ; attempt++) {
-      try {
+    // Without the cursors a parked tenant's messages would be skipped: never go on blind.
+    return withRetry(
+      { attempts: Number.POSITIVE_INFINITY, delayMs: linearDelay(200, 5000) },
+      async () => {
         const [fetched] = await admin.fetchOffsets({ groupId: this.#groupId, topics: [topic] });
         return new Map(
           (fetched?.partitions ?? [])
@@ -85,14 +88,16 @@ export class CommittedCursors {
               { offset: BigInt(entry.offset), metadata: entry.metadata ?? null },
             ]),
         );
-      } catch (error) {
-        // Without the cursors a parked tenant's messages would be skipped: never go on blind.
-        this.#logger.warn(
-          { err: error, topic, attempt },
-          'could not read the committed parked-tenant cursors; trying again',
-        );
-        await this.#sleep(Math.min(5000, 200 * attempt));
-      }
-    }
+      },
+      {
+        retryIf: () => true,
+        sleep: this.#sleep,
+        onRetry: ({ attempt, error }) =>
+          this.#logger.warn(
+            { err: error, topic, attempt },
+            'could not read the committed parked-tenant cursors; trying again',
+          ),
+      },
+    );
   }
 }

@@ -1,5 +1,6 @@
 import type { EachBatchPayload, KafkaMessage } from 'kafkajs';
 import { sleep } from '../../retry.ts';
+import { withTimeout } from '../../timeout.ts';
 import { OffsetCommits } from './commits.ts';
 import { onGroupJoinUnlessStopped, resumeAfterRebalance } from './kafkajs-workarounds.ts';
 import { BackPressure, KeyQueues } from './key-queues.ts';
@@ -12,6 +13,7 @@ import {
   type KeyedConsumerOptions,
 } from './options.ts';
 import { OutcomeRunner } from './outcome-runner.ts';
+import { runBatches } from './run-batches.ts';
 import { noParking, type Parking, type ParkingHost } from './parking.ts';
 import { partitionState, type PartitionState, type Work } from './state.ts';
 import { createTenantParking } from './tenant-parking.ts';
@@ -137,20 +139,13 @@ export class KeyedConsumer {
       logger,
     );
     await this.#parking.start();
-    await consumer.connect();
-    await consumer.subscribe({ topics: [...topics], fromBeginning: true });
-    await consumer.run({
-      autoCommit: false,
-      eachBatchAutoResolve: false,
-      partitionsConsumedConcurrently: 4,
-      eachBatch: (payload) => this.#enqueueBatch(payload),
-    });
+    await runBatches(consumer, { topics, fromBeginning: true }, (payload) => this.#enqueueBatch(payload));
   }
 
   /** Lets each conversation finish the message it is on (5 s at most), commits, then leaves the group. */
   async stop(): Promise<void> {
     this.#stopping = true;
-    await Promise.race([this.#queues.idle(), sleep(STOP_GRACE_MS)]);
+    await withTimeout(this.#queues.idle(), STOP_GRACE_MS, () => undefined);
     this.#commits.cancel();
     await this.#commits.commit().catch(() => undefined);
     await Promise.allSettled([this.#settings.consumer.disconnect(), this.#parking.stop()]);

@@ -1,11 +1,14 @@
 import { DeadLetterReason, type DeadLetterDetails, type DeadLetterSource } from '../../dead-letters/index.ts';
 import { describeError } from '../../errors.ts';
-import { backoffDelay } from '../../retry.ts';
+import { backoffDelay, withRetry, type RetryPolicy } from '../../retry.ts';
 import type { HandlerOutcome } from '../handler-outcome.ts';
 import { DEFAULT_CRASH_BUDGET, type ConsumerSettings } from './options.ts';
 
 export type WaitForTenant = Extract<HandlerOutcome, { kind: 'wait-for-tenant' }>;
 export type DeadLetterOutcome = Extract<HandlerOutcome, { kind: 'dead-letter' }>;
+
+/** Kafka or Redis failing a dead letter's write: the default backoff, for as long as the work is current. */
+const DEAD_LETTER_WRITE_RETRY: RetryPolicy = { ...DEFAULT_CRASH_BUDGET, attempts: Number.POSITIVE_INFINITY };
 
 /** A message the runner can handle: where it comes from, and whether it was dead-lettered before. */
 export type RunnableWork = DeadLetterSource & { readonly deadLettered: Promise<boolean> };
@@ -60,6 +63,8 @@ export class OutcomeRunner<W extends RunnableWork> {
       logger.warn(where, 'message was dead-lettered before it was redelivered; left to replay');
       return true;
     }
+    // Not withRetry: the handler's outcomes steer this loop while the work is current, and only
+    // its crashes count toward the budget that ends in a dead letter.
     while (this.#deps.current(work)) {
       let outcome: HandlerOutcome;
       try {
@@ -130,34 +135,42 @@ export class OutcomeRunner<W extends RunnableWork> {
   async #deadLetter(work: W, details: DeadLetterDetails): Promise<boolean> {
     const { deadLetters, logger, observer, random, sleep } = this.#deps;
     const where = { topic: work.topic, partition: work.partition, offset: work.message.offset };
-    for (let attempt = 1; this.#deps.current(work); attempt++) {
-      try {
-        const written = await deadLetters.write(work, details);
-        if (written === 'written') observer.deadLettered?.(details.reason);
-        logger.warn(
-          {
-            ...where,
-            reason: details.reason,
-            error: details.error,
-            orgId: details.orgId,
-            eventId: details.eventId,
-          },
-          written === 'written'
-            ? 'message dead-lettered'
-            : 'message was already dead-lettered (before a restart)',
-        );
-        return true;
-      } catch (error) {
-        // Kafka or Redis trouble, not the handler's: the default backoff (up to its cap), whatever
-        // crash budget the handler has.
-        const delayMs = backoffDelay(DEFAULT_CRASH_BUDGET, Math.min(attempt, 6), random);
-        logger.error(
-          { err: error, ...where, attempt, delayMs },
-          'dead letter not written; trying again (later messages of its conversation wait)',
-        );
-        await sleep(delayMs);
-      }
+    if (!this.#deps.current(work)) return false;
+    try {
+      await withRetry(
+        DEAD_LETTER_WRITE_RETRY,
+        async (attempt) => {
+          if (attempt > 1 && !this.#deps.current(work)) throw new Error('no longer the consumer’s work');
+          const written = await deadLetters.write(work, details);
+          if (written === 'written') observer.deadLettered?.(details.reason);
+          logger.warn(
+            {
+              ...where,
+              reason: details.reason,
+              error: details.error,
+              orgId: details.orgId,
+              eventId: details.eventId,
+            },
+            written === 'written'
+              ? 'message dead-lettered'
+              : 'message was already dead-lettered (before a restart)',
+          );
+        },
+        {
+          // Kafka or Redis trouble, not the handler's: tried again while the work is current.
+          retryIf: () => this.#deps.current(work),
+          sleep,
+          random,
+          onRetry: ({ attempt, delayMs, error }) =>
+            logger.error(
+              { err: error, ...where, attempt, delayMs },
+              'dead letter not written; trying again (later messages of its conversation wait)',
+            ),
+        },
+      );
+      return true;
+    } catch {
+      return false; // the consumer is stopping or lost the partition
     }
-    return false;
   }
 }

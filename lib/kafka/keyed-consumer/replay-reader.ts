@@ -8,6 +8,7 @@ import {
 import type { Tracked } from './offset-tracking.ts';
 import type { TenantParking } from './options.ts';
 import type { ParkingHost } from './parking.ts';
+import { runBatches } from './run-batches.ts';
 import type { PartitionState, Replay } from './state.ts';
 
 /** The replay reader's fetch size per partition (a few hundred typical records). */
@@ -164,14 +165,9 @@ export class ReplayReader {
       onGroupJoinUnlessStopped(reader, this.#host.stopping, () =>
         pointBackAfterRestart(reader, this.#positions(), this.#host.settings.logger),
       );
-      await reader.connect();
-      await reader.subscribe({ topics: [...topics], fromBeginning: false });
-      await reader.run({
-        autoCommit: false,
-        eachBatchAutoResolve: false,
-        partitionsConsumedConcurrently: 4,
-        eachBatch: (payload) => this.#replayBatch(payload, reader),
-      });
+      await runBatches(reader, { topics, fromBeginning: false }, (payload) =>
+        this.#replayBatch(payload, reader),
+      );
       reader.pause(topics.map((topic) => ({ topic })));
       return reader;
     })();
