@@ -184,8 +184,8 @@ export const watchKafka = (
 /**
  * How long one probe may take before it counts as a failure: never less than `floorMs`, however
  * often probes run. A busy process or broker answers a PING or describeCluster late, not never;
- * with a timeout as short as the probe interval (0.4 s at a 2 s grace), a loaded machine made a
- * healthy replica leave its group again and again (found by CI).
+ * with a timeout as short as the probe interval (0.4 s at a 2 s grace), a loaded machine would
+ * make a healthy replica leave its group again and again.
  */
 export const probeTimeoutFor = (intervalMs: number, floorMs: number): number =>
   Math.max(floorMs, intervalMs * 2);

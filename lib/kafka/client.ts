@@ -31,8 +31,8 @@ const levelNames: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
  * 5,000 ms). It is also how long a partition paused for back-pressure (KeyedConsumer) can wait
  * after it is resumed: kafkajs cannot cut short the fetch in flight for the other partitions, and
  * when every partition is paused it sleeps this long before it looks again. At 1,000 ms a
- * backlog drained one partition buffer (5,000 records, gone in ~70 ms) per second: 9-11k
- * events/s where the handlers manage 27-50k (issue 10). An idle consumer pays one fetch request
+ * backlog would drain one partition buffer (5,000 records, gone in ~70 ms) per second, a
+ * fraction of what the handlers manage. An idle consumer pays one fetch request
  * per broker every 100 ms. kafkajs's disconnect waits for the fetch in flight, so this also
  * bounds how long a replica takes to leave its group on a stop.
  */

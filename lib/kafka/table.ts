@@ -174,8 +174,7 @@ export class KafkaTable<V> {
 /**
  * Catches a table up before a miss in it is trusted. Not caught up in time (Kafka slow or
  * restarting) is a transient failure: the event is tried again later, never skipped on a stale
- * view (skipping a note or a ticket change because the session link had not arrived yet lost it
- * for good: the soak's broker restart).
+ * view (a miss while the broker restarts says nothing about what the topic holds).
  */
 export const catchUpOrRetryLater = async (catchUp: () => Promise<boolean>, what: string): Promise<void> => {
   if (!(await catchUp()))

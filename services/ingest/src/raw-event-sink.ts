@@ -33,13 +33,12 @@ export const createRawTopicPublisher = (options: {
     createProducer: () => createDurableProducer(options.kafka),
     limits: options.limits,
     // No timer: a send starts at the end of the event loop's turn that read its first request
-    // (the requests read in that turn share it). A 2 ms linger held each 1-event request 1.9 ms:
-    // 14k requests/s against 21k at 0, side by side.
+    // (the requests read in that turn share it). A linger would hold every 1-event request for
+    // its whole length.
     lingerMs: 0,
-    // Up to 3,000 records a send (fewer acks=all round trips per event), now that the patched
-    // kafkajs groups a send by partition in linear time. bench:ingest, 100-event batches,
-    // alternating runs on one day: 3,000 gave 76k/81k/71k/66k events/s against 70k/55k at 1,000
-    // and 62k/59k at 5,000. The publisher still splits a send at one record batch's bytes per partition.
+    // Up to 3,000 records a send: fewer acks=all round trips per event (the patched kafkajs groups
+    // a send by partition in linear time), and faster than 1,000 or 5,000 in bench:ingest
+    // (bench/README.md). The publisher still splits a send at one record batch's bytes per partition.
     maxBatchMessages: 3000,
     sendTimeoutMs: 4000,
     failingForMs: 30000,
