@@ -47,9 +47,13 @@ export type PipelineConnections = {
   readonly orgs: OrgDirectory;
   /** Every edit of an organisation goes through it. */
   readonly orgRepository: OrgRepository;
-  /** Only when asked for (processor and outbound). */
-  readonly links: SessionLinks | undefined;
   readonly close: () => Promise<void>;
+};
+
+/** The connections of a service that routes by conversation (processor and outbound). */
+export type LinkedPipelineConnections = PipelineConnections & {
+  /** The thread/ticket ↔ OpenCX session links, materialised from their compacted topic. */
+  readonly links: SessionLinks;
 };
 
 /**
@@ -59,7 +63,7 @@ export type PipelineConnections = {
  */
 export const connectToPipeline = async (
   config: ConnectionConfig,
-  options: { clientId: string; logger: Logger; withSessionLinks: boolean },
+  options: { clientId: string; logger: Logger },
 ): Promise<PipelineConnections> => {
   const { logger } = options;
   const secretsKey = resolveSecretsKey(config);
@@ -105,15 +109,7 @@ export const connectToPipeline = async (
     secrets,
     logger,
   });
-  const links = options.withSessionLinks
-    ? new SessionLinks({
-        kafka,
-        topic: topics.sessionLinks.name,
-        groupPrefix: config.KAFKA_TOPIC_PREFIX,
-        logger,
-      })
-    : undefined;
-  await Promise.all([orgs.start(), links?.start()]);
+  await orgs.start();
   const orgRepository = createOrgRepository({ directory: orgs, producer, secrets, now: Date.now });
 
   return {
@@ -125,10 +121,37 @@ export const connectToPipeline = async (
     secretsKey: secretsKey.key,
     orgs,
     orgRepository,
-    links,
     close: async () => {
       await producer.disconnect();
-      await Promise.all([orgs.stop(), links?.stop()]);
+      await orgs.stop();
+    },
+  };
+};
+
+/** `connectToPipeline`, and the session links read whole before it resolves. */
+export const connectWithSessionLinks = async (
+  config: ConnectionConfig,
+  options: { clientId: string; logger: Logger },
+): Promise<LinkedPipelineConnections> => {
+  const connections = await connectToPipeline(config, options);
+  const links = new SessionLinks({
+    kafka: connections.kafka,
+    topic: connections.topics.sessionLinks.name,
+    groupPrefix: config.KAFKA_TOPIC_PREFIX,
+    logger: options.logger,
+  });
+  try {
+    await links.start();
+  } catch (error) {
+    await connections.close();
+    throw error;
+  }
+  return {
+    ...connections,
+    links,
+    close: async () => {
+      await connections.close();
+      await links.stop();
     },
   };
 };

@@ -343,7 +343,7 @@ describe('the dlq command: show, --json, --dry-run, a rate cap; the topic keeps 
         KAFKA_REPLICATION_FACTOR: 1,
         DEAD_LETTER_RETENTION_MS: threeDays,
       },
-      { clientId: 'dlq-cli-test', logger: createLogger('dlq-cli-test', 'silent'), withSessionLinks: false },
+      { clientId: 'dlq-cli-test', logger: createLogger('dlq-cli-test', 'silent') },
     );
     await connections.close();
 

@@ -26,7 +26,6 @@ export const startConsole = async (
   const connections = await connectToPipeline(config, {
     clientId: 'console',
     logger,
-    withSessionLinks: false,
   });
   const { kafka, topics, codec, orgs, orgRepository, secretsKey } = connections;
   const redis = createRedis(config.REDIS_URL, logger);

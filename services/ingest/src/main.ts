@@ -36,7 +36,6 @@ export const startIngest = async (
   const connections = await connectToPipeline(config, {
     clientId: 'ingest',
     logger,
-    withSessionLinks: false,
   });
   const { kafka, topics, codec, orgs, orgRepository, secretsKey } = connections;
   const registry = createMetricsRegistry('ingest');

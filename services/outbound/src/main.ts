@@ -17,7 +17,7 @@ import { createTenantGate } from '../../../lib/kafka/index.ts';
 import { createLogger, type Logger } from '../../../lib/log.ts';
 import { closeServer, createMetricsRegistry, serveMetrics } from '../../../lib/metrics.ts';
 import { registerOrgDirectoryMetrics } from '../../../lib/orgs/index.ts';
-import { connectToPipeline } from '../../../lib/pipeline-connections.ts';
+import { connectWithSessionLinks } from '../../../lib/pipeline-connections.ts';
 import { createRedis } from '../../../lib/redis.ts';
 import { isEntryPoint, runAsProcess } from '../../../lib/service.ts';
 import { loadOutboundConfig, type OutboundConfig } from './config.ts';
@@ -52,13 +52,8 @@ export const startOutbound = async (
   );
 
   // Connections: Kafka (topics, Avro, producers, posted replies), organisations, session links, Redis.
-  const connections = await connectToPipeline(config, {
-    clientId: 'outbound',
-    logger,
-    withSessionLinks: true,
-  });
+  const connections = await connectWithSessionLinks(config, { clientId: 'outbound', logger });
   const { kafka, topics, orgs, links } = connections;
-  if (!links) throw new Error('session links were not started');
   registerOrgDirectoryMetrics(registry, orgs);
   const redis = createRedis(config.REDIS_URL, logger);
   const { postedReplies, events, tableWrites } = await startOutboundWriters(connections, config, logger);

@@ -12,7 +12,7 @@ import {
   type TenantGate,
 } from '../../../lib/kafka/index.ts';
 import type { Logger } from '../../../lib/log.ts';
-import { connectToPipeline, type PipelineConnections } from '../../../lib/pipeline-connections.ts';
+import { connectWithSessionLinks, type PipelineConnections } from '../../../lib/pipeline-connections.ts';
 import { createRedisPropertyClock } from '../../../lib/property-clock.ts';
 import { createRedis, type Redis } from '../../../lib/redis.ts';
 import { sleep } from '../../../lib/retry.ts';
@@ -26,9 +26,8 @@ import type { ProcessorMetrics } from './metrics.ts';
  * Redis, and the publisher of domain events. `close` drains the publisher, then lets go of them.
  */
 export const connectProcessor = async (config: ProcessorConfig, clientId: string, logger: Logger) => {
-  const connections = await connectToPipeline(config, { clientId, logger, withSessionLinks: true });
-  const { kafka, topics, codec, links } = connections;
-  if (!links) throw new Error('session links were not started');
+  const connections = await connectWithSessionLinks(config, { clientId, logger });
+  const { kafka, topics, codec } = connections;
   const redis = createRedis(config.REDIS_URL, logger);
   const events = await createDomainEventPublisher({
     kafka,
@@ -37,7 +36,7 @@ export const connectProcessor = async (config: ProcessorConfig, clientId: string
     logger,
   });
   return {
-    connections: { ...connections, links },
+    connections,
     redis,
     events,
     close: async () => {
