@@ -15,7 +15,7 @@ import {
 import type { Logger } from '../../../lib/log.ts';
 import type { Org } from '../../../lib/orgs/index.ts';
 import { withAvroStringTail, type AvroCodec } from '../../../lib/registry.ts';
-import type { RawEventSink } from './app.ts';
+import type { RawEventSink } from './deps.ts';
 
 /**
  * The raw topic's writer. Concurrent webhook requests share acks=all writes; 4 s leaves an

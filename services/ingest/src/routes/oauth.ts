@@ -2,7 +2,7 @@ import type { Context } from 'koa';
 import type Router from '@koa/router';
 import { HttpError, publicBaseUrl } from '../../../../lib/http-server.ts';
 import { isInstallGrantFor } from '../../../../lib/signed-tokens.ts';
-import type { IngestDeps } from '../app.ts';
+import type { IngestDeps } from '../deps.ts';
 
 const OAUTH_STATE_TTL_MS = 15 * 60 * 1000;
 

@@ -4,7 +4,7 @@ import { ErrorCode, PipelineError } from '../../../../lib/errors.ts';
 import type { Org } from '../../../../lib/orgs/index.ts';
 import type { WebhookRoute } from '../../../../lib/contracts/index.ts';
 import { HttpError, publicBaseUrl, readBody } from '../../../../lib/http-server.ts';
-import type { IngestDeps } from '../app.ts';
+import type { IngestDeps } from '../deps.ts';
 import { verifyHubSpotSignature } from '../signature.ts';
 import { parseWebhookBatch } from '../webhook-batch.ts';
 
