@@ -380,6 +380,25 @@ const assertLocalKafka = (brokers: string): void => {
     );
 };
 
+/**
+ * The ports this checkout's broker and registry run on (up.sh records them), so that up.sh brings
+ * the broker back where it was even when it was started on other ports than the defaults.
+ */
+const localKafkaPorts = (): Record<string, string> => {
+  const read = (file: string): string | undefined =>
+    existsSync(`${repoRoot}.local/run/${file}`)
+      ? readFileSync(`${repoRoot}.local/run/${file}`, 'utf8')
+      : undefined;
+  const ports: Record<string, string> = {};
+  const kafka = read('kafka.port')?.trim();
+  if (kafka) ports.KAFKA_PORT = kafka;
+  const controller = /CONTROLLER:\/\/[^:,\s]+:(\d+)/.exec(read('kafka-server.properties') ?? '')?.[1];
+  if (controller) ports.KAFKA_CONTROLLER_PORT = controller;
+  const registry = read('apicurio.port')?.trim();
+  if (registry) ports.REGISTRY_PORT = registry;
+  return ports;
+};
+
 const run = (command: string, args: readonly string[], env: Record<string, string> = {}) =>
   new Promise<{ code: number; stdout: string; stderr: string }>((resolve, reject) => {
     const child = spawn(command, args, {
@@ -627,8 +646,9 @@ const runFaults = async (context: FaultContext): Promise<void> => {
   if (options.kafkaRestart)
     at(between(0.45, 0.6) * load, async () => {
       const record = fault('Kafka broker restart (infra/local/down.sh kafka; infra/local/up.sh)');
+      const ports = localKafkaPorts();
       const down = await run('bash', [`${repoRoot}infra/local/down.sh`, 'kafka']);
-      const up = await run('bash', [`${repoRoot}infra/local/up.sh`]);
+      const up = await run('bash', [`${repoRoot}infra/local/up.sh`], ports);
       say(`${clock()} Kafka restarted (down exit ${down.code}, up exit ${up.code})`);
       // A restart that did not happen must not pass for one (the soak then proves less than it says).
       if (down.code !== 0 || up.code !== 0)
