@@ -3,11 +3,12 @@
 # infrastructure, so that a change is judged against its base on the same machine in the same
 # hour (these machines swing 2x from day to day; only a side-by-side ratio means anything).
 #
-#   bash bench/side-by-side.sh BASE_REF BENCH [ROUNDS]
+#   bash bench/side-by-side.sh BASE_REF BENCH [ROUNDS] [-- BENCH_ARGS...]
 #
 #   BASE_REF  the commit to compare with (a worktree of it is made under .local/bench/base-<sha>)
 #   BENCH     the benchmark's name: processor, ingest, outbound, e2e, ... (bench/<BENCH>.bench.ts)
 #   ROUNDS    how many runs of each, alternating base / this (default 2)
+#   BENCH_ARGS passed to both runs (e.g. -- --runs 2 --seconds 6 for bench:ingest)
 #
 # The infrastructure comes from the environment as for every bench (KAFKA_BROKERS,
 # SCHEMA_REGISTRY_URL, REDIS_URL; `set -a; . .local/env; set +a` after `npm run infra:up`).
@@ -16,9 +17,14 @@
 # each bench prints its figures, are printed.
 set -euo pipefail
 
-usage() { sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 [ $# -ge 2 ] || { usage >&2; exit 2; }
-BASE_REF="$1" BENCH="$2" ROUNDS="${3:-2}"
+BASE_REF="$1" BENCH="$2"
+shift 2
+ROUNDS=2
+if [ $# -gt 0 ] && [ "$1" != "--" ]; then ROUNDS="$1"; shift; fi
+[ "${1:-}" = "--" ] && shift
+BENCH_ARGS=("$@")
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 THIS="$(pwd -P)"
@@ -45,7 +51,7 @@ for round in $(seq 1 "$ROUNDS"); do
     [ "$which" = base ] && dir="$BASE"
     log="$OUT/$BENCH-$which-$round.log"
     echo "[side-by-side] round $round/$ROUNDS: $which ($([ "$which" = base ] && echo "$BASE_SHA" || git rev-parse --short HEAD)) ..." >&2
-    if ! (cd "$dir" && node "bench/$BENCH.bench.ts") >"$log" 2>&1; then
+    if ! (cd "$dir" && node "bench/$BENCH.bench.ts" "${BENCH_ARGS[@]}") >"$log" 2>&1; then
       echo "[side-by-side] the $which run failed; its output: $log" >&2
       exit 1
     fi
