@@ -60,12 +60,14 @@ export const topicsFor = (
  * lag (scripts/ci/helm-assertions.ts checks the rendered names against this), and the soak waits
  * for them to drain.
  */
-export const consumerGroupsFor = (prefix: string) =>
-  ({
-    processor: { groupId: `${prefix}processor`, topic: topicsFor(prefix).rawEvents.name },
-    outboundDomainEvents: { groupId: `${prefix}outbound`, topic: topicsFor(prefix).domainEvents.name },
-    outboundAiReplies: { groupId: `${prefix}outbound.ai-replies`, topic: topicsFor(prefix).aiReplies.name },
-  }) as const;
+export const consumerGroupsFor = (prefix: string) => {
+  const topics = topicsFor(prefix);
+  return {
+    processor: { groupId: `${prefix}processor`, topic: topics.rawEvents.name },
+    outboundDomainEvents: { groupId: `${prefix}outbound`, topic: topics.domainEvents.name },
+    outboundAiReplies: { groupId: `${prefix}outbound.ai-replies`, topic: topics.aiReplies.name },
+  } as const;
+};
 
 /** Header naming the conversation (or object) a record belongs to: consumers keep each in order. */
 export const ORDERING_KEY_HEADER = 'ordering-key';
