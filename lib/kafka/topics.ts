@@ -54,5 +54,20 @@ export const topicsFor = (
   heldTicketEvents: { name: `${prefix}pipeline.held-ticket-events`, compacted: true, partitions: 1 },
 });
 
+/**
+ * The services' consumer groups, each with the one topic it reads. Named here, beside the topics,
+ * because more than the services need them: the Helm chart's KEDA triggers scale on these groups'
+ * lag (scripts/ci/helm-assertions.ts checks the rendered names against this), and the soak waits
+ * for them to drain.
+ */
+export const consumerGroupsFor = (prefix: string) => {
+  const topics = topicsFor(prefix);
+  return {
+    processor: { groupId: `${prefix}processor`, topic: topics.rawEvents.name },
+    outboundDomainEvents: { groupId: `${prefix}outbound`, topic: topics.domainEvents.name },
+    outboundAiReplies: { groupId: `${prefix}outbound.ai-replies`, topic: topics.aiReplies.name },
+  } as const;
+};
+
 /** Header naming the conversation (or object) a record belongs to: consumers keep each in order. */
 export const ORDERING_KEY_HEADER = 'ordering-key';

@@ -5,8 +5,10 @@
 #              promtool test rules infra/prometheus/alerts.test.yml
 #   dashboard  every PromQL query of infra/grafana/pipeline-dashboard.json, Grafana variables
 #              replaced, as a recording rule (scripts/ci/dashboard-rules.ts) -> promtool check rules
-#   helm       helm lint --strict infra/helm/hubspot-opencx-pipeline, and helm template with each
-#              of its ci/*.yaml values files (helm-java from Maven Central: scripts/ci/helm/)
+#   helm       helm lint --strict infra/helm/hubspot-opencx-pipeline, alone and with each of its
+#              ci/*.yaml values files, and helm template with each (helm-java from Maven Central:
+#              scripts/ci/helm/); each scripts/ci/helm/must-fail/*.yaml must stop the rendering with
+#              the message it names; then the scaling in the renderings (scripts/ci/helm-assertions.ts)
 #
 # Usage: bash scripts/ci/check-deploy.sh [alerts|dashboard|helm]...   (none: all three)
 # Exit code: 0 when every named check passed, 1 when one failed (all of them still run),
@@ -175,18 +177,24 @@ check_helm() {
     say "no $CHART/ci/*.yaml values files"
     return 1
   }
+  command -v node >/dev/null 2>&1 || no_tool "node not found (scripts/ensure-node.sh prints a node >= 22)"
+  local must_fail=() file
+  for file in scripts/ci/helm/must-fail/*.yaml; do
+    [[ -e $file ]] && must_fail+=(--must-fail "$file")
+  done
   rm -rf "$OUT/helm"
   # Helm's Go code logs "Missing required value" lines on stderr while linting with the default
   # values (secrets.existingSecret has none): kept in a file, shown only when the check fails.
   local rc=0
-  java -cp "$HELM_CLASSPATH" scripts/ci/helm/HelmCheck.java --out "$OUT/helm" "$CHART" "${values[@]}" \
-    2>"$OUT/helm-check.stderr.log" || rc=$?
+  java -cp "$HELM_CLASSPATH" scripts/ci/helm/HelmCheck.java --out "$OUT/helm" "${must_fail[@]}" \
+    "$CHART" "${values[@]}" 2>"$OUT/helm-check.stderr.log" || rc=$?
   if [[ $rc != 0 ]]; then
     tail -n 20 "$OUT/helm-check.stderr.log"
     [[ $rc == 2 ]] && exit 2
     return 1
   fi
   say "rendered manifests: $OUT/helm/"
+  node scripts/ci/helm-assertions.ts "$OUT/helm" || return 1
 }
 
 checks=("$@")

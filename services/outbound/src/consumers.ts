@@ -1,6 +1,6 @@
 import { orgOfOrderingKey, type PipelineEvent } from '../../../lib/domain-events.ts';
 import { createDeadLetterWriter } from '../../../lib/dead-letters/index.ts';
-import { createServiceConsumer, type TenantGate } from '../../../lib/kafka/index.ts';
+import { consumerGroupsFor, createServiceConsumer, type TenantGate } from '../../../lib/kafka/index.ts';
 import type { Logger } from '../../../lib/log.ts';
 import type { PipelineConnections } from '../../../lib/pipeline-connections.ts';
 import type { Redis } from '../../../lib/redis.ts';
@@ -72,7 +72,7 @@ export const outboundConsumers = (parts: OutboundConsumerParts) => {
   return () => {
     const domainConsumer = createServiceConsumer({
       ...common,
-      groupId: `${config.KAFKA_TOPIC_PREFIX}outbound`,
+      groupId: consumerGroupsFor(config.KAFKA_TOPIC_PREFIX).outboundDomainEvents.groupId,
       topic: topics.domainEvents.name,
       gate: parts.gates.openCx,
       handle: createPipelineEventHandler({ ...handlerDeps, apply: applyOnDomainTopic(parts.applyDeps) }),
@@ -80,7 +80,7 @@ export const outboundConsumers = (parts: OutboundConsumerParts) => {
     });
     const replyConsumer = createServiceConsumer({
       ...common,
-      groupId: `${config.KAFKA_TOPIC_PREFIX}outbound.ai-replies`,
+      groupId: consumerGroupsFor(config.KAFKA_TOPIC_PREFIX).outboundAiReplies.groupId,
       topic: topics.aiReplies.name,
       gate: parts.gates.hubspot,
       handle: createPipelineEventHandler({ ...handlerDeps, apply: postOnRepliesTopic(parts.postDeps) }),

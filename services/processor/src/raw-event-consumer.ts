@@ -6,6 +6,7 @@ import { createDomainEventPublisher } from '../../../lib/domain-event-publisher.
 import type { DomainEvent } from '../../../lib/domain-events.ts';
 import { createBudgetedPortalClients } from '../../../lib/hubspot/index.ts';
 import {
+  consumerGroupsFor,
   createServiceConsumer,
   ORDERING_KEY_HEADER,
   type KeyedConsumer,
@@ -112,7 +113,7 @@ export const rawEventConsumer = (parts: RawEventConsumerParts): (() => KeyedCons
   return () =>
     createServiceConsumer({
       kafka,
-      groupId: `${config.KAFKA_TOPIC_PREFIX}processor`,
+      groupId: consumerGroupsFor(config.KAFKA_TOPIC_PREFIX).processor.groupId,
       topic: topics.rawEvents.name,
       // One queue per conversation: ingest names it in a header; the record's key is its organisation.
       orderingKey: (message: KafkaMessage) =>

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { postSignedWebhook } from '../signed-delivery.ts';
 import { Kafka, logLevel } from 'kafkajs';
-import { topicsFor } from '../../../lib/kafka/topics.ts';
+import { consumerGroupsFor } from '../../../lib/kafka/topics.ts';
 import { startFakeHubSpot, type FakeHubSpot } from '../../fakes/hubspot.ts';
 import { startFakeOpenCx, type FakeOpenCx } from '../../fakes/opencx.ts';
 import { ADMIN_TOKEN, CLIENT_SECRET, registerTestOrg, sleep, waitFor, type TestOrg } from '../pipeline.ts';
@@ -231,12 +231,9 @@ export const runSoak = async (options: SoakOptions): Promise<SoakReport> => {
     await faultRun;
 
     // Drain: every consumer group at the end of its topic with no tenant parked, three checks in a row.
-    const topics = topicsFor(prefix);
-    const groups: ReadonlyArray<readonly [string, string]> = [
-      [`${prefix}processor`, topics.rawEvents.name],
-      [`${prefix}outbound`, topics.domainEvents.name],
-      [`${prefix}outbound.ai-replies`, topics.aiReplies.name],
-    ];
+    const groups: ReadonlyArray<readonly [string, string]> = Object.values(consumerGroupsFor(prefix)).map(
+      ({ groupId, topic }) => [groupId, topic] as const,
+    );
     const drain = async (label: string): Promise<{ ms: number; drained: boolean }> => {
       const from = Date.now();
       let quiet = 0;

@@ -129,3 +129,98 @@ Takes (dict "root" $ "component" "ingest" "probe" "livenessProbe" "path" "/healt
 {{- $probe := merge $check (deepCopy (index $values .probe | default dict)) (deepCopy (index .root.Values.probeDefaults .probe | default dict)) }}
 {{- toYaml $probe }}
 {{- end }}
+
+{{/*
+"true" for the Kafka consumers (processor, outbound): they can scale on their consumer groups'
+lag, and their replicas are capped at the partition count. Takes (dict "root" $ "component" "ingest").
+*/}}
+{{- define "pipeline.isConsumer" -}}
+{{- if has .component (list "processor" "outbound") }}true{{ end }}
+{{- end }}
+
+{{/*
+A consumer's groups, each with the one topic it reads, as a YAML list of {groupId, topic}. Kept in
+step with consumerGroupsFor and topicsFor in lib/kafka/topics.ts (the services' own names, with
+KAFKA_TOPIC_PREFIX in front): scripts/ci/helm-assertions.ts checks the rendered ScaledObjects
+against them. Takes (dict "root" $ "component" "processor").
+*/}}
+{{- define "pipeline.consumerGroups" -}}
+{{- $prefix := .root.Values.config.KAFKA_TOPIC_PREFIX | default "" | toString }}
+{{- if eq .component "processor" }}
+- groupId: {{ printf "%sprocessor" $prefix | quote }}
+  topic: {{ printf "%shubspot.webhook-events" $prefix | quote }}
+{{- else if eq .component "outbound" }}
+- groupId: {{ printf "%soutbound" $prefix | quote }}
+  topic: {{ printf "%spipeline.domain-events" $prefix | quote }}
+- groupId: {{ printf "%soutbound.ai-replies" $prefix | quote }}
+  topic: {{ printf "%spipeline.ai-replies" $prefix | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+config.KAFKA_PARTITIONS as a number, or "" when unset (the broker's default count). The services
+create the raw, domain-event and AI-reply topics with it, so it is the partition count of every
+topic a consumer group reads, unless the topics were created before with another count.
+*/}}
+{{- define "pipeline.partitions" -}}
+{{- $partitions := .Values.config.KAFKA_PARTITIONS | default "" | toString }}
+{{- if $partitions }}
+{{- if not (regexMatch "^[1-9][0-9]*$" $partitions) }}
+{{- fail (printf "config.KAFKA_PARTITIONS must be a whole number of at least 1, or empty for the broker's default; got %q" $partitions) }}
+{{- end }}
+{{- $partitions }}
+{{- end }}
+{{- end }}
+
+{{/*
+How one service autoscales: "" (a fixed replicaCount), "cpu" (a HorizontalPodAutoscaler on CPU
+and memory use) or "keda" (a KEDA ScaledObject on its consumer groups' lag; KEDA then owns the
+HPA). A Deployment gets one or the other, never both: two autoscalers on one Deployment fight over
+its replica count. Misconfigurations stop the rendering here. Takes (dict "root" $ "component" "ingest").
+*/}}
+{{- define "pipeline.autoscalingMode" -}}
+{{- $values := index .root.Values .component }}
+{{- $autoscaling := $values.autoscaling | default dict }}
+{{- $mode := get $autoscaling "mode" | default "cpu" | toString }}
+{{- $keda := get $autoscaling "keda" | default dict }}
+{{- if hasKey $keda "enabled" }}
+{{- fail (printf "%s.autoscaling.keda.enabled is not a setting: choose the autoscaler with %s.autoscaling.mode (cpu or keda) and switch it on with %s.autoscaling.enabled" .component .component .component) }}
+{{- end }}
+{{- if not (has $mode (list "cpu" "keda")) }}
+{{- fail (printf "%s.autoscaling.mode must be cpu (a HorizontalPodAutoscaler) or keda (a KEDA ScaledObject on consumer lag), not %q" .component $mode) }}
+{{- end }}
+{{- if and (eq $mode "keda") (not (include "pipeline.isConsumer" .)) }}
+{{- fail (printf "%s.autoscaling.mode keda: %s is not a Kafka consumer (no consumer group lag to scale on); only processor and outbound take keda" .component .component) }}
+{{- end }}
+{{- if and $values.enabled $autoscaling.enabled }}
+{{- $max := include "pipeline.maxReplicas" . | int }}
+{{- if gt (int $autoscaling.minReplicas) $max }}
+{{- fail (printf "%s.autoscaling.minReplicas (%d) is above its most replicas (%d: maxReplicas, capped at config.KAFKA_PARTITIONS for a consumer)" .component (int $autoscaling.minReplicas) $max) }}
+{{- end }}
+{{- if and (eq $mode "keda") (lt (int $autoscaling.minReplicas) 1) }}
+{{- fail (printf "%s.autoscaling.minReplicas must be at least 1 with keda: parked tenants are committed past (their backlog is not lag) and replayed only by a running replica" .component) }}
+{{- end }}
+{{- $mode }}
+{{- end }}
+{{- end }}
+
+{{/*
+The most replicas autoscaling may run for a service: autoscaling.maxReplicas, and for a Kafka
+consumer at most config.KAFKA_PARTITIONS. Kafka gives each partition of a group's topic to one
+member of the group: replicas beyond the partition count get no partition and sit idle, holding
+memory and a group membership (each join is a rebalance) while doing nothing. Outbound's two
+groups read topics of the same count. With KAFKA_PARTITIONS unset the chart cannot know the count
+and leaves maxReplicas as it is (KEDA's Kafka scaler still stops at each topic's partition count
+by itself, allowIdleConsumers being false). Ingest takes HTTP requests: not capped.
+Takes (dict "root" $ "component" "ingest").
+*/}}
+{{- define "pipeline.maxReplicas" -}}
+{{- $values := index .root.Values .component }}
+{{- $max := int $values.autoscaling.maxReplicas }}
+{{- $partitions := include "pipeline.partitions" .root }}
+{{- if and (include "pipeline.isConsumer" .) $partitions }}
+{{- min $max (int $partitions) }}
+{{- else }}
+{{- $max }}
+{{- end }}
+{{- end }}
