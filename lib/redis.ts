@@ -39,6 +39,10 @@ const clientFor = (topology: RedisTopology): RedisClient => {
         sentinelPassword: topology.sentinelPassword,
         username: topology.username,
         password: topology.password,
+        // A failover: the sentinels announce the new master (reconnect to it at once), and a
+        // command that reached the old one after its demotion (READONLY) is sent again there.
+        failoverDetector: true,
+        reconnectOnError: (error) => (error.message.startsWith('READONLY') ? 2 : false),
       });
     case 'cluster':
       // ioredis groups automatic pipelines per node on a Cluster, so single-key commands of

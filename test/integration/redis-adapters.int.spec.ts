@@ -22,7 +22,8 @@ import {
 } from '../../services/outbound/src/reply-attempts.ts';
 import { memorySinceKey } from '../../services/outbound/src/redis-memory.ts';
 import { createTestRedis, deleteKeysMatching, serverOf } from '../support/redis.ts';
-import { createDeadLetterWriter } from '../../lib/dead-letters/writer.ts';
+import { createDeadLetterWriter, writtenMarkerKey } from '../../lib/dead-letters/writer.ts';
+import { deadLetterId } from '../../lib/dead-letters/letter.ts';
 import type { AvroCodec } from '../../lib/registry.ts';
 import type { Producer } from 'kafkajs';
 
@@ -380,6 +381,35 @@ describe('Redis adapters (real Redis)', () => {
       } finally {
         unreachable.disconnect();
       }
+    });
+  });
+
+  describe('dead-letter markers read together (one MGET; one per slot on a Cluster)', () => {
+    it('given 40 records of which every third was dead-lettered, when the writer is asked about all in one turn, then each answer is its own', async () => {
+      const writer = createDeadLetterWriter({
+        service: 'processor',
+        topic: 'unused',
+        producer: {} as Producer,
+        codec: {} as AvroCodec,
+        redis,
+        keyPrefix: prefix,
+      });
+      const offsets = Array.from({ length: 40 }, (_, offset) => offset);
+      const written = offsets.filter((offset) => offset % 3 === 0);
+      for (const offset of written)
+        await redis.set(
+          writtenMarkerKey(prefix, deadLetterId('processor', 'raw', 0, bareMessageAt(offset).offset)),
+          'written',
+        );
+      const answers = await Promise.all(
+        offsets.map((offset) =>
+          writer.alreadyWritten({ topic: 'raw', partition: 0, message: bareMessageAt(offset) }),
+        ),
+      );
+      assert.deepEqual(
+        offsets.filter((offset) => answers[offset]),
+        written,
+      );
     });
   });
 
