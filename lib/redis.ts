@@ -13,13 +13,14 @@ import {
 /**
  * The pipeline's Redis client: one server or a master behind Sentinel (`Redis`), or a Redis
  * Cluster (`Cluster`). Both take the same commands; on a Cluster, every multi-key command or
- * script must name keys of one slot (lib/redis-slots.ts, docs/architecture.md "Redis keys").
+ * script must name keys of one slot (lib/redis-slots.ts; the key layout: docs/architecture.md,
+ * "Where state lives").
  */
 export type RedisClient = Redis | Cluster;
 /** The name every adapter takes its client by. */
 export type { RedisClient as Redis };
 
-/** What every topology's connections share: fail a command after 3 reconnects, pipeline automatically. */
+/** What every topology's connections share: a command fails after 3 reconnects; connect at once. */
 const CONNECTION_OPTIONS = { maxRetriesPerRequest: 3, lazyConnect: false } satisfies RedisOptions;
 
 const clientFor = (topology: RedisTopology): RedisClient => {
