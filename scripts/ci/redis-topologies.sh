@@ -37,10 +37,12 @@ SPECS=(
 
 cluster_env="$(bash infra/local/redis-cluster.sh up)" || exit 1
 sentinel_env="$(bash infra/local/redis-sentinel.sh up)" || exit 1
-while IFS= read -r line; do [[ -n $line ]] && export "${line?}"; done <<<"$cluster_env
-$sentinel_env"
+while IFS= read -r line; do [[ -n $line ]] && export "${line?}"; done <<<"$cluster_env"
+# The Sentinel spec's own variables: with REDIS_SENTINELS next to REDIS_CLUSTER_NODES, every
+# service or tool a spec starts from this environment would refuse to start.
+while IFS= read -r line; do [[ -n $line ]] && export "TEST_${line?}"; done <<<"$sentinel_env"
 export TEST_REDIS_TOPOLOGY=cluster
-echo "redis topologies: $REDIS_CLUSTER_NODES; sentinels $REDIS_SENTINELS ($REDIS_SENTINEL_NAME)"
+echo "redis topologies: $REDIS_CLUSTER_NODES; sentinels $TEST_REDIS_SENTINELS ($TEST_REDIS_SENTINEL_NAME)"
 files=()
 for spec in "${SPECS[@]}"; do files+=("test/integration/$spec.int.spec.ts"); done
 exec npx mocha "${files[@]}"

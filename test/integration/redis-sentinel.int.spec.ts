@@ -8,15 +8,16 @@ import { waitFor } from '../support/pipeline.ts';
 
 /**
  * The pipeline's client behind Sentinel (`infra/local/redis-sentinel.sh up` prints the
- * variables): it finds the master through the sentinels and follows a failover. Skipped unless
- * REDIS_SENTINELS and REDIS_SENTINEL_NAME are set (CI's "redis cluster" step sets them).
+ * variables, which this spec reads as TEST_REDIS_SENTINELS and TEST_REDIS_SENTINEL_NAME): the
+ * client finds the master through the sentinels and follows a failover. Skipped unless both are
+ * set (CI's "redis cluster" step sets them; scripts/ci/redis-topologies.sh).
  */
 describe('Redis behind Sentinel (its own master, replica and sentinels)', function () {
   this.timeout(60000);
-  const sentinels: RedisNodeAddress[] = (process.env.REDIS_SENTINELS ?? '')
+  const sentinels: RedisNodeAddress[] = (process.env.TEST_REDIS_SENTINELS ?? '')
     .split(',')
     .flatMap((node) => parseNodeAddress(node) ?? []);
-  const name = process.env.REDIS_SENTINEL_NAME;
+  const name = process.env.TEST_REDIS_SENTINEL_NAME;
   let redis: Redis | undefined;
   let sentinel: RedisServer | undefined;
 
