@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ErrorCode, PipelineError } from './errors.ts';
+import { parseNodeAddress, redisTopologyOf, type RedisNodeAddress } from './redis-topology.ts';
 
 /**
  * Variables every service reads (contract.md, "Configuration"). Each service extends this with
@@ -11,6 +12,18 @@ const brokerList = z
   .min(1)
   .transform((value) => value.split(',').map((broker) => broker.trim()))
   .pipe(z.array(z.string().regex(/^[^:\s]+:\d+$/, 'expected host:port[,host:port...]')).min(1));
+
+const redisNodeList = z
+  .string()
+  .min(1)
+  .transform((value, context): RedisNodeAddress[] => {
+    const nodes = value.split(',').map((node) => parseNodeAddress(node));
+    if (nodes.length === 0 || nodes.some((node) => node === undefined)) {
+      context.addIssue({ code: 'custom', message: 'expected host:port[,host:port...]' });
+      return z.NEVER;
+    }
+    return nodes.filter((node) => node !== undefined);
+  });
 
 const secretsKey = z
   .string()
@@ -27,6 +40,16 @@ export const commonEnv = {
     .default(''),
   SCHEMA_REGISTRY_URL: z.url().default('http://127.0.0.1:8081/apis/ccompat/v7'),
   REDIS_URL: z.url().default('redis://127.0.0.1:6379'),
+  /**
+   * Not in the contract's table: Redis behind Sentinel (the sentinels, the master's name, their
+   * password) or a Redis Cluster (seed nodes). At most one of the two; unset, REDIS_URL is used.
+   */
+  REDIS_SENTINELS: redisNodeList.optional(),
+  REDIS_SENTINEL_NAME: z.string().min(1).optional(),
+  REDIS_SENTINEL_PASSWORD: z.string().min(1).optional(),
+  REDIS_CLUSTER_NODES: redisNodeList.optional(),
+  /** Not in the contract's table: the data nodes' password (else REDIS_URL's), for any topology. */
+  REDIS_PASSWORD: z.string().min(1).optional(),
   /** Not in the contract's table: prefixes every Redis key, so runs and deployments can share a Redis. */
   REDIS_KEY_PREFIX: z.string().default('hubspot-opencx:'),
   HUBSPOT_API_BASE_URL: z.url().default('https://api.hubapi.com'),
@@ -131,6 +154,8 @@ export const loadConfig = <S extends z.ZodRawShape>(
       { retriable: false },
     );
   }
+  // Variables valid one by one that contradict each other (Sentinel and Cluster both named).
+  if ('REDIS_URL' in shape) redisTopologyOf(result.data as Parameters<typeof redisTopologyOf>[0]);
   return Object.freeze(result.data);
 };
 

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { ErrorCode, PipelineError } from './errors.ts';
 import { defineScript, type Redis } from './redis.ts';
+import { hashTag } from './redis-slots.ts';
 import { sleep } from './retry.ts';
 
 /**
@@ -93,6 +94,16 @@ return taken
 /** Customer calls of one bucket asked together, at most (Lua's unpack takes a few thousand). */
 const MAX_SLOTS_PER_CALL = 256;
 
+/**
+ * A bucket's window (sorted set of taken slots) and its waiting customer calls, which TAKE_SLOT
+ * reads together: both carry the bucket as hash tag, so on a Cluster they share a slot while
+ * the buckets (a portal, an organisation) spread over the slots.
+ */
+export const rateLimitKeys = (prefix: string, bucket: string): { window: string; waiting: string } => ({
+  window: `${prefix}ratelimit:${hashTag(bucket)}`,
+  waiting: `${prefix}ratelimit:${hashTag(bucket)}:waiting`,
+});
+
 export type AcquireOptions = {
   /** Customer unless said otherwise. */
   readonly callClass?: CallClass;
@@ -150,7 +161,7 @@ export const createRedisRateLimiter = (
         for (let from = 0; from < callers.length; from += MAX_SLOTS_PER_CALL) {
           const group = callers.slice(from, from + MAX_SLOTS_PER_CALL);
           takeCustomerSlots(
-            [`${options.prefix}ratelimit:${bucket}`],
+            [rateLimitKeys(options.prefix, bucket).window],
             [options.windowMs, options.max, group.length, randomUUID()],
           ).then(
             (taken) => group.forEach((caller, index) => caller(index < Number(taken))),
@@ -164,11 +175,12 @@ export const createRedisRateLimiter = (
     acquire: async (bucket, { callClass = CallClass.customer, maxWaitMs } = {}) => {
       if (callClass === CallClass.customer && (await askTogether(bucket))) return 0;
       const waiter = randomUUID();
+      const keys = rateLimitKeys(options.prefix, bucket);
       let waited = 0;
       for (;;) {
         const waitMs = Number(
           await takeSlot(
-            [`${options.prefix}ratelimit:${bucket}`, `${options.prefix}ratelimit:${bucket}:waiting`],
+            [keys.window, keys.waiting],
             [options.windowMs, options.max, randomUUID(), callClass, reserve, waiter],
           ),
         );

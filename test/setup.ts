@@ -2,12 +2,18 @@
  * Mocha global setup: a real Kafka broker, schema registry and Redis for the integration tests,
  * from KAFKA_BROKERS/SCHEMA_REGISTRY_URL/REDIS_URL when set, else testcontainers when a container
  * runtime answers, else infra/local started here (and stopped at the end if this run started it).
+ * The Redis topology of the services under test: TEST_REDIS_TOPOLOGY (test/support/redis.ts).
  */
 import { acquireInfra } from './support/infra.ts';
+import { testRedisEnv, testRedisTopology } from './support/redis.ts';
 
 let release: (() => Promise<void>) | undefined;
 
 export const mochaGlobalSetup = async (): Promise<void> => {
+  // TEST_REDIS_TOPOLOGY=cluster without REDIS_CLUSTER_NODES stops the run here, not in every spec.
+  const clusterNodes = testRedisEnv().REDIS_CLUSTER_NODES;
+  if (clusterNodes !== undefined)
+    process.stderr.write(`[test infra] Redis: TEST_REDIS_TOPOLOGY=${testRedisTopology()}, ${clusterNodes}\n`);
   const infra = await acquireInfra();
   process.env.KAFKA_BROKERS = infra.kafkaBrokers.join(',');
   process.env.SCHEMA_REGISTRY_URL = infra.schemaRegistryUrl;

@@ -1,6 +1,6 @@
 import DataLoader from 'dataloader';
 import type { IHeaders, KafkaMessage, Producer } from 'kafkajs';
-import type { Redis } from '../redis.ts';
+import { mgetAcrossSlots, type Redis } from '../redis.ts';
 import type { DeadLetterReason } from '../contracts/index.ts';
 import type { AvroCodec } from '../registry.ts';
 import { DEAD_LETTER_ID_HEADER, DEAD_LETTER_RECORD, deadLetterId, type DeadLetter } from './letter.ts';
@@ -71,7 +71,7 @@ export const createDeadLetterWriter = (options: {
   readonly topic: string;
   readonly producer: Producer;
   readonly codec: AvroCodec;
-  readonly redis: Pick<Redis, 'get' | 'mget' | 'set'>;
+  readonly redis: Pick<Redis, 'get' | 'mget' | 'set' | 'isCluster'>;
   readonly keyPrefix: string;
   readonly now?: () => number;
 }): DeadLetterWriter => {
@@ -83,9 +83,9 @@ export const createDeadLetterWriter = (options: {
     );
   // The consumer asks for every message it handles. The markers asked within one turn of the
   // event loop (a fetched batch's conversations starting together) are read with one MGET: one
-  // Redis command, not one per message.
+  // Redis command, not one per message (on a Cluster, one per slot, sent together).
   const markers = new DataLoader<string, boolean>(
-    async (keys) => (await options.redis.mget(...keys)).map((value) => value === WRITTEN),
+    async (keys) => (await mgetAcrossSlots(options.redis, keys)).map((value) => value === WRITTEN),
     { cache: false, maxBatchSize: 500 },
   );
   return {

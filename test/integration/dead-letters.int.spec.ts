@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
+import { createTestRedis } from '../support/redis.ts';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { Kafka, Producer } from 'kafkajs';
 import { createDurableProducer, createKafka, topicsFor } from '../../lib/kafka/index.ts';
 import { createLogger } from '../../lib/log.ts';
-import { createRedis, type Redis } from '../../lib/redis.ts';
+import type { Redis } from '../../lib/redis.ts';
 import { AvroCodec } from '../../lib/registry.ts';
 import {
   DEAD_LETTER_ID_HEADER,
@@ -131,7 +132,7 @@ describe('dead letters: an operator lists and replays them (real Kafka, registry
     await codec.registerAll();
     producer = createDurableProducer(kafka);
     await producer.connect();
-    redis = createRedis(pipeline.env.REDIS_URL ?? '', createLogger('test', 'silent'));
+    redis = createTestRedis();
   });
   after(async () => {
     await producer?.disconnect();

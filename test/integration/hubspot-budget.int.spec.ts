@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
+import { createTestRedis } from '../support/redis.ts';
 import type { ChildProcess } from 'node:child_process';
 import * as fixtures from '../fakes/hubspot-fixtures.ts';
-import { createLogger } from '../../lib/log.ts';
 import { createRedisRateLimiter } from '../../lib/rate-limiter.ts';
-import { createRedis } from '../../lib/redis.ts';
+
 import type { HubSpotRecordedRequest } from '../fakes/hubspot.ts';
 import { startTestPipeline, waitFor, type TestOrg, type TestPipeline } from '../support/pipeline.ts';
 import { kill, spawnService } from '../support/processes.ts';
@@ -153,10 +153,7 @@ describe('HubSpot calls are a budget: a new conversation reaches OpenCX after on
   });
 
   it('given a portal with no room for bookkeeping (90 of its 100 slots taken by another replica), then the look-up is owed and made once the window rolls, and a later ticket.propertyChange is applied', async () => {
-    const redis = createRedis(
-      process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
-      createLogger('test', 'silent'),
-    );
+    const redis = createTestRedis();
     try {
       const otherReplica = createRedisRateLimiter(redis, {
         prefix: pipeline.env.REDIS_KEY_PREFIX ?? '',

@@ -12,12 +12,13 @@
  * with another key, a bad signature and an unknown portal. Every service's /metrics is scraped
  * all along (gauges are read at scrape time, so one that is set only for a while is caught).
  */
+import { createTestRedis } from '../support/redis.ts';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { startConsole } from '../../services/console/src/main.ts';
 import { loadConsoleConfig } from '../../services/console/src/config.ts';
 import { createLogger } from '../../lib/log.ts';
-import { createRedis, type Redis } from '../../lib/redis.ts';
+import type { Redis } from '../../lib/redis.ts';
 import * as fixtures from '../fakes/hubspot-fixtures.ts';
 import {
   registerTestOrg,
@@ -142,7 +143,7 @@ describe('every metric a dashboard panel or an alert names moves (real Kafka, fa
       `http://127.0.0.1:${outbound.metricsPort}/metrics`,
     ]);
     watch = w;
-    redis = createRedis(p.env.REDIS_URL ?? '', createLogger('test', 'silent'));
+    redis = createTestRedis();
     const dedupRedis = redis;
 
     const sentTexts = (): string[] =>

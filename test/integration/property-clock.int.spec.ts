@@ -1,15 +1,15 @@
 import assert from 'node:assert/strict';
+import { createTestRedis } from '../support/redis.ts';
 import { randomBytes } from 'node:crypto';
-import { createLogger } from '../../lib/log.ts';
 import { createRedisPropertyClock } from '../../lib/property-clock.ts';
-import { createRedis, type Redis } from '../../lib/redis.ts';
+import type { Redis } from '../../lib/redis.ts';
 
 describe('property clock (real Redis)', () => {
   let redis: Redis;
   let prefix: string;
   const key = { orgId: 'org-1', objectType: 'ticket', objectId: '1500', propertyName: 'hs_ticket_priority' };
   before(() => {
-    redis = createRedis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', createLogger('test', 'silent'));
+    redis = createTestRedis();
   });
   beforeEach(() => {
     prefix = `test:${randomBytes(4).toString('hex')}:`;

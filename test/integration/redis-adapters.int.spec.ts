@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { claimOrWait, createRedisDedupStore } from '../../lib/dedup-store.ts';
 import { ErrorCode, PipelineError } from '../../lib/errors.ts';
-import { CallClass, createRedisRateLimiter } from '../../lib/rate-limiter.ts';
+import { CallClass, createRedisRateLimiter, rateLimitKeys } from '../../lib/rate-limiter.ts';
 import { createLogger } from '../../lib/log.ts';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,9 +11,19 @@ import { createRedis, type Redis } from '../../lib/redis.ts';
 import { waitFor } from '../support/pipeline.ts';
 import { bareMessageAt } from '../support/topic-reader.ts';
 import { SoakRedis } from '../support/soak/cluster.ts';
-import { createRedisOwedTicketLookUps } from '../../services/outbound/src/owed-ticket-look-ups.ts';
-import { createRedisReplyAttempts, MEMORY_MARGIN_MS } from '../../services/outbound/src/reply-attempts.ts';
-import { createDeadLetterWriter } from '../../lib/dead-letters/writer.ts';
+import {
+  createRedisOwedTicketLookUps,
+  owedTicketLookUpKeys,
+} from '../../services/outbound/src/owed-ticket-look-ups.ts';
+import {
+  attemptKey,
+  createRedisReplyAttempts,
+  MEMORY_MARGIN_MS,
+} from '../../services/outbound/src/reply-attempts.ts';
+import { memorySinceKey } from '../../services/outbound/src/redis-memory.ts';
+import { createTestRedis, deleteKeysMatching, serverOf } from '../support/redis.ts';
+import { createDeadLetterWriter, writtenMarkerKey } from '../../lib/dead-letters/writer.ts';
+import { deadLetterId } from '../../lib/dead-letters/letter.ts';
 import type { AvroCodec } from '../../lib/registry.ts';
 import type { Producer } from 'kafkajs';
 
@@ -22,13 +32,12 @@ describe('Redis adapters (real Redis)', () => {
   let prefix: string;
 
   beforeEach(() => {
-    redis = createRedis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', createLogger('test', 'silent'));
+    redis = createTestRedis();
     prefix = `test:${randomBytes(4).toString('hex')}:`;
   });
   afterEach(async () => {
     // Only this test's keys: Redis is shared with other runs.
-    const keys = await redis.keys(`${prefix}*`);
-    if (keys.length > 0) await redis.del(...keys);
+    await deleteKeysMatching(redis, `${prefix}*`);
     redis.disconnect();
   });
 
@@ -96,7 +105,7 @@ describe('Redis adapters (real Redis)', () => {
   });
 
   describe('owed ticket look-ups', () => {
-    const owedIn = async (): Promise<string[]> => redis.zrange(`${prefix}ticket-lookups:owed`, 0, -1);
+    const owedIn = async (): Promise<string[]> => redis.zrange(owedTicketLookUpKeys(prefix).queue, 0, -1);
 
     it('given a thread owed twice, then it is owed once and taken once (leased), and after it is settled another replica owing it again is a no-op', async () => {
       const replicaA = createRedisOwedTicketLookUps(redis, prefix);
@@ -115,7 +124,7 @@ describe('Redis adapters (real Redis)', () => {
       const replicaA = createRedisOwedTicketLookUps(redis, prefix);
       await replicaA.owe('org-1', 'thread-2');
       // Behind the replica's back (as if Redis lost the key): only a call to Redis would owe it again.
-      await redis.del(`${prefix}ticket-lookups:owed`);
+      await redis.del(owedTicketLookUpKeys(prefix).queue);
       await replicaA.owe('org-1', 'thread-2');
       assert.deepEqual(await owedIn(), [], 'remembered: no script call');
       await replicaA.owe('org-1', 'thread-2', { checkRedis: true });
@@ -124,7 +133,7 @@ describe('Redis adapters (real Redis)', () => {
         [JSON.stringify(['org-1', 'thread-2'])],
         'checkRedis: owed again past the memo (what held ticket events do)',
       );
-      await redis.del(`${prefix}ticket-lookups:owed`);
+      await redis.del(owedTicketLookUpKeys(prefix).queue);
       await createRedisOwedTicketLookUps(redis, prefix).owe('org-1', 'thread-2');
       assert.deepEqual(await owedIn(), [JSON.stringify(['org-1', 'thread-2'])], 'another replica owes it');
       await replicaA.settle({ orgId: 'org-1', threadId: 'thread-2' });
@@ -147,12 +156,12 @@ describe('Redis adapters (real Redis)', () => {
           10000,
         );
         assert.deepEqual(
-          await client.zrange(`${prefix}ticket-lookups:owed`, 0, -1),
+          await client.zrange(owedTicketLookUpKeys(prefix).queue, 0, -1),
           [],
           'the restart lost it',
         );
         await replica.owe('org-1', 'thread-3');
-        assert.deepEqual(await client.zrange(`${prefix}ticket-lookups:owed`, 0, -1), [
+        assert.deepEqual(await client.zrange(owedTicketLookUpKeys(prefix).queue, 0, -1), [
           JSON.stringify(['org-1', 'thread-3']),
         ]);
       });
@@ -161,15 +170,19 @@ describe('Redis adapters (real Redis)', () => {
 
   describe('AI reply attempt markers (reply-attempts.ts)', () => {
     const MINUTE = 60_000;
-    const memorySince = () => `${prefix}attempt-memory-since`;
+    const memorySince = () => memorySinceKey(prefix, 'org');
 
     it('given Redis that has remembered for an hour, when a reply to a message of a minute ago is marked twice, then the first mark is a first attempt and the second is not', async () => {
       const attempts = createRedisReplyAttempts(redis, prefix, 60_000);
       await redis.set(memorySince(), String(Date.now() - 60 * MINUTE));
-      assert.equal(await attempts.mark('org:ai-reply:e1', Date.now() - MINUTE), true);
-      assert.equal(await attempts.mark('org:ai-reply:e1', Date.now() - MINUTE), false);
-      await attempts.clear('org:ai-reply:e1');
-      assert.equal(await attempts.mark('org:ai-reply:e1', Date.now() - MINUTE), true, 'cleared: first again');
+      assert.equal(await attempts.mark('org', 'org:ai-reply:e1', Date.now() - MINUTE), true);
+      assert.equal(await attempts.mark('org', 'org:ai-reply:e1', Date.now() - MINUTE), false);
+      await attempts.clear('org', 'org:ai-reply:e1');
+      assert.equal(
+        await attempts.mark('org', 'org:ai-reply:e1', Date.now() - MINUTE),
+        true,
+        'cleared: first again',
+      );
     });
 
     it('regression (soak): given a reply attempted before Redis lost its data, when it is marked after, then it is not a first attempt (the thread is read before posting)', async () => {
@@ -177,24 +190,24 @@ describe('Redis adapters (real Redis)', () => {
       await redis.set(memorySince(), String(Date.now() - 60 * MINUTE));
       const occurredAt = Date.now() - 2 * MINUTE;
       assert.equal(
-        await attempts.mark('org:ai-reply:e2', occurredAt),
+        await attempts.mark('org', 'org:ai-reply:e2', occurredAt),
         true,
         'posted; its record then failed',
       );
       // Redis restarts without its data: the marker and the time it remembered from are gone.
-      await redis.del(`${prefix}attempt:org:ai-reply:e2`, memorySince());
+      await redis.del(attemptKey(prefix, 'org', 'org:ai-reply:e2'), memorySince());
       assert.equal(
-        await attempts.mark('org:ai-reply:e2', occurredAt),
+        await attempts.mark('org', 'org:ai-reply:e2', occurredAt),
         false,
         'may have been posted: read first',
       );
       assert.equal(
-        await attempts.mark('org:ai-reply:e3', occurredAt),
+        await attempts.mark('org', 'org:ai-reply:e3', occurredAt),
         false,
         'any reply to a message before the loss',
       );
       assert.equal(
-        await attempts.mark('org:ai-reply:e4', Date.now() + 2 * MINUTE),
+        await attempts.mark('org', 'org:ai-reply:e4', Date.now() + 2 * MINUTE),
         true,
         'a message after the loss (beyond the clock margin) cannot have been attempted before it',
       );
@@ -205,8 +218,8 @@ describe('Redis adapters (real Redis)', () => {
     it('given a reply whose message occurred within the clock margin of when Redis began remembering, then it is read first (HubSpot and Redis clocks may differ)', async () => {
       const attempts = createRedisReplyAttempts(redis, prefix, 60_000);
       await redis.set(memorySince(), String(Date.now() - 30_000));
-      assert.equal(await attempts.mark('org:ai-reply:e5', Date.now()), false);
-      assert.equal(await attempts.mark('org:ai-reply:e6', Date.now() + MEMORY_MARGIN_MS), true);
+      assert.equal(await attempts.mark('org', 'org:ai-reply:e5', Date.now()), false);
+      assert.equal(await attempts.mark('org', 'org:ai-reply:e6', Date.now() + MEMORY_MARGIN_MS), true);
     });
   });
 
@@ -225,8 +238,8 @@ describe('Redis adapters (real Redis)', () => {
 
     it('given 300 customer calls at once on a window with room, then they ask Redis together (two script calls, of 256 and 44) and all get a slot; with room for 280, 280 get one at once and 20 wait for the window', async () => {
       // Every command Redis runs for this bucket, as Redis saw it (MONITOR, filtered by key).
-      const bucketKey = `${prefix}ratelimit:portal-a`;
-      const monitor = await redis.monitor();
+      const bucketKey = rateLimitKeys(prefix, 'portal-a').window;
+      const monitor = await (await serverOf(redis, bucketKey)).monitor();
       const seen: string[][] = [];
       monitor.on('monitor', (_time: string, args: string[]) => {
         if (args.includes(bucketKey)) seen.push(args);
@@ -266,7 +279,11 @@ describe('Redis adapters (real Redis)', () => {
     it('given one bucket at its limit, when another bucket asks, then it is not delayed', async () => {
       const limiter = createRedisRateLimiter(redis, { prefix, max: 1, windowMs: 5000 });
       assert.equal(await limiter.acquire('portal-a'), 0);
-      assert.equal(await redis.zcard(`${prefix}ratelimit:portal-a`), 1, 'portal-a is at its limit');
+      assert.equal(
+        await redis.zcard(rateLimitKeys(prefix, 'portal-a').window),
+        1,
+        'portal-a is at its limit',
+      );
       // Held behind portal-a it would have slept for its 5 s window: it got its slot without a wait.
       assert.equal(await limiter.acquire('portal-b'), 0);
     });
@@ -286,17 +303,14 @@ describe('Redis adapters (real Redis)', () => {
       assert.equal(await limiter.acquire('portal-a'), 0);
       assert.equal(await limiter.acquire('portal-a', { callClass: CallClass.customer }), 0);
       assert.equal(
-        await redis.zcard(`${prefix}ratelimit:portal-a`),
+        await redis.zcard(rateLimitKeys(prefix, 'portal-a').window),
         10,
         'the bookkeeping call that gave up took nothing',
       );
     });
 
     it('given a full window with bookkeeping calls of another replica waiting, when one slot frees and a customer call asks after them, then the customer gets it and the bookkeeping calls wait for the window to roll', async () => {
-      const replicaB = createRedis(
-        process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
-        createLogger('test', 'silent'),
-      );
+      const replicaB = createTestRedis();
       const until = (at: number) =>
         new Promise((resolve) => setTimeout(resolve, Math.max(0, at - Date.now())));
       try {
@@ -367,6 +381,35 @@ describe('Redis adapters (real Redis)', () => {
       } finally {
         unreachable.disconnect();
       }
+    });
+  });
+
+  describe('dead-letter markers read together (one MGET; one per slot on a Cluster)', () => {
+    it('given 40 records of which every third was dead-lettered, when the writer is asked about all in one turn, then each answer is its own', async () => {
+      const writer = createDeadLetterWriter({
+        service: 'processor',
+        topic: 'unused',
+        producer: {} as Producer,
+        codec: {} as AvroCodec,
+        redis,
+        keyPrefix: prefix,
+      });
+      const offsets = Array.from({ length: 40 }, (_, offset) => offset);
+      const written = offsets.filter((offset) => offset % 3 === 0);
+      for (const offset of written)
+        await redis.set(
+          writtenMarkerKey(prefix, deadLetterId('processor', 'raw', 0, bareMessageAt(offset).offset)),
+          'written',
+        );
+      const answers = await Promise.all(
+        offsets.map((offset) =>
+          writer.alreadyWritten({ topic: 'raw', partition: 0, message: bareMessageAt(offset) }),
+        ),
+      );
+      assert.deepEqual(
+        offsets.filter((offset) => answers[offset]),
+        written,
+      );
     });
   });
 

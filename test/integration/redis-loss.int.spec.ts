@@ -1,20 +1,12 @@
 import assert from 'node:assert/strict';
-import { createLogger } from '../../lib/log.ts';
-import { createRedis, type Redis } from '../../lib/redis.ts';
+import { createTestRedis, deleteKeysMatching } from '../support/redis.ts';
+import type { Redis } from '../../lib/redis.ts';
 import * as fixtures from '../fakes/hubspot-fixtures.ts';
 import { startTestPipeline, waitFor, type TestOrg, type TestPipeline } from '../support/pipeline.ts';
 
 /** Deletes every key of this run (its own prefix only: the Redis is shared), as a Redis restart would. */
-const forgetEverything = async (redis: Redis, prefix: string): Promise<number> => {
-  let deleted = 0;
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500);
-    cursor = next;
-    if (keys.length > 0) deleted += await redis.del(...keys);
-  } while (cursor !== '0');
-  return deleted;
-};
+const forgetEverything = (redis: Redis, prefix: string): Promise<number> =>
+  deleteKeysMatching(redis, `${prefix}*`);
 
 /**
  * Found by the chaos soak: Redis restarted (no persistence), then HubSpot retried a message that
@@ -31,7 +23,7 @@ describe('Redis losing its data (real Kafka, registry, Redis)', function () {
   before(async () => {
     pipeline = await startTestPipeline();
     org = await pipeline.createOrg();
-    redis = createRedis(pipeline.env.REDIS_URL ?? '', createLogger('test', 'silent'));
+    redis = createTestRedis();
   });
   after(async () => {
     redis?.disconnect();

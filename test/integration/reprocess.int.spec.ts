@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
+import { createTestRedis } from '../support/redis.ts';
 import type { DomainEvent } from '../../lib/domain-events.ts';
 import { createTenantGate } from '../../lib/kafka/index.ts';
 import { createLogger } from '../../lib/log.ts';
-import { createRedis } from '../../lib/redis.ts';
+import type { Redis } from '../../lib/redis.ts';
 import { Registry } from 'prom-client';
 import { loadProcessorConfig } from '../../services/processor/src/config.ts';
 import { createProcessorMetrics } from '../../services/processor/src/metrics.ts';
@@ -69,7 +70,7 @@ describe('npm run reprocess: a rule bug fixed after the fact is repaired from th
   this.timeout(60000);
   let pipeline: TestPipeline;
   let org: TestOrg;
-  let redis: ReturnType<typeof createRedis>;
+  let redis: Redis;
   /** The live processor of the first test, with last week's rules: it keeps running while reprocess runs. */
   let live: { stop: () => Promise<void> } | undefined;
   const texts = ['Where is my order?', 'I would like a refund, please', 'Can I change my address?'];
@@ -99,7 +100,7 @@ describe('npm run reprocess: a rule bug fixed after the fact is repaired from th
   before(async () => {
     pipeline = await startTestPipeline({ processor: false });
     org = await pipeline.createOrg();
-    redis = createRedis(pipeline.env.REDIS_URL ?? '', createLogger('reprocess-test', 'silent'));
+    redis = createTestRedis('reprocess-test');
   });
   after(async () => {
     redis?.disconnect();

@@ -1,3 +1,4 @@
+import { testRedisEnv } from './redis.ts';
 import { randomBytes } from 'node:crypto';
 import { postSignedWebhook } from './signed-delivery.ts';
 import { startConsole, type RunningConsole } from '../../services/console/src/main.ts';
@@ -122,6 +123,7 @@ export const startTestPipeline = async (
     KAFKA_BROKERS: required('KAFKA_BROKERS'),
     SCHEMA_REGISTRY_URL: required('SCHEMA_REGISTRY_URL'),
     REDIS_URL: required('REDIS_URL'),
+    ...testRedisEnv(),
     KAFKA_TOPIC_PREFIX: `test-${runId}-`,
     REDIS_KEY_PREFIX: `test:${runId}:`,
     KAFKA_PARTITIONS: '3',

@@ -119,7 +119,7 @@ export const runReplay = async (
   kafka: ReturnType<typeof createKafka>,
 ): Promise<number> => {
   // Connection trouble is reported by the failing command; the CLI's logger is silent.
-  const redis = createRedis(config.REDIS_URL, createLogger('dlq', 'silent'));
+  const redis = createRedis(config, createLogger('dlq', 'silent'));
   try {
     await redis.ping();
     if (command.dryRun) {

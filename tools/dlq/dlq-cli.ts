@@ -15,6 +15,7 @@ import { loadConfig } from '../../lib/config.ts';
 import { readDeadLetters } from '../../lib/dead-letters/index.ts';
 import { createKafka, topicsFor } from '../../lib/kafka/index.ts';
 import { createLogger } from '../../lib/log.ts';
+import { describeRedisTopology, redisTopologyOf } from '../../lib/redis-topology.ts';
 import { AvroCodec } from '../../lib/registry.ts';
 import { isEntryPoint } from '../../lib/service.ts';
 import { exitWith } from '../command-line.ts';
@@ -40,7 +41,7 @@ const explain = (error: unknown, config: DlqConfig): string => {
   if (/registry|schema|ccompat|fetch failed/i.test(message))
     return `cannot read from the schema registry at ${config.SCHEMA_REGISTRY_URL} (${oneLine(message, 160)}); check SCHEMA_REGISTRY_URL`;
   if (/redis|MaxRetriesPerRequest/i.test(message))
-    return `cannot reach Redis at ${config.REDIS_URL} (${oneLine(message, 160)}); check REDIS_URL`;
+    return `cannot reach Redis at ${describeRedisTopology(redisTopologyOf(config))} (${oneLine(message, 160)}); check REDIS_URL (or REDIS_SENTINELS, REDIS_CLUSTER_NODES)`;
   return oneLine(message, 300);
 };
 

@@ -3,7 +3,7 @@
  * (claim → produce → confirm, one letter at a time), which this module does not change.
  */
 import type { Producer } from 'kafkajs';
-import type { Redis } from '../../lib/redis.ts';
+import { mgetAcrossSlots, type Redis } from '../../lib/redis.ts';
 import {
   replayDeadLetters,
   replayedMarkerKey,
@@ -76,12 +76,13 @@ export type ReplayPlan = {
 /** What a replay would do, read from the replay markers; writes nothing. */
 export const planReplay = async (options: {
   letters: readonly ArchivedDeadLetter[];
-  redis: Pick<Redis, 'mget'>;
+  redis: Pick<Redis, 'mget' | 'isCluster'>;
   keyPrefix: string;
 }): Promise<ReplayPlan> => {
   const { letters } = options;
   if (letters.length === 0) return { toReplay: [], alreadyReplayed: [] };
-  const markers = await options.redis.mget(
+  const markers = await mgetAcrossSlots(
+    options.redis,
     letters.map((letter) => replayedMarkerKey(options.keyPrefix, letter)),
   );
   const toReplay: ArchivedDeadLetter[] = [];

@@ -16,6 +16,7 @@ import type { DomainEvent } from '../../lib/domain-events.ts';
 import { createBudgetedPortalClients } from '../../lib/hubspot/index.ts';
 import { createKafka, topicsFor } from '../../lib/kafka/index.ts';
 import { createLogger } from '../../lib/log.ts';
+import { describeRedisTopology, redisTopologyOf } from '../../lib/redis-topology.ts';
 import { OrgDirectory, createSecretBox } from '../../lib/orgs/index.ts';
 import { createRedisPropertyClock } from '../../lib/property-clock.ts';
 import { createRedis } from '../../lib/redis.ts';
@@ -154,7 +155,7 @@ const explain = (error: unknown, config: ProcessorConfig): string => {
   if (/registry|schema|ccompat|fetch failed/i.test(message))
     return `cannot use the schema registry at ${config.SCHEMA_REGISTRY_URL} (${message.slice(0, 160)}); check SCHEMA_REGISTRY_URL`;
   if (/redis|MaxRetriesPerRequest|ECONNREFUSED/i.test(message))
-    return `cannot reach Redis at ${config.REDIS_URL} (${message.slice(0, 160)}); check REDIS_URL`;
+    return `cannot reach Redis at ${describeRedisTopology(redisTopologyOf(config))} (${message.slice(0, 160)}); check REDIS_URL (or REDIS_SENTINELS, REDIS_CLUSTER_NODES)`;
   return message.slice(0, 300);
 };
 
@@ -189,7 +190,7 @@ export const runReprocess = async (
   const topics = topicsFor(config.KAFKA_TOPIC_PREFIX);
   const kafka = createKafka({ clientId: 'reprocess', brokers: config.KAFKA_BROKERS, logger });
   const codec = new AvroCodec({ url: config.SCHEMA_REGISTRY_URL, subjectPrefix: config.KAFKA_TOPIC_PREFIX });
-  const redis = createRedis(config.REDIS_URL, logger);
+  const redis = createRedis(config, logger);
   const stops: (() => Promise<void>)[] = [];
   const progress = progressReporter(output);
   try {

@@ -28,7 +28,7 @@ export const startConsole = async (
     logger,
   });
   const { kafka, topics, codec, orgs, orgRepository, secretsKey } = connections;
-  const redis = createRedis(config.REDIS_URL, logger);
+  const redis = createRedis(config, logger);
   const registry = createMetricsRegistry('console');
   registerOrgDirectoryMetrics(registry, orgs);
 

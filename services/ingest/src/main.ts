@@ -56,7 +56,7 @@ export const startIngest = async (
   // The data path: a verified batch becomes raw records keyed by organisation, written durably.
   const sink = createRawEventSink({ codec, publisher, topic: topics.rawEvents.name, now: Date.now });
 
-  const redis = createRedis(config.REDIS_URL, logger);
+  const redis = createRedis(config, logger);
   const oauth =
     config.HUBSPOT_CLIENT_ID && config.HUBSPOT_CLIENT_SECRET
       ? {

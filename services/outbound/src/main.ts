@@ -55,7 +55,7 @@ export const startOutbound = async (
   const connections = await connectWithSessionLinks(config, { clientId: 'outbound', logger });
   const { kafka, topics, orgs, links } = connections;
   registerOrgDirectoryMetrics(registry, orgs);
-  const redis = createRedis(config.REDIS_URL, logger);
+  const redis = createRedis(config, logger);
   const { postedReplies, events, tableWrites } = await startOutboundWriters(connections, config, logger);
 
   // Adapters: OpenCX, HubSpot, ticket look-ups owed, held ticket events, what each effect calls.

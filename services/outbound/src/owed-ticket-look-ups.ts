@@ -78,11 +78,22 @@ export type OwedTicketLookUps = {
   readonly settle: (entry: OwedLookUp) => Promise<void>;
 };
 
+/**
+ * The queue, its failure counts and the settled marks: OWE reads a settled mark and writes the
+ * queue, `settle` writes all three in one MULTI, so on a Cluster they share one hash tag. The
+ * queue is one key anyway (every replica takes from it), so its family lives on one node; the
+ * load is bookkeeping (a few commands per new ticketless conversation), not per event.
+ */
+export const owedTicketLookUpKeys = (prefix: string) => ({
+  queue: `${prefix}{ticket-lookups}:owed`,
+  failures: `${prefix}{ticket-lookups}:failures`,
+  settled: (orgId: string, threadId: string) => `${prefix}{ticket-lookups}:settled:${orgId}:${threadId}`,
+});
+
 export const createRedisOwedTicketLookUps = (redis: Redis, prefix: string): OwedTicketLookUps => {
-  const queue = `${prefix}ticket-lookups:owed`;
-  const failures = `${prefix}ticket-lookups:failures`;
-  const settledKey = ({ orgId, threadId }: OwedLookUp) =>
-    `${prefix}ticket-lookups:settled:${orgId}:${threadId}`;
+  const keys = owedTicketLookUpKeys(prefix);
+  const { queue, failures } = keys;
+  const settledKey = ({ orgId, threadId }: OwedLookUp) => keys.settled(orgId, threadId);
   const member = ({ orgId, threadId }: OwedLookUp) => JSON.stringify([orgId, threadId]);
   const oweScript = defineScript(redis, OWE, 2);
   const takeDueScript = defineScript(redis, TAKE_DUE, 1);

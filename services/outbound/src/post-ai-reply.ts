@@ -64,7 +64,7 @@ export type PostAiReplyDeps = {
    * thread for the reply instead of posting blind. Also false when the store may have forgotten
    * an earlier attempt (Redis lost its data since the reply's message occurred: reply-attempts.ts).
    */
-  readonly markAttempt: (key: string, occurredAt: number) => Promise<boolean>;
+  readonly markAttempt: (orgId: string, key: string, occurredAt: number) => Promise<boolean>;
   /**
    * Forgets the attempt marker: every try of this attempt ended in an answer that proves nothing
    * was posted (a 429, a refusal, a wait before sending). The next attempt then posts without
@@ -72,7 +72,7 @@ export type PostAiReplyDeps = {
    * "read history, post", a reply would otherwise spend its window on the check, be refused the
    * post, and do the same after every park, for ever.
    */
-  readonly clearAttempt: (key: string) => Promise<void>;
+  readonly clearAttempt: (orgId: string, key: string) => Promise<void>;
   /**
    * How long a reply whose post may have gone out (a timeout, a dropped connection, a 5xx) waits
    * before its next attempt reads the thread's history: long enough for a post HubSpot was still
@@ -137,7 +137,10 @@ export const postAiReply = async (
       await deps.dedup.confirm(key);
       return { kind: 'skipped', reason: SkipReason.duplicate };
     }
-    if (!(await deps.markAttempt(key, reply.occurredAt)) && (await alreadyPosted(reply, org, deps))) {
+    if (
+      !(await deps.markAttempt(reply.orgId, key, reply.occurredAt)) &&
+      (await alreadyPosted(reply, org, deps))
+    ) {
       await deps.posted.record(reply);
       await deps.dedup.confirm(key);
       return { kind: 'skipped', reason: SkipReason.duplicate };
@@ -164,7 +167,7 @@ export const postAiReply = async (
         }
       });
     } catch (error) {
-      if (!maybeSent) await deps.clearAttempt(key);
+      if (!maybeSent) await deps.clearAttempt(reply.orgId, key);
       if (maybeSent && error instanceof PipelineError)
         throw new PipelineError(
           ErrorCode.upstreamUnavailable,

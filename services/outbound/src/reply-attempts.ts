@@ -1,4 +1,5 @@
 import { defineScript, type Redis } from '../../../lib/redis.ts';
+import { hashTag } from '../../../lib/redis-slots.ts';
 import { MEMORY_SINCE_LUA, memorySinceKey } from './redis-memory.ts';
 
 /**
@@ -8,7 +9,7 @@ import { MEMORY_SINCE_LUA, memorySinceKey } from './redis-memory.ts';
  * flushed) forgets them; a reply posted just before, whose "posted" record did not reach Kafka
  * (a broker restart at that moment), would then be posted again.
  *
- * So Redis also holds the time from which it remembers (`memory-since`, set when missing), and
+ * So Redis also holds the time from which it remembers (`memory-since`, per organisation, set when missing), and
  * an attempt counts as the first only when its marker is new AND Redis has remembered since
  * before the reply's customer message occurred (less `MEMORY_MARGIN_MS` for clock skew between
  * HubSpot and Redis): an earlier attempt would have left its marker. Otherwise the thread's
@@ -27,18 +28,24 @@ export const MEMORY_MARGIN_MS = 60_000;
 
 export type ReplyAttempts = {
   /** True only for a surely first attempt (see above); false: read the thread before posting. */
-  readonly mark: (key: string, occurredAt: number) => Promise<boolean>;
-  readonly clear: (key: string) => Promise<void>;
+  readonly mark: (orgId: string, key: string, occurredAt: number) => Promise<boolean>;
+  readonly clear: (orgId: string, key: string) => Promise<void>;
 };
+
+/** MARK reads the marker and the organisation's memory-since together: both carry its hash tag. */
+export const attemptKey = (prefix: string, orgId: string, key: string): string =>
+  `${prefix}attempt:${hashTag(`org:${orgId}`)}:${key}`;
 
 export const createRedisReplyAttempts = (redis: Redis, prefix: string, ttlMs: number): ReplyAttempts => {
   const script = defineScript(redis, MARK, 2);
-  const memorySince = memorySinceKey(prefix);
   return {
-    mark: async (key, occurredAt) =>
-      (await script([`${prefix}attempt:${key}`, memorySince], [ttlMs, occurredAt, MEMORY_MARGIN_MS])) === 1,
-    clear: async (key) => {
-      await redis.del(`${prefix}attempt:${key}`);
+    mark: async (orgId, key, occurredAt) =>
+      (await script(
+        [attemptKey(prefix, orgId, key), memorySinceKey(prefix, orgId)],
+        [ttlMs, occurredAt, MEMORY_MARGIN_MS],
+      )) === 1,
+    clear: async (orgId, key) => {
+      await redis.del(attemptKey(prefix, orgId, key));
     },
   };
 };

@@ -29,7 +29,7 @@ import type { ProcessorMetrics } from './metrics.ts';
 export const connectProcessor = async (config: ProcessorConfig, clientId: string, logger: Logger) => {
   const connections = await connectWithSessionLinks(config, { clientId, logger });
   const { kafka, topics, codec } = connections;
-  const redis = createRedis(config.REDIS_URL, logger);
+  const redis = createRedis(config, logger);
   const events = await createDomainEventPublisher({
     kafka,
     codec,

@@ -7,6 +7,7 @@ import {
   type ArchivedDeadLetter,
 } from '../../../../lib/dead-letters/index.ts';
 import { HttpError } from '../../../../lib/http-server.ts';
+import { mgetAcrossSlots } from '../../../../lib/redis.ts';
 import { createDurableProducer } from '../../../../lib/kafka/index.ts';
 import { readLetterAt, readLetterWindow } from '../activity.ts';
 import {
@@ -47,7 +48,8 @@ export const deadLetterRoutes = (router: Router, { deps, page, reads }: ConsoleA
 
   const isReplayed = async (letters: readonly ArchivedDeadLetter[]): Promise<boolean[]> => {
     if (letters.length === 0) return [];
-    const markers = await deps.redis.mget(
+    const markers = await mgetAcrossSlots(
+      deps.redis,
       letters.map((letter) => replayedMarkerKey(deps.redisKeyPrefix, letter)),
     );
     return markers.map((marker) => marker === 'replayed');
