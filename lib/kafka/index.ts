@@ -8,7 +8,13 @@ export {
   whileLeadersSettle,
   type KafkaOptions,
 } from './client.ts';
-export { topicsFor, ORDERING_KEY_HEADER, type Topics, type TopicSpec } from './topics.ts';
+export {
+  topicsFor,
+  minInsyncReplicasFor,
+  ORDERING_KEY_HEADER,
+  type Topics,
+  type TopicSpec,
+} from './topics.ts';
 export {
   BatchingPublisher,
   encodedRecordBytes,
