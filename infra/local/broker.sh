@@ -15,7 +15,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage="Usage: infra/local/broker.sh kill|stop|start|pid I (I: a broker of up.sh --brokers N, 1..N)"
 case "${1:-}" in
-  -h | --help) sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h | --help) sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
   kill | stop | start | pid) ;;
   *) die "$usage" ;;
 esac

@@ -21,7 +21,7 @@ for a in "$@"; do
     --purge) purge=1 ;;
     kafka | apicurio | redis | kafka-controller) names+=("$a") ;;
     kafka-[1-9]) names+=("$a") ;;
-    -h | --help) sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$a'. Usage: infra/local/down.sh [--purge] [kafka] [kafka-controller] [kafka-<i>] [apicurio] [redis]" ;;
   esac
 done

@@ -12,10 +12,10 @@
 # call is a quick no-op. A port held by some other process is an error.
 #
 # stdout (only): the lines of <repo>/.local/env, then LOCAL_INFRA_STARTED="<what this call
-# started: kafka (or kafka-controller kafka-1 ..) apicurio redis, or empty>". Progress goes to stderr. A caller that wants to
-# undo exactly what it started runs `infra/local/down.sh $LOCAL_INFRA_STARTED` (the same list
-# is in <repo>/.local/run/last-up.started). On failure, up.sh stops what it had started itself
-# (set KEEP_ON_FAILURE=1 to keep it for debugging).
+# started: kafka (or kafka-controller kafka-1 ..) apicurio redis, or empty>". Progress goes to
+# stderr. A caller that wants to undo exactly what it started runs
+# `infra/local/down.sh $LOCAL_INFRA_STARTED` (the same list is in <repo>/.local/run/last-up.started).
+# On failure, up.sh stops what it had started itself (set KEEP_ON_FAILURE=1 to keep it for debugging).
 #
 # Env: KAFKA_PORT KAFKA_CONTROLLER_PORT REGISTRY_PORT REGISTRY_MANAGEMENT_PORT REDIS_PORT
 #      KAFKA_VERSION (4.4.0) APICURIO_VERSION (3.0.9) KAFKA_HEAP_OPTS REGISTRY_HEAP_OPTS (-Xmx512m)
@@ -30,7 +30,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 BROKERS=1
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    -h | --help) sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     --brokers)
       [[ "${2:-}" =~ ^[1-9]$ ]] || die "--brokers takes a number from 1 to 9 (got '${2:-}')"
       BROKERS="$2"; shift 2 ;;
