@@ -91,6 +91,12 @@ export const commonEnv = {
 export const topicCreationEnv = {
   KAFKA_PARTITIONS: z.coerce.number().int().min(1).optional(),
   KAFKA_REPLICATION_FACTOR: z.coerce.number().int().min(1).optional(),
+  /**
+   * min.insync.replicas of the topics a service creates (and raised on those that have fewer):
+   * an acks=all write is refused while fewer replicas are in sync. Unset: 2 when
+   * KAFKA_REPLICATION_FACTOR is 2 or more, else the broker's default.
+   */
+  KAFKA_MIN_INSYNC_REPLICAS: z.coerce.number().int().min(1).optional(),
   /** How long the dead-letter topic keeps a letter (retention.ms); raised at start on a topic that keeps less. */
   DEAD_LETTER_RETENTION_MS: z.coerce
     .number()

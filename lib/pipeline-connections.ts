@@ -4,6 +4,7 @@ import {
   createDurableProducer,
   createKafka,
   ensureTopics,
+  minInsyncReplicasFor,
   topicsFor,
   whileLeadersSettle,
   type Topics,
@@ -31,6 +32,7 @@ export type ConnectionConfig = {
   readonly SECRETS_KEY_PREVIOUS?: Buffer | undefined;
   readonly KAFKA_PARTITIONS?: number | undefined;
   readonly KAFKA_REPLICATION_FACTOR?: number | undefined;
+  readonly KAFKA_MIN_INSYNC_REPLICAS?: number | undefined;
   readonly DEAD_LETTER_RETENTION_MS?: number | undefined;
   readonly KAFKA_STARTUP_WAIT_MS?: number | undefined;
 };
@@ -74,6 +76,10 @@ export const connectToPipeline = async (
       ? {}
       : { deadLetterRetentionMs: config.DEAD_LETTER_RETENTION_MS }),
   });
+  const minInsyncReplicas = minInsyncReplicasFor(
+    config.KAFKA_REPLICATION_FACTOR,
+    config.KAFKA_MIN_INSYNC_REPLICAS,
+  );
   const kafka = createKafka({ clientId: options.clientId, brokers: config.KAFKA_BROKERS, logger });
 
   const admin = kafka.admin();
@@ -86,6 +92,7 @@ export const connectToPipeline = async (
     await ensureTopics(admin, Object.values(topics), {
       partitions: config.KAFKA_PARTITIONS,
       replicationFactor: config.KAFKA_REPLICATION_FACTOR,
+      minInsyncReplicas,
       logger,
     });
   } finally {

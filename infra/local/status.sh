@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Show what of the local test infrastructure runs (see infra/local/up.sh).
-# Exit code: 0 when Kafka, the registry and Redis all answer; 1 otherwise.
+# Exit code: 0 when Kafka (the single broker, or every node of the cluster of up.sh --brokers N),
+# the registry and Redis all answer; 1 otherwise.
 set -euo pipefail
 # shellcheck disable=SC2034  # read by lib.sh's log functions
 LOG_TAG=status
@@ -8,7 +9,7 @@ LOG_TAG=status
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 case "${1:-}" in
-  -h | --help) sed -n '2,3p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h | --help) sed -n '2,4p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
 esac
 
 ok=0
@@ -17,16 +18,29 @@ uptime_of() { # PID -> e.g. 00:03:12
   ps -o etime= -p "$1" 2>/dev/null | tr -d ' ' || true
 }
 
-# Kafka
-kp="$(recorded_port kafka)"; kp="${kp:-$KAFKA_PORT}"
-if pid="$(our_pid kafka)"; then
-  if tcp_open "$kp" && grep -q "Kafka Server started" "$LOG_DIR/kafka.log" 2>/dev/null; then st=ready; else st="starting (not ready yet)"; ok=1; fi
-  v="$(tr '\0' '\n' <"/proc/$pid/cmdline" | grep -m1 -o 'kafka-libs-[0-9][0-9.]*[0-9]' || true)"
-  line kafka "$st: pid $pid, up $(uptime_of "$pid"), 127.0.0.1:$kp (controller :$KAFKA_CONTROLLER_PORT), Kafka ${v#kafka-libs-}, log .local/logs/kafka.log, data .local/kafka-data"
-elif tcp_open "$KAFKA_PORT"; then
-  line kafka "port $KAFKA_PORT answers, but not a Kafka started by up.sh ($(who_listens "$KAFKA_PORT"))"
+# Kafka: the cluster's nodes when up.sh --brokers N wrote their configuration, else the single broker
+mapfile -t cluster < <(cluster_nodes)
+if [[ ${#cluster[@]} -gt 0 ]]; then
+  for name in "${cluster[@]}"; do
+    port="$(node_port "$name")"
+    if pid="$(our_pid "$name")"; then
+      if node_ready "$name"; then st=ready; else st="starting (not ready yet)"; ok=1; fi
+      line "$name" "$st: pid $pid, up $(uptime_of "$pid"), 127.0.0.1:$port, log .local/logs/$name.log"
+    else
+      line "$name" "stopped (127.0.0.1:$port; infra/local/broker.sh start ${name#kafka-} or up.sh --brokers N starts it)"; ok=1
+    fi
+  done
 else
-  line kafka "stopped"; ok=1
+  kp="$(recorded_port kafka)"; kp="${kp:-$KAFKA_PORT}"
+  if pid="$(our_pid kafka)"; then
+    if tcp_open "$kp" && grep -q "Kafka Server started" "$LOG_DIR/kafka.log" 2>/dev/null; then st=ready; else st="starting (not ready yet)"; ok=1; fi
+    v="$(tr '\0' '\n' <"/proc/$pid/cmdline" | grep -m1 -o 'kafka-libs-[0-9][0-9.]*[0-9]' || true)"
+    line kafka "$st: pid $pid, up $(uptime_of "$pid"), 127.0.0.1:$kp (controller :$KAFKA_CONTROLLER_PORT), Kafka ${v#kafka-libs-}, log .local/logs/kafka.log, data .local/kafka-data"
+  elif tcp_open "$KAFKA_PORT"; then
+    line kafka "port $KAFKA_PORT answers, but not a Kafka started by up.sh ($(who_listens "$KAFKA_PORT"))"
+  else
+    line kafka "stopped"; ok=1
+  fi
 fi
 
 # Apicurio

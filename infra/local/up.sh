@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Start the local test infrastructure without Docker:
 #   - Apache Kafka 4.x, KRaft, single node  127.0.0.1:$KAFKA_PORT (9092), controller :$KAFKA_CONTROLLER_PORT (19093)
+#     or, with --brokers N (2..9): a controller of its own (node 0, :$KAFKA_CONTROLLER_PORT) and
+#     N brokers (node i on 127.0.0.1:$KAFKA_PORT + 100*(i-1)); internal topics get min(3, N)
+#     replicas and min.insync.replicas min(2, N). .local/env then also has KAFKA_CLUSTER_BROKERS
+#     (the same list: the brokers infra/local/broker.sh can kill and start, node 1 first).
 #   - Apicurio Registry 3.x                  http://127.0.0.1:$REGISTRY_PORT (8081), Confluent API at /apis/ccompat/v7
 #   - Redis                                  127.0.0.1:$REDIS_PORT (6379): the one already running if any
 #
@@ -8,10 +12,10 @@
 # call is a quick no-op. A port held by some other process is an error.
 #
 # stdout (only): the lines of <repo>/.local/env, then LOCAL_INFRA_STARTED="<what this call
-# started: kafka apicurio redis, or empty>". Progress goes to stderr. A caller that wants to
-# undo exactly what it started runs `infra/local/down.sh $LOCAL_INFRA_STARTED` (the same list
-# is in <repo>/.local/run/last-up.started). On failure, up.sh stops what it had started itself
-# (set KEEP_ON_FAILURE=1 to keep it for debugging).
+# started: kafka (or kafka-controller kafka-1 ..) apicurio redis, or empty>". Progress goes to
+# stderr. A caller that wants to undo exactly what it started runs
+# `infra/local/down.sh $LOCAL_INFRA_STARTED` (the same list is in <repo>/.local/run/last-up.started).
+# On failure, up.sh stops what it had started itself (set KEEP_ON_FAILURE=1 to keep it for debugging).
 #
 # Env: KAFKA_PORT KAFKA_CONTROLLER_PORT REGISTRY_PORT REGISTRY_MANAGEMENT_PORT REDIS_PORT
 #      KAFKA_VERSION (4.4.0) APICURIO_VERSION (3.0.9) KAFKA_HEAP_OPTS REGISTRY_HEAP_OPTS (-Xmx512m)
@@ -23,11 +27,20 @@ LOG_TAG=up
 # shellcheck source=infra/local/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-case "${1:-}" in
-  -h | --help) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
-  "") ;;
-  *) die "unknown argument '$1' (up.sh takes none; see --help)" ;;
-esac
+BROKERS=1
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    -h | --help) sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --brokers)
+      [[ "${2:-}" =~ ^[1-9]$ ]] || die "--brokers takes a number from 1 to 9 (got '${2:-}')"
+      BROKERS="$2"; shift 2 ;;
+    --brokers=*)
+      BROKERS="${1#--brokers=}"
+      [[ "$BROKERS" =~ ^[1-9]$ ]] || die "--brokers takes a number from 1 to 9 (got '$BROKERS')"
+      shift ;;
+    *) die "unknown argument '$1' (up.sh takes only --brokers N; see --help)" ;;
+  esac
+done
 
 REGISTRY_COMPATIBILITY="${REGISTRY_COMPATIBILITY:-BACKWARD}"
 MVN_PLUGIN=org.apache.maven.plugins:maven-dependency-plugin:3.8.1
@@ -58,46 +71,6 @@ need_java() {
 }
 need_mvn() {
   command -v mvn >/dev/null 2>&1 || die "mvn (Apache Maven) not found; it is needed once to fetch $1. Install it (Debian: apt-get install -y maven) and re-run."
-}
-
-# Wait until check_fn succeeds; die with the log tail if the process dies or time runs out.
-wait_ready() { # NAME PID LOGFILE CHECK_FN WHAT
-  local name="$1" pid="$2" logf="$3" check="$4" what="$5" deadline=$((SECONDS + READY_TIMEOUT)) hint=""
-  while :; do
-    if "$check"; then return 0; fi
-    if ! kill -0 "$pid" 2>/dev/null; then
-      [[ "$name" == kafka ]] && hint=" If the log mentions meta.properties, cluster id or metadata.version (data from another Kafka version), run: infra/local/down.sh --purge; infra/local/up.sh."
-      printf '%s\n' "----- last lines of $logf -----" >&2; tail -n 40 "$logf" >&2 || true; printf '%s\n' "-----" >&2
-      rm -f "$(pid_file "$name")" "$RUN_DIR/$name.port"
-      die "$name (pid $pid) exited during startup; see the log lines above (full log: $logf).$hint"
-    fi
-    if ((SECONDS >= deadline)); then
-      printf '%s\n' "----- last lines of $logf -----" >&2; tail -n 40 "$logf" >&2 || true; printf '%s\n' "-----" >&2
-      die "$name (pid $pid) not ready after ${READY_TIMEOUT}s (waiting for: $what). Log lines above; full log: $logf. Stop it with infra/local/down.sh $name, or raise READY_TIMEOUT."
-    fi
-    sleep 0.5
-  done
-}
-
-# Start a command detached (own session, stdin closed) with its pid written to PIDFILE.
-spawn() { # PIDFILE LOGFILE WORKDIR CMD...
-  local pidf="$1" logf="$2" wd="$3"; shift 3
-  rm -f "$pidf"
-  [[ -f "$logf" ]] && mv -f "$logf" "$logf.1"
-  # The redirections cover the whole background subshell: nothing may keep the caller's
-  # stdout (a $(...) pipe) open, or the caller would wait for the server to exit.
-  # 8>&- : the server must not inherit (and so keep holding) the lock of up.sh/down.sh.
-  (cd "$wd" && exec setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$pidf" "$@") </dev/null >>"$logf" 2>&1 8>&- &
-  for _ in $(seq 1 50); do [[ -s "$pidf" ]] && break; sleep 0.1; done
-  [[ -s "$pidf" ]] || die "could not start $1 (no pid file $pidf); see $logf"
-  cat "$pidf"
-}
-
-# Fail when PORT answers but is not ours.
-port_must_be_free() { # PORT WHAT ENVVAR
-  if tcp_open "$1"; then
-    die "port $1 ($2) is already in use by a process that infra/local/up.sh did not start: $(who_listens "$1"). Stop that process, or choose another port (e.g. $3=$(($1 + 100)) infra/local/up.sh). If it is a Kafka/registry you want to use instead, set KAFKA_BROKERS, SCHEMA_REGISTRY_URL and REDIS_URL for the tests and skip up.sh."
-  fi
 }
 
 # ------------------------------------------------------------------ Kafka
@@ -158,6 +131,89 @@ kafka_launch() {
     kafka.Kafka "$RUN_DIR/kafka-server.properties")"
   echo "$KAFKA_PORT" >"$RUN_DIR/kafka.port"
   STARTED+=(kafka)
+}
+
+# ------------------------------------------------------------------ Kafka cluster (--brokers N)
+broker_port() { echo $((KAFKA_PORT + 100 * ($1 - 1))); }
+cluster_broker_list() {
+  local i list=""
+  for ((i = 1; i <= BROKERS; i++)); do list+="${list:+,}127.0.0.1:$(broker_port "$i")"; done
+  printf '%s' "$list"
+}
+
+# cluster_write_config NAME: the node's properties file, from its template
+cluster_write_config() {
+  local name="$1" rf=$((BROKERS < 3 ? BROKERS : 3)) isr=$((BROKERS < 2 ? BROKERS : 2)) dir
+  if [[ "$name" == kafka-controller ]]; then
+    dir="$KAFKA_CLUSTER_DATA/controller"
+    mkdir -p "$dir"
+    sed -e "s|@KAFKA_CONTROLLER_PORT@|$KAFKA_CONTROLLER_PORT|g" -e "s|@LOG_DIRS@|$dir|g" \
+      "$LOCAL_INFRA_DIR/kafka/cluster-controller.properties.template" >"$RUN_DIR/$name.properties"
+  else
+    local id="${name#kafka-}"
+    dir="$KAFKA_CLUSTER_DATA/$id"
+    mkdir -p "$dir"
+    sed -e "s|@NODE_ID@|$id|g" -e "s|@KAFKA_PORT@|$(broker_port "$id")|g" \
+      -e "s|@KAFKA_CONTROLLER_PORT@|$KAFKA_CONTROLLER_PORT|g" -e "s|@LOG_DIRS@|$dir|g" \
+      -e "s|@REPLICATION_FACTOR@|$rf|g" -e "s|@MIN_ISR@|$isr|g" \
+      "$LOCAL_INFRA_DIR/kafka/cluster-broker.properties.template" >"$RUN_DIR/$name.properties"
+  fi
+}
+
+# cluster_format NAME: format the node's log dir with the cluster's id (once)
+cluster_format() {
+  local name="$1" dir jopts=(-Xmx256m -cp "$KAFKA_LIBS/*" "-Dlog4j2.configurationFile=$LOCAL_INFRA_DIR/kafka/log4j2.xml")
+  local flog="$LOG_DIR/kafka-format.log" cid
+  dir="$(sed -n 's/^log.dirs=//p' "$RUN_DIR/$name.properties")"
+  [[ -f "$dir/meta.properties" ]] && return 0
+  if [[ ! -s "$KAFKA_CLUSTER_DATA/cluster.id" ]]; then
+    cid="$(java "${jopts[@]}" kafka.tools.StorageTool random-uuid 2>>"$flog" | tail -n 1 | tr -d '\r')"
+    [[ "$cid" =~ ^[A-Za-z0-9_-]{22}$ ]] || die "kafka.tools.StorageTool random-uuid gave '$cid' instead of a cluster id; see $flog"
+    echo "$cid" >"$KAFKA_CLUSTER_DATA/cluster.id"
+  fi
+  cid="$(cat "$KAFKA_CLUSTER_DATA/cluster.id")"
+  log "$name: formatting storage in ${dir#"$REPO"/} (cluster id $cid) ..."
+  if ! java "${jopts[@]}" kafka.tools.StorageTool format -t "$cid" -c "$RUN_DIR/$name.properties" >>"$flog" 2>&1; then
+    tail -n 20 "$flog" >&2 || true
+    die "kafka.tools.StorageTool format failed for $name (log above, full: $flog). Run infra/local/down.sh --purge and re-run."
+  fi
+}
+
+# kafka_cluster_up: start the controller and brokers 1..N that do not run; wait for all of them
+kafka_cluster_up() {
+  local names=(kafka-controller) name pid port i f waiting=()
+  for ((i = 1; i <= BROKERS; i++)); do names+=("kafka-$i"); done
+  # a larger cluster left behind by an earlier up.sh: its extra brokers would join this one
+  for f in "$RUN_DIR"/kafka-[0-9]*.properties; do
+    [[ -f "$f" ]] || continue
+    name="${f##*/}"; name="${name%.properties}"; i="${name#kafka-}"
+    ((i > BROKERS)) || continue
+    if our_pid "$name" >/dev/null; then die "$name runs (a cluster of more than $BROKERS brokers): run infra/local/down.sh first"; fi
+    rm -f "$f"
+  done
+  mkdir -p "$KAFKA_CLUSTER_DATA"
+  for name in "${names[@]}"; do
+    if [[ "$name" == kafka-controller ]]; then port="$KAFKA_CONTROLLER_PORT"; else port="$(broker_port "${name#kafka-}")"; fi
+    if pid="$(our_pid "$name")"; then
+      [[ "$(node_port "$name")" == "$port" ]] || die "$name started by an earlier up.sh runs on port $(node_port "$name"), not $port. Run infra/local/down.sh first, or use the ports it was started with."
+      log "$name: already running (pid $pid, 127.0.0.1:$port)"
+      waiting+=("$name:$pid")
+      continue
+    fi
+    port_must_be_free "$port" "$name" "$([[ $name == kafka-controller ]] && echo KAFKA_CONTROLLER_PORT || echo KAFKA_PORT)"
+    cluster_write_config "$name"
+    cluster_format "$name"
+    log "$name: starting on 127.0.0.1:$port, log ${LOG_DIR#"$REPO"/}/$name.log"
+    pid="$(kafka_node_launch "$name")"
+    STARTED+=("$name")
+    waiting+=("$name:$pid")
+  done
+  for name in "${waiting[@]}"; do
+    pid="${name#*:}"; name="${name%%:*}"
+    node_ready "$name" && continue
+    wait_ready "$name" "$pid" "$LOG_DIR/$name.log" node_ready "TCP 127.0.0.1:$(node_port "$name") and 'Kafka Server started' in the log" "$name"
+    log "$name: ready (pid $pid)"
+  done
 }
 
 # ------------------------------------------------------------------ Apicurio
@@ -287,11 +343,17 @@ redis_up() {
 }
 
 # ------------------------------------------------------------------ main
-log "repo ${REPO}; Kafka $KAFKA_VERSION, Apicurio $APICURIO_VERSION; ports kafka=$KAFKA_PORT controller=$KAFKA_CONTROLLER_PORT registry=$REGISTRY_PORT redis=$REDIS_PORT"
+if ((BROKERS > 1)); then
+  log "repo ${REPO}; Kafka $KAFKA_VERSION (controller + $BROKERS brokers), Apicurio $APICURIO_VERSION; ports brokers=$(cluster_broker_list) controller=$KAFKA_CONTROLLER_PORT registry=$REGISTRY_PORT redis=$REDIS_PORT"
+else
+  log "repo ${REPO}; Kafka $KAFKA_VERSION, Apicurio $APICURIO_VERSION; ports kafka=$KAFKA_PORT controller=$KAFKA_CONTROLLER_PORT registry=$REGISTRY_PORT redis=$REDIS_PORT"
+fi
 
-# already running (ours)? -> nothing to do for it
+# already running (ours)? -> nothing to do for it. With --brokers N, the single broker is not
+# started (kafka_state=cluster): kafka_cluster_up handles the cluster's nodes.
 kafka_state=start apicurio_state=start
-if KAFKA_PID="$(our_pid kafka)"; then
+((BROKERS > 1)) && kafka_state=cluster
+if [[ $kafka_state == cluster ]]; then :; elif KAFKA_PID="$(our_pid kafka)"; then
   rp="$(recorded_port kafka)"
   [[ -z "$rp" || "$rp" == "$KAFKA_PORT" ]] || die "Kafka started by an earlier up.sh runs on port $rp, not $KAFKA_PORT. Run infra/local/down.sh kafka first, or use KAFKA_PORT=$rp."
   if kafka_ready; then kafka_state=running; else kafka_state="wait"; fi
@@ -315,6 +377,7 @@ if [[ $apicurio_state == start ]]; then
 fi
 
 # fetch (cold path only), then start both JVMs before waiting for either
+if [[ $kafka_state == cluster ]]; then need_java 17 "Kafka $KAFKA_VERSION"; kafka_fetch; fi
 if [[ $kafka_state == start ]]; then kafka_fetch; kafka_config; fi
 if [[ $apicurio_state == start ]]; then apicurio_fetch; fi
 if [[ $kafka_state == start ]]; then kafka_launch; fi
@@ -322,7 +385,9 @@ if [[ $apicurio_state == start ]]; then apicurio_launch; fi
 
 redis_up
 
-if [[ $kafka_state != running ]]; then
+if [[ $kafka_state == cluster ]]; then
+  kafka_cluster_up
+elif [[ $kafka_state != running ]]; then
   log "kafka: waiting for 127.0.0.1:$KAFKA_PORT and 'Kafka Server started' (up to ${READY_TIMEOUT}s) ..."
   wait_ready kafka "$KAFKA_PID" "$LOG_DIR/kafka.log" kafka_ready "TCP 127.0.0.1:$KAFKA_PORT and 'Kafka Server started' in the log"
   log "kafka: ready (pid $KAFKA_PID)"
@@ -334,9 +399,16 @@ if [[ $apicurio_state != running ]]; then
   if [[ $apicurio_state == start ]]; then apicurio_set_compatibility; fi
 fi
 
-env_lines="KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT
+if [[ $kafka_state == cluster ]]; then
+  env_lines="KAFKA_BROKERS=$(cluster_broker_list)
+KAFKA_CLUSTER_BROKERS=$(cluster_broker_list)
 SCHEMA_REGISTRY_URL=$APICURIO_URL$CCOMPAT_PATH
 REDIS_URL=redis://127.0.0.1:$REDIS_PORT"
+else
+  env_lines="KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT
+SCHEMA_REGISTRY_URL=$APICURIO_URL$CCOMPAT_PATH
+REDIS_URL=redis://127.0.0.1:$REDIS_PORT"
+fi
 printf '%s\n' "$env_lines" >"$ENV_FILE.tmp.$$"
 mv -f "$ENV_FILE.tmp.$$" "$ENV_FILE"
 printf '%s\n' "${STARTED[*]:-}" >"$RUN_DIR/last-up.started"

@@ -55,15 +55,23 @@ export const createKafka = (options: KafkaOptions): Kafka =>
   });
 
 /**
- * Creates the topics that do not exist yet; existing ones are left as they are, but for a
- * retention shorter than their spec asks (raised, see ensureRetention).
+ * Creates the topics that do not exist yet, with `min.insync.replicas` when one is given.
+ * Existing ones are left as they are, but for a retention shorter than their spec asks or a
+ * min.insync.replicas lower than asked (both raised, see ensureTopicConfig); fewer replicas than
+ * asked is only warned about (adding replicas is a partition reassignment, not a setting).
  */
 export const ensureTopics = async (
   admin: Admin,
   specs: readonly TopicSpec[],
-  defaults: { partitions?: number; replicationFactor?: number; logger?: Logger | undefined },
+  defaults: {
+    partitions?: number | undefined;
+    replicationFactor?: number | undefined;
+    minInsyncReplicas?: number | undefined;
+    logger?: Logger | undefined;
+  },
 ): Promise<void> => {
   const existing = new Set(await admin.listTopics());
+  const { minInsyncReplicas } = defaults;
   const missing: ITopicConfig[] = specs
     .filter((spec) => !existing.has(spec.name))
     .map((spec) => ({
@@ -80,6 +88,9 @@ export const ensureTopics = async (
         ...(spec.retentionMs === undefined
           ? []
           : [{ name: 'retention.ms', value: String(spec.retentionMs) }]),
+        ...(minInsyncReplicas === undefined
+          ? []
+          : [{ name: 'min.insync.replicas', value: String(minInsyncReplicas) }]),
       ],
     }));
   if (missing.length > 0) {
@@ -91,32 +102,71 @@ export const ensureTopics = async (
       if (!missing.every((topic) => now.has(topic.topic))) throw error;
     }
   }
-  await waitForLeaders(
+  const replicas = await waitForLeaders(
     admin,
     specs.map((spec) => spec.name),
   );
-  const kept = specs.filter((spec) => spec.retentionMs !== undefined && existing.has(spec.name));
-  for (const spec of kept) await ensureRetention(admin, spec, defaults.logger);
+  for (const spec of specs.filter((candidate) => existing.has(candidate.name))) {
+    const has = replicas.get(spec.name) ?? 0;
+    if (defaults.replicationFactor !== undefined && has < defaults.replicationFactor)
+      defaults.logger?.warn(
+        { topic: spec.name, replicas: has, wanted: defaults.replicationFactor },
+        `topic ${spec.name} has ${has} replicas, fewer than KAFKA_REPLICATION_FACTOR = ${defaults.replicationFactor}: a broker's loss may lose or stop it. Fix: add replicas with kafka-reassign-partitions.sh`,
+      );
+    await ensureTopicConfig(
+      admin,
+      spec,
+      {
+        retentionMs: spec.retentionMs,
+        ...(minInsyncReplicas === undefined
+          ? {}
+          : { minInsyncReplicas: { wanted: minInsyncReplicas, replicas: has } }),
+      },
+      defaults.logger,
+    );
+  }
 };
 
 /** kafkajs's ConfigSource for a topic's own override (DYNAMIC_TOPIC_CONFIG). */
 const DYNAMIC_TOPIC_CONFIG = 1;
 
-/**
- * A topic created before its spec asked for a retention (or by hand, or by the broker's
- * auto-creation) keeps the broker's default, 7 days, or whatever it was given. If that is shorter
- * than the spec, raise it. AlterConfigs (kafkajs has no incremental variant) replaces all of a
- * topic's overrides, so the others are sent back as they are. A cluster that refuses (ACLs) gets
- * a warning with the command that does it; a longer retention someone chose is left alone.
- */
+/** `ensureTopicConfig` for the retention alone. */
 export const ensureRetention = async (
   admin: Admin,
   spec: TopicSpec,
   logger: Logger | undefined,
+): Promise<void> => ensureTopicConfig(admin, spec, { retentionMs: spec.retentionMs }, logger);
+
+type ConfigChange = { readonly name: string; readonly value: number; readonly from: number | null };
+
+/**
+ * A topic created before its spec asked for a retention or a min.insync.replicas (or by hand, or
+ * by the broker's auto-creation) keeps the broker's defaults (7 days; 1 replica in sync) or what
+ * it was given. If that is less than asked, raise it; more, someone chose it: left alone. A
+ * min.insync.replicas the topic's replicas cannot meet would refuse every write: warned about,
+ * not set. AlterConfigs (kafkajs has no incremental variant) replaces all of a topic's overrides,
+ * so the others are sent back as they are, and both settings go in one change (two would race
+ * another replica's). A cluster that refuses (ACLs) gets a warning with the command that does it.
+ */
+export const ensureTopicConfig = async (
+  admin: Admin,
+  spec: TopicSpec,
+  wanted: {
+    readonly retentionMs?: number | undefined;
+    readonly minInsyncReplicas?: { readonly wanted: number; readonly replicas: number } | undefined;
+  },
+  logger: Logger | undefined,
 ): Promise<void> => {
-  const wanted = spec.retentionMs;
-  if (wanted === undefined) return;
-  const fix = `kafka-configs.sh --bootstrap-server <broker> --alter --entity-type topics --entity-name ${spec.name} --add-config retention.ms=${wanted}`;
+  const asked: ConfigChange[] = [
+    ...(wanted.retentionMs === undefined
+      ? []
+      : [{ name: 'retention.ms', value: wanted.retentionMs, from: null }]),
+    ...(wanted.minInsyncReplicas === undefined
+      ? []
+      : [{ name: 'min.insync.replicas', value: wanted.minInsyncReplicas.wanted, from: null }]),
+  ];
+  if (asked.length === 0) return;
+  let changes: ConfigChange[] = [];
   try {
     const described = await whileLeadersSettle(`reading the configuration of ${spec.name}`, () =>
       admin.describeConfigs({
@@ -125,14 +175,35 @@ export const ensureRetention = async (
       }),
     );
     const entries = described.resources[0]?.configEntries ?? [];
-    const current = Number(entries.find((entry) => entry.configName === 'retention.ms')?.configValue);
-    // -1 keeps records forever: longer than anything we would set.
-    if (current === -1 || (Number.isFinite(current) && current >= wanted)) return;
+    const current = (name: string): number =>
+      Number(entries.find((entry) => entry.configName === name)?.configValue);
+    for (const change of asked) {
+      const now = current(change.name);
+      // retention.ms -1 keeps records forever: longer than anything we would set.
+      if ((change.name === 'retention.ms' && now === -1) || (Number.isFinite(now) && now >= change.value))
+        continue;
+      const replicas = wanted.minInsyncReplicas?.replicas ?? 0;
+      if (change.name === 'min.insync.replicas' && replicas < change.value) {
+        logger?.warn(
+          {
+            topic: spec.name,
+            replicas,
+            minInsyncReplicas: Number.isFinite(now) ? now : null,
+            wanted: change.value,
+          },
+          `topic ${spec.name} has ${replicas} replicas, too few for min.insync.replicas = ${change.value}: left as it is. Fix: add replicas with kafka-reassign-partitions.sh, then restart`,
+        );
+        continue;
+      }
+      changes.push({ ...change, from: Number.isFinite(now) ? now : null });
+    }
+    if (changes.length === 0) return;
+    const changed = new Set(changes.map((change) => change.name));
     const overrides = entries
       .filter(
         (entry) =>
           (entry as { configSource?: number }).configSource === DYNAMIC_TOPIC_CONFIG &&
-          entry.configName !== 'retention.ms' &&
+          !changed.has(entry.configName) &&
           !entry.isSensitive,
       )
       .map((entry) => ({ name: entry.configName, value: entry.configValue }));
@@ -142,34 +213,66 @@ export const ensureRetention = async (
         {
           type: TOPIC_RESOURCE,
           name: spec.name,
-          configEntries: [...overrides, { name: 'retention.ms', value: String(wanted) }],
+          configEntries: [
+            ...overrides,
+            ...changes.map((change) => ({ name: change.name, value: String(change.value) })),
+          ],
         },
       ],
     });
-    logger?.info(
-      { topic: spec.name, fromMs: Number.isFinite(current) ? current : null, toMs: wanted },
-      'topic retention raised to its configured value',
-    );
+    for (const change of changes)
+      if (change.name === 'retention.ms')
+        logger?.info(
+          { topic: spec.name, fromMs: change.from, toMs: change.value },
+          'topic retention raised to its configured value',
+        );
+      else
+        logger?.info(
+          { topic: spec.name, from: change.from, to: change.value },
+          'topic min.insync.replicas raised to its configured value',
+        );
   } catch (error) {
-    logger?.warn(
-      { topic: spec.name, wantedMs: wanted, err: error instanceof Error ? error.message : String(error) },
-      `could not check or raise the retention of ${spec.name} to ${wanted} ms; records may expire sooner. Fix: ${fix}`,
-    );
+    const err = error instanceof Error ? error.message : String(error);
+    if (changes.length === 0) changes = asked;
+    for (const change of changes) {
+      const fix = `kafka-configs.sh --bootstrap-server <broker> --alter --entity-type topics --entity-name ${spec.name} --add-config ${change.name}=${change.value}`;
+      if (change.name === 'retention.ms')
+        logger?.warn(
+          { topic: spec.name, wantedMs: change.value, err },
+          `could not check or raise the retention of ${spec.name} to ${change.value} ms; records may expire sooner. Fix: ${fix}`,
+        );
+      else
+        logger?.warn(
+          { topic: spec.name, wanted: change.value, err },
+          `could not check or raise min.insync.replicas of ${spec.name} to ${change.value}; an acknowledged write may rest on fewer brokers. Fix: ${fix}`,
+        );
+    }
   }
 };
 
 /**
  * Topics another service has only just created may have no partition leaders yet; using them
  * then fails ("not the leader for that topic-partition"). Services starting together wait here.
+ * Resolves with each topic's replica count (the fewest of its partitions).
  */
-const waitForLeaders = async (admin: Admin, topics: readonly string[], timeoutMs = 30000): Promise<void> => {
+const waitForLeaders = async (
+  admin: Admin,
+  topics: readonly string[],
+  timeoutMs = 30000,
+): Promise<ReadonlyMap<string, number>> => {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const metadata = await admin.fetchTopicMetadata({ topics: [...topics] }).catch(() => undefined);
     const ready = metadata?.topics.every(
       (topic) => topic.partitions.length > 0 && topic.partitions.every((partition) => partition.leader >= 0),
     );
-    if (ready) return;
+    if (metadata && ready)
+      return new Map(
+        metadata.topics.map((topic) => [
+          topic.name,
+          Math.min(...topic.partitions.map((partition) => partition.replicas.length)),
+        ]),
+      );
     if (Date.now() > deadline)
       throw new Error(
         `topics ${topics.join(', ')} have no partition leaders after ${timeoutMs} ms: is the Kafka cluster healthy?`,

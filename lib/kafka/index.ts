@@ -8,7 +8,14 @@ export {
   whileLeadersSettle,
   type KafkaOptions,
 } from './client.ts';
-export { topicsFor, consumerGroupsFor, ORDERING_KEY_HEADER, type Topics, type TopicSpec } from './topics.ts';
+export {
+  topicsFor,
+  consumerGroupsFor,
+  minInsyncReplicasFor,
+  ORDERING_KEY_HEADER,
+  type Topics,
+  type TopicSpec,
+} from './topics.ts';
 export {
   BatchingPublisher,
   encodedRecordBytes,

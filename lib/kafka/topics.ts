@@ -1,3 +1,5 @@
+import { ErrorCode, PipelineError } from '../errors.ts';
+
 /**
  * Every topic the pipeline uses. Names get KAFKA_TOPIC_PREFIX so deployments and test runs can
  * share a cluster.
@@ -67,6 +69,26 @@ export const consumerGroupsFor = (prefix: string) => {
     outboundDomainEvents: { groupId: `${prefix}outbound`, topic: topics.domainEvents.name },
     outboundAiReplies: { groupId: `${prefix}outbound.ai-replies`, topic: topics.aiReplies.name },
   } as const;
+};
+
+/**
+ * The min.insync.replicas the services give their topics: KAFKA_MIN_INSYNC_REPLICAS, else 2 when
+ * topics get 2 or more replicas (an acknowledged write is then on at least two brokers, and one
+ * broker may be lost without refusing writes), else none (the broker's default). More than the
+ * replication factor is refused: no acks=all write could ever succeed.
+ */
+export const minInsyncReplicasFor = (
+  replicationFactor: number | undefined,
+  configured: number | undefined,
+): number | undefined => {
+  if (configured !== undefined && replicationFactor !== undefined && configured > replicationFactor)
+    throw new PipelineError(
+      ErrorCode.config,
+      `invalid configuration: KAFKA_MIN_INSYNC_REPLICAS = ${configured} is more than KAFKA_REPLICATION_FACTOR = ${replicationFactor}: every acks=all write would be refused`,
+      { retriable: false },
+    );
+  if (configured !== undefined) return configured;
+  return replicationFactor !== undefined && replicationFactor > 1 ? 2 : undefined;
 };
 
 /** Header naming the conversation (or object) a record belongs to: consumers keep each in order. */
