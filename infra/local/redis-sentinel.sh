@@ -4,6 +4,11 @@
 # Sentinel and failing over (`redis-cli -p <sentinel port> SENTINEL FAILOVER pipeline`):
 #   infra/local/redis-sentinel.sh up     start it (or find it running), wait until the sentinels know the replica
 #   infra/local/redis-sentinel.sh down   stop the processes this script started (nothing else)
+#   infra/local/redis-sentinel.sh kill-master   kill -9 the server the sentinels name master now;
+#                                        prints its port (a fault to fail over from)
+#   infra/local/redis-sentinel.sh start PORT    start a killed data server again, as a replica of
+#                                        the master the sentinels name now (never as a second,
+#                                        empty master)
 #
 # stdout (only, for `up`): REDIS_SENTINELS=127.0.0.1:7121,127.0.0.1:7122,127.0.0.1:7123
 #                          REDIS_SENTINEL_NAME=pipeline
@@ -126,9 +131,44 @@ EOF
   print_env
 }
 
+# current_master: the port the sentinels name master now (the first sentinel that answers)
+current_master() {
+  local port answer
+  for port in "${SENTINEL_PORTS[@]}"; do
+    answer="$(timeout 3 redis-cli -h 127.0.0.1 -p "$port" sentinel get-master-addr-by-name "$MASTER_NAME" 2>/dev/null | sed -n 2p)"
+    [[ "$answer" =~ ^[0-9]+$ ]] && { printf '%s' "$answer"; return 0; }
+  done
+  return 1
+}
+
+kill_master() {
+  local master pid
+  master="$(current_master)" || die "no sentinel answers on ${SENTINEL_PORTS[*]}: is it up?"
+  pid="$(proc_pid "$master")" || die "the master :$master is not a server this script started (or is down already)"
+  kill -9 "$pid"
+  log "killed -9 the master :$master (pid $pid)"
+  printf '%s\n' "$master"
+}
+
+start_data() {
+  local port="${1:-}" master dir
+  [[ " ${DATA_PORTS[*]} " == *" $port "* ]] || die "start takes one of the data ports ${DATA_PORTS[*]} (got '$port')"
+  proc_pid "$port" >/dev/null && { log ":$port runs already"; return 0; }
+  master="$(current_master)" || die "no sentinel answers on ${SENTINEL_PORTS[*]}: is it up?"
+  [[ "$master" == "$port" ]] && die "the sentinels still name :$port master (not failed over yet): wait, then start it"
+  dir="$(proc_dir "$port")"
+  mkdir -p "$dir"
+  redis-server --daemonize yes --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+    --dir "$dir" --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --replicaof 127.0.0.1 "$master" </dev/null >&2 \
+    || die "redis-server on :$port failed to start; see $dir/redis.log"
+  log "started :$port as a replica of :$master"
+}
+
 case "${1:-}" in
   up) up ;;
+  kill-master) kill_master ;;
+  start) start_data "${2:-}" ;;
   down) stop_all; log "stopped (processes not started here were left alone)" ;;
-  -h | --help) sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' ;;
-  *) die "usage: infra/local/redis-sentinel.sh up|down" ;;
+  -h | --help) sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' ;;
+  *) die "usage: infra/local/redis-sentinel.sh up|down|kill-master|start PORT" ;;
 esac
