@@ -224,3 +224,19 @@ Takes (dict "root" $ "component" "ingest").
 {{- $max }}
 {{- end }}
 {{- end }}
+
+{{/*
+Stops the rendering on a Redis topology the services would refuse at start (README "Redis
+topologies"): Sentinel and Cluster both set, or sentinels without the master's name.
+*/}}
+{{- define "pipeline.checkRedisTopology" -}}
+{{- $sentinels := .Values.config.REDIS_SENTINELS | default "" | toString }}
+{{- $name := .Values.config.REDIS_SENTINEL_NAME | default "" | toString }}
+{{- $cluster := .Values.config.REDIS_CLUSTER_NODES | default "" | toString }}
+{{- if and $sentinels $cluster }}
+{{- fail "config.REDIS_SENTINELS and config.REDIS_CLUSTER_NODES are both set: Redis is either behind Sentinel or a Cluster, set one" }}
+{{- end }}
+{{- if and $sentinels (not $name) }}
+{{- fail "config.REDIS_SENTINELS is set without config.REDIS_SENTINEL_NAME: name the master the sentinels watch (sentinel monitor <name> ...)" }}
+{{- end }}
+{{- end }}
