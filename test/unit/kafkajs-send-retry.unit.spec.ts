@@ -21,10 +21,13 @@ type SendMessages = (options: {
   topicMessages: readonly { topic: string; messages: readonly Message[] }[];
 }) => Promise<{ topicName: string; partition: number; baseOffset: string }[]>;
 
-const { KafkaJSConnectionError } = require('kafkajs/src/errors.js') as {
+const { KafkaJSConnectionError, KafkaJSNonRetriableError } = require('kafkajs/src/errors.js') as {
   KafkaJSConnectionError: new (message: string) => Error;
+  KafkaJSNonRetriableError: new (message: string) => Error;
 };
-const createSendMessages = require('kafkajs/src/producer/sendMessages.js') as (options: unknown) => SendMessages;
+const createSendMessages = require('kafkajs/src/producer/sendMessages.js') as (
+  options: unknown,
+) => SendMessages;
 const createRetry = require('kafkajs/src/retry/index.js') as (options: unknown) => unknown;
 
 const TOPIC = 'events';
@@ -39,6 +42,8 @@ const scriptedCluster = (options: {
   leaders: Record<number, number>;
   metadataAfterFailure?: Record<number, number>;
   failOnce?: ReadonlySet<number>;
+  /** Brokers that refuse every produce with an error no retry fixes. */
+  refuse?: ReadonlySet<number>;
   delayMs?: Record<number, number>;
 }) => {
   let leaders = { ...options.leaders };
@@ -51,6 +56,8 @@ const scriptedCluster = (options: {
     produce: async ({ topicData }: { topicData: TopicData[] }) => {
       requests.push({ broker: nodeId, topicData: structuredClone(topicData) });
       await sleep(options.delayMs?.[nodeId] ?? 0);
+      if (options.refuse?.has(nodeId))
+        throw new KafkaJSNonRetriableError(`broker ${nodeId}: record too large`);
       if (failOnce.delete(nodeId)) {
         failed = true;
         throw new KafkaJSConnectionError(`broker ${nodeId} went away`);
@@ -138,7 +145,11 @@ describe('kafkajs patch: a send retried after a broker failed (patches/kafkajs+2
       metadataAfterFailure: { 0: 1, 1: 1 },
       failOnce: new Set([2]),
     });
-    const result = await cluster.send({ acks: -1, timeout: 1000, topicMessages: [{ topic: TOPIC, messages }] });
+    const result = await cluster.send({
+      acks: -1,
+      timeout: 1000,
+      topicMessages: [{ topic: TOPIC, messages }],
+    });
 
     assert.deepEqual(sentTo(cluster.requests, 2), ['p1@0: b,c']);
     assert.deepEqual(
@@ -173,5 +184,19 @@ describe('kafkajs patch: a send retried after a broker failed (patches/kafkajs+2
       cluster.send({ acks: -1, timeout: 1000, topicMessages: [{ topic: TOPIC, messages }] }),
       /No metadata for partitions 1 of topic events/,
     );
+  });
+
+  it('given one broker failing retriably and another refusing for good, when sending, then the send fails at once with the refusal (not after the retries)', async () => {
+    const cluster = scriptedCluster({
+      leaders: { 0: 1, 1: 2 },
+      failOnce: new Set([1]),
+      refuse: new Set([2]),
+      delayMs: { 2: 20 },
+    });
+    await assert.rejects(
+      cluster.send({ acks: -1, timeout: 1000, topicMessages: [{ topic: TOPIC, messages }] }),
+      /broker 2: record too large/,
+    );
+    assert.equal(cluster.requests.length, 2, 'one attempt, no retry');
   });
 });
