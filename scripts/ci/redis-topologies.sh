@@ -6,7 +6,9 @@
 #   2. infra/local/redis-sentinel.sh up: master, replica, three sentinels on 7111-7123
 #   3. mocha on the specs below with TEST_REDIS_TOPOLOGY=cluster: the services under test and the
 #      specs' own clients use REDIS_CLUSTER_NODES; Kafka and the registry come from test/setup.ts
-#      as for `npm test`.
+#      as for `npm test`. The Sentinel specs take the sentinels from TEST_REDIS_SENTINELS (and
+#      redis-sentinel-kill gives its services those alone; it kills -9 the master and starts it
+#      again with infra/local/redis-sentinel.sh, which is why the set is this checkout's own).
 # The Redis processes are left running (a second run reuses them); stop them with
 # `bash scripts/ci/redis-topologies.sh down` (CI's teardown does).
 # Exit code: mocha's, or 1 when the Redis processes could not be started.
@@ -33,6 +35,7 @@ SPECS=(
   tenant-isolation
   dead-letters
   redis-sentinel
+  redis-sentinel-kill
 )
 
 cluster_env="$(bash infra/local/redis-cluster.sh up)" || exit 1

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { createTestRedis } from '../support/redis.ts';
-import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { Kafka, Producer } from 'kafkajs';
 import { createDurableProducer, createKafka, topicsFor } from '../../lib/kafka/index.ts';
@@ -22,25 +21,13 @@ import {
 import type { HubSpotMessage } from '../fakes/hubspot.ts';
 import * as fixtures from '../fakes/hubspot-fixtures.ts';
 import { sleep, startTestPipeline, waitFor, type TestOrg, type TestPipeline } from '../support/pipeline.ts';
+import { runCommand, type CommandRun } from '../support/processes.ts';
 
 const CLI = fileURLToPath(new URL('../../tools/dlq/dlq-cli.ts', import.meta.url));
 
-type CliRun = { code: number | null; stdout: string; stderr: string };
-
 /** Runs the dlq command as an operator would, in its own process. */
-const runCli = (args: readonly string[], env: Record<string, string>): Promise<CliRun> =>
-  new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+const runCli = (args: readonly string[], env: Record<string, string>): Promise<CommandRun> =>
+  runCommand(process.execPath, [CLI, ...args], env);
 
 describe('dead letters: an operator lists and replays them (real Kafka, registry, Redis)', function () {
   this.timeout(120000);

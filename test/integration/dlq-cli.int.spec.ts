@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import type { Admin, ConfigResourceTypes, Kafka, KafkaMessage, Producer } from 'kafkajs';
@@ -13,25 +12,14 @@ import { createRedis, type Redis } from '../../lib/redis.ts';
 import { AvroCodec } from '../../lib/registry.ts';
 import * as fixtures from '../fakes/hubspot-fixtures.ts';
 import { readTopicToEnd, bareMessageAt } from '../support/topic-reader.ts';
+import { runCommand, type CommandRun } from '../support/processes.ts';
 
 const CLI = fileURLToPath(new URL('../../tools/dlq/dlq-cli.ts', import.meta.url));
 const TOPIC_RESOURCE = 2 as ConfigResourceTypes;
 
-type CliRun = { code: number | null; stdout: string; stderr: string };
-
-const runCli = (args: readonly string[], env: Record<string, string>): Promise<CliRun> =>
-  new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+/** Runs the dlq command as an operator would, in its own process. */
+const runCli = (args: readonly string[], env: Record<string, string>): Promise<CommandRun> =>
+  runCommand(process.execPath, [CLI, ...args], env);
 
 const topicConfig = async (admin: Admin, topic: string, name: string): Promise<string | undefined> => {
   const described = await admin.describeConfigs({

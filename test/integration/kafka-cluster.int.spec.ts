@@ -3,10 +3,20 @@ import type { Admin, Kafka } from 'kafkajs';
 import { createDurableProducer, createKafka, topicsFor } from '../../lib/kafka/index.ts';
 import { createLogger } from '../../lib/log.ts';
 import { AvroCodec } from '../../lib/registry.ts';
-import * as fixtures from '../fakes/hubspot-fixtures.ts';
+import type * as fixtures from '../fakes/hubspot-fixtures.ts';
 import { clusterBrokers, killBroker, replicationHealth, startBroker } from '../support/kafka-cluster.ts';
-import { sleep, startTestPipeline, waitFor, type TestOrg, type TestPipeline } from '../support/pipeline.ts';
+import { sleep, startTestPipeline, waitFor, type TestPipeline } from '../support/pipeline.ts';
 import { readTopicToEnd } from '../support/topic-reader.ts';
+import {
+  assertEachOnceInOrder,
+  disturbance,
+  longestEffectGap,
+  seconds,
+  startLoad,
+  statusCounts,
+  threadsOf,
+  type Thread,
+} from '../support/webhook-load.ts';
 
 /**
  * Issue 22: "acknowledged means kept" on a cluster of 3 brokers (topics with 3 replicas and
@@ -17,122 +27,6 @@ import { readTopicToEnd } from '../support/topic-reader.ts';
  */
 const brokers = clusterBrokers();
 
-type Attempt = { readonly sentAt: number; readonly answeredAt: number; readonly status: number };
-/** A batch from its first attempt to the one answered 200: the delay HubSpot sees. */
-type Batch = { readonly firstSentAt: number; readonly acknowledgedAt: number };
-
-/** A conversation of the fake HubSpot; `next()` is its next customer message as a webhook event. */
-type Thread = { readonly name: string; sent: number; next: () => fixtures.NewMessageWebhookEvent };
-
-const threadsOf = (pipeline: TestPipeline, org: TestOrg, first: number, count: number): Thread[] =>
-  Array.from({ length: count }, (_, offset) => {
-    const threadId = fixtures.newThreadId();
-    pipeline.hubspot.setThread(fixtures.thread({ id: threadId }), { portalId: org.portalId });
-    const thread: Thread = {
-      name: `t${first + offset}`,
-      sent: 0,
-      next: () => {
-        const message = fixtures.message({
-          threadId,
-          kind: 'customer-chat',
-          text: `${thread.name}#${thread.sent++}`,
-        });
-        pipeline.hubspot.addMessage(message, { portalId: org.portalId });
-        return fixtures.webhookEventFor(message, { portalId: org.portalId });
-      },
-    };
-    return thread;
-  });
-
-/** Posts a batch as HubSpot delivers it: the same events again every 250 ms until answered 200. */
-const deliver = async (
-  pipeline: TestPipeline,
-  events: readonly fixtures.NewMessageWebhookEvent[],
-  attempts: Attempt[],
-): Promise<Batch> => {
-  const firstSentAt = Date.now();
-  for (;;) {
-    const sentAt = Date.now();
-    const status = await pipeline.postBatch(events).then(
-      async (response) => {
-        await response.arrayBuffer();
-        return response.status;
-      },
-      () => 0,
-    );
-    attempts.push({ sentAt, answeredAt: Date.now(), status });
-    if (status === 200) return { firstSentAt, acknowledgedAt: Date.now() };
-    await sleep(250);
-  }
-};
-
-/**
- * Webhook load: `senders` concurrent senders, each owning a share of the threads and posting one
- * new message on two of them every ~100 ms. A sender waits for its batch's 200 before the next,
- * so each thread's messages are acknowledged in order.
- */
-const startLoad = (pipeline: TestPipeline, threads: readonly Thread[], senders = 3) => {
-  let stopping = false;
-  const attempts: Attempt[] = [];
-  const batches: Batch[] = [];
-  const acknowledged: fixtures.NewMessageWebhookEvent[] = [];
-  const sender = async (index: number): Promise<void> => {
-    const own = threads.filter((_, position) => position % senders === index);
-    for (let round = 0; !stopping; round += 2) {
-      const events = [own[round % own.length], own[(round + 1) % own.length]].map((thread) =>
-        (thread as Thread).next(),
-      );
-      batches.push(await deliver(pipeline, events, attempts));
-      acknowledged.push(...events);
-      await sleep(100);
-    }
-  };
-  const running = Promise.all(Array.from({ length: senders }, (_, index) => sender(index)));
-  return {
-    attempts,
-    batches,
-    acknowledged,
-    /** Stops sending new messages; resolves once each sender's last batch was answered 200. */
-    stop: async (): Promise<void> => {
-      stopping = true;
-      await running;
-    },
-  };
-};
-
-const statusCounts = (attempts: readonly Attempt[]): Record<string, number> => {
-  const counts: Record<string, number> = {};
-  for (const { status } of attempts) counts[status] = (counts[status] ?? 0) + 1;
-  return counts;
-};
-
-const seconds = (ms: number): string => `${(ms / 1000).toFixed(1)} s`;
-
-/** An answer slower than this counts as disturbed (ingest answers in milliseconds otherwise). */
-const SLOW_MS = 1000;
-
-/**
- * What HubSpot saw from `from` on: the answers by status, the longest a batch waited for its 200
- * (retries included), and how long after `from` the last refused or slow (> 1 s) answer came.
- */
-const disturbance = (
-  load: { readonly attempts: readonly Attempt[]; readonly batches: readonly Batch[] },
-  from: number,
-): string => {
-  const after = load.attempts.filter((attempt) => attempt.answeredAt >= from);
-  const disturbed = after.filter(
-    (attempt) => attempt.status !== 200 || attempt.answeredAt - attempt.sentAt > SLOW_MS,
-  );
-  const lastDisturbed = Math.max(from, ...disturbed.map((attempt) => attempt.answeredAt));
-  const slowest = Math.max(
-    0,
-    ...load.batches
-      .filter((batch) => batch.acknowledgedAt >= from)
-      .map((batch) => batch.acknowledgedAt - batch.firstSentAt),
-  );
-  return `answers by status ${JSON.stringify(statusCounts(after))}, ${disturbed.length} refused or slower than ${seconds(SLOW_MS)}, the last ${seconds(lastDisturbed - from)} after; the slowest batch waited ${seconds(slowest)} for its 200`;
-};
-
 describe('a Kafka cluster of 3 brokers loses brokers under webhook load (issue 22)', function () {
   this.timeout(300000);
   const logger = createLogger('kafka-cluster-test', process.env.TEST_LOG_LEVEL ?? 'silent');
@@ -142,20 +36,6 @@ describe('a Kafka cluster of 3 brokers loses brokers under webhook load (issue 2
   let codec: AvroCodec;
   let threads: Thread[] = [];
   const killed = new Set<number>();
-
-  const messageTimes = (): number[] =>
-    pipeline.opencx.effects.filter((effect) => effect.kind === 'message-sent').map((effect) => effect.at);
-
-  /** The longest time from `from` on with no new message at OpenCX, and when it ended. */
-  const longestEffectGap = (from: number): { gapMs: number; endedAt: number } => {
-    const times = [from, ...messageTimes().filter((at) => at > from)].sort((a, b) => a - b);
-    let longest = { gapMs: 0, endedAt: from };
-    for (let index = 1; index < times.length; index++) {
-      const gapMs = (times[index] as number) - (times[index - 1] as number);
-      if (gapMs > longest.gapMs) longest = { gapMs, endedAt: times[index] as number };
-    }
-    return longest;
-  };
 
   const waitHealthy = async (what: string): Promise<number> => {
     const startedAt = Date.now();
@@ -189,81 +69,6 @@ describe('a Kafka cluster of 3 brokers loses brokers under webhook load (issue 2
     const missing = acknowledged.filter((event) => !stored.has(event.eventId));
     console.log(`      raw topic: ${acknowledged.length} events answered 200, ${missing.length} missing`);
     assert.equal(missing.length, 0, 'every event answered 200 is on the raw topic');
-  };
-
-  /**
-   * One more message on every thread, then waits for all of them at OpenCX: each comes after any
-   * second copy of its thread's earlier messages in the services' per-conversation order, so once
-   * they are there the lists are final. Then no text came twice and every thread is in order.
-   */
-  const assertEachOnceInOrder = async (): Promise<void> => {
-    const markers = threads.map((thread) => ({ thread, event: thread.next() }));
-    const attempts: Attempt[] = [];
-    for (let index = 0; index < markers.length; index += 20)
-      await deliver(
-        pipeline,
-        markers.slice(index, index + 20).map(({ event }) => event),
-        attempts,
-      );
-    const texts = (): string[] =>
-      pipeline.opencx.effects
-        .filter((effect) => effect.kind === 'message-sent')
-        .map((effect) => (effect.body as { message: { text: string } }).message.text);
-    await waitFor(
-      'every thread’s marker at OpenCX',
-      () => {
-        const sent = new Set(texts());
-        return threads.every((thread) => sent.has(`${thread.name}#${thread.sent - 1}`));
-      },
-      180000,
-    );
-    const all = texts();
-    const duplicates = all.length - new Set(all).size;
-    const byThread = new Map<string, number[]>();
-    for (const text of all) {
-      const [name = '', sequence = ''] = text.split('#');
-      byThread.set(name, [...(byThread.get(name) ?? []), Number(sequence)]);
-    }
-    const outOfOrder = threads.filter((thread) => {
-      const sequences = byThread.get(thread.name) ?? [];
-      return sequences.some((sequence, index) => index > 0 && sequence <= (sequences[index - 1] as number));
-    });
-    const missing = threads.reduce(
-      (sum, thread) => sum + thread.sent - new Set(byThread.get(thread.name) ?? []).size,
-      0,
-    );
-    console.log(
-      `      OpenCX: ${all.length} messages sent, ${missing} missing, ${duplicates} twice, ${outOfOrder.length} threads out of order`,
-    );
-    if (missing > 0) {
-      // What the dead-letter topic holds says whether a missing message was refused (and why)
-      // or lost on the way.
-      const sent = new Set(all);
-      const lost = threads.flatMap((thread) =>
-        Array.from({ length: thread.sent }, (_, sequence) => `${thread.name}#${sequence}`).filter(
-          (text) => !sent.has(text),
-        ),
-      );
-      const letters = await readTopicToEnd(
-        kafka,
-        topicsFor(pipeline.env.KAFKA_TOPIC_PREFIX ?? '').deadLetters.name,
-      );
-      const reasons: Record<string, number> = {};
-      for (const letter of letters) {
-        const reason = letter.headers?.['dead-letter-reason']?.toString() ?? 'none';
-        reasons[reason] = (reasons[reason] ?? 0) + 1;
-      }
-      console.log(
-        `      MISSING at OpenCX: ${lost.slice(0, 10).join(', ')}; dead-letter topic: ${letters.length} letters, by reason ${JSON.stringify(reasons)}`,
-      );
-    }
-    assert.equal(missing, 0, 'every message answered 200 reached OpenCX');
-    assert.equal(duplicates, 0, 'no message reached OpenCX twice');
-    assert.deepEqual(
-      outOfOrder.map((thread) => thread.name),
-      [],
-      'each thread in order',
-    );
   };
 
   const kill = async (index: number): Promise<void> => {
@@ -337,7 +142,7 @@ describe('a Kafka cluster of 3 brokers loses brokers under webhook load (issue 2
     const refused = load.attempts.filter(
       (attempt) => attempt.answeredAt >= killedAt && attempt.status !== 200,
     );
-    const gap = longestEffectGap(killedAt);
+    const gap = longestEffectGap(pipeline.opencx, killedAt);
     console.log(
       `      broker 2 killed: ${load.attempts.length} requests; since the kill ${disturbance(load, killedAt)}; OpenCX got nothing new for ${seconds(gap.gapMs)} (until ${seconds(gap.endedAt - killedAt)} after the kill)`,
     );
@@ -347,7 +152,7 @@ describe('a Kafka cluster of 3 brokers loses brokers under webhook load (issue 2
       'a request not stored is answered 503',
     );
     await assertOnRawTopic(load.acknowledged);
-    await assertEachOnceInOrder();
+    await assertEachOnceInOrder(pipeline, threads, kafka);
   });
 
   it('given broker 2 down, when it is started again under load, then under-replicated partitions return to 0 and the pipeline keeps delivering', async () => {
@@ -363,7 +168,7 @@ describe('a Kafka cluster of 3 brokers loses brokers under webhook load (issue 2
       `      broker 2 restarted: serving after ${seconds(servingMs)}, every partition fully in sync ${seconds(healMs)} later; since its start ${disturbance(load, startedAt)}`,
     );
     await assertOnRawTopic(load.acknowledged);
-    await assertEachOnceInOrder();
+    await assertEachOnceInOrder(pipeline, threads, kafka);
   });
 
   it('given brokers 2 and 3 killed (one in-sync replica left), then ingest answers 503, never 200; once broker 3 is back, 200 again; nothing answered 200 is missing from the raw topic, nothing doubled at OpenCX', async () => {
@@ -387,7 +192,7 @@ describe('a Kafka cluster of 3 brokers loses brokers under webhook load (issue 2
     const down = load.attempts.filter(
       (attempt) => attempt.sentAt >= killedAt && attempt.answeredAt < restartAt,
     );
-    const gap = longestEffectGap(killedAt);
+    const gap = longestEffectGap(pipeline.opencx, killedAt);
     console.log(
       `      brokers 2 and 3 killed for ${seconds(restartAt - killedAt)}: requests meanwhile by status ${JSON.stringify(statusCounts(down))}; broker 3 serving ${seconds(servingAt - restartAt)} after its start, first 200 ${seconds(firstOk.answeredAt - restartAt)} after its start; since the kills ${disturbance(load, killedAt)}; OpenCX got nothing new for ${seconds(gap.gapMs)} (until ${seconds(gap.endedAt - restartAt)} after broker 3's start)`,
     );
@@ -398,7 +203,7 @@ describe('a Kafka cluster of 3 brokers loses brokers under webhook load (issue 2
       'with one in-sync replica, every request is answered 503',
     );
     await assertOnRawTopic(load.acknowledged);
-    await assertEachOnceInOrder();
+    await assertEachOnceInOrder(pipeline, threads, kafka);
 
     const healStartedAt = Date.now();
     await start(2);

@@ -3,8 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { Redis as RedisServer } from 'ioredis';
 import { createLogger } from '../../lib/log.ts';
 import { createRedis, type Redis } from '../../lib/redis.ts';
-import { parseNodeAddress, type RedisNodeAddress } from '../../lib/redis-topology.ts';
 import { waitFor } from '../support/pipeline.ts';
+import { SENTINELS_NOT_SET, testSentinels } from '../support/redis-sentinel.ts';
 
 /**
  * The pipeline's client behind Sentinel (`infra/local/redis-sentinel.sh up` prints the
@@ -14,15 +14,15 @@ import { waitFor } from '../support/pipeline.ts';
  */
 describe('Redis behind Sentinel (its own master, replica and sentinels)', function () {
   this.timeout(60000);
-  const sentinels: RedisNodeAddress[] = (process.env.TEST_REDIS_SENTINELS ?? '')
-    .split(',')
-    .flatMap((node) => parseNodeAddress(node) ?? []);
-  const name = process.env.TEST_REDIS_SENTINEL_NAME;
+  const { sentinels = [], name } = testSentinels() ?? {};
   let redis: Redis | undefined;
   let sentinel: RedisServer | undefined;
 
   before(function () {
-    if (sentinels.length === 0 || name === undefined) this.skip();
+    if (sentinels.length === 0 || name === undefined) {
+      console.log(`      ${SENTINELS_NOT_SET}`);
+      this.skip();
+    }
   });
   after(() => {
     redis?.disconnect();

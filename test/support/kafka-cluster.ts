@@ -1,6 +1,5 @@
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import type { Admin } from 'kafkajs';
+import { runLocalInfraScript } from './processes.ts';
 
 /**
  * The brokers of the cluster `infra/local/up.sh --brokers N` started from this checkout, node 1
@@ -14,23 +13,10 @@ export const clusterBrokers = (): string[] | undefined => {
   return list && list.length > 0 ? list : undefined;
 };
 
-const brokerScript = fileURLToPath(new URL('../../infra/local/broker.sh', import.meta.url));
-
 /** Runs infra/local/broker.sh; rejects with its stderr when it fails. */
-const brokerCommand = (action: 'kill' | 'start', index: number): Promise<void> =>
-  new Promise((resolve, reject) => {
-    const child = spawn('bash', [brokerScript, action, String(index)], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('error', reject);
-    child.on('close', (code) =>
-      code === 0
-        ? resolve()
-        : reject(new Error(`infra/local/broker.sh ${action} ${index} exited with ${code}: ${stderr.trim()}`)),
-    );
-  });
+const brokerCommand = async (action: 'kill' | 'start', index: number): Promise<void> => {
+  await runLocalInfraScript('broker.sh', [action, String(index)]);
+};
 
 /** SIGKILL broker `index`: no controlled shutdown, as a machine that dies. */
 export const killBroker = (index: number): Promise<void> => brokerCommand('kill', index);

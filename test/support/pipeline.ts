@@ -104,9 +104,17 @@ export const registerTestOrg = async (
 /**
  * The whole pipeline in this process, on the real broker, registry and Redis, with its own topic
  * and Redis key prefixes, talking to fake HubSpot and OpenCX servers. `stop()` cleans up.
+ * `redis`: the services' Redis topology variables in place of the test topology's (testRedisEnv),
+ * for a spec that brings its own Redis (e.g. REDIS_SENTINELS and REDIS_SENTINEL_NAME, which the
+ * services refuse next to the REDIS_CLUSTER_NODES of TEST_REDIS_TOPOLOGY=cluster).
  */
 export const startTestPipeline = async (
-  options: { env?: Record<string, string>; processor?: boolean; outbound?: boolean } = {},
+  options: {
+    env?: Record<string, string>;
+    redis?: Record<string, string>;
+    processor?: boolean;
+    outbound?: boolean;
+  } = {},
 ) => {
   const runId = randomBytes(4).toString('hex');
   const hubspot: FakeHubSpot = await startFakeHubSpot({ defaultRateLimit: null });
@@ -123,7 +131,7 @@ export const startTestPipeline = async (
     KAFKA_BROKERS: required('KAFKA_BROKERS'),
     SCHEMA_REGISTRY_URL: required('SCHEMA_REGISTRY_URL'),
     REDIS_URL: required('REDIS_URL'),
-    ...testRedisEnv(),
+    ...(options.redis ?? testRedisEnv()),
     KAFKA_TOPIC_PREFIX: `test-${runId}-`,
     REDIS_KEY_PREFIX: `test:${runId}:`,
     KAFKA_PARTITIONS: '3',

@@ -60,3 +60,40 @@ export const stopGracefully = async (child: ChildProcess, graceMs: number): Prom
   await exited;
   clearTimeout(timer);
 };
+
+export type CommandRun = { readonly code: number | null; readonly stdout: string; readonly stderr: string };
+
+/** Runs a command to its end (with `env` over the test's own), collecting what it printed. */
+export const runCommand = (
+  command: string,
+  args: readonly string[],
+  env: Record<string, string> = {},
+): Promise<CommandRun> =>
+  new Promise((resolve, reject) => {
+    const child = spawn(command, args, {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+
+/**
+ * Runs `infra/local/<script> ...args` from this checkout (with `env` over the test's own) and
+ * resolves to what it printed on stdout; rejects with its stderr when it fails.
+ */
+export const runLocalInfraScript = async (
+  script: string,
+  args: readonly string[],
+  env: Record<string, string> = {},
+): Promise<string> => {
+  const path = fileURLToPath(new URL(`../../infra/local/${script}`, import.meta.url));
+  const { code, stdout, stderr } = await runCommand('bash', [path, ...args], env);
+  if (code !== 0)
+    throw new Error(`infra/local/${script} ${args.join(' ')} exited with ${code}: ${stderr.trim()}`);
+  return stdout;
+};
