@@ -9,7 +9,8 @@ WORKDIR /app
 
 # dependencies first (cached while package*.json are unchanged); dev dependencies (test and
 # lint tools) are not needed at run time
-# patches/: fixes to kafkajs's producer, applied by patch-package at install (README)
+# patches/: fixes to kafkajs's producer and ioredis's Sentinel client, applied by patch-package at
+# install (README)
 COPY package.json package-lock.json ./
 COPY patches ./patches
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force

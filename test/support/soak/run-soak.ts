@@ -1,6 +1,8 @@
 // The chaos soak (issue 9): its own pipeline as OS processes (1 ingest, 2 processors, 2 outbounds)
 // and its own Redis server, on the shared broker and registry, against the HubSpot and OpenCX
-// fakes; a steady signed-webhook load; seeded faults; a bounded drain; then the verdict.
+// fakes; a steady signed-webhook load; seeded faults; a bounded drain; then the verdict. With
+// --kafka-cluster it runs on the 3 brokers of infra/local/up.sh --brokers 3 (and kills them one at
+// a time), with --redis-sentinel on infra/local/redis-sentinel.sh's Redis (and fails it over).
 // Used by scripts/soak.ts (long runs) and test/integration/soak.int.spec.ts (the short variant).
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -13,7 +15,16 @@ import { consumerGroupsFor } from '../../../lib/kafka/topics.ts';
 import { startFakeHubSpot, type FakeHubSpot } from '../../fakes/hubspot.ts';
 import { startFakeOpenCx, type FakeOpenCx } from '../../fakes/opencx.ts';
 import { ADMIN_TOKEN, CLIENT_SECRET, registerTestOrg, sleep, waitFor, type TestOrg } from '../pipeline.ts';
-import { Replica, SoakRedis } from './cluster.ts';
+import { killBroker, replicationHealth, startBroker } from '../kafka-cluster.ts';
+import { Replica, SentinelRedis, SoakRedis } from './cluster.ts';
+import {
+  brokerKillPlan,
+  describeFaultEffect,
+  faultEffect,
+  type FaultKind,
+  type IngestAnswer,
+} from './fault-plan.ts';
+import { soakTopology, type SoakKafka } from './options.ts';
 import { LoadGenerator, seededRandom, type OfferedEvent } from './load.ts';
 import { failed, verify, type Verdict } from './verify.ts';
 
@@ -28,6 +39,10 @@ export interface SoakOptions {
   /** short: one kill -9 of each service kind, one Redis restart, one FLUSHALL, short outage windows. */
   readonly profile: 'short' | 'long';
   readonly kafkaRestart: boolean;
+  /** On KAFKA_CLUSTER_BROKERS, topics with 3 replicas, one broker killed -9 and restarted at a time. */
+  readonly kafkaCluster?: boolean;
+  /** On REDIS_SENTINELS / REDIS_SENTINEL_NAME instead of a Redis of its own; its master failed over. */
+  readonly redisSentinel?: boolean;
   /** DEDUP_CLAIM_LEASE_MS of the services: short (5 s) so a killed replica's claims free up fast. */
   readonly claimLeaseMs?: number;
   /** Fault kinds left out (to tell which one a finding needs); none when absent. */
@@ -36,15 +51,23 @@ export interface SoakOptions {
   readonly say: (line: string) => void;
 }
 
-export const FAULT_KINDS = ['kill', 'redis', 'flushall', 'opencx', 'hubspot'] as const;
-export type FaultKind = (typeof FAULT_KINDS)[number];
+export { FAULT_KINDS, type FaultKind } from './fault-plan.ts';
 
 export interface FaultRecord {
   readonly at: number;
   readonly what: string;
   /** The fault could not be injected (e.g. the broker did not come back): the run proves less. */
   failed?: string;
+  /** When it was over (the broker serving again, the old master back): its effect is measured. */
+  endedAt?: number;
+  /** Its own timings (how long the failover took, when the broker served again). */
+  detail?: string;
+  /** What it did to the pipeline as seen from outside (OpenCX's pause, ingest's answers). */
+  effect?: string;
 }
+
+/** A fault's effect is observed from its start until this long after it ended. */
+const EFFECT_TAIL_MS = 15_000;
 
 export interface DeadLetterLine {
   readonly line: string;
@@ -73,11 +96,24 @@ export const runSoak = async (options: SoakOptions): Promise<SoakReport> => {
   const runId = randomBytes(4).toString('hex');
   const logDir = `${tmpdir()}/soak-${runId}`;
   mkdirSync(logDir, { recursive: true });
-  const brokers = required('KAFKA_BROKERS');
+  const topology = soakTopology(options, process.env);
+  const brokers =
+    topology.kafka.kind === 'cluster' ? topology.kafka.brokers.join(',') : topology.kafka.brokers;
   if (options.kafkaRestart) assertLocalKafka(brokers);
+  if (topology.kafka.kind === 'cluster') await assertLocalCluster(topology.kafka.brokers);
+  const sentinel = topology.redis.kind === 'sentinel' ? new SentinelRedis(topology.redis, logDir) : undefined;
+  await sentinel?.check();
   say(
     `soak ${runId}: seed ${options.seed}, ${options.loadMs / 1000} s at ${options.rate}/s, ${options.orgs} orgs, profile ${options.profile}; logs in ${logDir}`,
   );
+  if (topology.kafka.kind === 'cluster')
+    say(
+      `soak ${runId}: Kafka cluster ${brokers}, topics with 3 replicas (min.insync.replicas 2); a broker is killed -9 and restarted (fault kind broker)`,
+    );
+  if (sentinel !== undefined)
+    say(
+      `soak ${runId}: Redis behind ${sentinel.description}. Its faults: redis = the master killed -9 and failed over, the old master back as a replica (a restart of a master behind Sentinel; what the replica had not got yet is lost, not every key); flushall = every key of the run (soak:${runId}:*) deleted at once on the master, not a FLUSHALL (the Sentinel set is the operator's and may hold others' keys; for the pipeline, whose keys all carry the run's prefix, it is the same loss)`,
+    );
 
   const started = Date.now();
   const clock = (): string => `[t+${((Date.now() - started) / 1000).toFixed(1)}s]`;
@@ -91,19 +127,35 @@ export const runSoak = async (options: SoakOptions): Promise<SoakReport> => {
 
   const hubspot: FakeHubSpot = await startFakeHubSpot({ defaultRateLimit: null });
   const opencx: FakeOpenCx = await startFakeOpenCx();
-  const redis = new SoakRedis(logDir);
-  await redis.start();
+  const redis = sentinel ?? new SoakRedis(logDir);
+  if (redis instanceof SoakRedis) await redis.start();
   const prefix = `soak-${runId}-`;
-  const env: Record<string, string> = {
+  const redisKeyPrefix = `soak:${runId}:`;
+  const env: Record<string, string | undefined> = {
     NODE_ENV: 'test',
     LOG_LEVEL: 'info',
     KAFKA_BROKERS: brokers,
     SCHEMA_REGISTRY_URL: required('SCHEMA_REGISTRY_URL'),
-    REDIS_URL: redis.url,
+    // Only the topology asked for: a REDIS_SENTINELS or REDIS_CLUSTER_NODES exported in the
+    // operator's shell would otherwise take the services elsewhere than the faults act on.
+    ...(topology.redis.kind === 'sentinel'
+      ? {
+          REDIS_URL: undefined,
+          REDIS_SENTINELS: topology.redis.sentinels.join(','),
+          REDIS_SENTINEL_NAME: topology.redis.name,
+          REDIS_SENTINEL_PASSWORD: topology.redis.sentinelPassword,
+        }
+      : {
+          REDIS_URL: (redis as SoakRedis).url,
+          REDIS_SENTINELS: undefined,
+          REDIS_SENTINEL_NAME: undefined,
+          REDIS_SENTINEL_PASSWORD: undefined,
+        }),
+    REDIS_CLUSTER_NODES: undefined,
     KAFKA_TOPIC_PREFIX: prefix,
-    REDIS_KEY_PREFIX: `soak:${runId}:`,
+    REDIS_KEY_PREFIX: redisKeyPrefix,
     KAFKA_PARTITIONS: '4',
-    KAFKA_REPLICATION_FACTOR: '1',
+    KAFKA_REPLICATION_FACTOR: topology.kafka.kind === 'cluster' ? '3' : '1',
     KAFKA_SESSION_TIMEOUT_MS: '6000',
     HUBSPOT_API_BASE_URL: hubspot.url,
     OPENCX_API_BASE_URL: opencx.url,
@@ -128,7 +180,7 @@ export const runSoak = async (options: SoakOptions): Promise<SoakReport> => {
 
   try {
     say(
-      `${clock()} starting ingest, 2 processors, 2 outbounds, the console (redis ${redis.url}, topics ${prefix}*)`,
+      `${clock()} starting ingest, 2 processors, 2 outbounds, the console (redis ${redis instanceof SoakRedis ? redis.url : redis.description}, topics ${prefix}*)`,
     );
     await ingest.start();
     await Promise.all([...processors, ...outbounds, consoleReplica].map((replica) => replica.start()));
@@ -149,11 +201,14 @@ export const runSoak = async (options: SoakOptions): Promise<SoakReport> => {
     const load = new LoadGenerator({ runId, orgs, hubspot, opencx, random, settleMs: 3000 });
 
     let acceptedIndex = 0;
+    const answers: IngestAnswer[] = [];
     const post = async (events: readonly OfferedEvent[]): Promise<number> => {
+      const sentAt = Date.now();
       const status = await postSigned(
         ingestUrl,
         events.map((event) => event.body),
-      );
+      ).catch(() => 0);
+      answers.push({ sentAt, answeredAt: Date.now(), status });
       if (status === 200) {
         const at = Date.now();
         for (const event of events) load.markAccepted(event, (acceptedIndex += 1), at);
@@ -183,6 +238,9 @@ export const runSoak = async (options: SoakOptions): Promise<SoakReport> => {
       processors,
       outbounds,
       redis,
+      redisKeyPrefix,
+      kafka: topology.kafka,
+      admin,
       opencx,
       hubspot,
       orgs,
@@ -230,7 +288,9 @@ export const runSoak = async (options: SoakOptions): Promise<SoakReport> => {
     );
     await faultRun;
 
-    // Drain: every consumer group at the end of its topic with no tenant parked, three checks in a row.
+    // Drain: every consumer group at the end of its topic with no tenant parked, and no ticket
+    // holding events for its session link (those wait in a table of their own, not in a group's
+    // lag: an event held for a look-up still to come is not done yet), three checks in a row.
     const groups: ReadonlyArray<readonly [string, string]> = Object.values(consumerGroupsFor(prefix)).map(
       ({ groupId, topic }) => [groupId, topic] as const,
     );
@@ -244,14 +304,16 @@ export const runSoak = async (options: SoakOptions): Promise<SoakReport> => {
             lag(admin, group, topic).catch(() => ({ records: -1, parkedTenants: -1 })),
           ),
         );
-        quiet = lags.every((each) => each.records === 0 && each.parkedTenants === 0) ? quiet + 1 : 0;
+        const held = await heldTickets(outbounds);
+        quiet =
+          lags.every((each) => each.records === 0 && each.parkedTenants === 0) && held === 0 ? quiet + 1 : 0;
         if (quiet >= 3) return { ms: Date.now() - from - 2000, drained: true };
         if (Date.now() - lastSaid >= 5000) {
           lastSaid = Date.now();
           const show = (each: { records: number; parkedTenants: number } | undefined) =>
             `${each?.records ?? '?'}${each?.parkedTenants ? ` (+${each.parkedTenants} parked tenant(s))` : ''}`;
           say(
-            `${clock()} ${label}: lag processor ${show(lags[0])}, outbound ${show(lags[1])}, ai-replies ${show(lags[2])}; OpenCX effects ${opencx.effects.length}`,
+            `${clock()} ${label}: lag processor ${show(lags[0])}, outbound ${show(lags[1])}, ai-replies ${show(lags[2])}; tickets holding events ${held < 0 ? '?' : held}; OpenCX effects ${opencx.effects.length}`,
           );
         }
         await sleep(1000);
@@ -284,8 +346,18 @@ export const runSoak = async (options: SoakOptions): Promise<SoakReport> => {
       deadLetters.map((letter) => /event=(\S+)/.exec(letter.line)?.[1] ?? '').filter((id) => id !== '-'),
     );
     const skips = await skipCounts([...processors, ...outbounds]);
+    await dumpMetrics(logDir, [ingest, ...processors, ...outbounds]);
     dumpRecords(logDir, load, opencx, hubspot);
     const verdict = verify({ load, opencx, hubspot, replayStartedAt, deadLetteredEventIds });
+    const effectTimes = opencx.effects.map((effect) => effect.at);
+    for (const record of faults)
+      if (record.endedAt !== undefined) {
+        const windowMs = record.endedAt + EFFECT_TAIL_MS - record.at;
+        record.effect = describeFaultEffect(
+          faultEffect({ from: record.at, to: record.at + windowMs }, effectTimes, answers),
+          windowMs,
+        );
+      }
     const unexpectedLetters = deadLetters.filter((letter) => !letter.expected).length;
     const replayFailed = replayed !== undefined && !/failed 0 \(exit 0\)$/.test(replayed);
     const crashes = replicas.flatMap((replica) => replica.unplannedExits);
@@ -306,6 +378,7 @@ export const runSoak = async (options: SoakOptions): Promise<SoakReport> => {
       drained: drained.drained,
       faults,
       rejected,
+      answers,
       crashes,
       ok,
     });
@@ -325,6 +398,11 @@ export const runSoak = async (options: SoakOptions): Promise<SoakReport> => {
   } finally {
     await admin.disconnect().catch(() => undefined);
     await Promise.allSettled(replicas.map((replica) => replica.stop()));
+    // The Sentinel set is the operator's: the run's keys go with the run.
+    if (sentinel !== undefined)
+      await sentinel
+        .deleteKeys(redisKeyPrefix)
+        .catch((error: unknown) => say(`the run's keys (${redisKeyPrefix}*) not deleted: ${String(error)}`));
     await redis.stop();
     await Promise.allSettled([hubspot.close(), opencx.close()]);
   }
@@ -342,6 +420,25 @@ const skipCounts = async (replicas: readonly Replica[]): Promise<string> => {
     }
   }
   return [...counts].map(([name, count]) => `${name} ${count}`).join(', ') || 'none';
+};
+
+/**
+ * Tickets holding events for their session link, as the outbound replicas see them (each reads
+ * the held-ticket-events table whole): the most any live replica reports; -1 when none answers.
+ */
+const heldTickets = async (outbounds: readonly Replica[]): Promise<number> => {
+  let most = -1;
+  for (const replica of outbounds) {
+    const value = /^outbound_held_tickets(?:\{[^}]*\})? (\d+)/m.exec(await replica.metrics())?.[1];
+    if (value !== undefined) most = Math.max(most, Number(value));
+  }
+  return most;
+};
+
+/** Each live replica's /metrics at the end (look-up outcomes, held events...), next to its log. */
+const dumpMetrics = async (logDir: string, replicas: readonly Replica[]): Promise<void> => {
+  for (const replica of replicas)
+    writeFileSync(`${logDir}/${replica.name}.metrics.txt`, await replica.metrics());
 };
 
 /** The ledger and what the fakes recorded, as JSON lines next to the logs, to trace a finding. */
@@ -378,6 +475,24 @@ const assertLocalKafka = (brokers: string): void => {
 };
 
 /**
+ * Killing brokers is allowed only on the cluster infra/local started from this checkout: broker i
+ * of KAFKA_CLUSTER_BROKERS must be its broker i (infra/local/broker.sh i), running.
+ */
+const assertLocalCluster = async (brokers: readonly string[]): Promise<void> => {
+  for (const [index, address] of brokers.entries()) {
+    const portFile = `${repoRoot}.local/run/kafka-${index + 1}.port`;
+    const port = existsSync(portFile) ? readFileSync(portFile, 'utf8').trim() : undefined;
+    if (address !== `127.0.0.1:${port}` && address !== `localhost:${port}`)
+      throw new Error(
+        `--kafka-cluster: ${address} (broker ${index + 1} of KAFKA_CLUSTER_BROKERS) is not broker ${index + 1} of the cluster infra/local/up.sh --brokers N started in ${repoRoot} (${portFile}: ${port ?? 'none'}): refusing to kill brokers others may share`,
+      );
+    const pid = await run('bash', [`${repoRoot}infra/local/broker.sh`, 'pid', String(index + 1)]);
+    if (pid.code !== 0)
+      throw new Error(`--kafka-cluster: broker ${index + 1} (${address}) does not run: ${pid.stderr.trim()}`);
+  }
+};
+
+/**
  * The ports this checkout's broker and registry run on (up.sh records them), so that up.sh brings
  * the broker back where it was even when it was started on other ports than the defaults.
  */
@@ -396,7 +511,7 @@ const localKafkaPorts = (): Record<string, string> => {
   return ports;
 };
 
-const run = (command: string, args: readonly string[], env: Record<string, string> = {}) =>
+const run = (command: string, args: readonly string[], env: Record<string, string | undefined> = {}) =>
   new Promise<{ code: number; stdout: string; stderr: string }>((resolve, reject) => {
     const child = spawn(command, args, {
       cwd: repoRoot,
@@ -411,7 +526,7 @@ const run = (command: string, args: readonly string[], env: Record<string, strin
     child.on('close', (code) => resolve({ code: code ?? 1, stdout, stderr }));
   });
 
-const dlq = (env: Record<string, string>, args: readonly string[]) =>
+const dlq = (env: Record<string, string | undefined>, args: readonly string[]) =>
   run(process.execPath, [`${repoRoot}tools/dlq/dlq-cli.ts`, ...args], {
     ...env,
     LOG_LEVEL: 'silent',
@@ -498,7 +613,10 @@ interface FaultContext {
   readonly loadStart: number;
   readonly processors: readonly Replica[];
   readonly outbounds: readonly Replica[];
-  readonly redis: SoakRedis;
+  readonly redis: SoakRedis | SentinelRedis;
+  readonly redisKeyPrefix: string;
+  readonly kafka: SoakKafka;
+  readonly admin: ReturnType<Kafka['admin']>;
   readonly opencx: FakeOpenCx;
   readonly hubspot: FakeHubSpot;
   readonly orgs: readonly TestOrg[];
@@ -511,7 +629,8 @@ interface FaultContext {
  * The fault plan, seeded: kill -9 of processor/outbound replicas (restarted after a few seconds,
  * one at a time), Redis restarts, FLUSHALLs of the soak's Redis, one org's OpenCX answering 503
  * for a window, one portal's HubSpot answering 429 for a window, and (only with --kafka-restart)
- * a broker restart.
+ * a broker restart, or (only with --kafka-cluster) kill -9s of one broker of the cluster. Behind
+ * Sentinel, a Redis restart is a failover of the master and a FLUSHALL deletes the run's keys.
  */
 const runFaults = async (context: FaultContext): Promise<void> => {
   const {
@@ -521,6 +640,9 @@ const runFaults = async (context: FaultContext): Promise<void> => {
     processors,
     outbounds,
     redis,
+    redisKeyPrefix,
+    kafka,
+    admin,
     opencx,
     hubspot,
     orgs,
@@ -585,7 +707,24 @@ const runFaults = async (context: FaultContext): Promise<void> => {
       : [between(0.3, 0.45) * load, between(0.7, 0.8) * load];
   for (const offset of skipped('redis') ? [] : redisOffsets)
     at(offset, async () => {
+      // Drawn either way, so the kinds after it keep their times for a seed.
       const downMs = between(1000, 3000);
+      if (redis instanceof SentinelRedis) {
+        const record = fault(
+          'kill -9 of the Redis master the sentinels name (redis-sentinel.sh kill-master)',
+        );
+        try {
+          const { oldPort, newPort, failoverMs, backMs } = await redis.failover();
+          record.detail = `master :${oldPort} killed; the sentinels named :${newPort} master ${(failoverMs / 1000).toFixed(1)} s after the kill; :${oldPort} back as its replica ${(backMs / 1000).toFixed(1)} s after the kill`;
+          say(`${clock()} Redis failed over: ${record.detail}`);
+        } catch (error) {
+          record.failed = error instanceof Error ? error.message : String(error);
+          say(`${clock()} Redis failover not done: ${record.failed}`);
+        } finally {
+          record.endedAt = Date.now();
+        }
+        return;
+      }
       fault(`restart of the soak's Redis (SIGKILL, every key lost, down ${(downMs / 1000).toFixed(1)} s)`);
       await redis.restart(downMs);
       say(`${clock()} Redis back`);
@@ -602,6 +741,19 @@ const runFaults = async (context: FaultContext): Promise<void> => {
       : [flushBetween(0.15, 0.28) * load, flushBetween(0.55, 0.68) * load];
   for (const offset of skipped('flushall') ? [] : flushOffsets)
     at(offset, async () => {
+      if (redis instanceof SentinelRedis) {
+        const record = fault(
+          `every key of the run (${redisKeyPrefix}*) deleted at once on the Sentinel master (server up; in place of FLUSHALL)`,
+        );
+        try {
+          record.detail = `${await redis.deleteKeys(redisKeyPrefix)} key(s) deleted`;
+          say(`${clock()} Redis keys deleted: ${record.detail}`);
+        } catch (error) {
+          record.failed = error instanceof Error ? error.message : String(error);
+          say(`${clock()} keys not deleted: ${record.failed}`);
+        }
+        return;
+      }
       const record = fault(`FLUSHALL of the soak's Redis (${redis.url}; every key lost, server up)`);
       try {
         await redis.flushAll();
@@ -652,6 +804,48 @@ const runFaults = async (context: FaultContext): Promise<void> => {
         record.failed = `down.sh exit ${down.code}, up.sh exit ${up.code}: ${`${(up.code !== 0 ? up : down).stdout}${(up.code !== 0 ? up : down).stderr}`.trim().split('\n').slice(-2).join(' / ')}`;
     });
 
+  if (kafka.kind === 'cluster' && !skipped('broker'))
+    for (const { offsetMs, broker, downMs } of brokerKillPlan(
+      options.seed,
+      load,
+      options.profile,
+      kafka.brokers.length,
+    ))
+      at(offsetMs, async () => {
+        const record = fault(
+          `kill -9 of Kafka broker ${broker} (${kafka.brokers[broker - 1] ?? '?'}; infra/local/broker.sh kill ${broker}); restart in ${(downMs / 1000).toFixed(1)} s`,
+        );
+        try {
+          await killBroker(broker);
+          await sleep(downMs);
+          const startAt = Date.now();
+          await startBroker(broker);
+          const servingMs = Date.now() - startAt;
+          // Every partition's replicas in sync again (the restarted broker caught up): not a step of
+          // the fault, a timing of it; given up after 2 minutes.
+          const syncedMs = await waitFor(
+            'every partition in sync',
+            async () => {
+              const health = await replicationHealth(admin).catch(() => undefined);
+              return health !== undefined && health.underReplicated === 0 && health.offline === 0
+                ? Date.now() - startAt
+                : undefined;
+            },
+            120_000,
+            500,
+          ).catch(() => undefined);
+          record.detail = `down ${((startAt - record.at) / 1000).toFixed(1)} s; serving ${(servingMs / 1000).toFixed(1)} s after broker.sh start; ${syncedMs === undefined ? 'partitions NOT all in sync 2 min after the start' : `every partition in sync ${(syncedMs / 1000).toFixed(1)} s after the start`}`;
+          say(`${clock()} broker ${broker} back: ${record.detail}`);
+        } catch (error) {
+          record.failed = error instanceof Error ? error.message : String(error);
+          say(`${clock()} broker fault not done: ${record.failed}`);
+          // A broker left down would fail every later step for a reason the run did not mean.
+          await startBroker(broker).catch(() => undefined);
+        } finally {
+          record.endedAt = Date.now();
+        }
+      });
+
   await Promise.all(jobs);
 };
 
@@ -663,6 +857,7 @@ const formatTable = (input: {
   drained: boolean;
   faults: readonly FaultRecord[];
   rejected: number;
+  answers: readonly IngestAnswer[];
   crashes: readonly string[];
   ok: boolean;
 }): string => {
@@ -695,6 +890,7 @@ const formatTable = (input: {
       `${input.deadLetters.length} (expected ${expectedLetters}, unexpected ${input.deadLetters.length - expectedLetters})${input.replayed ? `; replay: ${input.replayed}` : ''}`,
     ],
     ['OpenCX contract violations', String(verdict.contractViolations)],
+    ['ingest answers (the load, by status)', answersByStatus(input.answers)],
     [
       'drain time',
       `${(input.drainMs / 1000).toFixed(1)} s${input.drained ? '' : ' (NOT drained: timed out)'}`,
@@ -713,10 +909,10 @@ const formatTable = (input: {
   const letters = input.deadLetters.map(
     (letter) => `  dead letter (${letter.expected ? 'expected' : 'UNEXPECTED'}): ${letter.line}`,
   );
-  const faultLines = input.faults.map(
-    (record) =>
-      `  ${new Date(record.at).toISOString()} ${record.what}${record.failed === undefined ? '' : ` FAILED: ${record.failed}`}`,
-  );
+  const faultLines = input.faults.flatMap((record) => [
+    `  ${new Date(record.at).toISOString()} ${record.what}${record.detail === undefined ? '' : `: ${record.detail}`}${record.failed === undefined ? '' : ` FAILED: ${record.failed}`}`,
+    ...(record.effect === undefined ? [] : [`      ${record.effect}`]),
+  ]);
   return [
     ...lines,
     'faults:',
@@ -724,4 +920,15 @@ const formatTable = (input: {
     ...(letters.length ? ['dead letters:', ...letters] : []),
     ...(findings.length ? ['findings:', ...findings, ...more] : []),
   ].join('\n');
+};
+
+const answersByStatus = (answers: readonly IngestAnswer[]): string => {
+  const counts = new Map<number, number>();
+  for (const { status } of answers) counts.set(status, (counts.get(status) ?? 0) + 1);
+  return (
+    [...counts]
+      .sort(([a], [b]) => a - b)
+      .map(([status, count]) => `${status === 0 ? 'no answer' : status} ×${count}`)
+      .join(', ') || 'none'
+  );
 };
