@@ -59,7 +59,7 @@ export const createOutboundMetrics = (
   }),
   ticketLookUps: new Counter({
     name: 'outbound_owed_ticket_lookups_total',
-    help: "Owed ticket look-ups made off the customer's path, by outcome (found, none, deferred: no room in the budget, failed, given_up)",
+    help: "Owed ticket look-ups made off the customer's path, by outcome (found, none, deferred: no room in the budget, waiting_for_link: the thread's session link not read here yet, failed, given_up)",
     labelNames: ['outcome'] as const,
     registers: [registry],
   }),

@@ -56,6 +56,17 @@ const OWED_MEMO_MAX = 100_000;
 const SETTLED_TTL_MS = 60 * 60 * 1000;
 /** HubSpot failures (not budget deferrals) before a look-up is given up; later rep replies look again. */
 const MAX_FAILURES = 6;
+/**
+ * Tries while this replica has not read the thread's session link yet. The link was written to
+ * the session-links topic before the look-up was owed, so it arrives: a replica's copy of the
+ * table lags seconds behind at a broker loss or a restart. Backing off to LINK_WAIT_MAX_MS, these
+ * tries span about four minutes before the look-up is given up (logged and counted).
+ */
+const MAX_LINK_WAITS = 12;
+const LINK_WAIT_MAX_MS = 30_000;
+/** Delay before the next try of a look-up whose link was not read yet, after `waits` tries. */
+export const linkWaitDelayMs = (waits: number): number =>
+  Math.min(LINK_WAIT_MAX_MS, 1000 * 2 ** Math.max(0, waits - 1));
 
 export type OwedLookUp = { readonly orgId: string; readonly threadId: string };
 
@@ -73,8 +84,11 @@ export type OwedTicketLookUps = {
   /** Takes up to `limit` due look-ups for this replica (leased). */
   readonly takeDue: (limit: number) => Promise<OwedLookUp[]>;
   readonly later: (entry: OwedLookUp, afterMs: number) => Promise<void>;
-  /** Counts a failure; true once the entry is to be given up. */
-  readonly failed: (entry: OwedLookUp) => Promise<boolean>;
+  /**
+   * Counts a try of the entry that failed (`hubspot`: the look-up failed; `link`: the thread's
+   * session link was not read yet), each kind on its own; resolves with that kind's count.
+   */
+  readonly failed: (entry: OwedLookUp, kind: 'hubspot' | 'link') => Promise<number>;
   readonly settle: (entry: OwedLookUp) => Promise<void>;
 };
 
@@ -122,12 +136,13 @@ export const createRedisOwedTicketLookUps = (redis: Redis, prefix: string): Owed
     later: async (entry, afterMs) => {
       await laterScript([queue], [member(entry), Math.max(1, Math.round(afterMs))]);
     },
-    failed: async (entry) => (await redis.hincrby(failures, member(entry), 1)) >= MAX_FAILURES,
+    failed: async (entry, kind) =>
+      redis.hincrby(failures, kind === 'hubspot' ? member(entry) : `${member(entry)}:link`, 1),
     settle: async (entry) => {
       await redis
         .multi()
         .zrem(queue, member(entry))
-        .hdel(failures, member(entry))
+        .hdel(failures, member(entry), `${member(entry)}:link`)
         .set(settledKey(entry), '1', 'PX', SETTLED_TTL_MS)
         .exec();
     },
@@ -144,6 +159,8 @@ export const TicketLookUpOutcome = {
   found: 'found',
   none: 'none',
   deferred: 'deferred',
+  /** This replica has not read the thread's session link yet: tried again later. */
+  waitingForLink: 'waiting_for_link',
   failed: 'failed',
   givenUp: 'given_up',
 } as const;
@@ -180,9 +197,19 @@ const settleOne = async (deps: SettleDeps, entry: OwedLookUp): Promise<void> => 
     return;
   }
   if (!link) {
-    // Written by another replica and not read here yet (or never: counted as a failure).
-    if (await deps.owed.failed(entry)) await deps.owed.settle(entry);
-    else await deps.owed.later(entry, 1000);
+    // Written by another replica and not read here yet.
+    const waits = await deps.owed.failed(entry, 'link');
+    if (waits < MAX_LINK_WAITS) {
+      count(TicketLookUpOutcome.waitingForLink);
+      await deps.owed.later(entry, linkWaitDelayMs(waits));
+      return;
+    }
+    count(TicketLookUpOutcome.givenUp);
+    deps.logger.warn(
+      { orgId: entry.orgId, threadId: entry.threadId, tries: waits },
+      "ticket association not looked up: the thread's session link was never read here; ticket events wait for the next handoff or rep reply",
+    );
+    await deps.owed.settle(entry);
     return;
   }
   try {
@@ -212,7 +239,7 @@ const settleOne = async (deps: SettleDeps, entry: OwedLookUp): Promise<void> => 
       return;
     }
     const retriable = error instanceof PipelineError && error.retriable;
-    if (!retriable || (await deps.owed.failed(entry))) {
+    if (!retriable || (await deps.owed.failed(entry, 'hubspot')) >= MAX_FAILURES) {
       count(TicketLookUpOutcome.givenUp);
       deps.logger.warn(
         { orgId: entry.orgId, threadId: entry.threadId, err: describeError(error) },
