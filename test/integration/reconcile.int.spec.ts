@@ -4,9 +4,13 @@
  * and the test posts only some of their webhooks (the others are "lost").
  */
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import type { Redis } from '../../lib/redis.ts';
+import { createRedisReconcileLease } from '../../services/processor/src/reconcile/index.ts';
 import type { HubSpotMessage } from '../fakes/hubspot.ts';
 import * as fixtures from '../fakes/hubspot-fixtures.ts';
 import { startTestPipeline, waitFor, type TestOrg, type TestPipeline } from '../support/pipeline.ts';
+import { createTestRedis, deleteKeysMatching } from '../support/redis.ts';
 
 const THREAD_LIST = '/conversations/v3/conversations/threads';
 
@@ -92,13 +96,20 @@ describe('reconciling with HubSpot: messages whose webhook never came reach Open
       const lost = new Set([3, 13, 23].map((index) => lossyMessages[index]?.id));
       const delivered = lossyMessages.filter((message) => !lost.has(message.id));
 
-      for (const message of [...healthyMessages, ...delivered]) {
-        const portalId = healthyMessages.includes(message) ? healthy.portalId : lossy.portalId;
+      // One delivery per organisation, as HubSpot batches them, right after the messages were
+      // written: a webhook still being posted when its message is SETTLE_MS old would be a gap too.
+      for (const [org, batch] of [
+        [healthy, healthyMessages],
+        [lossy, delivered],
+      ] as const)
         assert.equal(
-          (await pipeline.postBatch([fixtures.webhookEventFor(message, { portalId })])).status,
+          (
+            await pipeline.postBatch(
+              batch.map((message) => fixtures.webhookEventFor(message, { portalId: org.portalId })),
+            )
+          ).status,
           200,
         );
-      }
       const posted = Date.now();
 
       await waitFor(
@@ -245,5 +256,32 @@ describe('reconciling with HubSpot: messages whose webhook never came reach Open
       const keys = pipeline.opencx.effects.map((effect) => effect.idempotencyKey);
       assert.equal(new Set(keys).size, keys.length, 'no effect applied twice');
     });
+  });
+});
+
+describe('reconciling with HubSpot: the lease (Redis)', () => {
+  let redis: Redis;
+  const prefix = `test:${randomBytes(4).toString('hex')}:`;
+  before(() => {
+    redis = createTestRedis('reconcile-lease');
+  });
+  after(async () => {
+    await deleteKeysMatching(redis, `${prefix}*`);
+    redis.disconnect();
+  });
+
+  it('given one replica holding an organisation, then another cannot take it, nor release it, until the holder lets go or its lease runs out', async () => {
+    const first = createRedisReconcileLease(redis, { prefix, owner: 'replica-a', leaseMs: 300 });
+    const second = createRedisReconcileLease(redis, { prefix, owner: 'replica-b', leaseMs: 300 });
+
+    assert.equal(await first.take('org-1'), true);
+    assert.equal(await second.take('org-1'), false);
+    assert.equal(await second.take('org-2'), true, 'another organisation is free');
+    await second.release('org-1');
+    assert.equal(await second.take('org-1'), false, "a replica cannot release another's lease");
+    await first.release('org-1');
+    assert.equal(await second.take('org-1'), true);
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    assert.equal(await first.take('org-1'), true, 'a dead holder’s lease runs out');
   });
 });

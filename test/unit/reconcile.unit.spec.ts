@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { RAW_WEBHOOK_EVENT_RECORD, WebhookRoute, decodeRawWebhookEvent } from '../../lib/contracts/index.ts';
 import { ErrorCode, PipelineError } from '../../lib/errors.ts';
 import type { HubSpotMessage, Page } from '../../lib/hubspot/index.ts';
+import type { Org } from '../../lib/orgs/index.ts';
 import { createLogger } from '../../lib/log.ts';
 import {
   RECONCILE_OVERLAP_MS,
@@ -15,6 +16,7 @@ import {
   createReconciler,
   gapsOf,
   reconcileOrganisation,
+  reconcileTargets,
   reconcileWindow,
   reconciledRawEvent,
   type ReconcileRunDeps,
@@ -294,5 +296,27 @@ describe('reconcile: when the watermark moves', () => {
     assert.equal(await reconciler.reconcileOne(ORG), 'leased');
     assert.deepEqual(order, []);
     assert.deepEqual(runs, []);
+  });
+});
+
+describe('reconcile: which organisations', () => {
+  it('given live, deleted, reconnect-required and tokenless organisations, then only the live ones with a token are reconciled', () => {
+    const org = (orgId: string, hubspot: Partial<Org['hubspot']> = {}) =>
+      ({
+        orgId,
+        hubspot: { portalId: 1, aiActorId: 'A-1', accessToken: 'pat', reconnectRequired: false, ...hubspot },
+      }) as unknown as Org;
+    const all = [
+      org('live'),
+      org('deleted'),
+      org('reconnect', { reconnectRequired: true }),
+      org('tokenless', { accessToken: undefined }),
+    ];
+    const targets = reconcileTargets({
+      all: () => all.values(),
+      byId: (orgId) => (orgId === 'deleted' ? undefined : all.find((entry) => entry.orgId === orgId)),
+    });
+
+    assert.deepEqual([...targets()], [{ orgId: 'live', portalId: 1, aiActorId: 'A-1' }]);
   });
 });

@@ -11,7 +11,7 @@ import { createBudgetedPortalClients, type HubSpotMessage } from '../../../../li
 import { ORDERING_KEY_HEADER, type TenantGate } from '../../../../lib/kafka/index.ts';
 import { createRecordWriter } from '../../../../lib/kafka/record-writer.ts';
 import type { Logger } from '../../../../lib/log.ts';
-import type { Org, OrgDirectory } from '../../../../lib/orgs/index.ts';
+import type { OrgDirectory } from '../../../../lib/orgs/index.ts';
 import type { PipelineConnections } from '../../../../lib/pipeline-connections.ts';
 import { mgetAcrossSlots, type Redis } from '../../../../lib/redis.ts';
 import type { Registry } from 'prom-client';
@@ -34,11 +34,11 @@ export { reconcileWindow, inWindow, RECONCILE_OVERLAP_MS } from './window.ts';
 
 /** The organisations a reconcile can run for: live, readable, with a token HubSpot still takes. */
 export const reconcileTargets = (orgs: Pick<OrgDirectory, 'all' | 'byId'>) =>
-  function* (): Iterable<ReconcileTarget & { readonly org: Org }> {
+  function* (): Iterable<ReconcileTarget> {
     for (const org of orgs.all()) {
       if (orgs.byId(org.orgId) === undefined) continue;
       if (!org.hubspot.accessToken || org.hubspot.reconnectRequired) continue;
-      yield { orgId: org.orgId, portalId: org.hubspot.portalId, aiActorId: org.hubspot.aiActorId, org };
+      yield { orgId: org.orgId, portalId: org.hubspot.portalId, aiActorId: org.hubspot.aiActorId };
     }
   };
 
@@ -80,15 +80,8 @@ export const startReconciling = async (parts: {
     // reconciled meanwhile: its calls fail at once and the run is made later.
     waitingUntil: (org) => parts.gate.waitingUntil(org.orgId),
   });
-  const targets = reconcileTargets(connections.orgs);
-  const orgOf = new Map<string, Org>();
   const reconciler = createReconciler({
-    targets: function* () {
-      for (const target of targets()) {
-        orgOf.set(target.orgId, target.org);
-        yield target;
-      }
-    },
+    targets: reconcileTargets(connections.orgs),
     watermarks,
     writer,
     lease: createRedisReconcileLease(redis, {
@@ -98,8 +91,9 @@ export const startReconciling = async (parts: {
       leaseMs: Math.max(60_000, 2 * config.RECONCILE_INTERVAL_MS),
     }),
     runDeps: (target) => {
-      const org = orgOf.get(target.orgId);
-      if (!org) throw new Error(`organisation ${target.orgId} is not a reconcile target`);
+      // The organisation as it is now (a token refreshed since the targets were listed).
+      const org = connections.orgs.byId(target.orgId);
+      if (!org) throw new Error(`organisation ${target.orgId} is gone`);
       return {
         hubspot: hubspotFor(org),
         handled: async (orgId, messageIds) => {
