@@ -77,7 +77,14 @@ describe('reconciling with HubSpot: messages whose webhook never came reach Open
 
     before(async () => {
       pipeline = await startTestPipeline({
-        env: { RECONCILE_INTERVAL_MS: String(INTERVAL_MS), RECONCILE_SETTLE_MS: String(SETTLE_MS) },
+        env: {
+          RECONCILE_INTERVAL_MS: String(INTERVAL_MS),
+          RECONCILE_SETTLE_MS: String(SETTLE_MS),
+          // The budget is not under test here: at the default 100 calls per 10 s this burst (a
+          // re-fetch, a history read and an AI reply per message) keeps customers waiting, and
+          // a reconcile then yields (deferred, runs again in an interval; seen: 1 or 2 times).
+          HUBSPOT_RATE_LIMIT_MAX: '1000',
+        },
       });
     });
     after(async () => {
@@ -145,10 +152,12 @@ describe('reconciling with HubSpot: messages whose webhook never came reach Open
         0,
         'the healthy organisation had none',
       );
-      assert.equal(
-        await pipeline.counter('processor', 'processor_reconcile_runs_total', { outcome: 'failed' }),
-        0,
-      );
+      for (const outcome of ['failed', 'deferred'])
+        assert.equal(
+          await pipeline.counter('processor', 'processor_reconcile_runs_total', { outcome }),
+          0,
+          `no run ${outcome}`,
+        );
 
       // The HubSpot calls one reconcile makes per organisation: one thread list page, one
       // message page per thread active in the window (AI replies the pipeline posted included).
@@ -176,8 +185,8 @@ describe('reconciling with HubSpot: messages whose webhook never came reach Open
       console.log(
         `      reconcile: runs ${JSON.stringify(outcomes)}; all ${lossyMessages.length + healthyMessages.length} messages at OpenCX ${tookMs} ms after the last webhook (interval ${INTERVAL_MS} ms, settle ${SETTLE_MS} ms); HubSpot calls: lossy org ${JSON.stringify(lossyCalls)}, healthy org ${JSON.stringify(healthyCalls)}`,
       );
-      // A message is eligible once it is SETTLE_MS old; a run put off for waiting customers comes again within an interval.
-      assert.ok(tookMs <= 2 * INTERVAL_MS + SETTLE_MS + 3000, `took ${tookMs} ms`);
+      // A message is eligible once it is SETTLE_MS old, and a run comes every interval.
+      assert.ok(tookMs <= 2 * INTERVAL_MS + SETTLE_MS + 2000, `took ${tookMs} ms`);
       assert.ok(
         lossyCalls.messagePages <= lossyCalls.runs * 6,
         'at most one message page per thread per run (6 threads, short histories)',
@@ -279,6 +288,8 @@ describe('reconciling with HubSpot: the lease (Redis)', () => {
     assert.equal(await second.take('org-2'), true, 'another organisation is free');
     await second.release('org-1');
     assert.equal(await second.take('org-1'), false, "a replica cannot release another's lease");
+    assert.equal(await second.renew('org-1'), false, 'nor renew it');
+    assert.equal(await first.renew('org-1'), true);
     await first.release('org-1');
     assert.equal(await second.take('org-1'), true);
     await new Promise((resolve) => setTimeout(resolve, 400));

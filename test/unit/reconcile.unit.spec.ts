@@ -210,6 +210,7 @@ describe('reconcile: when the watermark moves', () => {
     const stored = new Map<string, ReconcileWatermark>();
     const runs: string[] = [];
     const gapsFound: number[] = [];
+    const renewals: number[] = [];
     let now = T0;
     const gap = listed({ kind: 'customer-chat', threadId: '1', createdAt: iso(T0 - 120_000) });
     const reconciler = createReconciler({
@@ -225,8 +226,10 @@ describe('reconcile: when the watermark moves', () => {
       writer: { write: async () => undefined },
       lease: {
         take: async () => options.leaseFree ?? true,
+        renew: async () => (renewals.push(order.length), true),
         release: async () => void order.push('released'),
       },
+      leaseRenewMs: 1,
       runDeps: () => ({
         hubspot: {
           listThreadsSince: async () => {
@@ -249,13 +252,24 @@ describe('reconcile: when the watermark moves', () => {
       logger,
       now: () => now,
     });
-    return { reconciler, order, stored, runs, gapsFound, gap, advance: (ms: number) => (now += ms) };
+    return {
+      reconciler,
+      order,
+      stored,
+      runs,
+      gapsFound,
+      renewals,
+      gap,
+      advance: (ms: number) => (now += ms),
+    };
   };
 
   it('given a gap, when a run completes, then the watermark is written after the gap, with what the run found, and the lease let go', async () => {
-    const { reconciler, order, stored, runs, gapsFound, gap } = setup();
+    const { reconciler, order, stored, runs, gapsFound, renewals, gap } = setup();
 
     assert.equal(await reconciler.reconcileOne(ORG), 'completed');
+    const renewedDuringTheRun = renewals.length;
+    await new Promise((resolve) => setTimeout(resolve, 10));
 
     assert.deepEqual(order, ['emitted', 'watermark', 'released']);
     assert.deepEqual(stored.get(ORG.orgId), {
@@ -267,6 +281,8 @@ describe('reconcile: when the watermark moves', () => {
     });
     assert.deepEqual(runs, ['completed']);
     assert.deepEqual(gapsFound, [1]);
+    assert.ok(renewedDuringTheRun > 0, 'the lease was renewed while the run lasted');
+    assert.equal(renewals.length, renewedDuringTheRun, 'and no more after it');
   });
 
   it('given a run just completed, when asked again before an interval, then it does not run; after one it does', async () => {

@@ -18,7 +18,7 @@ import type { Registry } from 'prom-client';
 import type { ProcessorConfig } from '../config.ts';
 import { messageDedupKey } from '../handle-raw-event.ts';
 import { createReconcileMetrics } from '../metrics.ts';
-import { createRedisReconcileLease } from './lease.ts';
+import { RECONCILE_LEASE_MS, createRedisReconcileLease } from './lease.ts';
 import { RECONCILED_HEADER, rawRecordRouting, reconciledRawEvent } from './raw-event.ts';
 import { createReconciler, type Reconciler } from './reconciler.ts';
 import type { ReconcileTarget } from './run.ts';
@@ -27,7 +27,12 @@ import { ReconcileWatermarks } from './watermarks.ts';
 export { createReconciler, ReconcileOutcome, type Reconciler, type ReconcilerDeps } from './reconciler.ts';
 export { reconcileOrganisation, type ReconcileRunDeps, type ReconcileTarget } from './run.ts';
 export { ReconcileWatermarks, ReconcileWatermark } from './watermarks.ts';
-export { createRedisReconcileLease, reconcileLeaseKey, type ReconcileLease } from './lease.ts';
+export {
+  RECONCILE_LEASE_MS,
+  createRedisReconcileLease,
+  reconcileLeaseKey,
+  type ReconcileLease,
+} from './lease.ts';
 export { RECONCILED_HEADER, newMessageEventOf, reconciledRawEvent } from './raw-event.ts';
 export { candidatesOf, gapsOf } from './gaps.ts';
 export { reconcileWindow, inWindow, RECONCILE_OVERLAP_MS } from './window.ts';
@@ -87,9 +92,9 @@ export const startReconciling = async (parts: {
     lease: createRedisReconcileLease(redis, {
       prefix: config.REDIS_KEY_PREFIX,
       owner: parts.instance,
-      // Longer than a run takes; a replica that dies mid-run holds the organisation this long.
-      leaseMs: Math.max(60_000, 2 * config.RECONCILE_INTERVAL_MS),
+      leaseMs: RECONCILE_LEASE_MS,
     }),
+    leaseRenewMs: RECONCILE_LEASE_MS / 3,
     runDeps: (target) => {
       // The organisation as it is now (a token refreshed since the targets were listed).
       const org = connections.orgs.byId(target.orgId);

@@ -36,6 +36,8 @@ export type ReconcilerDeps = {
   readonly watermarks: Pick<ReconcileWatermarks, 'get' | 'record' | 'catchUp'>;
   readonly writer: Pick<RecordWriter, 'write'>;
   readonly lease: ReconcileLease;
+  /** How often the lease is renewed while a run lasts (a third of its length). */
+  readonly leaseRenewMs: number;
   readonly runDeps: (org: ReconcileTarget) => ReconcileRunDeps;
   readonly metrics: {
     readonly runs: { inc: (labels: { outcome: ReconcileOutcome }) => void };
@@ -72,6 +74,12 @@ export const createReconciler = (deps: ReconcilerDeps) => {
   /** Runs one organisation if this replica takes its lease; the outcome, or why it did not run. */
   const reconcileOne = async (org: ReconcileTarget): Promise<ReconcileOutcome | 'not_due' | 'leased'> => {
     if (!(await deps.lease.take(org.orgId))) return 'leased';
+    // Renewed while the run lasts: a long first run keeps its organisation, a dead replica's
+    // lease runs out soon. A renewal that fails only lets another replica repeat the work.
+    const renewal = setInterval(() => {
+      deps.lease.renew(org.orgId).catch(() => false);
+    }, deps.leaseRenewMs);
+    renewal.unref();
     try {
       // Another replica may have finished a run a moment ago: its watermark decides.
       await deps.watermarks.catchUp();
@@ -123,6 +131,7 @@ export const createReconciler = (deps: ReconcilerDeps) => {
       metrics.runs.inc({ outcome });
       return outcome;
     } finally {
+      clearInterval(renewal);
       await deps.lease.release(org.orgId).catch(() => undefined);
     }
   };
