@@ -48,7 +48,7 @@ export const createProcessorMetrics = (
   }),
   hubspotCalls: new Counter({
     name: 'processor_hubspot_calls_total',
-    help: 'HubSpot calls sent (each took a slot of the portal rate limit), by portal and purpose (refetch_message, original_content, note)',
+    help: 'HubSpot calls sent (each took a slot of the portal rate limit), by portal and purpose (refetch_message, original_content, note; reconcile_threads, reconcile_messages of the reconciler)',
     labelNames: ['portal_id', 'purpose'] as const,
     registers: [registry],
   }),
