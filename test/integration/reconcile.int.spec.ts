@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { rateLimitKeys } from '../../lib/rate-limiter.ts';
 import type { Redis } from '../../lib/redis.ts';
 import { createRedisReconcileLease } from '../../services/processor/src/reconcile/index.ts';
 import type { HubSpotMessage } from '../fakes/hubspot.ts';
@@ -194,7 +195,7 @@ describe('reconciling with HubSpot: messages whose webhook never came reach Open
     });
   });
 
-  describe('given webhooks and reconciles racing on the same messages', () => {
+  describe('given a reconcile every second, with no settle time', () => {
     let pipeline: TestPipeline;
 
     before(async () => {
@@ -207,7 +208,7 @@ describe('reconciling with HubSpot: messages whose webhook never came reach Open
       await pipeline?.stop();
     });
 
-    it('when both deliver every message, then each effect happens once', async () => {
+    it('when webhooks and reconciles race to deliver every message, then each effect happens once', async () => {
       const org = await pipeline.createOrg();
       const messages = conversations(org, 4, 5, 'race');
       for (const message of messages) pipeline.hubspot.addMessage(message, { portalId: org.portalId });
@@ -264,6 +265,31 @@ describe('reconciling with HubSpot: messages whose webhook never came reach Open
       assert.ok(duplicates > 0, 'and the other way came too, and was a duplicate');
       const keys = pipeline.opencx.effects.map((effect) => effect.idempotencyKey);
       assert.equal(new Set(keys).size, keys.length, 'no effect applied twice');
+    });
+
+    it("given the portal's budget busy (a customer's call waiting), when a reconcile is due, then it yields and runs later, not never", async () => {
+      const org = await pipeline.createOrg();
+      const [lost] = conversations(org, 1, 1, 'busy budget');
+      assert.ok(lost);
+      pipeline.hubspot.addMessage(lost, { portalId: org.portalId });
+      const redis = createTestRedis('reconcile-busy');
+      const waiting = rateLimitKeys(pipeline.env.REDIS_KEY_PREFIX ?? '', `hubspot:${org.portalId}`).waiting;
+      const deferred = () =>
+        pipeline.counter('processor', 'processor_reconcile_runs_total', { outcome: 'deferred' });
+      try {
+        const before = await deferred();
+        // What the limiter writes for a customer call waiting for a slot (lib/rate-limiter.ts).
+        await redis.zadd(waiting, Date.now() + 60_000, 'a-customer-call-waiting');
+
+        await waitFor('two reconciles deferred', async () => (await deferred()) >= before + 2, 15_000);
+        assert.equal(atOpenCx(pipeline, org).texts.size, 0, 'nothing reconciled while the customer waits');
+        await redis.zrem(waiting, 'a-customer-call-waiting');
+        await waitFor('the lost message at OpenCX', () => atOpenCx(pipeline, org).texts.size === 1, 15_000);
+      } finally {
+        await redis.del(waiting);
+        redis.disconnect();
+      }
+      assertEachOnce(pipeline, org, [lost]);
     });
   });
 });
