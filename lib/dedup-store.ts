@@ -18,7 +18,12 @@ export type DedupStore = {
   readonly renew: (key: string) => Promise<boolean>;
 };
 
-const DONE = 'done';
+/** A dedup key's value once its event's effect is durable. */
+export const DEDUP_DONE = 'done';
+const DONE = DEDUP_DONE;
+
+/** The Redis key of a dedup key (the reconciler reads them to tell what the processor handled). */
+export const dedupRedisKey = (prefix: string, key: string): string => `${prefix}dedup:${key}`;
 
 // Deletes the claim only if it is still ours (never someone else's claim or a "done").
 const RELEASE_IF_OWNER = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
@@ -29,7 +34,7 @@ export const createRedisDedupStore = (
   redis: Redis,
   options: { prefix: string; owner: string; leaseMs: number; doneTtlMs: number },
 ): DedupStore => {
-  const full = (key: string): string => `${options.prefix}dedup:${key}`;
+  const full = (key: string): string => dedupRedisKey(options.prefix, key);
   const owner = `claim:${options.owner}`;
   const releaseIfOwner = defineScript(redis, RELEASE_IF_OWNER, 1);
   const renewIfOwner = defineScript(redis, RENEW_IF_OWNER, 1);

@@ -7,6 +7,7 @@ import {
   HubSpotMessageContent,
   HubSpotNote,
   HubSpotThread,
+  HubSpotThreadActivity,
   type OutgoingMessage,
 } from './messages.ts';
 
@@ -26,6 +27,8 @@ export const HubSpotCallPurpose = {
   ticketLookupAwaited: 'ticket_lookup_awaited',
   postReply: 'post_reply',
   threadHistory: 'thread_history',
+  reconcileThreads: 'reconcile_threads',
+  reconcileMessages: 'reconcile_messages',
 } as const;
 export type HubSpotCallPurpose = (typeof HubSpotCallPurpose)[keyof typeof HubSpotCallPurpose];
 
@@ -37,6 +40,8 @@ export type HubSpotCallPurpose = (typeof HubSpotCallPurpose)[keyof typeof HubSpo
  * awaited (a help desk's first changes of a new ticket wait on them) and take customer slots. Note fetches stay customer-class: they are rare (one per
  * note a rep writes on a linked ticket), the processor has no later moment to fetch them (its
  * event would be given up), and a rep reads them in OpenCX next to the conversation.
+ * The reconciler's reads (threads by latest activity, their recent messages) are bookkeeping:
+ * nobody waits on them, and a run the budget has no room for is made later.
  */
 export const callClassOf = {
   refetch_message: CallClass.customer,
@@ -46,6 +51,8 @@ export const callClassOf = {
   ticket_lookup_awaited: CallClass.customer,
   post_reply: CallClass.customer,
   thread_history: CallClass.customer,
+  reconcile_threads: CallClass.bookkeeping,
+  reconcile_messages: CallClass.bookkeeping,
 } as const satisfies Record<HubSpotCallPurpose, CallClass>;
 
 /** What the pipeline asks of HubSpot for one portal. */
@@ -59,12 +66,21 @@ export type HubSpotApi = {
   readonly postMessage: (threadId: string, message: OutgoingMessage) => Promise<{ id: string }>;
   /** The thread's message history (all pages, up to `maxPages` of 100). */
   readonly listMessages: (threadId: string, maxPages?: number) => Promise<HubSpotMessage[]>;
+  /**
+   * One page (up to 100) of the threads whose latest message is at or after `since` (epoch ms),
+   * oldest activity first: the thread list sorted by `latestMessageTimestamp`. Bookkeeping.
+   */
+  readonly listThreadsSince: (since: number, after?: string) => Promise<Page<HubSpotThreadActivity>>;
+  /** One page (up to 100) of a thread's messages, newest first (`sort=-createdAt`). Bookkeeping. */
+  readonly listThreadMessages: (threadId: string, after?: string) => Promise<Page<HubSpotMessage>>;
 };
 
-const MessagePage = z.looseObject({
-  results: z.array(HubSpotMessage),
-  paging: z.looseObject({ next: z.looseObject({ after: z.string() }).nullish() }).nullish(),
-});
+/** A page of a HubSpot list, and the cursor of the next one (none on the last page). */
+export type Page<T> = { readonly results: readonly T[]; readonly after: string | undefined };
+
+const paging = z.looseObject({ next: z.looseObject({ after: z.string() }).nullish() }).nullish();
+const MessagePage = z.looseObject({ results: z.array(HubSpotMessage), paging });
+const ThreadPage = z.looseObject({ results: z.array(HubSpotThreadActivity), paging });
 
 export type HubSpotApiOptions = {
   readonly baseUrl: string;
@@ -220,6 +236,33 @@ export const createHubSpotApi = (options: HubSpotApiOptions): HubSpotApi => {
         if (after === undefined) break;
       }
       return messages;
+    },
+    listThreadsSince: async (since, after) => {
+      const query = new URLSearchParams({
+        sort: 'latestMessageTimestamp',
+        latestMessageTimestampAfter: new Date(since).toISOString(),
+        limit: '100',
+        ...(after === undefined ? {} : { after }),
+      });
+      const answer = await call(
+        HubSpotCallPurpose.reconcileThreads,
+        `GET threads active since ${new Date(since).toISOString()}`,
+        ThreadPage,
+        'GET',
+        `${threads}?${query.toString()}`,
+      );
+      return { results: answer.results, after: answer.paging?.next?.after };
+    },
+    listThreadMessages: async (threadId, after) => {
+      const query = `sort=-createdAt&limit=100${after === undefined ? '' : `&after=${enc(after)}`}`;
+      const answer = await call(
+        HubSpotCallPurpose.reconcileMessages,
+        `GET recent messages of thread ${threadId}`,
+        MessagePage,
+        'GET',
+        `${threads}/${enc(threadId)}/messages?${query}`,
+      );
+      return { results: answer.results, after: answer.paging?.next?.after };
     },
     postMessage: async (threadId, message) => {
       const posted = await call(

@@ -6,11 +6,13 @@ export {
   CONVERSATIONS_THREADS_PATH,
   type HubSpotApi,
   type HubSpotApiOptions,
+  type Page,
 } from './api.ts';
 export {
   HubSpotMessage,
   HubSpotMessageContent,
   HubSpotThread,
+  HubSpotThreadActivity,
   HubSpotNote,
   isTruncated,
   withOriginalContent,

@@ -67,6 +67,12 @@ export const HubSpotThread = z.looseObject({
 });
 export type HubSpotThread = z.infer<typeof HubSpotThread>;
 
+/** A thread of the thread list (PublicThread): when its latest message was sent or received. */
+export const HubSpotThreadActivity = HubSpotThread.extend({
+  latestMessageTimestamp: z.string().nullish(),
+});
+export type HubSpotThreadActivity = z.infer<typeof HubSpotThreadActivity>;
+
 export const HubSpotNote = z.looseObject({
   id: z.union([z.string(), z.number()]).transform(String),
   properties: z.looseObject({

@@ -52,6 +52,10 @@ export class KafkaTable<V> {
     return this.#rows.values();
   }
 
+  entries(): IterableIterator<[string, V]> {
+    return this.#rows.entries();
+  }
+
   onChange(listener: (entry: TableEntry<V>) => void): void {
     this.#listeners.push(listener);
   }

@@ -30,6 +30,8 @@ export type Topics = {
   readonly postedReplies: TopicSpec;
   /** Ticket and note events waiting for their ticket's session link, one record per ticket. */
   readonly heldTicketEvents: TopicSpec;
+  /** Per organisation, how far the reconciler checked HubSpot's own lists (processor). */
+  readonly reconcileWatermarks: TopicSpec;
 };
 
 /**
@@ -54,6 +56,7 @@ export const topicsFor = (
   },
   postedReplies: { name: `${prefix}pipeline.ai-replies-posted`, compacted: true, partitions: 1 },
   heldTicketEvents: { name: `${prefix}pipeline.held-ticket-events`, compacted: true, partitions: 1 },
+  reconcileWatermarks: { name: `${prefix}pipeline.reconcile-watermarks`, compacted: true, partitions: 1 },
 });
 
 /**

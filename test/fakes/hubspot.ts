@@ -245,6 +245,7 @@ export async function startFakeHubSpot(options: FakeHubSpotOptions = {}): Promis
     ['POST', /^\/conversations\/v3\/conversations\/threads\/([^/]+)\/messages$/, postMessage],
     ['GET', /^\/conversations\/v3\/conversations\/threads\/([^/]+)\/messages$/, listMessages],
     ['GET', /^\/conversations\/v3\/conversations\/threads\/([^/]+)$/, getThread],
+    ['GET', /^\/conversations\/v3\/conversations\/threads$/, listThreads],
     ['GET', /^\/crm\/v3\/objects\/notes\/([^/]+)$/, getNote],
   ];
 
@@ -357,7 +358,12 @@ export async function startFakeHubSpot(options: FakeHubSpotOptions = {}): Promis
     return { status: 200, body: content };
   }
 
-  /** GET …/threads/{threadId}/messages: the thread's history, oldest first, in pages of `limit` (HubSpot's forward paging). */
+  /**
+   * GET …/threads/{threadId}/messages: the thread's history in pages of `limit` (HubSpot's
+   * forward paging), `sort=createdAt` oldest first, `sort=-createdAt` newest first. HubSpot's
+   * spec names `-createdAt` its default; without `sort` this fake serves oldest first, as it
+   * always has (the callers that omit it read every page).
+   */
   function listMessages(
     request: IncomingRequest,
     _body: unknown,
@@ -367,10 +373,14 @@ export async function startFakeHubSpot(options: FakeHubSpotOptions = {}): Promis
     const [threadId = ''] = params;
     if (!threadIsKnown(threadId, caller))
       return hubSpotError(404, 'OBJECT_NOT_FOUND', `Thread ${threadId} not found`);
+    const sort = request.query.get('sort');
+    if (sort !== null && sort !== 'createdAt' && sort !== '-createdAt')
+      return hubSpotError(400, 'VALIDATION_ERROR', `sort must be createdAt or -createdAt, not ${sort}`);
+    const direction = sort === '-createdAt' ? -1 : 1;
     const all = [...(messagesByThread.get(threadId)?.values() ?? [])]
       .filter((scoped) => visible(scoped, caller) !== undefined)
       .map((scoped) => scoped.value)
-      .sort((a, b) => Date.parse(a.createdAt) - Date.parse(b.createdAt));
+      .sort((a, b) => direction * (Date.parse(a.createdAt) - Date.parse(b.createdAt)));
     const limit = Math.max(1, Math.min(500, Number(request.query.get('limit') ?? '20') || 20));
     const start = Number(request.query.get('after') ?? '0') || 0;
     const page = all.slice(start, start + limit);
@@ -393,6 +403,92 @@ export async function startFakeHubSpot(options: FakeHubSpotOptions = {}): Promis
       status: 200,
       body: wantsTickets && threadAssociations !== undefined ? thread : withoutAssociations,
     };
+  }
+
+  /**
+   * GET …/threads: HubSpot's thread list (CollectionResponsePublicThreadForwardPaging). With
+   * `sort=latestMessageTimestamp`, `latestMessageTimestampAfter` (date-time) is required, as
+   * HubSpot's spec says: threads whose latest message is at or after it, oldest activity first.
+   * Without it, by id. A thread counts when it was set or has a message of the caller's portal;
+   * its `latestMessageTimestamp` is its newest message's `createdAt`.
+   */
+  function listThreads(
+    request: IncomingRequest,
+    _body: unknown,
+    caller: Caller,
+    _params: readonly string[],
+  ): FakeAnswer {
+    const sort = request.query.get('sort') ?? 'id';
+    if (sort !== 'id' && sort !== 'latestMessageTimestamp')
+      return hubSpotError(400, 'VALIDATION_ERROR', `sort must be id or latestMessageTimestamp, not ${sort}`);
+    const afterText = request.query.get('latestMessageTimestampAfter');
+    if (sort === 'latestMessageTimestamp' && afterText === null)
+      return hubSpotError(
+        400,
+        'VALIDATION_ERROR',
+        'latestMessageTimestampAfter is required when sorting by latestMessageTimestamp',
+      );
+    const since = afterText === null ? Number.NEGATIVE_INFINITY : Date.parse(afterText);
+    if (Number.isNaN(since))
+      return hubSpotError(
+        400,
+        'VALIDATION_ERROR',
+        `latestMessageTimestampAfter is not a date-time: ${afterText}`,
+      );
+    const listed = threadViews(caller).filter(
+      (view) => view.latestMessageTimestamp === undefined || Date.parse(view.latestMessageTimestamp) >= since,
+    );
+    const ordered =
+      sort === 'latestMessageTimestamp'
+        ? listed
+            .filter((view) => view.latestMessageTimestamp !== undefined)
+            .sort(
+              (a, b) =>
+                Date.parse(a.latestMessageTimestamp ?? '') - Date.parse(b.latestMessageTimestamp ?? '') ||
+                Number(a.id) - Number(b.id),
+            )
+        : listed.sort((a, b) => Number(a.id) - Number(b.id));
+    const limit = Math.max(1, Math.min(500, Number(request.query.get('limit') ?? '20') || 20));
+    const start = Number(request.query.get('after') ?? '0') || 0;
+    const page = ordered.slice(start, start + limit);
+    const next = start + limit < ordered.length ? { next: { after: String(start + limit) } } : undefined;
+    return { status: 200, body: { results: page, ...(next ? { paging: next } : {}) } };
+  }
+
+  /** Every thread the caller's portal can see, with its latest message's time (PublicThread). */
+  function threadViews(caller: Caller): ThreadView[] {
+    const ids = new Set<string>();
+    for (const [id, scoped] of threads) if (visible(scoped, caller) !== undefined) ids.add(id);
+    for (const [id, thread] of messagesByThread)
+      for (const scoped of thread.values())
+        if (visible(scoped, caller) !== undefined) {
+          ids.add(id);
+          break;
+        }
+    return [...ids].map((id) => {
+      const own = [...(messagesByThread.get(id)?.values() ?? [])]
+        .filter((scoped) => visible(scoped, caller) !== undefined)
+        .map((scoped) => scoped.value);
+      const newest = (list: readonly HubSpotMessage[]) =>
+        list.reduce<string | undefined>(
+          (latest, entry) =>
+            latest === undefined || Date.parse(entry.createdAt) > Date.parse(latest)
+              ? entry.createdAt
+              : latest,
+          undefined,
+        );
+      const latest = newest(own);
+      const received = newest(own.filter((entry) => entry.direction === 'INCOMING'));
+      const sent = newest(own.filter((entry) => entry.direction === 'OUTGOING'));
+      const stored = visible(threads.get(id), caller);
+      const { threadAssociations: _associations, ...base } = stored ?? implicitThread(id, own[0]);
+      return {
+        ...base,
+        ...(latest === undefined ? {} : { latestMessageTimestamp: latest }),
+        ...(received === undefined ? {} : { latestMessageReceivedTimestamp: received }),
+        ...(sent === undefined ? {} : { latestMessageSentTimestamp: sent }),
+      };
+    });
   }
 
   function threadIsKnown(threadId: string, caller: Caller): boolean {
@@ -550,6 +646,7 @@ export async function startFakeHubSpot(options: FakeHubSpotOptions = {}): Promis
       restoreTokens();
       for (const store of [
         messages,
+        messagesByThread,
         originalContents,
         threads,
         notes,
@@ -568,6 +665,28 @@ export async function startFakeHubSpot(options: FakeHubSpotOptions = {}): Promis
       holds.releaseAll();
       await server.close();
     },
+  };
+}
+
+/** A thread in the list: HubSpot's PublicThread with its latest message times. */
+type ThreadView = Omit<HubSpotThread, 'threadAssociations'> & {
+  readonly latestMessageTimestamp?: string;
+  readonly latestMessageReceivedTimestamp?: string;
+  readonly latestMessageSentTimestamp?: string;
+};
+
+/** The thread HubSpot holds for messages added without `setThread`: built from its first message. */
+function implicitThread(id: string, first: HubSpotMessage | undefined): HubSpotThread {
+  return {
+    id,
+    status: 'OPEN',
+    inboxId: '147959634',
+    associatedContactId: '75761595194',
+    createdAt: first?.createdAt ?? new Date(0).toISOString(),
+    originalChannelId: first?.channelId ?? '1000',
+    originalChannelAccountId: first?.channelAccountId ?? '240183460',
+    archived: false,
+    spam: false,
   };
 }
 

@@ -148,6 +148,9 @@ export const startTestPipeline = async (
     // The least Kafka allows: a killed replica's partitions move on after 6 s, not 10.
     KAFKA_SESSION_TIMEOUT_MS: '6000',
     HUBSPOT_RETRY_INITIAL_MS: '20',
+    // Off unless a spec turns it on (reconcile.int.spec.ts): a spec that withholds a webhook on
+    // purpose, or counts HubSpot calls, must not see the reconciler deliver or call.
+    RECONCILE_INTERVAL_MS: '0',
     OPENCX_RETRY_INITIAL_MS: '20',
     OPENCX_RETRY_MAX_MS: '200',
     ...options.env,

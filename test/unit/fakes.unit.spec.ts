@@ -627,6 +627,77 @@ describe('fake HubSpot', () => {
     assert.equal(other.status, 404, "another portal's thread is not found");
   });
 
+  it('given threads with messages, when listed by latest message time after a date, then only those threads of this portal come, oldest activity first, in pages, with their latest times', async () => {
+    const at = (seconds: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, seconds)).toISOString();
+    const quiet = message({ kind: 'customer-chat', threadId: '7101', createdAt: at(1) });
+    const busyFirst = message({ kind: 'customer-chat', threadId: '7102', createdAt: at(2) });
+    const busyReply = message({ kind: 'agent-reply', threadId: '7102', createdAt: at(9) });
+    const middle = message({ kind: 'customer-chat', threadId: '7103', createdAt: at(5) });
+    for (const stored of [quiet, busyFirst, busyReply, middle])
+      hubSpot.addMessage(stored, { portalId: PORTAL_ID });
+    hubSpot.addMessage(message({ kind: 'customer-chat', threadId: '7104', createdAt: at(6) }), {
+      portalId: 999,
+    });
+    hubSpot.setThread(thread({ id: '7103', inboxId: '555' }), { portalId: PORTAL_ID });
+    const list = (query: string) =>
+      call(hubSpot.url, 'GET', `/conversations/v3/conversations/threads?${query}`, { headers: auth });
+    const since = encodeURIComponent(at(2));
+
+    const first = await list(`sort=latestMessageTimestamp&latestMessageTimestampAfter=${since}&limit=1`);
+    const second = await list(
+      `sort=latestMessageTimestamp&latestMessageTimestampAfter=${since}&limit=1&after=1`,
+    );
+    const missing = await list('sort=latestMessageTimestamp');
+
+    type Page = {
+      results: {
+        id: string;
+        inboxId: string;
+        latestMessageTimestamp?: string;
+        latestMessageReceivedTimestamp?: string;
+        latestMessageSentTimestamp?: string;
+      }[];
+      paging?: { next?: { after: string } };
+    };
+    const firstPage = first.body as Page;
+    const secondPage = second.body as Page;
+    assert.equal(first.status, 200);
+    assert.deepEqual(
+      firstPage.results.map((entry) => [entry.id, entry.inboxId, entry.latestMessageTimestamp]),
+      [['7103', '555', at(5)]],
+    );
+    assert.equal(firstPage.paging?.next?.after, '1');
+    assert.deepEqual(
+      secondPage.results.map((entry) => [
+        entry.id,
+        entry.latestMessageTimestamp,
+        entry.latestMessageReceivedTimestamp,
+        entry.latestMessageSentTimestamp,
+      ]),
+      [['7102', at(9), at(2), at(9)]],
+    );
+    assert.equal(secondPage.paging, undefined, 'the last page has no next');
+    assert.equal(missing.status, 400, 'latestMessageTimestampAfter is required with that sort');
+    assert.equal((missing.body as { category?: string }).category, 'VALIDATION_ERROR');
+  });
+
+  it("given a thread's messages, when read with sort=-createdAt, then newest first; an unknown sort is 400", async () => {
+    const older = message({ kind: 'customer-chat', threadId: '7201', createdAt: '2026-01-01T00:00:01Z' });
+    const newer = message({ kind: 'agent-reply', threadId: '7201', createdAt: '2026-01-01T00:00:02Z' });
+    hubSpot.addMessage(older, { portalId: PORTAL_ID });
+    hubSpot.addMessage(newer, { portalId: PORTAL_ID });
+    const path = '/conversations/v3/conversations/threads/7201/messages';
+
+    const newestFirst = await call(hubSpot.url, 'GET', `${path}?sort=-createdAt`, { headers: auth });
+    const bad = await call(hubSpot.url, 'GET', `${path}?sort=id`, { headers: auth });
+
+    assert.deepEqual(
+      (newestFirst.body as { results: { id: string }[] }).results.map((entry) => entry.id),
+      [newer.id, older.id],
+    );
+    assert.equal(bad.status, 400);
+  });
+
   it('given an OAuth install, when the code is exchanged and refreshed, then the tokens work and name the portal', async () => {
     hubSpot.addOAuthPortal({ portalId: 4242, code: 'code-1' });
     const form = (fields: Record<string, string>) =>

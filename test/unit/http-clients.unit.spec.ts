@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ErrorCode, PipelineError } from '../../lib/errors.ts';
-import { createHubSpotApi } from '../../lib/hubspot/index.ts';
+import { callClassOf, createHubSpotApi, type HubSpotCallPurpose } from '../../lib/hubspot/index.ts';
+import { message as hubSpotMessage } from '../fakes/hubspot-fixtures.ts';
+import { startFakeHubSpot } from '../fakes/hubspot.ts';
 import { createOpenCxApi } from '../../services/outbound/src/opencx/client.ts';
 
 /**
@@ -68,6 +70,55 @@ describe('HTTP clients: HubSpot and OpenCX answers, classified', () => {
     assert.equal(message.id, 'm1');
     assert.equal(seen[0]?.headers.authorization, 'Bearer tok-1');
     assert.equal(seen[0]?.url, '/conversations/v3/conversations/threads/T1/messages/m1');
+  });
+
+  it("given the fake HubSpot, when the reconciler's lists are read, then threads come by latest activity since the date and messages newest first, page by page, as bookkeeping calls", async () => {
+    const fake = await startFakeHubSpot({ tokens: { 'tok-r': 77 }, defaultRateLimit: null });
+    try {
+      const since = Date.parse('2026-03-01T10:00:00Z');
+      const at = (seconds: number) => new Date(since + seconds * 1000).toISOString();
+      fake.addMessage(hubSpotMessage({ threadId: '9001', createdAt: at(-5) }), { portalId: 77 });
+      const messages = Array.from({ length: 102 }, (_, index) =>
+        hubSpotMessage({ threadId: '9002', createdAt: at(index + 1) }),
+      );
+      for (const stored of messages) fake.addMessage(stored, { portalId: 77 });
+      const purposes: HubSpotCallPurpose[] = [];
+      const api = createHubSpotApi({
+        baseUrl: fake.url,
+        accessToken: 'tok-r',
+        timeoutMs: 2000,
+        beforeRequest: async (purpose) => void purposes.push(purpose),
+      });
+
+      const threads = await api.listThreadsSince(since);
+      const first = await api.listThreadMessages('9002');
+      const rest = await api.listThreadMessages('9002', first.after);
+
+      assert.deepEqual(
+        threads.results.map((thread) => [thread.id, thread.latestMessageTimestamp]),
+        [['9002', at(102)]],
+      );
+      assert.equal(threads.after, undefined);
+      assert.equal(first.results.length, 100);
+      assert.equal(first.results[0]?.id, messages[101]?.id, 'newest first');
+      assert.deepEqual(
+        rest.results.map((entry) => entry.id),
+        [messages[1]?.id, messages[0]?.id],
+      );
+      assert.equal(rest.after, undefined);
+      assert.equal(
+        fake.requests[0]?.query.latestMessageTimestampAfter,
+        new Date(since).toISOString(),
+        'the date as HubSpot takes it (date-time)',
+      );
+      assert.deepEqual(purposes, ['reconcile_threads', 'reconcile_messages', 'reconcile_messages']);
+      assert.deepEqual(
+        purposes.map((purpose) => callClassOf[purpose]),
+        ['bookkeeping', 'bookkeeping', 'bookkeeping'],
+      );
+    } finally {
+      await fake.close();
+    }
   });
 
   it('given a post, then HubSpot receives the JSON body', async () => {

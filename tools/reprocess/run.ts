@@ -191,6 +191,8 @@ const watchingFailures = (api: HubSpotApi, failed: (error: unknown) => void): Hu
     getNote: watched(api.getNote),
     postMessage: watched(api.postMessage),
     listMessages: watched(api.listMessages),
+    listThreadsSince: watched(api.listThreadsSince),
+    listThreadMessages: watched(api.listThreadMessages),
   };
 };
 

@@ -8,6 +8,12 @@ export const processorEnv = {
   /** Attempts of one HubSpot call (429/5xx/timeouts) before the event is dead-lettered. */
   HUBSPOT_RETRY_ATTEMPTS: z.coerce.number().int().min(1).default(6),
   HUBSPOT_RETRY_INITIAL_MS: z.coerce.number().int().min(1).default(500),
+  /** How often each organisation is reconciled against HubSpot's own lists; 0 turns reconciling off. */
+  RECONCILE_INTERVAL_MS: z.coerce.number().int().min(0).default(300_000),
+  /** Messages younger than this are left to their webhook (normally in flight) until the next run. */
+  RECONCILE_SETTLE_MS: z.coerce.number().int().min(0).default(60_000),
+  /** How far back an organisation's first reconcile looks. */
+  RECONCILE_LOOKBACK_MS: z.coerce.number().int().min(1).default(3_600_000),
 };
 
 export type ProcessorConfig = ReturnType<typeof loadProcessorConfig>;

@@ -67,6 +67,12 @@ type Plan = {
 };
 
 /**
+ * A new message's dedup key: one per organisation and HubSpot message, however it arrived (a
+ * webhook, a HubSpot retry, the reconciler).
+ */
+export const messageDedupKey = (orgId: string, messageId: string): string => `${orgId}:message:${messageId}`;
+
+/**
  * A property change's dedup key (one per object, property and occurrence) and the property clock
  * it reads, and raises once its decision is durable.
  */
@@ -184,7 +190,7 @@ export const createRawEventHandler = (deps: RawEventHandlerDeps) => {
     switch (event.subscriptionType) {
       case 'conversation.newMessage':
         return {
-          dedupKey: `${orgId}:message:${event.messageId}`,
+          dedupKey: messageDedupKey(orgId, event.messageId),
           decide: async () => {
             const message = await fetchWholeMessage(org, event.objectId, event.messageId, log);
             return routeNewMessage(event, message, {

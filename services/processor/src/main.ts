@@ -17,6 +17,7 @@ import { isEntryPoint, runAsProcess } from '../../../lib/service.ts';
 import { loadProcessorConfig, type ProcessorConfig } from './config.ts';
 import { createProcessorMetrics } from './metrics.ts';
 import { connectProcessor, rawEventConsumer } from './raw-event-consumer.ts';
+import { startReconciling } from './reconcile/index.ts';
 
 export type RunningProcessor = { readonly metricsPort: number; readonly stop: () => Promise<void> };
 
@@ -62,6 +63,22 @@ export const startProcessor = async (
   });
   const consumer = createGroupMembership({ join: joinRawEvents, health: dependencies.health, logger });
 
+  // The reconciler: what HubSpot has that never arrived (a lost webhook) onto the raw topic.
+  const reconciling =
+    config.RECONCILE_INTERVAL_MS > 0
+      ? await startReconciling({
+          config,
+          connections,
+          redis,
+          gate,
+          registry,
+          onHubSpotCall: (portalId, purpose) =>
+            metrics.hubspotCalls.inc({ portal_id: String(portalId), purpose }),
+          instance,
+          logger,
+        })
+      : undefined;
+
   // Start: join the group, then serve metrics, liveness and readiness.
   await consumer.start();
   const metricsServer = await serveMetrics(
@@ -75,6 +92,7 @@ export const startProcessor = async (
   return {
     metricsPort: typeof address === 'object' && address ? address.port : config.METRICS_PORT,
     stop: async () => {
+      await reconciling?.stop();
       await consumer.stop();
       await dependencies.stop();
       await close();

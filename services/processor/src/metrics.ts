@@ -1,4 +1,4 @@
-import { Counter, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { createConsumerMetrics, type TenantGate } from '../../../lib/kafka/index.ts';
 
 /** `tenantsWaiting`: the tenants the service's gate waits for now (a gauge read at scrape time). */
@@ -48,7 +48,7 @@ export const createProcessorMetrics = (
   }),
   hubspotCalls: new Counter({
     name: 'processor_hubspot_calls_total',
-    help: 'HubSpot calls sent (each took a slot of the portal rate limit), by portal and purpose (refetch_message, original_content, note)',
+    help: 'HubSpot calls sent (each took a slot of the portal rate limit), by portal and purpose (refetch_message, original_content, note; reconcile_threads, reconcile_messages of the reconciler)',
     labelNames: ['portal_id', 'purpose'] as const,
     registers: [registry],
   }),
@@ -66,3 +66,39 @@ export const createProcessorMetrics = (
   }),
 });
 export type ProcessorMetrics = ReturnType<typeof createProcessorMetrics>;
+
+/**
+ * The reconciler's metrics (README, "Reconciling with HubSpot"). `watermarks`: each
+ * organisation's checked-through time (epoch ms), read at scrape time.
+ */
+export const createReconcileMetrics = (
+  registry: Registry,
+  watermarks: () => Iterable<readonly [orgId: string, checkedThrough: number]>,
+  now: () => number = Date.now,
+) => ({
+  runs: new Counter({
+    name: 'processor_reconcile_runs_total',
+    help: 'Reconcile runs against HubSpot, by outcome (completed; deferred: no budget, made later; failed: made later)',
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+  }),
+  gapsFound: new Counter({
+    name: 'processor_reconcile_gaps_found_total',
+    help: 'Messages HubSpot has that the pipeline never received (their webhook was lost), written to the raw topic by the reconciler, by organisation',
+    labelNames: ['org_id'] as const,
+    registers: [registry],
+  }),
+  watermarkAge: new Gauge({
+    name: 'processor_reconcile_watermark_age_seconds',
+    help: "How far behind now each organisation's reconcile watermark is (every message before it was checked against HubSpot)",
+    labelNames: ['org_id'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      const at = now();
+      for (const [orgId, checkedThrough] of watermarks())
+        this.set({ org_id: orgId }, Math.max(0, (at - checkedThrough) / 1000));
+    },
+  }),
+});
+export type ReconcileMetrics = ReturnType<typeof createReconcileMetrics>;

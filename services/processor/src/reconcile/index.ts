@@ -1,0 +1,156 @@
+/**
+ * The reconciler: per organisation, at an interval, HubSpot's own lists (threads by latest
+ * activity, their recent messages) are compared with what the processor handled, and every
+ * message it never received (its webhook lost) is written to the raw topic as the webhook
+ * would have been. The processor then handles it like any webhook (dedup by organisation and
+ * message id, re-fetch, rules), so a message that arrives both ways is applied once.
+ */
+import { RAW_WEBHOOK_EVENT_RECORD } from '../../../../lib/contracts/index.ts';
+import { dedupRedisKey } from '../../../../lib/dedup-store.ts';
+import { createBudgetedPortalClients, type HubSpotMessage } from '../../../../lib/hubspot/index.ts';
+import { ORDERING_KEY_HEADER, type TenantGate } from '../../../../lib/kafka/index.ts';
+import { createRecordWriter } from '../../../../lib/kafka/record-writer.ts';
+import type { Logger } from '../../../../lib/log.ts';
+import type { OrgDirectory } from '../../../../lib/orgs/index.ts';
+import type { PipelineConnections } from '../../../../lib/pipeline-connections.ts';
+import { mgetAcrossSlots, type Redis } from '../../../../lib/redis.ts';
+import type { Registry } from 'prom-client';
+import type { ProcessorConfig } from '../config.ts';
+import { messageDedupKey } from '../handle-raw-event.ts';
+import { createReconcileMetrics } from '../metrics.ts';
+import { RECONCILE_LEASE_MS, createRedisReconcileLease } from './lease.ts';
+import { RECONCILED_HEADER, rawRecordRouting, reconciledRawEvent } from './raw-event.ts';
+import { createReconciler, type Reconciler } from './reconciler.ts';
+import type { ReconcileTarget } from './run.ts';
+import { ReconcileWatermarks } from './watermarks.ts';
+
+export { createReconciler, ReconcileOutcome, type Reconciler, type ReconcilerDeps } from './reconciler.ts';
+export { reconcileOrganisation, type ReconcileRunDeps, type ReconcileTarget } from './run.ts';
+export { ReconcileWatermarks, ReconcileWatermark } from './watermarks.ts';
+export {
+  RECONCILE_LEASE_MS,
+  createRedisReconcileLease,
+  reconcileLeaseKey,
+  type ReconcileLease,
+} from './lease.ts';
+export { RECONCILED_HEADER, newMessageEventOf, reconciledRawEvent } from './raw-event.ts';
+export { candidatesOf, gapsOf } from './gaps.ts';
+export { reconcileWindow, inWindow, RECONCILE_OVERLAP_MS } from './window.ts';
+
+/** The organisations a reconcile can run for: live, readable, with a token HubSpot still takes. */
+export const reconcileTargets = (orgs: Pick<OrgDirectory, 'all' | 'byId'>) =>
+  function* (): Iterable<ReconcileTarget> {
+    for (const org of orgs.all()) {
+      if (orgs.byId(org.orgId) === undefined) continue;
+      if (!org.hubspot.accessToken || org.hubspot.reconnectRequired) continue;
+      yield { orgId: org.orgId, portalId: org.hubspot.portalId, aiActorId: org.hubspot.aiActorId };
+    }
+  };
+
+/**
+ * Starts this replica's reconciler: its watermarks table (read whole), its writer (raw topic and
+ * watermarks), its lease and its metrics. `stop` waits for a run under way.
+ */
+export const startReconciling = async (parts: {
+  readonly config: ProcessorConfig;
+  readonly connections: Pick<PipelineConnections, 'kafka' | 'topics' | 'codec' | 'orgs'>;
+  readonly redis: Redis;
+  readonly gate: TenantGate;
+  readonly registry: Registry;
+  /** Counts each HubSpot call by portal and purpose (processor_hubspot_calls_total). */
+  readonly onHubSpotCall: (portalId: number, purpose: string) => void;
+  readonly instance: string;
+  readonly logger: Logger;
+}): Promise<{ readonly reconciler: Reconciler; readonly stop: () => Promise<void> }> => {
+  const { config, connections, redis, logger } = parts;
+  const { kafka, topics, codec } = connections;
+  const watermarks = new ReconcileWatermarks({
+    kafka,
+    topic: topics.reconcileWatermarks.name,
+    groupPrefix: config.KAFKA_TOPIC_PREFIX,
+    logger,
+  });
+  await watermarks.start();
+  const writer = await createRecordWriter({
+    kafka,
+    topics: [topics.rawEvents.name, topics.reconcileWatermarks.name],
+    logger,
+  });
+  const metrics = createReconcileMetrics(parts.registry, () =>
+    watermarks.entries().map(([orgId, watermark]) => [orgId, watermark.checkedThrough] as const),
+  );
+  const hubspotFor = createBudgetedPortalClients(redis, config, {
+    onCall: parts.onHubSpotCall,
+    // An organisation the processor waits for (its budget spent, HubSpot failing) is not
+    // reconciled meanwhile: its calls fail at once and the run is made later.
+    waitingUntil: (org) => parts.gate.waitingUntil(org.orgId),
+  });
+  const reconciler = createReconciler({
+    targets: reconcileTargets(connections.orgs),
+    watermarks,
+    writer,
+    lease: createRedisReconcileLease(redis, {
+      prefix: config.REDIS_KEY_PREFIX,
+      owner: parts.instance,
+      leaseMs: RECONCILE_LEASE_MS,
+    }),
+    leaseRenewMs: RECONCILE_LEASE_MS / 3,
+    runDeps: (target) => {
+      // The organisation as it is now (a token refreshed since the targets were listed).
+      const org = connections.orgs.byId(target.orgId);
+      if (!org) throw new Error(`organisation ${target.orgId} is gone`);
+      return {
+        hubspot: hubspotFor(org),
+        handled: async (orgId, messageIds) => {
+          const values = await mgetAcrossSlots(
+            redis,
+            messageIds.map((id) => dedupRedisKey(config.REDIS_KEY_PREFIX, messageDedupKey(orgId, id))),
+          );
+          // `done`, or claimed by a replica handling it now: either way not a gap.
+          return new Set(messageIds.filter((_, index) => values[index] !== null));
+        },
+        emit: (gaps: readonly HubSpotMessage[]) =>
+          writer.write(
+            topics.rawEvents.name,
+            gaps.map((gap) => {
+              const routing = rawRecordRouting(org.orgId, gap.conversationsThreadId ?? '');
+              return {
+                key: routing.key,
+                headers: { [ORDERING_KEY_HEADER]: routing.orderingKey, [RECONCILED_HEADER]: '1' },
+                value: codec.encodeRecordNow(
+                  RAW_WEBHOOK_EVENT_RECORD,
+                  reconciledRawEvent(
+                    gap,
+                    {
+                      orgId: org.orgId,
+                      portalId: org.hubspot.portalId,
+                      privateApp: org.hubspot.privateAppClientSecret !== undefined,
+                    },
+                    Date.now(),
+                  ),
+                ),
+              };
+            }),
+            `${gaps.length} reconciled messages of ${org.orgId}`,
+          ),
+      };
+    },
+    metrics,
+    settings: {
+      intervalMs: config.RECONCILE_INTERVAL_MS,
+      settleMs: config.RECONCILE_SETTLE_MS,
+      lookbackMs: config.RECONCILE_LOOKBACK_MS,
+    },
+    logger,
+    now: Date.now,
+  });
+  reconciler.start();
+  return {
+    reconciler,
+    stop: async () => {
+      await reconciler.stop();
+      await writer.close();
+      await watermarks.stop();
+    },
+  };
+};

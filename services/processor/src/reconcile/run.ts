@@ -1,0 +1,93 @@
+/**
+ * One reconcile of one organisation: ask HubSpot what happened in the window, and hand every gap
+ * (a message the rules would act on that the processor never handled) to `emit`. I/O comes in
+ * as functions, so this is tested without HubSpot, Redis or Kafka.
+ */
+import type { HubSpotApi, HubSpotMessage } from '../../../../lib/hubspot/index.ts';
+import { candidatesOf, createdAtOf, gapsOf } from './gaps.ts';
+import { isEmptyWindow, pageReachesPast, reconcileWindow, type ReconcileWindowSettings } from './window.ts';
+
+export type ReconcileTarget = {
+  readonly orgId: string;
+  readonly portalId: number;
+  readonly aiActorId: string;
+};
+
+export type ReconcileRunDeps = {
+  readonly hubspot: Pick<HubSpotApi, 'listThreadsSince' | 'listThreadMessages'>;
+  /** Of these message ids, those the processor handled or is handling (dedup key set). */
+  readonly handled: (orgId: string, messageIds: readonly string[]) => Promise<ReadonlySet<string>>;
+  /** Writes the gaps' raw records; resolves once Kafka acknowledged them. */
+  readonly emit: (gaps: readonly HubSpotMessage[]) => Promise<void>;
+};
+
+export type ReconcileRunResult = {
+  readonly window: { readonly from: number; readonly to: number };
+  /** The watermark this run earned: the window's end (never behind the previous one). */
+  readonly checkedThrough: number;
+  readonly threads: number;
+  /** HubSpot calls made (each one slot of the portal's budget, bookkeeping class). */
+  readonly hubspotCalls: number;
+  readonly gaps: readonly HubSpotMessage[];
+};
+
+/**
+ * Pages through the threads active since the window's start (oldest activity first), and for
+ * each, its messages newest first until a page reaches back past the window. Gaps are emitted
+ * per page of threads, so a large window is not held in memory. Throws on the first call that
+ * fails (no budget, HubSpot down): the caller keeps the old watermark and the next run repeats
+ * this one; what was emitted already is `done` by then, or deduplicated if not.
+ */
+export const reconcileOrganisation = async (
+  org: ReconcileTarget,
+  checkedThrough: number | undefined,
+  now: number,
+  settings: ReconcileWindowSettings,
+  deps: ReconcileRunDeps,
+): Promise<ReconcileRunResult> => {
+  const window = reconcileWindow(checkedThrough, now, settings);
+  const earned = Math.max(window.to, checkedThrough ?? Number.NEGATIVE_INFINITY);
+  if (isEmptyWindow(window)) return { window, checkedThrough: earned, threads: 0, hubspotCalls: 0, gaps: [] };
+  let hubspotCalls = 0;
+  const seenThreads = new Set<string>();
+  const seenMessages = new Set<string>();
+  const gaps: HubSpotMessage[] = [];
+  let threadsAfter: string | undefined;
+  do {
+    const threads = await deps.hubspot.listThreadsSince(window.from, threadsAfter);
+    hubspotCalls++;
+    const candidates: HubSpotMessage[] = [];
+    for (const thread of threads.results) {
+      // A thread that moved on while the list was paged comes again: read once.
+      if (seenThreads.has(thread.id)) continue;
+      seenThreads.add(thread.id);
+      let messagesAfter: string | undefined;
+      for (;;) {
+        const page = await deps.hubspot.listThreadMessages(thread.id, messagesAfter);
+        hubspotCalls++;
+        const messages = page.results
+          .filter((message) => !seenMessages.has(message.id))
+          .map((message) => ({
+            ...message,
+            conversationsThreadId: message.conversationsThreadId ?? thread.id,
+          }));
+        for (const message of messages) seenMessages.add(message.id);
+        candidates.push(...candidatesOf(messages, window, org));
+        const oldest = page.results.at(-1);
+        if (page.after === undefined || pageReachesPast(window, oldest && createdAtOf(oldest))) break;
+        messagesAfter = page.after;
+      }
+    }
+    if (candidates.length > 0) {
+      const handled = await deps.handled(
+        org.orgId,
+        candidates.map((message) => message.id),
+      );
+      const found = gapsOf(candidates, handled);
+      if (found.length > 0) await deps.emit(found);
+      gaps.push(...found);
+    }
+    threadsAfter = threads.after;
+  } while (threadsAfter !== undefined);
+  return { window, checkedThrough: earned, threads: seenThreads.size, hubspotCalls, gaps };
+};

@@ -1,0 +1,338 @@
+/**
+ * The reconciler's pure parts (services/processor/src/reconcile/): the window a run checks,
+ * which messages are gaps, the raw record a gap becomes, one run over HubSpot's pages, and when
+ * the watermark moves (only after the gaps are written; never on a run that did not finish).
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { RAW_WEBHOOK_EVENT_RECORD, WebhookRoute, decodeRawWebhookEvent } from '../../lib/contracts/index.ts';
+import { ErrorCode, PipelineError } from '../../lib/errors.ts';
+import type { HubSpotMessage, Page } from '../../lib/hubspot/index.ts';
+import type { Org } from '../../lib/orgs/index.ts';
+import { createLogger } from '../../lib/log.ts';
+import {
+  RECONCILE_OVERLAP_MS,
+  candidatesOf,
+  createReconciler,
+  gapsOf,
+  reconcileOrganisation,
+  reconcileTargets,
+  reconcileWindow,
+  reconciledRawEvent,
+  type ReconcileRunDeps,
+  type ReconcileWatermark,
+} from '../../services/processor/src/reconcile/index.ts';
+import { parseWebhookEvent } from '../../services/processor/src/rules/index.ts';
+import * as fixtures from '../fakes/hubspot-fixtures.ts';
+
+const T0 = Date.parse('2026-12-07T12:00:00Z');
+const iso = (ms: number) => new Date(ms).toISOString();
+const ORG = { orgId: 'org-r', portalId: 4242, aiActorId: 'A-111' };
+const SETTINGS = { settleMs: 60_000, lookbackMs: 3_600_000 };
+/** The listed message as the HubSpot client parses it (the fake's fixture shape). */
+const listed = (spec: fixtures.MessageSpec) => fixtures.message(spec) as unknown as HubSpotMessage;
+
+describe('reconcile: the window a run checks', () => {
+  it('given no watermark, when a run starts, then it looks back the lookback and stops settle before now', () => {
+    assert.deepEqual(reconcileWindow(undefined, T0, SETTINGS), { from: T0 - 3_600_000, to: T0 - 60_000 });
+  });
+
+  it('given a watermark, when a run starts, then it starts an overlap before it', () => {
+    const checkedThrough = T0 - 300_000;
+    assert.deepEqual(reconcileWindow(checkedThrough, T0, SETTINGS), {
+      from: checkedThrough - RECONCILE_OVERLAP_MS,
+      to: T0 - 60_000,
+    });
+  });
+});
+
+describe('reconcile: which messages are gaps', () => {
+  const window = { from: T0 - 600_000, to: T0 - 60_000 };
+  const inside = T0 - 120_000;
+
+  it('given messages in and out of the window, of every kind, then only those the rules act on inside it are candidates', () => {
+    const customer = listed({ kind: 'customer-chat', createdAt: iso(inside) });
+    const agent = listed({ kind: 'agent-reply', createdAt: iso(inside) });
+    const comment = listed({ kind: 'comment', createdAt: iso(inside) });
+    const tooOld = listed({ kind: 'customer-chat', createdAt: iso(window.from) });
+    const tooYoung = listed({ kind: 'customer-chat', createdAt: iso(window.to + 1) });
+    const atTheEnd = listed({ kind: 'customer-chat', createdAt: iso(window.to) });
+    const integration = listed({ kind: 'integration', createdAt: iso(inside) });
+    const welcome = listed({ kind: 'welcome', createdAt: iso(inside) });
+    const ownEcho = listed({
+      kind: 'agent-reply',
+      createdAt: iso(inside),
+      senders: [{ actorId: ORG.aiActorId }],
+      createdBy: ORG.aiActorId,
+    });
+
+    const candidates = candidatesOf(
+      [customer, agent, comment, tooOld, tooYoung, atTheEnd, integration, welcome, ownEcho],
+      window,
+      ORG,
+    );
+
+    assert.deepEqual(
+      candidates.map((message) => message.id),
+      [customer.id, agent.id, comment.id, atTheEnd.id],
+    );
+  });
+
+  it('given candidates the processor handled, then the others are the gaps', () => {
+    const handled = listed({ kind: 'customer-chat', createdAt: iso(inside) });
+    const lost = listed({ kind: 'customer-chat', createdAt: iso(inside) });
+    assert.deepEqual(
+      gapsOf([handled, lost], new Set([handled.id])).map((message) => message.id),
+      [lost.id],
+    );
+  });
+});
+
+describe('reconcile: the raw record a gap becomes', () => {
+  it("given a gap, when made a raw record, then it passes the processor's decoder, the Avro schema and the rules' parser as the webhook would", async () => {
+    const gap = listed({ kind: 'customer-chat', threadId: '6065362089', createdAt: iso(T0) });
+
+    const raw = reconciledRawEvent(
+      gap,
+      { orgId: ORG.orgId, portalId: ORG.portalId, privateApp: false },
+      T0 + 5,
+    );
+    const { default: avro } = await import('avsc');
+    const type = avro.Type.forSchema(
+      JSON.parse(readFileSync('schemas/raw-webhook-event.avsc', 'utf8')) as never,
+    );
+    const decoded = decodeRawWebhookEvent({
+      recordName: RAW_WEBHOOK_EVENT_RECORD,
+      record: type.fromBuffer(type.toBuffer(raw)) as Record<string, unknown>,
+    });
+    const parsed = parseWebhookEvent(decoded.event);
+
+    assert.deepEqual(
+      { ...decoded, event: undefined },
+      {
+        receivedAt: T0 + 5,
+        route: WebhookRoute.oauthApp,
+        orgId: ORG.orgId,
+        portalId: ORG.portalId,
+        subscriptionType: 'conversation.newMessage',
+        event: undefined,
+      },
+    );
+    assert.deepEqual(JSON.parse(decoded.event), {
+      portalId: ORG.portalId,
+      occurredAt: T0,
+      subscriptionType: 'conversation.newMessage',
+      attemptNumber: 0,
+      objectId: 6065362089,
+      messageId: gap.id,
+      messageType: 'MESSAGE',
+      changeFlag: 'NEW_MESSAGE',
+    });
+    assert.equal(parsed.ok && parsed.event.subscriptionType, 'conversation.newMessage');
+    assert.equal(
+      reconciledRawEvent(gap, { orgId: ORG.orgId, portalId: ORG.portalId, privateApp: true }, T0).route,
+      WebhookRoute.privateApp,
+    );
+  });
+});
+
+/** A HubSpot of threads (each a list of messages), paged as the client pages it, counting calls. */
+const pagedHubSpot = (threads: Record<string, HubSpotMessage[]>, pageSize: number) => {
+  const calls: string[] = [];
+  const page = <T>(all: readonly T[], after: string | undefined): Page<T> => {
+    const start = Number(after ?? '0');
+    return {
+      results: all.slice(start, start + pageSize),
+      after: start + pageSize < all.length ? String(start + pageSize) : undefined,
+    };
+  };
+  const newest = (messages: readonly HubSpotMessage[]) =>
+    Math.max(...messages.map((message) => Date.parse(message.createdAt ?? '')));
+  const hubspot: ReconcileRunDeps['hubspot'] = {
+    listThreadsSince: async (since, after) => {
+      calls.push(`threads since ${iso(since)} after ${after ?? '-'}`);
+      const active = Object.entries(threads)
+        .filter(([, messages]) => newest(messages) >= since)
+        .sort(([, a], [, b]) => newest(a) - newest(b))
+        .map(([id, messages]) => ({ id, latestMessageTimestamp: iso(newest(messages)) }));
+      return page(active, after);
+    },
+    listThreadMessages: async (threadId, after) => {
+      calls.push(`messages of ${threadId} after ${after ?? '-'}`);
+      const messages = [...(threads[threadId] ?? [])].sort(
+        (a, b) => Date.parse(b.createdAt ?? '') - Date.parse(a.createdAt ?? ''),
+      );
+      return page(messages, after);
+    },
+  };
+  return { hubspot, calls };
+};
+
+describe('reconcile: one run over HubSpot pages', () => {
+  it('given threads over several pages, when a run checks its window, then it reads messages only back to the window, and emits the unhandled candidates', async () => {
+    const from = T0 - 600_000 - RECONCILE_OVERLAP_MS;
+    const at = (offset: number, threadId: string, kind: fixtures.MessageKind = 'customer-chat') =>
+      listed({ kind, threadId, createdAt: iso(from + offset) });
+    const thread1 = [at(-50_000, '1'), at(-40_000, '1'), at(-30_000, '1'), at(5_000, '1'), at(10_000, '1')];
+    const thread2 = [at(20_000, '2'), at(30_000, '2', 'agent-reply')];
+    const thread3 = [at(40_000, '3')];
+    const old = [at(-100_000, '4')];
+    const { hubspot, calls } = pagedHubSpot({ '1': thread1, '2': thread2, '3': thread3, '4': old }, 2);
+    const handled = new Set([thread2[0]?.id ?? '']);
+    const emitted: string[][] = [];
+
+    const result = await reconcileOrganisation(ORG, T0 - 600_000, T0, SETTINGS, {
+      hubspot,
+      handled: async (_orgId, ids) => new Set(ids.filter((id) => handled.has(id))),
+      emit: async (gaps) => void emitted.push(gaps.map((gap) => gap.id)),
+    });
+
+    assert.deepEqual(calls, [
+      `threads since ${iso(from)} after -`,
+      'messages of 1 after -',
+      'messages of 1 after 2',
+      'messages of 2 after -',
+      `threads since ${iso(from)} after 2`,
+      'messages of 3 after -',
+    ]);
+    // Thread 1's third page (older than the window) is never read.
+    assert.deepEqual(emitted, [[thread1[4]?.id, thread1[3]?.id, thread2[1]?.id], [thread3[0]?.id]]);
+    assert.equal(result.hubspotCalls, calls.length);
+    assert.equal(result.threads, 3);
+    assert.equal(result.checkedThrough, T0 - 60_000);
+  });
+});
+
+describe('reconcile: when the watermark moves', () => {
+  const logger = createLogger('test', 'silent');
+  const setup = (options: { leaseFree?: boolean; failWith?: Error } = {}) => {
+    const order: string[] = [];
+    const stored = new Map<string, ReconcileWatermark>();
+    const runs: string[] = [];
+    const gapsFound: number[] = [];
+    const renewals: number[] = [];
+    let now = T0;
+    const gap = listed({ kind: 'customer-chat', threadId: '1', createdAt: iso(T0 - 120_000) });
+    const reconciler = createReconciler({
+      targets: () => [ORG],
+      watermarks: {
+        get: (orgId) => stored.get(orgId),
+        record: async (_writer, orgId, watermark) => {
+          order.push('watermark');
+          stored.set(orgId, watermark);
+        },
+        catchUp: async () => true,
+      },
+      writer: { write: async () => undefined },
+      lease: {
+        take: async () => options.leaseFree ?? true,
+        renew: async () => (renewals.push(order.length), true),
+        release: async () => void order.push('released'),
+      },
+      leaseRenewMs: 1,
+      runDeps: () => ({
+        hubspot: {
+          listThreadsSince: async () => {
+            if (options.failWith) throw options.failWith;
+            return { results: [{ id: '1', latestMessageTimestamp: gap.createdAt }], after: undefined };
+          },
+          listThreadMessages: async () => ({ results: [gap], after: undefined }),
+        },
+        handled: async () => new Set<string>(),
+        emit: async () => {
+          await new Promise((resolve) => setTimeout(resolve, 5));
+          order.push('emitted');
+        },
+      }),
+      metrics: {
+        runs: { inc: ({ outcome }) => void runs.push(outcome) },
+        gapsFound: { inc: (_labels, value) => void gapsFound.push(value) },
+      },
+      settings: { intervalMs: 300_000, ...SETTINGS },
+      logger,
+      now: () => now,
+    });
+    return {
+      reconciler,
+      order,
+      stored,
+      runs,
+      gapsFound,
+      renewals,
+      gap,
+      advance: (ms: number) => (now += ms),
+    };
+  };
+
+  it('given a gap, when a run completes, then the watermark is written after the gap, with what the run found, and the lease let go', async () => {
+    const { reconciler, order, stored, runs, gapsFound, renewals, gap } = setup();
+
+    assert.equal(await reconciler.reconcileOne(ORG), 'completed');
+    const renewedDuringTheRun = renewals.length;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+
+    assert.deepEqual(order, ['emitted', 'watermark', 'released']);
+    assert.deepEqual(stored.get(ORG.orgId), {
+      checkedThrough: T0 - 60_000,
+      lastRunAt: T0,
+      gapsFound: 1,
+      gapsTotal: 1,
+      oldestGapAt: Date.parse(gap.createdAt ?? ''),
+    });
+    assert.deepEqual(runs, ['completed']);
+    assert.deepEqual(gapsFound, [1]);
+    assert.ok(renewedDuringTheRun > 0, 'the lease was renewed while the run lasted');
+    assert.equal(renewals.length, renewedDuringTheRun, 'and no more after it');
+  });
+
+  it('given a run just completed, when asked again before an interval, then it does not run; after one it does', async () => {
+    const { reconciler, runs, advance } = setup();
+    await reconciler.reconcileOne(ORG);
+
+    assert.equal(await reconciler.reconcileOne(ORG), 'not_due');
+    advance(300_000);
+    assert.equal(await reconciler.reconcileOne(ORG), 'completed');
+    assert.deepEqual(runs, ['completed', 'completed']);
+  });
+
+  it('given no budget for bookkeeping, when a run starts, then it is deferred, the watermark stays, and it runs again later', async () => {
+    const busy = new PipelineError(ErrorCode.upstreamRateLimited, 'no slot', { retriable: true });
+    const { reconciler, stored, runs, order, advance } = setup({ failWith: busy });
+
+    assert.equal(await reconciler.reconcileOne(ORG), 'deferred');
+    assert.equal(stored.get(ORG.orgId), undefined);
+    assert.deepEqual(order, ['released']);
+    advance(30_000);
+    assert.equal(await reconciler.reconcileOne(ORG), 'deferred', 'tried again, not given up');
+    assert.deepEqual(runs, ['deferred', 'deferred']);
+  });
+
+  it("given another replica's lease, when a run would start, then nothing is read or written", async () => {
+    const { reconciler, order, runs } = setup({ leaseFree: false });
+    assert.equal(await reconciler.reconcileOne(ORG), 'leased');
+    assert.deepEqual(order, []);
+    assert.deepEqual(runs, []);
+  });
+});
+
+describe('reconcile: which organisations', () => {
+  it('given live, deleted, reconnect-required and tokenless organisations, then only the live ones with a token are reconciled', () => {
+    const org = (orgId: string, hubspot: Partial<Org['hubspot']> = {}) =>
+      ({
+        orgId,
+        hubspot: { portalId: 1, aiActorId: 'A-1', accessToken: 'pat', reconnectRequired: false, ...hubspot },
+      }) as unknown as Org;
+    const all = [
+      org('live'),
+      org('deleted'),
+      org('reconnect', { reconnectRequired: true }),
+      org('tokenless', { accessToken: undefined }),
+    ];
+    const targets = reconcileTargets({
+      all: () => all.values(),
+      byId: (orgId) => (orgId === 'deleted' ? undefined : all.find((entry) => entry.orgId === orgId)),
+    });
+
+    assert.deepEqual([...targets()], [{ orgId: 'live', portalId: 1, aiActorId: 'A-1' }]);
+  });
+});
