@@ -142,7 +142,7 @@ describe('a Kafka cluster of 3 brokers loses brokers under webhook load (issue 2
     const refused = load.attempts.filter(
       (attempt) => attempt.answeredAt >= killedAt && attempt.status !== 200,
     );
-    const gap = longestEffectGap(pipeline.opencx, killedAt);
+    const gap = await longestEffectGap(pipeline.opencx, threads, killedAt);
     console.log(
       `      broker 2 killed: ${load.attempts.length} requests; since the kill ${disturbance(load, killedAt)}; OpenCX got nothing new for ${seconds(gap.gapMs)} (until ${seconds(gap.endedAt - killedAt)} after the kill)`,
     );
@@ -192,7 +192,7 @@ describe('a Kafka cluster of 3 brokers loses brokers under webhook load (issue 2
     const down = load.attempts.filter(
       (attempt) => attempt.sentAt >= killedAt && attempt.answeredAt < restartAt,
     );
-    const gap = longestEffectGap(pipeline.opencx, killedAt);
+    const gap = await longestEffectGap(pipeline.opencx, threads, killedAt);
     console.log(
       `      brokers 2 and 3 killed for ${seconds(restartAt - killedAt)}: requests meanwhile by status ${JSON.stringify(statusCounts(down))}; broker 3 serving ${seconds(servingAt - restartAt)} after its start, first 200 ${seconds(firstOk.answeredAt - restartAt)} after its start; since the kills ${disturbance(load, killedAt)}; OpenCX got nothing new for ${seconds(gap.gapMs)} (until ${seconds(gap.endedAt - restartAt)} after broker 3's start)`,
     );

@@ -141,7 +141,7 @@ describe('Redis behind Sentinel loses its master under webhook load (issue 22)',
     await sleep(3000);
     await load.stop();
 
-    const gap = longestEffectGap(pipeline.opencx, killedAt);
+    const gap = await longestEffectGap(pipeline.opencx, threads, killedAt);
     console.log(
       `      master :${killed} killed -9: a sentinel named :${promoted ?? '?'} master ${seconds((namedAt ?? allNamedAt) - killedAt)} after, all three ${seconds(allNamedAt - killedAt)} after; :${killed} started again as its replica ${seconds(restartedAt - killedAt)} after the kill`,
     );

@@ -132,11 +132,31 @@ export const disturbance = (
   return `answers by status ${JSON.stringify(statusCounts(after))}, ${disturbed.length} refused or slower than ${seconds(SLOW_MS)}, the last ${seconds(lastDisturbed - from)} after; the slowest batch waited ${seconds(slowest)} for its 200`;
 };
 
-/** The longest time from `from` on with no new message at OpenCX, and when it ended. */
-export const longestEffectGap = (
+/** The texts of the messages OpenCX was sent, in the order it got them. */
+const sentTexts = (opencx: Pick<FakeOpenCx, 'effects'>): string[] =>
+  opencx.effects
+    .filter((effect) => effect.kind === 'message-sent')
+    .map((effect) => (effect.body as { message: { text: string } }).message.text);
+
+/**
+ * The longest time from `from` on with no new message at OpenCX, and when it ended. Measured
+ * once the last message sent on each thread is there (or after `timeoutMs`, when one is missing:
+ * assertEachOnceInOrder then says which), so a pause still going on is not missed.
+ */
+export const longestEffectGap = async (
   opencx: Pick<FakeOpenCx, 'effects'>,
+  threads: readonly Thread[],
   from: number,
-): { gapMs: number; endedAt: number } => {
+  timeoutMs = 120000,
+): Promise<{ gapMs: number; endedAt: number }> => {
+  await waitFor(
+    'the last message of every thread at OpenCX',
+    () => {
+      const sent = new Set(sentTexts(opencx));
+      return threads.every((thread) => thread.sent === 0 || sent.has(`${thread.name}#${thread.sent - 1}`));
+    },
+    timeoutMs,
+  ).catch(() => undefined);
   const messageTimes = opencx.effects
     .filter((effect) => effect.kind === 'message-sent')
     .map((effect) => effect.at);
@@ -169,10 +189,7 @@ export const assertEachOnceInOrder = async (
       markers.slice(index, index + 20).map(({ event }) => event),
       attempts,
     );
-  const texts = (): string[] =>
-    pipeline.opencx.effects
-      .filter((effect) => effect.kind === 'message-sent')
-      .map((effect) => (effect.body as { message: { text: string } }).message.text);
+  const texts = (): string[] => sentTexts(pipeline.opencx);
   await waitFor(
     'every thread’s marker at OpenCX',
     () => {
