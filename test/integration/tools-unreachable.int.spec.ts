@@ -1,41 +1,21 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import * as fixtures from '../fakes/hubspot-fixtures.ts';
 import { startTestPipeline, type TestOrg, type TestPipeline } from '../support/pipeline.ts';
-import { freePort } from '../support/processes.ts';
+import { freePort, runCommand, type CommandRun } from '../support/processes.ts';
 
 const REPROCESS = fileURLToPath(new URL('../../tools/reprocess/cli.ts', import.meta.url));
 const DLQ = fileURLToPath(new URL('../../tools/dlq/dlq-cli.ts', import.meta.url));
 
-type CommandRun = { code: number | null; stdout: string; stderr: string; ms: number };
-
 /** An operator's command as its own process, killed if it has not exited by `deadlineMs`. */
-const runCommand = (
+const runTool = (
   entry: string,
   args: readonly string[],
   env: Record<string, string>,
   deadlineMs: number,
-): Promise<CommandRun> =>
-  new Promise((resolve, reject) => {
-    const started = Date.now();
-    const child = spawn(process.execPath, [entry, ...args], {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    const deadline = setTimeout(() => child.kill('SIGKILL'), deadlineMs);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(deadline);
-      resolve({ code, stdout, stderr, ms: Date.now() - started });
-    });
-  });
+): Promise<CommandRun> => runCommand(process.execPath, [entry, ...args], env, { deadlineMs });
 
 /** A server at a HubSpot URL that answers its root but drops every API call without an answer. */
 const startSilentHubSpot = async (): Promise<{ url: string; close: () => Promise<void> }> => {
@@ -81,7 +61,7 @@ describe("operators' tools whose upstream is unreachable say so and exit 1 in bo
     // The processor's own retry settings (the test pipeline's are shortened): an operator's run.
     const env = { ...pipeline.env, HUBSPOT_API_BASE_URL: closed, HUBSPOT_RETRY_INITIAL_MS: '' };
 
-    const run = await runCommand(REPROCESS, ['--org', org.orgId, '--since', '30m', '--dry-run'], env, 60000);
+    const run = await runTool(REPROCESS, ['--org', org.orgId, '--since', '30m', '--dry-run'], env, 60000);
 
     assert.equal(run.code, 1, `exit code ${run.code} after ${run.ms} ms; stderr: ${run.stderr}`);
     assert.ok(run.ms < 20000, `exited after ${run.ms} ms`);
@@ -98,7 +78,7 @@ describe("operators' tools whose upstream is unreachable say so and exit 1 in bo
   it('given a HubSpot that stops answering once the run has started, when reprocess decides the first event, then it stops there and exits 1 naming HubSpot, instead of retrying every event', async () => {
     const silent = await startSilentHubSpot();
     try {
-      const run = await runCommand(
+      const run = await runTool(
         REPROCESS,
         ['--org', org.orgId, '--since', '30m', '--dry-run'],
         { ...pipeline.env, HUBSPOT_API_BASE_URL: silent.url },
@@ -121,8 +101,8 @@ describe("operators' tools whose upstream is unreachable say so and exit 1 in bo
     const env = { ...pipeline.env, SCHEMA_REGISTRY_URL: closed };
 
     const [reprocess, dlq] = await Promise.all([
-      runCommand(REPROCESS, ['--org', org.orgId, '--since', '30m', '--dry-run'], env, 60000),
-      runCommand(DLQ, ['list'], env, 60000),
+      runTool(REPROCESS, ['--org', org.orgId, '--since', '30m', '--dry-run'], env, 60000),
+      runTool(DLQ, ['list'], env, 60000),
     ]);
 
     for (const [name, run] of [

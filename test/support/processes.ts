@@ -61,16 +61,28 @@ export const stopGracefully = async (child: ChildProcess, graceMs: number): Prom
   clearTimeout(timer);
 };
 
-export type CommandRun = { readonly code: number | null; readonly stdout: string; readonly stderr: string };
+export type CommandRun = {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+  /** How long it ran. */
+  readonly ms: number;
+};
 
-/** Runs a command to its end (with `env` over the test's own), collecting what it printed. */
+/**
+ * Runs a command to its end (with `env` over the test's own), collecting what it printed;
+ * `deadlineMs`: SIGKILLed if it has not exited by then.
+ */
 export const runCommand = (
   command: string,
   args: readonly string[],
-  env: Record<string, string> = {},
+  env: Record<string, string | undefined> = {},
+  options: { readonly cwd?: string; readonly deadlineMs?: number } = {},
 ): Promise<CommandRun> =>
   new Promise((resolve, reject) => {
+    const started = Date.now();
     const child = spawn(command, args, {
+      cwd: options.cwd,
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -78,8 +90,15 @@ export const runCommand = (
     let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const deadline =
+      options.deadlineMs === undefined
+        ? undefined
+        : setTimeout(() => child.kill('SIGKILL'), options.deadlineMs);
     child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
+    child.on('close', (code) => {
+      clearTimeout(deadline);
+      resolve({ code, stdout, stderr, ms: Date.now() - started });
+    });
   });
 
 /**

@@ -4,12 +4,12 @@
 // --kafka-cluster it runs on the 3 brokers of infra/local/up.sh --brokers 3 (and kills them one at
 // a time), with --redis-sentinel on infra/local/redis-sentinel.sh's Redis (and fails it over).
 // Used by scripts/soak.ts (long runs) and test/integration/soak.int.spec.ts (the short variant).
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { postSignedWebhook } from '../signed-delivery.ts';
+import { runCommand } from '../processes.ts';
 import { Kafka, logLevel } from 'kafkajs';
 import { consumerGroupsFor } from '../../../lib/kafka/topics.ts';
 import { startFakeHubSpot, type FakeHubSpot } from '../../fakes/hubspot.ts';
@@ -511,20 +511,14 @@ const localKafkaPorts = (): Record<string, string> => {
   return ports;
 };
 
-const run = (command: string, args: readonly string[], env: Record<string, string | undefined> = {}) =>
-  new Promise<{ code: number; stdout: string; stderr: string }>((resolve, reject) => {
-    const child = spawn(command, args, {
-      cwd: repoRoot,
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? 1, stdout, stderr }));
-  });
+const run = async (
+  command: string,
+  args: readonly string[],
+  env: Record<string, string | undefined> = {},
+) => {
+  const { code, stdout, stderr } = await runCommand(command, args, env, { cwd: repoRoot });
+  return { code: code ?? 1, stdout, stderr };
+};
 
 const dlq = (env: Record<string, string | undefined>, args: readonly string[]) =>
   run(process.execPath, [`${repoRoot}tools/dlq/dlq-cli.ts`, ...args], {
