@@ -5,9 +5,9 @@ import { createRequire } from 'node:module';
  * patches/kafkajs+2.2.4.patch, the producer's retry after a broker fails mid-send
  * (kafkajs/src/producer/sendMessages.js). Unpatched, kafkajs kept what it had sent per broker:
  * when the failed broker's partitions moved to a broker that had already answered for others,
- * the retry skipped that broker and send() resolved without writing them (tulios/kafkajs#1303;
- * the kafka-cluster integration test lost a message this way after a broker kill -9). These
- * drive the real sendMessages and retrier against a cluster of two scripted brokers.
+ * the retry skipped that broker and send() resolved without writing them (tulios/kafkajs#1303).
+ * These drive the real sendMessages and retrier against a cluster of two scripted brokers; the
+ * kafka-cluster integration test kills a real broker under producers.
  */
 const require = createRequire(import.meta.url);
 
