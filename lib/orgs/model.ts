@@ -5,6 +5,18 @@ import type { SecretBox } from './secrets.ts';
 
 const actorId = z.string().regex(/^[A-Z]-[A-Za-z0-9-]+$/, 'expected a HubSpot actor id such as A-111');
 
+/**
+ * How often this organisation is reconciled against HubSpot, overriding RECONCILE_INTERVAL_MS;
+ * 0 never reconciles it. Shorter than 10 s would spend its HubSpot budget on bookkeeping.
+ */
+const reconcileIntervalMs = z
+  .number()
+  .int()
+  .min(0)
+  .max(86_400_000)
+  .refine((ms) => ms === 0 || ms >= 10_000, 'expected 0 (never) or at least 10000 ms')
+  .optional();
+
 /** Body of PUT /admin/orgs/{orgId} (contract.md, Admin API). */
 export const OrgInput = z.strictObject({
   hubspot: z.strictObject({
@@ -19,6 +31,7 @@ export const OrgInput = z.strictObject({
     .strictObject({
       assistMode: z.boolean().default(false),
       ticketingEnabled: z.boolean().default(true),
+      reconcileIntervalMs,
     })
     .default({ assistMode: false, ticketingEnabled: true }),
 });
@@ -42,7 +55,11 @@ export const StoredOrg = z.object({
     reconnectRequired: z.boolean().default(false),
   }),
   opencx: z.object({ apiKey: sealed }),
-  settings: z.object({ assistMode: z.boolean(), ticketingEnabled: z.boolean() }),
+  settings: z.object({
+    assistMode: z.boolean(),
+    ticketingEnabled: z.boolean(),
+    reconcileIntervalMs: z.number().int().min(0).optional(),
+  }),
   webhookToken: sealed,
   webhookTokenHash: z.string(),
 });
@@ -64,7 +81,12 @@ export type Org = {
     readonly reconnectRequired: boolean;
   };
   readonly opencx: { readonly apiKey: string };
-  readonly settings: { readonly assistMode: boolean; readonly ticketingEnabled: boolean };
+  readonly settings: {
+    readonly assistMode: boolean;
+    readonly ticketingEnabled: boolean;
+    /** Undefined: RECONCILE_INTERVAL_MS. */
+    readonly reconcileIntervalMs?: number | undefined;
+  };
   /**
    * Undefined when its sealed form opens with no configured key (kept as it was by a PUT that
    * replaced an unreadable record): its hash still routes the legacy URL, which cannot be shown.

@@ -209,7 +209,8 @@ export const createOrgRepository = (deps: {
     },
 
     /**
-     * The operator console's settings form: only Assist Mode and ticketing change. Unlike a PUT
+     * The operator console's settings form: only Assist Mode and ticketing change (the reconcile
+     * interval, set by PUT only, is kept). Unlike a PUT
      * (which must be given the OpenCX key and resets reconnectRequired), it needs no secret
      * and leaves tokens and reconnectRequired as they are.
      */
@@ -227,7 +228,11 @@ export const createOrgRepository = (deps: {
       await write({
         ...stored,
         updatedAt: deps.now(),
-        settings: { assistMode: settings.assistMode, ticketingEnabled: settings.ticketingEnabled },
+        settings: {
+          ...stored.settings,
+          assistMode: settings.assistMode,
+          ticketingEnabled: settings.ticketingEnabled,
+        },
       });
       return 'stored';
     },

@@ -134,12 +134,10 @@ describe('every metric a dashboard panel or an alert names moves (real Kafka, fa
     });
     pipeline = p;
     const outbound = await p.startOutbound();
-    const processor = p.processors[0];
-    assert.ok(processor);
     const w = watchMetrics(() => [
       `${p.ingestUrl}/metrics`,
       `${p.consoleUrl}/metrics`,
-      `http://127.0.0.1:${processor.metricsPort}/metrics`,
+      ...p.processors.map((running) => `http://127.0.0.1:${running.metricsPort}/metrics`),
       `http://127.0.0.1:${outbound.metricsPort}/metrics`,
     ]);
     watch = w;
@@ -327,6 +325,25 @@ describe('every metric a dashboard panel or an alert names moves (real Kafka, fa
       sealedElsewhere(),
       ingestEdges(),
     ]);
+
+    // Last, so its HubSpot calls touch no scenario above: a replica with the reconciler on (the
+    // others have it off) finds a message whose webhook never came, and writes it to the raw topic.
+    const org = await p.createOrg();
+    const lost = say(org, newThread(org), { kind: 'customer-chat', text: 'Hello? (its webhook was lost)' });
+    await p.startProcessor({
+      RECONCILE_INTERVAL_MS: '1000',
+      RECONCILE_SETTLE_MS: '0',
+      HUBSPOT_RATE_LIMIT_MAX: '1000',
+    });
+    for (const name of [
+      'processor_reconcile_runs_total',
+      'processor_reconcile_gaps_found_total',
+      'processor_reconcile_runs_with_gaps_in_a_row',
+      'processor_reconcile_watermark_age_seconds',
+    ])
+      await w.waitUntilMoved(name);
+    await waitFor('the lost message at OpenCX', () => sentTexts().includes(lost.message.text ?? ''));
+
     await w.stop();
     await w.scrapeOnce();
 

@@ -195,6 +195,159 @@ describe('reconciling with HubSpot: messages whose webhook never came reach Open
     });
   });
 
+  describe('given one organisation whose webhooks stopped coming for 10 minutes (its subscription broken)', () => {
+    const INTERVAL_MS = 3000;
+    const SETTLE_MS = 1500;
+    const THREADS = 5;
+    const PER_THREAD = 6;
+    let pipeline: TestPipeline;
+
+    before(async () => {
+      pipeline = await startTestPipeline({
+        env: {
+          RECONCILE_INTERVAL_MS: String(INTERVAL_MS),
+          RECONCILE_SETTLE_MS: String(SETTLE_MS),
+          // An organisation's first run looks back this far: over the 10 minutes nothing came.
+          RECONCILE_LOOKBACK_MS: String(15 * 60_000),
+          HUBSPOT_RATE_LIMIT_MAX: '1000',
+        },
+      });
+    });
+    after(async () => {
+      await pipeline?.stop();
+    });
+
+    /** The organisation's customer messages at OpenCX, each session's texts in the order they came. */
+    const arrivalOrders = (org: TestOrg): string[][] =>
+      [...pipeline.opencx.sessions.values()]
+        .filter((session) => session.apiKey === org.apiKey)
+        .map((session) => session.messages.map((sent) => sent.text));
+    const inARow = (org: TestOrg) =>
+      pipeline.counter('processor', 'processor_reconcile_runs_with_gaps_in_a_row', { org_id: org.orgId });
+
+    it("when reconciled, then each of its customer messages of those 10 minutes reaches OpenCX once and in order, its runs with gaps in a row reach the alert's 2 and fall to 0 once webhooks come again, and the other organisations are untouched", async () => {
+      const broken = await pipeline.createOrg();
+      const others = [await pipeline.createOrg(), await pipeline.createOrg()];
+      const start = Date.now() - 10 * 60_000;
+      const threadIds = Array.from({ length: THREADS }, () => fixtures.newThreadId());
+      const brokenMessages: HubSpotMessage[] = [];
+      // Spread over the 10 minutes, the threads' messages interleaved in time.
+      for (let index = 0; index < PER_THREAD; index++)
+        threadIds.forEach((threadId, thread) =>
+          brokenMessages.push(
+            fixtures.message({
+              kind: 'customer-chat',
+              threadId,
+              text: `broken thread ${thread} message ${index}`,
+              createdAt: new Date(start + (index * THREADS + thread) * 18_000).toISOString(),
+            }),
+          ),
+        );
+      for (const message of brokenMessages)
+        pipeline.hubspot.addMessage(message, { portalId: broken.portalId });
+      const otherMessages = others.map((org, n) => conversations(org, 2, 3, `other ${n}`));
+      others.forEach((org, n) => {
+        for (const message of otherMessages[n] ?? [])
+          pipeline.hubspot.addMessage(message, { portalId: org.portalId });
+      });
+      for (const [n, org] of others.entries())
+        assert.equal(
+          (
+            await pipeline.postBatch(
+              (otherMessages[n] ?? []).map((message) =>
+                fixtures.webhookEventFor(message, { portalId: org.portalId }),
+              ),
+            )
+          ).status,
+          200,
+        );
+
+      await waitFor('a run with gaps', async () => (await inARow(broken)) >= 1, 3 * INTERVAL_MS + 15_000);
+      // Still broken: one more message per thread, no webhook, old enough for the next run to
+      // check (a run between would count none and start the row again).
+      const stillBroken = threadIds.map((threadId, thread) =>
+        fixtures.message({
+          kind: 'customer-chat',
+          threadId,
+          text: `broken thread ${thread} message ${PER_THREAD}`,
+          createdAt: new Date(Date.now() - SETTLE_MS - 500).toISOString(),
+        }),
+      );
+      for (const message of stillBroken) pipeline.hubspot.addMessage(message, { portalId: broken.portalId });
+      await waitFor(
+        'a second run in a row with gaps',
+        async () => (await inARow(broken)) >= 2,
+        4 * INTERVAL_MS,
+      );
+      await waitFor(
+        'the 10 minutes of messages at OpenCX',
+        () => atOpenCx(pipeline, broken).texts.size === brokenMessages.length + stillBroken.length,
+        15_000,
+      );
+
+      // Repaired: the next messages come with their webhooks, and a run finds nothing missing.
+      const repaired = threadIds.map((threadId, thread) =>
+        fixtures.message({
+          kind: 'customer-chat',
+          threadId,
+          text: `broken thread ${thread} message ${PER_THREAD + 1}`,
+        }),
+      );
+      for (const message of repaired) pipeline.hubspot.addMessage(message, { portalId: broken.portalId });
+      assert.equal(
+        (
+          await pipeline.postBatch(
+            repaired.map((message) => fixtures.webhookEventFor(message, { portalId: broken.portalId })),
+          )
+        ).status,
+        200,
+      );
+      await waitFor('a run with no gap', async () => (await inARow(broken)) === 0, 6 * INTERVAL_MS);
+
+      const all = [...brokenMessages, ...stillBroken, ...repaired];
+      assertEachOnce(pipeline, broken, all);
+      const textIndex = (text: string) => Number(/message (\d+)$/.exec(text)?.[1]);
+      for (const texts of arrivalOrders(broken))
+        assert.deepEqual(
+          texts.map(textIndex),
+          texts.map(textIndex).sort((a, b) => a - b),
+          `in the order written: ${texts.join(' | ')}`,
+        );
+      const gaps = await pipeline.counter('processor', 'processor_reconcile_gaps_found_total', {
+        org_id: broken.orgId,
+      });
+      assert.equal(
+        gaps,
+        brokenMessages.length + stillBroken.length,
+        'every undelivered message, and only those',
+      );
+      for (const [n, org] of others.entries()) {
+        assertEachOnce(pipeline, org, otherMessages[n] ?? []);
+        assert.equal(
+          await pipeline.counter('processor', 'processor_reconcile_gaps_found_total', { org_id: org.orgId }),
+          0,
+        );
+        assert.equal(await inARow(org), 0);
+      }
+      assert.deepEqual(pipeline.opencx.violations, []);
+      console.log(
+        `      broken for 10 minutes: ${gaps} messages reconciled over ${THREADS} threads; runs ${JSON.stringify(
+          Object.fromEntries(
+            await Promise.all(
+              ['completed', 'deferred', 'failed'].map(
+                async (outcome) =>
+                  [
+                    outcome,
+                    await pipeline.counter('processor', 'processor_reconcile_runs_total', { outcome }),
+                  ] as const,
+              ),
+            ),
+          ),
+        )}`,
+      );
+    });
+  });
+
   describe('given a reconcile every second, with no settle time', () => {
     let pipeline: TestPipeline;
 

@@ -6,6 +6,7 @@ import {
   createOrgRepository,
   createSecretBox,
   hashWebhookToken,
+  OrgInput,
   openStoredOrg,
   type OrgDirectory,
   type OrgLookup,
@@ -130,5 +131,56 @@ describe('organisation repository: edits of records sealed with other keys', () 
     assert.equal(await repository.delete('acme'), 'deleted');
     assert.deepEqual(written, [{ ...before, deleted: true, updatedAt: 5 }]);
     assert.equal(await repository.delete('acme'), 'unknown');
+  });
+});
+
+describe('organisation settings: the reconcile interval (issue 23)', () => {
+  const box = createSecretBox(randomBytes(32));
+
+  it('given an interval of 0, 10 s or a day, when PUT, then it is taken; under 10 s, negative or over a day, then refused with the rule', () => {
+    for (const ms of [0, 10_000, 86_400_000])
+      assert.equal(
+        OrgInput.safeParse({ ...input(), settings: { ...input().settings, reconcileIntervalMs: ms } })
+          .success,
+        true,
+        `${ms}`,
+      );
+    for (const ms of [5_000, -1, 86_400_001, 1.5]) {
+      const parsed = OrgInput.safeParse({
+        ...input(),
+        settings: { ...input().settings, reconcileIntervalMs: ms },
+      });
+      assert.equal(parsed.success, false, `${ms}`);
+    }
+    const tooShort = OrgInput.safeParse({
+      ...input(),
+      settings: { ...input().settings, reconcileIntervalMs: 5_000 },
+    });
+    assert.match(JSON.stringify(tooShort.error?.issues), /expected 0 \(never\) or at least 10000 ms/);
+  });
+
+  it("given an organisation with its own interval, when the console's settings form is saved, then the interval is kept", async () => {
+    const { directory, written } = directoryOf(box, [
+      {
+        ...stored(box, {}),
+        settings: { assistMode: false, ticketingEnabled: true, reconcileIntervalMs: 60_000 },
+      },
+    ]);
+    const repository = createOrgRepository({
+      directory,
+      producer: {} as Producer,
+      secrets: box,
+      now: () => 5,
+    });
+
+    assert.equal(
+      await repository.updateSettings('acme', { assistMode: true, ticketingEnabled: true }),
+      'stored',
+    );
+    assert.deepEqual(written.at(-1)?.settings, {
+      assistMode: true,
+      ticketingEnabled: true,
+      reconcileIntervalMs: 60_000,
+    });
   });
 });

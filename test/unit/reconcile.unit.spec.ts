@@ -195,8 +195,9 @@ describe('reconcile: one run over HubSpot pages', () => {
       `threads since ${iso(from)} after 2`,
       'messages of 3 after -',
     ]);
-    // Thread 1's third page (older than the window) is never read.
-    assert.deepEqual(emitted, [[thread1[4]?.id, thread1[3]?.id, thread2[1]?.id], [thread3[0]?.id]]);
+    // Thread 1's third page (older than the window) is never read; its gaps are emitted oldest
+    // first, the order their webhooks would have come in, though its pages are newest first.
+    assert.deepEqual(emitted, [[thread1[3]?.id, thread1[4]?.id, thread2[1]?.id], [thread3[0]?.id]]);
     assert.equal(result.hubspotCalls, calls.length);
     assert.equal(result.threads, 3);
     assert.equal(result.checkedThrough, T0 - 60_000);
@@ -205,7 +206,7 @@ describe('reconcile: one run over HubSpot pages', () => {
 
 describe('reconcile: when the watermark moves', () => {
   const logger = createLogger('test', 'silent');
-  const setup = (options: { leaseFree?: boolean; failWith?: Error } = {}) => {
+  const setup = (options: { leaseFree?: boolean; failWith?: Error; gapless?: () => boolean } = {}) => {
     const order: string[] = [];
     const stored = new Map<string, ReconcileWatermark>();
     const runs: string[] = [];
@@ -236,7 +237,7 @@ describe('reconcile: when the watermark moves', () => {
             if (options.failWith) throw options.failWith;
             return { results: [{ id: '1', latestMessageTimestamp: gap.createdAt }], after: undefined };
           },
-          listThreadMessages: async () => ({ results: [gap], after: undefined }),
+          listThreadMessages: async () => ({ results: options.gapless?.() ? [] : [gap], after: undefined }),
         },
         handled: async () => new Set<string>(),
         emit: async () => {
@@ -278,6 +279,7 @@ describe('reconcile: when the watermark moves', () => {
       gapsFound: 1,
       gapsTotal: 1,
       oldestGapAt: Date.parse(gap.createdAt ?? ''),
+      runsWithGapsInARow: 1,
     });
     assert.deepEqual(runs, ['completed']);
     assert.deepEqual(gapsFound, [1]);
@@ -307,6 +309,33 @@ describe('reconcile: when the watermark moves', () => {
     assert.deepEqual(runs, ['deferred', 'deferred']);
   });
 
+  it('given gaps in two runs and none in the third, then the runs in a row with gaps count 1, 2, then 0 (the alert reads it)', async () => {
+    let gapless = false;
+    const { reconciler, stored, advance } = setup({ gapless: () => gapless });
+    const inARow: number[] = [];
+    for (const found of [true, true, false]) {
+      gapless = !found;
+      assert.equal(await reconciler.reconcileOne(ORG), 'completed');
+      inARow.push(stored.get(ORG.orgId)?.runsWithGapsInARow ?? -1);
+      advance(300_000);
+    }
+    assert.deepEqual(inARow, [1, 2, 0]);
+    assert.equal(stored.get(ORG.orgId)?.gapsTotal, 2);
+  });
+
+  it("given an organisation's own interval, then it is due after that, not after the global one", async () => {
+    const { reconciler, runs, advance } = setup();
+    const often = { ...ORG, intervalMs: 60_000 };
+    assert.equal(await reconciler.reconcileOne(often), 'completed');
+    advance(59_000);
+    assert.equal(await reconciler.reconcileOne(often), 'not_due');
+    advance(1_000);
+    assert.equal(await reconciler.reconcileOne(often), 'completed', 'a minute, not the global 5');
+    advance(60_000);
+    assert.equal(await reconciler.reconcileOne({ ...ORG, intervalMs: 600_000 }), 'not_due');
+    assert.deepEqual(runs, ['completed', 'completed']);
+  });
+
   it("given another replica's lease, when a run would start, then nothing is read or written", async () => {
     const { reconciler, order, runs } = setup({ leaseFree: false });
     assert.equal(await reconciler.reconcileOne(ORG), 'leased');
@@ -316,23 +345,32 @@ describe('reconcile: when the watermark moves', () => {
 });
 
 describe('reconcile: which organisations', () => {
-  it('given live, deleted, reconnect-required and tokenless organisations, then only the live ones with a token are reconciled', () => {
-    const org = (orgId: string, hubspot: Partial<Org['hubspot']> = {}) =>
+  it('given live, deleted, reconnect-required, tokenless and never-reconciled organisations, then only the live ones with a token are reconciled, each at its own interval', () => {
+    const org = (orgId: string, hubspot: Partial<Org['hubspot']> = {}, reconcileIntervalMs?: number) =>
       ({
         orgId,
         hubspot: { portalId: 1, aiActorId: 'A-1', accessToken: 'pat', reconnectRequired: false, ...hubspot },
+        settings: { assistMode: false, ticketingEnabled: true, reconcileIntervalMs },
       }) as unknown as Org;
     const all = [
       org('live'),
       org('deleted'),
       org('reconnect', { reconnectRequired: true }),
       org('tokenless', { accessToken: undefined }),
+      org('never', {}, 0),
+      org('hourly', {}, 3_600_000),
     ];
     const targets = reconcileTargets({
       all: () => all.values(),
       byId: (orgId) => (orgId === 'deleted' ? undefined : all.find((entry) => entry.orgId === orgId)),
     });
 
-    assert.deepEqual([...targets()], [{ orgId: 'live', portalId: 1, aiActorId: 'A-1' }]);
+    assert.deepEqual(
+      [...targets()],
+      [
+        { orgId: 'live', portalId: 1, aiActorId: 'A-1', intervalMs: undefined },
+        { orgId: 'hourly', portalId: 1, aiActorId: 'A-1', intervalMs: 3_600_000 },
+      ],
+    );
   });
 });

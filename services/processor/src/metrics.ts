@@ -69,11 +69,17 @@ export type ProcessorMetrics = ReturnType<typeof createProcessorMetrics>;
 
 /**
  * The reconciler's metrics (README, "Reconciling with HubSpot"). `watermarks`: each
- * organisation's checked-through time (epoch ms), read at scrape time.
+ * organisation's reconcile state (the shared table), read at scrape time: every replica shows
+ * every organisation, so dashboards and alerts take `max by (org_id)`.
  */
 export const createReconcileMetrics = (
   registry: Registry,
-  watermarks: () => Iterable<readonly [orgId: string, checkedThrough: number]>,
+  watermarks: () => Iterable<
+    readonly [
+      orgId: string,
+      watermark: { readonly checkedThrough: number; readonly runsWithGapsInARow: number },
+    ]
+  >,
   now: () => number = Date.now,
 ) => ({
   runs: new Counter({
@@ -96,8 +102,19 @@ export const createReconcileMetrics = (
     collect() {
       this.reset();
       const at = now();
-      for (const [orgId, checkedThrough] of watermarks())
+      for (const [orgId, { checkedThrough }] of watermarks())
         this.set({ org_id: orgId }, Math.max(0, (at - checkedThrough) / 1000));
+    },
+  }),
+  runsWithGapsInARow: new Gauge({
+    name: 'processor_reconcile_runs_with_gaps_in_a_row',
+    help: "Completed reconcile runs in a row, up to the last, that found messages HubSpot never delivered, by organisation (2 or more: the organisation's webhook delivery is broken)",
+    labelNames: ['org_id'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [orgId, { runsWithGapsInARow }] of watermarks())
+        this.set({ org_id: orgId }, runsWithGapsInARow);
     },
   }),
 });

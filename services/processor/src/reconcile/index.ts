@@ -37,13 +37,22 @@ export { RECONCILED_HEADER, newMessageEventOf, reconciledRawEvent } from './raw-
 export { candidatesOf, gapsOf } from './gaps.ts';
 export { reconcileWindow, inWindow, RECONCILE_OVERLAP_MS } from './window.ts';
 
-/** The organisations a reconcile can run for: live, readable, with a token HubSpot still takes. */
+/**
+ * The organisations a reconcile can run for: live, readable, with a token HubSpot still takes,
+ * and not set to never (settings.reconcileIntervalMs 0).
+ */
 export const reconcileTargets = (orgs: Pick<OrgDirectory, 'all' | 'byId'>) =>
   function* (): Iterable<ReconcileTarget> {
     for (const org of orgs.all()) {
       if (orgs.byId(org.orgId) === undefined) continue;
       if (!org.hubspot.accessToken || org.hubspot.reconnectRequired) continue;
-      yield { orgId: org.orgId, portalId: org.hubspot.portalId, aiActorId: org.hubspot.aiActorId };
+      if (org.settings.reconcileIntervalMs === 0) continue;
+      yield {
+        orgId: org.orgId,
+        portalId: org.hubspot.portalId,
+        aiActorId: org.hubspot.aiActorId,
+        intervalMs: org.settings.reconcileIntervalMs,
+      };
     }
   };
 
@@ -76,9 +85,13 @@ export const startReconciling = async (parts: {
     topics: [topics.rawEvents.name, topics.reconcileWatermarks.name],
     logger,
   });
-  const metrics = createReconcileMetrics(parts.registry, () =>
-    watermarks.entries().map(([orgId, watermark]) => [orgId, watermark.checkedThrough] as const),
-  );
+  const targets = reconcileTargets(connections.orgs);
+  // Only organisations reconciled now: a deleted one, or one set to never, would otherwise show
+  // its last state for good (an alert firing on an organisation that is gone).
+  const metrics = createReconcileMetrics(parts.registry, () => {
+    const live = new Set([...targets()].map((target) => target.orgId));
+    return watermarks.entries().filter(([orgId]) => live.has(orgId));
+  });
   const hubspotFor = createBudgetedPortalClients(redis, config, {
     onCall: parts.onHubSpotCall,
     // An organisation the processor waits for (its budget spent, HubSpot failing) is not
@@ -86,7 +99,7 @@ export const startReconciling = async (parts: {
     waitingUntil: (org) => parts.gate.waitingUntil(org.orgId),
   });
   const reconciler = createReconciler({
-    targets: reconcileTargets(connections.orgs),
+    targets,
     watermarks,
     writer,
     lease: createRedisReconcileLease(redis, {

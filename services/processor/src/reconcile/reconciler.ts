@@ -65,10 +65,11 @@ export const createReconciler = (deps: ReconcilerDeps) => {
   let running: Promise<void> | undefined;
   let stopped = false;
 
-  const isDue = (orgId: string, now: number): boolean => {
-    if ((retryAt.get(orgId) ?? 0) > now) return false;
-    const last = deps.watermarks.get(orgId);
-    return last === undefined || now - last.lastRunAt >= settings.intervalMs;
+  const intervalOf = (org: ReconcileTarget): number => org.intervalMs ?? settings.intervalMs;
+  const isDue = (org: ReconcileTarget, now: number): boolean => {
+    if ((retryAt.get(org.orgId) ?? 0) > now) return false;
+    const last = deps.watermarks.get(org.orgId);
+    return last === undefined || now - last.lastRunAt >= intervalOf(org);
   };
 
   /** Runs one organisation if this replica takes its lease; the outcome, or why it did not run. */
@@ -84,7 +85,7 @@ export const createReconciler = (deps: ReconcilerDeps) => {
       // Another replica may have finished a run a moment ago: its watermark decides.
       await deps.watermarks.catchUp();
       const startedAt = deps.now();
-      if (!isDue(org.orgId, startedAt)) return 'not_due';
+      if (!isDue(org, startedAt)) return 'not_due';
       const previous = deps.watermarks.get(org.orgId);
       let outcome: ReconcileOutcome;
       try {
@@ -102,6 +103,7 @@ export const createReconciler = (deps: ReconcilerDeps) => {
           gapsFound: result.gaps.length,
           gapsTotal: (previous?.gapsTotal ?? 0) + result.gaps.length,
           oldestGapAt: gapTimes.length > 0 ? Math.min(...gapTimes) : null,
+          runsWithGapsInARow: result.gaps.length > 0 ? (previous?.runsWithGapsInARow ?? 0) + 1 : 0,
         });
         retryAt.delete(org.orgId);
         if (result.gaps.length > 0) metrics.gapsFound.inc({ org_id: org.orgId }, result.gaps.length);
@@ -122,7 +124,7 @@ export const createReconciler = (deps: ReconcilerDeps) => {
         outcome = ReconcileOutcome.completed;
       } catch (error) {
         outcome = outcomeOf(error);
-        retryAt.set(org.orgId, startedAt + Math.min(settings.intervalMs, RETRY_AFTER_FAILURE_MS));
+        retryAt.set(org.orgId, startedAt + Math.min(intervalOf(org), RETRY_AFTER_FAILURE_MS));
         logger.warn(
           { orgId: org.orgId, outcome, err: describeError(error) },
           'reconcile not completed: the watermark stays, the run is made again later',
@@ -140,7 +142,7 @@ export const createReconciler = (deps: ReconcilerDeps) => {
   const runDue = async (): Promise<void> => {
     for (const org of deps.targets()) {
       if (stopped) return;
-      if (!isDue(org.orgId, deps.now())) continue;
+      if (!isDue(org, deps.now())) continue;
       try {
         await reconcileOne(org);
       } catch (error) {

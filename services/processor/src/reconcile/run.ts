@@ -11,6 +11,8 @@ export type ReconcileTarget = {
   readonly orgId: string;
   readonly portalId: number;
   readonly aiActorId: string;
+  /** The organisation's own interval (settings.reconcileIntervalMs); undefined: the global one. */
+  readonly intervalMs?: number | undefined;
 };
 
 export type ReconcileRunDeps = {
@@ -30,6 +32,9 @@ export type ReconcileRunResult = {
   readonly hubspotCalls: number;
   readonly gaps: readonly HubSpotMessage[];
 };
+
+const byCreatedAt = (a: HubSpotMessage, b: HubSpotMessage): number =>
+  (createdAtOf(a) ?? 0) - (createdAtOf(b) ?? 0);
 
 /**
  * Pages through the threads active since the window's start (oldest activity first), and for
@@ -62,6 +67,7 @@ export const reconcileOrganisation = async (
       if (seenThreads.has(thread.id)) continue;
       seenThreads.add(thread.id);
       let messagesAfter: string | undefined;
+      const threadCandidates: HubSpotMessage[] = [];
       for (;;) {
         const page = await deps.hubspot.listThreadMessages(thread.id, messagesAfter);
         hubspotCalls++;
@@ -72,11 +78,14 @@ export const reconcileOrganisation = async (
             conversationsThreadId: message.conversationsThreadId ?? thread.id,
           }));
         for (const message of messages) seenMessages.add(message.id);
-        candidates.push(...candidatesOf(messages, window, org));
+        threadCandidates.push(...candidatesOf(messages, window, org));
         const oldest = page.results.at(-1);
         if (page.after === undefined || pageReachesPast(window, oldest && createdAtOf(oldest))) break;
         messagesAfter = page.after;
       }
+      // Pages come newest first; a thread's gaps go to the raw topic oldest first, the order its
+      // webhooks would have come in, so OpenCX gets the customer's messages in the order written.
+      candidates.push(...threadCandidates.sort(byCreatedAt));
     }
     if (candidates.length > 0) {
       const handled = await deps.handled(

@@ -17,6 +17,11 @@ export const ReconcileWatermark = z.object({
   gapsTotal: z.number().int().min(0),
   /** createdAt of the oldest gap the last completed run found; null when it found none. */
   oldestGapAt: z.number().nullable(),
+  /**
+   * Completed runs in a row, up to the last, that found gaps; 0 when the last found none. Two or
+   * more means webhooks keep going missing, not one lost delivery (ProcessorReconcileKeepsFindingGaps).
+   */
+  runsWithGapsInARow: z.number().int().min(0).default(0),
 });
 export type ReconcileWatermark = z.infer<typeof ReconcileWatermark>;
 
