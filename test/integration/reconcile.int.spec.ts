@@ -4,6 +4,7 @@
  * and the test posts only some of their webhooks (the others are "lost").
  */
 import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { rateLimitKeys } from '../../lib/rate-limiter.ts';
 import type { Redis } from '../../lib/redis.ts';
@@ -11,6 +12,7 @@ import { createRedisReconcileLease } from '../../services/processor/src/reconcil
 import type { HubSpotMessage } from '../fakes/hubspot.ts';
 import * as fixtures from '../fakes/hubspot-fixtures.ts';
 import { startTestPipeline, waitFor, type TestOrg, type TestPipeline } from '../support/pipeline.ts';
+import { kill, spawnService } from '../support/processes.ts';
 import { createTestRedis, deleteKeysMatching } from '../support/redis.ts';
 
 const THREAD_LIST = '/conversations/v3/conversations/threads';
@@ -444,6 +446,79 @@ describe('reconciling with HubSpot: messages whose webhook never came reach Open
       }
       assertEachOnce(pipeline, org, [lost]);
     });
+  });
+});
+
+describe('reconciling with HubSpot: a replica killed in the middle of a run', function () {
+  this.timeout(120_000);
+  let pipeline: TestPipeline;
+  const children: ChildProcess[] = [];
+  const LEASE_MS = 3000;
+
+  before(async () => {
+    pipeline = await startTestPipeline({ processor: false });
+  });
+  after(async () => {
+    await Promise.all(children.map(kill));
+    await pipeline?.stop();
+  });
+
+  it('given a processor SIGKILLed while reading HubSpot, when another replica runs, then it repeats the run once the lease runs out, and every message reaches OpenCX once', async () => {
+    const orgs = [await pipeline.createOrg(), await pipeline.createOrg()];
+    const messages = orgs.map((org, n) => {
+      const written = conversations(org, 2, 2, `killed run ${n}`).map((message) => ({
+        ...message,
+        // Older than the window's overlap: a watermark moved before its run's gaps were written
+        // would leave them behind for good.
+        createdAt: new Date(Date.now() - 5 * 60_000).toISOString(),
+      }));
+      for (const message of written) pipeline.hubspot.addMessage(message, { portalId: org.portalId });
+      return written;
+    });
+    // The history of one thread of the second organisation: the run stops there, its gaps read
+    // but not written, its watermark not moved.
+    const heldThread = messages[1]?.[0]?.conversationsThreadId ?? '';
+    const held = pipeline.hubspot.hold(new RegExp(`/threads/${heldThread}/messages$`));
+    const env = {
+      ...pipeline.env,
+      RECONCILE_INTERVAL_MS: '1000',
+      RECONCILE_SETTLE_MS: '0',
+      RECONCILE_LEASE_MS: String(LEASE_MS),
+      RECONCILE_LOOKBACK_MS: String(10 * 60_000),
+    };
+
+    const first = await spawnService('processor', env);
+    children.push(first);
+    await held.arrived;
+    await kill(first);
+    const killedAt = Date.now();
+    held.release();
+    assert.equal(atOpenCx(pipeline, orgs[1]!).texts.size, 0, 'nothing of the interrupted run went out');
+
+    const second = await spawnService('processor', env);
+    children.push(second);
+    await waitFor(
+      'the interrupted organisation at OpenCX',
+      () => atOpenCx(pipeline, orgs[1]!).texts.size > 0,
+      60_000,
+    );
+    // Renewed at most a third of a lease before the kill: the lease outlived it by two thirds.
+    assert.ok(
+      Date.now() - killedAt >= (2 * LEASE_MS) / 3 - 100,
+      `the run was repeated only once the dead replica's lease ran out (${Date.now() - killedAt} ms after the kill)`,
+    );
+    await waitFor(
+      'every message of both organisations at OpenCX',
+      () => orgs.every((org, n) => atOpenCx(pipeline, org).texts.size === (messages[n]?.length ?? -1)),
+      60_000,
+    );
+    const tookMs = Date.now() - killedAt;
+    orgs.forEach((org, n) => assertEachOnce(pipeline, org, messages[n] ?? []));
+    const keys = pipeline.opencx.effects.map((effect) => effect.idempotencyKey);
+    assert.equal(new Set(keys).size, keys.length, 'no effect applied twice');
+    console.log(
+      `      killed mid-run: every message at OpenCX ${tookMs} ms after the kill (lease ${LEASE_MS} ms)`,
+    );
   });
 });
 

@@ -14,6 +14,11 @@ export const processorEnv = {
   RECONCILE_SETTLE_MS: z.coerce.number().int().min(0).default(60_000),
   /** How far back an organisation's first reconcile looks. */
   RECONCILE_LOOKBACK_MS: z.coerce.number().int().min(1).default(3_600_000),
+  /**
+   * How long an organisation's reconcile lease lasts unless renewed (a third of it, while the run
+   * lasts): how long a replica killed mid-run keeps others from repeating its run.
+   */
+  RECONCILE_LEASE_MS: z.coerce.number().int().min(1000).default(60_000),
 };
 
 export type ProcessorConfig = ReturnType<typeof loadProcessorConfig>;

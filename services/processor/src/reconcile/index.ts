@@ -18,7 +18,7 @@ import type { Registry } from 'prom-client';
 import type { ProcessorConfig } from '../config.ts';
 import { messageDedupKey } from '../handle-raw-event.ts';
 import { createReconcileMetrics } from '../metrics.ts';
-import { RECONCILE_LEASE_MS, createRedisReconcileLease } from './lease.ts';
+import { createRedisReconcileLease } from './lease.ts';
 import { RECONCILED_HEADER, rawRecordRouting, reconciledRawEvent } from './raw-event.ts';
 import { createReconciler, type Reconciler } from './reconciler.ts';
 import type { ReconcileTarget } from './run.ts';
@@ -28,7 +28,6 @@ export { createReconciler, ReconcileOutcome, type Reconciler, type ReconcilerDep
 export { reconcileOrganisation, type ReconcileRunDeps, type ReconcileTarget } from './run.ts';
 export { ReconcileWatermarks, ReconcileWatermark } from './watermarks.ts';
 export {
-  RECONCILE_LEASE_MS,
   createRedisReconcileLease,
   reconcileLeaseKey,
   type ReconcileLease,
@@ -105,9 +104,9 @@ export const startReconciling = async (parts: {
     lease: createRedisReconcileLease(redis, {
       prefix: config.REDIS_KEY_PREFIX,
       owner: parts.instance,
-      leaseMs: RECONCILE_LEASE_MS,
+      leaseMs: config.RECONCILE_LEASE_MS,
     }),
-    leaseRenewMs: RECONCILE_LEASE_MS / 3,
+    leaseRenewMs: config.RECONCILE_LEASE_MS / 3,
     runDeps: (target) => {
       // The organisation as it is now (a token refreshed since the targets were listed).
       const org = connections.orgs.byId(target.orgId);

@@ -5,7 +5,7 @@ import { hashTag } from '../../../../lib/redis-slots.ts';
  * One replica reconciles an organisation at a time: a lease in Redis (SET NX PX), tagged by the
  * organisation so that on a Redis Cluster it sits with the organisation's other keys. The holder
  * renews it while its run lasts; a replica that dies mid-run leaves a lease that runs out within
- * RECONCILE_LEASE_MS, and the next run repeats its work.
+ * RECONCILE_LEASE_MS (the processor's configuration), and the next run repeats its work.
  */
 export type ReconcileLease = {
   /** True when this replica holds the organisation's lease now. */
@@ -15,9 +15,6 @@ export type ReconcileLease = {
   /** Lets go of the lease, only if it is still this replica's. */
   readonly release: (orgId: string) => Promise<void>;
 };
-
-/** How long a lease lasts unless renewed (every third of it while a run lasts). */
-export const RECONCILE_LEASE_MS = 60_000;
 
 export const reconcileLeaseKey = (prefix: string, orgId: string): string =>
   `${prefix}reconcile-lease:${hashTag(`org:${orgId}`)}`;
