@@ -12,6 +12,10 @@
  * while organisation C's OpenCX answers 503 and C keeps sending (BENCH_C_RATE per second);
  * afterwards every C message must arrive, with no dead letter. 0 skips (c).
  *
+ * The processor reconciles every organisation every BENCH_RECONCILE_INTERVAL_MS (10 s; 0 turns
+ * it off, to compare B's latency without it): each phase reports the reconciler's HubSpot calls
+ * per portal and run, against the portal's budget and the bookkeeping share of it (issue 23).
+ *
  *   node bench/isolation.bench.ts
  */
 import * as fixtures from '../test/fakes/hubspot-fixtures.ts';
@@ -44,6 +48,9 @@ const B_THREADS = envInt('BENCH_B_THREADS', 10);
 const FLOOD = envInt('BENCH_FLOOD', 50_000);
 const OUTAGE_MS = envInt('BENCH_OUTAGE_MS', 300_000);
 const C_RATE = envInt('BENCH_C_RATE', 4);
+const RECONCILE_INTERVAL_MS = envInt('BENCH_RECONCILE_INTERVAL_MS', 10_000);
+/** The processor's per-portal limit (its default) and the share bookkeeping may take of it (lib/rate-limiter.ts). */
+const PORTAL_BUDGET = { max: 100, windowMs: 10_000, bookkeepingShare: 0.8 };
 /** How long after its POST a B message may still arrive before it counts as not delivered. */
 const DELIVERY_TIMEOUT_MS = envInt('BENCH_DELIVERY_TIMEOUT_MS', 60_000);
 const infra = benchInfra();
@@ -68,6 +75,14 @@ type PhaseResult = {
   readonly rssAfterMiB: number;
   /** Phase c: C's messages posted, delivered after the outage, dead-lettered. */
   readonly c?: { readonly posted: number; readonly delivered: number; readonly deadLettered: number };
+  readonly reconcile: ReconcileFigures;
+};
+
+/** The reconciler's work in a phase: runs by outcome, HubSpot calls by portal. */
+type ReconcileFigures = {
+  readonly seconds: number;
+  readonly runs: { readonly completed: number; readonly deferred: number; readonly failed: number };
+  readonly callsByPortal: Readonly<Record<string, number>>;
 };
 
 type Round = {
@@ -101,7 +116,11 @@ const startRound = async (): Promise<Round> => {
   const orgA = await pipeline.createOrg({ orgId: 'bench-org-a', portalId: PORTAL_A });
   const orgB = await pipeline.createOrg({ orgId: 'bench-org-b', portalId: PORTAL_B });
   const orgC = await pipeline.createOrg({ orgId: 'bench-org-c', portalId: PORTAL_C });
-  const processor = await spawnService('processor', pipeline.env);
+  const processor = await spawnService('processor', {
+    ...pipeline.env,
+    RECONCILE_INTERVAL_MS: String(RECONCILE_INTERVAL_MS),
+    RECONCILE_SETTLE_MS: '2000',
+  });
   pipeline.hubspot.setRateLimit(PORTAL_A, HUBSPOT_LIMIT_A);
   pipeline.opencx.setAiResponder(() => null);
   const bThreads = Array.from({ length: B_THREADS }, () => fixtures.newThreadId());
@@ -182,6 +201,7 @@ const runPhase = async (
 ): Promise<PhaseResult> => {
   const { pipeline } = round;
   const before = await scrape(round.processorMetricsPort);
+  const phaseStart = Date.now();
   const rssBeforeMiB = rssMiB(round.processor.pid);
   const aTexts = flood > 0 ? await floodA(pipeline, flood, `${roundNumber}-${phase}`) : [];
   if (flood > 0) progress(`  ${flood} A events accepted by ingest; B stream starts`);
@@ -282,7 +302,36 @@ const runPhase = async (
     rssBeforeMiB,
     rssAfterMiB,
     ...(c ? { c } : {}),
+    reconcile: {
+      seconds: (Date.now() - phaseStart) / 1000,
+      runs: {
+        completed: delta('processor_reconcile_runs_total', { outcome: 'completed' }),
+        deferred: delta('processor_reconcile_runs_total', { outcome: 'deferred' }),
+        failed: delta('processor_reconcile_runs_total', { outcome: 'failed' }),
+      },
+      callsByPortal: Object.fromEntries(
+        [PORTAL_A, PORTAL_B, PORTAL_C].map((portal) => [
+          portal === PORTAL_A ? 'A' : portal === PORTAL_B ? 'B' : 'C',
+          delta('processor_hubspot_calls_total', {
+            portal_id: String(portal),
+            purpose: 'reconcile_threads',
+          }) +
+            delta('processor_hubspot_calls_total', {
+              portal_id: String(portal),
+              purpose: 'reconcile_messages',
+            }),
+        ]),
+      ),
+    },
   };
+};
+
+/** A portal's reconcile calls per budget window, and as a share of what bookkeeping may take. */
+const reconcileShare = (figures: ReconcileFigures, portal: string): string => {
+  const calls = figures.callsByPortal[portal] ?? 0;
+  const perWindow = calls / (figures.seconds / (PORTAL_BUDGET.windowMs / 1000));
+  const share = perWindow / (PORTAL_BUDGET.max * PORTAL_BUDGET.bookkeepingShare);
+  return `${calls} (${fmt(perWindow, 2)}/${PORTAL_BUDGET.windowMs / 1000} s, ${fmt(share * 100, 1)} %)`;
 };
 
 const endRound = async (round: Round): Promise<void> => {
@@ -298,7 +347,8 @@ const describe = (result: PhaseResult): string =>
   `${result.missing} not delivered; A delivered ${result.aDelivered}/${result.flood}; processor RSS ${fmt(result.rssBeforeMiB)} → ${fmt(result.rssAfterMiB)} MiB` +
   (result.c
     ? `; C ${result.c.delivered}/${result.c.posted} delivered after the outage, ${result.c.deadLettered} dead-lettered`
-    : '');
+    : '') +
+  `; reconcile runs ${JSON.stringify(result.reconcile.runs)}, HubSpot calls A ${reconcileShare(result.reconcile, 'A')}, B ${reconcileShare(result.reconcile, 'B')}, C ${reconcileShare(result.reconcile, 'C')}`;
 
 const main = async (): Promise<void> => {
   progress(
@@ -363,6 +413,19 @@ const main = async (): Promise<void> => {
         : '-',
     })),
   );
+  if (RECONCILE_INTERVAL_MS > 0)
+    printTable(
+      `Reconciler (every ${RECONCILE_INTERVAL_MS / 1000} s): HubSpot calls per portal in the phase (per ${PORTAL_BUDGET.windowMs / 1000} s window, % of the bookkeeping share: ${PORTAL_BUDGET.bookkeepingShare * 100} % of ${PORTAL_BUDGET.max})`,
+      results.map((result) => ({
+        round: result.round > RUNS ? 'big' : result.round,
+        phase: result.phase,
+        seconds: fmt(result.reconcile.seconds),
+        'runs completed / deferred / failed': `${result.reconcile.runs.completed} / ${result.reconcile.runs.deferred} / ${result.reconcile.runs.failed}`,
+        'A calls': reconcileShare(result.reconcile, 'A'),
+        'B calls': reconcileShare(result.reconcile, 'B'),
+        'C calls': reconcileShare(result.reconcile, 'C'),
+      })),
+    );
   const of = (phase: Phase) => results.filter((result) => result.phase === phase);
   const p = (phase: Phase, q: number) => median(of(phase).map((result) => percentile(result.latencies, q)));
   const notDelivered = (phase: Phase): string => {
