@@ -27,11 +27,7 @@ import { ReconcileWatermarks } from './watermarks.ts';
 export { createReconciler, ReconcileOutcome, type Reconciler, type ReconcilerDeps } from './reconciler.ts';
 export { reconcileOrganisation, type ReconcileRunDeps, type ReconcileTarget } from './run.ts';
 export { ReconcileWatermarks, ReconcileWatermark } from './watermarks.ts';
-export {
-  createRedisReconcileLease,
-  reconcileLeaseKey,
-  type ReconcileLease,
-} from './lease.ts';
+export { createRedisReconcileLease, reconcileLeaseKey, type ReconcileLease } from './lease.ts';
 export { RECONCILED_HEADER, newMessageEventOf, reconciledRawEvent } from './raw-event.ts';
 export { candidatesOf, gapsOf } from './gaps.ts';
 export { reconcileWindow, inWindow, RECONCILE_OVERLAP_MS } from './window.ts';
