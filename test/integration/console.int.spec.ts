@@ -4,12 +4,15 @@ import { fileURLToPath } from 'node:url';
 import type { Kafka } from 'kafkajs';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { createKafka, readTopicWindows, topicsFor } from '../../lib/kafka/index.ts';
+import { createRecordWriter, type RecordWriter } from '../../lib/kafka/record-writer.ts';
 import { createLogger } from '../../lib/log.ts';
+import { ReconcileWatermarks } from '../../lib/reconcile-watermarks.ts';
 import * as fixtures from '../fakes/hubspot-fixtures.ts';
 import type { HubSpotMessage } from '../fakes/hubspot.ts';
 import { html } from '../../services/console/src/html.ts';
 import { eventSearchPage } from '../../services/console/src/pages/index.ts';
 import { createSessionSigner } from '../../services/console/src/session.ts';
+import { reconcileCells } from '../support/console-rows.ts';
 import { freePort } from '../support/processes.ts';
 import {
   ADMIN_TOKEN,
@@ -356,6 +359,99 @@ describe('console: an operator signs in, finds an event and replays a dead lette
     assert.ok(!urls.some((url) => url.includes(ADMIN_TOKEN)));
     assert.ok(!consoleService.log().includes(ADMIN_TOKEN));
     assert.match(consoleService.log(), /console: signed in/);
+  });
+});
+
+describe('console: the organisations page shows each organisation’s last reconcile, read from the watermarks topic (real Kafka, registry, Redis; no browser)', function () {
+  this.timeout(60000);
+  let pipeline: TestPipeline;
+  let kafka: Kafka;
+  let watermarks: ReconcileWatermarks;
+  let writer: RecordWriter;
+  let cookie: string;
+
+  /** The organisations page as a signed-in operator gets it. */
+  const orgsPageHtml = async (): Promise<string> => {
+    const response = await fetch(`${pipeline.consoleUrl}/console/orgs`, { headers: { cookie } });
+    assert.equal(response.status, 200);
+    return response.text();
+  };
+
+  before(async () => {
+    pipeline = await startTestPipeline({ processor: false, outbound: false });
+    kafka = createKafka({
+      clientId: 'console-reconcile-test',
+      brokers: (pipeline.env.KAFKA_BROKERS ?? '').split(','),
+      logger: createLogger('console-reconcile-test', 'silent'),
+    });
+    const topic = topicsFor(pipeline.env.KAFKA_TOPIC_PREFIX ?? '').reconcileWatermarks.name;
+    const logger = createLogger('console-reconcile-test', 'silent');
+    // The reconciler's own write path (lib/reconcile-watermarks.ts), as a replica records a run.
+    watermarks = new ReconcileWatermarks({
+      kafka,
+      topic,
+      groupPrefix: `${pipeline.env.KAFKA_TOPIC_PREFIX}test-`,
+      logger,
+    });
+    await watermarks.start();
+    writer = await createRecordWriter({ kafka, topics: [topic], logger });
+    const signIn = await fetch(`${pipeline.consoleUrl}/console/sign-in`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ token: ADMIN_TOKEN, next: '/console/orgs' }).toString(),
+      redirect: 'manual',
+    });
+    assert.equal(signIn.status, 303);
+    cookie = (signIn.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
+    assert.match(cookie, /^console_session=/);
+  });
+  after(async () => {
+    await writer?.close();
+    await watermarks?.stop();
+    await pipeline?.stop();
+  });
+
+  it('given one organisation reconciled twice and one never, when the page loads after each run, then it shows the last run, its gaps, the gaps of both runs and its oldest gap, and "never"', async () => {
+    const reconciled = await pipeline.createOrg();
+    const never = await pipeline.createOrg();
+    const firstRun = Date.parse('2026-12-07T12:00:00Z');
+
+    await watermarks.record(writer, reconciled.orgId, {
+      checkedThrough: firstRun - 60_000,
+      lastRunAt: firstRun,
+      gapsFound: 3,
+      gapsTotal: 3,
+      oldestGapAt: firstRun - 1_234_567,
+      runsWithGapsInARow: 1,
+    });
+    const afterFirst = await orgsPageHtml();
+
+    assert.deepEqual(reconcileCells(afterFirst, reconciled.orgId), [
+      new Date(firstRun).toISOString(),
+      '3',
+      '3',
+      new Date(firstRun - 1_234_567).toISOString(),
+    ]);
+    assert.deepEqual(reconcileCells(afterFirst, never.orgId), ['never', '–', '–', '–']);
+
+    await watermarks.record(writer, reconciled.orgId, {
+      checkedThrough: firstRun + 240_000,
+      lastRunAt: firstRun + 300_000,
+      gapsFound: 0,
+      gapsTotal: 3,
+      oldestGapAt: null,
+      runsWithGapsInARow: 0,
+    });
+    const afterSecond = await orgsPageHtml();
+
+    assert.deepEqual(reconcileCells(afterSecond, reconciled.orgId), [
+      new Date(firstRun + 300_000).toISOString(),
+      '0',
+      '3',
+      '–',
+    ]);
+    assert.deepEqual(reconcileCells(afterSecond, never.orgId), ['never', '–', '–', '–']);
+    assert.doesNotMatch(afterSecond, /reconcile columns may be/);
   });
 });
 

@@ -8,6 +8,7 @@ import { freePort, runCommand, type CommandRun } from '../support/processes.ts';
 
 const REPROCESS = fileURLToPath(new URL('../../tools/reprocess/cli.ts', import.meta.url));
 const DLQ = fileURLToPath(new URL('../../tools/dlq/dlq-cli.ts', import.meta.url));
+const RECONCILE = fileURLToPath(new URL('../../tools/reconcile/cli.ts', import.meta.url));
 
 /** An operator's command as its own process, killed if it has not exited by `deadlineMs`. */
 const runTool = (
@@ -119,6 +120,44 @@ describe("operators' tools whose upstream is unreachable say so and exit 1 in bo
         ),
       );
       assert.equal(run.stdout, '');
+    }
+  });
+
+  it('given HubSpot, Kafka or Redis at a closed port, when reconcile runs, then it names that system, where it looked and what to check, and exits 1 within seconds', async () => {
+    const [hubspot, kafka, redis] = await Promise.all([freePort(), freePort(), freePort()]);
+    const args = ['--org', org.orgId, '--since', '30m', '--dry-run'];
+    const cases = [
+      {
+        env: { ...pipeline.env, HUBSPOT_API_BASE_URL: `http://127.0.0.1:${hubspot}` },
+        line: `^reconcile: HubSpot at http://127\\.0\\.0\\.1:${hubspot} cannot be reached \\(.*ECONNREFUSED.*\\); check HUBSPOT_API_BASE_URL$`,
+      },
+      {
+        env: { ...pipeline.env, KAFKA_BROKERS: `127.0.0.1:${kafka}` },
+        line: `^reconcile: cannot reach Kafka at 127\\.0\\.0\\.1:${kafka} \\(.*\\); check KAFKA_BROKERS$`,
+      },
+      {
+        // The single Redis of REDIS_URL, whatever topology the test run gives the services.
+        env: {
+          ...pipeline.env,
+          REDIS_URL: `redis://127.0.0.1:${redis}`,
+          REDIS_CLUSTER_NODES: undefined,
+          REDIS_SENTINELS: undefined,
+          REDIS_SENTINEL_NAME: undefined,
+        },
+        line: `^reconcile: cannot reach Redis at redis://127\\.0\\.0\\.1:${redis}/? \\(.*\\); check REDIS_URL`,
+      },
+    ];
+
+    const runs = await Promise.all(
+      cases.map(({ env }) => runCommand(process.execPath, [RECONCILE, ...args], env, { deadlineMs: 60000 })),
+    );
+
+    for (const [index, run] of runs.entries()) {
+      const { line } = cases[index] ?? { line: '' };
+      assert.equal(run.code, 1, `exit code ${run.code} after ${run.ms} ms; stderr: ${run.stderr}`);
+      assert.ok(run.ms < 20000, `exited after ${run.ms} ms`);
+      assert.match(run.stderr, new RegExp(line, 'm'));
+      assert.equal(run.stdout, '', 'no report');
     }
   });
 });

@@ -41,6 +41,7 @@ const startConsoleApp = async (options: { adminToken?: string; oauth?: boolean }
       delete: async (orgId: string) => (orgId === 'acme' ? 'deleted' : 'unknown'),
       updateSettings: async () => 'unknown',
     } as unknown as ConsoleAppDeps['orgRepository'],
+    watermarks: { get: () => undefined, catchUp: async () => true },
     redis: {} as ConsoleAppDeps['redis'],
     redisKeyPrefix: 'test:',
     logger: pino({ level: 'silent' }),

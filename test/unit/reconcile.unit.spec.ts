@@ -10,6 +10,7 @@ import { ErrorCode, PipelineError } from '../../lib/errors.ts';
 import type { HubSpotMessage, Page } from '../../lib/hubspot/index.ts';
 import type { Org } from '../../lib/orgs/index.ts';
 import { createLogger } from '../../lib/log.ts';
+import type { ReconcileWatermark } from '../../lib/reconcile-watermarks.ts';
 import {
   RECONCILE_OVERLAP_MS,
   candidatesOf,
@@ -20,7 +21,6 @@ import {
   reconcileWindow,
   reconciledRawEvent,
   type ReconcileRunDeps,
-  type ReconcileWatermark,
 } from '../../services/processor/src/reconcile/index.ts';
 import { parseWebhookEvent } from '../../services/processor/src/rules/index.ts';
 import * as fixtures from '../fakes/hubspot-fixtures.ts';

@@ -16,7 +16,6 @@ import type { DomainEvent } from '../../lib/domain-events.ts';
 import { createBudgetedPortalClients } from '../../lib/hubspot/index.ts';
 import { createKafka, topicsFor } from '../../lib/kafka/index.ts';
 import { createLogger } from '../../lib/log.ts';
-import { describeRedisTopology, redisTopologyOf } from '../../lib/redis-topology.ts';
 import { OrgDirectory, createSecretBox } from '../../lib/orgs/index.ts';
 import { createRedisPropertyClock } from '../../lib/property-clock.ts';
 import { createRedis } from '../../lib/redis.ts';
@@ -34,13 +33,8 @@ import { sleep } from '../../lib/retry.ts';
 import { isEntryPoint } from '../../lib/service.ts';
 import { exitWith } from '../command-line.ts';
 import { SessionLinks } from '../../lib/session-links.ts';
-import {
-  REGISTRY_CHECK_TIMEOUT_MS,
-  UpstreamUnavailable,
-  checkHubSpot,
-  checkSchemaRegistry,
-  explainUnavailable,
-} from '../upstreams.ts';
+import { explainOutage } from '../outage-line.ts';
+import { REGISTRY_CHECK_TIMEOUT_MS, checkHubSpot, checkSchemaRegistry } from '../upstreams.ts';
 import {
   handlerSettings,
   loadProcessorConfig,
@@ -141,23 +135,9 @@ const progressReporter = (
   };
 };
 
-/** An outside system's failure as the one line an operator can act on. */
-const explain = (error: unknown, config: ProcessorConfig): string => {
-  if (error instanceof ReprocessError) return error.message;
-  if (error instanceof UpstreamUnavailable)
-    return explainUnavailable(
-      error,
-      error.upstream === 'hubspot' ? config.HUBSPOT_API_BASE_URL : config.SCHEMA_REGISTRY_URL,
-    );
-  const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-  if (/KafkaJS|broker/i.test(message))
-    return `cannot reach Kafka at ${config.KAFKA_BROKERS.join(',')} (${message.slice(0, 160)}); check KAFKA_BROKERS`;
-  if (/registry|schema|ccompat|fetch failed/i.test(message))
-    return `cannot use the schema registry at ${config.SCHEMA_REGISTRY_URL} (${message.slice(0, 160)}); check SCHEMA_REGISTRY_URL`;
-  if (/redis|MaxRetriesPerRequest|ECONNREFUSED/i.test(message))
-    return `cannot reach Redis at ${describeRedisTopology(redisTopologyOf(config))} (${message.slice(0, 160)}); check REDIS_URL (or REDIS_SENTINELS, REDIS_CLUSTER_NODES)`;
-  return message.slice(0, 300);
-};
+/** A failure as the one line an operator can act on. */
+const explain = (error: unknown, config: ProcessorConfig): string =>
+  error instanceof ReprocessError ? error.message : explainOutage(error, config);
 
 export const runReprocess = async (
   argv: readonly string[],

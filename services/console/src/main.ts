@@ -9,6 +9,7 @@ import { createLogger, type Logger } from '../../../lib/log.ts';
 import { closeServer, createMetricsRegistry } from '../../../lib/metrics.ts';
 import { registerOrgDirectoryMetrics } from '../../../lib/orgs/index.ts';
 import { connectToPipeline } from '../../../lib/pipeline-connections.ts';
+import { ReconcileWatermarks } from '../../../lib/reconcile-watermarks.ts';
 import { createRedis } from '../../../lib/redis.ts';
 import { isEntryPoint, runAsProcess } from '../../../lib/service.ts';
 import { createOAuthTokens } from '../../../lib/signed-tokens.ts';
@@ -28,6 +29,14 @@ export const startConsole = async (
     logger,
   });
   const { kafka, topics, codec, orgs, orgRepository, secretsKey } = connections;
+  // What the processor's reconciler recorded per organisation (the organisations page shows it).
+  const watermarks = new ReconcileWatermarks({
+    kafka,
+    topic: topics.reconcileWatermarks.name,
+    groupPrefix: config.KAFKA_TOPIC_PREFIX,
+    logger,
+  });
+  await watermarks.start();
   const redis = createRedis(config, logger);
   const registry = createMetricsRegistry('console');
   registerOrgDirectoryMetrics(registry, orgs);
@@ -44,6 +53,7 @@ export const startConsole = async (
     topics,
     orgs,
     orgRepository,
+    watermarks,
     redis,
     redisKeyPrefix: config.REDIS_KEY_PREFIX,
     logger,
@@ -68,6 +78,7 @@ export const startConsole = async (
     stop: async () => {
       stopping = true;
       await closeServer(server);
+      await watermarks.stop();
       await connections.close();
       redis.disconnect();
     },

@@ -1,5 +1,6 @@
 /** The organisations page: each organisation, its connection, settings and recent activity. */
 import type { WindowReadSummary } from '../../../../lib/kafka/index.ts';
+import type { ReconcileWatermark } from '../../../../lib/reconcile-watermarks.ts';
 import { html, isoTime, layout, type Html } from '../html.ts';
 import { csrfField, notice, readNotes, type Notice } from './common.ts';
 
@@ -14,7 +15,23 @@ export type OrgRow = {
   readonly events: number;
   readonly lastEventAt: number | undefined;
   readonly deadLetters: number;
+  /** The last completed reconcile with HubSpot; undefined: never reconciled. */
+  readonly reconcile: ReconcileWatermark | undefined;
 };
+
+/** The reconcile cells of a row: when the last run started, the gaps it found, in all, the oldest. */
+const reconcileCells = (reconcile: ReconcileWatermark | undefined): Html =>
+  reconcile === undefined
+    ? html`<td class="last-reconcile">never</td>
+        <td class="gaps-found">–</td>
+        <td class="gaps-total">–</td>
+        <td class="oldest-gap">–</td>`
+    : html`<td class="last-reconcile">${isoTime(reconcile.lastRunAt)}</td>
+        <td class="gaps-found">
+          ${reconcile.gapsFound > 0 ? html`<span class="badge bad">${reconcile.gapsFound}</span>` : '0'}
+        </td>
+        <td class="gaps-total">${reconcile.gapsTotal}</td>
+        <td class="oldest-gap">${reconcile.oldestGapAt === null ? '–' : isoTime(reconcile.oldestGapAt)}</td>`;
 
 export const orgsPage = (data: {
   csrf: string;
@@ -22,6 +39,8 @@ export const orgsPage = (data: {
   unreadable: readonly { orgId: string; portalId: number; fields: readonly string[] }[];
   unrouted: readonly { key: string; events: number }[];
   reads: readonly WindowReadSummary[];
+  /** False when the watermarks topic was not read to its end in time: the reconcile cells may be behind. */
+  reconcileCurrent: boolean;
   oauthConfigured: boolean;
   notice?: Notice | undefined;
 }): Html =>
@@ -35,6 +54,20 @@ export const orgsPage = (data: {
         dead-letter topic, read now. "Last event seen" is within that hour only: an older one is not looked
         for.
       </p>
+      <p class="note">
+        Reconcile: the last run of the processor's reconciler, which compares HubSpot's own lists with what
+        the pipeline handled: when it started, the messages it found never delivered (their webhooks lost;
+        written to the raw topic then), those of every run, and the oldest of the last run's. From the
+        reconcile-watermarks topic; <code>npm run reconcile</code> leaves it unchanged.
+      </p>
+      ${
+        data.reconcileCurrent
+          ? html``
+          : html`<p class="warn">
+              The reconcile-watermarks topic was not read to its end in time: the reconcile columns may be
+              behind.
+            </p>`
+      }
       ${readNotes(data.reads)}
       <table data-testid="orgs">
         <thead>
@@ -45,6 +78,10 @@ export const orgsPage = (data: {
             <th>Last event seen (1 h)</th>
             <th>Events (1 h)</th>
             <th>Dead letters (1 h)</th>
+            <th>Last reconcile</th>
+            <th>Gaps (last run)</th>
+            <th>Gaps (all runs)</th>
+            <th>Oldest gap (last run)</th>
             <th>Settings</th>
             <th></th>
           </tr>
@@ -70,6 +107,7 @@ export const orgsPage = (data: {
                       : '0'
                   }
                 </td>
+                ${reconcileCells(row.reconcile)}
                 <td>
                   <form method="post" action="/console/orgs/${encodeURIComponent(row.orgId)}/settings">
                     ${csrfField(data.csrf)}

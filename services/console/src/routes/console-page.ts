@@ -8,6 +8,7 @@ import { HttpError, readBody } from '../../../../lib/http-server.ts';
 import type { Topics } from '../../../../lib/kafka/index.ts';
 import type { Logger } from '../../../../lib/log.ts';
 import type { OrgDirectory, OrgRepository } from '../../../../lib/orgs/index.ts';
+import type { ReconcileWatermarks } from '../../../../lib/reconcile-watermarks.ts';
 import type { Redis } from '../../../../lib/redis.ts';
 import type { AvroCodec } from '../../../../lib/registry.ts';
 import type { SignedToken } from '../../../../lib/signed-tokens.ts';
@@ -27,6 +28,8 @@ export type ConsoleDeps = {
   readonly topics: Topics;
   readonly orgs: Pick<OrgDirectory, 'storedRecords' | 'lookupById' | 'unreadable' | 'byPortal'>;
   readonly orgRepository: Pick<OrgRepository, 'updateSettings'>;
+  /** Each organisation's last reconcile with HubSpot, as the processor's reconciler recorded it. */
+  readonly watermarks: Pick<ReconcileWatermarks, 'get' | 'catchUp'>;
   /** Replay markers (lib/dead-letters): the same Redis and prefix as `npm run dlq`. */
   readonly redis: Redis;
   readonly redisKeyPrefix: string;

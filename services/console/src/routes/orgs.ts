@@ -30,7 +30,11 @@ export const orgRoutes = (router: Router, { deps, page, reads }: ConsoleArea): v
   router.get(
     '/console/orgs',
     page(async (ctx, { csrf }) => {
-      const activity = await readActivity({ ...reads, from: deps.now() - 60 * 60 * 1000 });
+      // The watermarks table follows its topic live; caught up here so a run that just ended shows.
+      const [activity, reconcileCurrent] = await Promise.all([
+        readActivity({ ...reads, from: deps.now() - 60 * 60 * 1000 }),
+        deps.watermarks.catchUp(),
+      ]);
       const live = liveOrgIds(deps.orgs)
         .flatMap((orgId) => {
           const found = deps.orgs.lookupById(orgId);
@@ -52,6 +56,7 @@ export const orgRoutes = (router: Router, { deps, page, reads }: ConsoleArea): v
           events: seen?.events ?? 0,
           lastEventAt: seen?.lastEventAt,
           deadLetters: seen?.deadLetters ?? 0,
+          reconcile: deps.watermarks.get(org.orgId),
         };
       });
       send(
@@ -64,6 +69,7 @@ export const orgRoutes = (router: Router, { deps, page, reads }: ConsoleArea): v
             .filter(([key, seen]) => key.startsWith('portal:') && seen.events > 0)
             .map(([key, seen]) => ({ key, events: seen.events })),
           reads: activity.reads,
+          reconcileCurrent,
           oauthConfigured: deps.installGrants !== undefined,
           notice: savedNotice(ctx),
         }),

@@ -5,32 +5,40 @@
  * would have been. The processor then handles it like any webhook (dedup by organisation and
  * message id, re-fetch, rules), so a message that arrives both ways is applied once.
  */
-import { RAW_WEBHOOK_EVENT_RECORD } from '../../../../lib/contracts/index.ts';
-import { dedupRedisKey } from '../../../../lib/dedup-store.ts';
-import { createBudgetedPortalClients, type HubSpotMessage } from '../../../../lib/hubspot/index.ts';
-import { ORDERING_KEY_HEADER, type TenantGate } from '../../../../lib/kafka/index.ts';
+import { createBudgetedPortalClients } from '../../../../lib/hubspot/index.ts';
+import type { TenantGate } from '../../../../lib/kafka/index.ts';
 import { createRecordWriter } from '../../../../lib/kafka/record-writer.ts';
 import type { Logger } from '../../../../lib/log.ts';
 import type { OrgDirectory } from '../../../../lib/orgs/index.ts';
 import type { PipelineConnections } from '../../../../lib/pipeline-connections.ts';
-import { mgetAcrossSlots, type Redis } from '../../../../lib/redis.ts';
+import { ReconcileWatermarks } from '../../../../lib/reconcile-watermarks.ts';
+import type { Redis } from '../../../../lib/redis.ts';
 import type { Registry } from 'prom-client';
 import type { ProcessorConfig } from '../config.ts';
-import { messageDedupKey } from '../handle-raw-event.ts';
 import { createReconcileMetrics } from '../metrics.ts';
 import { createRedisReconcileLease } from './lease.ts';
-import { RECONCILED_HEADER, rawRecordRouting, reconciledRawEvent } from './raw-event.ts';
 import { createReconciler, type Reconciler } from './reconciler.ts';
+import { reconcileRunDeps } from './run-deps.ts';
 import type { ReconcileTarget } from './run.ts';
-import { ReconcileWatermarks } from './watermarks.ts';
 
 export { createReconciler, ReconcileOutcome, type Reconciler, type ReconcilerDeps } from './reconciler.ts';
-export { reconcileOrganisation, type ReconcileRunDeps, type ReconcileTarget } from './run.ts';
-export { ReconcileWatermarks, ReconcileWatermark } from './watermarks.ts';
-export { createRedisReconcileLease, reconcileLeaseKey, type ReconcileLease } from './lease.ts';
+export {
+  checkWindow,
+  reconcileOrganisation,
+  type ReconcileRunDeps,
+  type ReconcileTarget,
+  type WindowCheck,
+} from './run.ts';
+export { reconcileRunDeps, type ReconcileRunParts } from './run-deps.ts';
+export {
+  createRedisReconcileLease,
+  reconcileLeaseHolder,
+  reconcileLeaseKey,
+  type ReconcileLease,
+} from './lease.ts';
 export { RECONCILED_HEADER, newMessageEventOf, reconciledRawEvent } from './raw-event.ts';
 export { candidatesOf, gapsOf } from './gaps.ts';
-export { reconcileWindow, inWindow, RECONCILE_OVERLAP_MS } from './window.ts';
+export { reconcileWindow, inWindow, RECONCILE_OVERLAP_MS, type ReconcileWindow } from './window.ts';
 
 /**
  * The organisations a reconcile can run for: live, readable, with a token HubSpot still takes,
@@ -93,6 +101,15 @@ export const startReconciling = async (parts: {
     // reconciled meanwhile: its calls fail at once and the run is made later.
     waitingUntil: (org) => parts.gate.waitingUntil(org.orgId),
   });
+  const runDepsOf = reconcileRunDeps({
+    redis,
+    redisKeyPrefix: config.REDIS_KEY_PREFIX,
+    codec,
+    rawTopic: topics.rawEvents.name,
+    writer,
+    hubspotFor,
+    now: Date.now,
+  });
   const reconciler = createReconciler({
     targets,
     watermarks,
@@ -107,41 +124,7 @@ export const startReconciling = async (parts: {
       // The organisation as it is now (a token refreshed since the targets were listed).
       const org = connections.orgs.byId(target.orgId);
       if (!org) throw new Error(`organisation ${target.orgId} is gone`);
-      return {
-        hubspot: hubspotFor(org),
-        handled: async (orgId, messageIds) => {
-          const values = await mgetAcrossSlots(
-            redis,
-            messageIds.map((id) => dedupRedisKey(config.REDIS_KEY_PREFIX, messageDedupKey(orgId, id))),
-          );
-          // `done`, or claimed by a replica handling it now: either way not a gap.
-          return new Set(messageIds.filter((_, index) => values[index] !== null));
-        },
-        emit: (gaps: readonly HubSpotMessage[]) =>
-          writer.write(
-            topics.rawEvents.name,
-            gaps.map((gap) => {
-              const routing = rawRecordRouting(org.orgId, gap.conversationsThreadId ?? '');
-              return {
-                key: routing.key,
-                headers: { [ORDERING_KEY_HEADER]: routing.orderingKey, [RECONCILED_HEADER]: '1' },
-                value: codec.encodeRecordNow(
-                  RAW_WEBHOOK_EVENT_RECORD,
-                  reconciledRawEvent(
-                    gap,
-                    {
-                      orgId: org.orgId,
-                      portalId: org.hubspot.portalId,
-                      privateApp: org.hubspot.privateAppClientSecret !== undefined,
-                    },
-                    Date.now(),
-                  ),
-                ),
-              };
-            }),
-            `${gaps.length} reconciled messages of ${org.orgId}`,
-          ),
-      };
+      return runDepsOf(org);
     },
     metrics,
     settings: {

@@ -46,3 +46,17 @@ export const createRedisReconcileLease = (
     },
   };
 };
+
+/**
+ * Who holds an organisation's lease now and for how much longer (undefined: nobody): what an
+ * operator is told when `npm run reconcile` finds the organisation taken.
+ */
+export const reconcileLeaseHolder = async (
+  redis: Redis,
+  prefix: string,
+  orgId: string,
+): Promise<{ readonly owner: string; readonly remainingMs: number } | undefined> => {
+  const key = reconcileLeaseKey(prefix, orgId);
+  const [owner, remainingMs] = await Promise.all([redis.get(key), redis.pttl(key)]);
+  return owner === null ? undefined : { owner, remainingMs: Math.max(0, remainingMs) };
+};

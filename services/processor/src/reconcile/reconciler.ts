@@ -10,7 +10,7 @@ import type { Logger } from '../../../../lib/log.ts';
 import type { ReconcileLease } from './lease.ts';
 import { reconcileOrganisation, type ReconcileRunDeps, type ReconcileTarget } from './run.ts';
 import { createdAtOf } from './gaps.ts';
-import type { ReconcileWatermarks } from './watermarks.ts';
+import type { ReconcileWatermarks } from '../../../../lib/reconcile-watermarks.ts';
 
 /** How a run that started ended (the `outcome` label of processor_reconcile_runs_total). */
 export const ReconcileOutcome = {

@@ -5,7 +5,13 @@
  */
 import type { HubSpotApi, HubSpotMessage } from '../../../../lib/hubspot/index.ts';
 import { candidatesOf, createdAtOf, gapsOf } from './gaps.ts';
-import { isEmptyWindow, pageReachesPast, reconcileWindow, type ReconcileWindowSettings } from './window.ts';
+import {
+  isEmptyWindow,
+  pageReachesPast,
+  reconcileWindow,
+  type ReconcileWindow,
+  type ReconcileWindowSettings,
+} from './window.ts';
 
 export type ReconcileTarget = {
   readonly orgId: string;
@@ -23,10 +29,8 @@ export type ReconcileRunDeps = {
   readonly emit: (gaps: readonly HubSpotMessage[]) => Promise<void>;
 };
 
-export type ReconcileRunResult = {
-  readonly window: { readonly from: number; readonly to: number };
-  /** The watermark this run earned: the window's end (never behind the previous one). */
-  readonly checkedThrough: number;
+/** What one pass over a window found: the threads read, the HubSpot calls made, the gaps emitted. */
+export type WindowCheck = {
   readonly threads: number;
   /** HubSpot calls made (each one slot of the portal's budget, bookkeeping class). */
   readonly hubspotCalls: number;
@@ -36,12 +40,17 @@ export type ReconcileRunResult = {
 const byCreatedAt = (a: HubSpotMessage, b: HubSpotMessage): number =>
   (createdAtOf(a) ?? 0) - (createdAtOf(b) ?? 0);
 
+export type ReconcileRunResult = WindowCheck & {
+  readonly window: ReconcileWindow;
+  /** The watermark this run earned: the window's end (never behind the previous one). */
+  readonly checkedThrough: number;
+};
+
 /**
- * Pages through the threads active since the window's start (oldest activity first), and for
- * each, its messages newest first until a page reaches back past the window. Gaps are emitted
- * per page of threads, so a large window is not held in memory. Throws on the first call that
- * fails (no budget, HubSpot down): the caller keeps the old watermark and the next run repeats
- * this one; what was emitted already is `done` by then, or deduplicated if not.
+ * The scheduled run: the window from the organisation's watermark (reconcileWindow), and the
+ * watermark it earns once every gap of it is emitted. Throws on the first call that fails (no
+ * budget, HubSpot down): the caller keeps the old watermark and the next run repeats this one;
+ * what was emitted already is `done` by then, or deduplicated if not.
  */
 export const reconcileOrganisation = async (
   org: ReconcileTarget,
@@ -53,6 +62,20 @@ export const reconcileOrganisation = async (
   const window = reconcileWindow(checkedThrough, now, settings);
   const earned = Math.max(window.to, checkedThrough ?? Number.NEGATIVE_INFINITY);
   if (isEmptyWindow(window)) return { window, checkedThrough: earned, threads: 0, hubspotCalls: 0, gaps: [] };
+  return { window, checkedThrough: earned, ...(await checkWindow(org, window, deps)) };
+};
+
+/**
+ * Pages through the threads active since the window's start (oldest activity first), and for
+ * each, its messages newest first until a page reaches back past the window. Gaps are emitted
+ * per page of threads, so a large window is not held in memory. Any window: the scheduled run's,
+ * or one an operator names (`npm run reconcile`). Throws on the first call that fails.
+ */
+export const checkWindow = async (
+  org: ReconcileTarget,
+  window: ReconcileWindow,
+  deps: ReconcileRunDeps,
+): Promise<WindowCheck> => {
   let hubspotCalls = 0;
   const seenThreads = new Set<string>();
   const seenMessages = new Set<string>();
@@ -98,5 +121,5 @@ export const reconcileOrganisation = async (
     }
     threadsAfter = threads.after;
   } while (threadsAfter !== undefined);
-  return { window, checkedThrough: earned, threads: seenThreads.size, hubspotCalls, gaps };
+  return { threads: seenThreads.size, hubspotCalls, gaps };
 };

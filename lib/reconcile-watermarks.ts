@@ -1,10 +1,11 @@
 import { z } from 'zod';
-import { JsonTable, type JsonTableOptions } from '../../../../lib/kafka/json-table.ts';
-import type { RecordWriter } from '../../../../lib/kafka/record-writer.ts';
+import { JsonTable, type JsonTableOptions } from './kafka/json-table.ts';
+import type { RecordWriter } from './kafka/record-writer.ts';
 
 /**
  * An organisation's reconcile state, on a compacted topic (one record per organisation): any
- * replica can run the next reconcile from where the last one, on any replica, got to.
+ * processor replica can run the next reconcile from where the last one, on any replica, got to.
+ * The processor's reconciler writes it; the console shows it.
  */
 export const ReconcileWatermark = z.object({
   /** Epoch ms: every message created at or before it (and after the first run's start) was checked. */
