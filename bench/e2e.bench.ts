@@ -36,6 +36,13 @@
  *
  *   npm run bench:e2e -- --cpu [--rate 500] [--rounds 3] [--phase-seconds 15] [--rest-seconds 5]
  *                              [--warm-seconds 5] [--drain-seconds 30] [--orgs 8]
+ *                              [--phases hello,messages,noHubSpot] [--profile]
+ *
+ * --phases runs only some phases (the ratios need all three: without, only the phases' own
+ * figures print). --profile starts the three services with `--cpu-prof` and prints, once they
+ * stopped, each one's top self-time frames and busy time per library (bench/profile.ts); a
+ * profile covers the process's whole life, so `--phases messages` or `--phases noHubSpot`
+ * keeps one kind of load in it (start-up and the customer-message warm-up are in every one).
  *
  * HubSpot's per-portal limit and OpenCX's per-organisation limit are raised (1,000,000), so the
  * figure is the pipeline's, not the configured limits'; the fake AI does not answer (no reply leg).
@@ -55,6 +62,7 @@ import { ADMIN_TOKEN, CLIENT_SECRET, registerTestOrg, type TestOrg } from '../te
 import { freePort, stopGracefully } from '../test/support/processes.ts';
 import { postSignedWebhook } from '../test/support/signed-delivery.ts';
 import { Replica } from '../test/support/soak/cluster.ts';
+import { profileRows, readNewestProfile, summariseProfile } from './profile.ts';
 import {
   medianFigures,
   roundFigures,
@@ -111,7 +119,7 @@ type StepResult = {
 
 const USAGE =
   'usage: npm run bench:e2e -- [--rates 100,200,400,800,1200] [--step-seconds 15] [--drain-seconds 30] [--orgs 8] [--quick]\n' +
-  '       npm run bench:e2e -- --cpu [--rate 500] [--rounds 3] [--phase-seconds 15] [--rest-seconds 5] [--warm-seconds 5] [--drain-seconds 30] [--orgs 8]';
+  '       npm run bench:e2e -- --cpu [--rate 500] [--rounds 3] [--phase-seconds 15] [--rest-seconds 5] [--warm-seconds 5] [--drain-seconds 30] [--orgs 8] [--phases hello,messages,noHubSpot] [--profile]';
 
 const positive = (name: string, value: number): number => {
   if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number\n${USAGE}`);
@@ -119,7 +127,7 @@ const positive = (name: string, value: number): number => {
 };
 
 /** The pipeline (one replica of each service, each its own process), the fakes and the load. */
-const startStack = async (orgCount: number) => {
+const startStack = async (orgCount: number, options: { profile?: boolean } = {}) => {
   const infra = benchInfra();
   const prefixes = newRunPrefixes('e2e');
   const logDir = mkdtempSync(join(tmpdir(), `bench-e2e-${prefixes.runId}-`));
@@ -144,10 +152,16 @@ const startStack = async (orgCount: number) => {
     HUBSPOT_RATE_LIMIT_MAX: '1000000',
     OPENCX_RATE_LIMIT_MAX: '1000000',
   };
+  /** With --profile, each service writes a V8 CPU profile when it stops (SIGTERM). */
+  const profileDir = (service: Service): string => join(logDir, 'profile', service);
+  const envOf = (service: Service): Record<string, string> =>
+    options.profile === true
+      ? { ...env, NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profileDir(service)}` }
+      : env;
   const replicas = {
-    ingest: new Replica('ingest', 1, env, logDir),
-    processor: new Replica('processor', 1, env, logDir),
-    outbound: new Replica('outbound', 1, env, logDir),
+    ingest: new Replica('ingest', 1, envOf('ingest'), logDir),
+    processor: new Replica('processor', 1, envOf('processor'), logDir),
+    outbound: new Replica('outbound', 1, envOf('outbound'), logDir),
     console: new Replica('console', 1, env, logDir),
   };
   const stop = async (): Promise<void> => {
@@ -171,7 +185,7 @@ const startStack = async (orgCount: number) => {
     await stop();
     throw error;
   }
-  return { prefixes, logDir, hubspot, opencx, replicas, orgs, stop };
+  return { prefixes, logDir, profileDir, hubspot, opencx, replicas, orgs, stop };
 };
 type Stack = Awaited<ReturnType<typeof startStack>>;
 
@@ -514,6 +528,8 @@ type PhaseResult = {
 
 const cpuRounds = async (options: {
   rate: number;
+  phases: readonly Phase[];
+  profile: boolean;
   rounds: number;
   phaseSeconds: number;
   restSeconds: number;
@@ -522,7 +538,7 @@ const cpuRounds = async (options: {
   orgCount: number;
 }): Promise<void> => {
   const { rate, phaseSeconds } = options;
-  const stack = await startStack(options.orgCount);
+  const stack = await startStack(options.orgCount, { profile: options.profile });
   const { replicas, hubspot } = stack;
   progress(
     `e2e CPU bench ${stack.prefixes.runId}: ${rate} events/s, ${options.rounds} rounds of 3 phases of ${phaseSeconds} s; logs in ${stack.logDir}`,
@@ -625,7 +641,9 @@ const cpuRounds = async (options: {
     const warm = await load.offerMessages(50, 10);
     await load.waitForDeliveries(warm, 60_000);
     load.poolDelivered();
-    for (const phase of ['messages', 'noHubSpot', 'hello'] as const) {
+    for (const phase of (['messages', 'noHubSpot', 'hello'] as const).filter((each) =>
+      options.phases.includes(each),
+    )) {
       progress(`warm-up (not measured): ${phase} at ${rate} ev/s for ${options.warmSeconds} s`);
       progress(`  ${summary(await runPhase(phase, options.warmSeconds))}`);
       await sleep(2000);
@@ -633,7 +651,9 @@ const cpuRounds = async (options: {
 
     for (let round = 1; round <= options.rounds; round++) {
       // Who goes first rotates each round.
-      const order = PHASES.map((_, index) => PHASES[(index + round - 1) % PHASES.length] as Phase);
+      const order = PHASES.map((_, index) => PHASES[(index + round - 1) % PHASES.length] as Phase).filter(
+        (phase) => options.phases.includes(phase),
+      );
       const results = new Map<Phase, PhaseResult>();
       for (const phase of order) {
         const result = await runPhase(phase, phaseSeconds);
@@ -649,7 +669,8 @@ const cpuRounds = async (options: {
       const messages = results.get('messages');
       const noHubSpot = results.get('noHubSpot');
       const helloResult = results.get('hello');
-      if (!messages || !noHubSpot || !helloResult) throw new Error('a phase did not run');
+      // --phases without all three: the phases' own figures only, no ratios.
+      if (!messages || !noHubSpot || !helloResult) continue;
       rounds.push({
         hello: helloResult.windows.hello,
         messages: {
@@ -671,6 +692,20 @@ const cpuRounds = async (options: {
     await stack.stop();
   }
 
+  if (options.profile)
+    for (const service of SERVICES) {
+      const { file, profile } = readNewestProfile(stack.profileDir(service));
+      const summary = summariseProfile(profile);
+      const rows = profileRows(summary);
+      printTable(
+        `${service} CPU profile (${file}: its whole life, start-up and warm-up included): busy ${fmt(summary.busyMs)} ms, idle ${fmt(summary.idleMs)} ms; top 15 self-time frames`,
+        rows.frames,
+      );
+      printTable(
+        `${service} busy time per library (Node and native frames charged to the library or project code that called them; "self only": without)`,
+        rows.categories,
+      );
+    }
   const perRound = rounds.map(roundFigures);
   printTable(
     `Phases (CPU ms per unit over the phase's window; rate ${rate} events/s)`,
@@ -697,6 +732,7 @@ const cpuRounds = async (options: {
       'bench ms/event': fmt(result.benchMsPerEvent, 3),
     })),
   );
+  if (perRound.length === 0) return;
   printTable(
     'Rounds (CPU ms per unit; × = multiple of the same round’s hello-world CPU ms per request)',
     perRound.map((figures, index) => {
@@ -773,14 +809,22 @@ const main = async (): Promise<void> => {
       'phase-seconds': { type: 'string', default: '15' },
       'rest-seconds': { type: 'string', default: '5' },
       'warm-seconds': { type: 'string', default: '5' },
+      phases: { type: 'string', default: PHASES.join(',') },
+      profile: { type: 'boolean', default: false },
     },
   });
   const drainSeconds = positive('--drain-seconds', Number(values['drain-seconds']));
   const orgCount = positive('--orgs', Number(values.orgs));
   if (values.cpu) {
     const rounds = positive('--rounds', Number(values.rounds));
+    const phases = values.phases.split(',').filter((phase) => phase !== '');
+    const unknown = phases.filter((phase) => !(PHASES as readonly string[]).includes(phase));
+    if (unknown.length > 0 || phases.length === 0)
+      throw new Error(`--phases: expected some of ${PHASES.join(', ')}, got ${values.phases}\n${USAGE}`);
     await cpuRounds({
       rate: positive('--rate', Number(values.rate)),
+      phases: phases as Phase[],
+      profile: values.profile,
       rounds,
       phaseSeconds: positive('--phase-seconds', Number(values['phase-seconds'])),
       restSeconds: positive('--rest-seconds', Number(values['rest-seconds'])),
