@@ -40,9 +40,9 @@
  *
  * --phases runs only some phases (the ratios need all three: without, only the phases' own
  * figures print). --profile starts the three services with `--cpu-prof` and prints, once they
- * stopped, each one's top self-time frames and busy time per library (bench/profile.ts); a
- * profile covers the process's whole life, so `--phases messages` or `--phases noHubSpot`
- * keeps one kind of load in it (start-up and the customer-message warm-up are in every one).
+ * stopped, each one's top self-time frames and busy time per library (bench/profile.ts), from
+ * the first measured round on (start-up and warm-up left out); `--phases messages` or `--phases
+ * noHubSpot` keeps one kind of load in it.
  *
  * HubSpot's per-portal limit and OpenCX's per-organisation limit are raised (1,000,000), so the
  * figure is the pipeline's, not the configured limits'; the fake AI does not answer (no reply leg).
@@ -170,8 +170,11 @@ const startStack = async (orgCount: number, options: { profile?: boolean } = {})
     await cleanUpRun(infra, prefixes);
   };
   const orgs: TestOrg[] = [];
+  /** When each service was started (Date.now()): its profile starts just after. */
+  const startedAt: Record<Service, number> = { ingest: Date.now(), processor: 0, outbound: 0 };
   try {
     await replicas.ingest.start();
+    startedAt.processor = startedAt.outbound = Date.now();
     await Promise.all([replicas.processor.start(), replicas.outbound.start(), replicas.console.start()]);
     const consoleUrl = `http://127.0.0.1:${replicas.console.port}`;
     for (let index = 0; index < orgCount; index++)
@@ -185,7 +188,7 @@ const startStack = async (orgCount: number, options: { profile?: boolean } = {})
     await stop();
     throw error;
   }
-  return { prefixes, logDir, profileDir, hubspot, opencx, replicas, orgs, stop };
+  return { prefixes, logDir, profileDir, startedAt, hubspot, opencx, replicas, orgs, stop };
 };
 type Stack = Awaited<ReturnType<typeof startStack>>;
 
@@ -567,6 +570,8 @@ const cpuRounds = async (options: {
 
   const rounds: RoundCpu[] = [];
   const phaseResults: { round: number; result: PhaseResult }[] = [];
+  /** When the first measured round started: a profile is summarised from there. */
+  let measuredFrom = Number.NaN;
   try {
     const load = startLoad(stack);
 
@@ -649,6 +654,7 @@ const cpuRounds = async (options: {
       await sleep(2000);
     }
 
+    measuredFrom = Date.now();
     for (let round = 1; round <= options.rounds; round++) {
       // Who goes first rotates each round.
       const order = PHASES.map((_, index) => PHASES[(index + round - 1) % PHASES.length] as Phase).filter(
@@ -695,10 +701,11 @@ const cpuRounds = async (options: {
   if (options.profile)
     for (const service of SERVICES) {
       const { file, profile } = readNewestProfile(stack.profileDir(service));
-      const summary = summariseProfile(profile);
+      // The measured rounds only: start-up (module loading, type stripping) and the warm-up left out.
+      const summary = summariseProfile(profile, { skipFirstMs: measuredFrom - stack.startedAt[service] });
       const rows = profileRows(summary);
       printTable(
-        `${service} CPU profile (${file}: its whole life, start-up and warm-up included): busy ${fmt(summary.busyMs)} ms, idle ${fmt(summary.idleMs)} ms; top 15 self-time frames`,
+        `${service} CPU profile (${file}, from the first measured round): busy ${fmt(summary.busyMs)} ms, idle ${fmt(summary.idleMs)} ms; top 15 self-time frames`,
         rows.frames,
       );
       printTable(
