@@ -22,6 +22,11 @@ export type Service = (typeof SERVICES)[number];
 export type RoundCpu = {
   /** The hello-world, one request per event of the pipeline's rate. */
   readonly hello: CpuWindow;
+  /**
+   * The same hello-world at saturation (as many requests as it answers): its cheapest request,
+   * the figure issue 10 compared with. Not the targets' denominator, which is `hello`.
+   */
+  readonly helloSaturated?: CpuWindow;
   /** Customer chat messages: units are ingest's accepted events, the processor's handled raw events, outbound's applied domain events. */
   readonly messages: Readonly<Record<Service, CpuWindow>> & { readonly customerMessages: number };
   /** Events the processor handles without a HubSpot call: units are the phase's events (outbound's too). */
@@ -67,6 +72,8 @@ export type CpuFigure = {
   readonly timesHello: number;
   /** busyMsPerUnit ÷ the hello-world's busy CPU ms per request. */
   readonly busyTimesHello: number;
+  /** msPerUnit ÷ the hello-world's CPU ms per request at saturation (NaN when not measured). */
+  readonly timesSaturatedHello: number;
   /** The issue's target for timesHello, if it sets one. */
   readonly target: number | undefined;
 };
@@ -89,6 +96,7 @@ export const roundFigures = (round: RoundCpu): CpuFigure[] => {
   const rest = round.atRestMsPerS;
   const one = (window: CpuWindow, restMsPerS: number) => summed([window], [restMsPerS], window.units);
   const hello = one(round.hello, rest.hello);
+  const saturated = round.helloSaturated ? one(round.helloSaturated, rest.hello).msPerUnit : Number.NaN;
   const costs: Record<FigureName, { msPerUnit: number; busyMsPerUnit: number }> = {
     'hello-world per request': hello,
     'ingest per event (customer messages)': one(round.messages.ingest, rest.ingest),
@@ -108,6 +116,7 @@ export const roundFigures = (round: RoundCpu): CpuFigure[] => {
     ...costs[name],
     timesHello: costs[name].msPerUnit / hello.msPerUnit,
     busyTimesHello: costs[name].busyMsPerUnit / hello.busyMsPerUnit,
+    timesSaturatedHello: costs[name].msPerUnit / saturated,
     target: TARGETS[name],
   }));
 };
@@ -115,7 +124,9 @@ export const roundFigures = (round: RoundCpu): CpuFigure[] => {
 /** The median of each column over the rounds; the ratios are medians of each round's own ratio. */
 export const medianFigures = (rounds: readonly (readonly CpuFigure[])[]): CpuFigure[] =>
   FIGURES.map((name) => {
-    const of = (column: 'msPerUnit' | 'busyMsPerUnit' | 'timesHello' | 'busyTimesHello'): number =>
+    const of = (
+      column: 'msPerUnit' | 'busyMsPerUnit' | 'timesHello' | 'busyTimesHello' | 'timesSaturatedHello',
+    ): number =>
       median(rounds.map((figures) => figures.find((figure) => figure.name === name)?.[column] ?? Number.NaN));
     return {
       name,
@@ -123,6 +134,7 @@ export const medianFigures = (rounds: readonly (readonly CpuFigure[])[]): CpuFig
       busyMsPerUnit: of('busyMsPerUnit'),
       timesHello: of('timesHello'),
       busyTimesHello: of('busyTimesHello'),
+      timesSaturatedHello: of('timesSaturatedHello'),
       target: TARGETS[name],
     };
   });

@@ -23,7 +23,9 @@
  * of every service as a multiple of a koa hello-world's CPU per request, measured the same way
  * (/proc of its own process) in the same round at the same rate, one request per event. Each
  * of --rounds (3) rounds runs three phases of --phase-seconds (15), in an order that rotates:
- * - hello: signed 1-event POSTs to the hello-world (`bench/ingest.bench.ts --serve hello`);
+ * - hello: signed 1-event POSTs to the hello-world (`bench/ingest.bench.ts --serve hello`); then
+ *   --saturated-seconds (5; 0: not) of it at saturation (autocannon, 50 connections), its
+ *   cheapest request, printed beside the ratios as context (issue 10 compared with that);
  * - messages: customer chat messages as above: ingest per event, the processor per re-fetched
  *   message, outbound per applied event, the three together per message, and end-to-end p99;
  * - no-HubSpot: the processor bench's mix of events it handles without a HubSpot call (30 %
@@ -35,7 +37,7 @@
  * each ratio is one round's. The fakes and the load run in this process, outside every figure.
  *
  *   npm run bench:e2e -- --cpu [--rate 500] [--rounds 3] [--phase-seconds 15] [--rest-seconds 5]
- *                              [--warm-seconds 5] [--drain-seconds 30] [--orgs 8]
+ *                              [--warm-seconds 5] [--saturated-seconds 5] [--drain-seconds 30] [--orgs 8]
  *                              [--phases hello,messages,noHubSpot] [--profile]
  *
  * --phases runs only some phases (the ratios need all three: without, only the phases' own
@@ -51,6 +53,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, mkdtempSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -60,7 +63,7 @@ import { startFakeHubSpot } from '../test/fakes/hubspot.ts';
 import { startFakeOpenCx } from '../test/fakes/opencx.ts';
 import { ADMIN_TOKEN, CLIENT_SECRET, registerTestOrg, type TestOrg } from '../test/support/pipeline.ts';
 import { freePort, stopGracefully } from '../test/support/processes.ts';
-import { postSignedWebhook } from '../test/support/signed-delivery.ts';
+import { postSignedWebhook, signedWebhookHeaders } from '../test/support/signed-delivery.ts';
 import { Replica } from '../test/support/soak/cluster.ts';
 import { profileRows, readNewestProfile, summariseProfile } from './profile.ts';
 import {
@@ -97,6 +100,17 @@ const SATURATED_P99_MS = 10_000;
 /** Retries in the no-HubSpot mix are of the last this many messages delivered. */
 const RETRY_POOL = 10_000;
 const repoRoot = fileURLToPath(new URL('../', import.meta.url));
+/** The hello-world at saturation: autocannon's connections, as in the ingest bench. */
+const SATURATION_CONNECTIONS = 50;
+
+// autocannon ships no types: the part of its API used here.
+type Autocannon = (options: {
+  url: string;
+  connections: number;
+  duration: number;
+  requests: { method: string; path: string; headers: Record<string, string>; body: string }[];
+}) => Promise<{ '2xx': number; duration: number }>;
+const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon;
 
 type Conversation = { readonly org: TestOrg; readonly threadId: string; sent: number };
 /** An offered event; `text` only for a customer message, whose delivery at OpenCX is followed. */
@@ -119,7 +133,7 @@ type StepResult = {
 
 const USAGE =
   'usage: npm run bench:e2e -- [--rates 100,200,400,800,1200] [--step-seconds 15] [--drain-seconds 30] [--orgs 8] [--quick]\n' +
-  '       npm run bench:e2e -- --cpu [--rate 500] [--rounds 3] [--phase-seconds 15] [--rest-seconds 5] [--warm-seconds 5] [--drain-seconds 30] [--orgs 8] [--phases hello,messages,noHubSpot] [--profile]';
+  '       npm run bench:e2e -- --cpu [--rate 500] [--rounds 3] [--phase-seconds 15] [--rest-seconds 5] [--warm-seconds 5] [--saturated-seconds 5] [--drain-seconds 30] [--orgs 8] [--phases hello,messages,noHubSpot] [--profile]';
 
 const positive = (name: string, value: number): number => {
   if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number\n${USAGE}`);
@@ -517,6 +531,8 @@ const startHelloWorld = async (logDir: string): Promise<{ child: ChildProcess; u
 type PhaseResult = {
   readonly phase: Phase;
   readonly windows: Readonly<Record<Process, CpuWindow>>;
+  /** hello only: the hello-world at saturation right after, and the requests/s it answered. */
+  readonly saturated?: { readonly window: CpuWindow; readonly requestsPerS: number };
   readonly offered: number;
   readonly accepted: number;
   /** Customer messages: delivered, and end-to-end latency. */
@@ -535,6 +551,7 @@ const cpuRounds = async (options: {
   profile: boolean;
   rounds: number;
   phaseSeconds: number;
+  saturatedSeconds: number;
   restSeconds: number;
   warmSeconds: number;
   drainSeconds: number;
@@ -575,6 +592,38 @@ const cpuRounds = async (options: {
   try {
     const load = startLoad(stack);
 
+    /**
+     * The hello-world as fast as it answers (autocannon, 1-event signed POSTs): its cheapest
+     * request, the ingest bench's figure. Context for the ratios, not their denominator.
+     */
+    const saturate = async (): Promise<PhaseResult['saturated']> => {
+      if (options.saturatedSeconds <= 0) return undefined;
+      await sleep(1000);
+      const url = `${hello.url}/webhooks/hubspot`;
+      const requests = Array.from({ length: 64 }, () => {
+        const body = JSON.stringify([
+          fixtures.webhookEvent({ portalId: (stack.orgs[0] as TestOrg).portalId }),
+        ]);
+        return {
+          method: 'POST',
+          path: '/webhooks/hubspot',
+          headers: signedWebhookHeaders(url, body, CLIENT_SECRET),
+          body,
+        };
+      });
+      const before = processCpuMs(pids.hello);
+      const result = await autocannon({
+        url: hello.url,
+        connections: SATURATION_CONNECTIONS,
+        duration: options.saturatedSeconds,
+        requests,
+      });
+      return {
+        window: { cpuMs: processCpuMs(pids.hello) - before, seconds: result.duration, units: result['2xx'] },
+        requestsPerS: result['2xx'] / result.duration,
+      };
+    };
+
     /** One phase: offered for phaseSeconds, the window closing at the poll that sees it all done. */
     const runPhase = async (phase: Phase, seconds: number): Promise<PhaseResult> => {
       const handledBefore = await handled();
@@ -612,6 +661,7 @@ const cpuRounds = async (options: {
       });
       return {
         phase,
+        ...(phase === 'hello' ? { saturated: await saturate() } : {}),
         windows: {
           hello: windowOf('hello', phase === 'hello' ? accepted : 0),
           ingest: windowOf('ingest', phase === 'hello' ? 0 : accepted),
@@ -636,6 +686,9 @@ const cpuRounds = async (options: {
         `${result.phase}: offered ${result.offered}, accepted ${result.accepted}, ${fmt(result.windows.hello.seconds, 1)} s; ` +
         `CPU ms per unit (units) ${shown.map(perUnit).join(', ')}; HubSpot calls ${result.hubspotCalls}; ` +
         `bench (fakes, load) ${fmt(result.benchMsPerEvent, 3)} ms/event` +
+        (result.saturated
+          ? `; at saturation ${fmt(result.saturated.requestsPerS)} requests/s, ${fmt(result.saturated.window.cpuMs / result.saturated.window.units, 4)} CPU ms/request`
+          : '') +
         (result.phase === 'messages'
           ? `; delivered ${result.delivered}, p50 ${fmt(result.p50)} ms, p99 ${fmt(result.p99)} ms`
           : '')
@@ -679,6 +732,7 @@ const cpuRounds = async (options: {
       if (!messages || !noHubSpot || !helloResult) continue;
       rounds.push({
         hello: helloResult.windows.hello,
+        ...(helloResult.saturated ? { helloSaturated: helloResult.saturated.window } : {}),
         messages: {
           ingest: messages.windows.ingest,
           processor: messages.windows.processor,
@@ -761,6 +815,7 @@ const cpuRounds = async (options: {
       target: targetVerdict(figure),
       'CPU ms less at rest': fmt(figure.busyMsPerUnit, 4),
       '× hello-world, less at rest': `${fmt(figure.busyTimesHello, 2)}x`,
+      '× hello-world at saturation': `${fmt(figure.timesSaturatedHello, 1)}x`,
     }));
   printTable(
     `Medians of ${rounds.length} rounds (each ratio the median of the rounds' own ratios)`,
@@ -816,6 +871,7 @@ const main = async (): Promise<void> => {
       'phase-seconds': { type: 'string', default: '15' },
       'rest-seconds': { type: 'string', default: '5' },
       'warm-seconds': { type: 'string', default: '5' },
+      'saturated-seconds': { type: 'string', default: '5' },
       phases: { type: 'string', default: PHASES.join(',') },
       profile: { type: 'boolean', default: false },
     },
@@ -834,6 +890,10 @@ const main = async (): Promise<void> => {
       profile: values.profile,
       rounds,
       phaseSeconds: positive('--phase-seconds', Number(values['phase-seconds'])),
+      saturatedSeconds:
+        values['saturated-seconds'] === '0'
+          ? 0
+          : positive('--saturated-seconds', Number(values['saturated-seconds'])),
       restSeconds: positive('--rest-seconds', Number(values['rest-seconds'])),
       warmSeconds: positive('--warm-seconds', Number(values['warm-seconds'])),
       drainSeconds,

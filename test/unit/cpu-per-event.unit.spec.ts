@@ -84,6 +84,17 @@ describe('bench/cpu-per-event', () => {
       close(figure(figures, 'outbound per applied event').msPerUnit, 0.6);
     });
 
+    it('given the hello-world measured at saturation too, when the figures are made, then each has its multiple of that as well', () => {
+      const figures = roundFigures(round({ helloSaturated: { cpuMs: 200, seconds: 5, units: 10_000 } }));
+      // 0.6 ms a message over 0.02 ms a saturated request; the targets' ratio stays the rate's own.
+      const pipeline = figure(figures, 'pipeline per customer message');
+      close(pipeline.timesSaturatedHello, 30);
+      close(pipeline.timesHello, 12);
+      assert.ok(
+        Number.isNaN(figure(roundFigures(round()), 'pipeline per customer message').timesSaturatedHello),
+      );
+    });
+
     it('given a window with no units, when its figure is made, then it is not a number rather than infinite', () => {
       const base = round();
       const figures = roundFigures(
