@@ -279,7 +279,7 @@ const startLoad = (stack: Stack) => {
         }),
       };
     if (draw < 0.6)
-      // A ticket field cleared: claimed, its property clock read and raised, ignored (empty value).
+      // A ticket field cleared: claimed, its property clock read and raised, ignored (empty_property_value).
       // A non-empty change is emitted for outbound to hold until the ticket is linked to a
       // session (issue 20), which these tickets never are: that leg is left out of the mix.
       return {
