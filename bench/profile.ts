@@ -117,8 +117,15 @@ const frameName = (frame: CallFrame): string => {
   return frame.url === '' ? name : `${name} ${shortUrl(frame.url)}:${frame.lineNumber + 1}`;
 };
 
-/** Self time per frame (summed over the call paths that reach it) and per category. */
-export const summariseProfile = (profile: CpuProfile): ProfileSummary => {
+/**
+ * Self time per frame (summed over the call paths that reach it) and per category; with
+ * `skipFirstMs`, only the samples taken that long after the profile started (start-up and a
+ * warm-up left out).
+ */
+export const summariseProfile = (
+  profile: CpuProfile,
+  options: { readonly skipFirstMs?: number } = {},
+): ProfileSummary => {
   const byId = new Map(profile.nodes.map((node) => [node.id, node.callFrame]));
   const parentOf = new Map<number, number>();
   for (const node of profile.nodes) for (const child of node.children ?? []) parentOf.set(child, node.id);
@@ -134,7 +141,11 @@ export const summariseProfile = (profile: CpuProfile): ProfileSummary => {
   const owners = new Map<string, number>();
   const selfUs = new Map<number, number>();
   // A sample lasts until the next one (as Chrome's DevTools counts it).
+  const skipUs = (options.skipFirstMs ?? 0) * 1000;
+  let sinceStartUs = 0;
   for (let index = 0; index < profile.samples.length; index++) {
+    sinceStartUs += profile.timeDeltas[index] ?? 0;
+    if (sinceStartUs < skipUs) continue;
     const id = profile.samples[index] ?? 0;
     const duration = profile.timeDeltas[index + 1] ?? 0;
     selfUs.set(id, (selfUs.get(id) ?? 0) + Math.max(0, duration));
