@@ -181,6 +181,10 @@ const buildNoHubSpotInput = (total: number): Input => {
         portalId: org.portalId,
         objectId: 8_000_000 + (index % THREADS),
         occurredAt: changesFrom + index,
+        // Cleared (ignored as empty_value after its claim and clock): a non-empty change is emitted
+        // for outbound to hold until its ticket is linked, which would count as a domain event
+        // that no unique message explains (the mix has none).
+        propertyValue: '',
       }),
     );
   }
