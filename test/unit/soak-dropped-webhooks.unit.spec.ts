@@ -184,7 +184,8 @@ describe('soak verdict: dropped webhooks', () => {
     seq,
     label: 'customer-chat',
     orgId: 'org-1',
-    body: { messageId: `m${seq}` },
+    // Written in seq order.
+    body: { messageId: `m${seq}`, occurredAt: 500 + seq },
     expect: {
       kind: 'message-sent',
       key: text,
@@ -210,11 +211,18 @@ describe('soak verdict: dropped webhooks', () => {
     body: { text: `AI: ${text}\n\n<!-- OpenCX-AI-Response --><!-- opencx-reply:${'a'.repeat(32)} -->` },
     at,
   });
-  const verdictOf = (offered: OfferedEvent[], effects: OpenCxEffect[], replied: string[]) =>
+  /** `replied`: the customer texts whose AI reply was posted, at 0, 1, 2… or at a given time. */
+  const verdictOf = (
+    offered: OfferedEvent[],
+    effects: OpenCxEffect[],
+    replied: ReadonlyArray<string | readonly [string, number]>,
+  ) =>
     verify({
       load: { offered, handoffIndexOf: () => undefined } as unknown as LoadGenerator,
       opencx: { effects, violations: [], sessions: new Map() } as unknown as FakeOpenCx,
-      hubspot: { posted: replied.map((text, at) => aiReply(text, at)) } as unknown as FakeHubSpot,
+      hubspot: {
+        posted: replied.map((each, at) => (typeof each === 'string' ? aiReply(each, at) : aiReply(...each))),
+      } as unknown as FakeHubSpot,
       replayStartedAt: undefined,
       deadLetteredEventIds: new Set(),
     });
@@ -225,7 +233,16 @@ describe('soak verdict: dropped webhooks', () => {
       [sessionCreated, sent('one', 2), sent('three', 3), sent('two', 4)],
       ['one', 'three', 'two'],
     );
-    assert.deepEqual(verdict.dropped, { webhooks: 1, atOpenCx: 1, lost: 0, duplicated: 0, outOfOrder: 0 });
+    assert.deepEqual(verdict.dropped, {
+      webhooks: 1,
+      atOpenCx: 1,
+      lost: 0,
+      duplicated: 0,
+      outOfOrder: 0,
+      aiRepliesPosted: 1,
+      aiRepliesNotPostedNewerFirst: 0,
+      onHandedOffThreads: 0,
+    });
     assert.equal(verdict.applied, 3);
     assert.equal(verdict.unexpected, 0);
     assert.equal(failed(verdict), false, JSON.stringify(verdict.findings));
@@ -241,6 +258,36 @@ describe('soak verdict: dropped webhooks', () => {
     assert.equal(verdict.dropped.lost, 1);
     assert.equal(verdict.aiRepliesLost, 1);
     assert.match(verdict.findings.map((finding) => finding.detail).join('\n'), /webhook dropped/);
+    assert.equal(failed(verdict), true);
+  });
+
+  it("given a recovered message whose thread had a later message answered before it reached OpenCX, when its reply is not posted, then that is counted apart (outbound's last-reply-per-thread rule), not lost", () => {
+    const verdict = verdictOf(
+      [message(1, 'one', 'delivered'), message(2, 'two', 'dropped'), message(3, 'three', 'delivered')],
+      [sessionCreated, sent('one', 2), sent('three', 3), sent('two', 10)],
+      [
+        ['one', 2],
+        ['three', 4],
+      ],
+    );
+    assert.equal(verdict.dropped.aiRepliesNotPostedNewerFirst, 1);
+    assert.equal(verdict.dropped.aiRepliesPosted, 0);
+    assert.equal(verdict.aiRepliesLost, 0);
+    assert.equal(failed(verdict), false, JSON.stringify(verdict.findings));
+  });
+
+  it('given a recovered message with no reply, and no later message of its thread answered before it reached OpenCX, then its AI reply is lost', () => {
+    const verdict = verdictOf(
+      [message(1, 'one', 'delivered'), message(2, 'two', 'dropped'), message(3, 'three', 'delivered')],
+      [sessionCreated, sent('one', 2), sent('two', 3), sent('three', 10)],
+      [
+        ['one', 2],
+        ['three', 11],
+      ],
+    );
+    assert.equal(verdict.dropped.aiRepliesNotPostedNewerFirst, 0);
+    assert.equal(verdict.aiRepliesLost, 1);
+    assert.match(verdict.findings.map((finding) => finding.detail).join('\n'), /recovered/);
     assert.equal(failed(verdict), true);
   });
 

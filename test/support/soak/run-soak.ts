@@ -1044,7 +1044,7 @@ const formatTable = (input: {
     ['unexpected effects', String(verdict.unexpected)],
     [
       'webhooks dropped (fault drop)',
-      `${verdict.dropped.webhooks}; their messages at OpenCX (only the reconciler could bring them) ${verdict.dropped.atOpenCx}, lost ${verdict.dropped.lost}, twice ${verdict.dropped.duplicated}, out of order among themselves ${verdict.dropped.outOfOrder} (counted in the rows above too)`,
+      `${verdict.dropped.webhooks}; their messages at OpenCX (only the reconciler could bring them) ${verdict.dropped.atOpenCx}, lost ${verdict.dropped.lost}, twice ${verdict.dropped.duplicated}, out of order among themselves ${verdict.dropped.outOfOrder} (counted in the rows above too); their AI replies posted ${verdict.dropped.aiRepliesPosted}, not posted because a later message of the thread was answered first ${verdict.dropped.aiRepliesNotPostedNewerFirst} (lib/posted-replies.ts; not counted lost); ${verdict.dropped.onHandedOffThreads} on threads handed off`,
     ],
     [
       'reconciler',

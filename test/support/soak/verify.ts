@@ -11,7 +11,11 @@
 // Messages whose webhook was dropped (fault kind `drop`) are expected too, brought by the
 // reconciler: each exactly once. They come late by nature (after the messages of their thread
 // delivered meanwhile), so their order is checked among themselves: one thread's recovered
-// messages in the order they were written.
+// messages in the order they were written. Their AI replies are checked as any customer
+// message's, but for one rule of outbound's: it keeps the last reply posted per thread
+// (lib/posted-replies.ts) and takes a reply to an older message for one posted already, so a
+// recovered message whose thread had a later message answered before it reached OpenCX gets no
+// reply. That is counted apart (not posted, by that rule), not as lost.
 import type { FakeHubSpot } from '../../fakes/hubspot.ts';
 import type { FakeOpenCx, OpenCxEffect } from '../../fakes/opencx.ts';
 import type { LoadGenerator, OfferedEvent } from './load.ts';
@@ -48,6 +52,15 @@ export interface Verdict {
     readonly lost: number;
     readonly duplicated: number;
     readonly outOfOrder: number;
+    /** AI replies posted to HubSpot for recovered messages. */
+    readonly aiRepliesPosted: number;
+    /**
+     * Not posted because a reply to a later message of the thread was posted before the
+     * recovered message reached OpenCX (lib/posted-replies.ts: "an older message's reply was posted").
+     */
+    readonly aiRepliesNotPostedNewerFirst: number;
+    /** On threads handed off: a reply is then checked only not to come after the handoff. */
+    readonly onHandedOffThreads: number;
   };
   readonly findings: readonly Finding[];
 }
@@ -136,7 +149,16 @@ export const verify = (options: {
   let superseded = 0;
   let lost = 0;
   let duplicated = 0;
-  const droppedCounts = { webhooks: dropped.length, atOpenCx: 0, lost: 0, duplicated: 0, outOfOrder: 0 };
+  const droppedCounts = {
+    webhooks: dropped.length,
+    atOpenCx: 0,
+    lost: 0,
+    duplicated: 0,
+    outOfOrder: 0,
+    aiRepliesPosted: 0,
+    aiRepliesNotPostedNewerFirst: 0,
+    onHandedOffThreads: 0,
+  };
   for (const [key, event] of expected) {
     const effects = seen.get(key) ?? [];
     if (effects.length >= 1) applied += 1;
@@ -287,6 +309,21 @@ export const verify = (options: {
           event.body.messageId === original.body.messageId,
       )
       .map((event) => iso(event.acceptedAt));
+  // Each thread's customer messages (delivered or recovered), for the rule on recovered ones.
+  const customerMessagesOf = new Map<string, OfferedEvent[]>();
+  for (const event of [...accepted, ...dropped])
+    if (event.customerText !== undefined && event.expect !== undefined)
+      customerMessagesOf.set(event.expect.threadId, [
+        ...(customerMessagesOf.get(event.expect.threadId) ?? []),
+        event,
+      ]);
+  /** A reply to a later customer message of the event's thread was posted at or before `before`. */
+  const newerReplyPostedBy = (event: OfferedEvent, before: number): boolean =>
+    (customerMessagesOf.get(event.expect?.threadId ?? '') ?? []).some(
+      (other) =>
+        Number(other.body.occurredAt) > Number(event.body.occurredAt) &&
+        (postedByText.get(other.customerText ?? '') ?? []).some((at) => at <= before),
+    );
   let aiRepliesLost = 0;
   let aiRepliesTwice = 0;
   let aiRepliesAfterHandoff = 0;
@@ -295,6 +332,19 @@ export const verify = (options: {
     const postedAt = postedByText.get(event.customerText) ?? [];
     const count = postedAt.length;
     const handoffIndex = load.handoffIndexOf(event.expect.threadId);
+    if (event.droppedIndex !== undefined && count > 0) droppedCounts.aiRepliesPosted += 1;
+    if (event.droppedIndex !== undefined && handoffIndex !== undefined) droppedCounts.onHandedOffThreads += 1;
+    const reachedOpenCxAt = seen.get(`${event.expect.kind}|${event.expect.key}`)?.[0]?.at;
+    if (
+      event.droppedIndex !== undefined &&
+      handoffIndex === undefined &&
+      count === 0 &&
+      reachedOpenCxAt !== undefined &&
+      newerReplyPostedBy(event, reachedOpenCxAt)
+    ) {
+      droppedCounts.aiRepliesNotPostedNewerFirst += 1;
+      continue;
+    }
     if (count > 1) {
       aiRepliesTwice += 1;
       note(
@@ -304,7 +354,10 @@ export const verify = (options: {
     }
     if (handoffIndex === undefined && count === 0) {
       aiRepliesLost += 1;
-      note('AI reply lost', `#${event.seq} "${event.customerText}" on thread ${event.expect.threadId}`);
+      note(
+        'AI reply lost',
+        `#${event.seq} "${event.customerText}" on thread ${event.expect.threadId}${event.droppedIndex === undefined ? '' : ' (recovered: its webhook dropped; no reply to a later message of the thread posted before it reached OpenCX)'}`,
+      );
     }
     if (handoffIndex !== undefined && indexOf(event) > handoffIndex && count > 0) {
       aiRepliesAfterHandoff += 1;
