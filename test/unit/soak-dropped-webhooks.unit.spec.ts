@@ -8,6 +8,7 @@ import {
   dropsWebhook,
   furthestWatermarks,
   reconcileDrainAllowanceMs,
+  reconcileRunsFromMetrics,
   uncoveredDrops,
   watermarksFromMetrics,
 } from '../support/soak/dropped-webhooks.ts';
@@ -113,6 +114,18 @@ describe('soak fault drop: what the drain waits for', () => {
       ['soak-1-org2', 100_000],
       ['soak-1-org3', 5],
     ]);
+  });
+
+  it("given a processor's /metrics with the registry's own labels, then its reconcile runs are counted by outcome", () => {
+    const metrics = [
+      '# TYPE processor_reconcile_runs_total counter',
+      'processor_reconcile_runs_total{outcome="completed",service="processor"} 29',
+      'processor_reconcile_runs_total{outcome="deferred",service="processor"} 7',
+      'processor_reconcile_runs_total{service="processor",outcome="failed"} 2',
+      'processor_hubspot_calls_total{portal_id="1",purpose="reconcile_threads",service="processor"} 14',
+    ].join('\n');
+    assert.deepEqual(reconcileRunsFromMetrics(metrics), { completed: 29, deferred: 7, failed: 2 });
+    assert.deepEqual(reconcileRunsFromMetrics(''), { completed: 0, deferred: 0, failed: 0 });
   });
 
   it('given the soak’s reconcile settings, then the drain allows a settle, an interval, a tick and two deferred runs', () => {

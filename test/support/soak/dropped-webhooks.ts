@@ -100,3 +100,21 @@ export const furthestWatermarks = (views: readonly ReadonlyMap<string, number>[]
     for (const [orgId, at] of view) furthest.set(orgId, Math.max(furthest.get(orgId) ?? at, at));
   return furthest;
 };
+
+/**
+ * A processor's reconcile runs by outcome, from its /metrics text
+ * (`processor_reconcile_runs_total{outcome="…",…} n`; the registry adds labels of its own).
+ */
+export const reconcileRunsFromMetrics = (
+  metrics: string,
+): { completed: number; deferred: number; failed: number } => {
+  const runs = { completed: 0, deferred: 0, failed: 0 };
+  for (const match of metrics.matchAll(
+    /^processor_reconcile_runs_total\{[^}]*outcome="(completed|deferred|failed)"[^}]*\} ([0-9.e+]+)$/gm,
+  )) {
+    const [, outcome, count] = match;
+    if (outcome === 'completed' || outcome === 'deferred' || outcome === 'failed')
+      runs[outcome] += Number(count);
+  }
+  return runs;
+};

@@ -32,6 +32,7 @@ import {
   dropsWebhook,
   furthestWatermarks,
   reconcileDrainAllowanceMs,
+  reconcileRunsFromMetrics,
   uncoveredDrops,
   watermarksFromMetrics,
 } from './dropped-webhooks.ts';
@@ -585,12 +586,11 @@ const reconcileFigures = async (
       );
   let deferred = 0;
   let failed = 0;
-  for (const replica of processors)
-    for (const match of (await replica.metrics()).matchAll(
-      /^processor_reconcile_runs_total\{outcome="(deferred|failed)"\} (\d+)/gm,
-    ))
-      if (match[1] === 'deferred') deferred += Number(match[2]);
-      else failed += Number(match[2]);
+  for (const replica of processors) {
+    const runs = reconcileRunsFromMetrics(await replica.metrics());
+    deferred += runs.deferred;
+    failed += runs.failed;
+  }
   return {
     records,
     ofDropped: recovered.size,
