@@ -380,8 +380,9 @@ describe('reconcile: which organisations', () => {
 
 /**
  * A portal's budget as lib/rate-limiter.ts keeps it, in memory: `capacity` calls per rolling
- * `windowMs`; a call with no slot waits for the oldest to free, or fails (upstreamRateLimited)
- * when that is longer than its `maxWaitMs`.
+ * `windowMs`; a call with no slot waits for the oldest to free plus the limiter's jitter (at
+ * most half the wait, up to half a window: its worst case here), or fails (upstreamRateLimited)
+ * at once when that is longer than what is left of its `maxWaitMs`.
  */
 const rollingBudget = (capacity: number, windowMs: number): RateLimiter => {
   const taken: number[] = [];
@@ -395,7 +396,8 @@ const rollingBudget = (capacity: number, windowMs: number): RateLimiter => {
           taken.push(now);
           return waited;
         }
-        const wait = (taken[0] ?? now) + windowMs - now + 1;
+        const free = (taken[0] ?? now) + windowMs - now + 1;
+        const wait = free + Math.floor(Math.min(free, windowMs) * 0.5);
         if (maxWaitMs !== undefined && waited + wait > maxWaitMs)
           throw new PipelineError(ErrorCode.upstreamRateLimited, `no slot within ${maxWaitMs} ms`, {
             retriable: true,
@@ -450,7 +452,7 @@ describe("reconcile: a run that needs more HubSpot calls than one window's spare
     return { fake, run, emitted };
   };
 
-  it("given the reconciler's calls waiting up to a window for a slot, when a run needs more, then it completes at the budget's pace and writes every gap", async () => {
+  it("given the reconciler's calls waiting up to two windows for a slot, when a run needs more, then it completes at the budget's pace and writes every gap", async () => {
     const { fake, run, emitted } = await setUp();
     try {
       const result = await run(reconcileCallMaxWaitMs({ HUBSPOT_RATE_LIMIT_WINDOW_MS: WINDOW_MS }));
@@ -476,8 +478,18 @@ describe("reconcile: a run that needs more HubSpot calls than one window's spare
     }
   });
 
-  it("given one budget window, then each of the reconciler's calls may wait that long", () => {
-    assert.equal(reconcileCallMaxWaitMs({ HUBSPOT_RATE_LIMIT_WINDOW_MS: 10_000 }), 10_000);
+  it("given a run that took a window's share in a burst, when its next call would wait a window plus the limiter's jitter, then it may: one window's wait was given up at once, unwaited", async () => {
+    const { fake, run, emitted } = await setUp();
+    try {
+      await assert.rejects(
+        run(WINDOW_MS),
+        (error) => error instanceof PipelineError && error.code === ErrorCode.upstreamRateLimited,
+      );
+      assert.deepEqual(emitted, []);
+      assert.ok(reconcileCallMaxWaitMs({ HUBSPOT_RATE_LIMIT_WINDOW_MS: WINDOW_MS }) >= 1.5 * WINDOW_MS);
+    } finally {
+      await fake.close();
+    }
   });
 });
 
