@@ -1,6 +1,6 @@
 /**
  * The chaos soak (issue 9): `npm run soak -- [--minutes N] [--rate R] [--seed S] [--orgs K (default: rate / 5, at least 5)]
- * [--short] [--kafka-restart | --kafka-cluster] [--redis-sentinel] [--skip-faults kill,redis,flushall,opencx,hubspot,broker]`.
+ * [--short] [--kafka-restart | --kafka-cluster] [--redis-sentinel] [--skip-faults kill,redis,flushall,opencx,hubspot,broker,drop]`.
  * Needs KAFKA_BROKERS and SCHEMA_REGISTRY_URL (as the tests do); --kafka-cluster needs
  * KAFKA_CLUSTER_BROKERS (infra/local/up.sh --brokers 3), --redis-sentinel REDIS_SENTINELS and
  * REDIS_SENTINEL_NAME (infra/local/redis-sentinel.sh up). Starts its own services as processes,

@@ -20,7 +20,10 @@ type PortalClientOptions = Parameters<typeof createPortalClients>[0];
 export const createBudgetedPortalClients = (
   redis: Redis,
   settings: HubSpotClientSettings,
-  options: Pick<PortalClientOptions, 'onCall' | 'customerMaxWaitMs' | 'waitingUntil'> & {
+  options: Pick<
+    PortalClientOptions,
+    'onCall' | 'customerMaxWaitMs' | 'bookkeepingMaxWaitMs' | 'waitingUntil'
+  > & {
     /** A call found no slot in its portal's budget (`bucket` is `hubspot:<portalId>`). */
     readonly onThrottled?: (bucket: string, waitMs: number, callClass: CallClass) => void;
   } = {},

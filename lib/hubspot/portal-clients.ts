@@ -5,7 +5,8 @@ import { callClassOf, createHubSpotApi, type HubSpotApi, type HubSpotCallPurpose
 
 /**
  * How long a bookkeeping call (a ticket look-up) may wait for a slot before it gives up: 0, it
- * takes a free slot or none. Its caller tries again later; waiting would hold the caller.
+ * takes a free slot or none. Its caller tries again later; waiting would hold the caller. A
+ * caller that holds nothing while it waits (the reconciler) says otherwise (`bookkeepingMaxWaitMs`).
  */
 export const BOOKKEEPING_MAX_WAIT_MS = 0;
 
@@ -24,6 +25,12 @@ export const createPortalClients = (options: {
    * TENANT_WAITING and its event is parked rather than held in memory. Unbounded when absent.
    */
   customerMaxWaitMs?: number;
+  /**
+   * How long a bookkeeping call may wait for a slot (BOOKKEEPING_MAX_WAIT_MS when absent). It
+   * still never takes one while a customer call waits or past the bookkeeping share: it only
+   * waits for one of those to free instead of giving up at once.
+   */
+  bookkeepingMaxWaitMs?: number;
   /** When the organisation is waited for (parked after failures): its calls fail at once. */
   waitingUntil?: (org: Org) => number | undefined;
 }): ((org: Org) => HubSpotApi) => {
@@ -53,7 +60,10 @@ export const createPortalClients = (options: {
             { retriable: false, retryAfterMs: Math.max(0, parkedUntil - Date.now()), upstream: 'hubspot' },
           );
         }
-        const maxWaitMs = callClass === 'bookkeeping' ? BOOKKEEPING_MAX_WAIT_MS : options.customerMaxWaitMs;
+        const maxWaitMs =
+          callClass === 'bookkeeping'
+            ? (options.bookkeepingMaxWaitMs ?? BOOKKEEPING_MAX_WAIT_MS)
+            : options.customerMaxWaitMs;
         try {
           await options.limiter.acquire(`hubspot:${org.hubspot.portalId}`, {
             callClass,

@@ -436,7 +436,9 @@ describe('reconciling with HubSpot: messages whose webhook never came reach Open
         // What the limiter writes for a customer call waiting for a slot (lib/rate-limiter.ts).
         await redis.zadd(waiting, Date.now() + 60_000, 'a-customer-call-waiting');
 
-        await waitFor('two reconciles deferred', async () => (await deferred()) >= before + 2, 15_000);
+        // Each run's first call waits two budget windows (20 s) for a slot the customer does not
+        // need before the run is deferred, and is made again an interval (1 s) later.
+        await waitFor('two reconciles deferred', async () => (await deferred()) >= before + 2, 60_000);
         assert.equal(atOpenCx(pipeline, org).texts.size, 0, 'nothing reconciled while the customer waits');
         await redis.zrem(waiting, 'a-customer-call-waiting');
         await waitFor('the lost message at OpenCX', () => atOpenCx(pipeline, org).texts.size === 1, 15_000);

@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { RAW_WEBHOOK_EVENT_RECORD, WebhookRoute, decodeRawWebhookEvent } from '../../lib/contracts/index.ts';
 import { ErrorCode, PipelineError } from '../../lib/errors.ts';
-import type { HubSpotMessage, Page } from '../../lib/hubspot/index.ts';
+import { createPortalClients, type HubSpotMessage, type Page } from '../../lib/hubspot/index.ts';
+import type { RateLimiter } from '../../lib/rate-limiter.ts';
 import type { Org } from '../../lib/orgs/index.ts';
 import { createLogger } from '../../lib/log.ts';
 import type { ReconcileWatermark } from '../../lib/reconcile-watermarks.ts';
@@ -16,6 +17,7 @@ import {
   candidatesOf,
   createReconciler,
   gapsOf,
+  reconcileCallMaxWaitMs,
   reconcileOrganisation,
   reconcileTargets,
   reconcileWindow,
@@ -23,6 +25,7 @@ import {
   type ReconcileRunDeps,
 } from '../../services/processor/src/reconcile/index.ts';
 import { parseWebhookEvent } from '../../services/processor/src/rules/index.ts';
+import { startFakeHubSpot } from '../fakes/hubspot.ts';
 import * as fixtures from '../fakes/hubspot-fixtures.ts';
 
 const T0 = Date.parse('2026-12-07T12:00:00Z');
@@ -372,5 +375,174 @@ describe('reconcile: which organisations', () => {
         { orgId: 'hourly', portalId: 1, aiActorId: 'A-1', intervalMs: 3_600_000 },
       ],
     );
+  });
+});
+
+/**
+ * A portal's budget as lib/rate-limiter.ts keeps it, in memory: `capacity` calls per rolling
+ * `windowMs`; a call with no slot waits for the oldest to free plus the limiter's jitter (at
+ * most half the wait, up to half a window: its worst case here), or fails (upstreamRateLimited)
+ * at once when that is longer than what is left of its `maxWaitMs`.
+ */
+const rollingBudget = (capacity: number, windowMs: number): RateLimiter => {
+  const taken: number[] = [];
+  return {
+    acquire: async (_bucket, { maxWaitMs } = {}) => {
+      let waited = 0;
+      for (;;) {
+        const now = Date.now();
+        while (taken.length > 0 && (taken[0] ?? now) <= now - windowMs) taken.shift();
+        if (taken.length < capacity) {
+          taken.push(now);
+          return waited;
+        }
+        const free = (taken[0] ?? now) + windowMs - now + 1;
+        const wait = free + Math.floor(Math.min(free, windowMs) * 0.5);
+        if (maxWaitMs !== undefined && waited + wait > maxWaitMs)
+          throw new PipelineError(ErrorCode.upstreamRateLimited, `no slot within ${maxWaitMs} ms`, {
+            retriable: true,
+            retryAfterMs: wait,
+          });
+        await new Promise((resolve) => setTimeout(resolve, wait));
+        waited += wait;
+      }
+    },
+  };
+};
+
+describe("reconcile: a run that needs more HubSpot calls than one window's spare share", () => {
+  // Regression (the soak's fault kind drop, 10 minutes at 50 events/s over 10 portals): a run
+  // makes one call per thread active in its window, all before its watermark moves. Its calls
+  // took a free bookkeeping slot or none, so once a portal had more active threads than one
+  // window's spare share (at most 80 of 100 per 10 s), every run failed at the same call and
+  // was deferred, from the same watermark, for good: 284 of 316 lost messages never came.
+  const WINDOW_MS = 100;
+  const threads = 12;
+  const PORTAL = ORG.portalId;
+
+  const setUp = async () => {
+    const fake = await startFakeHubSpot({ tokens: { 'tok-busy': PORTAL }, defaultRateLimit: null });
+    const now = Date.now();
+    for (let thread = 0; thread < threads; thread++)
+      fake.addMessage(
+        fixtures.message({
+          kind: 'customer-chat',
+          threadId: String(7_000_000 + thread),
+          createdAt: iso(now - 100_000 + thread),
+        }),
+        { portalId: PORTAL },
+      );
+    const org = {
+      orgId: ORG.orgId,
+      hubspot: { portalId: PORTAL, accessToken: 'tok-busy' },
+    } as unknown as Org;
+    const emitted: string[] = [];
+    const run = (bookkeepingMaxWaitMs: number | undefined) =>
+      reconcileOrganisation(ORG, now - 300_000, now, SETTINGS, {
+        // 5 slots per window, fewer than the run's 13 calls.
+        hubspot: createPortalClients({
+          baseUrl: fake.url,
+          timeoutMs: 2000,
+          limiter: rollingBudget(5, WINDOW_MS),
+          ...(bookkeepingMaxWaitMs === undefined ? {} : { bookkeepingMaxWaitMs }),
+        })(org),
+        handled: async () => new Set(),
+        emit: async (gaps) => void emitted.push(...gaps.map((gap) => gap.id)),
+      });
+    return { fake, run, emitted };
+  };
+
+  it("given the reconciler's calls waiting up to two windows for a slot, when a run needs more, then it completes at the budget's pace and writes every gap", async () => {
+    const { fake, run, emitted } = await setUp();
+    try {
+      const result = await run(reconcileCallMaxWaitMs({ HUBSPOT_RATE_LIMIT_WINDOW_MS: WINDOW_MS }));
+      assert.equal(result.hubspotCalls, threads + 1);
+      assert.equal(result.gaps.length, threads);
+      assert.equal(emitted.length, threads);
+    } finally {
+      await fake.close();
+    }
+  });
+
+  it('given calls that take a free slot or none (as a ticket look-up does), when a run needs more, then it fails at the same call every time and writes nothing', async () => {
+    const { fake, run, emitted } = await setUp();
+    try {
+      for (let attempt = 0; attempt < 2; attempt++)
+        await assert.rejects(
+          run(undefined),
+          (error) => error instanceof PipelineError && error.code === ErrorCode.upstreamRateLimited,
+        );
+      assert.deepEqual(emitted, []);
+    } finally {
+      await fake.close();
+    }
+  });
+
+  it("given a run that took a window's share in a burst, when its next call would wait a window plus the limiter's jitter, then it may: one window's wait was given up at once, unwaited", async () => {
+    const { fake, run, emitted } = await setUp();
+    try {
+      await assert.rejects(
+        run(WINDOW_MS),
+        (error) => error instanceof PipelineError && error.code === ErrorCode.upstreamRateLimited,
+      );
+      assert.deepEqual(emitted, []);
+      assert.ok(reconcileCallMaxWaitMs({ HUBSPOT_RATE_LIMIT_WINDOW_MS: WINDOW_MS }) >= 1.5 * WINDOW_MS);
+    } finally {
+      await fake.close();
+    }
+  });
+});
+
+describe('reconcile: a replica stopping during a run', () => {
+  it('given a run waiting on its portal budget call by call, when the replica stops, then the run ends at its next call (deferred, watermark unmoved) and the stop does not wait for the rest', async () => {
+    const threads = Array.from({ length: 50 }, (_, index) => ({
+      id: String(8_000 + index),
+      latestMessageTimestamp: iso(Date.now() - 100_000),
+    }));
+    let calls = 0;
+    const runs: string[] = [];
+    let recorded = false;
+    const reconciler = createReconciler({
+      targets: () => [ORG],
+      watermarks: {
+        get: () => undefined,
+        record: async () => void (recorded = true),
+        catchUp: async () => true,
+      },
+      writer: { write: async () => undefined },
+      lease: { take: async () => true, renew: async () => true, release: async () => undefined },
+      leaseRenewMs: 1000,
+      runDeps: () => ({
+        hubspot: {
+          listThreadsSince: async () => ((calls += 1), { results: threads, after: undefined }),
+          // Each call waits 20 ms for its slot.
+          listThreadMessages: async () => {
+            calls += 1;
+            await new Promise((resolve) => setTimeout(resolve, 20));
+            return { results: [], after: undefined };
+          },
+        },
+        handled: async () => new Set<string>(),
+        emit: async () => undefined,
+      }),
+      metrics: {
+        runs: { inc: ({ outcome }) => void runs.push(outcome) },
+        gapsFound: { inc: () => undefined },
+      },
+      settings: { intervalMs: 100, ...SETTINGS },
+      logger: createLogger('test', 'silent'),
+      now: Date.now,
+    });
+    reconciler.start();
+    const deadline = Date.now() + 5000;
+    while (calls < 3 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+
+    const stopping = Date.now();
+    await reconciler.stop();
+
+    assert.ok(Date.now() - stopping < 200, `stopped in ${Date.now() - stopping} ms`);
+    assert.ok(calls < threads.length, `${calls} calls of ${threads.length + 1}`);
+    assert.deepEqual(runs, ['deferred']);
+    assert.equal(recorded, false);
   });
 });

@@ -4,7 +4,7 @@
 // (test/unit/soak-cluster-faults.unit.spec.ts); run-soak.ts injects the faults.
 import { seededRandom } from './load.ts';
 
-export const FAULT_KINDS = ['kill', 'redis', 'flushall', 'opencx', 'hubspot', 'broker'] as const;
+export const FAULT_KINDS = ['kill', 'redis', 'flushall', 'opencx', 'hubspot', 'broker', 'drop'] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
 /** One broker of the cluster killed -9 `offsetMs` into the load, started again `downMs` later. */

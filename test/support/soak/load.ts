@@ -48,8 +48,19 @@ export interface OfferedEvent {
   readonly expect: Expectation | undefined;
   /** A customer message: its AI answer may be posted back to HubSpot (at most once). */
   readonly customerText?: string;
+  /**
+   * Fault kind `drop`: HubSpot never delivers this webhook (its message is in HubSpot all the
+   * same); the soak leaves it out of the batch it rode in, and the reconciler must bring it.
+   */
+  readonly webhookDropped?: true;
   acceptedIndex?: number;
   acceptedAt?: number;
+  /**
+   * A dropped webhook: its place in the acceptance order had it been delivered with its batch
+   * (the AI-reply checks place it against its thread's handoff), and when that batch was accepted.
+   */
+  droppedIndex?: number;
+  droppedAt?: number;
 }
 
 interface Conversation {
@@ -94,6 +105,8 @@ export interface LoadOptions {
    * handoff been applied before a second assignment is.
    */
   readonly settleMs: number;
+  /** Whether HubSpot drops the webhook of this event (fault kind `drop`); none when absent. */
+  readonly dropsWebhook?: (event: { readonly seq: number; readonly label: string }) => boolean;
 }
 
 const weights: ReadonlyArray<readonly [string, number]> = [
@@ -134,6 +147,7 @@ export class LoadGenerator {
   #effectsSeen = 0;
   #seq = 0;
   #acceptedCount = 0;
+  #droppedCount = 0;
 
   constructor(options: LoadOptions) {
     this.#options = options;
@@ -206,6 +220,22 @@ export class LoadGenerator {
 
   get acceptedCount(): number {
     return this.#acceptedCount;
+  }
+
+  /**
+   * A dropped webhook's batch was accepted (called in acceptance order, with the index it would
+   * have had). It is not a HubSpot retry's original (HubSpot gave up on it), and never a
+   * conversation's first message (dropped-webhooks.ts), so nothing else follows from it.
+   */
+  markDropped(event: OfferedEvent, index: number, at: number): void {
+    if (event.droppedIndex !== undefined) return;
+    event.droppedIndex = index;
+    event.droppedAt = at;
+    this.#droppedCount += 1;
+  }
+
+  get droppedCount(): number {
+    return this.#droppedCount;
   }
 
   #pick(): string {
@@ -532,6 +562,7 @@ export class LoadGenerator {
     customerText?: string,
   ): OfferedEvent {
     this.#seq += 1;
+    const dropped = this.#options.dropsWebhook?.({ seq: this.#seq, label }) ?? false;
     const offered: OfferedEvent = {
       seq: this.#seq,
       label,
@@ -549,6 +580,7 @@ export class LoadGenerator {
               ...(expect.ticketField === undefined ? {} : { ticketField: expect.ticketField }),
             },
       ...(customerText === undefined ? {} : { customerText }),
+      ...(dropped ? { webhookDropped: true as const } : {}),
     };
     this.offered.push(offered);
     return offered;

@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 import { FAULT_KINDS, type FaultKind } from './fault-plan.ts';
 
 export const USAGE =
-  'usage: npm run soak -- [--minutes N] [--rate EVENTS_PER_S] [--seed S] [--orgs K (default: rate / 5, at least 5)] [--short] [--kafka-restart | --kafka-cluster] [--redis-sentinel] [--skip-faults kill,redis,flushall,opencx,hubspot,broker] [--claim-lease-ms MS]';
+  'usage: npm run soak -- [--minutes N] [--rate EVENTS_PER_S] [--seed S] [--orgs K (default: rate / 5, at least 5)] [--short] [--kafka-restart | --kafka-cluster] [--redis-sentinel] [--skip-faults kill,redis,flushall,opencx,hubspot,broker,drop] [--claim-lease-ms MS]';
 
 export interface SoakArgs {
   readonly minutes: number;

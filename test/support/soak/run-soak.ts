@@ -11,7 +11,9 @@ import { fileURLToPath } from 'node:url';
 import { postSignedWebhook } from '../signed-delivery.ts';
 import { runCommand } from '../processes.ts';
 import { Kafka, logLevel } from 'kafkajs';
-import { consumerGroupsFor } from '../../../lib/kafka/topics.ts';
+import { consumerGroupsFor, topicsFor } from '../../../lib/kafka/topics.ts';
+import { AvroCodec } from '../../../lib/registry.ts';
+import { readTopicToEnd } from '../topic-reader.ts';
 import { startFakeHubSpot, type FakeHubSpot } from '../../fakes/hubspot.ts';
 import { startFakeOpenCx, type FakeOpenCx } from '../../fakes/opencx.ts';
 import { ADMIN_TOKEN, CLIENT_SECRET, registerTestOrg, sleep, waitFor, type TestOrg } from '../pipeline.ts';
@@ -24,6 +26,16 @@ import {
   type FaultKind,
   type IngestAnswer,
 } from './fault-plan.ts';
+import {
+  DROP_SHARE,
+  SOAK_RECONCILE,
+  dropsWebhook,
+  furthestWatermarks,
+  reconcileDrainAllowanceMs,
+  reconcileRunsFromMetrics,
+  uncoveredDrops,
+  watermarksFromMetrics,
+} from './dropped-webhooks.ts';
 import { soakTopology, type SoakKafka } from './options.ts';
 import { LoadGenerator, seededRandom, type OfferedEvent } from './load.ts';
 import { failed, verify, type Verdict } from './verify.ts';
@@ -164,6 +176,10 @@ export const runSoak = async (options: SoakOptions): Promise<SoakReport> => {
     SECRETS_KEY: randomBytes(32).toString('base64'),
     EMAIL_DELAY_MS: '500',
     DEDUP_CLAIM_LEASE_MS: String(options.claimLeaseMs ?? 5000),
+    // The reconciler on, at a soak's pace (dropped-webhooks.ts says why these values), whether
+    // or not webhooks are dropped: what it writes must never show at OpenCX as a second effect.
+    RECONCILE_INTERVAL_MS: String(SOAK_RECONCILE.intervalMs),
+    RECONCILE_SETTLE_MS: String(SOAK_RECONCILE.settleMs),
   };
   const ingest = new Replica('ingest', 1, env, logDir);
   const processors = [1, 2].map((index) => new Replica('processor', index, env, logDir));
@@ -198,20 +214,39 @@ export const runSoak = async (options: SoakOptions): Promise<SoakReport> => {
         ),
       );
     const random = seededRandom(options.seed);
-    const load = new LoadGenerator({ runId, orgs, hubspot, opencx, random, settleMs: 3000 });
+    // Fault kind drop: from the load's start, HubSpot never delivers some customer messages'
+    // webhooks (dropped-webhooks.ts says which); their messages are in the fake HubSpot all the same.
+    let dropping = false;
+    const load = new LoadGenerator({
+      runId,
+      orgs,
+      hubspot,
+      opencx,
+      random,
+      settleMs: 3000,
+      dropsWebhook: (event) =>
+        dropping && !(options.skipFaults?.has('drop') ?? false) && dropsWebhook(options.seed, event),
+    });
 
     let acceptedIndex = 0;
     const answers: IngestAnswer[] = [];
+    /** Posts a batch without its dropped webhooks; a batch of dropped ones only is not posted. */
     const post = async (events: readonly OfferedEvent[]): Promise<number> => {
-      const sentAt = Date.now();
-      const status = await postSigned(
-        ingestUrl,
-        events.map((event) => event.body),
-      ).catch(() => 0);
-      answers.push({ sentAt, answeredAt: Date.now(), status });
+      const delivered = events.filter((event) => event.webhookDropped !== true);
+      let status = 200;
+      if (delivered.length > 0) {
+        const sentAt = Date.now();
+        status = await postSigned(
+          ingestUrl,
+          delivered.map((event) => event.body),
+        ).catch(() => 0);
+        answers.push({ sentAt, answeredAt: Date.now(), status });
+      }
       if (status === 200) {
         const at = Date.now();
-        for (const event of events) load.markAccepted(event, (acceptedIndex += 1), at);
+        for (const event of events)
+          if (event.webhookDropped === true) load.markDropped(event, (acceptedIndex += 1), at);
+          else load.markAccepted(event, (acceptedIndex += 1), at);
       }
       return status;
     };
@@ -230,6 +265,12 @@ export const runSoak = async (options: SoakOptions): Promise<SoakReport> => {
     // The load: one batch every 200 ms, one in flight (acceptance order = generation order).
     const loadStart = Date.now();
     const loadEnd = loadStart + options.loadMs;
+    dropping = true;
+    const dropFault = options.skipFaults?.has('drop')
+      ? undefined
+      : fault(
+          `HubSpot drops the webhooks of ${DROP_SHARE * 100} % of the customer messages on running conversations for the whole load (never posted to ingest; the messages stay in HubSpot, for the reconciler: every ${SOAK_RECONCILE.intervalMs / 1000} s, settle ${SOAK_RECONCILE.settleMs / 1000} s)`,
+        );
     const faultRun = runFaults({
       options,
       // Its own sequence: the schedule does not depend on how many events the load drew.
@@ -278,19 +319,34 @@ export const runSoak = async (options: SoakOptions): Promise<SoakReport> => {
       if (Date.now() - lastProgress >= 5000) {
         lastProgress = Date.now();
         say(
-          `${clock()} load: offered ${load.offered.length}, accepted ${load.acceptedCount}, OpenCX effects ${opencx.effects.length}, AI replies ${hubspot.posted.length}`,
+          `${clock()} load: offered ${load.offered.length}, accepted ${load.acceptedCount}, webhooks dropped ${load.droppedCount} (${droppedAtOpenCx(load, opencx)} at OpenCX), OpenCX effects ${opencx.effects.length}, AI replies ${hubspot.posted.length}`,
         );
       }
       await sleep(Math.max(0, 200 - (Date.now() - tickStart)));
     }
+    dropping = false;
     say(
-      `${clock()} load stopped: offered ${load.offered.length}, accepted ${load.acceptedCount}; waiting for the faults to end`,
+      `${clock()} load stopped: offered ${load.offered.length}, accepted ${load.acceptedCount}, webhooks dropped ${load.droppedCount}; waiting for the faults to end`,
     );
     await faultRun;
+    // Per organisation, when its last dropped message was written: the drain waits for a
+    // reconcile of each that checked past it (its watermark, as the processors report it).
+    const lastDropAt = new Map<string, number>();
+    for (const event of load.offered)
+      if (event.droppedIndex !== undefined)
+        lastDropAt.set(
+          event.orgId,
+          Math.max(lastDropAt.get(event.orgId) ?? 0, Number(event.body.occurredAt)),
+        );
+    const reconcileWaitMs = lastDropAt.size > 0 ? reconcileDrainAllowanceMs(SOAK_RECONCILE) : 0;
+    if (dropFault !== undefined) dropFault.detail = `${load.droppedCount} webhook(s) dropped`;
 
-    // Drain: every consumer group at the end of its topic with no tenant parked, and no ticket
+    // Drain: every consumer group at the end of its topic with no tenant parked, no ticket
     // holding events for its session link (those wait in a table of their own, not in a group's
-    // lag: an event held for a look-up still to come is not done yet), three checks in a row.
+    // lag: an event held for a look-up still to come is not done yet), and every organisation
+    // with dropped webhooks reconciled past the last of them (what that run wrote to the raw
+    // topic is then in the processor's lag), three checks in a row. The drain's bound is then
+    // at least the time a last reconcile needs (reconcileDrainAllowanceMs).
     const groups: ReadonlyArray<readonly [string, string]> = Object.values(consumerGroupsFor(prefix)).map(
       ({ groupId, topic }) => [groupId, topic] as const,
     );
@@ -298,22 +354,32 @@ export const runSoak = async (options: SoakOptions): Promise<SoakReport> => {
       const from = Date.now();
       let quiet = 0;
       let lastSaid = 0;
-      while (Date.now() - from < options.drainTimeoutMs) {
+      while (Date.now() - from < Math.max(options.drainTimeoutMs, reconcileWaitMs)) {
         const lags = await Promise.all(
           groups.map(([group, topic]) =>
             lag(admin, group, topic).catch(() => ({ records: -1, parkedTenants: -1 })),
           ),
         );
         const held = await heldTickets(outbounds);
+        const watermarks = lastDropAt.size > 0 ? await reconcileWatermarks(processors) : new Map();
+        const uncovered = uncoveredDrops(lastDropAt, watermarks);
         quiet =
-          lags.every((each) => each.records === 0 && each.parkedTenants === 0) && held === 0 ? quiet + 1 : 0;
+          lags.every((each) => each.records === 0 && each.parkedTenants === 0) &&
+          held === 0 &&
+          uncovered.length === 0
+            ? quiet + 1
+            : 0;
         if (quiet >= 3) return { ms: Date.now() - from - 2000, drained: true };
         if (Date.now() - lastSaid >= 5000) {
           lastSaid = Date.now();
           const show = (each: { records: number; parkedTenants: number } | undefined) =>
             `${each?.records ?? '?'}${each?.parkedTenants ? ` (+${each.parkedTenants} parked tenant(s))` : ''}`;
+          const behind = uncovered.map(
+            (orgId) =>
+              `${orgId} ${watermarks.has(orgId) ? `${(((lastDropAt.get(orgId) ?? 0) - (watermarks.get(orgId) ?? 0)) / 1000).toFixed(0)} s short` : 'no run yet'}`,
+          );
           say(
-            `${clock()} ${label}: lag processor ${show(lags[0])}, outbound ${show(lags[1])}, ai-replies ${show(lags[2])}; tickets holding events ${held < 0 ? '?' : held}; OpenCX effects ${opencx.effects.length}`,
+            `${clock()} ${label}: lag processor ${show(lags[0])}, outbound ${show(lags[1])}, ai-replies ${show(lags[2])}; tickets holding events ${held < 0 ? '?' : held}; OpenCX effects ${opencx.effects.length}${lastDropAt.size > 0 ? `; dropped webhooks at OpenCX ${droppedAtOpenCx(load, opencx)} of ${load.droppedCount}, reconciled past the last drop: ${lastDropAt.size - uncovered.length} of ${lastDropAt.size} org(s)${behind.length > 0 ? ` (waiting for ${behind.join(', ')})` : ''}` : ''}`,
           );
         }
         await sleep(1000);
@@ -346,6 +412,16 @@ export const runSoak = async (options: SoakOptions): Promise<SoakReport> => {
       deadLetters.map((letter) => /event=(\S+)/.exec(letter.line)?.[1] ?? '').filter((id) => id !== '-'),
     );
     const skips = await skipCounts([...processors, ...outbounds]);
+    const reconciled = await reconcileFigures(
+      kafka,
+      prefix,
+      required('SCHEMA_REGISTRY_URL'),
+      load,
+      processors,
+    ).catch((error: unknown) => {
+      say(`the reconciler's records not counted: ${String(error)}`);
+      return undefined;
+    });
     await dumpMetrics(logDir, [ingest, ...processors, ...outbounds]);
     dumpRecords(logDir, load, opencx, hubspot);
     const verdict = verify({ load, opencx, hubspot, replayStartedAt, deadLetteredEventIds });
@@ -372,6 +448,7 @@ export const runSoak = async (options: SoakOptions): Promise<SoakReport> => {
     say(`skips and ignores counted by the live replicas (restarted ones lost theirs): ${skips}`);
     const table = formatTable({
       verdict,
+      reconciled,
       deadLetters,
       replayed,
       drainMs: drained.ms,
@@ -433,6 +510,96 @@ const heldTickets = async (outbounds: readonly Replica[]): Promise<number> => {
     if (value !== undefined) most = Math.max(most, Number(value));
   }
   return most;
+};
+
+/** How many dropped webhooks' messages OpenCX has now (each counted once, however often it came). */
+const droppedAtOpenCx = (load: LoadGenerator, opencx: FakeOpenCx): number => {
+  const sent = new Set<string>();
+  for (const effect of opencx.effects)
+    if (effect.kind === 'message-sent')
+      sent.add(String(((effect.body as Record<string, unknown>).message as Record<string, unknown>).text));
+  return load.offered.filter(
+    (event) =>
+      event.droppedIndex !== undefined && event.customerText !== undefined && sent.has(event.customerText),
+  ).length;
+};
+
+/** Each organisation's reconcile watermark, the furthest the live processor replicas report. */
+const reconcileWatermarks = async (processors: readonly Replica[]): Promise<Map<string, number>> =>
+  furthestWatermarks(
+    await Promise.all(
+      processors.map(async (replica) => {
+        const metrics = await replica.metrics();
+        return watermarksFromMetrics(metrics, Date.now());
+      }),
+    ),
+  );
+
+/** What the reconciler did in a run, counted at the end (ReconcileFigures in the table). */
+export interface ReconcileFigures {
+  /** Records it wrote to the raw topic (header `reconciled: 1`). */
+  readonly records: number;
+  /** Distinct dropped messages among them. */
+  readonly ofDropped: number;
+  /** Records of messages whose webhook was delivered (their dedup key not set yet, or lost). */
+  readonly ofDelivered: number;
+  /** Completed runs (records of the watermarks topic) and the gaps they wrote by its own count. */
+  readonly completedRuns: number;
+  readonly gapsTotal: number;
+  /** Runs not completed, as the live processor replicas count them (a restarted one lost its counts). */
+  readonly deferred: number;
+  readonly failed: number;
+}
+
+const reconcileFigures = async (
+  kafka: Kafka,
+  prefix: string,
+  registryUrl: string,
+  load: LoadGenerator,
+  processors: readonly Replica[],
+): Promise<ReconcileFigures> => {
+  const topics = topicsFor(prefix);
+  const droppedIds = new Set(
+    load.offered
+      .filter((event) => event.droppedIndex !== undefined)
+      .map((event) => String(event.body.messageId)),
+  );
+  const codec = new AvroCodec({ url: registryUrl, subjectPrefix: prefix });
+  let records = 0;
+  let ofDelivered = 0;
+  const recovered = new Set<string>();
+  for (const record of await readTopicToEnd(kafka, topics.rawEvents.name, 120_000)) {
+    if (String(record.headers?.reconciled ?? '') !== '1' || record.value === null) continue;
+    records += 1;
+    const { record: raw } = await codec.decodeRecord(record.value);
+    const messageId = String((JSON.parse(String(raw.event)) as { messageId?: unknown }).messageId);
+    if (droppedIds.has(messageId)) recovered.add(messageId);
+    else ofDelivered += 1;
+  }
+  const watermarks = await readTopicToEnd(kafka, topics.reconcileWatermarks.name, 60_000);
+  const gapsByOrg = new Map<string, number>();
+  for (const record of watermarks)
+    if (record.key !== null && record.value !== null)
+      gapsByOrg.set(
+        record.key.toString(),
+        Number((JSON.parse(record.value.toString('utf8')) as { gapsTotal?: unknown }).gapsTotal ?? 0),
+      );
+  let deferred = 0;
+  let failed = 0;
+  for (const replica of processors) {
+    const runs = reconcileRunsFromMetrics(await replica.metrics());
+    deferred += runs.deferred;
+    failed += runs.failed;
+  }
+  return {
+    records,
+    ofDropped: recovered.size,
+    ofDelivered,
+    completedRuns: watermarks.length,
+    gapsTotal: [...gapsByOrg.values()].reduce((sum, each) => sum + each, 0),
+    deferred,
+    failed,
+  };
 };
 
 /** Each live replica's /metrics at the end (look-up outcomes, held events...), next to its log. */
@@ -845,6 +1012,7 @@ const runFaults = async (context: FaultContext): Promise<void> => {
 
 const formatTable = (input: {
   verdict: Verdict;
+  reconciled: ReconcileFigures | undefined;
   deadLetters: readonly DeadLetterLine[];
   replayed: string | undefined;
   drainMs: number;
@@ -874,6 +1042,16 @@ const formatTable = (input: {
       `${verdict.outOfOrder}${verdict.orderUnchecked > 0 ? ` (${verdict.orderUnchecked} conversation(s) with replayed letters not checked)` : ''}`,
     ],
     ['unexpected effects', String(verdict.unexpected)],
+    [
+      'webhooks dropped (fault drop)',
+      `${verdict.dropped.webhooks}; their messages at OpenCX (only the reconciler could bring them) ${verdict.dropped.atOpenCx}, lost ${verdict.dropped.lost}, twice ${verdict.dropped.duplicated}, out of order among themselves ${verdict.dropped.outOfOrder} (counted in the rows above too); their AI replies posted ${verdict.dropped.aiRepliesPosted}, not posted because a later message of the thread was answered first ${verdict.dropped.aiRepliesNotPostedNewerFirst} (lib/posted-replies.ts; not counted lost); ${verdict.dropped.onHandedOffThreads} on threads handed off`,
+    ],
+    [
+      'reconciler',
+      input.reconciled === undefined
+        ? 'not counted (see the log)'
+        : `${input.reconciled.records} raw record(s) written: ${input.reconciled.ofDropped} dropped message(s), ${input.reconciled.ofDelivered} record(s) of delivered ones (dedup key not set yet, or lost); ${input.reconciled.completedRuns} run(s) completed, gaps by its own count ${input.reconciled.gapsTotal}; runs deferred ${input.reconciled.deferred}, failed ${input.reconciled.failed} (live replicas' counts)`,
+    ],
     ['sessions (twice)', `${verdict.sessionsExpected} (${verdict.sessionsTwice})`],
     [
       'AI replies posted',

@@ -7,6 +7,15 @@
 // superseded by a newer one of the same ticket property may never be applied. Such a change is
 // lost only when no newer one of its ticket property was applied either, and their order is
 // that of occurredAt: an older value applied after a newer one is out of order.
+//
+// Messages whose webhook was dropped (fault kind `drop`) are expected too, brought by the
+// reconciler: each exactly once. They come late by nature (after the messages of their thread
+// delivered meanwhile), so their order is checked among themselves: one thread's recovered
+// messages in the order they were written. Their AI replies are checked as any customer
+// message's, but for one rule of outbound's: it keeps the last reply posted per thread
+// (lib/posted-replies.ts) and takes a reply to an older message for one posted already, so a
+// recovered message whose thread had a later message answered before it reached OpenCX gets no
+// reply. That is counted apart (not posted, by that rule), not as lost.
 import type { FakeHubSpot } from '../../fakes/hubspot.ts';
 import type { FakeOpenCx, OpenCxEffect } from '../../fakes/opencx.ts';
 import type { LoadGenerator, OfferedEvent } from './load.ts';
@@ -35,6 +44,24 @@ export interface Verdict {
   readonly aiRepliesAfterHandoff: number;
   readonly orderUnchecked: number;
   readonly contractViolations: number;
+  /** Fault kind `drop`: customer messages whose webhook was never posted to ingest. */
+  readonly dropped: {
+    readonly webhooks: number;
+    /** Of those, how many reached OpenCX (only the reconciler could bring them). */
+    readonly atOpenCx: number;
+    readonly lost: number;
+    readonly duplicated: number;
+    readonly outOfOrder: number;
+    /** AI replies posted to HubSpot for recovered messages. */
+    readonly aiRepliesPosted: number;
+    /**
+     * Not posted because a reply to a later message of the thread was posted before the
+     * recovered message reached OpenCX (lib/posted-replies.ts: "an older message's reply was posted").
+     */
+    readonly aiRepliesNotPostedNewerFirst: number;
+    /** On threads handed off: a reply is then checked only not to come after the handoff. */
+    readonly onHandedOffThreads: number;
+  };
   readonly findings: readonly Finding[];
 }
 
@@ -76,8 +103,11 @@ export const verify = (options: {
     findings.push({ what, detail });
   };
   const accepted = load.offered.filter((event) => event.acceptedIndex !== undefined);
+  const dropped = load.offered.filter((event) => event.droppedIndex !== undefined);
+  /** Where an event stands in acceptance order (a dropped one: where its batch put it). */
+  const indexOf = (event: OfferedEvent): number => event.acceptedIndex ?? event.droppedIndex ?? 0;
   const expected = new Map<string, OfferedEvent>();
-  for (const event of accepted)
+  for (const event of [...accepted, ...dropped])
     if (event.expect !== undefined) expected.set(`${event.expect.kind}|${event.expect.key}`, event);
 
   const threadOfSession = new Map<string, string>();
@@ -119,9 +149,24 @@ export const verify = (options: {
   let superseded = 0;
   let lost = 0;
   let duplicated = 0;
+  const droppedCounts = {
+    webhooks: dropped.length,
+    atOpenCx: 0,
+    lost: 0,
+    duplicated: 0,
+    outOfOrder: 0,
+    aiRepliesPosted: 0,
+    aiRepliesNotPostedNewerFirst: 0,
+    onHandedOffThreads: 0,
+  };
   for (const [key, event] of expected) {
     const effects = seen.get(key) ?? [];
     if (effects.length >= 1) applied += 1;
+    if (event.droppedIndex !== undefined) {
+      if (effects.length >= 1) droppedCounts.atOpenCx += 1;
+      if (effects.length === 0) droppedCounts.lost += 1;
+      if (effects.length > 1) droppedCounts.duplicated += 1;
+    }
     const field = ticketFieldOf(event);
     if (
       effects.length === 0 &&
@@ -135,7 +180,9 @@ export const verify = (options: {
       lost += 1;
       note(
         'lost',
-        `#${event.seq} ${event.label} (${key}) org ${event.orgId}, accepted at ${iso(event.acceptedAt)}`,
+        event.droppedIndex === undefined
+          ? `#${event.seq} ${event.label} (${key}) org ${event.orgId}, accepted at ${iso(event.acceptedAt)}`
+          : `#${event.seq} ${event.label} (${key}) org ${event.orgId}, its webhook dropped (its batch accepted at ${iso(event.droppedAt)}): the reconciler never brought it`,
       );
     }
     if (effects.length > 1) {
@@ -163,10 +210,10 @@ export const verify = (options: {
   // Order: per conversation, the first effect of each event must follow acceptance order; per
   // ticket property (its conversation), no value may be applied after a newer one (occurredAt).
   const position = new Map(opencx.effects.map((effect, index) => [effect, index] as const));
-  const byConversation = new Map<
-    string,
-    Array<{ index: number; at: number; key: string; occurredAt: number | undefined }>
-  >();
+  type Placed = { index: number; at: number; key: string; occurredAt: number | undefined };
+  const byConversation = new Map<string, Placed[]>();
+  // The recovered messages (dropped webhooks) of each conversation, ordered among themselves.
+  const recoveredByConversation = new Map<string, Placed[]>();
   const deadLettered = new Set<string>();
   for (const [key, event] of expected) {
     const effects = seen.get(key) ?? [];
@@ -174,14 +221,15 @@ export const verify = (options: {
     if (first === undefined || event.expect === undefined) continue;
     if (effects.some((effect) => options.deadLetteredEventIds.has(effect.idempotencyKey)))
       deadLettered.add(event.expect.conversation);
-    const list = byConversation.get(event.expect.conversation) ?? [];
+    const lists = event.droppedIndex === undefined ? byConversation : recoveredByConversation;
+    const list = lists.get(event.expect.conversation) ?? [];
     list.push({
-      index: event.acceptedIndex ?? 0,
+      index: indexOf(event),
       at: position.get(first) ?? -1,
       key,
       occurredAt: ticketFieldOf(event)?.occurredAt,
     });
-    byConversation.set(event.expect.conversation, list);
+    lists.set(event.expect.conversation, list);
   }
   let outOfOrder = 0;
   let orderUnchecked = 0;
@@ -223,6 +271,22 @@ export const verify = (options: {
       }
     }
   }
+  for (const [conversation, list] of recoveredByConversation) {
+    if (deadLettered.has(conversation)) continue;
+    const inOpenCxOrder = [...list].sort((a, b) => a.at - b.at);
+    for (let i = 1; i < inOpenCxOrder.length; i++) {
+      const before = inOpenCxOrder[i - 1];
+      const after = inOpenCxOrder[i];
+      if (before !== undefined && after !== undefined && before.index > after.index) {
+        outOfOrder += 1;
+        droppedCounts.outOfOrder += 1;
+        note(
+          'out of order',
+          `${conversation}: recovered "${after.key}" (written #${after.index}) applied after the recovered "${before.key}" (written #${before.index}), both webhooks dropped`,
+        );
+      }
+    }
+  }
 
   // AI replies back to HubSpot: at most once per customer message, none after the thread's handoff,
   // exactly once on threads never handed off.
@@ -245,14 +309,42 @@ export const verify = (options: {
           event.body.messageId === original.body.messageId,
       )
       .map((event) => iso(event.acceptedAt));
+  // Each thread's customer messages (delivered or recovered), for the rule on recovered ones.
+  const customerMessagesOf = new Map<string, OfferedEvent[]>();
+  for (const event of [...accepted, ...dropped])
+    if (event.customerText !== undefined && event.expect !== undefined)
+      customerMessagesOf.set(event.expect.threadId, [
+        ...(customerMessagesOf.get(event.expect.threadId) ?? []),
+        event,
+      ]);
+  /** A reply to a later customer message of the event's thread was posted at or before `before`. */
+  const newerReplyPostedBy = (event: OfferedEvent, before: number): boolean =>
+    (customerMessagesOf.get(event.expect?.threadId ?? '') ?? []).some(
+      (other) =>
+        Number(other.body.occurredAt) > Number(event.body.occurredAt) &&
+        (postedByText.get(other.customerText ?? '') ?? []).some((at) => at <= before),
+    );
   let aiRepliesLost = 0;
   let aiRepliesTwice = 0;
   let aiRepliesAfterHandoff = 0;
-  for (const event of accepted) {
+  for (const event of [...accepted, ...dropped]) {
     if (event.customerText === undefined || event.expect === undefined) continue;
     const postedAt = postedByText.get(event.customerText) ?? [];
     const count = postedAt.length;
     const handoffIndex = load.handoffIndexOf(event.expect.threadId);
+    if (event.droppedIndex !== undefined && count > 0) droppedCounts.aiRepliesPosted += 1;
+    if (event.droppedIndex !== undefined && handoffIndex !== undefined) droppedCounts.onHandedOffThreads += 1;
+    const reachedOpenCxAt = seen.get(`${event.expect.kind}|${event.expect.key}`)?.[0]?.at;
+    if (
+      event.droppedIndex !== undefined &&
+      handoffIndex === undefined &&
+      count === 0 &&
+      reachedOpenCxAt !== undefined &&
+      newerReplyPostedBy(event, reachedOpenCxAt)
+    ) {
+      droppedCounts.aiRepliesNotPostedNewerFirst += 1;
+      continue;
+    }
     if (count > 1) {
       aiRepliesTwice += 1;
       note(
@@ -262,9 +354,12 @@ export const verify = (options: {
     }
     if (handoffIndex === undefined && count === 0) {
       aiRepliesLost += 1;
-      note('AI reply lost', `#${event.seq} "${event.customerText}" on thread ${event.expect.threadId}`);
+      note(
+        'AI reply lost',
+        `#${event.seq} "${event.customerText}" on thread ${event.expect.threadId}${event.droppedIndex === undefined ? '' : ' (recovered: its webhook dropped; no reply to a later message of the thread posted before it reached OpenCX)'}`,
+      );
     }
-    if (handoffIndex !== undefined && (event.acceptedIndex ?? 0) > handoffIndex && count > 0) {
+    if (handoffIndex !== undefined && indexOf(event) > handoffIndex && count > 0) {
       aiRepliesAfterHandoff += 1;
       note('AI reply after handoff', `#${event.seq} "${event.customerText}"`);
     }
@@ -290,6 +385,7 @@ export const verify = (options: {
     aiRepliesAfterHandoff,
     orderUnchecked,
     contractViolations: opencx.violations.length,
+    dropped: droppedCounts,
     findings,
   };
 };

@@ -41,6 +41,22 @@ export { candidatesOf, gapsOf } from './gaps.ts';
 export { reconcileWindow, inWindow, RECONCILE_OVERLAP_MS, type ReconcileWindow } from './window.ts';
 
 /**
+ * How long each of a run's HubSpot calls may wait for a spare bookkeeping slot of its portal: two
+ * budget windows. A run needs one call per thread active in its window, all before its watermark
+ * moves; taking a free slot or none (BOOKKEEPING_MAX_WAIT_MS), a run needing more calls than one
+ * window's spare share (at most 80 of HubSpot's 100 per 10 s, less what customers took) failed
+ * at that call every time, from the same watermark, so a busy portal was never reconciled again
+ * (the soak's fault kind drop: every run deferred from its third minute on, idle portals too).
+ * Two windows, not one: a run that took the share in a burst waits for its first slot to free, a
+ * window later, and the limiter adds up to half a window of jitter to a wait and gives up at once
+ * when that sum is over the limit (so a one-window limit failed the run at that call, unwaited).
+ * Waiting holds only this replica's reconciles; a call that finds no slot that long (customers
+ * need them all) still defers the run.
+ */
+export const reconcileCallMaxWaitMs = (config: { readonly HUBSPOT_RATE_LIMIT_WINDOW_MS: number }): number =>
+  2 * config.HUBSPOT_RATE_LIMIT_WINDOW_MS;
+
+/**
  * The organisations a reconcile can run for: live, readable, with a token HubSpot still takes,
  * and not set to never (settings.reconcileIntervalMs 0).
  */
@@ -97,6 +113,7 @@ export const startReconciling = async (parts: {
   });
   const hubspotFor = createBudgetedPortalClients(redis, config, {
     onCall: parts.onHubSpotCall,
+    bookkeepingMaxWaitMs: reconcileCallMaxWaitMs(config),
     // An organisation the processor waits for (its budget spent, HubSpot failing) is not
     // reconciled meanwhile: its calls fail at once and the run is made later.
     waitingUntil: (org) => parts.gate.waitingUntil(org.orgId),

@@ -51,11 +51,32 @@ export type ReconcilerDeps = {
 /** A run that failed is tried again after this long (or the interval, if shorter). */
 const RETRY_AFTER_FAILURE_MS = 30_000;
 
+/** The replica is stopping: a run under way ends at its next HubSpot call, to be made later. */
+class ReconcileStopping extends Error {}
+
 const outcomeOf = (error: unknown): ReconcileOutcome =>
-  error instanceof PipelineError &&
-  (error.code === ErrorCode.upstreamRateLimited || error.code === ErrorCode.tenantWaiting)
+  error instanceof ReconcileStopping ||
+  (error instanceof PipelineError &&
+    (error.code === ErrorCode.upstreamRateLimited || error.code === ErrorCode.tenantWaiting))
     ? ReconcileOutcome.deferred
     : ReconcileOutcome.failed;
+
+/**
+ * A run's HubSpot, which refuses calls once the replica stops: a run waits for its portal's
+ * spare slots (up to a window a call), so it may last minutes, and a stop must not wait for it.
+ */
+const stoppable = (
+  hubspot: ReconcileRunDeps['hubspot'],
+  stopped: () => boolean,
+): ReconcileRunDeps['hubspot'] => {
+  const refuse = (): Promise<never> =>
+    Promise.reject(new ReconcileStopping('the replica is stopping: the run is made later'));
+  return {
+    listThreadsSince: (since, after) => (stopped() ? refuse() : hubspot.listThreadsSince(since, after)),
+    listThreadMessages: (threadId, after) =>
+      stopped() ? refuse() : hubspot.listThreadMessages(threadId, after),
+  };
+};
 
 export const createReconciler = (deps: ReconcilerDeps) => {
   const { settings, logger, metrics } = deps;
@@ -89,13 +110,11 @@ export const createReconciler = (deps: ReconcilerDeps) => {
       const previous = deps.watermarks.get(org.orgId);
       let outcome: ReconcileOutcome;
       try {
-        const result = await reconcileOrganisation(
-          org,
-          previous?.checkedThrough,
-          startedAt,
-          settings,
-          deps.runDeps(org),
-        );
+        const run = deps.runDeps(org);
+        const result = await reconcileOrganisation(org, previous?.checkedThrough, startedAt, settings, {
+          ...run,
+          hubspot: stoppable(run.hubspot, () => stopped),
+        });
         const gapTimes = result.gaps.flatMap((gap) => createdAtOf(gap) ?? []);
         await deps.watermarks.record(deps.writer, org.orgId, {
           checkedThrough: result.checkedThrough,
@@ -168,7 +187,7 @@ export const createReconciler = (deps: ReconcilerDeps) => {
     reconcileOne,
     runDue,
     start: (): void => schedule(),
-    /** Waits for a run under way; none starts after. */
+    /** Ends a run under way at its next HubSpot call (it is made later) and waits for it; none starts after. */
     stop: async (): Promise<void> => {
       stopped = true;
       if (timer) clearTimeout(timer);
