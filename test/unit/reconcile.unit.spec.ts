@@ -347,6 +347,58 @@ describe('reconcile: when the watermark moves', () => {
   });
 });
 
+describe('reconcile: organisations side by side', () => {
+  it("given one organisation's run waiting on its portal, when runs are due, then the others run meanwhile (RECONCILE_CONCURRENCY), and the tick ends once all are done", async () => {
+    const orgs = ['slow', 'quick-1', 'quick-2'].map((orgId, index) => ({
+      ...ORG,
+      orgId,
+      portalId: 100 + index,
+    }));
+    const stored = new Map<string, ReconcileWatermark>();
+    let releaseSlow: () => void = () => undefined;
+    const slowHeld = new Promise<void>((resolve) => (releaseSlow = resolve));
+    const reconciler = createReconciler({
+      targets: () => orgs,
+      watermarks: {
+        get: (orgId) => stored.get(orgId),
+        record: async (_writer, orgId, watermark) => void stored.set(orgId, watermark),
+        catchUp: async () => true,
+      },
+      writer: { write: async () => undefined },
+      lease: { take: async () => true, renew: async () => true, release: async () => undefined },
+      leaseRenewMs: 1_000,
+      runDeps: (org) => ({
+        hubspot: {
+          listThreadsSince: async () => {
+            if (org.orgId === 'slow') await slowHeld;
+            return { results: [], after: undefined };
+          },
+          listThreadMessages: async () => ({ results: [], after: undefined }),
+        },
+        handled: async () => new Set<string>(),
+        emit: async () => undefined,
+      }),
+      metrics: { runs: { inc: () => undefined }, gapsFound: { inc: () => undefined } },
+      settings: { intervalMs: 300_000, ...SETTINGS, concurrency: 2 },
+      logger: createLogger('test', 'silent'),
+      now: () => T0,
+    });
+
+    let tickDone = false;
+    const tick = reconciler.runDue().then(() => (tickDone = true));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.deepEqual(
+      [...stored.keys()].sort(),
+      ['quick-1', 'quick-2'],
+      'both quick ones ran while the slow one waited',
+    );
+    assert.equal(tickDone, false);
+    releaseSlow();
+    await tick;
+    assert.deepEqual([...stored.keys()].sort(), ['quick-1', 'quick-2', 'slow']);
+  });
+});
+
 describe('reconcile: which organisations', () => {
   it('given live, deleted, reconnect-required, tokenless and never-reconciled organisations, then only the live ones with a token are reconciled, each at its own interval', () => {
     const org = (orgId: string, hubspot: Partial<Org['hubspot']> = {}, reconcileIntervalMs?: number) =>

@@ -19,6 +19,8 @@ export const processorEnv = {
    * lasts): how long a replica killed mid-run keeps others from repeating its run.
    */
   RECONCILE_LEASE_MS: z.coerce.number().int().min(1000).default(60_000),
+  /** Organisations one replica reconciles at once (each at its own portal's spare budget). */
+  RECONCILE_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(4),
 };
 
 export type ProcessorConfig = ReturnType<typeof loadProcessorConfig>;

@@ -148,6 +148,7 @@ export const startReconciling = async (parts: {
       intervalMs: config.RECONCILE_INTERVAL_MS,
       settleMs: config.RECONCILE_SETTLE_MS,
       lookbackMs: config.RECONCILE_LOOKBACK_MS,
+      concurrency: config.RECONCILE_CONCURRENCY,
     },
     logger,
     now: Date.now,

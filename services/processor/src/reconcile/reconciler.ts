@@ -28,6 +28,8 @@ export type ReconcileSettings = {
   readonly settleMs: number;
   readonly lookbackMs: number;
   readonly overlapMs?: number;
+  /** Organisations one replica reconciles at once (RECONCILE_CONCURRENCY). */
+  readonly concurrency?: number;
 };
 
 export type ReconcilerDeps = {
@@ -157,18 +159,25 @@ export const createReconciler = (deps: ReconcilerDeps) => {
     }
   };
 
-  /** Every due organisation, one after the other (a replica's reconciles never pile up). */
+  /**
+   * Every due organisation, `concurrency` at a time: each run goes at the pace of its own
+   * portal's spare budget, so one busy portal's long run must not hold up the others'. A tick
+   * waits for its runs, so a replica's reconciles never pile up.
+   */
   const runDue = async (): Promise<void> => {
-    for (const org of deps.targets()) {
-      if (stopped) return;
-      if (!isDue(org, deps.now())) continue;
-      try {
-        await reconcileOne(org);
-      } catch (error) {
-        // Redis (the lease) or Kafka (catching up) unreachable: the next tick tries again.
-        logger.warn({ orgId: org.orgId, err: describeError(error) }, 'reconcile not started');
+    const due = [...deps.targets()].filter((org) => isDue(org, deps.now()));
+    const worker = async (): Promise<void> => {
+      for (let org = due.shift(); org !== undefined && !stopped; org = due.shift()) {
+        if (!isDue(org, deps.now())) continue;
+        try {
+          await reconcileOne(org);
+        } catch (error) {
+          // Redis (the lease) or Kafka (catching up) unreachable: the next tick tries again.
+          logger.warn({ orgId: org.orgId, err: describeError(error) }, 'reconcile not started');
+        }
       }
-    }
+    };
+    await Promise.all(Array.from({ length: Math.max(1, settings.concurrency ?? 1) }, worker));
   };
 
   const tickMs = Math.max(100, Math.min(settings.intervalMs, 10_000));
