@@ -356,7 +356,13 @@ describe('reconciling with HubSpot: messages whose webhook never came reach Open
     before(async () => {
       // No settle and a short interval: the reconciler reaches messages before, while and after their webhooks.
       pipeline = await startTestPipeline({
-        env: { RECONCILE_INTERVAL_MS: '1000', RECONCILE_SETTLE_MS: '0' },
+        env: {
+          RECONCILE_INTERVAL_MS: '1000',
+          RECONCILE_SETTLE_MS: '0',
+          // A 2 s budget window: a reconcile call waits two windows for a slot before its run is
+          // deferred, 4 s here rather than 20.
+          HUBSPOT_RATE_LIMIT_WINDOW_MS: '2000',
+        },
       });
     });
     after(async () => {
@@ -436,9 +442,9 @@ describe('reconciling with HubSpot: messages whose webhook never came reach Open
         // What the limiter writes for a customer call waiting for a slot (lib/rate-limiter.ts).
         await redis.zadd(waiting, Date.now() + 60_000, 'a-customer-call-waiting');
 
-        // Each run's first call waits two budget windows (20 s) for a slot the customer does not
-        // need before the run is deferred, and is made again an interval (1 s) later.
-        await waitFor('two reconciles deferred', async () => (await deferred()) >= before + 2, 60_000);
+        // Each run's first call waits two budget windows (4 s here) for a slot the customer does
+        // not need before the run is deferred, and is made again an interval (1 s) later.
+        await waitFor('two reconciles deferred', async () => (await deferred()) >= before + 2, 30_000);
         assert.equal(atOpenCx(pipeline, org).texts.size, 0, 'nothing reconciled while the customer waits');
         await redis.zrem(waiting, 'a-customer-call-waiting');
         await waitFor('the lost message at OpenCX', () => atOpenCx(pipeline, org).texts.size === 1, 15_000);
