@@ -195,7 +195,8 @@ describe('reconcile: one run over HubSpot pages', () => {
       'messages of 1 after -',
       'messages of 1 after 2',
       'messages of 2 after -',
-      `threads since ${iso(from)} after 2`,
+      // The next page from the last thread's activity on (thread 2's, read already, comes again).
+      `threads since ${iso(from + 30_000)} after -`,
       'messages of 3 after -',
     ]);
     // Thread 1's third page (older than the window) is never read; its gaps are emitted oldest
@@ -204,6 +205,67 @@ describe('reconcile: one run over HubSpot pages', () => {
     assert.equal(result.hubspotCalls, calls.length);
     assert.equal(result.threads, 3);
     assert.equal(result.checkedThrough, T0 - 60_000);
+  });
+});
+
+describe('reconcile: threads active again while the thread list is paged', () => {
+  // Regression (the soak's fault kind drop, second 10-minute run: a dropped message created
+  // inside a completed run's window was never written to the raw topic). HubSpot's thread list,
+  // sorted by latest activity, pages by offset (its cursor is one: base64 of "525"), as the fake
+  // does: a thread of a page read already that gets a message meanwhile moves to the end, every
+  // later thread moves one place up, and the first of the next page was never read.
+  const from = T0 - 600_000 - RECONCILE_OVERLAP_MS;
+  const at = (offset: number, threadId: string) =>
+    listed({ kind: 'customer-chat', threadId, createdAt: iso(from + offset) });
+
+  it('given a thread of the first page active again before the second page is read, then every thread of the window is read and its gaps written', async () => {
+    const threads: Record<string, HubSpotMessage[]> = {
+      a: [at(10_000, 'a')],
+      b: [at(20_000, 'b')],
+      c: [at(30_000, 'c')],
+      d: [at(40_000, 'd')],
+    };
+    const { hubspot } = pagedHubSpot(threads, 2);
+    let pages = 0;
+    const emitted: string[] = [];
+
+    const result = await reconcileOrganisation(ORG, T0 - 600_000, T0, SETTINGS, {
+      hubspot: {
+        ...hubspot,
+        listThreadsSince: async (since, after) => {
+          const page = await hubspot.listThreadsSince(since, after);
+          // Thread a's customer writes again (after the window's end) once the first page is out.
+          if ((pages += 1) === 1) threads.a?.push(at(690_000, 'a'));
+          return page;
+        },
+      },
+      handled: async () => new Set(),
+      emit: async (gaps) => void emitted.push(...gaps.map((gap) => gap.id)),
+    });
+
+    assert.deepEqual(
+      [...emitted].sort(),
+      [threads.a?.[0]?.id, threads.b?.[0]?.id, threads.c?.[0]?.id, threads.d?.[0]?.id].sort(),
+    );
+    assert.equal(result.threads, 4);
+  });
+
+  it('given more threads last active in the same millisecond than a page holds, then each is read once and the run ends', async () => {
+    const threads: Record<string, HubSpotMessage[]> = Object.fromEntries(
+      ['p', 'q', 'r', 's', 't'].map((id) => [id, [at(20_000, id)]]),
+    );
+    const { hubspot, calls } = pagedHubSpot(threads, 2);
+    const emitted: string[] = [];
+
+    const result = await reconcileOrganisation(ORG, T0 - 600_000, T0, SETTINGS, {
+      hubspot,
+      handled: async () => new Set(),
+      emit: async (gaps) => void emitted.push(...gaps.map((gap) => gap.id)),
+    });
+
+    assert.equal(result.threads, 5);
+    assert.equal(new Set(emitted).size, 5);
+    assert.ok(calls.filter((call) => call.startsWith('threads')).length <= 4, calls.join('\n'));
   });
 });
 

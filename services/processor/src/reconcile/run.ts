@@ -70,6 +70,12 @@ export const reconcileOrganisation = async (
  * each, its messages newest first until a page reaches back past the window. Gaps are emitted
  * per page of threads, so a large window is not held in memory. Any window: the scheduled run's,
  * or one an operator names (`npm run reconcile`). Throws on the first call that fails.
+ *
+ * The next page of threads is asked from the last thread's activity on, not by HubSpot's cursor:
+ * the list is sorted by latest activity and its cursor is an offset, so a thread of a page read
+ * already that gets a message meanwhile moves to the end, the rest move one place up, and the
+ * next offset would skip one (threads read already come again, and are skipped). By the cursor
+ * only when that would not move on: a page of threads all last active in one millisecond.
  */
 export const checkWindow = async (
   org: ReconcileTarget,
@@ -80,9 +86,10 @@ export const checkWindow = async (
   const seenThreads = new Set<string>();
   const seenMessages = new Set<string>();
   const gaps: HubSpotMessage[] = [];
+  let since = window.from;
   let threadsAfter: string | undefined;
-  do {
-    const threads = await deps.hubspot.listThreadsSince(window.from, threadsAfter);
+  for (;;) {
+    const threads = await deps.hubspot.listThreadsSince(since, threadsAfter);
     hubspotCalls++;
     const candidates: HubSpotMessage[] = [];
     for (const thread of threads.results) {
@@ -119,7 +126,12 @@ export const checkWindow = async (
       if (found.length > 0) await deps.emit(found);
       gaps.push(...found);
     }
-    threadsAfter = threads.after;
-  } while (threadsAfter !== undefined);
+    if (threads.after === undefined) break;
+    const lastActive = Date.parse(threads.results.at(-1)?.latestMessageTimestamp ?? '');
+    if (Number.isFinite(lastActive) && lastActive > since) {
+      since = lastActive;
+      threadsAfter = undefined;
+    } else threadsAfter = threads.after;
+  }
   return { threads: seenThreads.size, hubspotCalls, gaps };
 };
