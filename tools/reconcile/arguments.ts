@@ -34,8 +34,9 @@ export type ReconcileCommand = {
   readonly dryRun: boolean;
 };
 
-/** Bad usage: its message names the first thing wrong (exit code 2). */
-export class UsageError extends Error {}
+import { UsageError } from '../command-line.ts';
+
+export { UsageError };
 
 export const parseCommand = (argv: readonly string[], now: number): ReconcileCommand | 'help' => {
   let parsed;

@@ -30,10 +30,10 @@ import {
   reconcileLeaseHolder,
   reconcileRunDeps,
 } from '../../services/processor/src/reconcile/index.ts';
-import { exitWith } from '../command-line.ts';
+import { exitWith, processOutput, startCommand } from '../command-line.ts';
 import { explainOutage } from '../outage-line.ts';
 import { REGISTRY_CHECK_TIMEOUT_MS, checkHubSpot, checkSchemaRegistry } from '../upstreams.ts';
-import { HELP, USAGE, UsageError, parseCommand, type ReconcileCommand } from './arguments.ts';
+import { HELP, USAGE, parseCommand } from './arguments.ts';
 import { CannotReconcile, reconcilableOrg } from './organisation.ts';
 import { progressReporter, type ProgressOutput } from './progress.ts';
 import { formatReport, leasedLine } from './report.ts';
@@ -43,12 +43,6 @@ import { ReconcileStopped, reconcileNow } from './run.ts';
 export const EXIT_LEASED = 75;
 
 export type Output = ProgressOutput & { readonly out: (text: string) => void };
-
-const processOutput: Output = {
-  out: (text) => void process.stdout.write(text),
-  err: (text) => void process.stderr.write(text),
-  isTTY: process.stderr.isTTY === true,
-};
 
 /** A HubSpot call that kept failing, as the line an operator acts on. */
 const explainHubSpot = (error: PipelineError, config: ProcessorConfig): string => {
@@ -82,25 +76,14 @@ export const runReconcile = async (
   env: NodeJS.ProcessEnv,
   output: Output = processOutput,
 ): Promise<number> => {
-  let command: ReconcileCommand | 'help';
-  try {
-    command = parseCommand(argv, Date.now());
-  } catch (error) {
-    if (!(error instanceof UsageError)) throw error;
-    output.err(`reconcile: ${error.message}\n${USAGE}\n`);
-    return 2;
-  }
-  if (command === 'help') {
-    output.out(`${HELP}\n`);
-    return 0;
-  }
-  let config: ProcessorConfig;
-  try {
-    config = loadProcessorConfig(env);
-  } catch (error) {
-    output.err(`reconcile: ${error instanceof Error ? error.message : String(error)}\n`);
-    return 1;
-  }
+  const started = startCommand('reconcile', argv, env, output, {
+    parse: parseCommand,
+    usage: USAGE,
+    help: HELP,
+    loadConfig: loadProcessorConfig,
+  });
+  if (typeof started === 'number') return started;
+  const { command, config } = started;
 
   // The adapters the processor builds for its reconciler (services/processor/src/reconcile),
   // without its schedule, watermarks or metrics: silent, since the report says what matters.

@@ -31,7 +31,7 @@ import {
 } from './index.ts';
 import { sleep } from '../../lib/retry.ts';
 import { isEntryPoint } from '../../lib/service.ts';
-import { exitWith } from '../command-line.ts';
+import { UsageError, exitWith, processOutput, startCommand, type CommandOutput } from '../command-line.ts';
 import { SessionLinks } from '../../lib/session-links.ts';
 import { explainOutage } from '../outage-line.ts';
 import { REGISTRY_CHECK_TIMEOUT_MS, checkHubSpot, checkSchemaRegistry } from '../upstreams.ts';
@@ -52,8 +52,6 @@ export type ReprocessCommand = {
   readonly dryRun: boolean;
   readonly maxRecords: number;
 };
-
-class UsageError extends Error {}
 
 export const parseCommand = (argv: readonly string[], now: number): ReprocessCommand | 'help' => {
   let parsed;
@@ -92,18 +90,7 @@ export const parseCommand = (argv: readonly string[], now: number): ReprocessCom
   return { orgId: values.org, window, dryRun: values['dry-run'] === true, maxRecords: Number(maxRecords) };
 };
 
-export type Output = {
-  readonly out: (text: string) => void;
-  readonly err: (text: string) => void;
-  /** A progress bar on a terminal; plain lines otherwise. */
-  readonly isTTY: boolean;
-};
-
-const processOutput: Output = {
-  out: (text) => void process.stdout.write(text),
-  err: (text) => void process.stderr.write(text),
-  isTTY: process.stderr.isTTY === true,
-};
+export type Output = CommandOutput;
 
 /** One bar (or, on a pipe, a line every 10 %) per phase. */
 const progressReporter = (
@@ -144,25 +131,14 @@ export const runReprocess = async (
   env: NodeJS.ProcessEnv,
   output: Output = processOutput,
 ): Promise<number> => {
-  let command: ReprocessCommand | 'help';
-  try {
-    command = parseCommand(argv, Date.now());
-  } catch (error) {
-    if (!(error instanceof UsageError)) throw error;
-    output.err(`reprocess: ${error.message}\n${USAGE}\n`);
-    return 2;
-  }
-  if (command === 'help') {
-    output.out(`${USAGE}\n`);
-    return 0;
-  }
-  let config: ProcessorConfig;
-  try {
-    config = loadProcessorConfig(env);
-  } catch (error) {
-    output.err(`reprocess: ${error instanceof Error ? error.message : String(error)}\n`);
-    return 1;
-  }
+  const started = startCommand('reprocess', argv, env, output, {
+    parse: parseCommand,
+    usage: USAGE,
+    help: USAGE,
+    loadConfig: loadProcessorConfig,
+  });
+  if (typeof started === 'number') return started;
+  const { command, config } = started;
 
   // The adapters the processor builds (services/processor/src/main.ts), without its consumer:
   // silent, since the summary says what matters.
