@@ -44,12 +44,11 @@ export { reconcileWindow, inWindow, RECONCILE_OVERLAP_MS, type ReconcileWindow }
  * How long each of a run's HubSpot calls may wait for a spare bookkeeping slot of its portal: two
  * budget windows. A run needs one call per thread active in its window, all before its watermark
  * moves; taking a free slot or none (BOOKKEEPING_MAX_WAIT_MS), a run needing more calls than one
- * window's spare share (at most 80 of HubSpot's 100 per 10 s, less what customers took) failed
- * at that call every time, from the same watermark, so a busy portal was never reconciled again
- * (the soak's fault kind drop: every run deferred from its third minute on, idle portals too).
- * Two windows, not one: a run that took the share in a burst waits for its first slot to free, a
+ * window's spare share (at most 80 of HubSpot's 100 per 10 s, less what customers took) would
+ * fail at that call every time, from the same watermark, and a busy portal would never be
+ * reconciled again. Two windows, not one: a run that took the share in a burst waits for its first slot to free, a
  * window later, and the limiter adds up to half a window of jitter to a wait and gives up at once
- * when that sum is over the limit (so a one-window limit failed the run at that call, unwaited).
+ * when that sum is over the limit (so a one-window limit would fail the run at that call, unwaited).
  * Waiting holds only this replica's reconciles; a call that finds no slot that long (customers
  * need them all) still defers the run.
  */

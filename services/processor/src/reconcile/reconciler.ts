@@ -65,7 +65,7 @@ const outcomeOf = (error: unknown): ReconcileOutcome =>
 
 /**
  * A run's HubSpot, which refuses calls once the replica stops: a run waits for its portal's
- * spare slots (up to a window a call), so it may last minutes, and a stop must not wait for it.
+ * spare slots (up to two budget windows a call), so it may last minutes, and a stop must not wait for it.
  */
 const stoppable = (
   hubspot: ReconcileRunDeps['hubspot'],
