@@ -3,7 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 
 /**
- * patches/kafkajs+2.2.4.patch (applied by patch-package at `npm install`/`npm ci`): costs of
+ * patches/kafkajs+2.2.4.patch (applied by patch-package at `npm install`/`npm ci`): the request
+ * queue's idle timer loop (every connection's CPU at rest), and costs of
  * kafkajs's producer that issue 10's ingest profiles put at ~35 % of a 100-event batch, then,
  * once those were gone, its varints (an array and a Buffer.from each) and per-header encoders. These
  * tests fail on an install where the patch did not apply (postinstall skipped), not only on
@@ -247,5 +248,89 @@ describe('kafkajs patches (patches/kafkajs+2.2.4.patch)', () => {
       { 0: ['k0', 'k3', 'k6'], 1: ['k1', 'k4', 'k7'], 2: ['k2', 'k5', 'k8'] },
     );
     assert.match(String(group), /current\.push\(message\)/, 'the patched, linear grouping');
+  });
+
+  describe("a connection's request queue", () => {
+    type QueuedRequest = {
+      entry: {
+        correlationId: number;
+        apiKey: number;
+        apiName: string;
+        apiVersion: number;
+        resolve: () => void;
+        reject: () => void;
+      };
+      expectResponse: boolean;
+      sendRequest: () => void;
+    };
+    type RequestQueue = {
+      throttleCheckTimeoutId: NodeJS.Timeout | null;
+      pending: unknown[];
+      push: (request: QueuedRequest) => void;
+      fulfillRequest: (response: { correlationId: number; payload: Buffer; size: number }) => void;
+      maybeThrottle: (ms: number) => void;
+      destroy: () => void;
+    };
+    const RequestQueueClass = require('kafkajs/src/network/requestQueue/index.js') as new (options: {
+      maxInFlightRequests: number | null;
+      requestTimeout: number;
+      enforceRequestTimeout: boolean;
+      clientId: string;
+      broker: string;
+      logger: Record<'debug' | 'info' | 'warn' | 'error', () => void>;
+    }) => RequestQueue;
+    const quiet = {
+      debug: () => undefined,
+      info: () => undefined,
+      warn: () => undefined,
+      error: () => undefined,
+    };
+    const newQueue = () =>
+      new RequestQueueClass({
+        maxInFlightRequests: null,
+        requestTimeout: 1000,
+        enforceRequestTimeout: false,
+        clientId: 'test',
+        broker: 'broker:9092',
+        logger: quiet,
+      });
+    const request = (correlationId: number, sent: number[]): QueuedRequest => ({
+      entry: {
+        correlationId,
+        apiKey: 1,
+        apiName: 'Fetch',
+        apiVersion: 11,
+        resolve: () => undefined,
+        reject: () => undefined,
+      },
+      expectResponse: true,
+      sendRequest: () => void sent.push(correlationId),
+    });
+
+    it('given a request sent and answered with nothing else queued, then no timer is left polling the queue (kafkajs 2.2.4 left a 1 ms timer loop on every connection: the idle CPU of every consumer)', () => {
+      const queue = newQueue();
+      const sent: number[] = [];
+      queue.push(request(1, sent));
+      queue.fulfillRequest({ correlationId: 1, payload: Buffer.alloc(0), size: 0 });
+      assert.deepEqual(sent, [1]);
+      assert.equal(queue.throttleCheckTimeoutId, null, 'an idle queue schedules no check');
+      queue.destroy();
+    });
+
+    it('given the broker throttles the client, when a request is queued, then it is sent once the throttle ends, and then the queue stops checking', async () => {
+      const queue = newQueue();
+      const sent: number[] = [];
+      queue.maybeThrottle(30);
+      queue.push(request(2, sent));
+      assert.deepEqual(sent, [], 'held while throttled');
+      assert.notEqual(queue.throttleCheckTimeoutId, null, 'a check is scheduled for the throttle end');
+      await new Promise((resolve) => setTimeout(resolve, 80));
+      assert.deepEqual(sent, [2], 'sent after the throttle');
+      assert.equal(queue.pending.length, 0);
+      assert.equal(queue.throttleCheckTimeoutId, null, 'nothing pending: no further check');
+      queue.fulfillRequest({ correlationId: 2, payload: Buffer.alloc(0), size: 0 });
+      assert.equal(queue.throttleCheckTimeoutId, null);
+      queue.destroy();
+    });
   });
 });
