@@ -25,6 +25,22 @@ const DONE = DEDUP_DONE;
 /** The Redis key of a dedup key (the reconciler reads them to tell what the processor handled). */
 export const dedupRedisKey = (prefix: string, key: string): string => `${prefix}dedup:${key}`;
 
+// A claim in one round trip, whatever the key holds: free → ours for a lease; "done" → a
+// duplicate; our own claim (a retried batch in this process) → extended, ours; anyone else's
+// live claim → in flight.
+const CLAIM = `
+local current = redis.call('GET', KEYS[1])
+if not current then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 'claimed'
+end
+if current == ARGV[3] then return 'duplicate' end
+if current == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 'claimed'
+end
+return 'in-flight'
+`;
 // Deletes the claim only if it is still ours (never someone else's claim or a "done").
 const RELEASE_IF_OWNER = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
 // Extends the lease only if the claim is still ours.
@@ -36,25 +52,13 @@ export const createRedisDedupStore = (
 ): DedupStore => {
   const full = (key: string): string => dedupRedisKey(options.prefix, key);
   const owner = `claim:${options.owner}`;
+  const claimKey = defineScript(redis, CLAIM, 1);
   const releaseIfOwner = defineScript(redis, RELEASE_IF_OWNER, 1);
   const renewIfOwner = defineScript(redis, RENEW_IF_OWNER, 1);
   return {
     claim: async (key) => {
-      const set = await redis.set(full(key), owner, 'PX', options.leaseMs, 'NX');
-      if (set === 'OK') return 'claimed';
-      const current = await redis.get(full(key));
-      if (current === DONE) return 'duplicate';
-      if (current === owner) {
-        // Our own earlier attempt (a retried batch in this process): extend and go on.
-        await redis.pexpire(full(key), options.leaseMs);
-        return 'claimed';
-      }
-      // The lease ran out between SET and GET: try once more.
-      if (current === null)
-        return (await redis.set(full(key), owner, 'PX', options.leaseMs, 'NX')) === 'OK'
-          ? 'claimed'
-          : 'in-flight';
-      return 'in-flight';
+      const result = await claimKey([full(key)], [owner, options.leaseMs, DONE]);
+      return result === 'claimed' || result === 'duplicate' ? result : 'in-flight';
     },
     confirm: async (key) => {
       await redis.set(full(key), DONE, 'PX', options.doneTtlMs);

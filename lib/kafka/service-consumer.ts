@@ -87,6 +87,7 @@ export const observerCounting = (
 export type ServiceConsumerSettings = {
   readonly KAFKA_SESSION_TIMEOUT_MS: number;
   readonly KAFKA_PARTITION_BUFFER: number;
+  readonly KAFKA_FETCH_LINGER_MS: number;
   readonly HANDLER_CRASH_ATTEMPTS: number;
   readonly TENANT_MAX_WAIT_MS: number;
 };
@@ -145,5 +146,6 @@ export const createServiceConsumer = (options: ServiceConsumerOptions): KeyedCon
     },
     crashBudget: { ...DEFAULT_CRASH_BUDGET, attempts: settings.HANDLER_CRASH_ATTEMPTS },
     maxBufferedMessages: settings.KAFKA_PARTITION_BUFFER,
+    fetchLingerMs: settings.KAFKA_FETCH_LINGER_MS,
   });
 };

@@ -66,6 +66,14 @@ describe('Redis adapters (real Redis)', () => {
       assert.equal(await store('b').claim('org:message:1'), 'in-flight');
     });
 
+    it('given our own claim (a retried batch in this process), when claimed again, then it is ours again with its lease extended', async () => {
+      assert.equal(await store('a', 1000).claim('k'), 'claimed');
+      await redis.pexpire(`${prefix}dedup:k`, 100);
+      assert.equal(await store('a', 1000).claim('k'), 'claimed');
+      assert.ok((await redis.pttl(`${prefix}dedup:k`)) > 500, 'the lease extended');
+      assert.equal(await store('b', 1000).claim('k'), 'in-flight');
+    });
+
     it('given a confirmed key, when claimed again, then it is a duplicate', async () => {
       await store('a').claim('k');
       await store('a').confirm('k');
@@ -424,7 +432,8 @@ describe('Redis adapters (real Redis)', () => {
         assert.equal(await dedup.renew('k1'), true);
         const cachedScripts = async () =>
           Number(/number_of_cached_scripts:(\d+)/.exec(await client.info('memory'))?.[1] ?? 'NaN');
-        assert.equal(await cachedScripts(), 2, 'called by SHA, loaded once each');
+        // The limiter's customer slots, the claim and the renewal.
+        assert.equal(await cachedScripts(), 3, 'called by SHA, loaded once each');
         await own.restart(200);
         await waitFor(
           'the client to reconnect',

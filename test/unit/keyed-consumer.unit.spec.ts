@@ -18,7 +18,7 @@ const fakeConsumer = (failCommits: { count: number }) => {
   const listeners = new Map<string, (event: unknown) => void>();
   const disconnects = { count: 0 };
   const consumer = {
-    events: { GROUP_JOIN: 'consumer.group_join', CRASH: 'consumer.crash' },
+    events: { GROUP_JOIN: 'consumer.group_join', CRASH: 'consumer.crash', FETCH: 'consumer.fetch' },
     on: (name: string, listener: (event: unknown) => void) => (
       listeners.set(name, listener),
       () => undefined
@@ -52,6 +52,74 @@ const fakeConsumer = (failCommits: { count: number }) => {
   const batch = (payload: EachBatchPayload): Promise<void> | undefined => eachBatch?.(payload);
   return { consumer: consumer as unknown as Consumer, attempts, deliver, listeners, disconnects, batch };
 };
+
+describe('keyed consumer (driven by hand): the fetch linger', () => {
+  const batchOf = (partition: number, offsets: readonly string[]): EachBatchPayload =>
+    ({
+      batch: {
+        topic: 'raw',
+        partition,
+        messages: offsets.map((offset) => ({
+          offset,
+          key: Buffer.from(`k${partition}`),
+          value: Buffer.from('v'),
+        })),
+      },
+      resolveOffset: () => undefined,
+      heartbeat: async () => undefined,
+    }) as unknown as EachBatchPayload;
+
+  it("given a fetch that brought two partitions' batches, then the next fetch waits the linger once (not once per batch), and the fetched messages are handled meanwhile", async () => {
+    const fake = fakeConsumer({ count: 0 });
+    const handledAt: number[] = [];
+    const keyed = new KeyedConsumer({
+      consumer: fake.consumer,
+      topics: ['raw'],
+      orderingKey: (message) => message.key?.toString() ?? '',
+      handle: async () => (handledAt.push(performance.now()), { kind: 'done' }),
+      deadLetters: { write: async () => 'written', alreadyWritten: async () => false },
+      logger: pino({ level: 'silent' }),
+      fetchLingerMs: 150,
+    });
+    await keyed.start();
+    const started = performance.now();
+    fake.listeners.get('consumer.fetch')?.({});
+    await fake.batch(batchOf(0, ['0', '1']));
+    const first = performance.now() - started;
+    await fake.batch(batchOf(1, ['0']));
+    const both = performance.now() - started;
+    assert.ok(first >= 140, `the first batch of the fetch lingers (${first.toFixed(0)} ms)`);
+    assert.ok(
+      both - first < 60,
+      `the second batch of the same fetch does not linger again (${(both - first).toFixed(0)} ms)`,
+    );
+    assert.equal(handledAt.length, 3);
+    assert.ok(
+      handledAt.slice(0, 2).every((at) => at - started < 100),
+      'messages are handled while the fetch lingers, not after it',
+    );
+    await keyed.stop();
+  });
+
+  it('given no linger (the default), then a batch is handed back at once', async () => {
+    const fake = fakeConsumer({ count: 0 });
+    const keyed = new KeyedConsumer({
+      consumer: fake.consumer,
+      topics: ['raw'],
+      orderingKey: () => 'k',
+      handle: async () => ({ kind: 'done' }),
+      deadLetters: { write: async () => 'written', alreadyWritten: async () => false },
+      logger: pino({ level: 'silent' }),
+    });
+    await keyed.start();
+    assert.equal(fake.listeners.has('consumer.fetch'), false, 'no fetch listener without a linger');
+    const started = performance.now();
+    fake.listeners.get('consumer.fetch')?.({});
+    await fake.batch(batchOf(0, ['0']));
+    assert.ok(performance.now() - started < 50);
+    await keyed.stop();
+  });
+});
 
 describe('keyed consumer (driven by hand): commits and redeliveries', () => {
   it('given a commit Kafka refuses, when no other message finishes, then the same offset is committed again (it waited for the next message)', async () => {

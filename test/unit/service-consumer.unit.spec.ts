@@ -16,6 +16,7 @@ import {
 const settings = {
   KAFKA_SESSION_TIMEOUT_MS: 12_000,
   KAFKA_PARTITION_BUFFER: 100,
+  KAFKA_FETCH_LINGER_MS: 25,
   HANDLER_CRASH_ATTEMPTS: 3,
   TENANT_MAX_WAIT_MS: 60_000,
 };
@@ -84,7 +85,7 @@ describe('service consumer: the keyed consumer every service runs, with its metr
       consumer: (config: ConsumerConfig) => {
         configs.push(config);
         return {
-          events: { GROUP_JOIN: 'consumer.group_join' },
+          events: { GROUP_JOIN: 'consumer.group_join', FETCH: 'consumer.fetch' },
           on: (event: string) => void listened.push(event),
         } as unknown as Consumer;
       },
@@ -104,6 +105,7 @@ describe('service consumer: the keyed consumer every service runs, with its metr
       onGroupJoin: () => undefined,
     });
     assert.deepEqual(configs, [serviceGroupConfig('outbound', settings)]);
-    assert.deepEqual(listened, ['consumer.group_join']);
+    // Its group joins, and (KAFKA_FETCH_LINGER_MS above 0) its fetches, for the linger.
+    assert.deepEqual(listened, ['consumer.group_join', 'consumer.fetch']);
   });
 });

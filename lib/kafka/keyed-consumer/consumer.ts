@@ -8,6 +8,7 @@ import type { Tracked } from './offset-tracking.ts';
 import {
   DEFAULT_COMMIT_INTERVAL_MS,
   DEFAULT_CRASH_BUDGET,
+  DEFAULT_FETCH_LINGER_MS,
   DEFAULT_MAX_BUFFERED_MESSAGES,
   type ConsumerSettings,
   type KeyedConsumerOptions,
@@ -49,6 +50,8 @@ export class KeyedConsumer {
   /** Counts assignments: work queued under an earlier one is dropped, never committed. */
   #epoch = 0;
   #stopping = false;
+  /** When the fetch whose batches are being queued returned, plus the linger (fetchLingerMs). */
+  #nextFetchAt = 0;
 
   constructor(options: KeyedConsumerOptions) {
     const { parking, observer, ...rest } = options;
@@ -57,12 +60,21 @@ export class KeyedConsumer {
       crashBudget: options.crashBudget ?? DEFAULT_CRASH_BUDGET,
       maxBufferedMessages: options.maxBufferedMessages ?? DEFAULT_MAX_BUFFERED_MESSAGES,
       commitIntervalMs: options.commitIntervalMs ?? DEFAULT_COMMIT_INTERVAL_MS,
+      fetchLingerMs: options.fetchLingerMs ?? DEFAULT_FETCH_LINGER_MS,
       observer: observer ?? {},
       now: options.now ?? Date.now,
       random: options.random ?? Math.random,
       sleep,
     };
     this.#settings = settings;
+    if (settings.fetchLingerMs > 0) {
+      // kafkajs hands a fetch's batches to eachBatch one after another, then fetches again: the
+      // linger is counted from the fetch, so a fetch with many partitions' batches waits once.
+      const { consumer } = settings;
+      consumer.on(consumer.events.FETCH, () => {
+        this.#nextFetchAt = settings.now() + settings.fetchLingerMs;
+      });
+    }
     this.#backPressure = new BackPressure(settings.maxBufferedMessages);
     this.#queues = new KeyQueues<Work>({
       stopping: () => this.#stopping,
@@ -189,6 +201,8 @@ export class KeyedConsumer {
       );
     }
     await payload.heartbeat();
+    const linger = this.#nextFetchAt - this.#settings.now();
+    if (linger > 0 && !this.#stopping) await this.#settings.sleep(linger);
   }
 
   /**

@@ -64,6 +64,14 @@ export type KeyedConsumerOptions = {
   /** How many messages of one partition may wait in memory before that partition is paused. */
   readonly maxBufferedMessages?: number;
   readonly commitIntervalMs?: number;
+  /**
+   * After a fetch that brought records, how long before the next fetch (0: at once). Under a
+   * steady trickle every fetch would otherwise bring a record or two, and each fetch, with the
+   * Redis calls and sends of its few records, is its own wake-up; waiting lets the next fetch
+   * bring what arrived meanwhile. A record that arrives while the consumer is idle is fetched
+   * at once (the fetch in flight returns with it).
+   */
+  readonly fetchLingerMs?: number;
   readonly observer?: ConsumerObserver;
   /**
    * Every service consumer parks. Without it (tests, tools), a 'wait-for-tenant' outcome waits
@@ -80,6 +88,7 @@ export const DEFAULT_CRASH_BUDGET: RetryPolicy = { attempts: 5, initialDelayMs: 
 export const DEFAULT_MAX_TENANT_WAIT_MS = 24 * 60 * 60 * 1000;
 export const DEFAULT_MAX_BUFFERED_MESSAGES = 5000;
 export const DEFAULT_COMMIT_INTERVAL_MS = 200;
+export const DEFAULT_FETCH_LINGER_MS = 0;
 /**
  * With parking, the handler calls one tenant's conversations may have running at once (per
  * consumer). Enough for any one organisation's steady traffic (64 conversations at 20 ms each:
