@@ -4,7 +4,7 @@ import type { PipelineEvent } from '../../../lib/domain-events.ts';
 import { describeError } from '../../../lib/errors.ts';
 import { classifyDecodeFailure, classifyFailure } from '../../../lib/failure-outcome.ts';
 import { done, type HandlerOutcome } from '../../../lib/kafka/index.ts';
-import type { Logger } from '../../../lib/log.ts';
+import { lazyChild, type Logger } from '../../../lib/log.ts';
 import type { OrgDirectory } from '../../../lib/orgs/index.ts';
 import type { ApplyOutcome } from './apply-domain-event.ts';
 import type { OutboundMetrics } from './metrics.ts';
@@ -40,7 +40,8 @@ export const createPipelineEventHandler =
     } catch (error) {
       return classifyDecodeFailure(error, deps.transientRetryMs);
     }
-    const log = deps.logger.child({
+    // Made only when a line is written: most events write none at info.
+    const log = lazyChild(deps.logger, {
       orgId: event.orgId,
       portalId: event.portalId,
       eventId: event.eventId,
