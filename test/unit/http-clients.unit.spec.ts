@@ -184,7 +184,7 @@ describe('HTTP clients: HubSpot and OpenCX answers, classified', () => {
     await rejectsWith(hubspot().getMessage('T1', 'm1'), {
       code: ErrorCode.upstreamRejected,
       retriable: false,
-      message: /unexpected HubSpot answer/,
+      message: /^GET message m1: unexpected HubSpot answer: id: expected string, received undefined$/,
     });
   });
 
