@@ -70,6 +70,8 @@ export class KeyedConsumer {
     if (settings.fetchLingerMs > 0) {
       // kafkajs hands a fetch's batches to eachBatch one after another, then fetches again: the
       // linger is counted from the fetch, so a fetch with many partitions' batches waits once.
+      // With several brokers, their fetchers share that one eachBatch worker; counted from the
+      // latest fetch, one wait covers the fetches that returned meanwhile.
       const { consumer } = settings;
       consumer.on(consumer.events.FETCH, () => {
         this.#nextFetchAt = settings.now() + settings.fetchLingerMs;
