@@ -289,6 +289,20 @@ describe('soak verdict: dropped webhooks', () => {
     assert.equal(failed(verdict), false, JSON.stringify(verdict.findings));
   });
 
+  it("given a recovered message that reached OpenCX after a later one of its thread, when that later one's reply is posted after it reached OpenCX and its own is not, then that is counted apart (the replies go out in OpenCX's order), not lost", () => {
+    const verdict = verdictOf(
+      [message(1, 'one', 'delivered'), message(2, 'two', 'dropped'), message(3, 'three', 'delivered')],
+      [sessionCreated, sent('one', 2), sent('three', 3), sent('two', 4)],
+      [
+        ['one', 2],
+        ['three', 6],
+      ],
+    );
+    assert.equal(verdict.dropped.aiRepliesNotPostedNewerFirst, 1);
+    assert.equal(verdict.aiRepliesLost, 0);
+    assert.equal(failed(verdict), false, JSON.stringify(verdict.findings));
+  });
+
   it('given a recovered message with no reply, and no later message of its thread answered before it reached OpenCX, then its AI reply is lost', () => {
     const verdict = verdictOf(
       [message(1, 'one', 'delivered'), message(2, 'two', 'dropped'), message(3, 'three', 'delivered')],

@@ -324,6 +324,21 @@ export const verify = (options: {
         Number(other.body.occurredAt) > Number(event.body.occurredAt) &&
         (postedByText.get(other.customerText ?? '') ?? []).some((at) => at <= before),
     );
+  /**
+   * A later customer message of the event's thread reached OpenCX before `reachedAt`, and its reply
+   * was posted (whenever): outbound posts a thread's replies in the order OpenCX answered them, so
+   * that reply went first, and the event's own became stale (lib/posted-replies.ts).
+   */
+  const newerAnsweredFirst = (event: OfferedEvent, reachedAt: number): boolean =>
+    (customerMessagesOf.get(event.expect?.threadId ?? '') ?? []).some((other) => {
+      if (Number(other.body.occurredAt) <= Number(event.body.occurredAt)) return false;
+      const otherReachedAt = other.expect && seen.get(`${other.expect.kind}|${other.expect.key}`)?.[0]?.at;
+      return (
+        otherReachedAt !== undefined &&
+        otherReachedAt < reachedAt &&
+        (postedByText.get(other.customerText ?? '') ?? []).length > 0
+      );
+    });
   let aiRepliesLost = 0;
   let aiRepliesTwice = 0;
   let aiRepliesAfterHandoff = 0;
@@ -340,7 +355,7 @@ export const verify = (options: {
       handoffIndex === undefined &&
       count === 0 &&
       reachedOpenCxAt !== undefined &&
-      newerReplyPostedBy(event, reachedOpenCxAt)
+      (newerReplyPostedBy(event, reachedOpenCxAt) || newerAnsweredFirst(event, reachedOpenCxAt))
     ) {
       droppedCounts.aiRepliesNotPostedNewerFirst += 1;
       continue;
@@ -356,7 +371,7 @@ export const verify = (options: {
       aiRepliesLost += 1;
       note(
         'AI reply lost',
-        `#${event.seq} "${event.customerText}" on thread ${event.expect.threadId}${event.droppedIndex === undefined ? '' : ' (recovered: its webhook dropped; no reply to a later message of the thread posted before it reached OpenCX)'}`,
+        `#${event.seq} "${event.customerText}" on thread ${event.expect.threadId}${event.droppedIndex === undefined ? '' : ' (recovered: its webhook dropped; no reply to a later message of the thread posted before it reached OpenCX, and no later message that reached OpenCX before it answered)'}`,
       );
     }
     if (handoffIndex !== undefined && indexOf(event) > handoffIndex && count > 0) {
