@@ -52,6 +52,8 @@ const harness = (options: {
   linkReadFrom?: number;
   /** How many times getThread fails (retriable) before it answers. */
   hubspotFailures?: number;
+  /** What getThread throws when it fails (a retriable HubSpot 503 unless given). */
+  failure?: () => Error;
 }) => {
   const { queue, state, isOwed } = memoryQueue();
   const outcomes: TicketLookUpOutcome[] = [];
@@ -75,10 +77,13 @@ const harness = (options: {
         getThread: async () => {
           hubspotCalls += 1;
           if (hubspotCalls <= (options.hubspotFailures ?? 0))
-            throw new PipelineError(ErrorCode.upstreamUnavailable, 'HubSpot answered 503', {
-              retriable: true,
-              upstream: 'hubspot',
-            });
+            throw (
+              options.failure?.() ??
+              new PipelineError(ErrorCode.upstreamUnavailable, 'HubSpot answered 503', {
+                retriable: true,
+                upstream: 'hubspot',
+              })
+            );
           return { threadAssociations: { associatedTicketId: 'ticket-9' } };
         },
       }) as unknown as HubSpotApi,
@@ -127,6 +132,26 @@ describe('owed ticket look-ups: one replica settling them (services/outbound/src
     assert.equal(replica.hubspotCalls(), 6, 'five failures, then the answer');
     assert.deepEqual(replica.outcomes.slice(-1), ['found']);
     assert.equal(replica.written.length, 1);
+  });
+
+  it("given Redis failing under the look-up's rate limiter (a restart: ioredis's own error), then the look-up is tried again later, not settled for good", async () => {
+    const redisDown = (): Error =>
+      Object.assign(new Error('Reached the max retries per request limit (which is 3).'), {
+        name: 'MaxRetriesPerRequestError',
+      });
+    const replica = harness({ linkReadFrom: 1, hubspotFailures: 2, failure: redisDown });
+    await replica.run(10);
+    assert.equal(replica.hubspotCalls(), 3, 'two failures, then the answer');
+    assert.deepEqual(replica.outcomes, ['failed', 'failed', 'found']);
+    assert.deepEqual(replica.written, [ticketLinkKey('org-1', 'ticket-9')]);
+  });
+
+  it('given an error nobody classified on every try, then it is still given up after six tries (counted, logged)', async () => {
+    const replica = harness({ linkReadFrom: 1, hubspotFailures: 100, failure: () => new TypeError('a bug') });
+    await replica.run(20);
+    assert.equal(replica.hubspotCalls(), 6);
+    assert.deepEqual(replica.outcomes.slice(-1), ['given_up']);
+    assert.equal(replica.written.length, 0);
   });
 
   it('given the tries counted, then the delay doubles from 1 s and stays at 30 s', () => {

@@ -238,7 +238,11 @@ const settleOne = async (deps: SettleDeps, entry: OwedLookUp): Promise<void> => 
       await deps.owed.later(entry, error.retryAfterMs ?? 1000);
       return;
     }
-    const retriable = error instanceof PipelineError && error.retriable;
+    // What is not ours to classify is tried again too (counted, so a bug still ends): the call's
+    // slot is taken in Redis, and a Redis restart or failover fails it with ioredis's own errors.
+    // Given up on one of those, the look-up would be settled for good, and its ticket's held
+    // events never released.
+    const retriable = !(error instanceof PipelineError) || error.retriable;
     if (!retriable || (await deps.owed.failed(entry, 'hubspot')) >= MAX_FAILURES) {
       count(TicketLookUpOutcome.givenUp);
       deps.logger.warn(
