@@ -192,10 +192,19 @@ describe('OAuth install, callback and token refresh', function () {
       `${pipeline.ingestUrl}/oauth/hubspot/callback?code=race-1&state=${encodeURIComponent(state)}`,
     );
     assert.equal(replay.status, 400);
-    const view = (await (
-      await fetch(`${pipeline.consoleUrl}/admin/orgs/${target.orgId}`, { headers: admin })
-    ).json()) as { hubspot: { portalId: number } };
-    assert.equal(view.hubspot.portalId, winner.portalId);
+    // Ingest wrote the organisation; the console reads it from the organisations topic, moments
+    // later. It must come to the winner's portal, and stay there.
+    const portalInConsole = async (): Promise<number> =>
+      (
+        (await (
+          await fetch(`${pipeline.consoleUrl}/admin/orgs/${target.orgId}`, { headers: admin })
+        ).json()) as { hubspot: { portalId: number } }
+      ).hubspot.portalId;
+    await waitFor('the console to show the winning portal', async () =>
+      (await portalInConsole()) === winner.portalId ? true : undefined,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.equal(await portalInConsole(), winner.portalId, 'the refused callback never moved it');
   });
 });
 
