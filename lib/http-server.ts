@@ -85,50 +85,79 @@ export const jsonErrors =
     }
   };
 
-const bodyDeadlines = new WeakMap<Context, { readonly arrivedAt: number; readonly timeoutMs: number }>();
+/** Where bodyDeadline leaves the time a request's body is due (performance.now() ms) and its timeout. */
+const BODY_DUE = Symbol('bodyDue');
+type BodyDue = { readonly dueAt: number; readonly timeoutMs: number };
 
 /**
  * Starts each request's body clock when the request arrives. Node's `server.requestTimeout` is
  * only checked every `connectionsCheckingInterval` and answers in plain text, so a client that
- * sends headers and then trickles the body is cut off here, with a JSON 408. Only the arrival
- * time is kept: a timer is set when the body is read, and only for a body not already in.
+ * sends headers and then trickles the body is cut off here, with a JSON 408. Only the time it is
+ * due is kept (on the request's state: no map to maintain per request).
  */
 export const bodyDeadline =
   (timeoutMs: number): Middleware =>
   (ctx, next) => {
-    bodyDeadlines.set(ctx, { arrivedAt: performance.now(), timeoutMs });
+    (ctx.state as Record<symbol, BodyDue>)[BODY_DUE] = { dueAt: performance.now() + timeoutMs, timeoutMs };
     return next();
   };
 
+/**
+ * The bodies being read that had not arrived when asked for, each with its 408. One sweep every
+ * BODY_SWEEP_MS answers those past due (so at most that late), where a timer per request cost
+ * a timer list per distinct delay on the hottest path; it runs only while a body is awaited.
+ */
+const BODY_SWEEP_MS = 100;
+const awaitedBodies = new Map<Promise<Buffer>, { readonly dueAt: number; readonly tooSlow: () => void }>();
+let bodySweep: NodeJS.Timeout | undefined;
+const sweepAwaitedBodies = (): void => {
+  const now = performance.now();
+  for (const [read, awaited] of awaitedBodies)
+    if (awaited.dueAt <= now) {
+      awaitedBodies.delete(read);
+      awaited.tooSlow();
+    }
+  if (awaitedBodies.size === 0) {
+    clearInterval(bodySweep);
+    bodySweep = undefined;
+  }
+};
+
 /** The raw body, at most MAX_BODY_BYTES: 413 above, 408 when it does not arrive in time, 400 when it cannot be read. */
 export const readBody = (ctx: Context): Promise<Buffer> => {
-  const deadline = bodyDeadlines.get(ctx);
+  const due = (ctx.state as Record<symbol, BodyDue | undefined>)[BODY_DUE];
+  const read = getRawBody(ctx.req, { limit: MAX_BODY_BYTES }).catch((error: unknown) => {
+    const type = (error as { type?: string }).type;
+    if (type === 'entity.too.large')
+      throw new HttpError(413, 'payload_too_large', `body over ${MAX_BODY_BYTES} bytes`);
+    throw new HttpError(400, 'unreadable_body', String((error as Error).message));
+  });
+  // A body that already arrived in full is read, however late the handler asks for it.
+  if (due === undefined || ctx.req.complete) return read;
   return new Promise<Buffer>((resolve, reject) => {
     const tooSlow = (): void =>
-      reject(
-        new HttpError(
-          408,
-          'body_timeout',
-          `the request body did not arrive within ${deadline?.timeoutMs ?? '?'} ms`,
-        ),
-      );
-    // A body that already arrived in full is read, however late the handler asks for it.
-    let timer: NodeJS.Timeout | undefined;
-    if (deadline && !ctx.req.complete) {
-      const leftMs = deadline.arrivedAt + deadline.timeoutMs - performance.now();
-      if (leftMs <= 0) return tooSlow();
-      timer = setTimeout(tooSlow, leftMs);
+      reject(new HttpError(408, 'body_timeout', `the request body did not arrive within ${due.timeoutMs} ms`));
+    if (due.dueAt <= performance.now()) {
+      read.catch(() => undefined);
+      tooSlow();
+      return;
     }
-    getRawBody(ctx.req, { limit: MAX_BODY_BYTES })
-      .then(resolve, (error: unknown) => {
-        const type = (error as { type?: string }).type;
-        if (type === 'entity.too.large')
-          reject(new HttpError(413, 'payload_too_large', `body over ${MAX_BODY_BYTES} bytes`));
-        else reject(new HttpError(400, 'unreadable_body', String((error as Error).message)));
-      })
-      .finally(() => clearTimeout(timer));
+    awaitedBodies.set(read, { dueAt: due.dueAt, tooSlow });
+    bodySweep ??= setInterval(sweepAwaitedBodies, BODY_SWEEP_MS).unref();
+    read.then(resolve, reject).finally(() => awaitedBodies.delete(read));
   });
 };
+
+/**
+ * A middleware answering one method on one exact path ahead of the router, for a service's
+ * hottest route: the router matches each request against every route and builds a middleware
+ * chain for it. Register the route with the router as well, so that it still answers the path's
+ * other methods (405 with Allow).
+ */
+export const exactRoute =
+  (method: string, path: string, handler: (ctx: Context) => Promise<void>): Middleware =>
+  (ctx, next) =>
+    ctx.method === method && ctx.path === path ? handler(ctx) : next();
 
 /**
  * The base URL HubSpot and browsers reach a service on: PUBLIC_BASE_URL, else the request's own

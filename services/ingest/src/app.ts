@@ -30,9 +30,10 @@ export const createIngestApp = (deps: IngestDeps): Koa => {
       'writes to Kafka are failing (or the producer is not connected); HubSpot deliveries would get 503',
     registry: deps.registry,
   });
-  webhookRoutes(router, deps);
+  const oauthAppWebhook = webhookRoutes(router, deps);
   // The install link without a signed grant (from the admin API or the console) needs ADMIN_TOKEN.
   oauthRoutes(router, deps, createAdminAuth(config.ADMIN_TOKEN));
+  app.use(oauthAppWebhook);
   app.use(router.routes());
   app.use(router.allowedMethods());
   return app;

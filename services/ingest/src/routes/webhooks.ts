@@ -1,17 +1,22 @@
-import type { Context } from 'koa';
+import type { Context, Middleware } from 'koa';
 import type Router from '@koa/router';
 import { ErrorCode, PipelineError } from '../../../../lib/errors.ts';
 import type { Org } from '../../../../lib/orgs/index.ts';
 import type { WebhookRoute } from '../../../../lib/contracts/index.ts';
-import { HttpError, publicBaseUrl, readBody } from '../../../../lib/http-server.ts';
+import { exactRoute, HttpError, publicBaseUrl, readBody } from '../../../../lib/http-server.ts';
 import type { IngestDeps } from '../deps.ts';
 import { verifyHubSpotSignature } from '../signature.ts';
 import { parseWebhookBatch } from '../webhook-batch.ts';
 
 const SIGNATURE_MAX_AGE_MS = 5 * 60 * 1000;
 
-/** POST /webhooks/hubspot (OAuth app) and /webhooks/hubspot/private/{token} (legacy private app). */
-export const webhookRoutes = (router: Router, deps: IngestDeps): void => {
+/**
+ * POST /webhooks/hubspot (OAuth app) and /webhooks/hubspot/private/{token} (legacy private app).
+ * Returns the OAuth app's route as a middleware for ahead of the router: HubSpot's deliveries are
+ * nearly every request ingest answers, and the router matches each request against every route
+ * and builds a middleware chain for it. The router keeps the route too, for its 405s.
+ */
+export const webhookRoutes = (router: Router, deps: IngestDeps): Middleware => {
   const { config, orgs, metrics, logger } = deps;
 
   const reject = (route: WebhookRoute, status: number, code: string, detail: string): never => {
@@ -88,7 +93,7 @@ export const webhookRoutes = (router: Router, deps: IngestDeps): void => {
     ctx.body = { accepted: routed.length };
   };
 
-  router.post('/webhooks/hubspot', async (ctx) => {
+  const oauthAppWebhook = async (ctx: Context): Promise<void> => {
     if (!config.HUBSPOT_CLIENT_SECRET) {
       reject(
         'OAUTH_APP',
@@ -98,7 +103,8 @@ export const webhookRoutes = (router: Router, deps: IngestDeps): void => {
       );
     }
     await acceptBatch(ctx, 'OAUTH_APP', config.HUBSPOT_CLIENT_SECRET ?? '', undefined);
-  });
+  };
+  router.post('/webhooks/hubspot', oauthAppWebhook);
 
   router.post('/webhooks/hubspot/private/:token', async (ctx) => {
     const token = ctx.params.token ?? '';
@@ -131,4 +137,5 @@ export const webhookRoutes = (router: Router, deps: IngestDeps): void => {
     }
     await acceptBatch(ctx, 'PRIVATE_APP', secret ?? '', org);
   });
+  return exactRoute('POST', '/webhooks/hubspot', oauthAppWebhook);
 };
