@@ -108,13 +108,14 @@ export const bodyDeadline =
  * a timer list per distinct delay on the hottest path; it runs only while a body is awaited.
  */
 const BODY_SWEEP_MS = 100;
-const awaitedBodies = new Map<Promise<Buffer>, { readonly dueAt: number; readonly tooSlow: () => void }>();
+type AwaitedBody = { readonly dueAt: number; readonly tooSlow: () => void };
+const awaitedBodies = new Set<AwaitedBody>();
 let bodySweep: NodeJS.Timeout | undefined;
 const sweepAwaitedBodies = (): void => {
   const now = performance.now();
-  for (const [read, awaited] of awaitedBodies)
+  for (const awaited of awaitedBodies)
     if (awaited.dueAt <= now) {
-      awaitedBodies.delete(read);
+      awaitedBodies.delete(awaited);
       awaited.tooSlow();
     }
   if (awaitedBodies.size === 0) {
@@ -123,30 +124,34 @@ const sweepAwaitedBodies = (): void => {
   }
 };
 
-/** The raw body, at most MAX_BODY_BYTES: 413 above, 408 when it does not arrive in time, 400 when it cannot be read. */
-export const readBody = (ctx: Context): Promise<Buffer> => {
-  const due = (ctx.state as Record<symbol, BodyDue | undefined>)[BODY_DUE];
-  const read = getRawBody(ctx.req, { limit: MAX_BODY_BYTES }).catch((error: unknown) => {
-    const type = (error as { type?: string }).type;
-    if (type === 'entity.too.large')
-      throw new HttpError(413, 'payload_too_large', `body over ${MAX_BODY_BYTES} bytes`);
-    throw new HttpError(400, 'unreadable_body', String((error as Error).message));
-  });
-  // A body that already arrived in full is read, however late the handler asks for it.
-  if (due === undefined || ctx.req.complete) return read;
-  return new Promise<Buffer>((resolve, reject) => {
-    const tooSlow = (): void =>
-      reject(new HttpError(408, 'body_timeout', `the request body did not arrive within ${due.timeoutMs} ms`));
-    if (due.dueAt <= performance.now()) {
-      read.catch(() => undefined);
-      tooSlow();
-      return;
+const unreadableBody = (error: Error & { type?: string }): HttpError =>
+  error.type === 'entity.too.large'
+    ? new HttpError(413, 'payload_too_large', `body over ${MAX_BODY_BYTES} bytes`)
+    : new HttpError(400, 'unreadable_body', error.message);
+
+/**
+ * The raw body, at most MAX_BODY_BYTES: 413 above, 408 when it does not arrive in time, 400 when
+ * it cannot be read. One promise per body (raw-body's callback form): this is every webhook.
+ */
+export const readBody = (ctx: Context): Promise<Buffer> =>
+  new Promise<Buffer>((resolve, reject) => {
+    const due = (ctx.state as Record<symbol, BodyDue | undefined>)[BODY_DUE];
+    let awaited: AwaitedBody | undefined;
+    // A body that already arrived in full is read, however late the handler asks for it.
+    if (due !== undefined && !ctx.req.complete) {
+      const tooSlow = (): void =>
+        reject(new HttpError(408, 'body_timeout', `the request body did not arrive within ${due.timeoutMs} ms`));
+      if (due.dueAt <= performance.now()) return tooSlow();
+      awaited = { dueAt: due.dueAt, tooSlow };
+      awaitedBodies.add(awaited);
+      bodySweep ??= setInterval(sweepAwaitedBodies, BODY_SWEEP_MS).unref();
     }
-    awaitedBodies.set(read, { dueAt: due.dueAt, tooSlow });
-    bodySweep ??= setInterval(sweepAwaitedBodies, BODY_SWEEP_MS).unref();
-    read.then(resolve, reject).finally(() => awaitedBodies.delete(read));
+    getRawBody(ctx.req, { limit: MAX_BODY_BYTES }, (error, body) => {
+      if (awaited !== undefined) awaitedBodies.delete(awaited);
+      if (error) reject(unreadableBody(error));
+      else resolve(body);
+    });
   });
-};
 
 /**
  * A middleware answering one method on one exact path ahead of the router, for a service's

@@ -62,6 +62,38 @@ describe('ingest HTTP answers', () => {
     });
   });
 
+  it('given a batch of mixed types, when accepted, then each type is counted by its number of events, and unrouted ones apart', async () => {
+    const countsOf = async () => {
+      const text = await (await fetch(`${ingest.base}/metrics`)).text();
+      const count = (pattern: RegExp) => Number(pattern.exec(text)?.[1] ?? 0);
+      return {
+        newMessage: count(/ingest_events_accepted_total\{subscription_type="conversation.newMessage"[^}]*\} (\d+)/),
+        contact: count(/ingest_events_accepted_total\{subscription_type="contact.creation"[^}]*\} (\d+)/),
+        unrouted: count(/ingest_events_unrouted_total\{[^}]*\} (\d+)/),
+      };
+    };
+    const before = await countsOf();
+    const contact = { portalId: 5, eventType: 'contact.creation', objectId: 2, occurredAt: Date.now() };
+    const message = fixtures.webhookEvent({ portalId: 77 });
+    const response = await post('/webhooks/hubspot', [message, message, contact, message, contact]);
+    assert.equal(response.status, 200);
+    const after = await countsOf();
+    assert.deepEqual(
+      {
+        newMessage: after.newMessage - before.newMessage,
+        contact: after.contact - before.contact,
+        unrouted: after.unrouted - before.unrouted,
+      },
+      { newMessage: 3, contact: 2, unrouted: 2 },
+    );
+  });
+
+  it('given the webhook path with a trailing slash, when posted signed for it, then the router serves it as the path without (answered ahead of the router otherwise)', async () => {
+    const response = await post('/webhooks/hubspot/', events);
+    assert.equal(response.status, 200);
+    assert.deepEqual(routedOrgs(), [{ route: 'OAUTH_APP', orgs: ['acme', undefined] }]);
+  });
+
   it('given a valid batch, when posted, then 200 after the sink, each event routed by portal (unknown portals too)', async () => {
     const response = await post('/webhooks/hubspot', events);
     assert.equal(response.status, 200);

@@ -31,10 +31,13 @@ export const webhookRoutes = (router: Router, deps: IngestDeps): Middleware => {
     secret: string,
     fixedOrg: Org | undefined,
   ): Promise<void> => {
-    const rawBody = await readBody(ctx).catch((error: unknown) => {
+    let rawBody: Buffer;
+    try {
+      rawBody = await readBody(ctx);
+    } catch (error) {
       if (error instanceof HttpError) reject(route, error.status, error.code, error.detail);
       throw error;
-    });
+    }
     const check = verifyHubSpotSignature(
       {
         method: ctx.method,
@@ -79,14 +82,18 @@ export const webhookRoutes = (router: Router, deps: IngestDeps): Middleware => {
       reject(route, 503, 'kafka_unavailable', 'events could not be written durably; HubSpot will retry');
     }
     metrics.durableLatency.observe((performance.now() - started) / 1000);
-    // One counter update per type, not per event (a batch holds up to 100, mostly of one type).
-    const perType = new Map<string, number>();
+    // One counter update per run of a type, not per event (a batch is mostly of one type).
     let unrouted = 0;
-    for (const { event, org } of routed) {
-      perType.set(event.subscriptionType, (perType.get(event.subscriptionType) ?? 0) + 1);
+    let runStart = 0;
+    for (let index = 0; index < routed.length; index++) {
+      const { event, org } = routed[index] as (typeof routed)[number];
       if (!org) unrouted++;
+      const next = routed[index + 1];
+      if (next === undefined || next.event.subscriptionType !== event.subscriptionType) {
+        metrics.events.inc({ subscription_type: event.subscriptionType }, index + 1 - runStart);
+        runStart = index + 1;
+      }
     }
-    for (const [type, count] of perType) metrics.events.inc({ subscription_type: type }, count);
     if (unrouted > 0) metrics.unroutedEvents.inc(unrouted);
     metrics.requests.inc({ route, status: 200 });
     ctx.status = 200;
