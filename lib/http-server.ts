@@ -140,7 +140,9 @@ export const readBody = (ctx: Context): Promise<Buffer> =>
     // A body that already arrived in full is read, however late the handler asks for it.
     if (due !== undefined && !ctx.req.complete) {
       const tooSlow = (): void =>
-        reject(new HttpError(408, 'body_timeout', `the request body did not arrive within ${due.timeoutMs} ms`));
+        reject(
+          new HttpError(408, 'body_timeout', `the request body did not arrive within ${due.timeoutMs} ms`),
+        );
       if (due.dueAt <= performance.now()) return tooSlow();
       awaited = { dueAt: due.dueAt, tooSlow };
       awaitedBodies.add(awaited);

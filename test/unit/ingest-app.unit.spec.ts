@@ -67,7 +67,9 @@ describe('ingest HTTP answers', () => {
       const text = await (await fetch(`${ingest.base}/metrics`)).text();
       const count = (pattern: RegExp) => Number(pattern.exec(text)?.[1] ?? 0);
       return {
-        newMessage: count(/ingest_events_accepted_total\{subscription_type="conversation.newMessage"[^}]*\} (\d+)/),
+        newMessage: count(
+          /ingest_events_accepted_total\{subscription_type="conversation.newMessage"[^}]*\} (\d+)/,
+        ),
         contact: count(/ingest_events_accepted_total\{subscription_type="contact.creation"[^}]*\} (\d+)/),
         unrouted: count(/ingest_events_unrouted_total\{[^}]*\} (\d+)/),
       };

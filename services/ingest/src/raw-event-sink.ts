@@ -4,7 +4,7 @@
  * events that share it: time, route, organisation, portal, type) followed by the event's bytes
  * exactly as received.
  */
-import { RAW_WEBHOOK_EVENT_RECORD } from '../../../lib/contracts/index.ts';
+import { RAW_WEBHOOK_EVENT_RECORD, type WebhookRoute } from '../../../lib/contracts/index.ts';
 import type { Kafka } from 'kafkajs';
 import {
   BatchingPublisher,
@@ -53,16 +53,29 @@ export const createRawEventSink = (deps: {
   readonly now: () => number;
 }): RawEventSink => {
   const { codec, publisher, topic } = deps;
+  // The last envelope written, kept across calls: 1-event webhooks arriving in the same
+  // millisecond from one portal (thousands a second when busy) share it.
+  let last:
+    | {
+        receivedAt: number;
+        route: WebhookRoute;
+        org: Org | undefined;
+        portalId: number;
+        subscriptionType: string;
+        head: Buffer;
+      }
+    | undefined;
   return async (route, events) => {
     const receivedAt = deps.now();
     const heads = new Map<string, Buffer>();
-    let last: { org: Org | undefined; portalId: number; subscriptionType: string; head: Buffer } | undefined;
     const messages = events.map(({ event, org }) => {
       const key = org ? org.orgId : `portal:${event.portalId}`;
       let head: Buffer | undefined;
       // Most events of a batch share the previous one's envelope: no look-up key to build then.
       if (
         last !== undefined &&
+        last.receivedAt === receivedAt &&
+        last.route === route &&
         last.org === org &&
         last.portalId === event.portalId &&
         last.subscriptionType === event.subscriptionType
@@ -81,7 +94,14 @@ export const createRawEventSink = (deps: {
           });
           heads.set(headKey, head);
         }
-        last = { org, portalId: event.portalId, subscriptionType: event.subscriptionType, head };
+        last = {
+          receivedAt,
+          route,
+          org,
+          portalId: event.portalId,
+          subscriptionType: event.subscriptionType,
+          head,
+        };
       }
       return {
         key,
