@@ -99,6 +99,8 @@ describe('ingest HTTP answers', () => {
   it('given a valid batch, when posted, then 200 after the sink, each event routed by portal (unknown portals too)', async () => {
     const response = await post('/webhooks/hubspot', events);
     assert.equal(response.status, 200);
+    assert.equal(response.headers.get('content-type'), 'application/json; charset=utf-8');
+    assert.deepEqual(await response.json(), { accepted: 2 });
     assert.deepEqual(routedOrgs(), [{ route: 'OAUTH_APP', orgs: ['acme', undefined] }]);
   });
 

@@ -97,7 +97,10 @@ export const webhookRoutes = (router: Router, deps: IngestDeps): Middleware => {
     if (unrouted > 0) metrics.unroutedEvents.inc(unrouted);
     metrics.requests.inc({ route, status: 200 });
     ctx.status = 200;
-    ctx.body = { accepted: routed.length };
+    // The type set first and the JSON written here: koa would look the type up and stringify an
+    // object on every webhook.
+    ctx.set('Content-Type', 'application/json; charset=utf-8');
+    ctx.body = `{"accepted":${routed.length}}`;
   };
 
   const oauthAppWebhook = async (ctx: Context): Promise<void> => {
