@@ -22,6 +22,7 @@
  * --profile starts ingest and the floor with `--cpu-prof`, stops them with SIGTERM at the end (so
  * the profiles are written) and prints, for each, its top 15 self-time frames and the busy time
  * per library (bench/profile.ts).
+ * BENCH_INGEST_NODE_OPTIONS, when set, is ingest's NODE_OPTIONS (V8 flags tried on ingest alone).
  * Internally, `node bench/ingest.bench.ts --serve hello|naive|floor` is how a baseline server starts.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -371,6 +372,9 @@ const main = async (): Promise<void> => {
       const ingestEnv = {
         ...common,
         NODE_ENV: 'production',
+        ...(process.env.BENCH_INGEST_NODE_OPTIONS
+          ? { NODE_OPTIONS: process.env.BENCH_INGEST_NODE_OPTIONS }
+          : {}),
         LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'info',
         KAFKA_TOPIC_PREFIX: prefixes.topicPrefix,
         REDIS_KEY_PREFIX: prefixes.redisPrefix,
