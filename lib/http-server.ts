@@ -148,7 +148,9 @@ export const readBody = (ctx: Context): Promise<Buffer> =>
       awaitedBodies.add(awaited);
       bodySweep ??= setInterval(sweepAwaitedBodies, BODY_SWEEP_MS).unref();
     }
-    getRawBody(ctx.req, { limit: MAX_BODY_BYTES }, (error, body) => {
+    // The declared length lets raw-body refuse a body over the limit before reading any of it.
+    const declared = ctx.req.headers['content-length'];
+    getRawBody(ctx.req, { limit: MAX_BODY_BYTES, length: declared }, (error, body) => {
       if (awaited !== undefined) awaitedBodies.delete(awaited);
       if (error) reject(unreadableBody(error));
       else resolve(body);

@@ -293,6 +293,19 @@ describe('ingest HTTP answers', () => {
     assert.ok(trickled.beforeAnswer < 40, `${trickled.beforeAnswer} body bytes trickled before the answer`);
   });
 
+  it('given a body declared over 1 MiB, when posted, then 413 JSON at once, before the body is sent', async () => {
+    const answer = await rawExchange(
+      ingest.port,
+      'POST /webhooks/hubspot HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1048577\r\n\r\n',
+    );
+    assert.match(answer, /^HTTP\/1.1 413 /);
+    assert.deepEqual(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)), {
+      error: 'payload_too_large',
+      detail: 'body over 1048576 bytes',
+    });
+    assert.deepEqual(ingest.deliveries, []);
+  });
+
   it('given the producer disconnected, when /readyz is asked, then 503; /healthz stays 200', async () => {
     ingest.control.ready = false;
     assert.equal((await fetch(`${ingest.base}/readyz`)).status, 503);
